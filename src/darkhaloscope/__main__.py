@@ -1,0 +1,7 @@
+"""`python -m darkhaloscope` == `dhs`."""
+
+import sys
+
+from darkhaloscope.cli import main
+
+sys.exit(main())

@@ -1,0 +1,58 @@
+"""The `dhs` command line: one entry point, one subcommand per job.
+
+Each role package has a `commands.py` with `register(subparsers, bench_subparsers)` that adds its
+subcommands; a subcommand's handler takes the parsed args and returns an exit status. `DHSError`s
+become a one-line `error: ...` on stderr and their exit status (1 data, 2 usage, 3 refused / NO-GO).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from darkhaloscope import __version__
+from darkhaloscope.errors import DHSError
+
+# Role packages that contribute subcommands, in the order the pipeline runs.
+COMMAND_MODULES: tuple[str, ...] = (
+)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # usage errors: one line + exit 2
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="dhs", description="darkhaloscope: audit, train and evaluate strong-lens finders "
+                     "on Legacy Surveys stamps. Start with `dhs demo`.")
+    parser.add_argument("--version", action="version", version=f"darkhaloscope {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    bench = sub.add_parser("bench", help="measure throughput (loader, train, ...)")
+    bench_sub = bench.add_subparsers(dest="bench_command", metavar="WHAT", parser_class=_Parser)
+    bench.set_defaults(func=lambda a: (bench.print_help(), 2)[1])
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub, bench_sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except DHSError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,181 @@
+"""Typed configuration: dataclasses + YAML files + `--key=value` overrides, unknown keys rejected.
+
+Every command that has settings defines a dataclass whose fields carry their unit in a comment, e.g.
+
+    @dataclass
+    class TrainConfig:
+        lr: float = 3e-4          # AdamW peak learning rate
+        batch_size: int = 256     # stamps per optimizer step (per rank)
+
+and resolves it with `load_config(TrainConfig, "configs/train.yaml", ["--lr=1e-3"])`. The resolved
+config is written next to every run with `save_config`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import sys
+import types
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from darkhaloscope.errors import UsageError
+
+T = TypeVar("T")
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Convert `value` (from YAML or a command-line string) to the annotated type `tp`."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
+            if type(None) in args:
+                return None
+        inner = [a for a in args if a is not type(None)]
+        last_err: Exception | None = None
+        for a in inner:
+            try:
+                return _coerce(value, a, key)
+            except UsageError as e:
+                last_err = e
+        raise last_err or UsageError(f"config key '{key}': cannot parse {value!r}")
+    if origin in (list, tuple):
+        if isinstance(value, str):
+            value = [v for v in value.split(",") if v != ""]
+        if not isinstance(value, (list, tuple)):
+            raise UsageError(f"config key '{key}': expected a list, got {value!r}")
+        item_tp = args[0] if args else str
+        out = [_coerce(v, item_tp, key) for v in value]
+        return tuple(out) if origin is tuple else out
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, (int, float)) and value in (0, 1):
+            return bool(value)
+        if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on"):
+            return True
+        if isinstance(value, str) and value.lower() in ("0", "false", "no", "off"):
+            return False
+        raise UsageError(f"config key '{key}': expected true/false, got {value!r}")
+    if tp in (int, float):
+        if isinstance(value, bool):
+            raise UsageError(f"config key '{key}': expected {tp.__name__}, got {value!r}")
+        try:
+            if tp is int:
+                f = float(value)
+                if f != int(f):
+                    raise ValueError
+                return int(f)
+            return float(value)
+        except (TypeError, ValueError):
+            raise UsageError(f"config key '{key}': expected {tp.__name__}, got {value!r}") from None
+    if tp is str:
+        if isinstance(value, (dict, list)):
+            raise UsageError(f"config key '{key}': expected a string, got {value!r}")
+        return str(value)
+    if tp is Any:
+        return value
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise UsageError(f"config key '{key}': expected a mapping, got {value!r}")
+        return _from_dict(tp, value, prefix=f"{key}.")
+    return value
+
+
+def _from_dict(cls: type[T], data: dict, prefix: str = "") -> T:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise UsageError(
+            f"unknown config key(s) {', '.join(prefix + u for u in unknown)} for {cls.__name__}; "
+            f"valid keys: {', '.join(sorted(names))}"
+        )
+    kwargs = {k: _coerce(v, hints[k], prefix + k) for k, v in data.items()}
+    return cls(**kwargs)
+
+
+def parse_overrides(overrides: list[str] | None) -> dict[str, Any]:
+    """Turn `['--lr=1e-3', 'epochs=5']` into `{'lr': '1e-3', 'epochs': '5'}` (dashes become underscores)."""
+    out: dict[str, Any] = {}
+    for item in overrides or []:
+        s = item[2:] if item.startswith("--") else item
+        if "=" not in s:
+            raise UsageError(f"override {item!r} must look like --key=value")
+        k, v = s.split("=", 1)
+        out[k.strip().replace("-", "_")] = v
+    return out
+
+
+def _set_nested(data: dict, dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    for p in parts[:-1]:
+        data = data.setdefault(p, {})
+        if not isinstance(data, dict):
+            raise UsageError(f"override {dotted!r}: {p} is not a section")
+    data[parts[-1]] = value
+
+
+def load_config(cls: type[T], path: str | os.PathLike | None = None,
+                overrides: list[str] | dict | None = None) -> T:
+    """Build `cls` from defaults, then the YAML file at `path`, then the overrides; validate types."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise UsageError(f"config file {p} does not exist")
+        try:
+            loaded = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise UsageError(f"config file {p} is not valid YAML: {e}".splitlines()[0]) from None
+        if not isinstance(loaded, dict):
+            raise UsageError(f"config file {p} must hold a mapping of key: value")
+        data.update(loaded)
+    ov = overrides if isinstance(overrides, dict) else parse_overrides(overrides)
+    for k, v in ov.items():
+        _set_nested(data, k, v)
+    cfg = _from_dict(cls, data)
+    validate = getattr(cfg, "validate", None)
+    if callable(validate):
+        validate()
+    return cfg
+
+
+def config_to_dict(cfg: Any) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def save_config(cfg: Any, path: str | os.PathLike) -> None:
+    """Write the resolved config as YAML (atomically)."""
+    from darkhaloscope.fileio import atomic_write_text
+
+    atomic_write_text(path, yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+
+
+def git_commit() -> str:
+    """The git commit of the installed source tree, or 'unknown'."""
+    try:
+        here = Path(__file__).resolve().parent
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True,
+                             text=True, timeout=5)
+        return out.stdout.strip() or "unknown"
+    except Exception:
+        return "unknown"
+
+
+def run_info(argv: list[str] | None = None) -> dict:
+    """Command line, package version and git commit: written into every run folder."""
+    from darkhaloscope import __version__
+
+    return {
+        "command": " ".join(["dhs"] + list(argv if argv is not None else sys.argv[1:])),
+        "version": __version__,
+        "git_commit": git_commit(),
+        "python": sys.version.split()[0],
+    }

@@ -1,0 +1,102 @@
+"""The Phase 4c tier schema contract: column names, their meaning, and the one label mapping.
+
+A tier is a folder (or s3:// prefix) of parquet files, usually hive-partitioned as
+`region_split=<train|val|test>/part-*.parquet`. Each row is one 64x64 g/r/z stamp:
+
+- `stamp_npz`     binary: an .npz holding `image_g`, `image_r`, `image_z`, each (64, 64) float32 in
+                  nanomaggies (AB zeropoint 22.5) at 0.262"/pixel.
+- `is_control`    int: 1 = control (no injection, label 0); 0 = injected lens (label 1).
+- `region_split`  string: train / val / test (a column, or the hive partition of the file path).
+- `cutout_ok`     int: 1 when the cutout is usable.
+- `ctrl_stamp_npz` optional binary: for an injection row, the same host without the arc.
+- injection metadata (`theta_e_arcsec`, `src_dmag`, `arc_snr`, ...): describe the injection; they are
+  null/zero for controls and therefore LEAK THE LABEL. They must never be a model input.
+
+`label_from_is_control` is the only place the label is derived. Nothing else re-derives it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+BANDS: tuple[str, ...] = ("g", "r", "z")  # band order of every (N, 3, H, W) array
+STAMP_SIZE = 64  # pixels on a side of a Phase 4c stamp
+PIXEL_SCALE_ARCSEC = 0.262  # arcsec / pixel, DECam / Legacy Surveys
+ZEROPOINT_AB = 22.5  # AB mag of 1 nanomaggy
+
+# Columns
+STAMP_COLUMN = "stamp_npz"
+CTRL_STAMP_COLUMN = "ctrl_stamp_npz"
+PACKED_STAMP_COLUMN = "stamp_f16"  # packed format: fixed-size float16 (3, 64, 64) C-order bytes
+LABEL_SOURCE_COLUMN = "is_control"
+LABEL_COLUMN = "label"  # derived (packed tiers, scores files): 1 = lens/injection, 0 = control
+SPLIT_COLUMN = "region_split"
+CUTOUT_OK_COLUMN = "cutout_ok"
+SPLITS: tuple[str, ...] = ("train", "val", "test")
+
+# Identity columns: carried into packed tiers and scores files; used by split-integrity checks.
+ID_COLUMNS: tuple[str, ...] = ("stamp_id", "row_id", "host_id", "galaxy_id", "objid", "brickname", "ra", "dec")
+HOST_ID_COLUMNS: tuple[str, ...] = ("host_id", "galaxy_id", "objid")
+
+NPZ_BAND_KEYS: tuple[str, ...] = tuple(f"image_{b}" for b in BANDS)  # Phase 4c npz layout
+NPZ_CUTOUT_KEY = "cutout"  # DR10 cutout layout: (H, W, 3) g/r/z, centre-cropped to 64
+
+# Metadata that describe the injection: label leaks, never a model input.
+INJECTION_METADATA_COLUMNS: tuple[str, ...] = (
+    "theta_e_arcsec", "src_dmag", "src_reff_arcsec", "src_mag_r", "src_mag_g", "src_mag_z",
+    "src_n_sersic", "src_e1", "src_e2", "src_x_arcsec", "src_y_arcsec", "lens_q", "lens_phi_rad",
+    "shear_gamma", "shear_phi_rad", "magnification", "arc_snr", "arc_snr_sum", "arc_flux_r_nmgy",
+    "injection_seed",
+)
+NEVER_MODEL_INPUT_PREFIXES: tuple[str, ...] = ("src_", "arc_", "lens_", "shear_", "theta_e")
+# Observing-condition metadata: exists for controls too; allowed as model inputs.
+OBSERVING_COLUMNS: tuple[str, ...] = (
+    "psf_fwhm_used_g", "psf_fwhm_used_r", "psf_fwhm_used_z", "psfdepth_g", "psfdepth_r", "psfdepth_z",
+)
+
+REQUIRED_COLUMNS: tuple[str, ...] = (STAMP_COLUMN, LABEL_SOURCE_COLUMN)  # + region_split (column or partition)
+
+
+def is_forbidden_input(column: str) -> bool:
+    """True for a column that describes the injection and so must never be fed to a model."""
+    return (
+        column in INJECTION_METADATA_COLUMNS
+        or column in (LABEL_SOURCE_COLUMN, LABEL_COLUMN)
+        or any(column.startswith(p) for p in NEVER_MODEL_INPUT_PREFIXES)
+    )
+
+
+def check_model_inputs(columns: list[str] | tuple[str, ...]) -> None:
+    """Raise RefusedError if any requested scalar model input leaks the label."""
+    from darkhaloscope.errors import RefusedError
+
+    bad = [c for c in columns if is_forbidden_input(c)]
+    if bad:
+        raise RefusedError(
+            f"column(s) {', '.join(bad)} describe the injection (null/zero for controls) and would leak "
+            "the label; remove them from the model inputs (allowed: observing conditions such as "
+            f"{', '.join(OBSERVING_COLUMNS[:3])})"
+        )
+
+
+def label_from_is_control(is_control) -> np.ndarray:
+    """THE label mapping: is_control=1 -> 0 (control), is_control=0 -> 1 (injected lens).
+
+    Accepts a pyarrow array/ChunkedArray, numpy array or list. Nulls or values other than 0/1
+    raise a DataError.
+    """
+    from darkhaloscope.errors import DataError
+
+    if hasattr(is_control, "to_numpy"):
+        if getattr(is_control, "null_count", 0):
+            raise DataError(f"{LABEL_SOURCE_COLUMN} has {is_control.null_count} null value(s); "
+                            "every row must be 0 (injection) or 1 (control)")
+        arr = is_control.to_numpy(zero_copy_only=False)
+    else:
+        arr = np.asarray(is_control)
+    arr = arr.astype(np.int64, copy=False)
+    bad = ~np.isin(arr, (0, 1))
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise DataError(f"{LABEL_SOURCE_COLUMN} must be 0 or 1; row {i} has {arr[i]}")
+    return (1 - arr).astype(np.int8)

@@ -1,0 +1,258 @@
+"""Open a tier (local folder, single parquet file, or s3:// prefix) and read it with bounded memory.
+
+    tier = open_tier("s3://bucket/stamps/train_stamp64/", S3Options.resolve())
+    tier.splits()                       # ['test', 'train', 'val']
+    for b in tier.iter_batches(["stamp_npz", "is_control"], split="train", cutout_ok_only=True):
+        b.table, b.file.relpath, b.row_index   # pyarrow Table + the rows' indices inside their file
+
+Splits come from the hive partition `region_split=<name>/` in the path, or from a `region_split` column.
+Only the requested columns are read (parquet is columnar), one row group at a time.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Iterator, Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from darkhaloscope.errors import DataError
+from darkhaloscope.stamps.fs import S3Options, arrow_filesystem, is_s3
+from darkhaloscope.stamps.schema import CUTOUT_OK_COLUMN, PACKED_STAMP_COLUMN, SPLIT_COLUMN
+
+
+@dataclass
+class TierFile:
+    """One parquet file of a tier, described from its footer (no data read)."""
+
+    path: str  # path inside the filesystem
+    relpath: str  # path relative to the tier root: used in messages and row ids
+    split: str | None  # from the hive partition, None when the split is a column
+    num_rows: int
+    row_group_rows: list[int]  # rows in each row group
+    columns: list[str]
+    size_bytes: int = 0
+
+    @property
+    def num_row_groups(self) -> int:
+        return len(self.row_group_rows)
+
+
+@dataclass
+class TierBatch:
+    """Rows read from one row group (or part of one) of one file, after split / cutout_ok filtering."""
+
+    file: TierFile
+    row_group: int
+    table: pa.Table
+    row_index: np.ndarray  # index of each row inside its file
+
+    def row_ids(self) -> list[str]:
+        return [f"{self.file.relpath}:{i}" for i in self.row_index]
+
+    def where(self, i: int) -> str:
+        """Human name of row i of this batch, for error messages."""
+        return f"{self.file.relpath} row {int(self.row_index[i])}"
+
+
+@dataclass
+class Tier:
+    uri: str
+    fs: pafs.FileSystem
+    root: str
+    files: list[TierFile] = field(default_factory=list)
+
+    # ---- description -------------------------------------------------------------------------
+    @property
+    def columns(self) -> list[str]:
+        seen: dict[str, None] = {}
+        for f in self.files:
+            seen.update(dict.fromkeys(f.columns))
+        return list(seen)
+
+    @property
+    def is_packed(self) -> bool:
+        return bool(self.files) and all(PACKED_STAMP_COLUMN in f.columns for f in self.files)
+
+    @property
+    def num_rows(self) -> int:
+        return sum(f.num_rows for f in self.files)
+
+    @property
+    def split_from_partition(self) -> bool:
+        return bool(self.files) and all(f.split is not None for f in self.files)
+
+    def splits(self) -> list[str]:
+        """Split names present, from partitions (free) or from the split column (reads one column)."""
+        if self.split_from_partition:
+            return sorted({f.split for f in self.files})
+        if SPLIT_COLUMN not in self.columns:
+            return []
+        names: set[str] = set()
+        for b in self.iter_batches([SPLIT_COLUMN]):
+            names.update(x for x in pc.unique(b.table[SPLIT_COLUMN]).to_pylist() if x is not None)
+        return sorted(names)
+
+    def files_for(self, split: str | None) -> list[TierFile]:
+        """Files that may hold rows of `split` (all files when the split is a column)."""
+        if split is None:
+            return list(self.files)
+        return [f for f in self.files if f.split is None or f.split == split]
+
+    # ---- reading -----------------------------------------------------------------------------
+    def open_parquet(self, f: TierFile) -> pq.ParquetFile:
+        try:
+            return pq.ParquetFile(self.fs.open_input_file(f.path))
+        except (OSError, pa.ArrowInvalid) as e:
+            raise DataError(f"{self.describe(f)}: cannot read parquet ({_short(e)}); the file is truncated "
+                            "or corrupt: re-copy or re-write it, or remove it from the tier") from None
+
+    def describe(self, f: TierFile) -> str:
+        return f"{self.uri.rstrip('/')}/{f.relpath}" if f.relpath else self.uri
+
+    def read_row_group(self, f: TierFile, row_group: int, columns: Sequence[str], *, split: str | None = None,
+                       cutout_ok_only: bool = False, pf: pq.ParquetFile | None = None) -> TierBatch:
+        """Read one row group of `f` (only `columns`), filtered by split and cutout_ok."""
+        pf = pf or self.open_parquet(f)
+        need, filt_split, filt_ok = self._plan_columns(f, columns, split, cutout_ok_only)
+        try:
+            table = pf.read_row_group(row_group, columns=need)
+        except (OSError, pa.ArrowInvalid) as e:
+            raise DataError(f"{self.describe(f)} row group {row_group}: read failed ({_short(e)}); "
+                            "the file is truncated or corrupt: re-copy or re-write it") from None
+        start = sum(f.row_group_rows[:row_group])
+        return self._filter(f, row_group, table, start, columns, filt_split, filt_ok, split)
+
+    def iter_batches(self, columns: Sequence[str], *, split: str | None = None, cutout_ok_only: bool = False,
+                     files: Sequence[TierFile] | None = None) -> Iterator[TierBatch]:
+        """Yield one TierBatch per row group of each file, in order. Memory: one row group at a time."""
+        for f in (files if files is not None else self.files_for(split)):
+            if split is not None and f.split is not None and f.split != split:
+                continue
+            pf = self.open_parquet(f)
+            for rg in range(f.num_row_groups):
+                yield self.read_row_group(f, rg, columns, split=split, cutout_ok_only=cutout_ok_only, pf=pf)
+
+    def read_columns(self, columns: Sequence[str], *, split: str | None = None,
+                     cutout_ok_only: bool = False, threads: int = 8) -> pa.Table:
+        """Read small columns (labels, ids, metadata: never stamps) of the whole tier into one table,
+        with `region_split` and `_file` columns added. Files are read in parallel."""
+        files = self.files_for(split)
+
+        def one(f: TierFile) -> pa.Table:
+            parts = [b for b in self.iter_batches(columns, split=split, cutout_ok_only=cutout_ok_only, files=[f])]
+            tabs = [b.table.append_column("_row", pa.array(b.row_index, pa.int64())) for b in parts]
+            t = pa.concat_tables(tabs) if tabs else pa.table({c: pa.array([], pa.null()) for c in columns})
+            if SPLIT_COLUMN not in t.column_names:
+                t = t.append_column(SPLIT_COLUMN, pa.array([f.split] * t.num_rows, pa.string()))
+            return t.append_column("_file", pa.array([f.relpath] * t.num_rows, pa.string()))
+
+        with ThreadPoolExecutor(max(1, min(threads, len(files) or 1))) as ex:
+            tables = list(ex.map(one, files))
+        tables = [t for t in tables if t.num_rows]
+        if not tables:
+            return pa.table({c: [] for c in list(columns) + [SPLIT_COLUMN, "_row", "_file"]})
+        return pa.concat_tables(tables, promote_options="permissive")
+
+    # ---- internals ---------------------------------------------------------------------------
+    def _plan_columns(self, f: TierFile, columns: Sequence[str], split: str | None, cutout_ok_only: bool):
+        missing = [c for c in columns if c not in f.columns and not (c == SPLIT_COLUMN and f.split is not None)]
+        if missing:
+            raise DataError(f"{self.describe(f)} has no column(s) {', '.join(missing)} (it has: "
+                            f"{', '.join(f.columns)}); is this a Phase 4c tier? See `dhs audit`")
+        need = [c for c in columns if c in f.columns]
+        filt_split = split is not None and f.split is None
+        if filt_split:
+            if SPLIT_COLUMN not in f.columns:
+                raise DataError(f"{self.describe(f)}: no '{SPLIT_COLUMN}' column and no region_split=<name>/ "
+                                "partition in its path, so its split is unknown")
+            if SPLIT_COLUMN not in need:
+                need.append(SPLIT_COLUMN)
+        filt_ok = cutout_ok_only and CUTOUT_OK_COLUMN in f.columns
+        if filt_ok and CUTOUT_OK_COLUMN not in need:
+            need.append(CUTOUT_OK_COLUMN)
+        return need, filt_split, filt_ok
+
+    def _filter(self, f, rg, table, start, columns, filt_split, filt_ok, split) -> TierBatch:
+        mask = None
+        if filt_split:
+            mask = pc.equal(table[SPLIT_COLUMN], split)
+        if filt_ok:
+            ok = pc.equal(table[CUTOUT_OK_COLUMN], 1)
+            mask = ok if mask is None else pc.and_(mask, ok)
+        idx = np.arange(start, start + table.num_rows, dtype=np.int64)
+        if mask is not None:
+            mask = pc.fill_null(mask, False)
+            keep = mask.to_numpy(zero_copy_only=False) if hasattr(mask, "to_numpy") else np.asarray(mask)
+            keep = np.asarray(keep, dtype=bool)
+            table = table.filter(mask)
+            idx = idx[keep]
+        drop = [c for c in table.column_names if c not in columns]
+        if drop:
+            table = table.drop_columns(drop)
+        return TierBatch(f, rg, table, idx)
+
+
+def _short(e: BaseException) -> str:
+    return str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+
+
+def _split_from_path(rel: str) -> str | None:
+    for part in rel.split("/"):
+        if part.startswith(f"{SPLIT_COLUMN}="):
+            return part.split("=", 1)[1]
+    return None
+
+
+def open_tier(uri: str, s3: S3Options | None = None, *, threads: int = 16) -> Tier:
+    """List the parquet files under `uri` and read their footers (row counts, row groups, columns)."""
+    uri = str(uri)
+    fs, root = arrow_filesystem(uri, s3)
+    try:
+        info = fs.get_file_info(root)
+        if info.type == pafs.FileType.NotFound:
+            raise DataError(f"{uri} does not exist; check the path" + (" / bucket / --s3-endpoint-url" if is_s3(uri) else ""))
+        if info.type == pafs.FileType.File:
+            infos = [info]
+            base = posixpath.dirname(root)
+        else:
+            infos = fs.get_file_info(pafs.FileSelector(root, recursive=True))
+            base = root
+    except DataError:
+        raise
+    except (OSError, pa.ArrowException) as e:
+        hint = " (is the S3 endpoint reachable? check --s3-endpoint-url, AWS_ENDPOINT_URL and credentials)" if is_s3(uri) else ""
+        raise DataError(f"cannot list {uri}: {_short(e)}{hint}") from None
+    paths = []
+    for i in infos:
+        if i.type != pafs.FileType.File or not i.path.endswith(".parquet"):
+            continue
+        rel = posixpath.relpath(i.path, base) if i.path != base else posixpath.basename(i.path)
+        if any(p.startswith((".", "_")) for p in rel.split("/")):
+            continue  # temp files of an interrupted writer, _SUCCESS markers, manifests
+        paths.append((i.path, rel, i.size))
+    if not paths:
+        raise DataError(f"no parquet files under {uri}; expected <tier>/region_split=<split>/part-*.parquet")
+    paths.sort(key=lambda p: p[1])
+
+    def footer(p) -> TierFile:
+        path, rel, size = p
+        try:
+            with fs.open_input_file(path) as fh:
+                md = pq.ParquetFile(fh).metadata
+        except (OSError, pa.ArrowInvalid) as e:
+            raise DataError(f"{uri.rstrip('/')}/{rel}: cannot read parquet footer ({_short(e)}); the file is "
+                            "truncated or corrupt: re-copy or re-write it, or remove it from the tier") from None
+        return TierFile(path=path, relpath=rel, split=_split_from_path(rel), num_rows=md.num_rows,
+                        row_group_rows=[md.row_group(i).num_rows for i in range(md.num_row_groups)],
+                        columns=list(md.schema.names), size_bytes=int(size or 0))
+
+    with ThreadPoolExecutor(max(1, min(threads, len(paths)))) as ex:
+        files = list(ex.map(footer, paths))
+    return Tier(uri=uri, fs=fs, root=root, files=files)
