@@ -1,0 +1,54 @@
+"""Cheap class counts per split: reads only the label / split / cutout_ok columns, never the stamps.
+
+Used by the training guards (`dhs train` refuses a one-class split) and the audit's balance pass.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+import pyarrow.compute as pc
+
+from darkhaloscope.errors import DataError
+from darkhaloscope.stamps.schema import (CUTOUT_OK_COLUMN, LABEL_COLUMN, LABEL_SOURCE_COLUMN, SPLIT_COLUMN,
+                                          label_from_is_control)
+from darkhaloscope.stamps.tier import Tier
+
+
+def class_counts(tier: Tier, *, cutout_ok_only: bool = True) -> dict[str, dict[int, int]]:
+    """{split: {0: n_controls, 1: n_injections}} over the whole tier (split None -> 'unsplit')."""
+    label_col = LABEL_COLUMN if LABEL_COLUMN in tier.columns else LABEL_SOURCE_COLUMN
+    if label_col not in tier.columns:
+        raise DataError(f"{tier.uri}: no '{LABEL_SOURCE_COLUMN}' column, so the classes are unknown; "
+                        "a Phase 4c tier needs is_control (1 control, 0 injection)")
+    cols = [label_col]
+    if not tier.split_from_partition and SPLIT_COLUMN in tier.columns:
+        cols.append(SPLIT_COLUMN)
+    table = tier.read_columns(cols, cutout_ok_only=cutout_ok_only and CUTOUT_OK_COLUMN in tier.columns)
+    if label_col == LABEL_COLUMN:
+        labels = np.asarray(table[label_col].to_numpy(zero_copy_only=False), dtype=np.int8)
+    else:
+        try:
+            labels = label_from_is_control(table[label_col])
+        except DataError as e:
+            raise DataError(f"{tier.uri}: {e}") from None
+    splits = pc.fill_null(table[SPLIT_COLUMN].cast("string"), "unsplit").to_pylist()
+    out: dict[str, dict[int, int]] = defaultdict(lambda: {0: 0, 1: 0})
+    for s in sorted(set(splits)):
+        m = np.asarray([x == s for x in splits])
+        out[s] = {0: int((labels[m] == 0).sum()), 1: int((labels[m] == 1).sum())}
+    for s in tier.splits() if tier.split_from_partition else []:
+        out[s]  # splits whose rows were all filtered away still appear, with zero counts
+    return dict(out)
+
+
+def one_class_splits(counts: dict[str, dict[int, int]], splits=None) -> list[str]:
+    """Messages for each split (of `splits`, default all) that lacks a class."""
+    msgs = []
+    for s in (splits or sorted(counts)):
+        c = counts.get(s, {0: 0, 1: 0})
+        if c[0] == 0 or c[1] == 0:
+            msgs.append(f"split '{s}' has {c[1]} injection(s) (is_control=0) and {c[0]} control(s) "
+                        f"(is_control=1): {'no rows' if c[0] + c[1] == 0 else 'only one class'}")
+    return msgs

@@ -1,0 +1,80 @@
+"""Shared fixtures: a tiny Phase 4c tier made from random stamps, and a local S3 server (moto)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from tierfactory import make_tier  # noqa: E402
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+DR10_DIR = SHARED / "data" / "dr10_cutouts"
+
+
+@pytest.fixture
+def tiny_tier(tmp_path) -> Path:
+    """A hive-partitioned tier: 3 splits x 24 rows, half controls, 2 files per split, 8-row row groups."""
+    return make_tier(tmp_path / "tier", rows_per_split=24, files_per_split=2, row_group_size=8)
+
+
+@pytest.fixture
+def dr10_dir() -> Path:
+    if not DR10_DIR.is_dir():
+        pytest.skip(f"real DR10 cutouts not found at {DR10_DIR} (the ../shared folder is missing)")
+    return DR10_DIR
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """A real S3 endpoint on 127.0.0.1 (moto). Yields its URL; sets dummy credentials in the env."""
+    from moto.server import ThreadedMotoServer
+
+    port = _free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    server.start()
+    url = f"http://127.0.0.1:{port}"
+    old = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")}
+    os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1")
+    try:
+        yield url
+    finally:
+        server.stop()
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+@pytest.fixture
+def s3_bucket(s3_server):
+    """A fresh, empty bucket on the local S3 server; yields (endpoint_url, bucket_name)."""
+    import uuid
+
+    import boto3
+
+    name = f"dhs-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3", endpoint_url=s3_server, region_name="us-east-1").create_bucket(Bucket=name)
+    return s3_server, name
+
+
+def upload_folder(endpoint_url: str, bucket: str, folder: Path, prefix: str) -> str:
+    """Copy a local folder into the bucket under `prefix`; return the s3:// URI."""
+    import boto3
+
+    s3 = boto3.client("s3", endpoint_url=endpoint_url, region_name="us-east-1")
+    for p in sorted(Path(folder).rglob("*")):
+        if p.is_file():
+            s3.upload_file(str(p), bucket, f"{prefix}/{p.relative_to(folder).as_posix()}")
+    return f"s3://{bucket}/{prefix}"
