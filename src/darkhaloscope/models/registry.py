@@ -1,0 +1,102 @@
+"""Model registry: nets are chosen by name (`create_model("resnet18")`), never by an if/elif chain.
+
+    from darkhaloscope.models import create_model, list_models
+    model = create_model("small_cnn")          # logits of shape (B,) for a (B, 3, 64, 64) batch
+    model = create_model("resnet18", meta_columns=["psfdepth_r"])  # + scalar observing conditions
+
+Every registered builder returns a *backbone*: an nn.Module mapping (B, 3, 64, 64) -> (B, F) pooled
+features with an attribute `num_features = F`. `create_model` puts the one classification head on top
+(`LensClassifier`), so every model has the same output contract: one logit per stamp, shape (B,),
+to be used with `BCEWithLogitsLoss` (sigmoid(logit) = P(lens)).
+
+Scalar metadata inputs are checked against the schema: injection metadata (theta_e, arc_snr, src_*, ...)
+is null/zero for controls and leaks the label, so asking for it raises RefusedError (exit 3).
+Exercised by `dhs train --model=NAME` and `dhs bench train --model NAME`.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+
+from darkhaloscope.errors import UsageError
+from darkhaloscope.stamps.schema import check_model_inputs
+
+_REGISTRY: dict[str, Callable[..., nn.Module]] = {}
+_DESCRIPTIONS: dict[str, str] = {}
+
+
+def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+    """Decorator: register a backbone builder under its function name (first docstring line = description)."""
+    name = fn.__name__
+    if name in _REGISTRY:
+        raise ValueError(f"model {name!r} is registered twice")
+    _REGISTRY[name] = fn
+    _DESCRIPTIONS[name] = (fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else ""
+    return fn
+
+
+def list_models() -> list[str]:
+    """Names accepted by `create_model`, sorted."""
+    return sorted(_REGISTRY)
+
+
+def describe_models() -> dict[str, str]:
+    """{name: one-line description} of every registered model."""
+    return {n: _DESCRIPTIONS[n] for n in list_models()}
+
+
+class LensClassifier(nn.Module):
+    """Backbone features (+ optional scalar metadata through a small MLP) -> one logit per stamp, shape (B,)."""
+
+    def __init__(self, backbone: nn.Module, meta_columns: tuple[str, ...] = (), meta_hidden: int = 32):
+        super().__init__()
+        self.backbone = backbone
+        self.meta_columns = tuple(meta_columns)
+        n_feat = int(backbone.num_features)
+        self.meta = (nn.Sequential(nn.Linear(len(self.meta_columns), meta_hidden), nn.ReLU(inplace=True))
+                     if self.meta_columns else None)
+        self.head = nn.Linear(n_feat + (meta_hidden if self.meta_columns else 0), 1)
+
+    def forward(self, x: torch.Tensor, meta: torch.Tensor | None = None) -> torch.Tensor:
+        f = self.backbone(x)
+        if self.meta is not None:
+            if meta is None or meta.shape != (x.shape[0], len(self.meta_columns)):
+                got = None if meta is None else tuple(meta.shape)
+                raise UsageError(f"model expects metadata of shape (B, {len(self.meta_columns)}) for columns "
+                                 f"{', '.join(self.meta_columns)}; got {got}")
+            f = torch.cat([f, self.meta(meta.to(f.dtype))], dim=1)
+        elif meta is not None:
+            raise UsageError("this model was built without meta_columns but was given metadata")
+        return self.head(f).squeeze(1)
+
+
+def create_model(name: str, *, meta_columns: list[str] | tuple[str, ...] = (), **kw) -> LensClassifier:
+    """Build the registered model `name`; `kw` go to its builder. Unknown name -> UsageError listing the names."""
+    if name not in _REGISTRY:
+        raise UsageError(f"unknown model {name!r}; choose one of: {', '.join(list_models())}")
+    check_model_inputs(list(meta_columns))  # RefusedError (exit 3) for label-leaking columns
+    try:
+        backbone = _REGISTRY[name](**kw)
+    except TypeError as e:
+        raise UsageError(f"model {name!r}: bad argument(s) {kw}: {e}") from None
+    return LensClassifier(backbone, tuple(meta_columns))
+
+
+def count_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def forward_flops(model: nn.Module, image_size: int = 64) -> int:
+    """FLOPs (2 x multiply-adds) of one forward pass on one (3, size, size) stamp, counted by torch."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    was_training = model.training
+    model.eval()
+    x = torch.zeros(1, 3, image_size, image_size)
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(x)
+    model.train(was_training)
+    return int(counter.get_total_flops())
