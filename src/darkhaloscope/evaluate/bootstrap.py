@@ -1,0 +1,119 @@
+"""Bootstrap confidence intervals of ranking metrics, fast enough for 10 million scores on 2 cores.
+
+Method (stratified bootstrap on tie groups): the sorted scores are grouped by distinct value
+(`metrics.tie_groups`); when there are more than `max_bins` groups, neighbouring groups are merged into
+`max_bins` bins of equal row count. Each replicate redraws the per-bin counts of each class from a
+multinomial (n_pos and n_neg fixed) and recomputes the metric vectorised over replicates, so a replicate
+costs O(max_bins), not O(N).
+
+Precision: with <= max_bins distinct scores the bootstrap is exact. Otherwise pairs inside one bin count
+as ties, which moves AUROC by at most sum_b p_b q_b / 2 (p_b, q_b: class fractions in bin b; about
+0.5/max_bins for well-mixed bins) and TPR at FPR by at most one bin; the replicates are shifted by
+(exact metric - binned metric) so the interval is centred on the exact value. Coverage is checked by
+simulation in tests/evaluate/test_bootstrap.py. Exercise: `dhs evaluate SCORES --out DIR`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Callable
+
+import numpy as np
+
+from darkhaloscope.evaluate import metrics as M
+from darkhaloscope.evaluate.metrics import TieGroups
+
+
+@dataclass(frozen=True)
+class Interval:
+    low: float | None
+    high: float | None
+    level: float  # e.g. 0.95
+    n_boot: int  # replicates drawn
+    n_bins: int  # bins the replicates were drawn on (== distinct scores when exact)
+    reason: str = ""  # why undefined
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def __str__(self) -> str:
+        if self.low is None:
+            return f"undefined ({self.reason})"
+        return f"[{self.low:.4g}, {self.high:.4g}]"
+
+
+def merge_bins(g: TieGroups, max_bins: int = 10_000) -> TieGroups:
+    """Merge neighbouring tie groups into at most `max_bins` bins of about equal row count.
+
+    A bin's threshold is its lowest score, so "score >= threshold" keeps whole bins.
+    """
+    if len(g) <= max_bins:
+        return g
+    size = g.pos + g.neg
+    before = np.concatenate([[0.0], np.cumsum(size)[:-1]])
+    bin_id = np.floor(before * max_bins / size.sum()).astype(np.int64)
+    starts = np.flatnonzero(np.concatenate([[True], bin_id[1:] != bin_id[:-1]]))
+    ends = np.append(starts[1:], len(g)) - 1
+    return TieGroups(g.thresholds[ends], np.add.reduceat(g.pos, starts), np.add.reduceat(g.neg, starts))
+
+
+# ---- metrics vectorised over replicates: pos, neg are (R, B) count matrices ------------------------------
+def _cum(pos: np.ndarray, neg: np.ndarray):
+    z = np.zeros((pos.shape[0], 1))
+    return np.concatenate([z, np.cumsum(pos, 1)], 1), np.concatenate([z, np.cumsum(neg, 1)], 1)
+
+
+def _auroc_mat(pos, neg, **_):
+    tp, fp = _cum(pos, neg)
+    area = np.sum(np.diff(fp, axis=1) * (tp[:, 1:] + tp[:, :-1]), axis=1) / 2
+    return area / (tp[:, -1] * fp[:, -1])
+
+
+def _ap_mat(pos, neg, **_):
+    tp, fp = _cum(pos, neg)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        prec = np.where(tp[:, 1:] + fp[:, 1:] > 0, tp[:, 1:] / (tp[:, 1:] + fp[:, 1:]), 0.0)
+    return np.sum(np.diff(tp, axis=1) * prec, axis=1) / tp[:, -1]
+
+
+def _tpr_at_fpr_mat(pos, neg, fpr=1e-3, **_):
+    tp, fp = _cum(pos, neg)
+    allowed = np.floor(fpr * fp[:, -1:] * (1 + 1e-12))
+    ok = fp <= allowed  # prefix of True per row (fp non-decreasing)
+    k = ok.sum(axis=1) - 1
+    return tp[np.arange(len(tp)), k] / tp[:, -1]
+
+
+# name -> (vectorised replicate function, exact point function)
+BOOTSTRAP_METRICS: dict[str, tuple[Callable, Callable]] = {
+    "auroc": (_auroc_mat, lambda g, **kw: M.auroc(g)),
+    "average_precision": (_ap_mat, lambda g, **kw: M.average_precision(g)),
+    "tpr_at_fpr": (_tpr_at_fpr_mat, lambda g, fpr=1e-3, **kw: M.tpr_at_fpr(g, None, fpr)),
+}
+
+
+def bootstrap_ci(labels, scores=None, metric: str = "auroc", *, n_boot: int = 1000, level: float = 0.95,
+                 seed: int = 0, max_bins: int = 10_000, chunk: int = 100, **kwargs) -> Interval:
+    """Percentile interval of `metric` ('auroc', 'average_precision', 'tpr_at_fpr' with fpr=) by the
+    stratified bootstrap described in the module docstring. Accepts (labels, scores) or TieGroups."""
+    if metric not in BOOTSTRAP_METRICS:
+        raise ValueError(f"unknown bootstrap metric {metric!r}; choose from {', '.join(BOOTSTRAP_METRICS)}")
+    mat_fn, point_fn = BOOTSTRAP_METRICS[metric]
+    g = labels if isinstance(labels, TieGroups) and scores is None else M.tie_groups(labels, scores)
+    exact = point_fn(g, **kwargs)
+    if not exact.defined:
+        return Interval(None, None, level, 0, 0, exact.reason)
+    b = merge_bins(g, max_bins)
+    shift = exact.value - float(mat_fn(b.pos[None], b.neg[None], **kwargs)[0])
+    rng = np.random.default_rng(seed)
+    p_pos, p_neg = b.pos / b.pos.sum(), b.neg / b.neg.sum()
+    reps = []
+    for start in range(0, n_boot, chunk):
+        r = min(chunk, n_boot - start)
+        pos = rng.multinomial(g.n_pos, p_pos, size=r).astype(np.float64)
+        neg = rng.multinomial(g.n_neg, p_neg, size=r).astype(np.float64)
+        reps.append(mat_fn(pos, neg, **kwargs))
+    values = np.concatenate(reps) + shift
+    alpha = (1 - level) / 2
+    lo, hi = np.quantile(values, [alpha, 1 - alpha])
+    return Interval(float(np.clip(lo, 0, 1)), float(np.clip(hi, 0, 1)), level, n_boot, len(b))
