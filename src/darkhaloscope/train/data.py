@@ -1,0 +1,359 @@
+"""The training input pipeline: a sharded, shuffled, resumable stream of decoded stamp batches.
+
+    stream = StampStream("s3://bucket/tier/", "train", batch_size=256, seed=0, rank=r, world_size=ws,
+                         cache_dir="/scratch/dhs-cache")
+    loader = make_loader(stream, num_workers=8, pin_memory=True)
+    for epoch in range(start_epoch, epochs):
+        stream.set_epoch(epoch)
+        for batch in loader:                   # {"image", "label", "row_id", "n_skipped"}
+            x = prepare_batch(batch["image"].to(dev), pcfg, train=True, generator=gen)
+            ...                                # a checkpoint saved here stores stream.state_dict()
+
+The epoch plan (pure arithmetic on row counts, no data read; see `EpochPlan`):
+1. Units are the (file, row group) pieces of the split with their exact row counts after the split and
+   cutout_ok filters (footers, or the small label/cutout_ok columns). They are shuffled with (seed, epoch).
+2. The shuffled units are laid end to end as one row sequence of N rows, cut into `world_size`
+   contiguous ranges of N // world_size or +1 rows. Every rank yields the same number of batches,
+   n = ceil(ceil(N / world_size) / batch_size) (`len(stream)`): no DDP hang. A rank's rows are spread
+   over its n batches as evenly as possible (sizes differ by at most one row, never above batch_size),
+   so no row is dropped or repeated and there is no tiny last batch.
+3. Rank batch t is made by DataLoader worker t % W. The rank's range is cut again into W contiguous
+   pieces holding exactly the rows of each worker's batches. The in-order DataLoader asks workers
+   round-robin, so the loop receives batches 0, 1, 2, ... in order.
+4. Each worker passes its rows through a shuffle window of `shuffle_buffer` rows (rows of the window
+   are decoded, permuted with (seed, epoch, rank, worker, window), emitted; memory per worker is about
+   (shuffle_buffer + batch_size) decoded stamps plus one compressed row group).
+Each row thus goes to exactly one (rank, worker) once per epoch, and every epoch has a new order.
+
+Resume. The cursor is `{"epoch", "batches_done"}` where batches_done = batches the LOOP consumed this
+epoch, identical on every rank (saving rank 0's is enough). Prefetching by workers does not matter:
+`make_loader`'s DataLoader counts batches as it hands them to the loop, so `stream.state_dict()` taken
+between steps is exact. Loops that iterate the stream without `make_loader` call
+`mark_consumed(stream, n)`. After `load_state_dict`, the next iteration of that epoch recomputes the
+plan, skips the consumed batches without reading them, and rotates worker roles so that the first
+batch comes from worker 0: the remaining batches equal those of an uninterrupted run. Resuming needs the
+same tier, batch_size, seed, shuffle_buffer, world_size and num_workers (checked, clear error).
+
+Bad rows. Rows whose stamp cannot be decoded, or holds NaN/Inf, are dropped with on_error="skip" (a
+warning once per file naming the first bad row; batch["n_skipped"] counts them; `stream.rows_skipped`
+sums them in the main process): their batch is smaller, the batch count never changes. on_error="raise"
+stops with a StampDecodeError naming the file and row. `num_rows()` counts rows before decoding.
+
+Packed tiers (`stamp_f16`) come out as float16 (half the bytes to move), Phase 4c npz tiers as float32;
+`prepare_batch` converts on the device. Exercised by `dhs train` and `benchmarks/bench_pipeline.py`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import shutil
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pyarrow.parquet as pq
+import torch
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from darkhaloscope.errors import DataError, DHSError, StampDecodeError, UsageError
+from darkhaloscope.fileio import atomic_path
+from darkhaloscope.stamps.batch import decode_packed, decode_tier_batch, labels_of, stamp_column
+from darkhaloscope.stamps.fs import S3Options, is_s3
+from darkhaloscope.stamps.schema import (BANDS, CUTOUT_OK_COLUMN, LABEL_COLUMN, LABEL_SOURCE_COLUMN,
+                                          PACKED_STAMP_COLUMN, STAMP_SIZE)
+from darkhaloscope.stamps.tier import TierBatch, TierFile, open_tier
+from darkhaloscope.train.data_plan import EpochPlan, Window
+
+log = logging.getLogger(__name__)
+ON_ERROR_CHOICES = ("skip", "raise")
+ID_COLUMN = "stamp_id"  # row ids come from this column when the tier has it, else "relpath:row"
+_CACHE_CHUNK_BYTES = 8 << 20  # copy size when filling the local cache
+
+
+class StampStream(IterableDataset):
+    """Decoded (image, label, row_id) batches of one split: see the module docstring for the plan."""
+
+    def __init__(self, data: str, split: str, batch_size: int, *, shuffle: bool = True, seed: int = 0,
+                 shuffle_buffer: int = 4096, cutout_ok_only: bool = True, s3: S3Options | None = None,
+                 cache_dir: str | None = None, rank: int = 0, world_size: int = 1, on_error: str = "skip",
+                 max_rows: int | None = None, decode_threads: int = 1):
+        if batch_size < 1 or shuffle_buffer < 1:
+            raise UsageError(f"batch_size ({batch_size}) and shuffle_buffer ({shuffle_buffer}) must be >= 1")
+        if not 0 <= rank < world_size:
+            raise UsageError(f"rank {rank} is outside 0..world_size-1 (world_size={world_size})")
+        if on_error not in ON_ERROR_CHOICES:
+            raise UsageError(f"on_error '{on_error}' is unknown; choose one of {', '.join(ON_ERROR_CHOICES)}")
+        self.data, self.split, self.batch_size = str(data), split, int(batch_size)
+        self.shuffle, self.seed, self.shuffle_buffer = shuffle, int(seed), int(shuffle_buffer)
+        self.cutout_ok_only, self.on_error, self.decode_threads = cutout_ok_only, on_error, int(decode_threads)
+        self.rank, self.world_size = int(rank), int(world_size)
+        self.cache_dir = str(cache_dir) if cache_dir and is_s3(self.data) else None  # local data: no cache
+        self.tier = open_tier(self.data, s3)
+        self.files = self.tier.files_for(split)
+        self._check_columns()
+        self.plan = EpochPlan.from_unit_rows(self._unit_rows(), self.world_size, self.batch_size, max_rows)
+        self.packed = all(PACKED_STAMP_COLUMN in f.columns for f in self.files)
+        self.epoch = 0
+        self.num_workers = 1  # DataLoader workers the plan is made for; set by make_loader
+        self.rows_skipped = 0  # rows dropped for decode errors / NaN, as seen by the main process
+        self._batches_done = 0
+        self._resume_epoch: int | None = None  # epoch a loaded cursor belongs to
+        self._plan_workers: int | None = None  # loader workers of a loaded cursor's plan (None: current)
+
+    # ---- description -----------------------------------------------------------------------------
+    def __len__(self) -> int:
+        """Batches per epoch on this rank (the same on every rank)."""
+        return self.plan.batches_per_rank
+
+    def num_rows(self) -> int:
+        """Rows per epoch of this split over all ranks: after the split / cutout_ok filters and max_rows,
+        before decoding (rows that fail to decode are dropped later and counted in rows_skipped)."""
+        return self.plan.num_rows
+
+    # ---- epochs and the cursor -------------------------------------------------------------------
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch to iterate next. Keeps the cursor if it was loaded for this epoch."""
+        if self._resume_epoch != epoch:
+            self._batches_done, self._plan_workers = 0, None
+        self._resume_epoch = None
+        self.epoch = int(epoch)
+
+    def state_dict(self) -> dict:
+        """The cursor (plain types): epoch, batches the loop consumed, the loader workers this epoch's plan
+        was made for, and a fingerprint of what the plan depends on (checked by load_state_dict)."""
+        return {"epoch": self.epoch, "batches_done": self._batches_done,
+                "num_workers": self._plan_workers or self.num_workers, "fingerprint": self._fingerprint()}
+
+    def load_state_dict(self, d: dict) -> None:
+        """Restore a cursor: the next iteration of d['epoch'] skips the d['batches_done'] consumed batches.
+
+        Only epoch and batches_done are required. With the saved num_workers, the rest of that epoch is
+        exact even under another worker count (slower: every worker then decodes the whole remainder)."""
+        want = self._fingerprint()
+        got = d.get("fingerprint") or want
+        diff = [f"{k}={got.get(k)} (now {v})" for k, v in want.items() if got.get(k) != v]
+        if diff:
+            raise UsageError("the saved data cursor was made for a different plan: " + ", ".join(diff) +
+                             "; resume with the same data and settings, or start a new run")
+        done = int(d["batches_done"])
+        if not 0 <= done <= len(self):
+            raise UsageError(f"saved batches_done={done} is outside 0..{len(self)} batches per epoch")
+        self.epoch, self._batches_done, self._resume_epoch = int(d["epoch"]), done, int(d["epoch"])
+        self._plan_workers = int(d["num_workers"]) if d.get("num_workers") else None
+
+    def _fingerprint(self) -> dict:
+        return {"num_rows": self.plan.num_rows, "units": self.plan.num_units, "batch_size": self.batch_size,
+                "seed": self.seed, "shuffle": self.shuffle, "shuffle_buffer": self.shuffle_buffer,
+                "world_size": self.world_size}
+
+    # ---- iteration -------------------------------------------------------------------------------
+    def __iter__(self) -> Iterator[dict]:
+        info = get_worker_info()
+        workers, worker_id = (info.num_workers, info.id) if info is not None else (1, 0)
+        if workers != self.num_workers:
+            raise UsageError(f"the stream was set up for {self.num_workers} loader worker(s) but runs in "
+                             f"{workers}; build the DataLoader with make_loader(stream, num_workers=...)")
+        start, plan_workers = self._batches_done, self._plan_workers or workers
+        if plan_workers == workers:  # worker 0 makes the first remaining batch, then round-robin
+            yield from self._role_batches((worker_id + start) % workers, workers, start)
+            return
+        if worker_id == 0:
+            log.warning("resuming epoch %d, planned for %d loader workers, with %d: every worker decodes the "
+                        "rest of this epoch (exact, but slower until the next epoch)", self.epoch, plan_workers, workers)
+        roles = [self._role_batches(r, plan_workers, start) for r in range(plan_workers)]
+        for t in range(start, len(self)):
+            batch = next(roles[t % plan_workers])
+            if (t - start) % workers == worker_id:
+                yield batch
+
+    def _role_batches(self, role: int, workers: int, start: int) -> Iterator[dict]:
+        """The batches t = role, role + workers, ... (t >= start) of this rank, in order."""
+        reader = _UnitReader(self)
+        for window in self.plan.worker_windows(self.epoch, self.rank, role, workers, start, self.shuffle_buffer,
+                                               self.shuffle, self.seed):
+            yield from reader.batches(window)
+        reader.finish()
+
+    # ---- set-up helpers --------------------------------------------------------------------------
+    def _check_columns(self) -> None:
+        if not self.files:
+            raise DataError(f"{self.data} has no files for split '{self.split}' (splits present: "
+                            f"{', '.join(self.tier.splits()) or 'none'}); check --split and the tier")
+        for f in self.files:
+            if not ({PACKED_STAMP_COLUMN, "stamp_npz"} & set(f.columns)):
+                raise DataError(f"{self.tier.describe(f)} has no stamp column (stamp_npz or {PACKED_STAMP_COLUMN});"
+                                " is this a Phase 4c or packed tier?")
+            if not ({LABEL_COLUMN, LABEL_SOURCE_COLUMN} & set(f.columns)):
+                raise DataError(f"{self.tier.describe(f)} has no {LABEL_SOURCE_COLUMN} (or {LABEL_COLUMN}) column,"
+                                " so its rows have no label; training needs it")
+
+    def _unit_rows(self) -> list[tuple[int, int, int]]:
+        """(file index, row group, rows kept) for every row group of the split, in tier order."""
+        need_read = [i for i, f in enumerate(self.files)
+                     if f.split is None or (self.cutout_ok_only and CUTOUT_OK_COLUMN in f.columns)]
+        kept: dict[int, np.ndarray] = {i: np.asarray(f.row_group_rows, np.int64) for i, f in enumerate(self.files)}
+        if need_read:
+            by_rel = {self.files[i].relpath: i for i in need_read}
+            label = LABEL_COLUMN if all(LABEL_COLUMN in self.files[i].columns for i in need_read) else LABEL_SOURCE_COLUMN
+            table = self.tier.read_columns([label], split=self.split, cutout_ok_only=self.cutout_ok_only)
+            files_col = np.asarray(table["_file"].to_pylist(), dtype=object)
+            rows_col = table["_row"].to_numpy()
+            for rel, i in by_rel.items():
+                bounds = np.cumsum(self.files[i].row_group_rows)
+                rg = np.searchsorted(bounds, rows_col[files_col == rel], side="right")
+                kept[i] = np.bincount(rg, minlength=len(bounds)).astype(np.int64)
+        return [(i, rg, int(n)) for i in range(len(self.files)) for rg, n in enumerate(kept[i]) if n > 0]
+
+
+class _UnitReader:
+    """Reads, decodes and batches the rows of one worker: one compressed row group held at a time."""
+
+    def __init__(self, stream: StampStream):
+        self.s = stream
+        self.unit_key: tuple[int, int] | None = None
+        self.unit_batch: TierBatch | None = None
+        self.pending: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+        self.warned: set[str] = set()
+        dtype = np.float16 if stream.packed else np.float32
+        self.empty = (np.zeros((0, len(BANDS), STAMP_SIZE, STAMP_SIZE), dtype), np.zeros(0, np.float32),
+                      np.zeros(0, object), np.zeros(0, bool))
+
+    def batches(self, window: Window) -> Iterator[dict]:
+        """Decode the rows of one window, permute them, emit the batches the window completes."""
+        rows = _concat([self._piece(*p) for p in window.pieces] or [self.empty])
+        if window.permutation is not None:
+            rows = tuple(a[window.permutation] for a in rows)
+        self.pending.append(tuple(a[window.first_skip:] for a in rows))
+        have = sum(len(p[0]) for p in self.pending)
+        for size in window.batch_sizes:
+            if have < size:
+                raise AssertionError("epoch plan and window rows disagree")  # plan bug, never data
+            pool = _concat(self.pending)
+            out, rest = tuple(a[:size] for a in pool), tuple(a[size:] for a in pool)
+            self.pending, have = [rest], have - size
+            yield _to_batch(*out)
+
+    def finish(self) -> None:
+        left = sum(len(p[0]) for p in self.pending)
+        if left:
+            raise AssertionError(f"{left} planned rows were not emitted")
+
+    def _piece(self, file_index: int, row_group: int, lo: int, hi: int):
+        s = self.s
+        if self.unit_key != (file_index, row_group):
+            f = s.files[file_index]
+            pf = pq.ParquetFile(self._local_copy(f)) if s.cache_dir else s.tier.open_parquet(f)
+            label = LABEL_COLUMN if LABEL_COLUMN in f.columns else LABEL_SOURCE_COLUMN
+            cols = [stamp_column(f.columns), label] + ([ID_COLUMN] if ID_COLUMN in f.columns else [])
+            self.unit_batch = s.tier.read_row_group(f, row_group, cols, split=s.split,
+                                                    cutout_ok_only=s.cutout_ok_only, pf=pf)
+            self.unit_key = (file_index, row_group)
+        ub = self.unit_batch
+        if hi > ub.table.num_rows:
+            raise DataError(f"{s.tier.describe(ub.file)} row group {row_group} now has {ub.table.num_rows} usable "
+                            f"rows, fewer than when the stream was planned; was the tier rewritten? Restart")
+        part = TierBatch(ub.file, row_group, ub.table.slice(lo, hi - lo), ub.row_index[lo:hi])
+        images, valid, errors = self._decode(part)
+        try:
+            labels = labels_of(part.table).astype(np.float32)
+        except DataError as e:
+            raise DataError(f"{s.tier.describe(ub.file)} row group {row_group}: {e}") from None
+        ids = np.asarray(part.table[ID_COLUMN].to_pylist() if ID_COLUMN in part.table.column_names
+                         else part.row_ids(), dtype=object)
+        if errors and ub.file.relpath not in self.warned:
+            self.warned.add(ub.file.relpath)
+            i = min(errors)
+            log.warning("%s: skipping %d undecodable or non-finite row(s) in this piece (first: %s: %s); "
+                        "`dhs audit` lists them all", s.tier.describe(ub.file), len(errors), part.where(i), errors[i])
+        return images, labels, ids, valid
+
+    def _decode(self, part: TierBatch):
+        s = self.s
+        if PACKED_STAMP_COLUMN in part.table.column_names:
+            images = decode_packed(part.table[PACKED_STAMP_COLUMN],
+                                   out=np.empty((part.table.num_rows, len(BANDS), STAMP_SIZE, STAMP_SIZE),
+                                                np.float16 if s.packed else np.float32))
+            valid = np.isfinite(images).reshape(len(images), -1).all(axis=1)
+            errors = {int(i): "NaN/Inf pixels" for i in np.flatnonzero(~valid)}
+            if errors and s.on_error == "raise":
+                raise StampDecodeError(errors[min(errors)] + "; rerun with on_error=skip to drop such rows",
+                                       where=part.where(min(errors)))
+            return images, valid, errors
+        sb = decode_tier_batch(part, on_error="mask" if s.on_error == "skip" else "raise", threads=s.decode_threads)
+        return sb.images, sb.valid, sb.errors
+
+    def _local_copy(self, f: TierFile) -> str:
+        """Download an s3 file once into cache_dir (atomically) and return the local path."""
+        s = self.s
+        key = hashlib.sha1(s.data.rstrip("/").encode()).hexdigest()[:12]
+        dst = Path(s.cache_dir) / key / f.relpath
+        if dst.is_file() and (not f.size_bytes or dst.stat().st_size == f.size_bytes):
+            return str(dst)
+        try:
+            with atomic_path(dst) as tmp, s.tier.fs.open_input_stream(f.path) as src, open(tmp, "wb") as out:
+                shutil.copyfileobj(src, out, _CACHE_CHUNK_BYTES)
+        except OSError as e:
+            raise DataError(f"{s.tier.describe(f)}: download into the cache {dst} failed ({e}); check the "
+                            "endpoint / credentials and free space in cache_dir") from None
+        return str(dst)
+
+
+def _concat(parts):
+    if len(parts) == 1:
+        return parts[0]
+    return tuple(np.concatenate([p[k] for p in parts]) for k in range(4))
+
+
+def _to_batch(images, labels, ids, valid) -> dict:
+    n_bad = int((~valid).sum())
+    if n_bad:
+        images, labels, ids = images[valid], labels[valid], ids[valid]
+    return {"image": torch.from_numpy(np.ascontiguousarray(images)), "label": torch.from_numpy(labels.copy()),
+            "row_id": [str(i) for i in ids], "n_skipped": n_bad}
+
+
+def mark_consumed(stream: StampStream, n_batches: int = 1) -> None:
+    """Record that the loop consumed n more batches (only needed when not iterating via make_loader)."""
+    stream._batches_done += int(n_batches)
+
+
+class StampLoader(DataLoader):
+    """The DataLoader of `make_loader`: counts the batches it hands to the loop into the stream's cursor
+    and turns errors raised in workers back into one-line messages."""
+
+    def __iter__(self):
+        stream: StampStream = self.dataset
+        it = super().__iter__()
+        while True:
+            try:
+                batch = next(it)
+            except StopIteration:
+                return
+            except DHSError as e:
+                raise _clean_worker_error(e) from None
+            mark_consumed(stream, 1)
+            stream.rows_skipped += batch["n_skipped"]
+            yield batch
+
+
+def _clean_worker_error(e: DHSError) -> DHSError:
+    """DataLoader re-raises worker errors with the whole traceback in the message: keep the last line."""
+    msg = str(e)
+    if "Traceback" not in msg:
+        return e
+    last = [ln for ln in msg.strip().splitlines() if ln.strip()][-1]
+    return type(e)(re.sub(r"^[\w.]+(Error|Exception): ", "", last.strip()))
+
+
+def make_loader(stream: StampStream, num_workers: int = 0, pin_memory: bool = False,
+                prefetch_factor: int = 4) -> DataLoader:
+    """An in-order DataLoader over `stream` (batch_size=None: the stream batches). Workers are not
+    persistent, so each epoch's iterator sees `set_epoch` and the cursor."""
+    if num_workers < 0:
+        raise UsageError(f"num_workers must be >= 0; got {num_workers}")
+    stream.num_workers = max(1, int(num_workers))
+    extra = {"prefetch_factor": prefetch_factor, "persistent_workers": False} if num_workers > 0 else {}
+    return StampLoader(stream, batch_size=None, num_workers=num_workers, pin_memory=pin_memory, **extra)
+

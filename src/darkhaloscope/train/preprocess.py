@@ -1,0 +1,157 @@
+"""Device-side preprocessing: robust normalisation + dihedral augmentation, as batched tensor ops.
+
+`prepare_batch(x, cfg, train=...)` is THE one function that turns stamps in nanomaggies into network
+input. Training, validation, scoring and probes all call it, so they can never normalise differently.
+It runs after the host->device transfer (decode stays on the CPU loader workers):
+
+    x = batch["image"].to(device, non_blocking=True)            # (B, 3, 64, 64) float16/32, nanomaggies
+    x = prepare_batch(x, cfg, train=True, generator=gen)         # float32, channels_last
+
+Normalisation (`cfg.norm`, a registry: `NORMALISATIONS`):
+- `annulus` (default): per stamp (and per band), subtract the median and divide by 1.4826 x MAD of the
+  pixels at r_in <= r < r_out px from the stamp centre (pixel size//2, where the host sits). An injected
+  arc lies at the Einstein radius (<= ~3" = 11 px), well inside r_in = 20 px (5.2"), so its flux never
+  enters the statistics. Whole-stamp statistics (`stamp`) do see the arc: a brighter arc raises the
+  median and MAD, which changes the normalised sky and host of injections but not of controls, a
+  shortcut the users measured. `stamp` is kept for that comparison only.
+- `none`: only the float32 cast (and augmentation).
+Normalised pixels are then clipped to [-clip_sigma, clip_sigma] (0 = no clip). A stamp whose MAD is 0
+(constant pixels) is only median-subtracted. Medians are torch's lower median (no interpolation).
+
+Augmentation (train=True): one of the 8 elements of the dihedral group (flips x rot90) per stamp,
+drawn from `generator`, applied as a single gather: exact pixel permutations, no interpolation.
+
+Exercised by `dhs train`, `dhs bench train` and `benchmarks/bench_pipeline.py`.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from darkhaloscope.errors import UsageError
+
+MAD_TO_SIGMA = 1.4826  # sigma of a Gaussian = 1.4826 x its median absolute deviation
+N_DIHEDRAL = 8  # 4 rotations x (no flip, flip)
+
+
+@dataclass
+class PreprocessConfig:
+    norm: str = "annulus"  # 'annulus' (default: stats from an outer ring), 'stamp' (whole stamp: leaks arc flux), 'none'
+    per_band: bool = True  # median/MAD per band (True) or pooled over the 3 bands of a stamp (False)
+    annulus_r_in_px: float = 20.0  # inner radius of the statistics ring, pixels from the stamp centre (5.2")
+    annulus_r_out_px: float = 32.0  # outer radius (exclusive), pixels; 32 px = the stamp edge for 64x64
+    clip_sigma: float = 10.0  # clip normalised pixels to [-clip, clip] (MAD-sigma units); 0 = no clip
+
+    def validate(self) -> None:
+        if self.norm not in NORMALISATIONS:
+            raise UsageError(f"preprocess norm '{self.norm}' is unknown; choose one of {', '.join(NORMALISATIONS)}")
+        if self.norm == "annulus" and not 0 <= self.annulus_r_in_px < self.annulus_r_out_px:
+            raise UsageError(f"annulus radii must satisfy 0 <= r_in < r_out (px); got r_in={self.annulus_r_in_px}, "
+                             f"r_out={self.annulus_r_out_px}")
+        if self.clip_sigma < 0:
+            raise UsageError(f"clip_sigma must be >= 0 (0 = no clip); got {self.clip_sigma}")
+
+
+def _radius_px(size: int) -> torch.Tensor:
+    """Distance (pixels) of each pixel of a size x size stamp from its centre pixel (size // 2)."""
+    c = torch.arange(size, dtype=torch.float64) - size // 2
+    return torch.hypot(c[:, None], c[None, :])
+
+
+@functools.lru_cache(maxsize=32)
+def _annulus_index(r_in_px: float, r_out_px: float, size: int, device: str) -> torch.Tensor:
+    r = _radius_px(size).flatten()
+    idx = torch.nonzero((r >= r_in_px) & (r < r_out_px)).flatten()
+    if idx.numel() < 8:
+        raise UsageError(f"the annulus {r_in_px} <= r < {r_out_px} px holds only {idx.numel()} pixels of a "
+                         f"{size}x{size} stamp; widen it (defaults 20-32 px)")
+    return idx.to(device)
+
+
+def _annulus_pixels(cfg: PreprocessConfig, size: int, device: torch.device) -> torch.Tensor:
+    return _annulus_index(float(cfg.annulus_r_in_px), float(cfg.annulus_r_out_px), size, str(device))
+
+
+def _all_pixels(cfg: PreprocessConfig, size: int, device: torch.device) -> None:
+    return None
+
+
+# name -> which flattened pixels the statistics use (None = all of them); 'none' = no normalisation.
+NORMALISATIONS: dict[str, Callable[[PreprocessConfig, int, torch.device], torch.Tensor | None] | None] = {
+    "annulus": _annulus_pixels,
+    "stamp": _all_pixels,
+    "none": None,
+}
+
+
+def robust_stats(x: torch.Tensor, pixels: torch.Tensor | None, per_band: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Median and 1.4826 x MAD of the chosen pixels of each stamp: shapes (B, C or 1, 1, 1).
+
+    A zero MAD (constant stamp) gives scale 1 so that nothing divides by zero.
+    """
+    b, c = x.shape[:2]
+    v = x.flatten(2)
+    if pixels is not None:
+        v = v.index_select(2, pixels)
+    if not per_band:
+        v = v.reshape(b, 1, -1)
+    med = v.median(dim=-1, keepdim=True).values
+    mad = (v - med).abs().median(dim=-1, keepdim=True).values * MAD_TO_SIGMA
+    scale = torch.where(mad > 0, mad, torch.ones_like(mad))
+    return med[..., None], scale[..., None]
+
+
+@functools.lru_cache(maxsize=16)
+def _dihedral_index(size: int, device: str) -> torch.Tensor:
+    """(8, size*size) flat source index of every output pixel for each dihedral element e:
+    e // 4 = horizontal flip first, e % 4 = number of 90-degree rotations."""
+    base = torch.arange(size * size).view(size, size)
+    maps = []
+    for e in range(N_DIHEDRAL):
+        m = base.flip(-1) if e >= 4 else base
+        maps.append(torch.rot90(m, e % 4, dims=(0, 1)).flatten())
+    return torch.stack(maps).to(device)
+
+
+def dihedral(x: torch.Tensor, element: torch.Tensor) -> torch.Tensor:
+    """Apply dihedral element element[i] (0..7) to stamp i of x (B, C, S, S): one gather."""
+    b, c, h, w = x.shape
+    if h != w:
+        raise UsageError(f"dihedral augmentation needs square stamps; got {h}x{w}")
+    index = _dihedral_index(h, str(x.device))[element.to(x.device)]  # (B, S*S)
+    return x.flatten(2).gather(2, index[:, None, :].expand(b, c, h * w)).view(b, c, h, w)
+
+
+def random_dihedral_elements(n: int, generator: torch.Generator | None) -> torch.Tensor:
+    """n elements drawn uniformly from 0..7 with `generator` (on its device; CPU default RNG if None)."""
+    device = generator.device if generator is not None else torch.device("cpu")
+    return torch.randint(0, N_DIHEDRAL, (n,), generator=generator, device=device)
+
+
+def prepare_batch(x: torch.Tensor, cfg: PreprocessConfig, *, train: bool,
+                  generator: torch.Generator | None = None) -> torch.Tensor:
+    """THE network-input transform: (B, 3, S, S) float16/32 nanomaggies on any device -> float32 normalised
+    (+ a random dihedral element per stamp when `train`), contiguous in channels_last memory format.
+
+    Deterministic for train=False. With train=True the elements come from `generator` (seeded by the
+    loop and saved in its checkpoint), so a resumed run draws the same augmentations.
+    """
+    if x.ndim != 4:
+        raise UsageError(f"prepare_batch expects (B, C, H, W) stamps; got shape {tuple(x.shape)}")
+    if cfg.norm not in NORMALISATIONS:
+        cfg.validate()  # raises UsageError naming the valid choices
+    stats_pixels = NORMALISATIONS[cfg.norm]
+    x = x.to(torch.float32)
+    if stats_pixels is not None and x.shape[0] > 0:
+        med, scale = robust_stats(x, stats_pixels(cfg, x.shape[-1], x.device), cfg.per_band)
+        x = (x - med) / scale
+        if cfg.clip_sigma > 0:
+            x = x.clamp_(-cfg.clip_sigma, cfg.clip_sigma)
+    if train and x.shape[0] > 0:
+        x = dihedral(x, random_dihedral_elements(x.shape[0], generator))
+    return x.contiguous(memory_format=torch.channels_last)
+

@@ -1,0 +1,98 @@
+"""prepare_batch: annulus statistics ignore an injected arc, augmentation permutes pixels exactly."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from darkhaloscope.errors import UsageError
+from darkhaloscope.train.preprocess import MAD_TO_SIGMA, PreprocessConfig, dihedral, prepare_batch
+
+
+def _sky(n: int = 4, seed: int = 0) -> torch.Tensor:
+    """Sky noise (sigma 0.002/0.003/0.008 nmgy in g/r/z) + a Gaussian host at the centre."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 3, 64, 64, generator=g) * torch.tensor([0.002, 0.003, 0.008])[:, None, None]
+    c = torch.arange(64.0) - 32
+    r2 = c[:, None] ** 2 + c[None, :] ** 2
+    return x + torch.tensor([0.02, 0.05, 0.08])[:, None, None] * torch.exp(-0.5 * r2 / 2.5**2)
+
+
+def _arc(radius_px: float = 8.0) -> torch.Tensor:
+    c = torch.arange(64.0) - 32
+    r = torch.sqrt(c[:, None] ** 2 + c[None, :] ** 2)
+    ring = torch.exp(-0.5 * (r - radius_px) ** 2) * (r < radius_px + 4)
+    return torch.tensor([0.3, 0.3, 0.2])[:, None, None] * ring  # bright: moves whole-stamp statistics
+
+
+def test_annulus_norm_ignores_an_arc_inside_r_in_but_stamp_norm_does_not():
+    x = _sky()
+    arc = _arc()
+    off_arc = (arc == 0).expand_as(x)
+    for norm, unchanged in (("annulus", True), ("stamp", False)):
+        cfg = PreprocessConfig(norm=norm, clip_sigma=0)
+        a, b = prepare_batch(x, cfg, train=False), prepare_batch(x + arc, cfg, train=False)
+        same = torch.allclose(a[off_arc], b[off_arc], atol=1e-5)
+        assert same is unchanged, norm
+
+
+def test_normalisation_matches_hand_computed_median_and_mad():
+    x = _sky(2)
+    y = prepare_batch(x, PreprocessConfig(clip_sigma=0), train=False)
+    c = np.arange(64) - 32
+    ring = (np.hypot(c[:, None], c[None, :]) >= 20) & (np.hypot(c[:, None], c[None, :]) < 32)
+    v = x[1, 2].numpy()[ring]
+    med = np.sort(v)[(len(v) - 1) // 2]  # lower median
+    dev = np.abs(v - med)
+    mad = np.sort(dev)[(len(dev) - 1) // 2] * MAD_TO_SIGMA
+    np.testing.assert_allclose(y[1, 2].numpy(), (x[1, 2].numpy() - med) / mad, rtol=1e-5, atol=1e-5)
+    assert abs(float(np.median(y[1, 2].numpy()[ring]))) < 0.05
+
+
+def test_float16_input_and_output_layout():
+    x = _sky(3)
+    y16 = prepare_batch(x.half(), PreprocessConfig(), train=False)
+    y32 = prepare_batch(x.half().float(), PreprocessConfig(), train=False)
+    assert y16.dtype == torch.float32 and y16.shape == (3, 3, 64, 64)
+    assert y16.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(y16, y32)
+
+
+def test_eval_is_deterministic_and_train_draws_from_the_generator():
+    x = _sky(16)
+    cfg = PreprocessConfig()
+    assert torch.equal(prepare_batch(x, cfg, train=False), prepare_batch(x, cfg, train=False))
+    a = prepare_batch(x, cfg, train=True, generator=torch.Generator().manual_seed(1))
+    b = prepare_batch(x, cfg, train=True, generator=torch.Generator().manual_seed(1))
+    c = prepare_batch(x, cfg, train=True, generator=torch.Generator().manual_seed(2))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_augmentation_is_an_exact_pixel_permutation_and_covers_the_dihedral_group():
+    x = torch.randn(8, 3, 64, 64)
+    y = dihedral(x, torch.arange(8))
+    for e in range(8):
+        ref = torch.rot90(x[e].flip(-1) if e >= 4 else x[e], e % 4, dims=(-2, -1))
+        assert torch.equal(y[e], ref)
+        assert torch.equal(y[e].flatten().sort().values, x[e].flatten().sort().values)  # pixel multiset kept
+    aug = prepare_batch(x, PreprocessConfig(norm="none"), train=True, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(aug.flatten(1).sort(dim=1).values, x.flatten(1).sort(dim=1).values)
+
+
+def test_pooled_bands_clip_constant_stamp_and_none():
+    x = _sky(2)
+    x[1] = 0.25  # constant stamp: MAD 0 -> only median-subtracted, no division by zero
+    y = prepare_batch(x, PreprocessConfig(per_band=False, clip_sigma=3), train=False)
+    assert torch.isfinite(y).all() and y.abs().max() <= 3
+    assert torch.equal(y[1], torch.zeros(3, 64, 64))
+    assert torch.equal(prepare_batch(x, PreprocessConfig(norm="none"), train=False), x)
+
+
+@pytest.mark.parametrize("kw", [{"norm": "minmax"}, {"annulus_r_in_px": 40.0}, {"clip_sigma": -1.0},
+                                {"annulus_r_in_px": 46.0, "annulus_r_out_px": 60.0}])
+def test_bad_config_is_a_usage_error(kw):
+    with pytest.raises(UsageError):
+        cfg = PreprocessConfig(**kw)
+        cfg.validate()
+        prepare_batch(_sky(1), cfg, train=False)
