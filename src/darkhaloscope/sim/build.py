@@ -1,0 +1,285 @@
+"""Build a Phase 4c tier: `simulate_tier(out, tier, rows, seed, config)` -> manifest dict.
+
+    from darkhaloscope.sim.build import simulate_tier
+    from darkhaloscope.sim.simconfig import SimConfig
+    manifest = simulate_tier("data", "demo", rows=4000, seed=1, config=SimConfig(), workers=2)
+
+writes `data/demo/region_split=<split>/part-<chunk>.parquet` and `data/demo/manifest.json`.
+
+The plan (`make_plan`) decides, before any pixel is rendered, each row's split, class and host:
+split row counts follow `splits`, every split gets `controls` x its rows as controls (at least one of
+each class, by construction), and every host belongs to exactly one split. Rows are then rendered in
+chunks of `rows_per_file`; chunk c writes one file per split, atomically (temp file + rename), so an
+interrupted run leaves only whole files. `--shard K/N` builds the chunks c with c % N == K (0-based K),
+so the N shards' files together are byte-identical to the unsharded build. `--workers` renders chunks
+in parallel processes.
+
+Exercised by `dhs simulate` (sim/commands.py) and tests/sim/test_tier.py.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from darkhaloscope.errors import UsageError
+from darkhaloscope.fileio import atomic_path, atomic_write_text
+from darkhaloscope.sim.hosts import RealHosts, assign_host_splits, exact_counts, load_real_hosts
+from darkhaloscope.sim.params import grid_points, parse_grid, parse_snr_dist
+from darkhaloscope.sim.render import render_row
+from darkhaloscope.sim.simconfig import SimConfig
+from darkhaloscope.stamps.codec import encode_stamp
+from darkhaloscope.stamps.schema import (BANDS, CTRL_STAMP_COLUMN, CUTOUT_OK_COLUMN, INJECTION_METADATA_COLUMNS,
+                                          STAMP_COLUMN)
+
+
+@dataclass
+class Plan:
+    """Per-row decisions, made up front from the seed (cheap: a few integers per row)."""
+
+    splits: list[str]  # split names, indexed by split_idx
+    split_idx: np.ndarray  # (N,) int8
+    is_control: np.ndarray  # (N,) int8
+    host_idx: np.ndarray  # (N,) int64 index into host_ids
+    inj_idx: np.ndarray  # (N,) int64 rank among injections (grid cycling), -1 for controls
+    host_ids: list[str]
+    host_split: list[str]  # split of each host
+
+
+@dataclass
+class SimContext:
+    """Everything a worker needs to render any row (inherited by forked workers)."""
+
+    cfg: SimConfig
+    seed: int
+    plan: Plan
+    real: RealHosts | None
+    grid_points: list[dict]
+    snr_sampler: object
+
+
+def make_plan(rows: int, seed: int, cfg: SimConfig, real: RealHosts | None = None) -> Plan:
+    fracs = cfg.split_fractions()
+    names = list(fracs)
+    if rows < 2 * len(names):
+        raise UsageError(f"--rows={rows}: need at least {2 * len(names)} rows so that each of the "
+                         f"{len(names)} splits gets a control and an injection")
+    rng = np.random.default_rng([seed, 2])
+    counts = exact_counts(rows, fracs, minimum=2)
+    split_idx = np.empty(rows, np.int8)
+    is_control = np.empty(rows, np.int8)
+    order = rng.permutation(rows)
+    start = 0
+    for k, s in enumerate(names):
+        rows_s = np.sort(order[start:start + counts[s]])
+        start += counts[s]
+        split_idx[rows_s] = k
+        n_ctrl = int(min(max(round(cfg.controls * len(rows_s)), 1), len(rows_s) - 1))
+        ctrl = np.zeros(len(rows_s), np.int8)
+        ctrl[:n_ctrl] = 1
+        is_control[rows_s] = rng.permutation(ctrl)
+    host_idx = np.empty(rows, np.int64)
+    if real is None:
+        host_ids, host_split, offset = [], [], 0
+        for k, s in enumerate(names):
+            rows_s = np.flatnonzero(split_idx == k)
+            n_hosts = -(-len(rows_s) // cfg.host_reuse)
+            host_idx[rows_s] = offset + np.arange(len(rows_s)) // cfg.host_reuse
+            host_ids += [f"syn{seed}-{h:08d}" for h in range(offset, offset + n_hosts)]
+            host_split += [s] * n_hosts
+            offset += n_hosts
+    else:
+        host_ids = list(real.ids)
+        host_split = assign_host_splits(len(host_ids), fracs, rng)
+        for k, s in enumerate(names):
+            rows_s = np.flatnonzero(split_idx == k)
+            mine = np.array([h for h, hs in enumerate(host_split) if hs == s])
+            host_idx[rows_s] = mine[np.arange(len(rows_s)) % len(mine)]
+    inj_idx = np.full(rows, -1, np.int64)
+    inj = np.flatnonzero(is_control == 0)
+    inj_idx[inj] = np.arange(len(inj))
+    return Plan(names, split_idx, is_control, host_idx, inj_idx, host_ids, host_split)
+
+
+def parse_shard(text: str | None) -> tuple[int, int]:
+    """'K/N' (0-based K < N) -> (K, N); None or '' -> (0, 1)."""
+    if not text:
+        return 0, 1
+    try:
+        k, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise UsageError(f"--shard {text!r}: expected K/N with integers, e.g. 0/8 (K counts from 0)") from None
+    if not (n >= 1 and 0 <= k < n):
+        raise UsageError(f"--shard {text!r}: need 0 <= K < N (K counts from 0, like a SLURM array index)")
+    return k, n
+
+
+def _arrow_type(name: str) -> pa.DataType:
+    if name in (STAMP_COLUMN, CTRL_STAMP_COLUMN):
+        return pa.binary()
+    if name in ("is_control", CUTOUT_OK_COLUMN):
+        return pa.int32()
+    if name in ("stamp_id", "host_id"):
+        return pa.string()
+    return pa.float64()
+
+
+def column_names(cfg: SimConfig) -> list[str]:
+    obs = [f"psf_fwhm_used_{b}" for b in cfg.bands] + [f"psfdepth_{b}" for b in cfg.bands]
+    meta = [c for c in INJECTION_METADATA_COLUMNS if c != "injection_seed"]
+    return (["stamp_id", "host_id", STAMP_COLUMN, "is_control", CUTOUT_OK_COLUMN, "host_mag_r", "psf_moffat_beta"]
+            + obs + meta + ([CTRL_STAMP_COLUMN] if cfg.pair else []))
+
+
+def chunk_rows(chunk: int, rows: int, cfg: SimConfig) -> range:
+    return range(chunk * cfg.rows_per_file, min(rows, (chunk + 1) * cfg.rows_per_file))
+
+
+def chunk_files(root: Path, chunk: int, plan: Plan, cfg: SimConfig) -> dict[str, Path]:
+    """The files chunk `chunk` writes: one per split that has rows in it."""
+    idx = plan.split_idx[chunk_rows(chunk, len(plan.split_idx), cfg).start:
+                         chunk_rows(chunk, len(plan.split_idx), cfg).stop]
+    return {plan.splits[k]: root / f"region_split={plan.splits[k]}" / f"part-{chunk:05d}.parquet"
+            for k in sorted(set(idx.tolist()))}
+
+
+_CTX: SimContext | None = None  # set in forked workers (and in-process), read by _build_chunk
+
+
+def _build_chunk(root: str, tier: str, chunk: int) -> tuple[int, int]:
+    ctx = _CTX
+    cfg, plan = ctx.cfg, ctx.plan
+    rows = chunk_rows(chunk, len(plan.split_idx), cfg)
+    band_idx = [BANDS.index(b) for b in cfg.bands]
+    names = column_names(cfg)
+    per_split: dict[int, dict[str, list]] = {}
+    for i in rows:
+        res = render_row(ctx, i)
+        cols = per_split.setdefault(int(plan.split_idx[i]), {n: [] for n in names})
+        h = int(plan.host_idx[i])
+        vals = dict(res.columns, stamp_id=f"{tier}-{i:09d}", host_id=plan.host_ids[h], cutout_ok=1)
+        vals[STAMP_COLUMN] = encode_stamp(res.image[band_idx], bands=cfg.bands)
+        if cfg.pair:
+            vals[CTRL_STAMP_COLUMN] = (None if res.ctrl_image is None
+                                       else encode_stamp(res.ctrl_image[band_idx], bands=cfg.bands))
+        for n in names:
+            cols[n].append(vals.get(n))
+    for k, cols in per_split.items():
+        table = pa.table({n: pa.array(v, _arrow_type(n)) for n, v in cols.items()})
+        path = Path(root) / f"region_split={plan.splits[k]}" / f"part-{chunk:05d}.parquet"
+        with atomic_path(path) as tmp:
+            pq.write_table(table, tmp, row_group_size=cfg.row_group_rows)
+    return chunk, len(rows)
+
+
+def prepare(out, tier: str, rows: int, seed: int, cfg: SimConfig, shard: str | None = None, s3=None,
+            overwrite: bool = False) -> tuple[SimContext, list[int], Path]:
+    """Validate everything and load hosts; return the context, this shard's chunks and the tier root.
+
+    Raises before anything is written: bad config, unreadable hosts, output files already present.
+    """
+    cfg.validate()
+    if not tier or "/" in tier or tier.startswith("."):
+        raise UsageError(f"--tier {tier!r}: give a plain folder name such as demo or train_stamp64")
+    if rows < 1:
+        raise UsageError(f"--rows={rows}: must be >= 1")
+    k, n = parse_shard(shard)
+    real = load_real_hosts(cfg.hosts, s3, cfg.host_limit) if cfg.hosts else None
+    plan = make_plan(rows, seed, cfg, real)
+    ctx = SimContext(cfg, seed, plan, real, grid_points(parse_grid(cfg.grid)), parse_snr_dist(cfg.arc_snr_dist))
+    n_chunks = -(-rows // cfg.rows_per_file)
+    chunks = [c for c in range(n_chunks) if c % n == k]
+    root = Path(out) / tier
+    if not overwrite:
+        for c in chunks:
+            for p in chunk_files(root, c, plan, cfg).values():
+                if p.exists():
+                    raise UsageError(f"{p} already exists; choose another --out/--tier or pass --overwrite")
+    return ctx, chunks, root
+
+
+def simulate_tier(out, tier: str, rows: int, seed: int, config: SimConfig | None = None, *, workers: int = 1,
+                  shard: str | None = None, s3=None, overwrite: bool = False, progress: bool = False,
+                  preview: str | None = None, argv: list[str] | None = None) -> dict:
+    """Build (this shard of) a tier and write its manifest (and a preview PNG); return the manifest dict."""
+    global _CTX
+    cfg = config or SimConfig()
+    if preview is not None and not str(preview).lower().endswith(".png"):
+        raise UsageError(f"--preview {preview}: must name a .png file")
+    ctx, chunks, root = prepare(out, tier, rows, seed, cfg, shard, s3, overwrite)
+    t0 = time.perf_counter()
+    _CTX = ctx
+    try:
+        _run_chunks(str(root), tier, chunks, workers, sum(len(chunk_rows(c, rows, cfg)) for c in chunks), progress)
+    finally:
+        _CTX = None
+    elapsed = time.perf_counter() - t0
+    manifest = make_manifest(ctx, tier, rows, chunks, root, shard, argv)
+    k, n = parse_shard(shard)
+    name = "manifest.json" if n == 1 else f"manifest-shard-{k:04d}-of-{n:04d}.json"
+    atomic_write_text(root / name, json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    manifest["elapsed_s"] = elapsed
+    if preview is not None:
+        from darkhaloscope.sim.preview import write_preview
+
+        write_preview(ctx, preview)
+        manifest["preview"] = str(preview)
+    return manifest
+
+
+def _run_chunks(root: str, tier: str, chunks: list[int], workers: int, total_rows: int, progress: bool) -> None:
+    from darkhaloscope.sim.progress import RowProgress
+
+    workers = max(1, min(workers, len(chunks)))
+    with RowProgress(total_rows, enabled=progress) as bar:
+        if workers == 1:
+            for c in chunks:
+                bar.advance(_build_chunk(root, tier, c)[1])
+            return
+        method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
+        if method != "fork":  # spawned workers cannot inherit the context; build in-process
+            for c in chunks:
+                bar.advance(_build_chunk(root, tier, c)[1])
+            return
+        with ProcessPoolExecutor(workers, mp_context=mp.get_context("fork")) as ex:
+            pending = {ex.submit(_build_chunk, root, tier, c) for c in chunks}
+            try:
+                while pending:
+                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    for f in done:
+                        bar.advance(f.result()[1])
+            except BaseException:
+                for f in pending:
+                    f.cancel()
+                raise
+
+
+def make_manifest(ctx: SimContext, tier: str, rows: int, chunks: list[int], root: Path, shard: str | None,
+                  argv: list[str] | None) -> dict:
+    """Counts per split and class (of this shard's rows), hosts per split, files, seed, config, version."""
+    from darkhaloscope.config import run_info
+
+    plan, cfg = ctx.plan, ctx.cfg
+    sel = np.concatenate([np.arange(r.start, r.stop) for r in (chunk_rows(c, rows, cfg) for c in chunks)]) \
+        if chunks else np.array([], np.int64)
+    counts = {}
+    for k, s in enumerate(plan.splits):
+        in_s = sel[plan.split_idx[sel] == k]
+        n_ctrl = int(plan.is_control[in_s].sum())
+        counts[s] = {"controls": n_ctrl, "injections": int(len(in_s) - n_ctrl),
+                     "hosts": int(len(np.unique(plan.host_idx[in_s])))}
+    files = sorted(str(p.relative_to(root)) for c in chunks for p in chunk_files(root, c, plan, cfg).values())
+    info = run_info(argv)
+    return {"tier": tier, "rows_total": rows, "rows_written": int(len(sel)), "seed": ctx.seed,
+            "shard": shard or "0/1", "counts": counts, "bands": list(cfg.bands),
+            "hosts": "synthetic" if ctx.real is None else ctx.real.source, "files": files,
+            "config": json.loads(json.dumps(asdict(cfg))), "version": info["version"],
+            "git_commit": info["git_commit"], "command": info["command"]}

@@ -1,0 +1,190 @@
+"""Host galaxies for injection: synthetic LRG-like hosts, or real hosts read from files.
+
+- Synthetic (`render_synthetic_host`): an elliptical Sersic (n 3-5) of r 17-20.5 (counts rising to the
+  faint end), red LRG colours, half-light radius ~3" at r = 19 growing with brightness (central r pixel
+  0.03-0.3 nmgy, like the real DR10 cutouts' 0.03-0.19), plus random neighbour galaxies and stars; returned pre-PSF, per band.
+  A host is fully determined by (seed, host index), so every use of a host shows the same galaxy.
+- Real (`load_real_hosts`): a folder of `.npz` files (DR10 cutout layout `cutout` (H, W, 3), or the
+  Phase 4c `image_g/r/z` layout), or a Phase 4c tier (local or s3://), whose CONTROL rows become hosts.
+  Their noise and PSF are real: only the arc is added.
+- `assign_host_splits`: every host goes to exactly one split, so all uses of a host stay in one split.
+- `aperture_mag_r`: the host magnitude used in `src_dmag` (r-band flux within 3" of the centre).
+
+Exercised by `dhs simulate [--hosts PATH]` and tests/sim/test_hosts.py.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from darkhaloscope.errors import DataError, UsageError
+from darkhaloscope.sim.inject import add_point_source, render_sersic
+from darkhaloscope.sim.observing import mag_to_nmgy, nmgy_to_mag
+from darkhaloscope.stamps.schema import BANDS, HOST_ID_COLUMNS, PIXEL_SCALE_ARCSEC, STAMP_SIZE
+
+HOST_APERTURE_ARCSEC = 3.0  # radius of the aperture that defines host_mag_r (and so src_dmag)
+HALF_STAMP_ARCSEC = STAMP_SIZE / 2 * PIXEL_SCALE_ARCSEC
+
+
+@dataclass
+class RealHosts:
+    """Real host stamps (M, 3, 64, 64) float32 nanomaggies with one id per host."""
+
+    images: np.ndarray
+    ids: list[str]
+    source: str  # the path they came from, for the manifest
+
+
+def colour_scale(g_minus_r: float, r_minus_z: float) -> np.ndarray:
+    """Flux ratio to r of each band in BANDS order for the given colours (g-r, r-z in mag)."""
+    return np.array([10 ** (-0.4 * g_minus_r), 1.0, 10 ** (0.4 * r_minus_z)])
+
+
+def _random_offset(rng: np.random.Generator, r_min_arcsec: float) -> tuple[float, float]:
+    while True:
+        x, y = rng.uniform(-HALF_STAMP_ARCSEC, HALF_STAMP_ARCSEC, 2)
+        if math.hypot(x, y) >= r_min_arcsec:
+            return float(x), float(y)
+
+
+def draw_counts_mag(rng: np.random.Generator, lo: float, hi: float, slope: float) -> float:
+    """Magnitude in [lo, hi] with number counts dN/dm ~ 10^(slope m) (slope 0: uniform)."""
+    u = rng.uniform()
+    if slope == 0:
+        return float(lo + u * (hi - lo))
+    a, b = 10 ** (slope * (lo - hi)), 1.0  # scaled by 10^(-slope hi) for numerical range
+    return float(hi + math.log10(a + u * (b - a)) / slope)
+
+
+def render_synthetic_host(rng: np.random.Generator, cfg) -> tuple[np.ndarray, dict]:
+    """Pre-PSF (3, 64, 64) host + neighbours + stars in nanomaggies, and the host's true parameters."""
+    mag_r = draw_counts_mag(rng, *cfg.host_mag_r, cfg.host_count_slope)
+    reff = float(np.clip(10 ** rng.normal(math.log10(3.0) - 0.2 * (mag_r - 19.0), 0.1), 0.5, 8.0))
+    n = rng.uniform(3.0, 5.0)
+    q = rng.uniform(0.5, 1.0)
+    phi = rng.uniform(0.0, math.pi)
+    e = (1 - q) / (1 + q)
+    gr, rz = rng.uniform(*cfg.host_g_r), rng.uniform(*cfg.host_r_z)
+    shape = render_sersic(float(mag_to_nmgy(mag_r)), reff, n, e * math.cos(2 * phi), e * math.sin(2 * phi))
+    model = colour_scale(gr, rz)[:, None, None] * shape[None]
+    for _ in range(min(rng.poisson(cfg.neighbours_mean), 4)):
+        x, y = _random_offset(rng, 2.5)
+        nb = render_sersic(float(mag_to_nmgy(rng.uniform(20.0, 23.5))), rng.uniform(0.2, 0.8),
+                           rng.uniform(0.8, 2.0), *rng.uniform(-0.3, 0.3, 2), x, y, ss=3)
+        model += colour_scale(rng.uniform(0.3, 1.6), rng.uniform(0.2, 1.0))[:, None, None] * nb[None]
+    for _ in range(min(rng.poisson(cfg.stars_mean), 3)):
+        x, y = _random_offset(rng, 3.0)
+        star = np.zeros((STAMP_SIZE, STAMP_SIZE))
+        add_point_source(star, float(mag_to_nmgy(rng.uniform(17.5, 22.0))), x, y)
+        model += colour_scale(rng.uniform(0.3, 1.4), rng.uniform(0.0, 0.6))[:, None, None] * star[None]
+    return model, {"mag_r": float(mag_r), "reff_arcsec": reff, "n_sersic": float(n), "q": float(q),
+                   "phi_rad": float(phi)}
+
+
+def aperture_mag_r(image: np.ndarray) -> float:
+    """r-band AB magnitude within HOST_APERTURE_ARCSEC of the stamp centre (image (3, S, S), nmgy)."""
+    size = image.shape[-1]
+    idx = (np.arange(size) - size // 2) * PIXEL_SCALE_ARCSEC
+    inside = idx[:, None] ** 2 + idx[None, :] ** 2 <= HOST_APERTURE_ARCSEC ** 2
+    return float(nmgy_to_mag(float(image[BANDS.index("r")][inside].sum())))
+
+
+def robust_sigma(image: np.ndarray) -> np.ndarray:
+    """Per-band robust sigma (1.4826 MAD) of the outer pixels (> 5" from the centre), nanomaggies."""
+    size = image.shape[-1]
+    idx = (np.arange(size) - size // 2) * PIXEL_SCALE_ARCSEC
+    outer = idx[:, None] ** 2 + idx[None, :] ** 2 > 5.0 ** 2
+    px = image[:, outer]
+    med = np.median(px, axis=1, keepdims=True)
+    return 1.4826 * np.median(np.abs(px - med), axis=1)
+
+
+def assign_host_splits(n_hosts: int, fractions: dict[str, float], rng: np.random.Generator) -> list[str]:
+    """Split name for each host: counts follow `fractions` (largest remainder), at least one per split."""
+    names = list(fractions)
+    if n_hosts < len(names):
+        raise UsageError(f"{n_hosts} host(s) cannot fill {len(names)} splits ({', '.join(names)}) without "
+                         "putting one host in two splits; give more hosts or fewer splits (--splits)")
+    counts = exact_counts(n_hosts, fractions, minimum=1)
+    labels = [s for s in names for _ in range(counts[s])]
+    order = rng.permutation(n_hosts)
+    out = [""] * n_hosts
+    for pos, h in enumerate(order):
+        out[h] = labels[pos]
+    return out
+
+
+def exact_counts(n: int, fractions: dict[str, float], minimum: int = 0) -> dict[str, int]:
+    """Integer counts summing to n, proportional to fractions (largest remainder), each >= minimum."""
+    total = sum(fractions.values())
+    raw = {k: n * v / total for k, v in fractions.items()}
+    counts = {k: max(minimum, int(math.floor(v))) for k, v in raw.items()}
+    while sum(counts.values()) < n:
+        k = max(raw, key=lambda s: (raw[s] - counts[s], raw[s]))
+        counts[k] += 1
+    while sum(counts.values()) > n:
+        k = max((s for s in counts if counts[s] > minimum), key=lambda s: (counts[s] - raw[s], counts[s]))
+        counts[k] -= 1
+    return counts
+
+
+def _load_npz_files(files: list[Path], source: Path) -> RealHosts:
+    from darkhaloscope.stamps.codec import decode_batch
+
+    if not files:
+        raise DataError(f"--hosts {source}: no .npz files and no parquet tier here; expected DR10 cutouts "
+                        "(`cutout` (H, W, 3)) or Phase 4c npz (`image_g/r/z`) files")
+    blobs = []
+    for f in files:
+        try:
+            blobs.append(f.read_bytes())
+        except OSError as e:
+            raise DataError(f"--hosts {f}: cannot read ({e.strerror}); check permissions") from None
+    res = decode_batch(blobs, where=[str(f) for f in files], on_error="raise")
+    return RealHosts(res.images, [f.stem for f in files], str(source))
+
+
+def _load_tier_controls(uri: str, s3, limit: int) -> RealHosts:
+    import pyarrow.compute as pc
+
+    from darkhaloscope.stamps.batch import decode_tier_batch
+    from darkhaloscope.stamps.schema import CUTOUT_OK_COLUMN, LABEL_SOURCE_COLUMN, STAMP_COLUMN
+    from darkhaloscope.stamps.tier import open_tier
+
+    tier = open_tier(uri, s3)
+    id_col = next((c for c in HOST_ID_COLUMNS if c in tier.columns), None)
+    cols = [STAMP_COLUMN, LABEL_SOURCE_COLUMN] + ([id_col] if id_col else [])
+    images, ids = [], []
+    for b in tier.iter_batches(cols, cutout_ok_only=CUTOUT_OK_COLUMN in tier.columns):
+        keep = np.asarray(pc.equal(b.table[LABEL_SOURCE_COLUMN], 1).to_numpy(zero_copy_only=False), bool)
+        if not keep.any():
+            continue
+        b.table, b.row_index = b.table.filter(keep), b.row_index[keep]
+        sb = decode_tier_batch(b)
+        images.append(sb.images)
+        ids += [str(v) for v in b.table[id_col].to_pylist()] if id_col else b.row_ids()
+        if len(ids) >= limit:
+            break
+    if not ids:
+        raise DataError(f"--hosts {uri}: the tier has no control rows (is_control=1) to use as hosts")
+    return RealHosts(np.concatenate(images)[:limit], ids[:limit], uri)
+
+
+def load_real_hosts(path: str, s3=None, limit: int = 5000) -> RealHosts:
+    """Hosts from a folder of npz files, or from the controls of a tier (folder/file/s3:// of parquet)."""
+    from darkhaloscope.stamps.fs import is_s3
+
+    if is_s3(path):
+        return _load_tier_controls(path, s3, limit)
+    p = Path(path)
+    if not p.exists():
+        raise DataError(f"--hosts {p}: no such file or folder; give a folder of DR10 .npz cutouts or a tier")
+    if p.is_file() and p.suffix == ".npz":
+        return _load_npz_files([p], p)
+    if p.is_file() or any(p.rglob("*.parquet")):
+        return _load_tier_controls(str(p), s3, limit)
+    return _load_npz_files(sorted(p.glob("*.npz")), p)

@@ -1,0 +1,110 @@
+"""`SimConfig`: every setting of `dhs simulate`, with units; defaults mirrored in configs/simulate.yaml.
+
+    cfg = load_config(SimConfig, "configs/simulate.yaml", ["--controls=0.4", "--psf=gaussian"])
+
+`validate()` rejects impossible values (negative Einstein radius, empty grid, unknown band, ...) with a
+UsageError before anything is written.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from darkhaloscope.errors import UsageError
+from darkhaloscope.sim.observing import PSF_PROFILES, check_bands
+from darkhaloscope.sim.params import check_range, parse_grid, parse_snr_dist
+from darkhaloscope.stamps.schema import SPLITS
+
+
+@dataclass
+class SimConfig:
+    # --- tier layout
+    controls: float = 0.5  # fraction of rows in EVERY split that are controls (0 < f < 1)
+    splits: str = "train=0.7,val=0.15,test=0.15"  # row (and host) fraction per region_split
+    bands: tuple[str, ...] = ("g", "r", "z")  # bands written into stamp_npz (simulation always uses g,r,z)
+    rows_per_file: int = 500  # rows per chunk; chunk c writes region_split=<s>/part-<c>.parquet
+    row_group_rows: int = 128  # parquet row-group size
+    pair: bool = False  # injections also carry their host without the arc in ctrl_stamp_npz
+    # --- observing model
+    psf: str = "moffat"  # PSF profile: moffat (beta 2.5-4.5) or gaussian
+    supersample: int = 4  # sub-pixels per pixel side where the lensed light is (adaptive)
+    # --- hosts
+    hosts: str = ""  # "" = synthetic LRG-like hosts; else a folder of npz cutouts or a tier (its controls)
+    host_reuse: int = 1  # rows per synthetic host (all uses of a host stay in one split)
+    host_limit: int = 5000  # max real hosts read from a tier (memory: 48 KiB each)
+    host_mag_r: tuple[float, float] = (17.0, 20.5)  # synthetic host total r magnitude, AB
+    host_count_slope: float = 0.4  # host magnitudes drawn with dN/dm ~ 10^(slope m): mostly faint hosts
+    host_g_r: tuple[float, float] = (1.3, 1.9)  # synthetic host g-r colour, mag (red, LRG-like)
+    host_r_z: tuple[float, float] = (0.7, 1.2)  # synthetic host r-z colour, mag
+    neighbours_mean: float = 1.0  # Poisson mean number of neighbour galaxies per synthetic stamp
+    stars_mean: float = 0.3  # Poisson mean number of stars per synthetic stamp
+    # --- lens (SIE + external shear)
+    theta_e_arcsec: tuple[float, float] = (0.5, 3.0)  # Einstein radius range, arcsec (uniform)
+    lens_q: tuple[float, float] = (0.5, 1.0)  # SIE axis ratio range
+    shear_max: float = 0.1  # external shear strength drawn uniformly in [0, shear_max]
+    # --- source (Sersic)
+    src_mag_r: tuple[float, float] = (20.0, 25.0)  # unlensed source r magnitude, AB (independent of host)
+    src_reff_arcsec: tuple[float, float] = (0.1, 0.5)  # source half-light radius, arcsec
+    src_n_sersic: tuple[float, float] = (0.7, 2.5)  # source Sersic index
+    src_e_max: float = 0.35  # max source ellipticity |e|
+    src_g_r: tuple[float, float] = (0.0, 0.6)  # source g-r colour, mag (blue star-forming)
+    src_r_z: tuple[float, float] = (-0.1, 0.4)  # source r-z colour, mag
+    src_beta_frac: float = 0.6  # source offset <= this x theta_E: strongly lensed (arcs, rings)
+    arc_snr_dist: str = "loguniform:3:60"  # target peak arc S/N (r): none | loguniform:LO:HI | uniform:LO:HI
+    grid: str = ""  # e.g. "theta_e=0.75,1.0,1.5,2.0 src_dmag=1,2": injections cycle over the product
+
+    def split_fractions(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for item in self.splits.split(","):
+            if "=" not in item:
+                raise UsageError(f"--splits {self.splits!r}: expected name=fraction,... e.g. "
+                                 "train=0.7,val=0.15,test=0.15")
+            name, frac = item.split("=", 1)
+            try:
+                f = float(frac)
+            except ValueError:
+                raise UsageError(f"--splits: fraction of {name!r} is not a number: {frac!r}") from None
+            if not f > 0 or name in out or not name.strip():
+                raise UsageError(f"--splits: {name}={frac} must be a new split name with a fraction > 0")
+            out[name.strip()] = f
+        unknown = [s for s in out if s not in SPLITS]
+        if unknown:
+            raise UsageError(f"--splits: unknown split(s) {', '.join(unknown)}; use {', '.join(SPLITS)}")
+        return out
+
+    def validate(self) -> None:
+        if not 0 < self.controls < 1:
+            raise UsageError(f"--controls={self.controls}: must be strictly between 0 and 1, so that every "
+                             "split has both controls and injections (a one-class tier cannot be trained)")
+        self.split_fractions()
+        check_bands(self.bands)
+        if self.psf not in PSF_PROFILES:
+            raise UsageError(f"--psf={self.psf}: unknown PSF; choose one of {', '.join(PSF_PROFILES)}")
+        for name, value, lo in (("supersample", self.supersample, 1), ("rows_per_file", self.rows_per_file, 1),
+                                ("row_group_rows", self.row_group_rows, 1), ("host_reuse", self.host_reuse, 1),
+                                ("host_limit", self.host_limit, 1)):
+            if value < lo:
+                raise UsageError(f"--{name}={value}: must be >= {lo}")
+        if self.supersample > 16:
+            raise UsageError(f"--supersample={self.supersample}: at most 16")
+        check_range("theta_e_arcsec", self.theta_e_arcsec, 1e-3, 6.0)
+        check_range("lens_q", self.lens_q, 0.05, 1.0)
+        check_range("src_mag_r", self.src_mag_r, 10.0, 35.0)
+        check_range("src_reff_arcsec", self.src_reff_arcsec, 0.01, 5.0)
+        check_range("src_n_sersic", self.src_n_sersic, 0.3, 8.0)
+        check_range("host_mag_r", self.host_mag_r, 10.0, 30.0)
+        for name in ("host_g_r", "host_r_z", "src_g_r", "src_r_z"):
+            check_range(name, getattr(self, name), -3.0, 4.0)
+        if not 0 <= self.shear_max < 0.5 or not 0 <= self.src_e_max < 0.9:
+            raise UsageError("shear_max must be in [0, 0.5) and src_e_max in [0, 0.9)")
+        if not 0 < self.src_beta_frac <= 1.5:
+            raise UsageError(f"--src_beta_frac={self.src_beta_frac}: must be in (0, 1.5] (x theta_E)")
+        if not 0 <= self.host_count_slope <= 1:
+            raise UsageError(f"--host_count_slope={self.host_count_slope}: must be in [0, 1]")
+        if self.neighbours_mean < 0 or self.stars_mean < 0:
+            raise UsageError("neighbours_mean and stars_mean must be >= 0")
+        grid = parse_grid(self.grid)
+        snr = parse_snr_dist(self.arc_snr_dist)
+        if snr is not None and ("src_dmag" in grid or "src_mag_r" in grid):
+            raise UsageError("--grid fixes the source brightness (src_dmag/src_mag_r) and --arc-snr-dist "
+                             "reshapes it: use one of them (add --arc-snr-dist=none)")

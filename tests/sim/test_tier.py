@@ -1,0 +1,130 @@
+"""Tier tests for `dhs simulate`: both classes in every split, host/split integrity, determinism,
+shards concatenating to the unsharded build, atomic writes, and the Phase 4c readers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from darkhaloscope.cli import main
+from darkhaloscope.sim.build import simulate_tier
+from darkhaloscope.sim.simconfig import SimConfig
+from darkhaloscope.stamps.batch import decode_tier_batch
+from darkhaloscope.stamps.counts import class_counts, one_class_splits
+from darkhaloscope.stamps.schema import INJECTION_METADATA_COLUMNS, SPLITS
+from darkhaloscope.stamps.tier import open_tier
+
+FAST = SimConfig(supersample=2, rows_per_file=16)
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*.parquet"))}
+
+
+def _table(root: Path) -> pa.Table:
+    return pa.concat_tables([pq.read_table(p) for p in sorted(root.rglob("*.parquet"))])
+
+
+def test_cli_tier_has_both_classes_everywhere_and_reads_back(tmp_path):
+    rc = main(["simulate", "--out", str(tmp_path), "--tier", "debug", "--rows", "40", "--seed", "3",
+               "--workers", "1", "-q", "--supersample", "2", "--rows-per-file", "16"])
+    assert rc == 0
+    root = tmp_path / "debug"
+    tier = open_tier(str(root))
+    assert sorted(tier.splits()) == sorted(SPLITS)
+    counts = class_counts(tier)
+    assert one_class_splits(counts, tier.splits()) == []
+    for s in SPLITS:
+        assert counts[s][0] >= 1 and counts[s][1] >= 1
+    manifest = json.loads((root / "manifest.json").read_text())
+    assert sum(c["controls"] + c["injections"] for c in manifest["counts"].values()) == 40
+    assert manifest["seed"] == 3 and manifest["version"]
+    for b in tier.iter_batches(["stamp_npz", "is_control"], split="train"):
+        sb = decode_tier_batch(b)
+        assert sb.images.shape[1:] == (3, 64, 64) and np.isfinite(sb.images).all()
+    t = _table(root)
+    assert "region_split" not in t.column_names  # the split is the hive partition only
+    ctrl = np.asarray(t["is_control"]) == 1
+    for c in ("theta_e_arcsec", "arc_snr", "src_dmag", "magnification"):
+        vals = t[c].to_pylist()
+        assert all(v is None for v, k in zip(vals, ctrl) if k)  # controls: null injection metadata
+        assert all(v is not None and np.isfinite(v) for v, k in zip(vals, ctrl) if not k)
+    for c in ("psf_fwhm_used_r", "psfdepth_r", "host_id", "stamp_id"):
+        assert t[c].null_count == 0
+    assert set(INJECTION_METADATA_COLUMNS) - {"injection_seed"} <= set(t.column_names)
+
+
+def test_tiny_tier_gets_controls_in_every_split(tmp_path):
+    m = simulate_tier(tmp_path, "t", rows=6, seed=0, config=SimConfig(supersample=1, controls=0.9))
+    for s in SPLITS:
+        assert m["counts"][s]["controls"] == 1 and m["counts"][s]["injections"] == 1
+
+
+def test_no_host_in_two_splits_with_reused_hosts(tmp_path):
+    cfg = SimConfig(supersample=1, rows_per_file=30, host_reuse=4)
+    simulate_tier(tmp_path, "t", rows=60, seed=5, config=cfg)
+    tier = open_tier(str(tmp_path / "t"))
+    t = tier.read_columns(["host_id"])
+    split_of: dict[str, set] = {}
+    for h, s in zip(t["host_id"].to_pylist(), t["region_split"].to_pylist()):
+        split_of.setdefault(h, set()).add(s)
+    assert max(len(v) for v in split_of.values()) == 1
+    assert max(list(t["host_id"].to_pylist()).count(h) for h in split_of) > 1  # hosts really reused
+
+
+def test_same_seed_byte_identical_and_different_seed_differs(tmp_path):
+    a = simulate_tier(tmp_path / "a", "t", rows=24, seed=7, config=FAST)
+    simulate_tier(tmp_path / "b", "t", rows=24, seed=7, config=FAST, workers=2)
+    simulate_tier(tmp_path / "c", "t", rows=24, seed=8, config=FAST)
+    fa, fb, fc = (_files(tmp_path / x / "t") for x in "abc")
+    assert fa == fb and len(fa) == len(a["files"])
+    assert fa != fc
+
+
+def test_shards_concatenate_to_the_unsharded_tier(tmp_path):
+    full = _files(Path(simulate_tier(tmp_path / "full", "t", rows=40, seed=2, config=FAST) and
+                       tmp_path / "full" / "t"))
+    shards: dict[str, bytes] = {}
+    for k in range(3):
+        m = simulate_tier(tmp_path / "sh", "t", rows=40, seed=2, config=FAST, shard=f"{k}/3")
+        assert m["shard"] == f"{k}/3"
+    shards = _files(tmp_path / "sh" / "t")
+    assert shards == full
+    assert len(list((tmp_path / "sh" / "t").glob("manifest-shard-*.json"))) == 3
+
+
+def test_interrupted_run_leaves_no_partial_file(tmp_path, monkeypatch):
+    import darkhaloscope.sim.build as build
+
+    real = build.render_row
+    calls = {"n": 0}
+
+    def flaky(ctx, i, keep_ctrl=False):
+        calls["n"] += 1
+        if calls["n"] == 20:  # inside the second chunk
+            raise KeyboardInterrupt
+        return real(ctx, i, keep_ctrl)
+
+    monkeypatch.setattr(build, "render_row", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        simulate_tier(tmp_path, "t", rows=40, seed=1, config=FAST)
+    root = tmp_path / "t"
+    leftovers = [p for p in root.rglob("*") if p.is_file()]
+    assert not [p for p in leftovers if p.name.endswith(".tmp")]
+    assert not (root / "manifest.json").exists()
+    for p in leftovers:  # whatever was written is whole and readable
+        assert pq.read_table(p).num_rows > 0
+    assert len(leftovers) >= 1  # the first chunk finished before the interrupt
+
+
+def test_refuses_to_overwrite_existing_files(tmp_path):
+    simulate_tier(tmp_path, "t", rows=12, seed=1, config=FAST)
+    before = _files(tmp_path / "t")
+    rc = main(["simulate", "--out", str(tmp_path), "--tier", "t", "--rows", "12", "--seed", "2", "-q",
+               "--supersample", "2", "--rows-per-file", "16"])
+    assert rc == 2 and _files(tmp_path / "t") == before
