@@ -1,0 +1,77 @@
+"""`TrainConfig`: every setting of `dhs train`, with its unit or reason. Defaults = the users' Phase 5 recipe.
+
+    cfg = load_config(TrainConfig, "configs/train.yaml", ["--epochs=3", "--preprocess.norm=annulus"])
+
+YAML defaults live in `configs/train.yaml` (GPU recipe) and `configs/train_cpu_demo.yaml` (small_cnn on
+CPU). Exercised by `dhs train --data DATA --out RUN [--config FILE] [--key=value ...]`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from darkhaloscope.errors import UsageError
+from darkhaloscope.train.preprocess import PreprocessConfig
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # auto: bf16 on a CUDA device that has it, fp32 elsewhere
+
+
+@dataclass
+class TrainConfig:
+    data: str = ""  # tier URI: local folder, parquet file or s3:// prefix (`--data`)
+    train_split: str = "train"  # region_split value trained on
+    val_split: str = "val"  # region_split value validated on (best checkpoint chosen on its AUROC)
+    # model
+    model: str = "resnet18"  # registry name (`dhs bench train --help` lists them)
+    meta_columns: list[str] = field(default_factory=list)  # scalar model inputs; label-leaking ones refused
+    # optimisation (Phase 5: AdamW lr 3e-4 wd 0.01, cosine)
+    epochs: int = 10  # passes over the train split
+    batch_size: int = 256  # stamps per optimizer step PER RANK (global batch = batch_size x world size)
+    lr: float = 3e-4  # AdamW peak learning rate (reached after warmup)
+    weight_decay: float = 0.01  # AdamW decoupled weight decay
+    warmup_frac: float = 0.03  # fraction of all optimizer steps spent ramping the lr linearly from 0
+    min_lr_frac: float = 0.0  # cosine floor, as a fraction of lr
+    grad_clip_norm: float = 1.0  # max global L2 norm of the gradients (0 = no clipping)
+    # speed
+    device: str = "auto"  # auto (cuda:LOCAL_RANK if available, else cpu), cpu, cuda, cuda:1 ...
+    precision: str = "auto"  # auto | fp32 | bf16 | fp16 (fp16 uses a gradient scaler)
+    channels_last: bool = True  # NHWC memory layout: faster convolutions on tensor cores
+    compile: bool = False  # torch.compile the model (minutes of warm-up; worth it for long GPU runs)
+    num_workers: int = 2  # DataLoader worker processes per rank (0 = load in the training process)
+    prefetch_factor: int = 4  # batches prefetched per worker
+    decode_threads: int = 1  # npz decode threads per worker
+    shuffle_buffer: int = 4096  # rows in the streaming shuffle buffer
+    cache_dir: str | None = None  # local cache for s3:// tier files (None = stream, no cache)
+    max_train_rows: int | None = None  # use at most this many train rows (None = all); smoke tests
+    max_val_rows: int | None = None  # validate on at most this many val rows (None = all)
+    # validation, logging, checkpoints
+    val_every_steps: int = 0  # also validate every N optimizer steps (0 = only at the end of each epoch)
+    val_batch_size: int = 512  # stamps per validation forward pass
+    log_every_steps: int = 20  # sync the per-step losses to the host (nan/inf check, steps.jsonl) every N steps
+    checkpoint_every_steps: int = 0  # also write last.pt every N optimizer steps (0 = off)
+    checkpoint_every_minutes: float = 15.0  # also write last.pt every N minutes of training (0 = off)
+    checkpoint_uri: str | None = None  # mirror last.pt/best.pt to this s3:// (or local) prefix after each save
+    tensorboard: bool = False  # also write TensorBoard scalars to RUN/tb (only if tensorboard is installed)
+    progress: bool = True  # rich progress bar with samples/s and ETA (rank 0)
+    seed: int = 0  # seeds model init, shuffling and augmentation: a CPU run is bit-reproducible
+    on_error: str = "skip"  # undecodable stamp: skip (counted and reported) or raise
+    initial_loss_tolerance: float = 0.25  # warn when |first loss - ln 2| exceeds this (nats)
+    shard_check_rows: int = 2048  # per rank: row ids checked for overlap across ranks/workers (0 = off)
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)  # normalisation + augmentation
+
+    def validate(self) -> None:
+        self.preprocess.validate()
+        if self.precision not in PRECISIONS:
+            raise UsageError(f"precision={self.precision!r}: choose one of {', '.join(PRECISIONS)}")
+        if self.on_error not in ("skip", "raise"):
+            raise UsageError(f"on_error={self.on_error!r}: choose skip or raise")
+        for name in ("epochs", "batch_size", "val_batch_size", "log_every_steps"):
+            if getattr(self, name) < 1:
+                raise UsageError(f"{name}={getattr(self, name)} must be >= 1")
+        if not 0 <= self.warmup_frac < 1:
+            raise UsageError(f"warmup_frac={self.warmup_frac} must be in [0, 1)")
+        if self.lr <= 0:
+            raise UsageError(f"lr={self.lr} must be > 0")
+        if self.train_split == self.val_split:
+            raise UsageError(f"train_split and val_split are both {self.train_split!r}; validation needs "
+                             "held-out rows")

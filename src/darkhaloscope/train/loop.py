@@ -1,0 +1,330 @@
+"""The training engine behind `dhs train`: guards, then epochs of streamed batches, validation,
+checkpoints and logs; the same code runs on a 2-core CPU and under torchrun on several GPUs.
+
+    summary = train(load_config(TrainConfig, "configs/train_cpu_demo.yaml", ["--data=TIER"]), "RUN")
+    summary["best_val_auroc"], summary["paths"]["best"]
+
+Order of work: (1) class counts of train/val from the label columns (one-class -> RefusedError, exit 3,
+nothing written); (2) run folder: config.yaml, run.json; (3) model, AdamW, cosine+warmup, scaler; resume
+from last.pt (`--resume auto`, or the mirror); (4) per step: host->device copy, `prepare_batch` (THE
+normalisation + augmentation), autocast forward, BCEWithLogits, backward, clip, step; losses are synced
+every `log_every_steps` (nan/inf -> stop); (5) validation each epoch (and every N steps), best.pt on val
+AUROC; last.pt every N steps / N minutes / epoch end. Only rank 0 writes.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from darkhaloscope.config import config_to_dict, run_info, save_config
+from darkhaloscope.errors import RefusedError, UsageError
+from darkhaloscope.fileio import atomic_write_text
+from darkhaloscope.models import create_model
+from darkhaloscope.stamps.fs import S3Options
+from darkhaloscope.stamps.schema import check_model_inputs
+from darkhaloscope.stamps.tier import open_tier
+from darkhaloscope.train import checkpoint as ckp
+from darkhaloscope.train import distributed as dd
+from darkhaloscope.train import guards
+from darkhaloscope.train.config import TrainConfig
+from darkhaloscope.train.data import StampStream, make_loader
+from darkhaloscope.train.metrics import val_metrics
+from darkhaloscope.train.preprocess import prepare_batch
+from darkhaloscope.train.runlog import Progress, RunLog
+from darkhaloscope.train.step import make_optimizer, make_scheduler, predict_logits, resolve_precision, train_step
+
+
+@dataclass
+class State:
+    """What the loop tracks between steps; all of it goes into the checkpoint."""
+
+    epoch: int = 0  # current epoch (0-based)
+    batches_done: int = 0  # batches of this epoch consumed on each rank (the data cursor)
+    step: int = 0  # optimizer steps done in total
+    best: dict = field(default_factory=dict)  # val metrics of the best checkpoint so far
+    initial_loss: float | None = None  # mean loss of the first step (warned about if far from ln 2)
+
+
+def train(cfg: TrainConfig, out_dir, argv: list[str] | None = None, *, resume: str | None = None,
+          s3: S3Options | None = None) -> dict:
+    """Train as configured; returns a summary dict (best_val_auroc, epochs, steps, paths, ...)."""
+    info, device = dd.setup(cfg.device)
+    try:
+        return _Trainer(cfg, Path(out_dir), argv, s3, info, device).run(resume)
+    finally:
+        dd.teardown(info)
+
+
+def _refuse_or_count(cfg: TrainConfig, s3, info: dd.DistInfo) -> dict:
+    """Rank 0 counts classes; every rank raises the same RefusedError if a split is one-class."""
+    result = None
+    if info.is_main:
+        try:
+            result = guards.check_class_counts(open_tier(cfg.data, s3), cfg.train_split, cfg.val_split)
+        except RefusedError as e:
+            result = str(e)
+    result = dd.broadcast_object(result, info)
+    if isinstance(result, str):
+        raise RefusedError(result)
+    return result
+
+
+class _Trainer:
+    def __init__(self, cfg: TrainConfig, run_dir: Path, argv, s3, info: dd.DistInfo, device: torch.device):
+        self.cfg, self.run_dir, self.argv, self.s3, self.info, self.device = cfg, run_dir, argv, s3, info, device
+        if not cfg.data:
+            raise UsageError("no training data: pass --data TIER (a folder, parquet file or s3:// prefix)")
+        check_model_inputs(cfg.meta_columns)  # RefusedError before anything is read or written
+        if cfg.meta_columns:
+            raise UsageError(f"meta_columns {cfg.meta_columns}: the input pipeline does not carry scalar columns "
+                             "yet; train on stamps only (models accept metadata via create_model)")
+        self.precision = resolve_precision(cfg.precision, device)
+        self.counts = _refuse_or_count(cfg, s3, info)
+        self.log = RunLog(run_dir, enabled=info.is_main, tensorboard=cfg.tensorboard)
+        self.state = State()
+
+    # ---- set-up ----------------------------------------------------------------------------------
+    def _write_run_folder(self) -> None:
+        if not self.info.is_main:
+            return
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        ckp.clean_stale_temps(self.run_dir)
+        save_config(self.cfg, self.run_dir / "config.yaml")
+        info = run_info(self.argv) | {"world_size": self.info.world_size, "device": str(self.device),
+                                      "precision": self.precision, "torch": torch.__version__,
+                                      "class_counts": {s: {str(k): v for k, v in c.items()} for s, c in self.counts.items()}}
+        atomic_write_text(self.run_dir / "run.json", _json(info))
+
+    def _build(self) -> None:
+        cfg, info = self.cfg, self.info
+        torch.manual_seed(cfg.seed)
+        np.random.seed(cfg.seed)
+        random.seed(cfg.seed)
+        mf = torch.channels_last if cfg.channels_last else torch.preserve_format
+        self.model = create_model(cfg.model).to(self.device, memory_format=mf)
+        stream_kw = dict(seed=cfg.seed, s3=self.s3, cache_dir=cfg.cache_dir, rank=info.rank,
+                         world_size=info.world_size, on_error=cfg.on_error, decode_threads=cfg.decode_threads)
+        self.train_stream = StampStream(cfg.data, cfg.train_split, cfg.batch_size, shuffle=True,
+                                        shuffle_buffer=cfg.shuffle_buffer, max_rows=cfg.max_train_rows, **stream_kw)
+        self.val_stream = StampStream(cfg.data, cfg.val_split, cfg.val_batch_size, shuffle=False,
+                                      max_rows=cfg.max_val_rows, **stream_kw)
+        pin = self.device.type == "cuda"
+        self.train_loader = make_loader(self.train_stream, num_workers=cfg.num_workers, pin_memory=pin,
+                                        prefetch_factor=cfg.prefetch_factor)
+        self.val_loader = make_loader(self.val_stream, num_workers=cfg.num_workers, pin_memory=pin,
+                                      prefetch_factor=cfg.prefetch_factor)
+        self.steps_per_epoch = len(self.train_stream)
+        if self.steps_per_epoch == 0:
+            raise RefusedError(f"{cfg.data}: split '{cfg.train_split}' gives 0 batches of {cfg.batch_size} per rank "
+                               f"({info.world_size} rank(s)); lower --batch_size or use more rows")
+        self.total_steps = cfg.epochs * self.steps_per_epoch
+        self.optimizer = make_optimizer(self.model, cfg.lr, cfg.weight_decay)
+        self.scheduler = make_scheduler(self.optimizer, self.total_steps, cfg.warmup_frac, cfg.min_lr_frac)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
+        self.aug = torch.Generator(device=self.device)
+        self.aug.manual_seed(cfg.seed * 1000 + info.rank)  # each rank draws different augmentations
+        self.mirror = ckp.Mirror(cfg.checkpoint_uri, self.s3) if cfg.checkpoint_uri else None
+
+    def _resume(self, resume: str | None) -> None:
+        path = ckp.find_resume(self.run_dir, resume, self.mirror) if self.info.is_main else None
+        path = dd.broadcast_object(str(path) if path else None, self.info)
+        if path is None:
+            if resume and self.info.is_main:
+                print(f"resume: no checkpoint in {self.run_dir}" + (f" or {self.cfg.checkpoint_uri}" if self.mirror else "")
+                      + "; starting from step 0")
+            return
+        ck = ckp.load_checkpoint(path, map_location=self.device)
+        if ck["config"]["model"] != self.cfg.model:
+            raise UsageError(f"{path} holds model {ck['config']['model']!r} but the config asks for {self.cfg.model!r}; "
+                             "use the same model or a new --out folder")
+        self.model.load_state_dict(ck["model"])
+        self.optimizer.load_state_dict(ck["optimizer"])
+        self.scheduler.load_state_dict(ck["scheduler"])
+        self.scaler.load_state_dict(ck["scaler"])
+        rngs = ck["rng"]
+        ckp.set_rng_state(rngs[self.info.rank] if len(rngs) == self.info.world_size else rngs[0], self.aug)
+        c = ck["cursor"]
+        self.train_stream.load_state_dict(c)  # checks that data, batch size, seed, workers... are unchanged
+        self.state = State(epoch=ck["epoch"], batches_done=c["batches_done"] if c["epoch"] == ck["epoch"] else 0,
+                           step=ck["step"], best=ck["best"], initial_loss=ck.get("initial_loss"))
+        self.log.truncate(self.state.step)
+        if self.info.is_main:
+            print(f"resumed from {path}: epoch {self.state.epoch}, batch {self.state.batches_done}/{self.steps_per_epoch}, "
+                  f"step {ck['step']}")
+
+    # ---- checkpoints -----------------------------------------------------------------------------
+    def _save(self, names: tuple[str, ...]) -> None:
+        """All ranks gather RNG states; rank 0 writes `names` (last.pt / best.pt) and mirrors them."""
+        rngs = dd.all_gather_objects(ckp.rng_state(self.aug), self.info)
+        if not self.info.is_main:
+            return
+        s = self.state
+        state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                 "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(), "rng": rngs,
+                 "cursor": self.train_stream.state_dict(), "step": s.step, "epoch": s.epoch,
+                 "best": s.best, "initial_loss": s.initial_loss, "config": config_to_dict(self.cfg),
+                 "git_commit": run_info([])["git_commit"], "world_size": self.info.world_size}
+        for name in names:
+            path = ckp.save_checkpoint(state, self.run_dir / name)
+            if self.mirror is not None:
+                self.mirror.upload(path)
+        self._last_save_t = time.monotonic()
+
+    # ---- validation ------------------------------------------------------------------------------
+    def _validate(self) -> dict:
+        model = self.model
+        model.eval()
+        labels, logits = [], []
+        self.val_stream.set_epoch(0)  # the whole val split, from its first batch, every time
+        for batch in self.val_loader:
+            x = prepare_batch(batch["image"].to(self.device, non_blocking=True), self.cfg.preprocess, train=False)
+            logits.append(predict_logits(model, x, device=self.device, precision=self.precision).cpu())
+            labels.append(batch["label"])
+        model.train()
+        lab = torch.cat(labels).numpy() if labels else np.zeros(0)
+        log = torch.cat(logits).numpy() if logits else np.zeros(0)
+        parts = dd.all_gather_objects((lab, log), self.info)
+        out = val_metrics(np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])) \
+            if self.info.is_main else None
+        return dd.broadcast_object(out, self.info)
+
+    def _after_validation(self, m: dict, train_loss: float, rate: float, epoch: int) -> None:
+        """Log one metrics row, update best, save last.pt (+ best.pt). `epoch`: the epoch validated."""
+        s = self.state
+        auroc = m.get("val_auroc")
+        is_best = auroc is not None and (s.best.get("val_auroc") is None or auroc > s.best["val_auroc"])
+        if is_best:
+            s.best = {**m, "epoch": epoch, "step": s.step}
+        row = {"epoch": epoch, "step": s.step, "train_loss": train_loss, "lr": self.scheduler.get_last_lr()[0],
+               "samples_per_s": round(rate, 1), "elapsed_s": round(time.monotonic() - self.t0, 2), **m,
+               "is_best": int(is_best)}
+        self.log.metrics(row)
+        self._save(("last.pt", "best.pt") if is_best else ("last.pt",))
+        self.progress.print(f"epoch {epoch} step {s.step}: train loss {train_loss:.4f}, val loss {_f(m['val_loss'])}, "
+                            f"AUROC {_f(m['val_auroc'])}, AP {_f(m['val_ap'])}, TPR@FPR1e-2 "
+                            f"{_f(m['val_tpr_at_fpr_1e-2'])}{' (best)' if is_best else ''}")
+
+    # ---- the loop --------------------------------------------------------------------------------
+    def run(self, resume: str | None) -> dict:
+        self._build()
+        self._write_run_folder()
+        self._resume(resume)
+        cfg, s, info = self.cfg, self.state, self.info
+        net = self.model
+        if info.world_size > 1:
+            net = torch.nn.parallel.DistributedDataParallel(
+                net, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        if cfg.compile:
+            net = torch.compile(net)
+        self.t0 = self._last_save_t = time.monotonic()
+        self.progress = Progress(self.total_steps, s.step, enabled=info.is_main and cfg.progress)
+        self.shard = None if cfg.shard_check_rows > 0 else {"checked": False}
+        try:
+            while s.epoch < cfg.epochs:
+                self._train_epoch(net)
+        finally:
+            self.progress.close()
+            self.log.close()
+        return self._summary()
+
+    def _train_epoch(self, net) -> None:
+        cfg, s, ws = self.cfg, self.state, self.info.world_size
+        self.train_stream.set_epoch(s.epoch)  # keeps a resumed cursor for this epoch
+        pending: list[torch.Tensor] = []  # per-step losses on the device, synced every log_every_steps
+        lrs: list[float] = []
+        losses: list[float] = []
+        t_epoch, samples, first_step = time.monotonic(), 0, s.step
+        left = self.steps_per_epoch - s.batches_done  # batches this epoch still has (equal on all ranks)
+        shard_rows: list[str] = []
+        shard_after = min(left, math.ceil(cfg.shard_check_rows / cfg.batch_size)) if self.shard is None else 0
+        for batch in self.train_loader:
+            x = batch["image"].to(self.device, non_blocking=True)
+            y = batch["label"].to(self.device, non_blocking=True)
+            x = prepare_batch(x, cfg.preprocess, train=True, generator=self.aug)
+            lrs.append(self.scheduler.get_last_lr()[0])  # the lr this step uses
+            pending.append(train_step(net, x, y, self.optimizer, self.scheduler, self.scaler, device=self.device,
+                                      precision=self.precision, grad_clip_norm=cfg.grad_clip_norm))
+            s.step += 1
+            s.batches_done += 1
+            samples += len(y)
+            if shard_after:
+                shard_rows.extend(batch["row_id"])
+                if s.step - first_step == shard_after:
+                    self.shard = guards.check_disjoint_rows(dd.all_gather_objects(shard_rows, self.info))
+                    shard_after = 0
+            due_log = s.step % cfg.log_every_steps == 0
+            due_ckpt = bool(cfg.checkpoint_every_steps) and s.step % cfg.checkpoint_every_steps == 0
+            due_val = bool(cfg.val_every_steps) and s.step % cfg.val_every_steps == 0
+            if s.batches_done < self.steps_per_epoch and (due_log or due_ckpt or due_val):
+                rate = samples * ws / (time.monotonic() - t_epoch)
+                losses += self._flush(pending, lrs, rate)
+                pending, lrs = [], []
+                if due_val:  # also saves last.pt
+                    self._after_validation(self._validate(), float(np.mean(losses)), rate, s.epoch)
+                elif due_ckpt or (due_log and self._time_to_save()):
+                    self._save(("last.pt",))
+        rate = samples * ws / max(1e-9, time.monotonic() - t_epoch)
+        losses += self._flush(pending, lrs, rate)
+        if s.step == first_step:
+            raise RefusedError(f"epoch {s.epoch} delivered no training batch (cursor {s.batches_done}/"
+                               f"{self.steps_per_epoch}); the tier changed under the run or the cursor is wrong")
+        s.epoch, s.batches_done = s.epoch + 1, 0
+        self._after_validation(self._validate(), float(np.mean(losses)), rate, s.epoch - 1)
+
+    def _time_to_save(self) -> bool:
+        due = self.cfg.checkpoint_every_minutes > 0 and \
+            time.monotonic() - self._last_save_t >= 60 * self.cfg.checkpoint_every_minutes
+        return bool(dd.broadcast_object(due, self.info))  # rank 0's clock decides for all
+
+    def _flush(self, pending: list[torch.Tensor], lrs: list[float], rate: float) -> list[float]:
+        """Sync the pending per-step losses (mean over ranks), stop on nan/inf, log them. Returns the losses."""
+        if not pending:
+            return []
+        s = self.state
+        losses = dd.all_mean(torch.stack(pending).float(), self.info).cpu().numpy().astype(np.float64)
+        first = s.step - len(losses) + 1
+        guards.check_finite_losses(losses, first, epoch=s.epoch, lrs=lrs)
+        if first == 1:
+            s.initial_loss = float(losses[0])
+            warn = guards.initial_loss_warning(s.initial_loss, self.cfg.initial_loss_tolerance)
+            if self.info.is_main:
+                self.progress.print(f"initial loss {s.initial_loss:.4f} (ln 2 = {guards.LN2:.4f})")
+                if warn:
+                    self.progress.print(f"warning: {warn}")
+        self.log.steps([{"step": first + i, "epoch": s.epoch, "loss": float(v), "lr": lrs[i]} for i, v in enumerate(losses)])
+        self.progress.update(s.step, s.epoch, rate, float(losses[-1]))
+        return [float(v) for v in losses]
+
+    def _shard_check(self, rows: list[str]) -> None:
+        parts = dd.all_gather_objects(rows, self.info)
+        self.shard = guards.check_disjoint_rows(parts)
+
+    def _summary(self) -> dict:
+        s, rd = self.state, self.run_dir
+        summary = {"best_val_auroc": s.best.get("val_auroc"), "best": s.best, "epochs": s.epoch, "steps": s.step,
+                   "steps_per_epoch": self.steps_per_epoch, "initial_loss": s.initial_loss,
+                   "world_size": self.info.world_size, "rank": self.info.rank, "shard_check": self.shard, "precision": self.precision,
+                   "device": str(self.device), "class_counts": {k: {str(a): b for a, b in v.items()} for k, v in self.counts.items()},
+                   "run_dir": str(rd), "paths": {n: str(rd / f) for n, f in (("best", "best.pt"), ("last", "last.pt"),
+                                                ("config", "config.yaml"), ("metrics", "metrics.csv"),
+                                                ("steps", "steps.jsonl"), ("run", "run.json"))}}
+        if self.info.is_main:
+            atomic_write_text(rd / "summary.json", _json(summary))
+        return summary
+
+
+def _f(v) -> str:
+    return "n/a" if v is None else f"{v:.4f}"
+
+
+def _json(obj) -> str:
+    import json
+
+    return json.dumps(obj, indent=2, default=str) + "\n"

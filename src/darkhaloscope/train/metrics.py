@@ -1,0 +1,38 @@
+"""Validation metrics of the training loop: loss, AUROC, AP, TPR at FPR 1e-2 and 1e-3.
+
+The ranking metrics come from `darkhaloscope.evaluate.metrics` (exact with tied scores); this module only
+adds the BCE loss and flattens the results into one row of metrics.csv. A metric that is undefined
+(one class, or too few controls to resolve FPR 1e-3) is None here and an empty cell in the CSV.
+Exercised by `dhs train` (one row per validation).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from darkhaloscope.evaluate.metrics import auroc, average_precision, tie_groups, tpr_at_fpr
+
+FPR_TARGETS = {"val_tpr_at_fpr_1e-2": 1e-2, "val_tpr_at_fpr_1e-3": 1e-3}  # column -> false-positive rate
+
+
+def bce_with_logits(labels: np.ndarray, logits: np.ndarray) -> np.ndarray:
+    """Per-stamp binary cross-entropy (nats), numerically stable: max(z,0) - z y + log(1 + exp(-|z|))."""
+    z = np.asarray(logits, dtype=np.float64)
+    y = np.asarray(labels, dtype=np.float64)
+    return np.maximum(z, 0) - z * y + np.log1p(np.exp(-np.abs(z)))
+
+
+def val_metrics(labels: np.ndarray, logits: np.ndarray) -> dict[str, float | int | None]:
+    """{'val_loss', 'val_auroc', 'val_ap', 'val_tpr_at_fpr_1e-2', 'val_tpr_at_fpr_1e-3', 'val_n'}."""
+    labels = np.asarray(labels).astype(np.int8)
+    logits = np.asarray(logits, dtype=np.float64)
+    g = tie_groups(labels, logits)
+    out: dict[str, float | int | None] = {
+        "val_loss": float(bce_with_logits(labels, logits).mean()) if len(labels) else None,
+        "val_auroc": auroc(g).value,
+        "val_ap": average_precision(g).value,
+    }
+    for col, rate in FPR_TARGETS.items():
+        out[col] = tpr_at_fpr(g, fpr=rate).value
+    out["val_n"] = int(len(labels))
+    return out
