@@ -70,6 +70,9 @@ def config_from_args(args):
             overrides[key] = v
     if args.grid is not None:
         overrides["grid"] = " ".join(args.grid)
+        fixes_brightness = any(g.split("=", 1)[0] in ("src_dmag", "src_mag_r") for g in args.grid)
+        if fixes_brightness and args.arc_snr_dist is None:
+            overrides["arc_snr_dist"] = "none"  # the grid sets the source brightness: no S/N reshaping
     if args.pair:
         overrides["pair"] = True
     return load_config(SimConfig, args.config, overrides)

@@ -37,6 +37,18 @@ class RealHosts:
     images: np.ndarray
     ids: list[str]
     source: str  # the path they came from, for the manifest
+    sigma_nmgy: np.ndarray | None = None  # (M, 3) robust per-pixel sky sigma per band, set by `checked`
+
+    def checked(self) -> "RealHosts":
+        """Measure each host's sky noise; DataError naming the host if a band has none (not a real cutout)."""
+        self.sigma_nmgy = np.stack([robust_sigma(img) for img in self.images])
+        bad = np.flatnonzero(~(self.sigma_nmgy > 0).all(axis=1))
+        if bad.size:
+            h = int(bad[0])
+            raise DataError(f"--hosts {self.source}: host {self.ids[h]} has no sky noise in band(s) "
+                            f"{', '.join(b for b, s in zip(BANDS, self.sigma_nmgy[h]) if not s > 0)} (blank or "
+                            "noiseless image); real hosts must be observed cutouts: drop that file")
+        return self
 
 
 def colour_scale(g_minus_r: float, r_minus_z: float) -> np.ndarray:
@@ -179,12 +191,12 @@ def load_real_hosts(path: str, s3=None, limit: int = 5000) -> RealHosts:
     from darkhaloscope.stamps.fs import is_s3
 
     if is_s3(path):
-        return _load_tier_controls(path, s3, limit)
+        return _load_tier_controls(path, s3, limit).checked()
     p = Path(path)
     if not p.exists():
         raise DataError(f"--hosts {p}: no such file or folder; give a folder of DR10 .npz cutouts or a tier")
     if p.is_file() and p.suffix == ".npz":
-        return _load_npz_files([p], p)
+        return _load_npz_files([p], p).checked()
     if p.is_file() or any(p.rglob("*.parquet")):
-        return _load_tier_controls(str(p), s3, limit)
-    return _load_npz_files(sorted(p.glob("*.npz")), p)
+        return _load_tier_controls(str(p), s3, limit).checked()
+    return _load_npz_files(sorted(p.glob("*.npz")), p).checked()

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.signal import fftconvolve
 
-from darkhaloscope.sim.hosts import aperture_mag_r, colour_scale, render_synthetic_host, robust_sigma
+from darkhaloscope.sim.hosts import aperture_mag_r, colour_scale, render_synthetic_host
 from darkhaloscope.sim.inject import render_lensed_source
 from darkhaloscope.sim.observing import (Conditions, depth_from_sigma, draw_conditions, mag_to_nmgy,
                                          nmgy_to_mag, psf_kernel)
@@ -65,7 +65,7 @@ def _host(ctx, i: int, rng: np.random.Generator) -> tuple[np.ndarray, Conditions
     cond = draw_conditions(rng, BANDS)
     if ctx.real is not None:
         img = ctx.real.images[h].astype(np.float64)
-        sigma = robust_sigma(img)
+        sigma = ctx.real.sigma_nmgy[h]
         depth = tuple(depth_from_sigma(b, float(s), f) for b, s, f in zip(BANDS, sigma, cond.fwhm_arcsec))
         cond = Conditions(BANDS, cond.fwhm_arcsec, cond.beta, depth, tuple(float(s) for s in sigma))
         return img, cond, psf_stack(cond, ctx.cfg.psf), float(rng.uniform(0, math.pi))

@@ -1,0 +1,79 @@
+"""`dhs simulate` refuses impossible input with one clear line, before any file is written."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from darkhaloscope.cli import main
+
+
+def _run(tmp_path, *extra, rows="12"):
+    return main(["simulate", "--out", str(tmp_path / "out"), "--tier", "t", "--rows", rows, "--seed", "1",
+                 "-q", "--workers", "1", "--supersample", "1", *extra])
+
+
+@pytest.mark.parametrize("extra, code, words", [
+    (["--set", "theta_e_arcsec=-1,2"], 2, "theta_e_arcsec"),
+    (["--grid", "theta_e=-0.5,1.0"], 2, "Einstein radius"),
+    (["--grid", "theta_e="], 2, "empty list"),
+    (["--grid", "bogus=1,2"], 2, "unknown parameter 'bogus'"),
+    (["--grid", "theta_e=1,x"], 2, "must be numbers"),
+    (["--bands", "g,r,i"], 2, "unknown band 'i'"),
+    (["--controls", "0"], 2, "strictly between 0 and 1"),
+    (["--controls", "1"], 2, "strictly between 0 and 1"),
+    (["--shard", "3/3"], 2, "0 <= K < N"),
+    (["--shard", "a/b"], 2, "K/N"),
+    (["--arc-snr-dist", "gauss:1:2"], 2, "loguniform"),
+    (["--arc-snr-dist", "loguniform:5:2"], 2, "0 < LO < HI"),
+    (["--splits", "train=0.5,holdout=0.5"], 2, "unknown split"),
+    (["--set", "no_such_key=1"], 2, "unknown config key"),
+    (["--hosts", "/nonexistent/hosts"], 1, "no such file or folder"),
+    (["--preview", "grid.jpg"], 2, ".png"),
+    (["--grid", "src_dmag=1", "--arc-snr-dist", "loguniform:2:50"], 2, "use one of them"),
+])
+def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, extra, code, words):
+    assert _run(tmp_path, *extra) == code
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "\n" not in err and words in err, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_too_few_rows_for_both_classes_in_every_split(tmp_path, capsys):
+    assert _run(tmp_path, rows="5") == 2
+    assert "at least 6 rows" in capsys.readouterr().err
+
+
+def test_unreadable_host_file_is_named_and_nothing_written(tmp_path, capsys):
+    hosts = tmp_path / "hosts"
+    hosts.mkdir()
+    good = np.random.default_rng(0).normal(0, 0.003, (101, 101, 3)).astype(np.float32)
+    for k in range(3):
+        np.savez(hosts / f"h{k}.npz", cutout=good)
+    (hosts / "h3.npz").write_bytes(b"this is not an npz file")
+    assert _run(tmp_path, "--hosts", str(hosts)) == 1
+    err = capsys.readouterr().err
+    assert "h3.npz" in err and "error:" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_blank_host_is_refused_by_name(tmp_path, capsys):
+    hosts = tmp_path / "hosts"
+    hosts.mkdir()
+    rng = np.random.default_rng(0)
+    for k in range(3):
+        np.savez(hosts / f"h{k}.npz", cutout=rng.normal(0, 0.003, (101, 101, 3)).astype(np.float32))
+    np.savez(hosts / "blank.npz", cutout=np.zeros((101, 101, 3), np.float32))
+    assert _run(tmp_path, "--hosts", str(hosts)) == 1
+    err = capsys.readouterr().err
+    assert "host blank has no sky noise" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_too_few_real_hosts_for_the_splits(tmp_path, capsys):
+    hosts = tmp_path / "hosts"
+    hosts.mkdir()
+    for k in range(2):
+        np.savez(hosts / f"h{k}.npz", cutout=np.random.default_rng(k).normal(0, 0.003, (101, 101, 3)))
+    assert _run(tmp_path, "--hosts", str(hosts)) == 2
+    assert "cannot fill 3 splits" in capsys.readouterr().err
