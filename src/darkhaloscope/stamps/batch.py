@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
-from darkhaloscope.errors import StampDecodeError
-from darkhaloscope.stamps.codec import decode_batch
+from darkhaloscope.errors import DataError, StampDecodeError
+from darkhaloscope.stamps.codec import decode_batch, nonfinite_rows
 from darkhaloscope.stamps.schema import (BANDS, LABEL_COLUMN, LABEL_SOURCE_COLUMN, PACKED_STAMP_COLUMN,
                                           STAMP_COLUMN, STAMP_SIZE, label_from_is_control)
 from darkhaloscope.stamps.tier import TierBatch
@@ -39,37 +39,51 @@ def labels_of(table: pa.Table) -> np.ndarray | None:
     return None
 
 
+PACKED_STAMP_BYTES = len(BANDS) * STAMP_SIZE * STAMP_SIZE * 2  # float16 (3, 64, 64)
+
+
 def decode_packed(column: pa.ChunkedArray | pa.Array, out: np.ndarray | None = None) -> np.ndarray:
     """Packed float16 fixed-size-binary column -> (N, 3, 64, 64) float32 (near memory speed)."""
     if isinstance(column, pa.ChunkedArray):
         column = column.combine_chunks()
+    if not pa.types.is_fixed_size_binary(column.type) or column.type.byte_width != PACKED_STAMP_BYTES:
+        raise DataError(f"{PACKED_STAMP_COLUMN} has type {column.type}, expected fixed_size_binary"
+                        f"({PACKED_STAMP_BYTES}) float16 (3, 64, 64); re-make the tier with `dhs pack`")
     n = len(column)
-    nbytes = len(BANDS) * STAMP_SIZE * STAMP_SIZE * 2
+    shape = (n, len(BANDS), STAMP_SIZE, STAMP_SIZE)
     buf = column.buffers()[1]
-    raw = np.frombuffer(buf, dtype=np.float16, count=(column.offset + n) * nbytes // 2)
-    raw = raw[column.offset * nbytes // 2:].reshape(n, len(BANDS), STAMP_SIZE, STAMP_SIZE)
+    if buf is None or n == 0:
+        return np.zeros(shape, np.float32) if out is None else out
+    raw = np.frombuffer(buf, dtype=np.float16, count=(column.offset + n) * PACKED_STAMP_BYTES // 2)
+    raw = raw[column.offset * PACKED_STAMP_BYTES // 2:].reshape(shape)
     if out is None:
         return raw.astype(np.float32)
-    out[...] = raw
+    np.copyto(out, raw)
     return out
 
 
 def decode_tier_batch(batch: TierBatch, *, on_error: str = "raise", threads: int = 1,
-                      check_finite: bool = True) -> StampBatch:
-    """Decode the stamps of `batch` and derive labels (via the schema's single label mapping)."""
+                      check_finite: bool = True, out: np.ndarray | None = None) -> StampBatch:
+    """Decode the stamps of `batch` and derive labels (via the schema's single label mapping).
+
+    `out`, a (N, 3, 64, 64) float32 array reused between batches, saves the allocation."""
     t = batch.table
     col = stamp_column(t.column_names)
     where = [batch.where(i) for i in range(t.num_rows)]
     if col == PACKED_STAMP_COLUMN:
-        images = decode_packed(t[col])
-        valid = np.isfinite(images).reshape(len(images), -1).all(axis=1) if check_finite else np.ones(len(images), bool)
-        errors = {int(i): "NaN/Inf pixels" for i in np.flatnonzero(~valid)}
+        images = decode_packed(t[col], out=out)
+        n = len(images)
+        errors = {int(i): "stamp is null" for i in np.flatnonzero(t[col].is_null().to_numpy(zero_copy_only=False))}
+        if check_finite:
+            errors.update({int(i): "NaN/Inf pixels" for i in nonfinite_rows(images) if int(i) not in errors})
+        valid = np.ones(n, dtype=bool)
+        valid[list(errors)] = False
         if errors and on_error == "raise":
             i = min(errors)
             raise StampDecodeError(errors[i], where=where[i])
         images[~valid] = 0.0
     else:
-        res = decode_batch(t[col].combine_chunks(), where=where, on_error=on_error, threads=threads,
-                           check_finite=check_finite)
+        res = decode_batch(t[col], where=where, on_error=on_error, threads=threads,
+                           check_finite=check_finite, out=out)
         images, valid, errors = res.images, res.valid, res.errors
     return StampBatch(images, labels_of(t), valid, where, errors)

@@ -17,8 +17,27 @@ import pyarrow.fs as pafs
 from darkhaloscope.errors import DataError
 
 
+S3_CONNECT_TIMEOUT_S = 5.0  # seconds to open a TCP connection to the endpoint
+S3_REQUEST_TIMEOUT_S = 60.0  # seconds a request may stall (a 100 MB parquet row group over a slow link)
+S3_MAX_ATTEMPTS = 3  # tries per request before an error reaches the user
+SECRET_ENV_VARS = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ACCESS_KEY_ID")
+
+
+def redact(text: str) -> str:
+    """`text` with the values of the credential environment variables replaced by '***'."""
+    for var in SECRET_ENV_VARS:
+        value = os.environ.get(var)
+        if value and len(value) >= 4:
+            text = text.replace(value, "***")
+    return text
+
+
 @dataclass
 class S3Options:
+    """Where and how to reach S3. Holds no credentials (the AWS SDK reads those itself), so its repr
+    and every message built from it are safe to print."""
+
+
     endpoint_url: str | None = None  # e.g. http://127.0.0.1:5000 for a local S3 server
     region: str | None = None  # AWS region of the bucket
     anonymous: bool = False  # unsigned requests (public buckets)
@@ -64,10 +83,14 @@ def arrow_filesystem(uri: str, s3: S3Options | None = None) -> tuple[pafs.FileSy
             kw["region"] = s3.region
         elif s3.endpoint_url:
             kw["region"] = "us-east-1"
+        # fail in seconds, not minutes, when the endpoint is down or wrong
+        kw["connect_timeout"] = S3_CONNECT_TIMEOUT_S
+        kw["request_timeout"] = S3_REQUEST_TIMEOUT_S
+        kw["retry_strategy"] = pafs.AwsStandardS3RetryStrategy(max_attempts=S3_MAX_ATTEMPTS)
         try:
             fs = pafs.S3FileSystem(**kw)
         except Exception as e:  # noqa: BLE001 - arrow raises plain ArrowInvalid etc.
-            raise DataError(f"cannot set up S3 access for {uri}: {e}".splitlines()[0]) from None
+            raise DataError(redact(f"cannot set up S3 access for {uri}: {e}".splitlines()[0])) from None
         return fs, uri[len("s3://"):].rstrip("/")
     return pafs.LocalFileSystem(), os.path.abspath(uri)
 

@@ -23,7 +23,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from darkhaloscope.errors import DataError
-from darkhaloscope.stamps.fs import S3Options, arrow_filesystem, is_s3
+from darkhaloscope.stamps.fs import S3Options, arrow_filesystem, is_s3, redact
 from darkhaloscope.stamps.schema import CUTOUT_OK_COLUMN, PACKED_STAMP_COLUMN, SPLIT_COLUMN
 
 
@@ -107,8 +107,9 @@ class Tier:
 
     # ---- reading -----------------------------------------------------------------------------
     def open_parquet(self, f: TierFile) -> pq.ParquetFile:
+        """Open one file for reading (footer only); `close()` it when done."""
         try:
-            return pq.ParquetFile(self.fs.open_input_file(f.path))
+            return pq.ParquetFile(f.path, filesystem=self.fs)  # owns (and close() closes) its handle
         except (OSError, pa.ArrowInvalid) as e:
             raise DataError(f"{self.describe(f)}: cannot read parquet ({_short(e)}); the file is truncated "
                             "or corrupt: re-copy or re-write it, or remove it from the tier") from None
@@ -136,8 +137,11 @@ class Tier:
             if split is not None and f.split is not None and f.split != split:
                 continue
             pf = self.open_parquet(f)
-            for rg in range(f.num_row_groups):
-                yield self.read_row_group(f, rg, columns, split=split, cutout_ok_only=cutout_ok_only, pf=pf)
+            try:
+                for rg in range(f.num_row_groups):
+                    yield self.read_row_group(f, rg, columns, split=split, cutout_ok_only=cutout_ok_only, pf=pf)
+            finally:
+                pf.close()
 
     def read_columns(self, columns: Sequence[str], *, split: str | None = None,
                      cutout_ok_only: bool = False, threads: int = 8) -> pa.Table:
@@ -196,11 +200,14 @@ class Tier:
         drop = [c for c in table.column_names if c not in columns]
         if drop:
             table = table.drop_columns(drop)
+        if SPLIT_COLUMN in columns and SPLIT_COLUMN not in table.column_names and f.split is not None:
+            table = table.append_column(SPLIT_COLUMN, pa.array([f.split] * table.num_rows, pa.string()))
         return TierBatch(f, rg, table, idx)
 
 
 def _short(e: BaseException) -> str:
-    return str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+    """First line of an exception message, credentials redacted, for a one-line DataError."""
+    return redact(str(e).strip().splitlines()[0][:300]) if str(e).strip() else type(e).__name__
 
 
 def _split_from_path(rel: str) -> str | None:

@@ -1,0 +1,67 @@
+"""Batched robust statistics of stamps: exact per-stamp, per-band median and MAD, vectorised.
+
+`np.median(x, axis=...)` partitions around two pivots, which takes numpy's slow generic path
+(~37 us per 4096-pixel band on the dev box). A single-pivot `np.partition` uses the SIMD
+(AVX-512) selection and is ~10x faster; the lower middle value of an even-length band is then the
+maximum of the half below the pivot. The results equal `np.median` up to float32 rounding.
+
+Used by `dhs bench loader` as the vectorised normalisation (the training preprocessing may use its own).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+MAD_TO_SIGMA = 1.4826  # robust sigma = 1.4826 x MAD for Gaussian noise
+NORM_EPS_NMGY = 1e-8  # nanomaggies: keeps a blank (constant) band from dividing by zero
+CHUNK_STAMPS = 16  # stamps per chunk: 16 x 48 KiB temporaries stay in L2 (~30 us/stamp vs ~44 unchunked)
+
+
+def median_lastaxis(x: np.ndarray) -> np.ndarray:
+    """Exact median along the last axis (float32 in, float32 out), vectorised over leading axes."""
+    n = x.shape[-1]
+    flat = np.ascontiguousarray(x.reshape(-1, n))
+    k = n // 2
+    part = np.partition(flat, k, axis=1)
+    upper = part[:, k]
+    if n % 2:
+        med = upper
+    else:
+        med = (part[:, :k].max(axis=1) + upper) * np.float32(0.5)
+    return med.reshape(x.shape[:-1])
+
+
+def median_mad(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-stamp, per-band (median, MAD) of (N, C, H, W) images, each (N, C)."""
+    n, c = images.shape[:2]
+    flat = images.reshape(n, c, -1)
+    med = median_lastaxis(flat)
+    mad = median_lastaxis(np.abs(flat - med[..., None]))
+    return med, mad
+
+
+def normalize_median_mad(images: np.ndarray, out: np.ndarray | None = None,
+                         chunk_stamps: int = CHUNK_STAMPS) -> np.ndarray:
+    """(x - median) / (1.4826 MAD + eps), per stamp and band: the users' Phase 5 normalisation, batched.
+
+    Works through `chunk_stamps` stamps at a time so that the temporaries stay in cache."""
+    if out is None:
+        out = np.empty(images.shape, dtype=np.float32)
+    for i in range(0, len(images), chunk_stamps):
+        x = images[i:i + chunk_stamps]
+        med, mad = median_mad(x)
+        scale = (MAD_TO_SIGMA * mad + NORM_EPS_NMGY).astype(np.float32)
+        o = np.subtract(x, med[..., None, None], out=out[i:i + chunk_stamps])
+        o /= scale[..., None, None]
+    return out
+
+
+def normalize_median_mad_one(stamp: np.ndarray) -> np.ndarray:
+    """The same normalisation the slow way, per band with `np.median`: what the users' loop ran."""
+    out = np.empty_like(stamp, dtype=np.float32)
+    for c in range(stamp.shape[0]):
+        band = stamp[c]
+        med = np.median(band)
+        mad = np.median(np.abs(band - med))
+        out[c] = (band - med) / (MAD_TO_SIGMA * mad + NORM_EPS_NMGY)
+    return out
