@@ -128,3 +128,10 @@ def test_refuses_to_overwrite_existing_files(tmp_path):
     rc = main(["simulate", "--out", str(tmp_path), "--tier", "t", "--rows", "12", "--seed", "2", "-q",
                "--supersample", "2", "--rows-per-file", "16"])
     assert rc == 2 and _files(tmp_path / "t") == before
+
+
+def test_yaml_defaults_match_the_dataclass():
+    from darkhaloscope.config import load_config
+
+    root = Path(__file__).resolve().parents[2]
+    assert load_config(SimConfig, root / "configs" / "simulate.yaml") == SimConfig()

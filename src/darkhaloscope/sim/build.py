@@ -215,6 +215,7 @@ def simulate_tier(out, tier: str, rows: int, seed: int, config: SimConfig | None
     if preview is not None and not str(preview).lower().endswith(".png"):
         raise UsageError(f"--preview {preview}: must name a .png file")
     ctx, chunks, root = prepare(out, tier, rows, seed, cfg, shard, s3, overwrite)
+    render_row(ctx, 0)  # warm-up (numba JIT in lenstronomy) before forking workers inherit it
     t0 = time.perf_counter()
     _CTX = ctx
     try:

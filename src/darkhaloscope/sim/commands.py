@@ -51,6 +51,14 @@ def register(subparsers, bench_subparsers) -> None:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     add_s3_arguments(p)
     p.set_defaults(func=run_simulate)
+    b = bench_subparsers.add_parser("simulate", help="injection speed vs per-band lenstronomy ImageModel.image, "
+                                    "and --workers scaling")
+    b.add_argument("--stamps", type=int, default=200, help="stamps timed per method (default 200)")
+    b.add_argument("--workers", type=int, default=0, help="workers for the scaling run (default: all cores)")
+    b.add_argument("--tier-rows", dest="tier_rows", type=int, default=2000,
+                   help="rows of the end-to-end tier builds (0: skip; default 2000)")
+    b.add_argument("--supersample", type=int, default=4, help="supersampling of both methods (default 4)")
+    b.set_defaults(func=run_bench_simulate)
 
 
 def config_from_args(args):
@@ -100,4 +108,23 @@ def run_simulate(args) -> int:
     console.print(f"{m['rows_written']} stamps in {m['elapsed_s']:.1f} s ({rate:,.0f} stamps/s, {workers} "
                   f"worker(s)); {len(m['files'])} parquet file(s) + manifest"
                   + (f"; preview {m['preview']}" if "preview" in m else ""))
+    return 0
+
+
+def run_bench_simulate(args) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from darkhaloscope.sim.bench import run_bench
+    from darkhaloscope.sim.simconfig import SimConfig
+
+    cfg = load_config(SimConfig, None, {"supersample": args.supersample})
+    workers = args.workers if args.workers > 0 else (os.cpu_count() or 1)
+    res = run_bench(args.stamps, workers, args.tier_rows, cfg)
+    table = Table(title=f"dhs bench simulate (supersample {cfg.supersample}, {os.cpu_count()} cores)")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    for k, v in res.items():
+        table.add_row(k, f"{v:,.2f}" if isinstance(v, float) else str(v))
+    Console().print(table)
     return 0

@@ -86,7 +86,7 @@ def render_synthetic_host(rng: np.random.Generator, cfg) -> tuple[np.ndarray, di
     for _ in range(min(rng.poisson(cfg.neighbours_mean), 4)):
         x, y = _random_offset(rng, 2.5)
         nb = render_sersic(float(mag_to_nmgy(rng.uniform(20.0, 23.5))), rng.uniform(0.2, 0.8),
-                           rng.uniform(0.8, 2.0), *rng.uniform(-0.3, 0.3, 2), x, y, ss=3)
+                           rng.uniform(0.8, 2.0), *rng.uniform(-0.3, 0.3, 2), x, y, ss=4, centre_ss=4)
         model += colour_scale(rng.uniform(0.3, 1.6), rng.uniform(0.2, 1.0))[:, None, None] * nb[None]
     for _ in range(min(rng.poisson(cfg.stars_mean), 3)):
         x, y = _random_offset(rng, 3.0)
