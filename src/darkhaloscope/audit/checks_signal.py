@@ -1,0 +1,123 @@
+"""Audit checks 5-7: label leakage in metadata, the pixel shortcut probe, paired controls.
+Exercised by `dhs audit DATA`.
+
+- leakage: each metadata column alone against the label (AUROC on its non-null rows, shown as
+  max(AUROC, 1-AUROC)) and its null fraction per class, on the cheap pass's metadata sample. Declared
+  injection metadata that separate the classes are expected (info, never a model input); any other
+  column that does is a warning, observing conditions included (controls and injections observed
+  differently).
+- shortcut: AUROC of crude image statistics alone, and of a cross-validated logistic regression on all of
+  them, on the decoded sample. High values: a network can separate the classes without seeing arcs.
+- paired: with `ctrl_stamp_npz`, injection - control must vanish far from the arc and carry positive flux.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from darkhaloscope.audit.registry import AuditContext, first_examples, register_check
+from darkhaloscope.audit.report import Finding
+from darkhaloscope.audit.stats import auroc, column_leakage, feature_names, probe_auroc, separation
+from darkhaloscope.stamps.schema import CTRL_STAMP_COLUMN, OBSERVING_COLUMNS, is_forbidden_input
+
+OBSERVING_PREFIXES: tuple[str, ...] = ("psf", "depth", "galdepth", "nobs", "ebv", "seeing", "sky")
+
+
+def _describe(col: str, r: dict) -> str:
+    auc = "n/a" if not np.isfinite(r["separation"]) else f"{r['separation']:.2f}"
+    return f"{col} (AUROC {auc}, null {r['null_frac_injections']:.0%} inj / {r['null_frac_controls']:.0%} ctrl)"
+
+
+@register_check("leakage")
+def check_leakage(ctx: AuditContext) -> list[Finding]:
+    cfg = ctx.config
+    sample = ctx.scan.leak_sample()
+    if not sample:
+        return [Finding("leakage", "info", "no metadata columns to check", {})]
+    y = sample.pop("__label__")
+    if min((y == 0).sum(), (y == 1).sum()) == 0:
+        return [Finding("leakage", "info", "leakage not measurable: the metadata sample holds one class", {})]
+    results = {c: column_leakage(v, y) for c, v in sample.items()}
+    leaking = {c: r for c, r in results.items()
+               if r["separation"] >= cfg.leak_auroc or r["null_frac_diff"] >= cfg.leak_null_frac_diff}
+    expected = [c for c in leaking if is_forbidden_input(c)]
+    out = []
+    if expected:
+        out.append(Finding("leakage", "info", f"{len(expected)} declared injection metadata column(s) separate the "
+                           f"classes, as expected; never model inputs: {first_examples(expected, 8)}",
+                           {"columns": {c: leaking[c] for c in expected}}))
+    for c, r in leaking.items():
+        if c in expected:
+            continue
+        observing = c in OBSERVING_COLUMNS or c.lower().startswith(OBSERVING_PREFIXES)
+        why = ("controls and injections were observed differently; a network can learn the difference: draw "
+               "both from the same hosts / observing conditions" if observing else
+               "an undeclared column separates the classes: it must never be a model input (add it to "
+               "schema.INJECTION_METADATA_COLUMNS if it describes the injection) and check how it was made")
+        out.append(Finding("leakage", "warning", f"{_describe(c, r)} separates the classes; {why}",
+                           {"column": c, **r, "observing": observing}))
+    out.append(Finding("leakage", "info", f"{len(results)} metadata column(s) checked on {len(y)} row(s); "
+                       f"{len(leaking)} separate the classes (AUROC >= {cfg.leak_auroc:g} or null fraction differs "
+                       f"by >= {cfg.leak_null_frac_diff:g})", {"columns": results, "rows": int(len(y))}))
+    return out
+
+
+@register_check("shortcut")
+def check_shortcut(ctx: AuditContext) -> list[Finding]:
+    cfg, px = ctx.config, ctx.pixels
+    if px is None or not px.features:
+        return []
+    x, y = np.concatenate(px.features), np.concatenate(px.labels)
+    n0, n1 = int((y == 0).sum()), int((y == 1).sum())
+    if min(n0, n1) < cfg.probe_min_per_class:
+        return [Finding("shortcut", "info", f"shortcut probe skipped: {n1} injection(s) and {n0} control(s) decoded "
+                        f"(< {cfg.probe_min_per_class} of a class)", {"controls": n0, "injections": n1})]
+    names = feature_names(cfg.probe_bands)
+    single = {n: separation(auroc(y, x[:, i])) for i, n in enumerate(names)}
+    combo = probe_auroc(x, y, seed=cfg.seed)
+    ranked = sorted(single.items(), key=lambda kv: -kv[1])
+    details = {"feature_auroc": single, "probe_auroc": combo, "rows": int(len(y))}
+    text = ", ".join(f"{n} {a:.2f}" for n, a in ranked[:4])
+    fired = [(n, a) for n, a in ranked if a >= cfg.shortcut_auroc_warn]
+    out = []
+    if fired:
+        out.append(Finding("shortcut", "warning", f"image statistics alone separate the classes: "
+                           f"{', '.join(f'{n} AUROC {a:.2f}' for n, a in fired[:4])} (>= {cfg.shortcut_auroc_warn:g}, "
+                           f"{len(y)} stamps); a network can learn this instead of arcs: match host brightness and "
+                           "background of controls and injections", details))
+    if combo >= cfg.shortcut_combo_auroc_warn:
+        out.append(Finding("shortcut", "warning", f"a 5-fold logistic regression on {len(names)} image statistics "
+                           f"reaches AUROC {combo:.2f} (>= {cfg.shortcut_combo_auroc_warn:g}) without seeing arcs; "
+                           "match controls and injections in flux, background and colour", details))
+    if not out:
+        out.append(Finding("shortcut", "info", f"no pixel shortcut: probe AUROC {combo:.2f}, strongest single "
+                           f"statistics {text} ({len(y)} stamps)", details))
+    return out
+
+
+@register_check("paired")
+def check_paired(ctx: AuditContext) -> list[Finding]:
+    px, cfg = ctx.pixels, ctx.config
+    if px is None or CTRL_STAMP_COLUMN not in ctx.tier.columns:
+        return []
+    p = px.paired
+    out = []
+    problems = {k: n for k, n in px.problems.items() if k.startswith("ctrl_")}
+    for k, n in problems.items():
+        out.append(Finding("paired", "error", f"{n} {CTRL_STAMP_COLUMN} stamp(s) fail: {px.examples[k][0]}; "
+                           "re-write the paired controls", {"kind": k, "rows": n}))
+    if p["violations"]:
+        parts = {"far_nonzero": f"differ far from the arc (r >= {cfg.paired_far_radius_pix:g} px, median > "
+                                f"{cfg.paired_far_tol_sigma:g} sigma)",
+                 "negative": f"go below -{cfg.paired_neg_tol_sigma:g} sigma", "flux_not_positive": "add no flux",
+                 "flux_mismatch": f"disagree with arc_flux_r_nmgy by more than {cfg.paired_flux_ratio_tol:g}x"}
+        what = ", ".join(f"{int(p[k])} {v}" for k, v in parts.items() if p[k])
+        out.append(Finding("paired", "error", f"{int(p['violations'])} of {int(p['checked'])} injection(s) disagree "
+                           f"with their control: {what}; first: {px.paired_examples[0]}; the control must be the "
+                           "same host cutout without the arc (check the injection step, its units and its seed)",
+                           {**p, "examples": px.paired_examples}))
+    elif p["checked"]:
+        out.append(Finding("paired", "info", f"{int(p['checked'])} injection/control pair(s) agree: injection - control"
+                           f" vanishes far from the arc (worst median {p['max_far_median_sigma']:.2g} sigma at r >= "
+                           f"{cfg.paired_far_radius_pix:g} px), is never negative, and carries the arc's flux", dict(p)))
+    return out

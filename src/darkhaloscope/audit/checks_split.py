@@ -1,0 +1,116 @@
+"""Audit check 4: split integrity. Exercised by `dhs audit DATA`.
+
+- host ids (`schema.HOST_ID_COLUMNS`): read for EVERY row by the cheap pass; a host in two splits is an
+  error (the val/test metrics would be measured on galaxies seen in training).
+- identical stamps (hash of the decoded float32 pixels): only among the rows the pixel pass decoded (a
+  sample by default, every usable row with --full).
+- split fractions: reported; an evaluation split larger than train, or a small train split, is warned about.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from darkhaloscope.audit.registry import AuditContext, first_examples, register_check
+from darkhaloscope.audit.report import Finding
+
+
+def cross_split(keys: np.ndarray, splits: np.ndarray) -> tuple[np.ndarray, int]:
+    """(indices of the rows whose key occurs in more than one split, number of such keys)."""
+    if len(keys) == 0:
+        return np.empty(0, np.int64), 0
+    names, codes = np.unique(splits.astype(str), return_inverse=True)
+    pairs = np.unique(np.stack([keys, codes.astype(np.int64)], axis=1), axis=0)
+    uk, n_splits = np.unique(pairs[:, 0], return_counts=True)
+    shared = uk[n_splits > 1]
+    return np.flatnonzero(np.isin(keys, shared)), len(shared)
+
+
+def duplicates_within(keys: np.ndarray, splits: np.ndarray) -> int:
+    """Rows that repeat the key of an earlier row of the same split."""
+    if len(keys) == 0:
+        return 0
+    codes = np.unique(splits.astype(str), return_inverse=True)[1].astype(np.int64)
+    return int(len(keys) - len(np.unique(np.stack([keys, codes], axis=1), axis=0)))
+
+
+def _examples(idx: np.ndarray, keys: np.ndarray, splits: np.ndarray, where_of) -> list[str]:
+    """For the first shared key: 'split: where' of each of its rows (up to 4)."""
+    if len(idx) == 0:
+        return []
+    k = keys[idx[0]]
+    rows = idx[keys[idx] == k][:4]
+    return [f"{splits[i]}: {where_of(i)}" for i in rows]
+
+
+def _host_findings(ctx: AuditContext) -> list[Finding]:
+    out = []
+    by_col: dict[str, list] = {}
+    for fs in ctx.scan.files:
+        for col, parts in fs.hosts.items():
+            for h, s, r in parts:
+                by_col.setdefault(col, []).append((h, s, r, fs.relpath))
+    for col, parts in by_col.items():
+        keys = np.concatenate([p[0] for p in parts])
+        splits = np.concatenate([p[1] for p in parts])
+        idx, n_shared = cross_split(keys, splits)
+        if n_shared:
+            owner = np.concatenate([np.full(len(p[0]), i) for i, p in enumerate(parts)])
+            rows = np.concatenate([p[2] for p in parts])
+            ex = _examples(idx, keys, splits, lambda i: f"{parts[owner[i]][3]} row {rows[i]}")
+            out.append(Finding("split", "error", f"{n_shared} {col}(s) appear in more than one split "
+                               f"({len(idx)} rows), e.g. {first_examples(ex, 4)}; assign each host to one split "
+                               "(split by host / sky region), or val/test metrics are measured on training galaxies",
+                               {"column": col, "shared_ids": n_shared, "rows": int(len(idx)), "examples": ex}))
+        else:
+            out.append(Finding("split", "info", f"{col}: {len(np.unique(keys))} distinct id(s), none in two splits "
+                               "(every row checked)", {"column": col}))
+    return out
+
+
+def _stamp_findings(ctx: AuditContext) -> list[Finding]:
+    px = ctx.pixels
+    if px is None or not px.hashes:
+        return []
+    keys, splits = px.stacked("hashes"), px.stacked("hash_splits")
+    where = px.stacked("hash_where")
+    idx, n_shared = cross_split(keys, splits)
+    scope = "every usable row" if px.full or px.rows_decoded >= sum(ctx.scan.usable().values()) else f"{len(keys)} sampled row(s) (--full checks every row)"
+    out = []
+    if n_shared:
+        ex = _examples(idx, keys, splits, lambda i: where[i])
+        out.append(Finding("split", "error", f"{n_shared} identical stamp(s) appear in more than one split, e.g. "
+                           f"{first_examples(ex, 4)}; remove the copies (among {scope})",
+                           {"shared_stamps": n_shared, "rows": int(len(idx)), "examples": ex}))
+    dup = duplicates_within(keys, splits)
+    if dup > 0:
+        out.append(Finding("split", "warning", f"{dup} stamp(s) are exact copies of another stamp of the same split "
+                           f"(among {scope}); de-duplicate, copies over-weight those hosts", {"duplicates": dup}))
+    if not out:
+        out.append(Finding("split", "info", f"no identical stamps across splits among {scope}", {"rows": len(keys)}))
+    return out
+
+
+def _fraction_findings(ctx: AuditContext) -> list[Finding]:
+    cfg, rows = ctx.config, ctx.scan.usable()
+    total = sum(rows.values())
+    if not total:
+        return []
+    fr = {s: n / total for s, n in rows.items()}
+    out = [Finding("split", "info", "split fractions (usable rows): " + ", ".join(f"{s} {f:.1%}" for s, f in fr.items()),
+                   {"fractions": fr, "rows": rows})]
+    train = rows.get("train", 0)
+    for s in ("val", "test"):
+        if rows.get(s, 0) and train and rows[s] / train > cfg.max_eval_to_train_ratio:
+            out.append(Finding("split", "warning", f"split '{s}' ({rows[s]} rows) is larger than train ({train} rows) "
+                               f"by {rows[s] / train:.2f}x (> {cfg.max_eval_to_train_ratio:g}); are the splits "
+                               "inverted? check the region_split assignment", {"split": s, "ratio": rows[s] / train}))
+    if train and fr["train"] < cfg.min_train_frac:
+        out.append(Finding("split", "warning", f"train holds only {fr['train']:.1%} of usable rows (< "
+                           f"{cfg.min_train_frac:.0%}); check the split fractions", {"train_frac": fr["train"]}))
+    return out
+
+
+@register_check("split")
+def check_split(ctx: AuditContext) -> list[Finding]:
+    return _host_findings(ctx) + _stamp_findings(ctx) + _fraction_findings(ctx)

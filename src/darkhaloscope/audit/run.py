@@ -1,0 +1,73 @@
+"""`run_audit(uri)`: open the tier, run the cheap pass, the sampled pixel pass and every registered check.
+
+    from darkhaloscope.audit import run_audit, AuditConfig
+    report = run_audit("s3://bucket/stamps/train_stamp64/", AuditConfig(sample_rows=5000))
+    report.verdict, report.findings, report.to_json()
+
+Used by `dhs audit DATA`, `dhs review` and `dhs demo`. Importable without torch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+
+from darkhaloscope.audit import checks_data, checks_signal, checks_split  # noqa: F401 - registers the checks
+from darkhaloscope.audit.config import AuditConfig
+from darkhaloscope.audit.pixels import sample_pixels
+from darkhaloscope.audit.registry import CHECKS, AuditContext
+from darkhaloscope.audit.report import AuditReport, Finding
+from darkhaloscope.audit.scan import scan_tier
+from darkhaloscope.errors import DataError
+from darkhaloscope.stamps.batch import stamp_column
+from darkhaloscope.stamps.fs import S3Options
+from darkhaloscope.stamps.tier import open_tier
+
+
+@contextlib.contextmanager
+def _progress(enabled: bool):
+    """Yield `task(description, total) -> advance(n)`; a rich progress bar only when enabled (a TTY)."""
+    if not enabled:
+        yield lambda desc, total: (lambda n=1: None)
+        return
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                               TimeRemainingColumn)
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TimeRemainingColumn(), transient=True) as prog:
+        def task(desc: str, total: int):
+            tid = prog.add_task(desc, total=total)
+            return lambda n=1: prog.advance(tid, n)
+        yield task
+
+
+def run_audit(uri: str, config: AuditConfig | None = None, s3: S3Options | None = None, *, full: bool = False,
+              progress: bool = False, run_info: dict | None = None) -> AuditReport:
+    """Audit the tier at `uri` (folder, file or s3:// prefix); never raises for bad data, reports it."""
+    cfg = config or AuditConfig()
+    report = AuditReport(uri=str(uri), fail_on=cfg.fail_on, run=run_info or {})
+    t0 = time.perf_counter()
+    try:
+        tier = open_tier(str(uri), s3, threads=cfg.threads)
+    except DataError as e:
+        report.findings.append(Finding("schema", "error", str(e), {}))
+        return report
+    with _progress(progress) as task:
+        advance = task("cheap pass: label/split/id columns", len(tier.files))
+        scan = scan_tier(tier, leakage_max_rows=cfg.leakage_max_rows, seed=cfg.seed, threads=cfg.threads,
+                         progress=advance)
+        t_cheap = time.perf_counter() - t0
+        pixels = None
+        if stamp_column(tier.columns) in tier.columns:
+            holder = {}
+            pixels = sample_pixels(
+                tier, cfg, full=full, progress=lambda n: holder["adv"](n),
+                total_hint=lambda n: holder.setdefault("adv", task("pixel pass: decoding row groups", n)))
+    ctx = AuditContext(tier, cfg, scan, pixels)
+    for fn in CHECKS.values():
+        report.findings.extend(fn(ctx))
+    report.summary = {"files": len(tier.files), "rows": tier.num_rows,
+                      "rows_decoded": pixels.rows_decoded if pixels else 0,
+                      "sample": "full" if full else f"seeded sample ({cfg.sample_rows} rows)",
+                      "cheap_pass_s": round(t_cheap, 3), "total_s": round(time.perf_counter() - t0, 3)}
+    return report

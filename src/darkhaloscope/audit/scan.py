@@ -1,0 +1,235 @@
+"""The cheap pass of `dhs audit`: one walk over the tier's small columns, never its stamps.
+
+For every row group of every file it works out (class, split, cutout_ok) counts from the parquet
+statistics in the footer when they settle them (a row group whose is_control min == max is one class:
+nothing is read), and otherwise reads only the label / split / cutout_ok columns. In the same walk it
+reads the host id columns (split integrity) and, for a seeded sample of row groups, the metadata
+columns (leakage). Files are read in parallel threads; memory holds one row group per thread plus
+8 bytes per host id and the capped leakage sample. Exercised by `dhs audit DATA` and `dhs bench audit`.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from darkhaloscope.errors import DataError
+from darkhaloscope.stamps.schema import (CTRL_STAMP_COLUMN, CUTOUT_OK_COLUMN, HOST_ID_COLUMNS, LABEL_COLUMN,
+                                          LABEL_SOURCE_COLUMN, PACKED_STAMP_COLUMN, SPLIT_COLUMN, STAMP_COLUMN,
+                                          label_from_is_control)
+from darkhaloscope.stamps.tier import Tier, TierFile
+
+UNSPLIT = "unsplit"  # split name of rows whose split is unknown (no partition, no column)
+NOT_METADATA = {STAMP_COLUMN, CTRL_STAMP_COLUMN, PACKED_STAMP_COLUMN, LABEL_SOURCE_COLUMN, LABEL_COLUMN,
+                SPLIT_COLUMN}
+
+
+@dataclass
+class FileScan:
+    """What the cheap pass learnt about one file."""
+
+    relpath: str
+    num_rows: int
+    types: dict[str, pa.DataType]  # column -> arrow type, from the footer
+    counts: dict[str, list[int]] = field(default_factory=dict)  # split -> [controls, injections], usable rows
+    rows: dict[str, int] = field(default_factory=dict)  # split -> all rows
+    usable: dict[str, int] = field(default_factory=dict)  # split -> rows with cutout_ok=1
+    rg_from_stats: int = 0  # row groups whose counts came from footer statistics alone
+    rg_read: int = 0  # row groups whose small columns were read
+    error: str | None = None  # why (part of) the file could not be scanned
+    hosts: dict[str, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = field(default_factory=dict)
+    # host column -> [(int64 id hashes, split names, row index in file)] per row group
+    leak: list[dict[str, np.ndarray]] = field(default_factory=list)  # sampled row groups: column -> float64
+    # (NaN = null; non-numeric columns hold 0.0 / NaN, i.e. only their null pattern); '__label__' -> 0/1
+
+
+@dataclass
+class TierScan:
+    files: list[FileScan]
+    label_column: str | None  # 'is_control' (npz tiers) or 'label' (packed tiers); None when absent
+    leak_columns: list[str]  # metadata columns sampled for leakage
+
+    def counts(self) -> dict[str, list[int]]:
+        return _sum_dicts([f.counts for f in self.files], lambda: [0, 0])
+
+    def rows(self) -> dict[str, int]:
+        return _sum_dicts([f.rows for f in self.files], int)
+
+    def usable(self) -> dict[str, int]:
+        return _sum_dicts([f.usable for f in self.files], int)
+
+    def leak_sample(self) -> dict[str, np.ndarray]:
+        parts = [p for f in self.files for p in f.leak]
+        if not parts:
+            return {}
+        return {c: np.concatenate([p.get(c, np.full(len(p["__label__"]), np.nan)) for p in parts])
+                for c in self.leak_columns + ["__label__"]}
+
+
+def _sum_dicts(dicts, zero):
+    out: dict = {}
+    for d in dicts:
+        for k, v in d.items():
+            cur = out.setdefault(k, zero())
+            if isinstance(cur, list):
+                for i, x in enumerate(v):
+                    cur[i] += x
+            else:
+                out[k] = cur + v
+    return dict(sorted(out.items()))
+
+
+def is_metadata_type(t: pa.DataType) -> bool:
+    """Small scalar columns worth a leakage check (numbers, booleans, strings); never binary or nested."""
+    return (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t)
+            or pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_dictionary(t)
+            or pa.types.is_timestamp(t) or pa.types.is_date(t))
+
+
+def _const_stat(md_rg, idx: int | None):
+    """The single value of a column in a row group if its statistics prove it (no nulls, min == max)."""
+    if idx is None:
+        return None
+    st = md_rg.column(idx).statistics
+    if st is None or not st.has_min_max or st.null_count is None or st.null_count:
+        return None
+    return st.min if st.min == st.max else None
+
+
+def _as_float(col: pa.ChunkedArray) -> np.ndarray:
+    t = col.type
+    if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t):
+        return np.asarray(pc.cast(col, pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64)
+    return np.where(np.asarray(pc.is_null(col).to_numpy(zero_copy_only=False), bool), np.nan, 0.0)
+
+
+def _host_hash(col: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+    """(int64 hashes, non-null mask) of a host id column; integers are their own hash."""
+    valid = np.asarray(pc.is_valid(col).to_numpy(zero_copy_only=False), bool)
+    if pa.types.is_integer(col.type):
+        return np.asarray(pc.fill_null(col, 0).to_numpy(zero_copy_only=False), np.int64), valid
+    vals = pc.cast(col, pa.string()).to_pylist()
+    return np.fromiter((hash(v) for v in vals), np.int64, count=len(vals)), valid
+
+
+class _FileScanner:
+    def __init__(self, tier: Tier, label_col: str | None, leak_cols: list[str], leak_p: float, seed: int):
+        self.tier, self.label_col, self.leak_cols, self.leak_p, self.seed = tier, label_col, leak_cols, leak_p, seed
+
+    def __call__(self, item: tuple[int, TierFile]) -> FileScan:
+        k, f = item
+        try:
+            pf = pq.ParquetFile(self.tier.fs.open_input_file(f.path))
+            schema = pf.schema_arrow
+        except (OSError, pa.ArrowException) as e:
+            return FileScan(f.relpath, f.num_rows, {}, error=f"cannot read parquet ({str(e).splitlines()[0][:150]})")
+        fs = FileScan(f.relpath, f.num_rows, {n: schema.field(n).type for n in schema.names})
+        names = schema.names
+        idx = {n: i for i, n in enumerate(names)}
+        md = pf.metadata
+        start = 0
+        for rg in range(md.num_row_groups):
+            n = md.row_group(rg).num_rows
+            try:
+                self._row_group(pf, fs, f, k, rg, start, n, idx)
+            except (OSError, pa.ArrowException, DataError) as e:
+                fs.error = f"row group {rg}: {str(e).splitlines()[0][:200]}"
+                break
+            start += n
+        return fs
+
+    def _row_group(self, pf, fs: FileScan, f: TierFile, k: int, rg: int, start: int, n: int, idx) -> None:
+        md_rg = pf.metadata.row_group(rg)
+        label_col = self.label_col if self.label_col in idx else None  # a file without it: schema error
+        label = _const_stat(md_rg, idx[label_col]) if label_col else None
+        split = f.split or _const_stat(md_rg, idx.get(SPLIT_COLUMN)) or (None if SPLIT_COLUMN in idx else UNSPLIT)
+        ok = 1 if CUTOUT_OK_COLUMN not in idx else _const_stat(md_rg, idx[CUTOUT_OK_COLUMN])
+        hosts = [c for c in HOST_ID_COLUMNS if c in idx]
+        take_leak = bool(self.leak_cols) and np.random.default_rng([self.seed, k, rg]).random() < self.leak_p
+        need = set(hosts)
+        if label_col and label is None:
+            need.add(label_col)
+        if split is None:
+            need.add(SPLIT_COLUMN)
+        if ok is None:
+            need.add(CUTOUT_OK_COLUMN)
+        if take_leak:
+            need.update(c for c in self.leak_cols if c in idx)
+        table = pf.read_row_group(rg, columns=sorted(need)) if need else None
+        fs.rg_read += bool(need)
+        fs.rg_from_stats += not need
+        splits = np.full(n, split, dtype=object) if split is not None else \
+            np.asarray(pc.fill_null(table[SPLIT_COLUMN].cast(pa.string()), UNSPLIT).to_pylist(), dtype=object)
+        usable = np.full(n, bool(ok)) if ok is not None else \
+            np.asarray(pc.fill_null(pc.equal(table[CUTOUT_OK_COLUMN], 1), False).to_numpy(zero_copy_only=False), bool)
+        if label_col is None:
+            labels = None
+        elif label is not None:
+            labels = np.full(n, (1 - int(label)) if self.label_col == LABEL_SOURCE_COLUMN else int(label), np.int8)
+        else:
+            labels = self._labels(table[self.label_col], f, start)
+        for s in np.unique(splits):
+            m = splits == s
+            fs.rows[s] = fs.rows.get(s, 0) + int(m.sum())
+            fs.usable[s] = fs.usable.get(s, 0) + int((m & usable).sum())
+            if labels is not None:
+                c = fs.counts.setdefault(s, [0, 0])
+                c[0] += int(((labels == 0) & m & usable).sum())
+                c[1] += int(((labels == 1) & m & usable).sum())
+        rows = np.arange(start, start + n, dtype=np.int64)
+        for h in hosts:
+            hv, valid = _host_hash(table[h])
+            fs.hosts.setdefault(h, []).append((hv[valid], splits[valid], rows[valid]))
+        if take_leak and labels is not None:
+            part = {c: _as_float(table[c]) for c in self.leak_cols if c in idx}
+            part["__label__"] = labels.astype(np.float64)
+            fs.leak.append(part)
+
+    def _labels(self, col: pa.ChunkedArray, f: TierFile, start: int) -> np.ndarray:
+        if self.label_col == LABEL_COLUMN:
+            return np.asarray(pc.fill_null(col, -1).to_numpy(zero_copy_only=False), np.int8)
+        try:
+            return label_from_is_control(col)
+        except DataError as e:
+            msg = str(e)
+            if " row " in msg:  # make the row index absolute within the file
+                head, _, tail = msg.rpartition(" row ")
+                num, _, rest = tail.partition(" ")
+                msg = f"{head} row {start + int(num)} {rest}" if num.isdigit() else msg
+            raise DataError(f"{msg}; fix the label column") from None
+
+
+def scan_tier(tier: Tier, *, leakage_max_rows: int = 200_000, seed: int = 0, threads: int = 8,
+              progress: Callable[[int], None] | None = None) -> TierScan:
+    """Walk every file of `tier` once (small columns only) and return what the cheap checks need."""
+    cols = tier.columns
+    label_col = LABEL_COLUMN if LABEL_COLUMN in cols else (LABEL_SOURCE_COLUMN if LABEL_SOURCE_COLUMN in cols else None)
+    leak_cols = _metadata_columns(tier)
+    leak_p = min(1.0, leakage_max_rows / max(1, tier.num_rows))
+    scanner = _FileScanner(tier, label_col, leak_cols, leak_p, seed)
+    out: list[FileScan] = []
+    with ThreadPoolExecutor(max(1, min(threads, len(tier.files)))) as ex:
+        for fs in ex.map(scanner, enumerate(tier.files)):
+            out.append(fs)
+            if progress:
+                progress(1)
+    return TierScan(out, label_col, leak_cols)
+
+
+def _metadata_columns(tier: Tier) -> list[str]:
+    """Scalar columns of the first readable footer, minus stamps / label / split / host ids."""
+    for f in tier.files:
+        try:
+            with tier.fs.open_input_file(f.path) as fh:
+                schema = pq.ParquetFile(fh).schema_arrow
+        except (OSError, pa.ArrowException):
+            continue
+        return [n for n in schema.names if n not in NOT_METADATA and n not in HOST_ID_COLUMNS
+                and not n.startswith("_") and is_metadata_type(schema.field(n).type)]
+    return []

@@ -1,0 +1,96 @@
+"""Numbers behind the leakage and shortcut checks: one-column AUROC, per-stamp image statistics, and a
+cross-validated logistic-regression probe. Plain numpy / scikit-learn (no torch).
+
+The shortcut probe asks the question the users' first network answered for them: can the classes be
+told apart from crude image statistics (central flux, total flux, background MAD, colour) without
+looking at arcs? Exercised by `dhs audit DATA`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.stats import rankdata
+
+from darkhaloscope.stamps.schema import BANDS, ZEROPOINT_AB
+
+
+def auroc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """AUROC of `scores` for label 1 vs 0 (ties count one half; Mann-Whitney U); NaN with one class."""
+    y = np.asarray(labels) == 1
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    ranks = rankdata(np.asarray(scores, dtype=np.float64))
+    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
+def separation(auc: float) -> float:
+    """max(AUROC, 1 - AUROC): how well a column separates the classes whichever way round (0.5 = not)."""
+    return float("nan") if not np.isfinite(auc) else max(auc, 1.0 - auc)
+
+
+def column_leakage(values: np.ndarray, labels: np.ndarray, min_per_class: int = 5) -> dict:
+    """AUROC of one metadata column alone (non-null rows) and its null fraction per class."""
+    null = ~np.isfinite(values)
+    y = labels.astype(np.int8)
+    out = {"null_frac_controls": float(null[y == 0].mean()) if (y == 0).any() else float("nan"),
+           "null_frac_injections": float(null[y == 1].mean()) if (y == 1).any() else float("nan")}
+    ok = ~null
+    if min((y[ok] == 0).sum(), (y[ok] == 1).sum()) >= min_per_class:
+        out["auroc"] = auroc(y[ok], values[ok])
+    else:
+        out["auroc"] = float("nan")
+    out["separation"] = separation(out["auroc"])
+    out["null_frac_diff"] = abs(out["null_frac_injections"] - out["null_frac_controls"])
+    return out
+
+
+def _masks(size: int, centre_radius_pix: float, background_radius_pix: float):
+    yy, xx = np.mgrid[:size, :size] - (size - 1) / 2.0
+    r = np.hypot(xx, yy)
+    return r <= centre_radius_pix, r >= background_radius_pix
+
+
+def feature_names(probe_bands: tuple[str, ...] = ("r", "z")) -> list[str]:
+    colours = [f"centre_colour_{a}_{b}_mag" for a, b in zip(probe_bands, probe_bands[1:])]
+    return ([f"centre_flux_{b}_nmgy" for b in probe_bands] + [f"total_flux_{b}_nmgy" for b in probe_bands]
+            + [f"background_mad_{b}_nmgy" for b in BANDS] + colours)
+
+
+def image_features(images: np.ndarray, centre_radius_pix: float = 4.0, background_radius_pix: float = 24.0,
+                   probe_bands: tuple[str, ...] = ("r", "z")) -> np.ndarray:
+    """(N, 3, S, S) nanomaggies -> (N, F) float64 statistics, in the order of `feature_names(probe_bands)`.
+
+    Fluxes and colours use `probe_bands` only (default r, z: there a red host dominates the central
+    light, whereas in g a blue arc is a large part of it, i.e. g statistics measure the arc itself);
+    the background MAD (r >= background_radius_pix) uses every band.
+    """
+    n, nb, size, _ = images.shape
+    centre, outer = _masks(size, centre_radius_pix, background_radius_pix)
+    bi = [BANDS.index(b) for b in probe_bands]
+    img = images.astype(np.float64, copy=False)
+    cflux = img[:, bi][:, :, centre].sum(axis=2)
+    total = img[:, bi].reshape(n, len(bi), -1).sum(axis=2)
+    bg = img[:, :, outer]
+    mad = np.median(np.abs(bg - np.median(bg, axis=2, keepdims=True)), axis=2)
+    mag = ZEROPOINT_AB - 2.5 * np.log10(np.clip(cflux, 1e-4, None))  # AB mag of the central flux
+    colours = mag[:, :-1] - mag[:, 1:]
+    return np.concatenate([cflux, total, mad, colours], axis=1)
+
+
+def probe_auroc(features: np.ndarray, labels: np.ndarray, seed: int = 0, folds: int = 5) -> float:
+    """Cross-validated AUROC of a standardised logistic regression on all image statistics."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    y = labels.astype(np.int8)
+    folds = int(min(folds, (y == 0).sum(), (y == 1).sum()))
+    if folds < 2:
+        return float("nan")
+    x = np.nan_to_num(features, nan=0.0, posinf=0.0, neginf=0.0)
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+    cv = StratifiedKFold(folds, shuffle=True, random_state=seed)
+    scores = cross_val_predict(model, x, y, cv=cv, method="decision_function")
+    return auroc(y, scores)
