@@ -17,6 +17,7 @@ from darkhaloscope.errors import DHSError
 # Role packages that contribute subcommands, in the order the pipeline runs.
 COMMAND_MODULES: tuple[str, ...] = (
     "darkhaloscope.stamps.commands",
+    "darkhaloscope.audit.commands",
 )
 
 
