@@ -128,8 +128,7 @@ class Mirror:
         """Upload `local` as URI/<name>; returns the remote URI."""
         fs, root = fsspec_filesystem(self.uri, self.s3)
         remote = f"{root}/{Path(local).name}"
-        if not is_s3(self.uri):
-            Path(root).mkdir(parents=True, exist_ok=True)
+        if not is_s3(self.uri):  # a local folder (or a mounted drive): atomic copy
             self._retry(f"mirroring {local} to {remote}", lambda: atomic_write_bytes(remote, Path(local).read_bytes()))
         else:
             self._retry(f"uploading {local} to {self.uri}/{Path(local).name}", lambda: fs.put_file(str(local), remote))

@@ -308,7 +308,8 @@ class _Trainer:
 
     def _summary(self) -> dict:
         s, rd = self.state, self.run_dir
-        summary = {"best_val_auroc": s.best.get("val_auroc"), "best": s.best, "epochs": s.epoch, "steps": s.step,
+        steps_per_rank = dd.all_gather_objects(s.step, self.info)  # equal, or DDP would have hung
+        summary = {"steps_per_rank": steps_per_rank, "best_val_auroc": s.best.get("val_auroc"), "best": s.best, "epochs": s.epoch, "steps": s.step,
                    "steps_per_epoch": self.steps_per_epoch, "initial_loss": s.initial_loss,
                    "world_size": self.info.world_size, "rank": self.info.rank, "shard_check": self.shard, "precision": self.precision,
                    "device": str(self.device), "class_counts": {k: {str(a): b for a, b in v.items()} for k, v in self.counts.items()},
