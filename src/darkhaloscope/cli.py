@@ -18,6 +18,7 @@ from darkhaloscope.errors import DHSError
 COMMAND_MODULES: tuple[str, ...] = (
     "darkhaloscope.stamps.commands",
     "darkhaloscope.audit.commands",
+    "darkhaloscope.train.commands",
 )
 
 
