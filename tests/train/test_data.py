@@ -108,6 +108,16 @@ def test_resume_mid_epoch_gives_the_remaining_batches(uneven_tier, workers, cons
     assert resumed.state_dict()["batches_done"] == 0
 
 
+def test_a_completed_epoch_starts_again_and_an_abandoned_one_continues(tiny_tier):
+    s = StampStream(str(tiny_tier), "val", 5, shuffle=False)
+    first = [b["row_id"] for b in make_loader(s, num_workers=2)]
+    assert [b["row_id"] for b in make_loader(s, num_workers=2)] == first  # e.g. validation every epoch
+    it = iter(make_loader(s, num_workers=2))
+    next(it), next(it)
+    del it
+    assert [b["row_id"] for b in make_loader(s, num_workers=2)] == first[2:]
+
+
 def test_mark_consumed_for_direct_iteration(tiny_tier):
     s = StampStream(str(tiny_tier), "train", 8, shuffle=False)
     it = iter(s)

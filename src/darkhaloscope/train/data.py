@@ -32,7 +32,12 @@ between steps is exact. Loops that iterate the stream without `make_loader` call
 `mark_consumed(stream, n)`. After `load_state_dict`, the next iteration of that epoch recomputes the
 plan, skips the consumed batches without reading them, and rotates worker roles so that the first
 batch comes from worker 0: the remaining batches equal those of an uninterrupted run. Resuming needs the
-same tier, batch_size, seed, shuffle_buffer, world_size and num_workers (checked, clear error).
+same tier, batch_size, seed, shuffle, shuffle_buffer and world_size (checked when the saved dict has
+its fingerprint). Store the whole `state_dict()`: with its num_workers, a resume under another worker
+count is still exact (every worker then decodes the rest of that epoch, slower); with only epoch and
+batches_done, resume with the same num_workers. An iteration starts at the cursor: 0 after set_epoch
+(of a new epoch), the loaded batches_done after load_state_dict, where an abandoned iteration stopped,
+and 0 again once the epoch was completed (a validation stream can be iterated every epoch as is).
 
 Bad rows. Rows whose stamp cannot be decoded, or holds NaN/Inf, are dropped with on_error="skip" (a
 warning once per file naming the first bad row; batch["n_skipped"] counts them; `stream.rows_skipped`
@@ -59,7 +64,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from darkhaloscope.errors import DataError, DHSError, StampDecodeError, UsageError
 from darkhaloscope.fileio import atomic_path
-from darkhaloscope.stamps.batch import decode_packed, decode_tier_batch, labels_of, stamp_column
+from darkhaloscope.stamps.batch import decode_tier_batch, labels_of, stamp_column
 from darkhaloscope.stamps.fs import S3Options, is_s3
 from darkhaloscope.stamps.schema import (BANDS, CUTOUT_OK_COLUMN, LABEL_COLUMN, LABEL_SOURCE_COLUMN,
                                           PACKED_STAMP_COLUMN, STAMP_SIZE)
@@ -68,7 +73,8 @@ from darkhaloscope.train.data_plan import EpochPlan, Window
 
 log = logging.getLogger(__name__)
 ON_ERROR_CHOICES = ("skip", "raise")
-ID_COLUMN = "stamp_id"  # row ids come from this column when the tier has it, else "relpath:row"
+ID_COLUMNS = ("stamp_id", "row_id")  # row ids: the first of these the tier has (packed tiers carry row_id),
+# else "relpath:row" of the file read
 _CACHE_CHUNK_BYTES = 8 << 20  # copy size when filling the local cache
 
 
@@ -155,6 +161,7 @@ class StampStream(IterableDataset):
         if workers != self.num_workers:
             raise UsageError(f"the stream was set up for {self.num_workers} loader worker(s) but runs in "
                              f"{workers}; build the DataLoader with make_loader(stream, num_workers=...)")
+        self._start()
         start, plan_workers = self._batches_done, self._plan_workers or workers
         if plan_workers == workers:  # worker 0 makes the first remaining batch, then round-robin
             yield from self._role_batches((worker_id + start) % workers, workers, start)
@@ -167,6 +174,11 @@ class StampStream(IterableDataset):
             batch = next(roles[t % plan_workers])
             if (t - start) % workers == worker_id:
                 yield batch
+
+    def _start(self) -> None:
+        """An iteration starts at the cursor; once an epoch was completed it starts that epoch again."""
+        if self._batches_done >= len(self):
+            self._batches_done = 0
 
     def _role_batches(self, role: int, workers: int, start: int) -> Iterator[dict]:
         """The batches t = role, role + workers, ... (t >= start) of this rank, in order."""
@@ -246,7 +258,7 @@ class _UnitReader:
             f = s.files[file_index]
             pf = pq.ParquetFile(self._local_copy(f)) if s.cache_dir else s.tier.open_parquet(f)
             label = LABEL_COLUMN if LABEL_COLUMN in f.columns else LABEL_SOURCE_COLUMN
-            cols = [stamp_column(f.columns), label] + ([ID_COLUMN] if ID_COLUMN in f.columns else [])
+            cols = [stamp_column(f.columns), label] + [c for c in ID_COLUMNS if c in f.columns][:1]
             self.unit_batch = s.tier.read_row_group(f, row_group, cols, split=s.split,
                                                     cutout_ok_only=s.cutout_ok_only, pf=pf)
             self.unit_key = (file_index, row_group)
@@ -260,8 +272,8 @@ class _UnitReader:
             labels = labels_of(part.table).astype(np.float32)
         except DataError as e:
             raise DataError(f"{s.tier.describe(ub.file)} row group {row_group}: {e}") from None
-        ids = np.asarray(part.table[ID_COLUMN].to_pylist() if ID_COLUMN in part.table.column_names
-                         else part.row_ids(), dtype=object)
+        id_col = next((c for c in ID_COLUMNS if c in part.table.column_names), None)
+        ids = np.asarray(part.table[id_col].to_pylist() if id_col else part.row_ids(), dtype=object)
         if errors and ub.file.relpath not in self.warned:
             self.warned.add(ub.file.relpath)
             i = min(errors)
@@ -270,18 +282,17 @@ class _UnitReader:
         return images, labels, ids, valid
 
     def _decode(self, part: TierBatch):
+        """decode_tier_batch; packed stamps are kept float16 (half the bytes to move), npz come as float32."""
         s = self.s
+        out = None
         if PACKED_STAMP_COLUMN in part.table.column_names:
-            images = decode_packed(part.table[PACKED_STAMP_COLUMN],
-                                   out=np.empty((part.table.num_rows, len(BANDS), STAMP_SIZE, STAMP_SIZE),
-                                                np.float16 if s.packed else np.float32))
-            valid = np.isfinite(images).reshape(len(images), -1).all(axis=1)
-            errors = {int(i): "NaN/Inf pixels" for i in np.flatnonzero(~valid)}
-            if errors and s.on_error == "raise":
-                raise StampDecodeError(errors[min(errors)] + "; rerun with on_error=skip to drop such rows",
-                                       where=part.where(min(errors)))
-            return images, valid, errors
-        sb = decode_tier_batch(part, on_error="mask" if s.on_error == "skip" else "raise", threads=s.decode_threads)
+            out = np.empty((part.table.num_rows, len(BANDS), STAMP_SIZE, STAMP_SIZE),
+                           np.float16 if s.packed else np.float32)
+        try:
+            sb = decode_tier_batch(part, on_error="mask" if s.on_error == "skip" else "raise",
+                                   threads=s.decode_threads, out=out)
+        except StampDecodeError as e:
+            raise StampDecodeError(f"{e}; train with on_error=skip to drop such rows (counted)") from None
         return sb.images, sb.valid, sb.errors
 
     def _local_copy(self, f: TierFile) -> str:
@@ -325,6 +336,7 @@ class StampLoader(DataLoader):
 
     def __iter__(self):
         stream: StampStream = self.dataset
+        stream._start()  # before the workers get their copy of the stream
         it = super().__iter__()
         while True:
             try:
