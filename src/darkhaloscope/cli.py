@@ -17,8 +17,10 @@ from darkhaloscope.errors import DHSError
 # Role packages that contribute subcommands, in the order the pipeline runs.
 COMMAND_MODULES: tuple[str, ...] = (
     "darkhaloscope.stamps.commands",
+    "darkhaloscope.sim.commands",
     "darkhaloscope.audit.commands",
     "darkhaloscope.train.commands",
+    "darkhaloscope.evaluate.commands",
 )
 
 

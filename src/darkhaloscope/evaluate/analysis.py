@@ -1,0 +1,215 @@
+"""Everything `dhs evaluate` computes from a scores file: headline metrics with bootstrap intervals, rates at
+fixed FPR/TPR, TPR0/TPR10, threshold table, confusion matrix, calibration, realistic prevalence, selection
+function, stratified FPR and the shortcut baselines; figures are written as it goes.
+
+Ranking uses the logit when the file has one (float32 probabilities saturate at 1.0 and would create
+ties that the logits do not have); thresholds are reported as probabilities.
+Exercise: `dhs evaluate SCORES --out DIR`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from darkhaloscope.evaluate import calibration, plots, selection
+from darkhaloscope.evaluate import metrics as M
+from darkhaloscope.evaluate.baselines import run_baselines
+from darkhaloscope.evaluate.bootstrap import bootstrap_ci
+from darkhaloscope.evaluate.config import EvaluateConfig
+from darkhaloscope.evaluate.report import Evaluation, Section, md_table
+from darkhaloscope.evaluate.scoresfile import Scores
+
+
+@dataclass
+class Ranked:
+    """The values metrics are ranked on, with conversions between probabilities and those values."""
+
+    values: np.ndarray
+    by_logit: bool
+    groups: M.TieGroups = field(repr=False)
+
+    def from_prob(self, p: float) -> float:
+        if not self.by_logit:
+            return p
+        with np.errstate(divide="ignore"):
+            return float(np.log(p) - np.log1p(-p))
+
+    def to_prob(self, v: float) -> float:
+        return float(1 / (1 + np.exp(-v))) if self.by_logit else v
+
+
+def rank_values(s: Scores) -> Ranked:
+    use_logit = s.logits is not None and bool(np.isfinite(s.logits).all())
+    v = s.logits if use_logit else s.scores
+    return Ranked(v, use_logit, M.tie_groups(s.labels, v))
+
+
+def _fmt(x, digits: int = 4) -> str:
+    if x is None:
+        return "undefined"
+    return f"{x:.{digits}g}" if isinstance(x, float) else str(x)
+
+
+def ranking_section(s: Scores, r: Ranked, cfg: EvaluateConfig, fig_dir: Path, ev: Evaluation) -> float:
+    """Headline metrics, ROC, PR; returns the operating threshold (in ranked units)."""
+    g = r.groups
+    boot = dict(n_boot=cfg.n_boot, seed=cfg.seed, max_bins=cfg.bootstrap_bins)
+    auc, ap = M.auroc(g), M.average_precision(g)
+    auc_ci, ap_ci = bootstrap_ci(g, metric="auroc", **boot), bootstrap_ci(g, metric="average_precision", **boot)
+    ev.metrics.update(n_rows=len(s), n_pos=g.n_pos, n_neg=g.n_neg, rows=s.split_note, ranked_by="logit" if r.by_logit else "score",
+                      auroc={**auc.to_dict(), "ci95": auc_ci.to_dict()},
+                      average_precision={**ap.to_dict(), "ci95": ap_ci.to_dict()})
+    tpr_rows, marks, tpr_json = [], {}, {}
+    for f in cfg.fpr_targets:
+        m = M.tpr_at_fpr(g, fpr=f)
+        ci = bootstrap_ci(g, metric="tpr_at_fpr", fpr=f, **boot) if m.defined else None
+        tpr_json[f"{f:g}"] = {**m.to_dict(), "ci95": ci.to_dict() if ci else None}
+        marks[f] = m.value
+        value = _fmt(m.value) if m.defined else "not resolvable"
+        tpr_rows.append([f"{f:g}", value, str(ci) if ci else "", f"{g.n_neg:,}", str(m.count), m.reason])
+        if not m.resolvable and g.n_pos and g.n_neg:
+            ev.warnings.append(f"TPR at FPR {f:g} is not resolvable: only {g.n_neg:,} controls (needs >= {int(np.ceil(1 / f)):,})")
+    ev.metrics["tpr_at_fpr"] = tpr_json
+    fpr_rows, fpr_json = [], {}
+    for t in cfg.tpr_targets:
+        m = M.fpr_at_tpr(g, tpr=t)
+        fpr_json[f"{t:g}"] = m.to_dict()
+        fpr_rows.append([f"{t:g}", _fmt(m.value), str(m.count), m.reason])
+    ev.metrics["fpr_at_tpr"] = fpr_json
+    t0, t10 = M.tpr0(g), M.tpr10(g)
+    ev.metrics.update(tpr0=t0.to_dict(), tpr10=t10.to_dict())
+    if not auc.defined:
+        ev.warnings.insert(0, f"AUROC and TPR are undefined: {auc.reason}")
+    ev.headline.append(f"AUROC {auc} 95% CI {auc_ci}; average precision {ap} {ap_ci}; "
+                       f"TPR0 {t0}; TPR10 {t10} ({s.split_note})")
+    lines = [md_table(["FPR", "TPR", "95% CI", "negatives", "true positives", "note"], tpr_rows), "",
+             md_table(["TPR", "FPR", "false positives", "note"], fpr_rows), "",
+             f"TPR0 (lenses above every control) = {t0}, {t0.count} true positives; "
+             f"TPR10 (fewer than 10 false positives) = {t10}, {t10.count} true positives "
+             "(Metcalf et al. 2019 definitions). Intervals: stratified bootstrap, "
+             f"{cfg.n_boot} replicates on <= {cfg.bootstrap_bins:,} score bins."]
+    figs = []
+    if auc.defined:
+        pts = M.roc_points(g)
+        figs.append(("ROC", plots.roc(pts.fpr, pts.tpr, marks, f"AUROC {auc.value:.4f}", fig_dir / "roc.png")))
+        prec = pts.tp[1:] / (pts.tp[1:] + pts.fp[1:])
+        figs.append(("Precision-recall", plots.pr(pts.tpr[1:], prec, g.n_pos / (g.n_pos + g.n_neg),
+                                                  f"AP {ap.value:.4f}", fig_dir / "pr.png")))
+    ev.sections.append(Section("Ranking metrics", lines, figs))
+    if cfg.threshold_fpr is not None:
+        m = M.tpr_at_fpr(g, fpr=cfg.threshold_fpr)
+        if m.threshold is not None and np.isfinite(m.threshold):
+            return m.threshold
+        ev.warnings.append(f"threshold_fpr {cfg.threshold_fpr:g}: {m.reason or 'no operating point'}; "
+                           f"using threshold {cfg.threshold:g} instead")
+    return r.from_prob(cfg.threshold)
+
+
+def threshold_section(s: Scores, r: Ranked, thr: float, cfg: EvaluateConfig, fig_dir: Path, ev: Evaluation) -> None:
+    g = r.groups
+    probs = [0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.99, 0.999]
+    table = M.threshold_table(g, [r.from_prob(p) for p in probs])
+    rows = [[f"{p:g}", _fmt(t["precision"]), _fmt(t["recall"]), _fmt(t["f1"]), _fmt(t["fpr"]), t["tp"], t["fp"]]
+            for p, t in zip(probs, table)]
+    op = M.threshold_table(g, [thr])[0]
+    thr_p = r.to_prob(thr)
+    ev.metrics["threshold"] = {"score": thr_p, **op}
+    conf = md_table(["", "scored lens", "scored non-lens"],
+                    [["lens / injection", op["tp"], op["fn"]], ["control", op["fp"], op["tn"]]])
+    lines = [f"Operating point: score >= {thr_p:.4g}: precision {_fmt(op['precision'])}, recall {_fmt(op['recall'])}, "
+             f"F1 {_fmt(op['f1'])}, FPR {_fmt(op['fpr'])}.", "", conf, "",
+             md_table(["score >=", "precision", "recall", "F1", "FPR", "TP", "FP"], rows),
+             "", "Precision here is at this set's lens fraction; see Calibration for realistic prevalence."]
+    fig = plots.score_histograms(s.scores, s.labels, thr_p, fig_dir / "score_histograms.png", s.logits)
+    ev.sections.append(Section("Threshold, confusion matrix, score distributions", lines, [("Scores by class", fig)]))
+
+
+def calibration_section(s: Scores, r: Ranked, thr: float, cfg: EvaluateConfig, fig_dir: Path, ev: Evaluation) -> None:
+    g = r.groups
+    rel = calibration.reliability(s.labels, s.scores, cfg.reliability_bins)
+    op = ev.metrics["threshold"]
+    prev = calibration.prevalence_table(op["recall"], op["fpr"], g.n_neg, cfg.prevalences)
+    ev.metrics["calibration"] = {"ece": rel.ece, "brier": rel.brier, "bins": cfg.reliability_bins}
+    ev.metrics["prevalence"] = [p.to_dict() for p in prev]
+    rows = [[f"{p.prevalence:g}", _fmt(p.tpr), _fmt(p.fpr), _fmt(p.precision, 3), _fmt(p.fp_per_million, 4),
+             _fmt(p.lenses_per_million, 4), p.note] for p in prev]
+    lines = [f"ECE {rel.ece:.4g} ({cfg.reliability_bins} equal-width bins), Brier score {rel.brier:.4g}. "
+             "Probabilities are calibrated (at best) for this set's lens fraction, not the sky's.", "",
+             f"At the operating point (score >= {op['score']:.4g}), searching a population where a fraction "
+             "`prevalence` are lenses:", "",
+             md_table(["prevalence", "TPR", "FPR", "precision", "false positives per 1e6 galaxies",
+                       "lenses found per 1e6 galaxies", "note"], rows)]
+    pt = next((p for p in prev if p.prevalence == min(cfg.prevalences)), None)
+    if pt and pt.precision is not None:
+        ev.headline.append(f"At prevalence {pt.prevalence:g} and score >= {op['score']:.3g}: precision "
+                           f"{pt.precision:.3g}, {pt.fp_per_million:,.0f} false positives per million galaxies")
+    ev.sections.append(Section("Calibration and realistic prevalence", lines,
+                               [("Reliability diagram", plots.reliability(rel, fig_dir / "reliability.png"))]))
+
+
+def selection_section(s: Scores, r: Ranked, thr: float, cfg: EvaluateConfig, fig_dir: Path, ev: Evaluation) -> None:
+    hit = r.values >= thr
+    thr_p = r.to_prob(thr)
+    curves = selection.completeness_curves(s.columns, s.labels, hit, cfg.selection_bins)
+    cmap = selection.completeness_map(s.columns, s.labels, hit, cfg.map_bins)
+    host_cols = [c for c in s.allowed_metadata()]
+    strat = selection.stratified_fpr(s.columns, host_cols, s.labels, hit)
+    ev.metrics["selection_function"] = {c.variable: c.rows() for c in curves}
+    ev.metrics["stratified_fpr"] = {c.variable: c.rows() for c in strat}
+    lines, figs = [], []
+    if curves:
+        figs.append(("Completeness versus injection and observing properties",
+                     plots.binned_rates(curves, thr_p, "completeness", "Selection function", fig_dir / "selection.png")))
+        for c in curves:
+            lines += [f"**{c.label}**", "", md_table(["bin", "injections", "detected", "completeness", "95% CI"],
+                      [[x["bin"], x["n"], x["k"], _fmt(x["rate"], 3), f"[{x['lo']:.3f}, {x['hi']:.3f}]"]
+                       for x in c.rows()]), ""]
+    else:
+        lines.append("No injection metadata columns (theta_e_arcsec, arc_snr, ...) in the scores file: "
+                     "selection function not computed.")
+    if cmap is not None:
+        figs.append(("Completeness map", plots.completeness_map(
+            cmap, (selection.SELECTION_VARIABLES[cmap.x], selection.SELECTION_VARIABLES[cmap.y]), thr_p,
+            fig_dir / "completeness_map.png")))
+    if strat:
+        figs.append(("False-positive rate of controls versus host / observing properties",
+                     plots.binned_rates(strat, thr_p, "false-positive rate", "Stratified FPR", fig_dir / "stratified_fpr.png")))
+        worst = max(strat, key=lambda c: np.nanmax(c.rate) - np.nanmin(c.rate))
+        lines.append(f"Stratified FPR: largest spread versus {worst.label}: from {np.nanmin(worst.rate):.3g} "
+                     f"to {np.nanmax(worst.rate):.3g} across bins.")
+    ev.sections.append(Section("Selection function", lines, figs))
+
+
+def baseline_section(s: Scores, cfg: EvaluateConfig, ev: Evaluation) -> None:
+    if not cfg.baselines:
+        return
+    results, skipped = run_baselines(s) if len(s) else ([], ["no rows"])
+    ev.metrics["baselines"] = [b.to_dict() for b in results]
+    rows = [[b.name, str(b.auroc), str(b.cnn_auroc), b.n_rows, "YES" if b.close_to_cnn else "no",
+             ", ".join(b.features)] for b in results]
+    for b in results:
+        if b.close_to_cnn:
+            ev.warnings.insert(0, f"SHORTCUT? a logistic regression on {b.name} reaches AUROC {b.auroc.value:.4f} "
+                                  f"vs the CNN's {b.cnn_auroc.value:.4f}: the CNN may not need the arcs")
+    lines = ["Cross-validated (5-fold) logistic regression; 'close' means it recovers >= 90% of the CNN's "
+             "AUROC gain over 0.5.", "", md_table(["baseline", "AUROC", "CNN AUROC (same rows)", "rows", "close?", "features"], rows)]
+    lines += [f"- skipped: {x}" for x in skipped]
+    ev.sections.append(Section("Shortcut baselines", lines, []))
+
+
+SECTIONS = (threshold_section, calibration_section, selection_section)
+
+
+def analyse(s: Scores, cfg: EvaluateConfig, fig_dir: Path) -> tuple[Evaluation, Ranked, float]:
+    """Run every score-file analysis; returns the evaluation, the ranking and the threshold (ranked units)."""
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    ev = Evaluation(metrics={"scores_file": s.path, "source": s.info})
+    r = rank_values(s)
+    thr = ranking_section(s, r, cfg, fig_dir, ev)
+    for section in SECTIONS:
+        section(s, r, thr, cfg, fig_dir, ev)
+    baseline_section(s, cfg, ev)
+    return ev, r, thr

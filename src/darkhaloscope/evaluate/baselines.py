@@ -1,0 +1,118 @@
+"""Shortcut baselines: if a logistic regression on simple image statistics (central/total flux, colours)
+or on the allowed metadata (observing conditions) ranks nearly as well as the CNN, the CNN may not be
+looking at arcs. `image_statistics` is computed by `dhs score` for every stamp (the `img_*` columns), so
+the baselines run from the scores file alone, with cross-validated predictions (no train/test leak).
+
+Exercise: `dhs evaluate SCORES --out DIR` (the report's first lines say when a baseline is close).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from darkhaloscope.evaluate.metrics import Metric, auroc
+from darkhaloscope.stamps.schema import BANDS, STAMP_SIZE
+
+CENTRAL_RADIUS_PIX = 4  # "core" aperture radius: ~1.0" = the lens galaxy's core at 0.262"/pixel
+TOTAL_RADIUS_PIX = 16  # "total" aperture radius: 4.2", encloses arcs of theta_E up to ~3"
+MIN_FLUX_NMGY = 1e-4  # floor before taking magnitudes (22.5 - 2.5 log10(1e-4) = 32.5 AB mag)
+CLOSE_AUROC_FRACTION = 0.9  # warn when (baseline AUROC - 0.5) >= this x (CNN AUROC - 0.5)
+
+
+def _radius(size: int = STAMP_SIZE) -> np.ndarray:
+    yy, xx = np.mgrid[:size, :size] - (size - 1) / 2
+    return np.hypot(xx, yy)
+
+
+def image_statistics(images: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-stamp statistics of (N, 3, H, W) nanomaggy images (sky = median of the outer border).
+
+    img_core_flux_<b>   flux in r < 4 px [nmgy]            img_total_flux_<b>   flux in r < 16 px [nmgy]
+    img_core_frac_<b>   core / total                        img_annulus_frac_r   (r 4-12 px) / total, r band
+    img_core_g_r, img_core_r_z, img_total_g_r, img_total_r_z   colours [AB mag]
+    """
+    x = images.astype(np.float64, copy=False)
+    r = _radius(x.shape[-1])
+    border = r >= x.shape[-1] / 2 - 2
+    sky = np.median(x[..., border], axis=-1)  # (N, 3) nmgy per pixel
+    x = x - sky[..., None, None]
+    core = x[..., r < CENTRAL_RADIUS_PIX].sum(-1)
+    total = x[..., r < TOTAL_RADIUS_PIX].sum(-1)
+    ring = x[..., (r >= CENTRAL_RADIUS_PIX) & (r < 12)].sum(-1)
+    out: dict[str, np.ndarray] = {}
+    safe_total = np.where(np.abs(total) > MIN_FLUX_NMGY, total, MIN_FLUX_NMGY)
+    for i, b in enumerate(BANDS):
+        out[f"img_core_flux_{b}"] = core[:, i]
+        out[f"img_total_flux_{b}"] = total[:, i]
+        out[f"img_core_frac_{b}"] = core[:, i] / safe_total[:, i]
+    out["img_annulus_frac_r"] = ring[:, 1] / safe_total[:, 1]
+
+    def colour(f, a, b):
+        return -2.5 * np.log10(np.maximum(f[:, a], MIN_FLUX_NMGY) / np.maximum(f[:, b], MIN_FLUX_NMGY))
+    out["img_core_g_r"], out["img_core_r_z"] = colour(core, 0, 1), colour(core, 1, 2)
+    out["img_total_g_r"], out["img_total_r_z"] = colour(total, 0, 1), colour(total, 1, 2)
+    return {k: v.astype(np.float32) for k, v in out.items()}
+
+
+@dataclass(frozen=True)
+class BaselineResult:
+    name: str  # "image statistics" / "allowed metadata"
+    features: list[str]
+    auroc: Metric  # cross-validated AUROC of the logistic regression
+    cnn_auroc: Metric  # the CNN's AUROC on the same rows
+    n_rows: int
+
+    @property
+    def close_to_cnn(self) -> bool:
+        if not (self.auroc.defined and self.cnn_auroc.defined):
+            return False
+        gain = self.cnn_auroc.value - 0.5
+        return gain <= 0 or (self.auroc.value - 0.5) >= CLOSE_AUROC_FRACTION * gain
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "features": self.features, "auroc": self.auroc.to_dict(),
+                "cnn_auroc": self.cnn_auroc.to_dict(), "n_rows": self.n_rows, "close_to_cnn": self.close_to_cnn}
+
+
+def logistic_baseline(name: str, X: np.ndarray, labels: np.ndarray, cnn_scores: np.ndarray, features: list[str],
+                      *, max_rows: int = 100_000, folds: int = 5, seed: int = 0) -> BaselineResult | str:
+    """Cross-validated logistic regression (median-imputed, standardised) on a random subsample of at most
+    `max_rows` rows. Returns a one-line reason instead when it cannot be fitted."""
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    if not features:
+        return f"{name}: no usable columns"
+    rng = np.random.default_rng(seed)
+    idx = rng.permutation(len(labels))[:max_rows] if len(labels) > max_rows else np.arange(len(labels))
+    X, y, s = X[idx], labels[idx], cnn_scores[idx]
+    usable = np.isfinite(X).any(axis=0) & (np.nanstd(np.where(np.isfinite(X), X, np.nan), axis=0) > 0)
+    if not usable.any():
+        return f"{name}: every column is constant or empty"
+    X = np.where(np.isfinite(X), X, np.nan)[:, usable]
+    features = [f for f, u in zip(features, usable) if u]
+    n_min = int(min((y == 1).sum(), (y == 0).sum()))
+    if n_min < 2:
+        return f"{name}: needs both classes (have {int((y == 1).sum())} lenses, {int((y == 0).sum())} controls)"
+    model = make_pipeline(SimpleImputer(strategy="median"), StandardScaler(), LogisticRegression(max_iter=500))
+    cv = StratifiedKFold(n_splits=min(folds, n_min), shuffle=True, random_state=seed)
+    pred = cross_val_predict(model, X, y, cv=cv, method="decision_function")
+    return BaselineResult(name, features, auroc(y, pred), auroc(y, s), len(y))
+
+
+def run_baselines(scores) -> tuple[list[BaselineResult], list[str]]:
+    """Both baselines from a `scoresfile.Scores`; returns (results, reasons a baseline was skipped)."""
+    results, skipped = [], []
+    for name, cols in (("image statistics", scores.image_stats()), ("allowed metadata", scores.allowed_metadata())):
+        if not cols:
+            skipped.append(f"{name}: no {'img_* columns (re-score with `dhs score`)' if name[0] == 'i' else 'allowed metadata columns'} in the scores file")
+            continue
+        X = np.stack([scores.columns[c] for c in cols], axis=1)
+        r = logistic_baseline(name, X, scores.labels, scores.scores, cols)
+        (skipped if isinstance(r, str) else results).append(r)
+    return results, skipped

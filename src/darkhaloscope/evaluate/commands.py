@@ -1,0 +1,121 @@
+"""CLI of the evaluate package: `dhs score`, `dhs evaluate`, `dhs bench evaluate`, `dhs bench score`."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from darkhaloscope.config import load_config, run_info, save_config
+from darkhaloscope.evaluate.config import EvaluateConfig, ScoreConfig
+from darkhaloscope.stamps.fs import add_s3_arguments, s3_options_from_args
+
+CONFIG_DIR = Path(__file__).resolve().parents[3] / "configs"  # repository configs/ (YAML defaults)
+
+
+def _config(cls, name: str, args):
+    path = args.config or (CONFIG_DIR / f"{name}.yaml" if (CONFIG_DIR / f"{name}.yaml").is_file() else None)
+    return load_config(cls, path, args.set or [])
+
+
+def _add_config_args(p: argparse.ArgumentParser, name: str) -> None:
+    p.add_argument("--config", default=None, help=f"YAML settings (default: configs/{name}.yaml)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one setting, e.g. --set n_boot=200")
+
+
+def run_evaluate(args) -> int:
+    from darkhaloscope.evaluate.analysis import analyse
+    from darkhaloscope.evaluate.probes import run_data_sections
+    from darkhaloscope.evaluate.report import write_report
+    from darkhaloscope.evaluate.scoresfile import read_scores
+
+    cfg = _config(EvaluateConfig, "evaluate", args)
+    t0 = time.perf_counter()
+    scores = read_scores(args.scores, cfg.split)
+    out = Path(args.out)
+    ev, ranked, thr = analyse(scores, cfg, out / "figures")
+    run_data_sections(scores, ranked, thr, cfg, ev, out / "figures", data=args.data, checkpoint=args.checkpoint,
+                      s3=s3_options_from_args(args), use_recorded_data=not args.no_data)
+    run = run_info(getattr(args, "argv", None))
+    paths = write_report(ev, out, run)
+    save_config(cfg, out / "evaluate_config.yaml")
+    print("\n".join(ev.headline + [f"WARNING: {w}" for w in ev.warnings]))
+    print(f"wrote {paths['md']}, {paths['html']}, {paths['json']} in {time.perf_counter() - t0:.1f} s")
+    return 0
+
+
+def run_score(args) -> int:
+    from darkhaloscope.evaluate.score import score_data
+    from darkhaloscope.evaluate.sources import parse_shard
+
+    cfg = _config(ScoreConfig, "score", args)
+    s = score_data(args.checkpoint, args.data, args.out, cfg, s3=s3_options_from_args(args), split=args.split,
+                   shard=parse_shard(args.shard), progress=not args.quiet, run=run_info(getattr(args, "argv", None)))
+    print(f"scored {s.rows:,} stamps ({s.failed:,} failed to decode, score left empty) in {s.seconds:.1f} s "
+          f"= {s.stamps_per_s:,.0f} stamps/s -> {s.out}")
+    return 0
+
+
+def run_bench_evaluate(args) -> int:
+    import tempfile
+
+    from darkhaloscope.evaluate.synthetic import write_synthetic_scores
+
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        path = write_synthetic_scores(Path(tmp) / "scores.parquet", args.rows, seed=0)
+        print(f"made {args.rows:,} synthetic scores in {time.perf_counter() - t0:.1f} s")
+        ns = argparse.Namespace(scores=str(path), out=args.out or str(Path(tmp) / "report"), checkpoint=None,
+                                data=None, no_data=True, config=None, set=args.set, argv=["bench", "evaluate"])
+        t0 = time.perf_counter()
+        run_evaluate(ns)
+        dt = time.perf_counter() - t0
+    print(f"dhs evaluate on {args.rows:,} scores: {dt:.1f} s ({args.rows / dt:,.0f} scores/s); goal: 1e7 in < 120 s")
+    return 0
+
+
+def run_bench_score(args) -> int:
+    from darkhaloscope.evaluate.score import score_data
+
+    cfg = _config(ScoreConfig, "score", args)
+    s = score_data(args.checkpoint, args.data, args.out, cfg, s3=s3_options_from_args(args), progress=False)
+    print(f"dhs score: {s.rows:,} stamps in {s.seconds:.1f} s = {s.stamps_per_s:,.0f} stamps/s "
+          f"(batch {cfg.batch_size}, device {cfg.device}, amp {cfg.amp})")
+    return 0
+
+
+def register(sub, bench_sub) -> None:
+    p = sub.add_parser("score", help="score every stamp of a tier / cutout folder with a checkpoint -> scores.parquet")
+    p.add_argument("--checkpoint", required=True, help="a `dhs train` checkpoint (path or s3:// URI)")
+    p.add_argument("--data", required=True, help="tier (folder, file or s3:// prefix) or folder of npz/FITS cutouts")
+    p.add_argument("--out", required=True, help="scores parquet file to write")
+    p.add_argument("--split", default=None, help="score only this region_split (default: every row)")
+    p.add_argument("--shard", default=None, metavar="K/N", help="score only shard K of N (many machines)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_config_args(p, "score")
+    add_s3_arguments(p)
+    p.set_defaults(func=run_score)
+
+    e = sub.add_parser("evaluate", help="metrics, selection function, calibration, figures and report from scores")
+    e.add_argument("scores", help="scores parquet file written by `dhs score`")
+    e.add_argument("--out", required=True, help="report folder (report.md, report.html, metrics.json, figures/)")
+    e.add_argument("--checkpoint", default=None, help="also run the model probes (needs --data)")
+    e.add_argument("--data", default=None, help="the scored data, for galleries and probes (default: as recorded)")
+    e.add_argument("--no-data", action="store_true", help="do not read stamps: no galleries (fast, scores only)")
+    _add_config_args(e, "evaluate")
+    add_s3_arguments(e)
+    e.set_defaults(func=run_evaluate)
+
+    b = bench_sub.add_parser("evaluate", help="time `dhs evaluate` on synthetic scores (goal: 1e7 in < 2 min)")
+    b.add_argument("--rows", type=int, default=10_000_000, help="synthetic scores to evaluate")
+    b.add_argument("--out", default=None, help="keep the report here (default: a temp folder)")
+    b.add_argument("--set", action="append", metavar="KEY=VALUE")
+    b.set_defaults(func=run_bench_evaluate)
+
+    s = bench_sub.add_parser("score", help="stamps/s of `dhs score` on a tier with a checkpoint")
+    s.add_argument("--checkpoint", required=True)
+    s.add_argument("--data", required=True)
+    s.add_argument("--out", default="bench_scores.parquet")
+    _add_config_args(s, "score")
+    add_s3_arguments(s)
+    s.set_defaults(func=run_bench_score)

@@ -1,0 +1,57 @@
+"""Settings of `dhs score` and `dhs evaluate` (defaults in configs/score.yaml and configs/evaluate.yaml;
+override with `--set key=value`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from darkhaloscope.errors import UsageError
+
+
+@dataclass
+class EvaluateConfig:
+    split: str = "auto"  # rows to evaluate: auto (test if present, else all), all, or a split name
+    threshold: float = 0.5  # operating point: score (probability) >= threshold counts as "lens"
+    threshold_fpr: float | None = None  # if set, the operating point is instead the one at this FPR (e.g. 1e-3)
+    fpr_targets: list[float] = field(default_factory=lambda: [1e-2, 1e-3, 1e-4])  # TPR reported at these FPRs
+    tpr_targets: list[float] = field(default_factory=lambda: [0.5, 0.8, 0.9])  # FPR reported at these TPRs
+    prevalences: list[float] = field(default_factory=lambda: [1e-2, 1e-3, 1e-4])  # lenses per galaxy, realistic ~1e-4
+    n_boot: int = 1000  # bootstrap replicates for the 95% intervals
+    bootstrap_bins: int = 10_000  # score bins of the bootstrap (exact when fewer distinct scores)
+    seed: int = 0  # bootstrap, baseline subsample, random gallery
+    reliability_bins: int = 15  # equal-width probability bins of the reliability diagram
+    selection_bins: int = 8  # quantile bins per selection-function variable
+    map_bins: int = 6  # quantile bins per axis of the theta_E x arc S/N map
+    gallery_size: int = 8  # stamps per gallery (needs --data or the data URI recorded by dhs score)
+    baselines: bool = True  # fit the logistic-regression shortcut baselines
+    baseline_rows: int = 100_000  # rows subsampled for the baselines (5-fold cross-validated)
+    probe_rows: int = 2000  # stamps (half lenses, half controls where possible) for the model probes
+    core_radius_pix: float = 4.0  # radius of the core replaced by noise in the core-masked probe (~1.0")
+    occlusion_patch_pix: int = 8  # side of the occluding square of the occlusion maps
+    occlusion_stride_pix: int = 8  # step of the occluding square
+
+    def validate(self) -> None:
+        if not 0 <= self.threshold <= 1:
+            raise UsageError(f"threshold must be a probability in [0, 1], got {self.threshold}")
+        for name in ("fpr_targets", "tpr_targets", "prevalences"):
+            bad = [v for v in getattr(self, name) if not 0 < v < 1]
+            if bad:
+                raise UsageError(f"{name} must lie strictly between 0 and 1, got {bad}")
+        if self.threshold_fpr is not None and not 0 < self.threshold_fpr < 1:
+            raise UsageError(f"threshold_fpr must lie strictly between 0 and 1, got {self.threshold_fpr}")
+        if self.n_boot < 10:
+            raise UsageError(f"n_boot must be >= 10 for a 95% interval, got {self.n_boot}")
+
+
+@dataclass
+class ScoreConfig:
+    batch_size: int = 512  # stamps per forward pass
+    device: str = "auto"  # auto (cuda if available), cpu, cuda, cuda:1
+    amp: bool = True  # bfloat16/float16 autocast on GPU (ignored on CPU)
+    decode_threads: int = 2  # zlib threads decoding npz stamps
+    image_stats: bool = True  # write the img_* columns used by the image-statistics baseline
+    cutout_ok_only: bool = False  # drop rows with cutout_ok = 0 (default: score them, flag kept as a column)
+
+    def validate(self) -> None:
+        if self.batch_size < 1:
+            raise UsageError(f"batch_size must be >= 1, got {self.batch_size}")

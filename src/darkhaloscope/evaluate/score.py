@@ -1,0 +1,198 @@
+"""`dhs score`: run a trained checkpoint over any tier or cutout folder and write the scores file (one row per
+stamp: score, logit, label, ids, every metadata column, img_* statistics). Every metric and figure is then
+computed from that file by `dhs evaluate`.
+
+Streaming with bounded memory: one row group is decoded (in a background thread) while the previous one
+is scored. Inference uses the training preprocessing (`train.preprocess.prepare_batch`, train=False) and
+autocast (bfloat16, or float16 where unsupported) on GPU. `--shard K/N` splits the data between machines;
+under torchrun every rank scores its share and rank 0 merges the parts into OUT.
+Exercise: `dhs score --checkpoint CKPT --data DATA --out scores.parquet`; `dhs bench score`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+
+from darkhaloscope.errors import DataError
+from darkhaloscope.evaluate.baselines import image_statistics
+from darkhaloscope.evaluate.config import ScoreConfig
+from darkhaloscope.evaluate.scoresfile import LOGIT_COLUMN, METADATA_KEY, ROW_ID_COLUMN, SCORE_COLUMN
+from darkhaloscope.evaluate.sources import SourceBatch, open_source
+from darkhaloscope.fileio import atomic_path
+from darkhaloscope.stamps.fs import S3Options
+from darkhaloscope.stamps.schema import LABEL_COLUMN
+
+FIRST_COLUMNS = (SCORE_COLUMN, LOGIT_COLUMN, LABEL_COLUMN, ROW_ID_COLUMN, "source_file", "source_row", "decode_error")
+
+
+@dataclass
+class ScoreSummary:
+    out: Path
+    rows: int  # rows written (this rank)
+    failed: int  # rows whose stamp did not decode (score null)
+    seconds: float
+
+    @property
+    def stamps_per_s(self) -> float:
+        return self.rows / self.seconds if self.seconds else 0.0
+
+
+def infer(model, preprocess, images: np.ndarray, device: torch.device, *, amp: bool = True, batch_size: int = 512,
+          meta: np.ndarray | None = None) -> np.ndarray:
+    """Logits (N,) float64 of (N, 3, 64, 64) nanomaggy stamps with the training preprocessing."""
+    from darkhaloscope.train.preprocess import prepare_batch
+
+    out = np.empty(len(images), np.float64)
+    use_amp = amp and device.type == "cuda"
+    dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
+    with torch.inference_mode(), torch.autocast(device.type, dtype=dtype, enabled=use_amp):
+        for s in range(0, len(images), batch_size):
+            x = torch.from_numpy(images[s:s + batch_size]).to(device, non_blocking=True)
+            x = prepare_batch(x, preprocess, train=False)
+            m = None if meta is None else torch.from_numpy(meta[s:s + batch_size]).to(device)
+            logits = model(x) if m is None else model(x, m)
+            out[s:s + len(x)] = logits.float().reshape(-1).cpu().numpy()
+    return out
+
+
+def _prefetch(it: Iterator, depth: int = 2) -> Iterator:
+    """Run `it` one or two items ahead in a background thread (decode overlaps inference)."""
+    with ThreadPoolExecutor(1) as pool:
+        queue = []
+        for _ in range(depth):
+            queue.append(pool.submit(next, it, None))
+        while True:
+            item = queue.pop(0).result()
+            if item is None:
+                return
+            queue.append(pool.submit(next, it, None))
+            yield item
+
+
+def _meta_array(b: SourceBatch, columns: tuple[str, ...]) -> np.ndarray | None:
+    if not columns:
+        return None
+    missing = [c for c in columns if c not in b.meta.column_names]
+    if missing:
+        raise DataError(f"{b.source_file[0]}: the model takes metadata column(s) {', '.join(missing)}, absent here")
+    return np.stack([b.meta[c].cast(pa.float32()).fill_null(0).to_numpy(zero_copy_only=False) for c in columns], 1)
+
+
+def batch_table(b: SourceBatch, logits: np.ndarray, stats: bool) -> pa.Table:
+    """The scores-file rows of one source batch (invalid stamps: null score and logit, reason kept)."""
+    logits = np.where(b.valid, logits, np.nan)
+    with np.errstate(over="ignore"):
+        prob = 1.0 / (1.0 + np.exp(-logits))
+    ids = (b.meta["stamp_id"].cast(pa.string()) if "stamp_id" in b.meta.column_names
+           else pa.array([f"{f}:{r}" for f, r in zip(b.source_file, b.source_row)], pa.string()))
+    cols = {SCORE_COLUMN: pa.array(prob.astype(np.float32), mask=~b.valid),
+            LOGIT_COLUMN: pa.array(logits.astype(np.float32), mask=~b.valid),
+            LABEL_COLUMN: pa.array(b.labels, pa.int8()) if b.labels is not None else pa.nulls(len(prob), pa.int8()),
+            ROW_ID_COLUMN: ids, "source_file": pa.array(b.source_file, pa.string()),
+            "source_row": pa.array(b.source_row, pa.int64()),
+            "decode_error": pa.array([b.errors.get(i) for i in range(len(prob))], pa.string())}
+    for name in b.meta.column_names:
+        if name not in cols:
+            cols[name] = b.meta[name]
+    if stats:
+        for k, v in image_statistics(b.images).items():
+            cols[k] = pa.array(np.where(b.valid, v, np.nan).astype(np.float32), mask=~b.valid)
+    return pa.table(cols)
+
+
+def _conform(t: pa.Table, schema: pa.Schema, where: str) -> pa.Table:
+    """Reorder / cast `t` to `schema`: absent columns become nulls, extra columns are dropped."""
+    arrays = []
+    for field in schema:
+        if field.name in t.column_names:
+            try:
+                arrays.append(t[field.name].cast(field.type))
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                raise DataError(f"{where}: column {field.name} is {t[field.name].type}, but {field.type} in the "
+                                "first file; make the tier's schema consistent") from None
+        else:
+            arrays.append(pa.nulls(t.num_rows, field.type))
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def write_scores(batches: Iterator[pa.Table], out: Path, provenance: dict) -> tuple[int, int]:
+    """Stream tables into one parquet file (atomic); returns (rows, rows with null score)."""
+    rows = failed = 0
+    writer = None
+    with atomic_path(out) as tmp:
+        try:
+            for t in batches:
+                if writer is None:
+                    schema = t.schema.with_metadata({METADATA_KEY: json.dumps(provenance).encode()})
+                    writer = pq.ParquetWriter(tmp, schema, compression="zstd")
+                t = _conform(t, writer.schema, str(out))
+                writer.write_table(t)
+                rows += t.num_rows
+                failed += t[SCORE_COLUMN].null_count
+            if writer is None:
+                raise DataError(f"no rows to score (empty data or shard); nothing written to {out}")
+        finally:
+            if writer is not None:
+                writer.close()
+    return rows, failed
+
+
+def score_data(checkpoint: str, data: str, out: str | Path, cfg: ScoreConfig, *, s3: S3Options | None = None,
+               split: str | None = None, shard: tuple[int, int] = (0, 1), progress: bool = True,
+               run: dict | None = None) -> ScoreSummary:
+    """Score every stamp of `data` with `checkpoint` into `out` (see the module docstring)."""
+    from darkhaloscope.sim.progress import RowProgress
+    from darkhaloscope.train import distributed
+    from darkhaloscope.train.checkpoint import load_for_inference
+
+    info, device = distributed.setup(cfg.device)
+    try:
+        k, n = shard
+        shard = (k * info.world_size + info.rank, n * info.world_size)
+        out = Path(out)
+        part = out if info.world_size == 1 else out.with_name(f"{out.stem}.rank{info.rank:03d}{out.suffix}")
+        model, pre, meta = load_for_inference(checkpoint, device, s3)
+        meta_cols = tuple(getattr(model, "meta_columns", ()) or ())
+        source = open_source(data, s3, split=split, cutout_ok_only=cfg.cutout_ok_only, shard=shard)
+        provenance = {"data": data, "checkpoint": str(checkpoint), "split": split, "shard": list(shard),
+                      "model": meta.get("model"), "epoch": meta.get("epoch"), "run": run or {}}
+        t0 = time.perf_counter()
+        with RowProgress(source.num_rows, enabled=progress and info.is_main, label="score") as bar:
+            def tables():
+                for b in _prefetch(source.batches(threads=cfg.decode_threads)):
+                    logits = infer(model, pre, b.images, device, amp=cfg.amp, batch_size=cfg.batch_size,
+                                   meta=_meta_array(b, meta_cols))
+                    bar.advance(len(logits))
+                    yield batch_table(b, logits, cfg.image_stats)
+            rows, failed = write_scores(tables(), part, provenance)
+        seconds = time.perf_counter() - t0
+        if info.world_size > 1:
+            distributed.barrier(info)
+            if info.is_main:
+                merge_parts([out.with_name(f"{out.stem}.rank{r:03d}{out.suffix}") for r in range(info.world_size)], out)
+        return ScoreSummary(out, rows, failed, seconds)
+    finally:
+        distributed.teardown(info)
+
+
+def merge_parts(parts: list[Path], out: Path) -> None:
+    """Concatenate per-rank scores files into `out` (atomic) and remove the parts."""
+    def tables():
+        for p in parts:
+            pf = pq.ParquetFile(p)
+            for i in range(pf.num_row_groups):
+                yield pf.read_row_group(i)
+    provenance = json.loads((pq.ParquetFile(parts[0]).schema_arrow.metadata or {}).get(METADATA_KEY, b"{}"))
+    write_scores(tables(), out, provenance)
+    for p in parts:
+        p.unlink()

@@ -1,0 +1,147 @@
+"""The scores file contract: what `dhs score` writes and `dhs evaluate` reads (one row per stamp).
+
+Columns: `score` (probability of "lens", float), `logit` (float), `label` (int8, 1 lens/injection,
+0 control, null when unknown), `row_id` ("relpath:row" or the tier's stamp_id), `region_split`, then
+every metadata column of the tier (ids, injection metadata, observing conditions) and `img_*` image
+statistics computed while scoring (used by the image-statistics baseline). The parquet key-value
+metadata `darkhaloscope.scores` holds the data URI, checkpoint and command that made it.
+
+Exercise: `dhs evaluate scores.parquet --out DIR`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from darkhaloscope.errors import DataError
+from darkhaloscope.stamps.schema import ID_COLUMNS, LABEL_COLUMN, SPLIT_COLUMN, is_forbidden_input
+
+SCORE_COLUMN = "score"  # probability in [0, 1]
+LOGIT_COLUMN = "logit"
+ROW_ID_COLUMN = "row_id"
+IMAGE_STAT_PREFIX = "img_"  # image statistics written by `dhs score`
+METADATA_KEY = b"darkhaloscope.scores"
+REQUIRED = (SCORE_COLUMN, LABEL_COLUMN)
+SOURCE_FILE_COLUMN, SOURCE_ROW_COLUMN = "source_file", "source_row"  # where `dhs score` read the stamp
+NOT_METADATA = {SCORE_COLUMN, LOGIT_COLUMN, LABEL_COLUMN, ROW_ID_COLUMN, SPLIT_COLUMN, SOURCE_FILE_COLUMN,
+                SOURCE_ROW_COLUMN, "is_control", "cutout_ok", "_file", "_row"}
+
+
+@dataclass
+class Scores:
+    """Labelled rows of a scores file, as numpy arrays."""
+
+    path: str
+    labels: np.ndarray  # (N,) int8
+    scores: np.ndarray  # (N,) float64 probabilities
+    logits: np.ndarray | None
+    row_ids: np.ndarray  # (N,) object strings
+    columns: dict[str, np.ndarray]  # numeric metadata and img_* columns (float64, nan where null)
+    split_note: str  # which rows were kept, for the report
+    info: dict = field(default_factory=dict)  # provenance from the file's key-value metadata
+    n_unlabelled: int = 0
+    n_unscored: int = 0  # rows whose stamp failed to decode when scoring (null score), left out
+    source_file: np.ndarray | None = None  # (N,) object: file of each stamp inside the scored data
+    source_row: np.ndarray | None = None  # (N,) int64: row inside that file
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+    def metadata_columns(self) -> list[str]:
+        return [c for c in self.columns if not c.startswith(IMAGE_STAT_PREFIX)]
+
+    def allowed_metadata(self) -> list[str]:
+        """Numeric metadata that may legitimately be a model input (not injection-describing, not ids)."""
+        return [c for c in self.metadata_columns() if not is_forbidden_input(c) and c not in ID_COLUMNS]
+
+    def image_stats(self) -> list[str]:
+        return [c for c in self.columns if c.startswith(IMAGE_STAT_PREFIX)]
+
+
+def read_scores(path: str | Path, split: str = "auto") -> Scores:
+    """Read a scores parquet file; keep rows of `split` ('auto': test when present, else all; 'all')."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: scores file not found; make one with `dhs score --checkpoint CKPT --data DATA "
+                        f"--out {path.name}`")
+    try:
+        pf = pq.ParquetFile(path)
+        table = pf.read()
+    except (OSError, pa.ArrowInvalid) as e:
+        raise DataError(f"{path}: not a readable parquet file ({str(e).splitlines()[0]}); re-run `dhs score`") from None
+    missing = [c for c in REQUIRED if c not in table.column_names]
+    if missing:
+        raise DataError(f"{path}: missing column(s) {', '.join(missing)} (have: {', '.join(table.column_names[:12])}); "
+                        "a scores file needs `score` (probability) and `label` (1 lens, 0 control): write it with "
+                        "`dhs score`")
+    meta = pf.schema_arrow.metadata or {}
+    info = json.loads(meta[METADATA_KEY]) if METADATA_KEY in meta else {}
+    table, note = _select_split(table, split, path)
+    labelled = pc.is_valid(table[LABEL_COLUMN])
+    n_unlabelled = table.num_rows - pc.sum(labelled.cast(pa.int64())).as_py() if table.num_rows else 0
+    if n_unlabelled:
+        table = table.filter(labelled)
+        note += f"; {n_unlabelled:,} unlabelled row(s) left out"
+    if table.num_rows == 0:
+        raise DataError(f"{path}: no labelled rows ({n_unlabelled:,} unlabelled): `dhs evaluate` needs labels "
+                        "(1 lens, 0 control); score a labelled tier, or keep these scores for candidate ranking")
+    scored = pc.is_valid(table[SCORE_COLUMN])
+    n_unscored = table.num_rows - pc.sum(scored.cast(pa.int64())).as_py() if table.num_rows else 0
+    if n_unscored:
+        table = table.filter(scored)
+        note += f"; {n_unscored:,} row(s) whose stamp failed to decode when scoring left out"
+    scores = _float(table, SCORE_COLUMN)
+    bad = ~np.isfinite(scores) | (scores < 0) | (scores > 1)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise DataError(f"{path}: row {i} has score {scores[i]} ({int(bad.sum())} bad in all); `score` must be a "
+                        "probability in [0, 1]: re-score, or drop rows whose stamps failed to decode")
+    labels = table[LABEL_COLUMN].to_numpy(zero_copy_only=False).astype(np.int64)
+    wrong = (labels != 0) & (labels != 1)
+    if wrong.any():
+        i = int(np.flatnonzero(wrong)[0])
+        raise DataError(f"{path}: row {i} has label {labels[i]}; labels must be 1 (lens) or 0 (control)")
+    logits = _float(table, LOGIT_COLUMN) if LOGIT_COLUMN in table.column_names else None
+    row_ids = (table[ROW_ID_COLUMN].to_numpy(zero_copy_only=False) if ROW_ID_COLUMN in table.column_names
+               else np.array([f"row {i}" for i in range(table.num_rows)], dtype=object))
+    cols = {}
+    for name in table.column_names:
+        t = table.schema.field(name).type
+        if name in NOT_METADATA or not (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t)):
+            continue
+        cols[name] = _float(table, name)
+    src = {c: table[c].to_numpy(zero_copy_only=False) for c in (SOURCE_FILE_COLUMN, SOURCE_ROW_COLUMN)
+           if c in table.column_names}
+    return Scores(str(path), labels.astype(np.int8), scores, logits, row_ids, cols, note, info, int(n_unlabelled),
+                  int(n_unscored), src.get(SOURCE_FILE_COLUMN), src.get(SOURCE_ROW_COLUMN))
+
+
+def _float(table: pa.Table, name: str) -> np.ndarray:
+    col = table[name]
+    if pa.types.is_boolean(col.type):
+        col = col.cast(pa.int8())
+    return col.cast(pa.float64()).fill_null(np.nan).to_numpy(zero_copy_only=False)
+
+
+def _select_split(table: pa.Table, split: str, path: Path) -> tuple[pa.Table, str]:
+    if SPLIT_COLUMN not in table.column_names:
+        if split not in ("auto", "all"):
+            raise DataError(f"{path}: no `{SPLIT_COLUMN}` column, cannot select split {split!r}; use --split all")
+        return table, f"all {table.num_rows:,} rows (no split column)"
+    present = sorted(x for x in pc.unique(table[SPLIT_COLUMN]).to_pylist() if x is not None)
+    if split == "auto":
+        split = "test" if "test" in present else "all"
+    if split == "all":
+        return table, f"all {table.num_rows:,} rows (splits: {', '.join(present)})"
+    if split not in present:
+        raise DataError(f"{path}: no rows with {SPLIT_COLUMN}={split!r} (present: {', '.join(present) or 'none'}); "
+                        "pick one with --split")
+    kept = table.filter(pc.equal(table[SPLIT_COLUMN], split))
+    return kept, f"{kept.num_rows:,} rows of split '{split}' (of {table.num_rows:,}; splits: {', '.join(present)})"

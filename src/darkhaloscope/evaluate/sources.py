@@ -1,0 +1,182 @@
+"""What `dhs score` reads: a tier (any layout `open_tier` accepts) or a folder of npz / FITS cutouts,
+streamed in bounded-memory batches with every metadata column, plus random access to single stamps
+(`fetch`) for galleries and probes.
+
+Rows are addressed by (`source_file`, `source_row`): the file relative to the data root and the row
+inside it (0 for one-stamp files). Sharding (`--shard K/N`, torchrun ranks) splits the units of work
+(row groups, or files of a cutout folder) round-robin, so N machines cover the data exactly once.
+Exercise: `dhs score --checkpoint CKPT --data DATA --out scores.parquet`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pyarrow as pa
+
+from darkhaloscope.errors import DataError, StampDecodeError, UsageError
+from darkhaloscope.stamps.batch import decode_tier_batch, labels_of
+from darkhaloscope.stamps.codec import decode_batch
+from darkhaloscope.stamps.fs import S3Options, is_s3
+from darkhaloscope.stamps.schema import (CTRL_STAMP_COLUMN, PACKED_STAMP_COLUMN, STAMP_COLUMN, STAMP_SIZE,
+                                          SPLIT_COLUMN)
+from darkhaloscope.stamps.tier import Tier, open_tier
+
+STAMP_COLUMNS = (STAMP_COLUMN, CTRL_STAMP_COLUMN, PACKED_STAMP_COLUMN)
+CUTOUT_SUFFIXES = (".npz", ".fits", ".fits.gz", ".fit")
+
+
+@dataclass
+class SourceBatch:
+    images: np.ndarray  # (N, 3, 64, 64) float32 nanomaggies (zeros where not valid)
+    valid: np.ndarray  # (N,) bool: decoded and finite
+    errors: dict[int, str]  # row in batch -> why it failed
+    labels: np.ndarray | None  # (N,) int8, None when the data carry no label
+    meta: pa.Table  # every non-stamp column of these rows (may have no columns)
+    source_file: list[str]
+    source_row: np.ndarray  # (N,) int64
+
+
+def parse_shard(text: str | None) -> tuple[int, int]:
+    """'K/N' -> (K, N) with 0 <= K < N; None -> (0, 1). (Not sim.build's twin: importing that costs 4 s of
+    lenstronomy at every `dhs score`.)"""
+    if not text:
+        return 0, 1
+    try:
+        k, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise UsageError(f"--shard {text!r}: expected K/N with integers, e.g. 0/4 (K counts from 0)") from None
+    if not (n >= 1 and 0 <= k < n):
+        raise UsageError(f"--shard {text!r}: need 0 <= K < N (K counts from 0)")
+    return k, n
+
+
+class TierSource:
+    """A Phase 4c / packed tier: one unit of work per row group."""
+
+    def __init__(self, uri: str, s3: S3Options | None = None, split: str | None = None,
+                 cutout_ok_only: bool = False, shard: tuple[int, int] = (0, 1)):
+        self.tier: Tier = open_tier(uri, s3)
+        self.split, self.cutout_ok_only = split, cutout_ok_only
+        self.meta_columns = [c for c in self.tier.columns if c not in STAMP_COLUMNS]
+        units = [(f, rg) for f in self.tier.files_for(split) for rg in range(f.num_row_groups)]
+        self.units = units[shard[0]::shard[1]]
+        self.num_rows = sum(f.row_group_rows[rg] for f, rg in self.units)
+        self.has_ctrl = CTRL_STAMP_COLUMN in self.tier.columns
+
+    def batches(self, threads: int = 1) -> Iterator[SourceBatch]:
+        stamp = PACKED_STAMP_COLUMN if self.tier.is_packed else STAMP_COLUMN
+        for f, rg in self.units:
+            cols = [stamp] + [c for c in self.meta_columns if c in f.columns]
+            b = self.tier.read_row_group(f, rg, cols, split=self.split, cutout_ok_only=self.cutout_ok_only)
+            sb = decode_tier_batch(b, on_error="mask", threads=threads)
+            meta = b.table.drop_columns([stamp])
+            if SPLIT_COLUMN not in meta.column_names and f.split is not None:
+                meta = meta.append_column(SPLIT_COLUMN, pa.array([f.split] * meta.num_rows, pa.string()))
+            yield SourceBatch(sb.images, sb.valid, sb.errors, labels_of(b.table), meta,
+                              [f.relpath] * meta.num_rows, np.asarray(b.row_index, np.int64))
+
+    def fetch(self, source_file: list[str], source_row: list[int], column: str | None = None) -> np.ndarray:
+        """Stamps of the given (file, row) pairs, in order; `column` = ctrl_stamp_npz for paired controls."""
+        by_rel = {f.relpath: f for f in self.tier.files}
+        col = column or (PACKED_STAMP_COLUMN if self.tier.is_packed else STAMP_COLUMN)
+        out = np.zeros((len(source_file), 3, STAMP_SIZE, STAMP_SIZE), np.float32)
+        wanted: dict[str, list[tuple[int, int]]] = {}
+        for i, (rel, row) in enumerate(zip(source_file, source_row)):
+            if rel not in by_rel:
+                raise DataError(f"{rel}: not a file of {self.tier.uri}; was the scores file made from this data?")
+            wanted.setdefault(rel, []).append((i, int(row)))
+        for rel, items in wanted.items():
+            f = by_rel[rel]
+            pf = self.tier.open_parquet(f)
+            starts = np.cumsum([0] + f.row_group_rows)
+            for rg in np.unique([np.searchsorted(starts, r, side="right") - 1 for _, r in items]):
+                b = self.tier.read_row_group(f, int(rg), [col], pf=pf)
+                local = {int(r): j for j, r in enumerate(b.row_index)}
+                take = [(i, local[r]) for i, r in items if r in local]
+                if col == CTRL_STAMP_COLUMN:
+                    blobs = pa.array([b.table[col][j].as_py() for _, j in take], pa.binary())
+                    res = decode_batch(blobs, where=[f"{rel} row {r}" for _, r in take], on_error="mask")
+                    imgs = res.images
+                else:
+                    imgs = decode_tier_batch(b, on_error="mask").images[[j for _, j in take]]
+                for (i, _), img in zip(take, imgs):
+                    out[i] = img
+        return out
+
+
+def centre_crop(img: np.ndarray, where: str) -> np.ndarray:
+    """(3, H, W) or (H, W, 3) -> (3, 64, 64) float32, centre-cropped."""
+    if img.ndim != 3 or 3 not in (img.shape[0], img.shape[-1]):
+        raise StampDecodeError(f"expected a (3, H, W) or (H, W, 3) g/r/z cube, got shape {img.shape}", where)
+    if img.shape[0] != 3:
+        img = np.moveaxis(img, -1, 0)
+    h, w = img.shape[1:]
+    if h < STAMP_SIZE or w < STAMP_SIZE:
+        raise StampDecodeError(f"cutout is {h}x{w} pixels, smaller than {STAMP_SIZE}x{STAMP_SIZE}", where)
+    y0, x0 = (h - STAMP_SIZE) // 2, (w - STAMP_SIZE) // 2
+    return np.ascontiguousarray(img[:, y0:y0 + STAMP_SIZE, x0:x0 + STAMP_SIZE], dtype=np.float32)
+
+
+def read_cutout(path: Path) -> np.ndarray:
+    """One npz (codec layouts) or FITS (3-band cube in the primary or first image HDU) cutout."""
+    where = str(path)
+    if path.suffix == ".npz":
+        res = decode_batch(pa.array([path.read_bytes()], pa.binary()), where=[where], on_error="raise")
+        return res.images[0]
+    from astropy.io import fits
+
+    try:
+        with fits.open(path, memmap=False) as hdul:
+            data = next((h.data for h in hdul if getattr(h, "data", None) is not None and h.data.ndim == 3), None)
+    except OSError as e:
+        raise StampDecodeError(f"not a readable FITS file ({e})", where) from None
+    if data is None:
+        raise StampDecodeError("no 3-D image HDU (expected a g/r/z cube)", where)
+    img = centre_crop(np.asarray(data, dtype=np.float32), where)
+    if not np.isfinite(img).all():
+        raise StampDecodeError("NaN/Inf pixels in the central 64x64", where)
+    return img
+
+
+class CutoutFolderSource:
+    """A local folder of single-stamp cutout files (*.npz, *.fits[.gz]); labels unknown."""
+
+    def __init__(self, folder: str, shard: tuple[int, int] = (0, 1), batch_rows: int = 256):
+        self.root = Path(folder)
+        files = sorted(p for p in self.root.rglob("*") if p.is_file() and p.name.endswith(CUTOUT_SUFFIXES))
+        if not files:
+            raise DataError(f"{folder}: no parquet tier and no *.npz / *.fits cutouts inside; point --data at a "
+                            "tier or a folder of cutouts")
+        self.files = files[shard[0]::shard[1]]
+        self.num_rows, self.batch_rows, self.has_ctrl = len(self.files), batch_rows, False
+
+    def batches(self, threads: int = 1) -> Iterator[SourceBatch]:
+        for start in range(0, len(self.files), self.batch_rows):
+            chunk = self.files[start:start + self.batch_rows]
+            images = np.zeros((len(chunk), 3, STAMP_SIZE, STAMP_SIZE), np.float32)
+            valid = np.ones(len(chunk), bool)
+            errors: dict[int, str] = {}
+            for i, p in enumerate(chunk):
+                try:
+                    images[i] = read_cutout(p)
+                except StampDecodeError as e:
+                    valid[i], errors[i] = False, str(e)
+            rel = [p.relative_to(self.root).as_posix() for p in chunk]
+            yield SourceBatch(images, valid, errors, None, pa.table({"file": rel}), rel, np.zeros(len(chunk), np.int64))
+
+    def fetch(self, source_file: list[str], source_row: list[int], column: str | None = None) -> np.ndarray:
+        return np.stack([read_cutout(self.root / f) for f in source_file]) if source_file else \
+            np.zeros((0, 3, STAMP_SIZE, STAMP_SIZE), np.float32)
+
+
+def open_source(data: str, s3: S3Options | None = None, *, split: str | None = None, cutout_ok_only: bool = False,
+                shard: tuple[int, int] = (0, 1)):
+    """A TierSource for parquet data (local or s3://), else a CutoutFolderSource for a folder of cutouts."""
+    if is_s3(data) or not Path(data).is_dir() or any(Path(data).rglob("*.parquet")):
+        return TierSource(data, s3, split, cutout_ok_only, shard)
+    return CutoutFolderSource(data, shard)
+

@@ -1,0 +1,107 @@
+"""`dhs evaluate` from scores files alone: report files, headline, one-class and bad-input handling."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from darkhaloscope.cli import main
+from darkhaloscope.evaluate.synthetic import synthetic_scores_table, write_synthetic_scores
+
+FAST = ["--no-data", "--set", "n_boot=100"]
+
+
+def test_report_files_metrics_and_figures(tmp_path, capsys):
+    scores = write_synthetic_scores(tmp_path / "s.parquet", 6000, seed=1, splits=("train", "test"))
+    out = tmp_path / "rep"
+    assert main(["evaluate", str(scores), "--out", str(out), *FAST, "--set", "threshold=0.3"]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert {"auroc", "average_precision", "tpr_at_fpr", "fpr_at_tpr", "tpr0", "tpr10", "calibration",
+            "prevalence", "selection_function", "stratified_fpr", "baselines", "threshold"} <= set(m)
+    t = pq.read_table(scores)
+    test = t.filter(pa.compute.equal(t["region_split"], "test"))  # auto split: test rows only
+    from sklearn.metrics import roc_auc_score
+    assert m["n_rows"] == test.num_rows
+    assert abs(m["auroc"]["value"] - roc_auc_score(test["label"].to_numpy(), test["logit"].to_numpy())) < 1e-9
+    assert m["auroc"]["ci95"]["low"] < m["auroc"]["value"] < m["auroc"]["ci95"]["high"]
+    assert m["tpr_at_fpr"]["0.0001"]["value"] is None and not m["tpr_at_fpr"]["0.0001"]["resolvable"]
+    md = (out / "report.md").read_text().splitlines()
+    assert md[2].startswith("**AUROC 0.9") and "95% CI" in md[2]
+    assert any("not resolvable" in line for line in md[:8])  # warnings stated at the top
+    for png in ("roc", "pr", "score_histograms", "reliability", "selection", "completeness_map", "stratified_fpr"):
+        assert (out / "figures" / f"{png}.png").stat().st_size > 10_000, png
+        assert f"figures/{png}.png" in "\n".join(md)
+    html = (out / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == 7 and 'src="figures' not in html
+    assert "<table>" in html
+    # the selection function recovers the synthetic truth: completeness rises with arc S/N
+    rates = [r["rate"] for r in m["selection_function"]["arc_snr"]]
+    assert rates[-1] > rates[0] + 0.1
+    fpr_psf = [r["rate"] for r in m["stratified_fpr"]["psf_fwhm_used_r"]]
+    assert fpr_psf[-1] > fpr_psf[0]
+    assert "Galleries" in (out / "report.md").read_text() and "Not made" in (out / "report.md").read_text()
+    assert "wrote" in capsys.readouterr().out
+
+
+def test_one_class_scores_are_undefined_with_reason(tmp_path):
+    t = synthetic_scores_table(500, lens_frac=1.0, seed=2)
+    pq.write_table(t, tmp_path / "s.parquet")
+    out = tmp_path / "rep"
+    assert main(["evaluate", str(tmp_path / "s.parquet"), "--out", str(out), *FAST]) == 0
+    text = (out / "metrics.json").read_text()
+    m = json.loads(text)
+    assert m["auroc"]["value"] is None and "only one class" in m["auroc"]["reason"]
+    assert m["tpr_at_fpr"]["0.01"]["value"] is None and "controls (label 0)" in m["tpr_at_fpr"]["0.01"]["reason"]
+    assert "NaN" not in text and "nan" not in text.replace("nanomag", "")
+    md = (out / "report.md").read_text()
+    assert "AUROC undefined (only one class: 0 controls (label 0) among 500 rows)" in md.splitlines()[2]
+    assert "WARNING: AUROC and TPR are undefined" in md
+
+
+@pytest.mark.parametrize("drop,match", [("label", "missing column\\(s\\) label"), ("score", "missing column\\(s\\) score")])
+def test_missing_columns_are_a_clear_error(tmp_path, capsys, drop, match):
+    t = synthetic_scores_table(50, seed=0).drop_columns([drop])
+    pq.write_table(t, tmp_path / "s.parquet")
+    assert main(["evaluate", str(tmp_path / "s.parquet"), "--out", str(tmp_path / "rep"), *FAST]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and len(err.strip().splitlines()) == 1
+    import re
+    assert re.search(match, err) and "dhs score" in err
+    assert not (tmp_path / "rep" / "report.md").exists()
+
+
+def test_bad_scores_and_missing_file(tmp_path, capsys):
+    assert main(["evaluate", str(tmp_path / "nope.parquet"), "--out", str(tmp_path / "r"), *FAST]) == 1
+    assert "scores file not found" in capsys.readouterr().err
+    t = synthetic_scores_table(50, seed=0)
+    score = t["score"].to_numpy().copy()
+    score[7] = 1.5
+    t = t.set_column(0, "score", pa.array(score))
+    pq.write_table(t, tmp_path / "s.parquet")
+    assert main(["evaluate", str(tmp_path / "s.parquet"), "--out", str(tmp_path / "r"), *FAST]) == 1
+    assert "row 7 has score 1.5" in capsys.readouterr().err
+    assert main(["evaluate", str(tmp_path / "s.parquet"), "--out", str(tmp_path / "r"), "--set", "nboot=3"]) == 2
+    assert "unknown config key" in capsys.readouterr().err
+    assert main(["evaluate", str(tmp_path / "s.parquet"), "--out", str(tmp_path / "r"), "--set", "split=val"]) == 1
+    assert "no rows with region_split='val'" in capsys.readouterr().err
+
+
+def test_baseline_close_to_cnn_is_stated_first(tmp_path):
+    # a "CNN" whose score is a function of the PSF FWHM only: the metadata baseline matches it
+    t = synthetic_scores_table(3000, seed=5)
+    y = t["label"].to_numpy()
+    psf = np.where(y == 1, 1.1, 1.4) + np.random.default_rng(0).normal(0, 0.1, len(y))
+    logit = -(psf - 1.25) * 10
+    t = t.set_column(t.column_names.index("psf_fwhm_used_r"), "psf_fwhm_used_r", pa.array(psf))
+    t = t.set_column(1, "logit", pa.array(logit)).set_column(0, "score", pa.array(1 / (1 + np.exp(-logit))))
+    pq.write_table(t, tmp_path / "s.parquet")
+    assert main(["evaluate", str(tmp_path / "s.parquet"), "--out", str(tmp_path / "rep"), *FAST]) == 0
+    md = (tmp_path / "rep" / "report.md").read_text().splitlines()
+    assert md[4].startswith("**WARNING: SHORTCUT? a logistic regression on allowed metadata")
+    m = json.loads((tmp_path / "rep" / "metrics.json").read_text())
+    meta = next(b for b in m["baselines"] if b["name"] == "allowed metadata")
+    assert meta["close_to_cnn"] and "theta_e_arcsec" not in meta["features"]  # label-leaking columns never used
