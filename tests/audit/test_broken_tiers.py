@@ -8,7 +8,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
-from conftest import map_stamps, mutate, set_column
+from brokentier import map_stamps, mutate, set_column
 
 from darkhaloscope.audit import AuditConfig, run_audit
 from darkhaloscope.cli import main
