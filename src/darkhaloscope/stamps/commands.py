@@ -43,6 +43,7 @@ def register(sub, bench_sub) -> None:
     b.add_argument("--naive-data", default=None, help="tier for the naive pass (default: DATA, or for a packed "
                                                       "DATA the npz tier named in its manifest)")
     b.add_argument("--no-naive", action="store_true", help="skip the naive pass (fast figures only)")
+    b.add_argument("--repeat", type=int, default=1, help="passes of each path; the best is kept (default 1)")
     b.add_argument("--json", action="store_true", help="print one JSON object")
     add_s3_arguments(b)
     b.set_defaults(func=cmd_bench_loader)
@@ -96,7 +97,7 @@ def _print_pack_summary(m: dict, out: str) -> None:
 
 def cmd_bench_loader(args) -> int:
     res = bench_loader(args.data, s3_options_from_args(args), rows=args.rows, threads=args.threads,
-                       norm=args.norm, naive_data=args.naive_data, naive=not args.no_naive)
+                       norm=args.norm, naive_data=args.naive_data, naive=not args.no_naive, repeat=args.repeat)
     if args.json:
         print(json.dumps(res, indent=2))
         return 0

@@ -230,7 +230,8 @@ def _manifest(tier: Tier, opts: PackOptions, results: list[FileResult], seconds:
     written = sum(rows.values())
     return {
         "format": PACK_FORMAT, "version": PACK_FORMAT_VERSION, "darkhaloscope_version": __version__,
-        "source": tier.uri if is_s3(tier.uri) else os.path.abspath(tier.uri), "source_rows": tier.num_rows, "rows_written": written,
+        "source": tier.uri if is_s3(tier.uri) else os.path.abspath(tier.uri),
+        "source_rows": tier.num_rows, "rows_written": written,
         "stamp": {"column": PACKED_STAMP_COLUMN, "dtype": "float16", "shape": [len(BANDS), STAMP_SIZE, STAMP_SIZE],
                   "bands": list(BANDS), "unit": "nanomaggies"},
         "label": {"column": LABEL_COLUMN, "meaning": "1 injection (is_control=0), 0 control (is_control=1)"},

@@ -224,7 +224,8 @@ def open_tier(uri: str, s3: S3Options | None = None, *, threads: int = 16) -> Ti
     try:
         info = fs.get_file_info(root)
         if info.type == pafs.FileType.NotFound:
-            raise DataError(f"{uri} does not exist; check the path" + (" / bucket / --s3-endpoint-url" if is_s3(uri) else ""))
+            hint = " / bucket / --s3-endpoint-url" if is_s3(uri) else ""
+            raise DataError(f"{uri} does not exist; check the path{hint}")
         if info.type == pafs.FileType.File:
             infos = [info]
             base = posixpath.dirname(root)
@@ -234,7 +235,8 @@ def open_tier(uri: str, s3: S3Options | None = None, *, threads: int = 16) -> Ti
     except DataError:
         raise
     except (OSError, pa.ArrowException) as e:
-        hint = " (is the S3 endpoint reachable? check --s3-endpoint-url, AWS_ENDPOINT_URL and credentials)" if is_s3(uri) else ""
+        hint = (" (is the S3 endpoint reachable? check --s3-endpoint-url, AWS_ENDPOINT_URL and credentials)"
+                if is_s3(uri) else "")
         raise DataError(f"cannot list {uri}: {_short(e)}{hint}") from None
     paths = []
     for i in infos:
