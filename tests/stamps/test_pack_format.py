@@ -128,3 +128,15 @@ def test_decode_packed_respects_offsets_and_type():
     assert np.array_equal(decode_packed(pa.chunked_array([arr.slice(0, 2), arr.slice(2)])), x.astype(np.float32))
     with pytest.raises(Exception, match="fixed_size_binary"):
         decode_packed(pa.array([b"x" * 10], pa.binary(10)))
+
+
+def test_a_tier_where_nothing_decodes_is_an_error(tmp_path, capsys):
+    src = make_tier(tmp_path / "t", rows_per_split=3, files_per_split=1, row_group_size=3, splits=("train",))
+    path = next(src.rglob("*.parquet"))
+    t = pq.read_table(path)
+    pq.write_table(t.set_column(t.column_names.index("stamp_npz"), "stamp_npz",
+                                pa.array([b"junk"] * 3, pa.binary())), path)
+    assert main(["pack", str(src), str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert "no row could be packed" in err and "part-train-00000.parquet row 0: not a zip/npz" in err
+    assert not [p for p in (tmp_path / "out").rglob("*") if p.is_file()]

@@ -99,3 +99,23 @@ def test_read_columns_adds_split_file_and_row(tiny_tier):
     t = open_tier(str(tiny_tier)).read_columns(["is_control"], split="val")
     assert t.num_rows == 24 and set(t["region_split"].to_pylist()) == {"val"}
     assert pc.max(t["_row"]).as_py() == 11 and t["_file"][0].as_py().startswith("region_split=val/")
+
+
+def _rewrite(path, column, values, type_):
+    t = pq.read_table(path)
+    pq.write_table(t.set_column(t.column_names.index(column), column, pa.array(values, type_)), path,
+                   row_group_size=3)
+
+
+def test_bad_is_control_and_non_binary_stamps_name_the_row(tmp_path):
+    root = make_tier(tmp_path / "t", rows_per_split=6, files_per_split=1, row_group_size=3, splits=("train",))
+    path = next(root.rglob("*.parquet"))
+    _rewrite(path, "is_control", [1, 0, 1, 0, 2, 1], pa.int32())
+    tier = open_tier(str(root))
+    first, second = list(tier.iter_batches(["stamp_npz", "is_control"]))
+    assert decode_tier_batch(first).labels.tolist() == [0, 1, 0]
+    with pytest.raises(DataError, match=r"part-train-00000\.parquet row 4: is_control is 2; it must be 0"):
+        decode_tier_batch(second)
+    _rewrite(path, "stamp_npz", ["not bytes"] * 6, pa.string())
+    with pytest.raises(DataError, match="column stamp_npz has type string, expected binary"):
+        decode_tier_batch(next(open_tier(str(root)).iter_batches(["stamp_npz"])))

@@ -94,7 +94,23 @@ def decode_tier_batch(batch: TierBatch, *, on_error: str = "raise", threads: int
             raise StampDecodeError(errors[i], where=where[i])
         images[~valid] = 0.0
     else:
+        ctype = t.schema.field(col).type
+        if not (pa.types.is_binary(ctype) or pa.types.is_large_binary(ctype)):
+            raise DataError(f"{batch.file.relpath}: column {col} has type {ctype}, expected binary npz bytes; "
+                            "is this a Phase 4c tier?")
         res = decode_batch(t[col], where=where, on_error=on_error, threads=threads,
                            check_finite=check_finite, out=out)
         images, valid, errors = res.images, res.valid, res.errors
-    return StampBatch(images, labels_of(t), valid, where, errors)
+    return StampBatch(images, _batch_labels(batch), valid, where, errors)
+
+
+def _batch_labels(batch: TierBatch) -> np.ndarray | None:
+    """labels_of, with a bad is_control value reported by file and row."""
+    try:
+        return labels_of(batch.table)
+    except DataError:
+        raw = batch.table[LABEL_SOURCE_COLUMN]
+        values = raw.to_pylist()
+        i = next(i for i, v in enumerate(values) if v not in (0, 1))
+        raise DataError(f"{batch.where(i)}: {LABEL_SOURCE_COLUMN} is {values[i]!r}; it must be 0 (injection) "
+                        "or 1 (control): fix the tier or drop the row") from None

@@ -201,6 +201,10 @@ def pack_tier(tier: Tier, out: str, opts: PackOptions | None = None,
         raise
     finally:
         ex.shutdown(wait=True)
+    if not any(sum(r.rows.values()) for r in results):
+        first = next((r.first_skipped for r in results if r.first_skipped), "the tier has no rows")
+        _remove_written(path, futures)
+        raise DataError(f"{tier.uri}: no row could be packed (every stamp failed to decode); first: {first}")
     manifest = _manifest(tier, opts, results, time.perf_counter() - t0, run)
     atomic_write_text(path / MANIFEST_NAME, json.dumps(manifest, indent=2) + "\n")
     return manifest
