@@ -10,14 +10,14 @@ import pytest
 from darkhaloscope.cli import main
 
 TRAIN_FAST = ["--model=small_cnn", "--device=cpu", "--precision=fp32", "--channels_last=false", "--num_workers=0",
-              "--batch_size=32", "--lr=3e-3", "--progress=false", "--val_batch_size=64", "--epochs=2"]
+              "--batch_size=32", "--lr=3e-3", "--progress=false", "--val_batch_size=64", "--epochs=1"]
 
 
 @pytest.fixture(scope="session")
 def demo(tmp_path_factory) -> dict[str, Path]:
-    """{'tier', 'checkpoint', 'scores'}: `dhs simulate --pair` (160 rows) -> `dhs train` -> `dhs score`."""
+    """{'tier', 'checkpoint', 'scores'}: `dhs simulate --pair` (120 rows) -> `dhs train` -> `dhs score`."""
     root = tmp_path_factory.mktemp("evaldemo")
-    assert main(["simulate", "--out", str(root), "--tier", "t", "--rows", "160", "--seed", "3", "--pair",
+    assert main(["simulate", "--out", str(root), "--tier", "t", "--rows", "120", "--seed", "3", "--pair",
                  "--workers", "1", "--rows-per-file", "40", "-q"]) == 0
     tier = root / "t"
     assert main(["train", "--data", str(tier), "--out", str(root / "run"), *TRAIN_FAST]) == 0

@@ -25,7 +25,7 @@ def _add_config_args(p: argparse.ArgumentParser, name: str) -> None:
 
 def run_evaluate(args) -> int:
     from darkhaloscope.evaluate.analysis import analyse
-    from darkhaloscope.evaluate.probes import run_data_sections
+    from darkhaloscope.evaluate.probes import resolve_source, run_data_sections
     from darkhaloscope.evaluate.report import write_report
     from darkhaloscope.evaluate.scoresfile import read_scores
 
@@ -33,9 +33,11 @@ def run_evaluate(args) -> int:
     t0 = time.perf_counter()
     scores = read_scores(args.scores, cfg.split)
     out = Path(args.out)
+    s3 = s3_options_from_args(args)
+    source, reason = resolve_source(scores, args.data, not args.no_data, s3, args.checkpoint)
     ev, ranked, thr = analyse(scores, cfg, out / "figures")
-    run_data_sections(scores, ranked, thr, cfg, ev, out / "figures", data=args.data, checkpoint=args.checkpoint,
-                      s3=s3_options_from_args(args), use_recorded_data=not args.no_data)
+    run_data_sections(scores, ranked, thr, cfg, ev, out / "figures", source=source, reason=reason,
+                      checkpoint=args.checkpoint, s3=s3)
     run = run_info(getattr(args, "argv", None))
     paths = write_report(ev, out, run)
     save_config(cfg, out / "evaluate_config.yaml")

@@ -72,8 +72,16 @@ def occlusion_maps(score_fn, images: np.ndarray, patch: int, stride: int, rng: n
     return maps / np.maximum(cover, 1)
 
 
-def resolve_source(scores, data: str | None, use_recorded: bool, s3):
-    """The data the scores came from, or (None, reason)."""
+def resolve_source(scores, data: str | None, use_recorded: bool, s3, checkpoint: str | None = None):
+    """(source, '') for the data the scores came from, or (None, reason); UsageError when a checkpoint
+    was given but the stamps cannot be reached (checked before any work is done)."""
+    source, reason = _resolve(scores, data, use_recorded, s3)
+    if source is None and checkpoint:
+        raise UsageError(f"--checkpoint needs the stamps: {reason}")
+    return source, reason
+
+
+def _resolve(scores, data: str | None, use_recorded: bool, s3):
     uri = data or (scores.info.get("data") if use_recorded else None)
     if not uri:
         return None, "no --data given and none recorded in the scores file"
@@ -99,21 +107,18 @@ def caption(scores, i: int) -> str:
         v = scores.columns.get(col)
         if v is not None and np.isfinite(v[i]):
             parts.append(fmt.format(v[i]))
-    return " ".join(parts) + "\n" + str(scores.row_ids[i])[-28:]
+    return " ".join(parts) + "\n" + scores.row_id(i)[-28:]
 
 
-def run_data_sections(scores, ranked, thr: float, cfg, ev, fig_dir: Path, *, data: str | None,
-                      checkpoint: str | None, s3, use_recorded_data: bool = True) -> None:
-    """Galleries when the stamps are reachable; the model probes when a checkpoint is given too."""
-    source, reason = resolve_source(scores, data, use_recorded_data, s3)
+def run_data_sections(scores, ranked, thr: float, cfg, ev, fig_dir: Path, *, source, reason: str,
+                      checkpoint: str | None, s3) -> None:
+    """Galleries when the stamps are reachable (`source`, else `reason`); the model probes with a checkpoint."""
     if source is None:
-        if checkpoint:
-            raise UsageError(f"--checkpoint needs the stamps: {reason}")
         ev.sections.append(Section("Galleries", [f"Not made: {reason}."], []))
         return
     hit = ranked.values >= thr
     rows = gallery_rows(scores, ranked.values, hit, cfg.gallery_size, cfg.seed)
-    stamps = {name: source.fetch(list(scores.source_file[idx]), list(scores.source_row[idx])) for name, idx in rows.items()}
+    stamps = {name: source.fetch(*scores.locate(idx)) for name, idx in rows.items()}
     score_fn = None
     if checkpoint:
         score_fn = _model_scorer(checkpoint, s3)
@@ -154,8 +159,7 @@ def _probe_sample(scores, n: int, seed: int) -> np.ndarray:
 def probe_section(scores, ranked, thr: float, cfg, ev, fig_dir: Path, source, score_fn) -> None:
     rng = np.random.default_rng(cfg.seed)
     idx = _probe_sample(scores, cfg.probe_rows, cfg.seed)
-    files, rows = list(scores.source_file[idx]), list(scores.source_row[idx])
-    images = source.fetch(files, rows)
+    images = source.fetch(*scores.locate(idx))
     y = scores.labels[idx]
     logits = score_fn(images)
     lines, out = [], {}
@@ -203,7 +207,7 @@ def _paired(scores, idx, y, images, logits, source, ranked, thr, rng, score_fn) 
     if not getattr(source, "has_ctrl", False):
         return {}
     lens = np.flatnonzero(y == 1)
-    ctrl = source.fetch(list(scores.source_file[idx[lens]]), list(scores.source_row[idx[lens]]), column=CTRL_STAMP_COLUMN)
+    ctrl = source.fetch(*scores.locate(idx[lens]), column=CTRL_STAMP_COLUMN)
     ok = np.abs(ctrl).reshape(len(ctrl), -1).sum(1) > 0
     if not ok.any():
         return {}

@@ -42,17 +42,25 @@ class Scores:
     labels: np.ndarray  # (N,) int8
     scores: np.ndarray  # (N,) float64 probabilities
     logits: np.ndarray | None
-    row_ids: np.ndarray  # (N,) object strings
+    row_ids: pa.ChunkedArray | None  # (N,) strings, kept in arrow (10M python strings would cost seconds)
     columns: dict[str, np.ndarray]  # numeric metadata and img_* columns (float64, nan where null)
     split_note: str  # which rows were kept, for the report
     info: dict = field(default_factory=dict)  # provenance from the file's key-value metadata
     n_unlabelled: int = 0
     n_unscored: int = 0  # rows whose stamp failed to decode when scoring (null score), left out
-    source_file: np.ndarray | None = None  # (N,) object: file of each stamp inside the scored data
-    source_row: np.ndarray | None = None  # (N,) int64: row inside that file
+    source_file: pa.ChunkedArray | None = None  # (N,) file of each stamp inside the scored data
+    source_row: pa.ChunkedArray | None = None  # (N,) int64: row inside that file
 
     def __len__(self) -> int:
         return len(self.scores)
+
+    def row_id(self, i: int) -> str:
+        return self.row_ids[int(i)].as_py() if self.row_ids is not None else f"row {int(i)}"
+
+    def locate(self, idx: np.ndarray) -> tuple[list[str], list[int]]:
+        """(source_file, source_row) lists of rows `idx`, to fetch their stamps."""
+        take = pa.array(np.asarray(idx, np.int64))
+        return self.source_file.take(take).to_pylist(), self.source_row.take(take).to_pylist()
 
     def metadata_columns(self) -> list[str]:
         return [c for c in self.columns if not c.startswith(IMAGE_STAT_PREFIX)]
@@ -109,16 +117,14 @@ def read_scores(path: str | Path, split: str = "auto") -> Scores:
         i = int(np.flatnonzero(wrong)[0])
         raise DataError(f"{path}: row {i} has label {labels[i]}; labels must be 1 (lens) or 0 (control)")
     logits = _float(table, LOGIT_COLUMN) if LOGIT_COLUMN in table.column_names else None
-    row_ids = (table[ROW_ID_COLUMN].to_numpy(zero_copy_only=False) if ROW_ID_COLUMN in table.column_names
-               else np.array([f"row {i}" for i in range(table.num_rows)], dtype=object))
+    row_ids = table[ROW_ID_COLUMN] if ROW_ID_COLUMN in table.column_names else None
     cols = {}
     for name in table.column_names:
         t = table.schema.field(name).type
         if name in NOT_METADATA or not (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t)):
             continue
         cols[name] = _float(table, name)
-    src = {c: table[c].to_numpy(zero_copy_only=False) for c in (SOURCE_FILE_COLUMN, SOURCE_ROW_COLUMN)
-           if c in table.column_names}
+    src = {c: table[c] for c in (SOURCE_FILE_COLUMN, SOURCE_ROW_COLUMN) if c in table.column_names}
     return Scores(str(path), labels.astype(np.int8), scores, logits, row_ids, cols, note, info, int(n_unlabelled),
                   int(n_unscored), src.get(SOURCE_FILE_COLUMN), src.get(SOURCE_ROW_COLUMN))
 
