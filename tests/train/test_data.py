@@ -131,21 +131,28 @@ def test_mark_consumed_for_direct_iteration(tiny_tier):
 
 
 def test_bounded_memory_tier_larger_than_shuffle_buffer(uneven_tier, monkeypatch):
-    """Each window holds at most shuffle_buffer rows; units are read one at a time."""
-    from darkhaloscope.train import data
+    """The decoded-row buffer never exceeds shuffle_buffer rows, and what is carried over stays < 1 batch."""
+    from darkhaloscope.train.data_reader import WindowReader
 
-    biggest = []
-    real = data._UnitReader.batches
+    reserved, carried = [], []
+    real_reserve, real_gather = WindowReader._reserve, WindowReader._gather
 
-    def spy(self, window):
-        biggest.append(sum(hi - lo for _, _, lo, hi in window.pieces))
-        yield from real(self, window)
+    def reserve(self, n):
+        reserved.append(n)
+        real_reserve(self, n)
 
-    monkeypatch.setattr(data._UnitReader, "batches", spy)
+    def gather(self, idx):
+        rows = real_gather(self, idx)
+        carried.append(len(rows[0]))
+        return rows
+
+    monkeypatch.setattr(WindowReader, "_reserve", reserve)
+    monkeypatch.setattr(WindowReader, "_gather", gather)
     s = StampStream(str(uneven_tier), "train", 4, shuffle_buffer=8)
     rows = [r for b in s for r in b["row_id"]]
     assert sorted(rows) == _all_row_ids(uneven_tier)
-    assert max(biggest) <= 8 and len(biggest) == 8  # 61 rows -> 8 windows of <= 8 rows
+    assert max(reserved) == 8 and len(reserved) == 8  # 61 rows -> 8 windows of <= 8 decoded rows
+    assert max(carried) <= 4
 
 
 @pytest.mark.filterwarnings("ignore:This DataLoader will create")

@@ -50,32 +50,23 @@ Packed tiers (`stamp_f16`) come out as float16 (half the bytes to move), Phase 4
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
-import shutil
-from pathlib import Path
 from typing import Iterator
 
 import numpy as np
-import pyarrow.parquet as pq
-import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from darkhaloscope.errors import DataError, DHSError, StampDecodeError, UsageError
-from darkhaloscope.fileio import atomic_path
-from darkhaloscope.stamps.batch import decode_tier_batch, labels_of, stamp_column
+from darkhaloscope.errors import DataError, DHSError, UsageError
 from darkhaloscope.stamps.fs import S3Options, is_s3
-from darkhaloscope.stamps.schema import (BANDS, CUTOUT_OK_COLUMN, LABEL_COLUMN, LABEL_SOURCE_COLUMN,
-                                          PACKED_STAMP_COLUMN, STAMP_SIZE)
-from darkhaloscope.stamps.tier import TierBatch, TierFile, open_tier
-from darkhaloscope.train.data_plan import EpochPlan, Window
+from darkhaloscope.stamps.schema import (CUTOUT_OK_COLUMN, LABEL_COLUMN, LABEL_SOURCE_COLUMN, PACKED_STAMP_COLUMN,
+                                          STAMP_COLUMN)
+from darkhaloscope.stamps.tier import open_tier
+from darkhaloscope.train.data_plan import EpochPlan
+from darkhaloscope.train.data_reader import WindowReader
 
 log = logging.getLogger(__name__)
 ON_ERROR_CHOICES = ("skip", "raise")
-ID_COLUMNS = ("stamp_id", "row_id")  # row ids: the first of these the tier has (packed tiers carry row_id),
-# else "relpath:row" of the file read
-_CACHE_CHUNK_BYTES = 8 << 20  # copy size when filling the local cache
 
 
 class StampStream(IterableDataset):
@@ -182,7 +173,9 @@ class StampStream(IterableDataset):
 
     def _role_batches(self, role: int, workers: int, start: int) -> Iterator[dict]:
         """The batches t = role, role + workers, ... (t >= start) of this rank, in order."""
-        reader = _UnitReader(self)
+        reader = WindowReader(self.tier, self.files, split=self.split, cutout_ok_only=self.cutout_ok_only,
+                              on_error=self.on_error, decode_threads=self.decode_threads, packed=self.packed,
+                              cache_dir=self.cache_dir)
         for window in self.plan.worker_windows(self.epoch, self.rank, role, workers, start, self.shuffle_buffer,
                                                self.shuffle, self.seed):
             yield from reader.batches(window)
@@ -194,7 +187,7 @@ class StampStream(IterableDataset):
             raise DataError(f"{self.data} has no files for split '{self.split}' (splits present: "
                             f"{', '.join(self.tier.splits()) or 'none'}); check --split and the tier")
         for f in self.files:
-            if not ({PACKED_STAMP_COLUMN, "stamp_npz"} & set(f.columns)):
+            if not ({PACKED_STAMP_COLUMN, STAMP_COLUMN} & set(f.columns)):
                 raise DataError(f"{self.tier.describe(f)} has no stamp column (stamp_npz or {PACKED_STAMP_COLUMN});"
                                 " is this a Phase 4c or packed tier?")
             if not ({LABEL_COLUMN, LABEL_SOURCE_COLUMN} & set(f.columns)):
@@ -217,112 +210,6 @@ class StampStream(IterableDataset):
                 rg = np.searchsorted(bounds, rows_col[files_col == rel], side="right")
                 kept[i] = np.bincount(rg, minlength=len(bounds)).astype(np.int64)
         return [(i, rg, int(n)) for i in range(len(self.files)) for rg, n in enumerate(kept[i]) if n > 0]
-
-
-class _UnitReader:
-    """Reads, decodes and batches the rows of one worker: one compressed row group held at a time."""
-
-    def __init__(self, stream: StampStream):
-        self.s = stream
-        self.unit_key: tuple[int, int] | None = None
-        self.unit_batch: TierBatch | None = None
-        self.pending: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
-        self.warned: set[str] = set()
-        dtype = np.float16 if stream.packed else np.float32
-        self.empty = (np.zeros((0, len(BANDS), STAMP_SIZE, STAMP_SIZE), dtype), np.zeros(0, np.float32),
-                      np.zeros(0, object), np.zeros(0, bool))
-
-    def batches(self, window: Window) -> Iterator[dict]:
-        """Decode the rows of one window, permute them, emit the batches the window completes."""
-        rows = _concat([self._piece(*p) for p in window.pieces] or [self.empty])
-        if window.permutation is not None:
-            rows = tuple(a[window.permutation] for a in rows)
-        self.pending.append(tuple(a[window.first_skip:] for a in rows))
-        have = sum(len(p[0]) for p in self.pending)
-        for size in window.batch_sizes:
-            if have < size:
-                raise AssertionError("epoch plan and window rows disagree")  # plan bug, never data
-            pool = _concat(self.pending)
-            out, rest = tuple(a[:size] for a in pool), tuple(a[size:] for a in pool)
-            self.pending, have = [rest], have - size
-            yield _to_batch(*out)
-
-    def finish(self) -> None:
-        left = sum(len(p[0]) for p in self.pending)
-        if left:
-            raise AssertionError(f"{left} planned rows were not emitted")
-
-    def _piece(self, file_index: int, row_group: int, lo: int, hi: int):
-        s = self.s
-        if self.unit_key != (file_index, row_group):
-            f = s.files[file_index]
-            pf = pq.ParquetFile(self._local_copy(f)) if s.cache_dir else s.tier.open_parquet(f)
-            label = LABEL_COLUMN if LABEL_COLUMN in f.columns else LABEL_SOURCE_COLUMN
-            cols = [stamp_column(f.columns), label] + [c for c in ID_COLUMNS if c in f.columns][:1]
-            self.unit_batch = s.tier.read_row_group(f, row_group, cols, split=s.split,
-                                                    cutout_ok_only=s.cutout_ok_only, pf=pf)
-            self.unit_key = (file_index, row_group)
-        ub = self.unit_batch
-        if hi > ub.table.num_rows:
-            raise DataError(f"{s.tier.describe(ub.file)} row group {row_group} now has {ub.table.num_rows} usable "
-                            f"rows, fewer than when the stream was planned; was the tier rewritten? Restart")
-        part = TierBatch(ub.file, row_group, ub.table.slice(lo, hi - lo), ub.row_index[lo:hi])
-        images, valid, errors = self._decode(part)
-        try:
-            labels = labels_of(part.table).astype(np.float32)
-        except DataError as e:
-            raise DataError(f"{s.tier.describe(ub.file)} row group {row_group}: {e}") from None
-        id_col = next((c for c in ID_COLUMNS if c in part.table.column_names), None)
-        ids = np.asarray(part.table[id_col].to_pylist() if id_col else part.row_ids(), dtype=object)
-        if errors and ub.file.relpath not in self.warned:
-            self.warned.add(ub.file.relpath)
-            i = min(errors)
-            log.warning("%s: skipping %d undecodable or non-finite row(s) in this piece (first: %s: %s); "
-                        "`dhs audit` lists them all", s.tier.describe(ub.file), len(errors), part.where(i), errors[i])
-        return images, labels, ids, valid
-
-    def _decode(self, part: TierBatch):
-        """decode_tier_batch; packed stamps are kept float16 (half the bytes to move), npz come as float32."""
-        s = self.s
-        out = None
-        if PACKED_STAMP_COLUMN in part.table.column_names:
-            out = np.empty((part.table.num_rows, len(BANDS), STAMP_SIZE, STAMP_SIZE),
-                           np.float16 if s.packed else np.float32)
-        try:
-            sb = decode_tier_batch(part, on_error="mask" if s.on_error == "skip" else "raise",
-                                   threads=s.decode_threads, out=out)
-        except StampDecodeError as e:
-            raise StampDecodeError(f"{e}; train with on_error=skip to drop such rows (counted)") from None
-        return sb.images, sb.valid, sb.errors
-
-    def _local_copy(self, f: TierFile) -> str:
-        """Download an s3 file once into cache_dir (atomically) and return the local path."""
-        s = self.s
-        key = hashlib.sha1(s.data.rstrip("/").encode()).hexdigest()[:12]
-        dst = Path(s.cache_dir) / key / f.relpath
-        if dst.is_file() and (not f.size_bytes or dst.stat().st_size == f.size_bytes):
-            return str(dst)
-        try:
-            with atomic_path(dst) as tmp, s.tier.fs.open_input_stream(f.path) as src, open(tmp, "wb") as out:
-                shutil.copyfileobj(src, out, _CACHE_CHUNK_BYTES)
-        except OSError as e:
-            raise DataError(f"{s.tier.describe(f)}: download into the cache {dst} failed ({e}); check the "
-                            "endpoint / credentials and free space in cache_dir") from None
-        return str(dst)
-
-
-def _concat(parts):
-    if len(parts) == 1:
-        return parts[0]
-    return tuple(np.concatenate([p[k] for p in parts]) for k in range(4))
-
-
-def _to_batch(images, labels, ids, valid) -> dict:
-    n_bad = int((~valid).sum())
-    if n_bad:
-        images, labels, ids = images[valid], labels[valid], ids[valid]
-    return {"image": torch.from_numpy(np.ascontiguousarray(images)), "label": torch.from_numpy(labels.copy()),
-            "row_id": [str(i) for i in ids], "n_skipped": n_bad}
 
 
 def mark_consumed(stream: StampStream, n_batches: int = 1) -> None:

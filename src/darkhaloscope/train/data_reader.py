@@ -1,0 +1,170 @@
+"""One loader worker's reading for `StampStream`: read row groups, decode into a reused window buffer,
+gather batches in the window's shuffled order, drop bad rows, and cache s3 files locally.
+
+Memory per worker: one window buffer of `shuffle_buffer` decoded stamps (48 KiB each as float32, 24 KiB
+as packed float16), at most one batch of rows carried into the next window, and one compressed row
+group. Each decoded row is copied once more, into its batch. See `darkhaloscope.train.data`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import shutil
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pyarrow.parquet as pq
+import torch
+
+from darkhaloscope.errors import DataError, StampDecodeError
+from darkhaloscope.fileio import atomic_path
+from darkhaloscope.stamps.batch import decode_tier_batch, labels_of, stamp_column
+from darkhaloscope.stamps.schema import BANDS, LABEL_COLUMN, LABEL_SOURCE_COLUMN, PACKED_STAMP_COLUMN, STAMP_SIZE
+from darkhaloscope.stamps.tier import Tier, TierBatch, TierFile
+from darkhaloscope.train.data_plan import Window
+
+log = logging.getLogger("darkhaloscope.train.data")
+ID_COLUMNS = ("stamp_id", "row_id")  # row ids: the first of these the tier has (packed tiers carry row_id),
+# else "relpath:row" of the file read
+CACHE_CHUNK_BYTES = 8 << 20  # copy size when filling the local cache
+F16_EXPONENT_MASK = 0x7C00  # float16 bits: exponent all ones = Inf or NaN
+
+
+class WindowReader:
+    """Decodes the windows of one worker and yields its batches: {"image", "label", "row_id", "n_skipped"}."""
+
+    def __init__(self, tier: Tier, files: list[TierFile], *, split: str | None, cutout_ok_only: bool,
+                 on_error: str, decode_threads: int, packed: bool, cache_dir: str | None):
+        self.tier, self.files, self.split, self.cutout_ok_only = tier, files, split, cutout_ok_only
+        self.on_error, self.decode_threads, self.cache_dir = on_error, decode_threads, cache_dir
+        self.dtype = np.float16 if packed else np.float32  # packed: half the bytes to move; cast on the device
+        self.images = np.zeros((0, len(BANDS), STAMP_SIZE, STAMP_SIZE), self.dtype)  # window buffer, reused
+        self.labels = np.zeros(0, np.float32)
+        self.ids = np.zeros(0, object)
+        self.valid = np.zeros(0, bool)
+        self.carry: tuple | None = None  # rows of the last window not yet emitted (< one batch)
+        self.unit: tuple[tuple[int, int], TierBatch, pq.ParquetFile] | None = None
+        self.warned: set[str] = set()
+
+    def batches(self, window: Window) -> Iterator[dict]:
+        """Decode the rows of `window` into the buffer, then emit the batches it completes, in shuffled order."""
+        n = sum(hi - lo for _, _, lo, hi in window.pieces)
+        self._reserve(n)
+        pos = 0
+        for piece in window.pieces:
+            pos += self._decode_piece(*piece, at=pos)
+        order = window.permutation if window.permutation is not None else np.arange(n)
+        order = order[window.first_skip:]
+        cursor = 0
+        for size in window.batch_sizes:
+            take = size - (len(self.carry[0]) if self.carry else 0)
+            if take < 0 or cursor + take > len(order):
+                raise AssertionError("epoch plan and window rows disagree")  # a plan bug, never the data
+            rows = self._gather(order[cursor:cursor + take])
+            cursor += take
+            yield _to_batch(*rows)
+        if cursor < len(order):
+            self.carry = self._gather(order[cursor:])
+
+    def finish(self) -> None:
+        if self.carry:
+            raise AssertionError(f"{len(self.carry[0])} planned rows were not emitted")
+        self._close_unit()
+
+    # ---- internals ---------------------------------------------------------------------------------
+    def _gather(self, idx: np.ndarray) -> tuple:
+        rows = (self.images[idx], self.labels[idx], self.ids[idx], self.valid[idx])
+        if self.carry:
+            rows = tuple(np.concatenate([c, r]) for c, r in zip(self.carry, rows))
+            self.carry = None
+        return rows
+
+    def _reserve(self, n: int) -> None:
+        if len(self.images) < n:
+            self.images = np.empty((n, len(BANDS), STAMP_SIZE, STAMP_SIZE), self.dtype)
+            self.labels, self.ids, self.valid = np.empty(n, np.float32), np.empty(n, object), np.empty(n, bool)
+
+    def _decode_piece(self, file_index: int, row_group: int, lo: int, hi: int, *, at: int) -> int:
+        ub = self._unit(file_index, row_group)
+        if hi > ub.table.num_rows:
+            raise DataError(f"{self.tier.describe(ub.file)} row group {row_group} now has {ub.table.num_rows} "
+                            "usable rows, fewer than when the stream was planned; was the tier rewritten? Restart")
+        part = TierBatch(ub.file, row_group, ub.table.slice(lo, hi - lo), ub.row_index[lo:hi])
+        m = hi - lo
+        errors = self._decode(part, self.images[at:at + m])
+        valid = self.valid[at:at + m]
+        valid[:] = True
+        valid[list(errors)] = False
+        try:
+            self.labels[at:at + m] = labels_of(part.table)
+        except (DataError, TypeError) as e:
+            raise DataError(f"{self.tier.describe(ub.file)} row group {row_group}: {e}") from None
+        id_col = next((c for c in ID_COLUMNS if c in part.table.column_names), None)
+        self.ids[at:at + m] = part.table[id_col].to_pylist() if id_col else part.row_ids()
+        if errors and ub.file.relpath not in self.warned:
+            self.warned.add(ub.file.relpath)
+            i = min(errors)
+            log.warning("%s: skipping undecodable or non-finite row(s) (first: %s: %s); `dhs audit` lists them "
+                        "all", self.tier.describe(ub.file), part.where(i), errors[i])
+        return m
+
+    def _decode(self, part: TierBatch, out: np.ndarray) -> dict[int, str]:
+        """decode_tier_batch into `out`; float16 finiteness is checked on the exponent bits (6x numpy's)."""
+        bits_check = out.dtype == np.float16 and PACKED_STAMP_COLUMN in part.table.column_names
+        try:
+            sb = decode_tier_batch(part, on_error="mask" if self.on_error == "skip" else "raise",
+                                   threads=self.decode_threads, out=out, check_finite=not bits_check)
+        except StampDecodeError as e:
+            raise StampDecodeError(f"{e}; train with on_error=skip to drop such rows (counted)") from None
+        errors = dict(sb.errors)
+        if bits_check:
+            bad = (out.view(np.uint16).reshape(len(out), -1) & F16_EXPONENT_MASK).max(axis=1) == F16_EXPONENT_MASK
+            for i in np.flatnonzero(bad):
+                errors.setdefault(int(i), "NaN/Inf pixels")
+            if errors and self.on_error == "raise":
+                i = min(errors)
+                raise StampDecodeError(f"{errors[i]}; train with on_error=skip to drop such rows (counted)",
+                                       where=part.where(i))
+        return errors
+
+    def _unit(self, file_index: int, row_group: int) -> TierBatch:
+        """The compressed rows of one (file, row group), read once while its pieces are decoded."""
+        if self.unit is not None and self.unit[0] == (file_index, row_group):
+            return self.unit[1]
+        self._close_unit()
+        f = self.files[file_index]
+        pf = pq.ParquetFile(self._local_copy(f)) if self.cache_dir else self.tier.open_parquet(f)
+        label = LABEL_COLUMN if LABEL_COLUMN in f.columns else LABEL_SOURCE_COLUMN
+        cols = [stamp_column(f.columns), label] + [c for c in ID_COLUMNS if c in f.columns][:1]
+        ub = self.tier.read_row_group(f, row_group, cols, split=self.split, cutout_ok_only=self.cutout_ok_only, pf=pf)
+        self.unit = ((file_index, row_group), ub, pf)
+        return ub
+
+    def _close_unit(self) -> None:
+        if self.unit is not None:
+            self.unit[2].close()
+            self.unit = None
+
+    def _local_copy(self, f: TierFile) -> str:
+        """Download an s3 file once into cache_dir (atomically: temp file + rename) and return its path."""
+        key = hashlib.sha1(self.tier.uri.rstrip("/").encode()).hexdigest()[:12]
+        dst = Path(self.cache_dir) / key / f.relpath
+        if dst.is_file() and (not f.size_bytes or dst.stat().st_size == f.size_bytes):
+            return str(dst)
+        try:
+            with atomic_path(dst) as tmp, self.tier.fs.open_input_stream(f.path) as src, open(tmp, "wb") as out:
+                shutil.copyfileobj(src, out, CACHE_CHUNK_BYTES)
+        except OSError as e:
+            raise DataError(f"{self.tier.describe(f)}: download into the cache {dst} failed ({e}); check the "
+                            "endpoint / credentials and the free space in cache_dir") from None
+        return str(dst)
+
+
+def _to_batch(images: np.ndarray, labels: np.ndarray, ids: np.ndarray, valid: np.ndarray) -> dict:
+    n_bad = int(len(valid) - valid.sum())
+    if n_bad:
+        images, labels, ids = images[valid], labels[valid], ids[valid]
+    return {"image": torch.from_numpy(images), "label": torch.from_numpy(labels),
+            "row_id": [str(i) for i in ids], "n_skipped": n_bad}
