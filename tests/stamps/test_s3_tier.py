@@ -98,3 +98,13 @@ def test_s3_options_hold_and_print_no_credentials(monkeypatch):
     assert S3Options.resolve(endpoint_url="http://x:1").endpoint_url == "http://x:1"  # the flag wins
     assert "s3cr3t" not in repr(opts) and "s3cr3t" not in str(opts.fsspec_kwargs())
     assert redact("denied for key s3cr3t-value-123 at ...") == "denied for key *** at ..."
+
+
+def test_fsspec_filesystem_reaches_the_same_endpoint(tiny_tier, s3_bucket):
+    from darkhaloscope.stamps.fs import fsspec_filesystem
+
+    endpoint, bucket = s3_bucket
+    uri = upload_folder(endpoint, bucket, tiny_tier, "mirror")
+    fs, path = fsspec_filesystem(uri, S3Options(endpoint_url=endpoint))
+    assert sorted(p.rsplit("/", 1)[-1] for p in fs.ls(path)) == ["region_split=test", "region_split=train",
+                                                                 "region_split=val"]

@@ -16,7 +16,6 @@ import pyarrow.fs as pafs
 
 from darkhaloscope.errors import DataError
 
-
 S3_CONNECT_TIMEOUT_S = 5.0  # seconds to open a TCP connection to the endpoint
 S3_REQUEST_TIMEOUT_S = 60.0  # seconds a request may stall (a 100 MB parquet row group over a slow link)
 S3_MAX_ATTEMPTS = 3  # tries per request before an error reaches the user
@@ -37,7 +36,6 @@ class S3Options:
     """Where and how to reach S3. Holds no credentials (the AWS SDK reads those itself), so its repr
     and every message built from it are safe to print."""
 
-
     endpoint_url: str | None = None  # e.g. http://127.0.0.1:5000 for a local S3 server
     region: str | None = None  # AWS region of the bucket
     anonymous: bool = False  # unsigned requests (public buckets)
@@ -54,7 +52,10 @@ class S3Options:
         )
 
     def fsspec_kwargs(self) -> dict[str, Any]:
-        kw: dict[str, Any] = {"anon": self.anonymous}
+        kw: dict[str, Any] = {"anon": self.anonymous,
+                              "config_kwargs": {"connect_timeout": S3_CONNECT_TIMEOUT_S,
+                                                "read_timeout": S3_REQUEST_TIMEOUT_S,
+                                                "retries": {"max_attempts": S3_MAX_ATTEMPTS}}}
         client: dict[str, Any] = {}
         if self.endpoint_url:
             client["endpoint_url"] = self.endpoint_url
