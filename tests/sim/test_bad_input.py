@@ -77,3 +77,12 @@ def test_too_few_real_hosts_for_the_splits(tmp_path, capsys):
         np.savez(hosts / f"h{k}.npz", cutout=np.random.default_rng(k).normal(0, 0.003, (101, 101, 3)))
     assert _run(tmp_path, "--hosts", str(hosts)) == 2
     assert "cannot fill 3 splits" in capsys.readouterr().err
+
+
+def test_output_must_be_a_writable_local_folder(tmp_path, capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    rc = main(["simulate", "--out", str(blocker), "--tier", "t", "--rows", "12", "--seed", "1", "-q"])
+    assert rc == 2 and "not a writable folder" in capsys.readouterr().err
+    rc = main(["simulate", "--out", "s3://bucket/tiers", "--tier", "t", "--rows", "12", "--seed", "1", "-q"])
+    assert rc == 2 and "local or shared filesystem" in capsys.readouterr().err

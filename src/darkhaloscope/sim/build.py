@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing as mp
+import os
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass
@@ -192,18 +193,33 @@ def prepare(out, tier: str, rows: int, seed: int, cfg: SimConfig, shard: str | N
     if rows < 1:
         raise UsageError(f"--rows={rows}: must be >= 1")
     k, n = parse_shard(shard)
+    root = Path(out) / tier
+    _check_writable(out, root)
     real = load_real_hosts(cfg.hosts, s3, cfg.host_limit) if cfg.hosts else None
     plan = make_plan(rows, seed, cfg, real)
     ctx = SimContext(cfg, seed, plan, real, grid_points(parse_grid(cfg.grid)), parse_snr_dist(cfg.arc_snr_dist))
     n_chunks = -(-rows // cfg.rows_per_file)
     chunks = [c for c in range(n_chunks) if c % n == k]
-    root = Path(out) / tier
     if not overwrite:
         for c in chunks:
             for p in chunk_files(root, c, plan, cfg).values():
                 if p.exists():
                     raise UsageError(f"{p} already exists; choose another --out/--tier or pass --overwrite")
     return ctx, chunks, root
+
+
+def _check_writable(out, root: Path) -> None:
+    """UsageError unless `root` can be created/written (checked on its nearest existing ancestor)."""
+    from darkhaloscope.stamps.fs import is_s3
+
+    if is_s3(str(out)):
+        raise UsageError(f"--out {out}: the builder writes to a local or shared filesystem; build there, then "
+                         "copy the tier to S3 (e.g. aws s3 sync)")
+    p = root
+    while not p.exists():
+        p = p.parent
+    if not p.is_dir() or not os.access(p, os.W_OK | os.X_OK):
+        raise UsageError(f"--out {out}: {p} is not a writable folder; choose another --out")
 
 
 def simulate_tier(out, tier: str, rows: int, seed: int, config: SimConfig | None = None, *, workers: int = 1,
