@@ -57,6 +57,16 @@ def test_float16_input_and_output_layout():
     assert y16.dtype == torch.float32 and y16.shape == (3, 3, 64, 64)
     assert y16.is_contiguous(memory_format=torch.channels_last)
     assert torch.equal(y16, y32)
+    aug = prepare_batch(x.half(), PreprocessConfig(), train=True, generator=torch.Generator().manual_seed(0))
+    assert aug.dtype == torch.float32 and aug.is_contiguous(memory_format=torch.channels_last)
+
+
+@pytest.mark.parametrize("norm", ["annulus", "stamp", "none"])
+def test_the_input_batch_is_never_modified(norm):
+    x = _sky(2)
+    before = x.clone()
+    prepare_batch(x, PreprocessConfig(norm=norm, per_band=norm != "stamp"), train=True)
+    assert torch.equal(x, before)
 
 
 def test_eval_is_deterministic_and_train_draws_from_the_generator():

@@ -78,6 +78,8 @@ class StampStream(IterableDataset):
                  max_rows: int | None = None, decode_threads: int = 1):
         if batch_size < 1 or shuffle_buffer < 1:
             raise UsageError(f"batch_size ({batch_size}) and shuffle_buffer ({shuffle_buffer}) must be >= 1")
+        if seed < 0:
+            raise UsageError(f"seed must be >= 0; got {seed}")
         if not 0 <= rank < world_size:
             raise UsageError(f"rank {rank} is outside 0..world_size-1 (world_size={world_size})")
         if on_error not in ON_ERROR_CHOICES:

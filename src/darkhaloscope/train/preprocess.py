@@ -89,18 +89,19 @@ NORMALISATIONS: dict[str, Callable[[PreprocessConfig, int, torch.device], torch.
 
 
 def robust_stats(x: torch.Tensor, pixels: torch.Tensor | None, per_band: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """Median and 1.4826 x MAD of the chosen pixels of each stamp: shapes (B, C or 1, 1, 1).
+    """Median and 1.4826 x MAD (float32) of the chosen pixels of each stamp: shapes (B, C or 1, 1, 1).
 
     A zero MAD (constant stamp) gives scale 1 so that nothing divides by zero.
     """
-    b, c = x.shape[:2]
+    b = x.shape[0]
     v = x.flatten(2)
     if pixels is not None:
         v = v.index_select(2, pixels)
+    v = v.to(torch.float32)
     if not per_band:
         v = v.reshape(b, 1, -1)
     med = v.median(dim=-1, keepdim=True).values
-    mad = (v - med).abs().median(dim=-1, keepdim=True).values * MAD_TO_SIGMA
+    mad = (v - med).abs_().median(dim=-1, keepdim=True).values * MAD_TO_SIGMA  # v may be a view of x
     scale = torch.where(mad > 0, mad, torch.ones_like(mad))
     return med[..., None], scale[..., None]
 
@@ -118,12 +119,15 @@ def _dihedral_index(size: int, device: str) -> torch.Tensor:
 
 
 def dihedral(x: torch.Tensor, element: torch.Tensor) -> torch.Tensor:
-    """Apply dihedral element element[i] (0..7) to stamp i of x (B, C, S, S): one gather."""
+    """Apply dihedral element element[i] (0..7) to stamp i of x (B, C, S, S): one gather over pixels, done in
+    the (B, S*S, C) view so that a channels_last input gives a channels_last output without another copy."""
     b, c, h, w = x.shape
     if h != w:
         raise UsageError(f"dihedral augmentation needs square stamps; got {h}x{w}")
     index = _dihedral_index(h, str(x.device))[element.to(x.device)]  # (B, S*S)
-    return x.flatten(2).gather(2, index[:, None, :].expand(b, c, h * w)).view(b, c, h, w)
+    pixels_last = x.permute(0, 2, 3, 1).reshape(b, h * w, c)  # a view when x is channels_last
+    out = pixels_last.gather(1, index[:, :, None].expand(b, h * w, c))
+    return out.view(b, h, w, c).permute(0, 3, 1, 2)
 
 
 def random_dihedral_elements(n: int, generator: torch.Generator | None) -> torch.Tensor:
@@ -145,13 +149,14 @@ def prepare_batch(x: torch.Tensor, cfg: PreprocessConfig, *, train: bool,
     if cfg.norm not in NORMALISATIONS:
         cfg.validate()  # raises UsageError naming the valid choices
     stats_pixels = NORMALISATIONS[cfg.norm]
-    x = x.to(torch.float32)
-    if stats_pixels is not None and x.shape[0] > 0:
+    out = torch.empty(x.shape, dtype=torch.float32, device=x.device, memory_format=torch.channels_last)
+    if stats_pixels is None or x.shape[0] == 0:
+        out.copy_(x)
+    else:  # one pass: float16 -> float32 cast, median subtraction, channels_last layout
         med, scale = robust_stats(x, stats_pixels(cfg, x.shape[-1], x.device), cfg.per_band)
-        x = (x - med) / scale
+        torch.sub(x, med, out=out).div_(scale)
         if cfg.clip_sigma > 0:
-            x = x.clamp_(-cfg.clip_sigma, cfg.clip_sigma)
+            out.clamp_(-cfg.clip_sigma, cfg.clip_sigma)
     if train and x.shape[0] > 0:
-        x = dihedral(x, random_dihedral_elements(x.shape[0], generator))
-    return x.contiguous(memory_format=torch.channels_last)
-
+        out = dihedral(out, random_dihedral_elements(x.shape[0], generator))
+    return out
