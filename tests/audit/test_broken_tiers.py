@@ -205,3 +205,13 @@ def test_paired_control_violations(sim_tier, tmp_path):
     d = f[0].details
     assert d["flux_mismatch"] >= 40 and d["far_nonzero"] >= 1 and d["checked"] == 180
     assert "disagree with arc_flux_r_nmgy" in f[0].message
+
+
+def test_packed_tier_from_dhs_pack(sim_tier, tmp_path):
+    """`dhs pack` output (float16 `stamp_f16`): same counts, same verdict."""
+    assert main(["pack", str(sim_tier), str(tmp_path / "packed")]) == 0
+    r = run_audit(str(tmp_path / "packed"))
+    assert r.verdict == "GO", r.to_markdown()
+    assert "packed float16 stamps" in r.find("schema", "info")[0].message
+    assert r.find("balance", "info")[0].details["counts"] == {"test": {0: 27, 1: 27}, "train": {0: 126, 1: 126},
+                                                               "val": {0: 27, 1: 27}}

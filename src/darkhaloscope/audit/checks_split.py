@@ -73,12 +73,12 @@ def _stamp_findings(ctx: AuditContext) -> list[Finding]:
     if px is None or not px.hashes:
         return []
     keys, splits = px.stacked("hashes"), px.stacked("hash_splits")
-    where = px.stacked("hash_where")
+    files, rows = px.stacked("hash_file"), px.stacked("hash_row")
     idx, n_shared = cross_split(keys, splits)
     scope = "every usable row" if px.full or px.rows_decoded >= sum(ctx.scan.usable().values()) else f"{len(keys)} sampled row(s) (--full checks every row)"
     out = []
     if n_shared:
-        ex = _examples(idx, keys, splits, lambda i: where[i])
+        ex = _examples(idx, keys, splits, lambda i: f"{ctx.tier.files[files[i]].relpath} row {rows[i]}")
         out.append(Finding("split", "error", f"{n_shared} identical stamp(s) appear in more than one split, e.g. "
                            f"{first_examples(ex, 4)}; remove the copies (among {scope})",
                            {"shared_stamps": n_shared, "rows": int(len(idx)), "examples": ex}))

@@ -56,7 +56,8 @@ class PixelSample:
     labels: list[np.ndarray] = field(default_factory=list)  # matching labels
     hashes: list[np.ndarray] = field(default_factory=list)  # int64 pixel hashes of valid rows
     hash_splits: list[np.ndarray] = field(default_factory=list)
-    hash_where: list[np.ndarray] = field(default_factory=list)  # 'file row i' of each hashed row
+    hash_file: list[np.ndarray] = field(default_factory=list)  # index in tier.files of each hashed row
+    hash_row: list[np.ndarray] = field(default_factory=list)  # its row index inside that file
     paired: dict[str, float] = field(default_factory=lambda: dict.fromkeys(PAIRED_COUNTS, 0))
     paired_examples: list[str] = field(default_factory=list)
 
@@ -113,6 +114,7 @@ def sample_pixels(tier: Tier, cfg: AuditConfig, *, full: bool = False,
     rng = np.random.default_rng(cfg.seed)
     out = PixelSample(full=full)
     pf_cache: dict[str, object] = {}
+    file_index = {id(f): k for k, f in enumerate(tier.files)}
     for f, rg in chosen:
         present = [c for c in wanted if c in f.columns or c == SPLIT_COLUMN and f.split is not None]
         if stamp not in f.columns:
@@ -122,14 +124,14 @@ def sample_pixels(tier: Tier, cfg: AuditConfig, *, full: bool = False,
             pf_cache.clear()
             pf_cache[f.path] = tier.open_parquet(f)
         batch = tier.read_row_group(f, rg, present, cutout_ok_only=True, pf=pf_cache[f.path])
-        _one_batch(out, batch, rng, keep_p, cfg)
+        _one_batch(out, batch, file_index[id(f)], rng, keep_p, cfg)
         out.row_groups += 1
         if progress:
             progress(1)
     return out
 
 
-def _one_batch(out: PixelSample, batch: TierBatch, rng, keep_p: float, cfg: AuditConfig) -> None:
+def _one_batch(out: PixelSample, batch: TierBatch, k: int, rng, keep_p: float, cfg: AuditConfig) -> None:
     t = batch.table
     n = t.num_rows
     if n == 0:
@@ -157,7 +159,8 @@ def _one_batch(out: PixelSample, batch: TierBatch, rng, keep_p: float, cfg: Audi
     out.hashes.append(np.array([int.from_bytes(hashlib.blake2b(images[i].tobytes(), digest_size=8).digest(),
                                                "little", signed=True) for i in idx], np.int64))
     out.hash_splits.append(splits[idx])
-    out.hash_where.append(np.asarray([sb.where[i] for i in idx], dtype=object))
+    out.hash_file.append(np.full(len(idx), k, np.int32))
+    out.hash_row.append(batch.row_index[idx])
     if labels is not None:
         keep = idx[rng.random(len(idx)) < keep_p]
         out.features.append(image_features(images[keep], cfg.centre_radius_pix, cfg.background_radius_pix,

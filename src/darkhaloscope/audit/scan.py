@@ -3,9 +3,10 @@
 For every row group of every file it works out (class, split, cutout_ok) counts from the parquet
 statistics in the footer when they settle them (a row group whose is_control min == max is one class:
 nothing is read), and otherwise reads only the label / split / cutout_ok columns. In the same walk it
-reads the host id columns (split integrity) and, for a seeded sample of row groups, the metadata
-columns (leakage). Files are read in parallel threads; memory holds one row group per thread plus
-8 bytes per host id and the capped leakage sample. Exercised by `dhs audit DATA` and `dhs bench audit`.
+reads the host id columns (split integrity) and, for a seeded sample of files, the metadata columns
+(leakage). The row groups of a file that need reading are read in one call (per 64k rows): per-call
+overhead, not bytes, dominates small columns. Files are read in parallel threads; memory holds one
+such chunk of small columns per thread plus 24 bytes per host id and the capped leakage sample. Exercised by `dhs audit DATA` and `dhs bench audit`.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from darkhaloscope.stamps.schema import (CTRL_STAMP_COLUMN, CUTOUT_OK_COLUMN, HO
 from darkhaloscope.stamps.tier import Tier, TierFile
 
 UNSPLIT = "unsplit"  # split name of rows whose split is unknown (no partition, no column)
+READ_CHUNK_ROWS = 65_536  # row groups are read together up to this many rows (one call: far less overhead)
 NOT_METADATA = {STAMP_COLUMN, CTRL_STAMP_COLUMN, PACKED_STAMP_COLUMN, LABEL_SOURCE_COLUMN, LABEL_COLUMN,
                 SPLIT_COLUMN}
 
@@ -119,6 +121,9 @@ def _host_hash(col: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
 
 
 class _FileScanner:
+    """Scan one file: row groups settled by footer statistics are counted without reading; the others are
+    read together, small columns only, in chunks of at most READ_CHUNK_ROWS rows (one call per chunk)."""
+
     def __init__(self, tier: Tier, label_col: str | None, leak_cols: list[str], leak_p: float, seed: int):
         self.tier, self.label_col, self.leak_cols, self.leak_p, self.seed = tier, label_col, leak_cols, leak_p, seed
 
@@ -130,50 +135,46 @@ class _FileScanner:
         except (OSError, pa.ArrowException) as e:
             return FileScan(f.relpath, f.num_rows, {}, error=f"cannot read parquet ({str(e).splitlines()[0][:150]})")
         fs = FileScan(f.relpath, f.num_rows, {n: schema.field(n).type for n in schema.names})
-        names = schema.names
-        idx = {n: i for i, n in enumerate(names)}
+        idx = {n: i for i, n in enumerate(schema.names)}
+        label_col = self.label_col if self.label_col in idx else None  # a file without it: schema error
+        hosts = [c for c in HOST_ID_COLUMNS if c in idx]
+        take_leak = bool(self.leak_cols) and np.random.default_rng([self.seed, k]).random() < self.leak_p
         md = pf.metadata
+        to_read: list[tuple[int, int, int]] = []  # (row group, first row, rows)
         start = 0
         for rg in range(md.num_row_groups):
             n = md.row_group(rg).num_rows
-            try:
-                self._row_group(pf, fs, f, k, rg, start, n, idx)
-            except (OSError, pa.ArrowException, DataError) as e:
-                fs.error = f"row group {rg}: {str(e).splitlines()[0][:200]}"
-                break
+            md_rg = md.row_group(rg)
+            label = _const_stat(md_rg, idx[label_col]) if label_col else None
+            split = f.split or _const_stat(md_rg, idx.get(SPLIT_COLUMN)) or (None if SPLIT_COLUMN in idx else UNSPLIT)
+            ok = 1 if CUTOUT_OK_COLUMN not in idx else _const_stat(md_rg, idx[CUTOUT_OK_COLUMN])
+            if hosts or take_leak or (label_col and label is None) or split is None or ok is None:
+                to_read.append((rg, start, n))
+            else:  # settled by the footer alone: nothing read
+                lab = None if label_col is None else np.full(n, self._label_value(label), np.int8)
+                self._count(fs, np.full(n, split, dtype=object), np.full(n, bool(ok)), lab)
+                fs.rg_from_stats += 1
             start += n
+        cols = sorted(set(hosts) | ({label_col} if label_col else set())
+                      | ({SPLIT_COLUMN} if SPLIT_COLUMN in idx and f.split is None else set())
+                      | ({CUTOUT_OK_COLUMN} if CUTOUT_OK_COLUMN in idx else set())
+                      | (set(c for c in self.leak_cols if c in idx) if take_leak else set()))
+        for chunk in _chunks(to_read, READ_CHUNK_ROWS):
+            try:
+                table = pf.read_row_groups([c[0] for c in chunk], columns=cols, use_threads=False)
+                rows = np.concatenate([np.arange(s0, s0 + n, dtype=np.int64) for _, s0, n in chunk])
+                self._read_part(fs, f, table, rows, label_col, hosts, take_leak, idx)
+            except (OSError, pa.ArrowException, DataError) as e:
+                fs.error = f"row group {chunk[0][0]}: {str(e).splitlines()[0][:200]}"
+                break
+            fs.rg_read += len(chunk)
         return fs
 
-    def _row_group(self, pf, fs: FileScan, f: TierFile, k: int, rg: int, start: int, n: int, idx) -> None:
-        md_rg = pf.metadata.row_group(rg)
-        label_col = self.label_col if self.label_col in idx else None  # a file without it: schema error
-        label = _const_stat(md_rg, idx[label_col]) if label_col else None
-        split = f.split or _const_stat(md_rg, idx.get(SPLIT_COLUMN)) or (None if SPLIT_COLUMN in idx else UNSPLIT)
-        ok = 1 if CUTOUT_OK_COLUMN not in idx else _const_stat(md_rg, idx[CUTOUT_OK_COLUMN])
-        hosts = [c for c in HOST_ID_COLUMNS if c in idx]
-        take_leak = bool(self.leak_cols) and np.random.default_rng([self.seed, k, rg]).random() < self.leak_p
-        need = set(hosts)
-        if label_col and label is None:
-            need.add(label_col)
-        if split is None:
-            need.add(SPLIT_COLUMN)
-        if ok is None:
-            need.add(CUTOUT_OK_COLUMN)
-        if take_leak:
-            need.update(c for c in self.leak_cols if c in idx)
-        table = pf.read_row_group(rg, columns=sorted(need)) if need else None
-        fs.rg_read += bool(need)
-        fs.rg_from_stats += not need
-        splits = np.full(n, split, dtype=object) if split is not None else \
-            np.asarray(pc.fill_null(table[SPLIT_COLUMN].cast(pa.string()), UNSPLIT).to_pylist(), dtype=object)
-        usable = np.full(n, bool(ok)) if ok is not None else \
-            np.asarray(pc.fill_null(pc.equal(table[CUTOUT_OK_COLUMN], 1), False).to_numpy(zero_copy_only=False), bool)
-        if label_col is None:
-            labels = None
-        elif label is not None:
-            labels = np.full(n, (1 - int(label)) if self.label_col == LABEL_SOURCE_COLUMN else int(label), np.int8)
-        else:
-            labels = self._labels(table[self.label_col], f, start)
+    def _label_value(self, v) -> int:
+        return (1 - int(v)) if self.label_col == LABEL_SOURCE_COLUMN else int(v)
+
+    @staticmethod
+    def _count(fs: FileScan, splits: np.ndarray, usable: np.ndarray, labels: np.ndarray | None) -> None:
         for s in np.unique(splits):
             m = splits == s
             fs.rows[s] = fs.rows.get(s, 0) + int(m.sum())
@@ -182,7 +183,17 @@ class _FileScanner:
                 c = fs.counts.setdefault(s, [0, 0])
                 c[0] += int(((labels == 0) & m & usable).sum())
                 c[1] += int(((labels == 1) & m & usable).sum())
-        rows = np.arange(start, start + n, dtype=np.int64)
+
+    def _read_part(self, fs: FileScan, f: TierFile, table: pa.Table, rows: np.ndarray, label_col, hosts,
+                   take_leak: bool, idx) -> None:
+        n = table.num_rows
+        splits = (np.full(n, f.split, dtype=object) if f.split is not None else
+                  np.full(n, UNSPLIT, dtype=object) if SPLIT_COLUMN not in idx else
+                  np.asarray(pc.fill_null(table[SPLIT_COLUMN].cast(pa.string()), UNSPLIT).to_pylist(), dtype=object))
+        usable = (np.ones(n, bool) if CUTOUT_OK_COLUMN not in idx else np.asarray(
+            pc.fill_null(pc.equal(table[CUTOUT_OK_COLUMN], 1), False).to_numpy(zero_copy_only=False), bool))
+        labels = self._labels(table[label_col], rows) if label_col else None
+        self._count(fs, splits, usable, labels)
         for h in hosts:
             hv, valid = _host_hash(table[h])
             fs.hosts.setdefault(h, []).append((hv[valid], splits[valid], rows[valid]))
@@ -191,21 +202,34 @@ class _FileScanner:
             part["__label__"] = labels.astype(np.float64)
             fs.leak.append(part)
 
-    def _labels(self, col: pa.ChunkedArray, f: TierFile, start: int) -> np.ndarray:
+    def _labels(self, col: pa.ChunkedArray, rows: np.ndarray) -> np.ndarray:
         if self.label_col == LABEL_COLUMN:
             return np.asarray(pc.fill_null(col, -1).to_numpy(zero_copy_only=False), np.int8)
         try:
             return label_from_is_control(col)
         except DataError as e:
             msg = str(e)
-            if " row " in msg:  # make the row index absolute within the file
+            if " row " in msg:  # name the row inside the file, not inside this read
                 head, _, tail = msg.rpartition(" row ")
                 num, _, rest = tail.partition(" ")
-                msg = f"{head} row {start + int(num)} {rest}" if num.isdigit() else msg
+                msg = f"{head} row {rows[int(num)]} {rest}" if num.isdigit() else msg
             raise DataError(f"{msg}; fix the label column") from None
 
 
-def scan_tier(tier: Tier, *, leakage_max_rows: int = 200_000, seed: int = 0, threads: int = 8,
+def _chunks(items: list[tuple[int, int, int]], max_rows: int):
+    """Split (row group, start, rows) items into consecutive lists of at most max_rows rows (>= 1 item)."""
+    chunk, rows = [], 0
+    for it in items:
+        if chunk and rows + it[2] > max_rows:
+            yield chunk
+            chunk, rows = [], 0
+        chunk.append(it)
+        rows += it[2]
+    if chunk:
+        yield chunk
+
+
+def scan_tier(tier: Tier, *, leakage_max_rows: int = 20_000, seed: int = 0, threads: int = 8,
               progress: Callable[[int], None] | None = None) -> TierScan:
     """Walk every file of `tier` once (small columns only) and return what the cheap checks need."""
     cols = tier.columns
