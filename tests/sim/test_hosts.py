@@ -98,3 +98,15 @@ def test_pairing_and_no_central_flux_shortcut(tmp_path):
     assert f_inj == pytest.approx(f_ctl, rel=0.2)
     injected = decode_batch([v for v, c in zip(t["stamp_npz"].to_pylist(), ctrl) if not c]).images
     assert ((injected - hosts_of_inj)[:, 1].sum(axis=(1, 2)) > 0).all()  # the difference is the arc
+
+
+def test_hosts_from_a_tier_on_s3(tmp_path, tiny_tier, s3_bucket):
+    from conftest import upload_folder
+
+    endpoint, bucket = s3_bucket
+    uri = upload_folder(endpoint, bucket, tiny_tier, "tiers/tiny")
+    rc = main(["simulate", "--out", str(tmp_path), "--tier", "s3hosts", "--rows", "12", "--seed", "2", "-q",
+               "--workers", "1", "--supersample", "1", "--hosts", uri, "--s3-endpoint-url", endpoint])
+    assert rc == 0
+    t = _table(tmp_path / "s3hosts")
+    assert all(h.startswith("host-") for h in t["host_id"].to_pylist())  # ids come from the source tier

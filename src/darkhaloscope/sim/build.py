@@ -49,10 +49,14 @@ class Plan:
     splits: list[str]  # split names, indexed by split_idx
     split_idx: np.ndarray  # (N,) int8
     is_control: np.ndarray  # (N,) int8
-    host_idx: np.ndarray  # (N,) int64 index into host_ids
+    host_idx: np.ndarray  # (N,) int64 host index (synthetic: unique per split; real: into real.ids)
     inj_idx: np.ndarray  # (N,) int64 rank among injections (grid cycling), -1 for controls
-    host_ids: list[str]
-    host_split: list[str]  # split of each host
+    seed: int
+    real_ids: list[str] | None = None  # real hosts' ids; None for synthetic hosts
+
+    def host_id(self, h: int) -> str:
+        """The id written in `host_id` (synthetic ids are made on the fly: no per-host list in memory)."""
+        return self.real_ids[h] if self.real_ids is not None else f"syn{self.seed}-{h:09d}"
 
 
 @dataclass
@@ -88,18 +92,14 @@ def make_plan(rows: int, seed: int, cfg: SimConfig, real: RealHosts | None = Non
         ctrl[:n_ctrl] = 1
         is_control[rows_s] = rng.permutation(ctrl)
     host_idx = np.empty(rows, np.int64)
-    if real is None:
-        host_ids, host_split, offset = [], [], 0
-        for k, s in enumerate(names):
+    if real is None:  # split k's hosts are offset_k, offset_k + 1, ...: disjoint by construction
+        offset = 0
+        for k in range(len(names)):
             rows_s = np.flatnonzero(split_idx == k)
-            n_hosts = -(-len(rows_s) // cfg.host_reuse)
             host_idx[rows_s] = offset + np.arange(len(rows_s)) // cfg.host_reuse
-            host_ids += [f"syn{seed}-{h:08d}" for h in range(offset, offset + n_hosts)]
-            host_split += [s] * n_hosts
-            offset += n_hosts
+            offset += -(-len(rows_s) // cfg.host_reuse)
     else:
-        host_ids = list(real.ids)
-        host_split = assign_host_splits(len(host_ids), fracs, rng)
+        host_split = assign_host_splits(len(real.ids), fracs, rng)
         for k, s in enumerate(names):
             rows_s = np.flatnonzero(split_idx == k)
             mine = np.array([h for h, hs in enumerate(host_split) if hs == s])
@@ -107,7 +107,7 @@ def make_plan(rows: int, seed: int, cfg: SimConfig, real: RealHosts | None = Non
     inj_idx = np.full(rows, -1, np.int64)
     inj = np.flatnonzero(is_control == 0)
     inj_idx[inj] = np.arange(len(inj))
-    return Plan(names, split_idx, is_control, host_idx, inj_idx, host_ids, host_split)
+    return Plan(names, split_idx, is_control, host_idx, inj_idx, seed, None if real is None else list(real.ids))
 
 
 def parse_shard(text: str | None) -> tuple[int, int]:
@@ -166,7 +166,7 @@ def _build_chunk(root: str, tier: str, chunk: int) -> tuple[int, int]:
         res = render_row(ctx, i)
         cols = per_split.setdefault(int(plan.split_idx[i]), {n: [] for n in names})
         h = int(plan.host_idx[i])
-        vals = dict(res.columns, stamp_id=f"{tier}-{i:09d}", host_id=plan.host_ids[h], cutout_ok=1)
+        vals = dict(res.columns, stamp_id=f"{tier}-{i:09d}", host_id=plan.host_id(h), cutout_ok=1)
         vals[STAMP_COLUMN] = encode_stamp(res.image[band_idx], bands=cfg.bands)
         if cfg.pair:
             vals[CTRL_STAMP_COLUMN] = (None if res.ctrl_image is None
