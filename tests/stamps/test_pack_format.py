@@ -48,6 +48,7 @@ def test_pack_round_trip(tiny_tier, tmp_path, capsys):
     m = json.loads((out / MANIFEST_NAME).read_text())
     assert m["rows"] == {s: {"0": 12, "1": 12} for s in ("test", "train", "val")}
     assert m["skipped"]["rows"] == 0 and m["float16"]["clipped_pixels"] == 0
+    assert m["run"]["command"].startswith(f"dhs pack {tiny_tier} {out}") and "--row-group-rows 5" in m["run"]["command"]
     assert 0 < m["float16"]["bands"]["r"]["max_rel_err"] <= 2.0 ** -11
 
 

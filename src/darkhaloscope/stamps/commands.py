@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -60,12 +59,19 @@ def cmd_pack(args) -> int:
                   disable=not console.is_terminal) as progress:
         task = progress.add_task("pack", total=tier.num_rows)
         manifest = pack_tier(tier, args.out, opts, advance=lambda n: progress.advance(task, n),
-                             run=run_info(sys.argv[1:]))
+                             run=run_info(_pack_argv(args)))
     if args.json:
         print(json.dumps(manifest, indent=2))
         return 0
     _print_pack_summary(manifest, args.out)
     return 0
+
+
+def _pack_argv(args) -> list[str]:
+    """The pack command line as resolved (main(argv) callers leave sys.argv unrelated)."""
+    argv = ["pack", args.tier, args.out, "--compression", args.compression,
+            "--row-group-rows", str(args.row_group_rows), "--workers", str(args.workers)]
+    return argv + (["--clip"] if args.clip else [])
 
 
 def _print_pack_summary(m: dict, out: str) -> None:
@@ -102,14 +108,16 @@ def cmd_bench_loader(args) -> int:
         print(json.dumps(res, indent=2))
         return 0
     t = Table(title=f"{res['format']} tier, {res['threads']} thread(s), norm={res['norm']}", title_justify="left")
-    for c in ("path", "stamps", "stamps/s", "MB/s"):
+    for c in ("path", "stamps", "stamps/s", "MB/s", "stamps/CPU-s"):
         t.add_column(c, justify="right" if c != "path" else "left")
-    t.add_row("darkhaloscope", str(res["stamps"]), f"{res['stamps_per_s']:.0f}", f"{res['mb_per_s']:.1f}")
+    t.add_row("darkhaloscope", str(res["stamps"]), f"{res['stamps_per_s']:.0f}", f"{res['mb_per_s']:.1f}",
+              f"{res['stamps_per_cpu_s']:.0f}")
     if "naive_stamps_per_s" in res:
         t.add_row("naive", str(res["naive_stamps"]), f"{res['naive_stamps_per_s']:.0f}",
-                  f"{res['naive_mb_per_s']:.1f}")
+                  f"{res['naive_mb_per_s']:.1f}", f"{res['naive_stamps_per_cpu_s']:.0f}")
     console = Console()
     console.print(t)
     if res.get("ratio"):
-        console.print(f"ratio {res['ratio']:.1f}x (naive on {res['naive_data']})", soft_wrap=True)
+        console.print(f"ratio {res['ratio']:.1f}x wall, {res['cpu_ratio']:.1f}x CPU time (naive on "
+                      f"{res['naive_data']})", soft_wrap=True)
     return 0

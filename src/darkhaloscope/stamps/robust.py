@@ -17,17 +17,18 @@ NORM_EPS_NMGY = 1e-8  # nanomaggies: keeps a blank (constant) band from dividing
 CHUNK_STAMPS = 16  # stamps per chunk: 16 x 48 KiB temporaries stay in L2 (~30 us/stamp vs ~44 unchunked)
 
 
+def _middle(part: np.ndarray, k: int, n: int) -> np.ndarray:
+    """Median of each row of `part`, already partitioned around index k = n // 2."""
+    if n % 2:
+        return part[:, k]
+    return (part[:, :k].max(axis=1) + part[:, k]) * np.float32(0.5)
+
+
 def median_lastaxis(x: np.ndarray) -> np.ndarray:
     """Exact median along the last axis (float32 in, float32 out), vectorised over leading axes."""
     n = x.shape[-1]
-    flat = np.ascontiguousarray(x.reshape(-1, n))
     k = n // 2
-    part = np.partition(flat, k, axis=1)
-    upper = part[:, k]
-    if n % 2:
-        med = upper
-    else:
-        med = (part[:, :k].max(axis=1) + upper) * np.float32(0.5)
+    med = _middle(np.partition(x.reshape(-1, n), k, axis=1), k, n)
     return med.reshape(x.shape[:-1])
 
 
@@ -44,15 +45,24 @@ def normalize_median_mad(images: np.ndarray, out: np.ndarray | None = None,
                          chunk_stamps: int = CHUNK_STAMPS) -> np.ndarray:
     """(x - median) / (1.4826 MAD + eps), per stamp and band: the users' Phase 5 normalisation, batched.
 
-    Works through `chunk_stamps` stamps at a time so that the temporaries stay in cache."""
+    Works through `chunk_stamps` stamps at a time so that the temporaries stay in cache; the one
+    scratch array per chunk is partitioned for the median, then reused for |x - median|."""
     if out is None:
         out = np.empty(images.shape, dtype=np.float32)
+    if out.shape != images.shape or out.dtype != np.float32 or not out.flags.c_contiguous:
+        raise ValueError(f"out must be C-contiguous float32 {images.shape}")
+    n_pix = images.shape[-1] * images.shape[-2]
+    k = n_pix // 2
     for i in range(0, len(images), chunk_stamps):
-        x = images[i:i + chunk_stamps]
-        med, mad = median_mad(x)
-        scale = (MAD_TO_SIGMA * mad + NORM_EPS_NMGY).astype(np.float32)
-        o = np.subtract(x, med[..., None, None], out=out[i:i + chunk_stamps])
-        o /= scale[..., None, None]
+        x = images[i:i + chunk_stamps].reshape(-1, n_pix)
+        o = out[i:i + chunk_stamps].reshape(-1, n_pix)  # a view: out is C-contiguous
+        scratch = np.partition(x, k, axis=1)
+        med = _middle(scratch, k, n_pix)
+        np.subtract(x, med[:, None], out=o)
+        np.abs(o, out=scratch)
+        scratch.partition(k, axis=1)
+        mad = _middle(scratch, k, n_pix)
+        o /= (MAD_TO_SIGMA * mad + NORM_EPS_NMGY).astype(np.float32)[:, None]
     return out
 
 
