@@ -17,7 +17,7 @@ import numpy as np
 from darkhaloscope.evaluate import calibration, plots, selection
 from darkhaloscope.evaluate import metrics as M
 from darkhaloscope.evaluate.baselines import run_baselines
-from darkhaloscope.evaluate.bootstrap import bootstrap_ci
+from darkhaloscope.evaluate.bootstrap import bootstrap_many
 from darkhaloscope.evaluate.config import EvaluateConfig
 from darkhaloscope.evaluate.report import Evaluation, Section, md_table
 from darkhaloscope.evaluate.scoresfile import Scores
@@ -56,16 +56,18 @@ def _fmt(x, digits: int = 4) -> str:
 def ranking_section(s: Scores, r: Ranked, cfg: EvaluateConfig, fig_dir: Path, ev: Evaluation) -> float:
     """Headline metrics, ROC, PR; returns the operating threshold (in ranked units)."""
     g = r.groups
-    boot = dict(n_boot=cfg.n_boot, seed=cfg.seed, max_bins=cfg.bootstrap_bins)
     auc, ap = M.auroc(g), M.average_precision(g)
-    auc_ci, ap_ci = bootstrap_ci(g, metric="auroc", **boot), bootstrap_ci(g, metric="average_precision", **boot)
+    requests = {"auroc": ("auroc", {}), "ap": ("average_precision", {}),
+                **{f"tpr@{f:g}": ("tpr_at_fpr", {"fpr": f}) for f in cfg.fpr_targets}}
+    cis = bootstrap_many(g, None, requests, n_boot=cfg.n_boot, seed=cfg.seed, max_bins=cfg.bootstrap_bins)
+    auc_ci, ap_ci = cis["auroc"], cis["ap"]
     ev.metrics.update(n_rows=len(s), n_pos=g.n_pos, n_neg=g.n_neg, rows=s.split_note, ranked_by="logit" if r.by_logit else "score",
                       auroc={**auc.to_dict(), "ci95": auc_ci.to_dict()},
                       average_precision={**ap.to_dict(), "ci95": ap_ci.to_dict()})
     tpr_rows, marks, tpr_json = [], {}, {}
     for f in cfg.fpr_targets:
         m = M.tpr_at_fpr(g, fpr=f)
-        ci = bootstrap_ci(g, metric="tpr_at_fpr", fpr=f, **boot) if m.defined else None
+        ci = cis[f"tpr@{f:g}"] if m.defined else None
         tpr_json[f"{f:g}"] = {**m.to_dict(), "ci95": ci.to_dict() if ci else None}
         marks[f] = m.value
         value = _fmt(m.value) if m.defined else "not resolvable"

@@ -92,28 +92,45 @@ BOOTSTRAP_METRICS: dict[str, tuple[Callable, Callable]] = {
 }
 
 
+def bootstrap_many(labels, scores=None, requests: dict[str, tuple[str, dict]] | None = None, *, n_boot: int = 1000,
+                   level: float = 0.95, seed: int = 0, max_bins: int = 10_000, chunk: int = 100) -> dict[str, Interval]:
+    """Intervals of several metrics from the SAME replicates (one set of multinomial draws for all):
+    `requests` = {key: (metric name, kwargs)}, e.g. {"auroc": ("auroc", {}), "tpr@1e-3": ("tpr_at_fpr", {"fpr": 1e-3})}.
+    Accepts (labels, scores) or TieGroups."""
+    requests = requests or {"auroc": ("auroc", {})}
+    for metric, _ in requests.values():
+        if metric not in BOOTSTRAP_METRICS:
+            raise ValueError(f"unknown bootstrap metric {metric!r}; choose from {', '.join(BOOTSTRAP_METRICS)}")
+    g = labels if isinstance(labels, TieGroups) and scores is None else M.tie_groups(labels, scores)
+    out: dict[str, Interval] = {}
+    live: dict[str, tuple] = {}
+    b = merge_bins(g, max_bins)
+    for key, (metric, kw) in requests.items():
+        mat_fn, point_fn = BOOTSTRAP_METRICS[metric]
+        exact = point_fn(g, **kw)
+        if not exact.defined:
+            out[key] = Interval(None, None, level, 0, 0, exact.reason)
+        else:  # shift: binned metric -> exact metric (see the module docstring)
+            live[key] = (mat_fn, kw, exact.value - float(mat_fn(b.pos[None], b.neg[None], **kw)[0]), [])
+    if live:
+        rng = np.random.default_rng(seed)
+        p_pos, p_neg = b.pos / b.pos.sum(), b.neg / b.neg.sum()
+        for start in range(0, n_boot, chunk):
+            r = min(chunk, n_boot - start)
+            pos = rng.multinomial(g.n_pos, p_pos, size=r).astype(np.float64)
+            neg = rng.multinomial(g.n_neg, p_neg, size=r).astype(np.float64)
+            for mat_fn, kw, _, reps in live.values():
+                reps.append(mat_fn(pos, neg, **kw))
+        alpha = (1 - level) / 2
+        for key, (_, _, shift, reps) in live.items():
+            lo, hi = np.quantile(np.concatenate(reps) + shift, [alpha, 1 - alpha])
+            out[key] = Interval(float(np.clip(lo, 0, 1)), float(np.clip(hi, 0, 1)), level, n_boot, len(b))
+    return {k: out[k] for k in requests}
+
+
 def bootstrap_ci(labels, scores=None, metric: str = "auroc", *, n_boot: int = 1000, level: float = 0.95,
                  seed: int = 0, max_bins: int = 10_000, chunk: int = 100, **kwargs) -> Interval:
-    """Percentile interval of `metric` ('auroc', 'average_precision', 'tpr_at_fpr' with fpr=) by the
+    """Percentile interval of one `metric` ('auroc', 'average_precision', 'tpr_at_fpr' with fpr=) by the
     stratified bootstrap described in the module docstring. Accepts (labels, scores) or TieGroups."""
-    if metric not in BOOTSTRAP_METRICS:
-        raise ValueError(f"unknown bootstrap metric {metric!r}; choose from {', '.join(BOOTSTRAP_METRICS)}")
-    mat_fn, point_fn = BOOTSTRAP_METRICS[metric]
-    g = labels if isinstance(labels, TieGroups) and scores is None else M.tie_groups(labels, scores)
-    exact = point_fn(g, **kwargs)
-    if not exact.defined:
-        return Interval(None, None, level, 0, 0, exact.reason)
-    b = merge_bins(g, max_bins)
-    shift = exact.value - float(mat_fn(b.pos[None], b.neg[None], **kwargs)[0])
-    rng = np.random.default_rng(seed)
-    p_pos, p_neg = b.pos / b.pos.sum(), b.neg / b.neg.sum()
-    reps = []
-    for start in range(0, n_boot, chunk):
-        r = min(chunk, n_boot - start)
-        pos = rng.multinomial(g.n_pos, p_pos, size=r).astype(np.float64)
-        neg = rng.multinomial(g.n_neg, p_neg, size=r).astype(np.float64)
-        reps.append(mat_fn(pos, neg, **kwargs))
-    values = np.concatenate(reps) + shift
-    alpha = (1 - level) / 2
-    lo, hi = np.quantile(values, [alpha, 1 - alpha])
-    return Interval(float(np.clip(lo, 0, 1)), float(np.clip(hi, 0, 1)), level, n_boot, len(b))
+    return bootstrap_many(labels, scores, {metric: (metric, kwargs)}, n_boot=n_boot, level=level, seed=seed,
+                          max_bins=max_bins, chunk=chunk)[metric]

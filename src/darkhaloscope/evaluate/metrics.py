@@ -14,6 +14,7 @@ few negatives to resolve an FPR); never a bare nan. Exercise: `dhs evaluate SCOR
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -65,7 +66,11 @@ class TieGroups:
         return len(self.thresholds)
 
     def cumulative(self) -> tuple[np.ndarray, np.ndarray]:
-        """(tp, fp) at each operating point, starting with (0, 0) at threshold +inf."""
+        """(tp, fp) at each operating point, starting with (0, 0) at threshold +inf (computed once)."""
+        return self._cumulative
+
+    @cached_property
+    def _cumulative(self) -> tuple[np.ndarray, np.ndarray]:
         tp = np.concatenate([[0.0], np.cumsum(self.pos)])
         fp = np.concatenate([[0.0], np.cumsum(self.neg)])
         return tp, fp

@@ -34,7 +34,7 @@ class BinnedRate:
     label: str  # axis label with unit
     log: bool  # log-scale axis
     edges: np.ndarray  # (B+1,)
-    centres: np.ndarray  # (B,) median value of the rows in each bin (where the point is drawn)
+    centres: np.ndarray  # (B,) mean value of the rows in each bin (where the point is drawn)
     k: np.ndarray  # (B,) hits (score >= threshold)
     n: np.ndarray  # (B,) rows in the bin
     lo: np.ndarray  # (B,) Wilson 95% interval
@@ -75,9 +75,8 @@ def binned_rate(values: np.ndarray, hit: np.ndarray, variable: str, n_bins: int 
     n = np.bincount(idx, minlength=len(edges) - 1).astype(np.float64)
     k = np.bincount(idx, weights=hit[ok].astype(np.float64), minlength=len(edges) - 1)
     lo, hi = wilson_interval(k, n)
-    order = np.argsort(idx, kind="stable")
-    groups = np.split(values[ok][order], np.cumsum(n.astype(np.int64))[:-1])
-    centres = np.array([np.median(g) if len(g) else np.nan for g in groups])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        centres = np.bincount(idx, weights=values[ok], minlength=len(edges) - 1) / n
     return BinnedRate(variable, label or variable, log, edges, centres, k, n, lo, hi)
 
 
