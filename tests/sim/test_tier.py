@@ -135,3 +135,10 @@ def test_yaml_defaults_match_the_dataclass():
 
     root = Path(__file__).resolve().parents[2]
     assert load_config(SimConfig, root / "configs" / "simulate.yaml") == SimConfig()
+
+
+def test_overwrite_replaces_the_whole_tier(tmp_path):
+    simulate_tier(tmp_path, "t", rows=40, seed=1, config=FAST)
+    m = simulate_tier(tmp_path, "t", rows=12, seed=2, config=FAST, overwrite=True)
+    on_disk = sorted(str(p.relative_to(tmp_path / "t")) for p in (tmp_path / "t").rglob("*.parquet"))
+    assert on_disk == m["files"] and _table(tmp_path / "t").num_rows == 12

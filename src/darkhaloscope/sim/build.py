@@ -146,10 +146,9 @@ def chunk_rows(chunk: int, rows: int, cfg: SimConfig) -> range:
 
 def chunk_files(root: Path, chunk: int, plan: Plan, cfg: SimConfig) -> dict[str, Path]:
     """The files chunk `chunk` writes: one per split that has rows in it."""
-    idx = plan.split_idx[chunk_rows(chunk, len(plan.split_idx), cfg).start:
-                         chunk_rows(chunk, len(plan.split_idx), cfg).stop]
+    r = chunk_rows(chunk, len(plan.split_idx), cfg)
     return {plan.splits[k]: root / f"region_split={plan.splits[k]}" / f"part-{chunk:05d}.parquet"
-            for k in sorted(set(idx.tolist()))}
+            for k in sorted(set(plan.split_idx[r.start:r.stop].tolist()))}
 
 
 _CTX: SimContext | None = None  # set in forked workers (and in-process), read by _build_chunk
@@ -173,10 +172,10 @@ def _build_chunk(root: str, tier: str, chunk: int) -> tuple[int, int]:
                                        else encode_stamp(res.ctrl_image[band_idx], bands=cfg.bands))
         for n in names:
             cols[n].append(vals.get(n))
+    paths = chunk_files(Path(root), chunk, plan, cfg)
     for k, cols in per_split.items():
         table = pa.table({n: pa.array(v, _arrow_type(n)) for n, v in cols.items()})
-        path = Path(root) / f"region_split={plan.splits[k]}" / f"part-{chunk:05d}.parquet"
-        with atomic_path(path) as tmp:
+        with atomic_path(paths[plan.splits[k]]) as tmp:
             pq.write_table(table, tmp, row_group_size=cfg.row_group_rows)
     return chunk, len(rows)
 
@@ -241,6 +240,11 @@ def simulate_tier(out, tier: str, rows: int, seed: int, config: SimConfig | None
     elapsed = time.perf_counter() - t0
     manifest = make_manifest(ctx, tier, rows, chunks, root, shard, argv)
     k, n = parse_shard(shard)
+    if overwrite and n == 1:  # a rebuild replaces the whole tier: drop files of an older, larger build
+        keep = {root / f for f in manifest["files"]}
+        for old in list(root.glob("region_split=*/part-*.parquet")) + list(root.glob("manifest-shard-*.json")):
+            if old not in keep:
+                old.unlink()
     name = "manifest.json" if n == 1 else f"manifest-shard-{k:04d}-of-{n:04d}.json"
     atomic_write_text(root / name, json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     manifest["elapsed_s"] = elapsed

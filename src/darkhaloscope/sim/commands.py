@@ -47,7 +47,7 @@ def register(subparsers, bench_subparsers) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="any SimConfig key, e.g. --set theta_e_arcsec=0.8,2.5 (repeatable)")
     p.add_argument("--preview", default=None, help="write a PNG of injections next to their hosts")
-    p.add_argument("--overwrite", action="store_true", help="replace existing files of this tier")
+    p.add_argument("--overwrite", action="store_true", help="replace this tier (unsharded: also removes part files of an older build)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     add_s3_arguments(p)
     p.set_defaults(func=run_simulate)
