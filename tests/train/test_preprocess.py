@@ -106,3 +106,11 @@ def test_bad_config_is_a_usage_error(kw):
         cfg = PreprocessConfig(**kw)
         cfg.validate()
         prepare_batch(_sky(1), cfg, train=False)
+
+
+@pytest.mark.parametrize("k", [1960, 1961])
+def test_cpu_median_picks_the_same_element_as_torch_median_used_on_gpus(k):
+    from darkhaloscope.train.preprocess import _lower_median
+
+    v = torch.randn(6, 3, k, generator=torch.Generator().manual_seed(k))
+    assert torch.equal(_lower_median(v), v.median(dim=-1, keepdim=True).values)
