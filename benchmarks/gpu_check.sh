@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# gpu_check.sh: the default model on one CUDA GPU (bf16, channels_last) with the real input pipeline.
+# Measures: train-step samples/s on synthetic tensors and with the loader (packed tier), which one limits,
+# forward-only (scoring) samples/s, and the wall time of a short real `dhs train` run. Goal (issue 5):
+# >= 10,000 samples/s on one H100 with the loader not the bottleneck. Takes < 5 min on an H100.
+#
+#   bash benchmarks/gpu_check.sh [OUT_DIR]                     # on the GPU machine, from the repo root
+#   DHS_GPU_CHECK_ALLOW_CPU=1 DHS_GPU_CHECK_ROWS=300 DHS_GPU_CHECK_STEPS=2 DHS_GPU_CHECK_MODELS=small_cnn \
+#     bash benchmarks/gpu_check.sh /tmp/gpuchk                  # CPU dry run: proves the script, not the speed
+#
+# Knobs (env): DHS_GPU_CHECK_ROWS (simulated rows, 12000), DHS_GPU_CHECK_STEPS (timed steps, 60),
+# DHS_GPU_CHECK_BATCH (256), DHS_GPU_CHECK_WORKERS (loader workers, cores - 2), DHS_GPU_CHECK_EPOCHS (2),
+# DHS_GPU_CHECK_MODELS ("resnet18 resnet18_s2"; the first one is also trained).
+# Installs nothing heavy: uses the machine's torch (pip-installs torch only when it is missing), and this
+# package with --no-deps. Results: OUT_DIR/summary.txt and the JSON files beside it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT=${1:-${OUT:-/tmp}/dhs_gpu_check}
+ROWS=${DHS_GPU_CHECK_ROWS:-12000}
+STEPS=${DHS_GPU_CHECK_STEPS:-60}
+BATCH=${DHS_GPU_CHECK_BATCH:-256}
+CORES=$(nproc)
+WORKERS=${DHS_GPU_CHECK_WORKERS:-$(( CORES > 3 ? CORES - 2 : 1 ))}
+EPOCHS=${DHS_GPU_CHECK_EPOCHS:-2}
+MODELS=${DHS_GPU_CHECK_MODELS:-resnet18 resnet18_s2}
+FIRST=${MODELS%% *}
+mkdir -p "$OUT"
+T0=$(date +%s)
+log() { echo "[gpu_check +$(( $(date +%s) - T0 ))s] $*"; }
+
+python -c "import torch" 2>/dev/null || { log "torch missing: pip install torch (CUDA build)"; pip install -q torch; }
+python - <<'PY' || { log "installing the missing runtime dependencies"; pip install -q numpy pyarrow fsspec s3fs pyyaml rich scikit-learn scipy lenstronomy; }
+import pyarrow, yaml, rich, sklearn, scipy, fsspec, lenstronomy  # noqa: F401
+PY
+python -c "import darkhaloscope" 2>/dev/null || pip install -q -e . --no-deps
+
+CUDA=$(python -c "import torch; print(int(torch.cuda.is_available()))")
+if [[ "$CUDA" == 1 ]]; then
+  DEV=cuda; PREC=bf16
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt" || true
+elif [[ "${DHS_GPU_CHECK_ALLOW_CPU:-0}" == 1 ]]; then
+  DEV=cpu; PREC=fp32; log "no CUDA: CPU dry run (DHS_GPU_CHECK_ALLOW_CPU=1), fp32; figures are NOT GPU figures"
+  echo "cpu dry run" > "$OUT/gpu.txt"
+else
+  echo "gpu_check: torch.cuda.is_available() is False; run on a CUDA machine or set DHS_GPU_CHECK_ALLOW_CPU=1" >&2
+  exit 1
+fi
+python -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)" | tee -a "$OUT/gpu.txt"
+
+log "simulate $ROWS rows"
+rm -rf "$OUT/sim" "$OUT/packed" "$OUT/run"
+dhs simulate --out "$OUT/sim" --tier gpu --rows "$ROWS" --seed 0 --workers "$CORES" -q
+DATA="$OUT/sim/gpu"
+if dhs pack --help >/dev/null 2>&1; then
+  log "pack to float16 shards"
+  dhs pack "$DATA" "$OUT/packed" --workers "$CORES" --json > "$OUT/pack.json"
+  DATA="$OUT/packed"
+else
+  log "dhs pack not available: benchmarking the npz tier"
+fi
+
+for MODEL in $MODELS; do
+  log "bench train $MODEL ($DEV, $PREC, channels_last, batch $BATCH, $WORKERS workers)"
+  dhs bench train --model "$MODEL" --device "$DEV" --precision "$PREC" --channels-last --batch-size "$BATCH" \
+    --steps "$STEPS" --warmup-steps 5 --data "$DATA" --num-workers "$WORKERS" --json > "$OUT/bench_$MODEL.json"
+done
+
+log "real training run: $FIRST, $EPOCHS epoch(s)"
+TR0=$(date +%s.%N)
+dhs train --data "$DATA" --out "$OUT/run" --config configs/train.yaml --model="$FIRST" --device="$DEV" --precision="$PREC" \
+  --epochs="$EPOCHS" --batch_size="$BATCH" --num_workers="$WORKERS" --progress=false --val_batch_size=1024
+TR1=$(date +%s.%N)
+
+python - "$OUT" "$TR0" "$TR1" "$FIRST" <<'PY' | tee "$OUT/summary.txt"
+import json, sys
+from pathlib import Path
+out, t0, t1, first = Path(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
+print("gpu_check summary:", " | ".join((out / "gpu.txt").read_text().split("\n")).strip(" |"))
+for f in sorted(out.glob("bench_*.json")):
+    r = json.loads(f.read_text())
+    print(f"{r['model']:<12} batch {r['batch_size']} {r['precision']} channels_last={r['channels_last']}: "
+          f"train step synthetic {r['synthetic_samples_per_s']:>9,.0f}/s | loader alone {r['loader_samples_per_s']:>9,.0f}/s "
+          f"({'packed' if r['packed'] else 'npz'}, {r['num_workers']} workers) | train with loader "
+          f"{r['pipeline_train_samples_per_s']:>9,.0f}/s | forward only {r['forward_only_samples_per_s']:>9,.0f}/s "
+          f"| limited by {r['limit']}")
+rows = [json.loads(l) for l in (out / "run" / "metrics.jsonl").read_text().splitlines()]
+summ = json.loads((out / "run" / "summary.json").read_text())
+print(f"dhs train {first}: {len(rows)} epoch(s), {summ['steps']} steps in {t1 - t0:.1f} s wall "
+      f"(incl. start-up and validation); epoch samples/s {[r['samples_per_s'] for r in rows]}; "
+      f"val AUROC {[round(r['val_auroc'], 4) for r in rows]}")
+r = json.loads((out / f"bench_{first}.json").read_text())
+goal = r["pipeline_train_samples_per_s"] >= 10_000 and r["limit"] == "model step"
+print(f"goal ({first}) >= 10,000 samples/s with the loader not the bottleneck: {'MET' if goal else 'NOT MET'}")
+PY
+log "done: $OUT/summary.txt"
