@@ -215,3 +215,20 @@ def test_packed_tier_from_dhs_pack(sim_tier, tmp_path):
     assert "packed float16 stamps" in r.find("schema", "info")[0].message
     assert r.find("balance", "info")[0].details["counts"] == {"test": {0: 27, 1: 27}, "train": {0: 126, 1: 126},
                                                                "val": {0: 27, 1: 27}}
+
+
+def test_invalid_label_values_and_truncated_file(sim_tier, tmp_path):
+    def bad_label(t, rel):
+        if rel == "region_split=train/part-00001.parquet":
+            vals = t["is_control"].to_pylist()
+            vals[37] = 2
+            return set_column(t, "is_control", vals)
+    r = run_audit(str(mutate(sim_tier, tmp_path / "t", bad_label)))
+    msg = " ".join(f.message for f in r.find("balance", "error"))
+    assert "invalid labels in 1 file(s): region_split=train/part-00001.parquet: is_control must be 0 or 1; " \
+           "row 37 has 2" in msg, r.to_markdown()
+    victim = tmp_path / "t" / "region_split=val" / "part-00001.parquet"
+    victim.write_bytes(victim.read_bytes()[:5000])  # truncated copy: footer gone
+    r = run_audit(str(tmp_path / "t"))
+    assert r.verdict == "NO-GO" and "region_split=val/part-00001.parquet: cannot read parquet footer" in \
+        r.find("schema", "error")[0].message

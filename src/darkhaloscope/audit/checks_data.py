@@ -103,6 +103,12 @@ def check_balance(ctx: AuditContext) -> list[Finding]:
     scan, cfg, out = ctx.scan, ctx.config, []
     if scan.label_column is None:
         return out  # the schema check reports the missing label column
+    bad_labels = [fs for fs in scan.files if fs.label_error]
+    if bad_labels:
+        out.append(Finding("balance", "error", f"invalid labels in {len(bad_labels)} file(s): "
+                           f"{first_examples(f'{fs.relpath}: {fs.label_error}' for fs in bad_labels)}; every row "
+                           f"needs {scan.label_column} 0 or 1: fix or drop those rows (counts below exclude them)",
+                           {"files": [fs.relpath for fs in bad_labels][:20]}))
     counts = scan.counts()
     as_dict = {s: {0: c[0], 1: c[1]} for s, c in counts.items()}
     tot = [sum(c[0] for c in counts.values()), sum(c[1] for c in counts.values())]

@@ -15,14 +15,28 @@ from darkhaloscope.audit.registry import AuditContext, first_examples, register_
 from darkhaloscope.audit.report import Finding
 
 
+def split_codes(splits: np.ndarray) -> np.ndarray:
+    """Object array of split names -> int64 codes (fast when runs of one name dominate, as they do)."""
+    codes = np.empty(len(splits), np.int64)
+    table: dict[str, int] = {}
+    change = np.flatnonzero(splits[1:] != splits[:-1]) + 1 if len(splits) else np.empty(0, np.int64)
+    starts = np.concatenate([[0], change]).astype(np.int64)
+    ends = np.concatenate([change, [len(splits)]]).astype(np.int64)
+    for s0, e0 in zip(starts, ends):
+        codes[s0:e0] = table.setdefault(splits[s0], len(table))
+    return codes
+
+
 def cross_split(keys: np.ndarray, splits: np.ndarray) -> tuple[np.ndarray, int]:
     """(indices of the rows whose key occurs in more than one split, number of such keys)."""
     if len(keys) == 0:
         return np.empty(0, np.int64), 0
-    names, codes = np.unique(splits.astype(str), return_inverse=True)
-    pairs = np.unique(np.stack([keys, codes.astype(np.int64)], axis=1), axis=0)
-    uk, n_splits = np.unique(pairs[:, 0], return_counts=True)
-    shared = uk[n_splits > 1]
+    codes = split_codes(splits)
+    order = np.lexsort((codes, keys))
+    k, c = keys[order], codes[order]
+    first = np.concatenate([[True], k[1:] != k[:-1]])
+    group_code = c[np.maximum.accumulate(np.where(first, np.arange(len(k)), 0))]
+    shared = np.unique(k[c != group_code])
     return np.flatnonzero(np.isin(keys, shared)), len(shared)
 
 
@@ -30,8 +44,10 @@ def duplicates_within(keys: np.ndarray, splits: np.ndarray) -> int:
     """Rows that repeat the key of an earlier row of the same split."""
     if len(keys) == 0:
         return 0
-    codes = np.unique(splits.astype(str), return_inverse=True)[1].astype(np.int64)
-    return int(len(keys) - len(np.unique(np.stack([keys, codes], axis=1), axis=0)))
+    codes = split_codes(splits)
+    order = np.lexsort((codes, keys))
+    k, c = keys[order], codes[order]
+    return int(((k[1:] == k[:-1]) & (c[1:] == c[:-1])).sum())
 
 
 def _examples(idx: np.ndarray, keys: np.ndarray, splits: np.ndarray, where_of) -> list[str]:

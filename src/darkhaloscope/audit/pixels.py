@@ -138,8 +138,10 @@ def _one_batch(out: PixelSample, batch: TierBatch, k: int, rng, keep_p: float, c
         return
     try:
         labels = labels_of(t)
-    except DHSError:  # a bad label is the balance check's finding, not this one's
+    except DHSError:  # a bad label is the balance check's finding, not this one's: decode without labels
         labels = None
+        t = t.drop_columns([c for c in (LABEL_COLUMN, LABEL_SOURCE_COLUMN) if c in t.column_names])
+        batch = TierBatch(batch.file, batch.row_group, t, batch.row_index)
     sb = decode_tier_batch(batch, on_error="mask", threads=cfg.decode_threads, check_finite=True)
     out.rows_decoded += n
     for i, reason in sorted(sb.errors.items()):

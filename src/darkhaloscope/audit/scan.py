@@ -18,6 +18,7 @@ from typing import Callable
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from darkhaloscope.errors import DataError
@@ -44,7 +45,8 @@ class FileScan:
     usable: dict[str, int] = field(default_factory=dict)  # split -> rows with cutout_ok=1
     rg_from_stats: int = 0  # row groups whose counts came from footer statistics alone
     rg_read: int = 0  # row groups whose small columns were read
-    error: str | None = None  # why (part of) the file could not be scanned
+    error: str | None = None  # why (part of) the file could not be read
+    label_error: str | None = None  # invalid label values (null, not 0/1): the rows after it are not counted
     hosts: dict[str, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = field(default_factory=dict)
     # host column -> [(int64 id hashes, split names, row index in file)] per row group
     leak: list[dict[str, np.ndarray]] = field(default_factory=list)  # sampled row groups: column -> float64
@@ -120,24 +122,32 @@ def _host_hash(col: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
     return np.fromiter((hash(v) for v in vals), np.int64, count=len(vals)), valid
 
 
+class LabelError(DataError):
+    """The label column of a file holds nulls or values other than 0/1."""
+
+
 class _FileScanner:
     """Scan one file: row groups settled by footer statistics are counted without reading; the others are
     read together, small columns only, in chunks of at most READ_CHUNK_ROWS rows (one call per chunk)."""
 
-    def __init__(self, tier: Tier, label_col: str | None, leak_cols: list[str], leak_p: float, seed: int):
+    def __init__(self, tier: Tier, label_col: str | None, leak_cols: list[str], leak_p: float, seed: int,
+                 host_ids: bool = True):
         self.tier, self.label_col, self.leak_cols, self.leak_p, self.seed = tier, label_col, leak_cols, leak_p, seed
+        self.host_ids = host_ids
+        # remote (s3://) files: coalesce the small column chunks of a row group into few range requests
+        self.pre_buffer = not isinstance(tier.fs, pafs.LocalFileSystem)
 
     def __call__(self, item: tuple[int, TierFile]) -> FileScan:
         k, f = item
         try:
-            pf = pq.ParquetFile(self.tier.fs.open_input_file(f.path))
+            pf = pq.ParquetFile(self.tier.fs.open_input_file(f.path), pre_buffer=self.pre_buffer)
             schema = pf.schema_arrow
         except (OSError, pa.ArrowException) as e:
             return FileScan(f.relpath, f.num_rows, {}, error=f"cannot read parquet ({str(e).splitlines()[0][:150]})")
         fs = FileScan(f.relpath, f.num_rows, {n: schema.field(n).type for n in schema.names})
         idx = {n: i for i, n in enumerate(schema.names)}
         label_col = self.label_col if self.label_col in idx else None  # a file without it: schema error
-        hosts = [c for c in HOST_ID_COLUMNS if c in idx]
+        hosts = [c for c in HOST_ID_COLUMNS if c in idx] if self.host_ids else []
         take_leak = bool(self.leak_cols) and np.random.default_rng([self.seed, k]).random() < self.leak_p
         md = pf.metadata
         to_read: list[tuple[int, int, int]] = []  # (row group, first row, rows)
@@ -164,6 +174,9 @@ class _FileScanner:
                 table = pf.read_row_groups([c[0] for c in chunk], columns=cols, use_threads=False)
                 rows = np.concatenate([np.arange(s0, s0 + n, dtype=np.int64) for _, s0, n in chunk])
                 self._read_part(fs, f, table, rows, label_col, hosts, take_leak, idx)
+            except LabelError as e:
+                fs.label_error = str(e)
+                break
             except (OSError, pa.ArrowException, DataError) as e:
                 fs.error = f"row group {chunk[0][0]}: {str(e).splitlines()[0][:200]}"
                 break
@@ -175,7 +188,8 @@ class _FileScanner:
 
     @staticmethod
     def _count(fs: FileScan, splits: np.ndarray, usable: np.ndarray, labels: np.ndarray | None) -> None:
-        for s in np.unique(splits):
+        names = [splits[0]] if len(splits) and (splits == splits[0]).all() else np.unique(splits)
+        for s in names:  # one split per file is the rule (hive partitions): no object sort then
             m = splits == s
             fs.rows[s] = fs.rows.get(s, 0) + int(m.sum())
             fs.usable[s] = fs.usable.get(s, 0) + int((m & usable).sum())
@@ -213,7 +227,7 @@ class _FileScanner:
                 head, _, tail = msg.rpartition(" row ")
                 num, _, rest = tail.partition(" ")
                 msg = f"{head} row {rows[int(num)]} {rest}" if num.isdigit() else msg
-            raise DataError(f"{msg}; fix the label column") from None
+            raise LabelError(msg) from None
 
 
 def _chunks(items: list[tuple[int, int, int]], max_rows: int):
@@ -230,13 +244,13 @@ def _chunks(items: list[tuple[int, int, int]], max_rows: int):
 
 
 def scan_tier(tier: Tier, *, leakage_max_rows: int = 20_000, seed: int = 0, threads: int = 8,
-              progress: Callable[[int], None] | None = None) -> TierScan:
+              host_ids: bool = True, progress: Callable[[int], None] | None = None) -> TierScan:
     """Walk every file of `tier` once (small columns only) and return what the cheap checks need."""
     cols = tier.columns
     label_col = LABEL_COLUMN if LABEL_COLUMN in cols else (LABEL_SOURCE_COLUMN if LABEL_SOURCE_COLUMN in cols else None)
     leak_cols = _metadata_columns(tier)
     leak_p = min(1.0, leakage_max_rows / max(1, tier.num_rows))
-    scanner = _FileScanner(tier, label_col, leak_cols, leak_p, seed)
+    scanner = _FileScanner(tier, label_col, leak_cols, leak_p, seed, host_ids)
     out: list[FileScan] = []
     with ThreadPoolExecutor(max(1, min(threads, len(tier.files)))) as ex:
         for fs in ex.map(scanner, enumerate(tier.files)):
