@@ -159,3 +159,11 @@ def test_cursor_from_another_plan_is_refused(tiny_tier):
         b.load_state_dict(a.state_dict())
     with pytest.raises(UsageError, match="outside"):
         a.load_state_dict({"epoch": 0, "batches_done": 99})
+
+
+def test_a_split_without_usable_rows_is_a_data_error(tmp_path):
+    root = make_tier(tmp_path / "t", rows_per_split=8, files_per_split=1, splits=("train",))
+    _damage(next(root.rglob("*.parquet")), not_ok=range(8))
+    with pytest.raises(DataError, match="split 'train' has no rows with cutout_ok=1"):
+        StampStream(str(root), "train", 4)
+    assert StampStream(str(root), "train", 4, cutout_ok_only=False).num_rows() == 8

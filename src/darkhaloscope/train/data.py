@@ -55,6 +55,7 @@ import re
 from typing import Iterator
 
 import numpy as np
+import pyarrow.compute as pc
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from darkhaloscope.errors import DataError, DHSError, UsageError
@@ -197,21 +198,24 @@ class StampStream(IterableDataset):
                                 " so its rows have no label; training needs it")
 
     def _unit_rows(self) -> list[tuple[int, int, int]]:
-        """(file index, row group, rows kept) for every row group of the split, in tier order."""
-        need_read = [i for i, f in enumerate(self.files)
-                     if f.split is None or (self.cutout_ok_only and CUTOUT_OK_COLUMN in f.columns)]
-        kept: dict[int, np.ndarray] = {i: np.asarray(f.row_group_rows, np.int64) for i, f in enumerate(self.files)}
-        if need_read:
-            by_rel = {self.files[i].relpath: i for i in need_read}
-            label = LABEL_COLUMN if all(LABEL_COLUMN in self.files[i].columns for i in need_read) else LABEL_SOURCE_COLUMN
+        """(file index, row group, rows kept) for every row group of the split, in tier order: from the
+        footers, or (split column / cutout_ok filter) from one small label column, never the stamps."""
+        sizes = [np.asarray(f.row_group_rows, np.int64) for f in self.files]
+        if any(f.split is None or (self.cutout_ok_only and CUTOUT_OK_COLUMN in f.columns) for f in self.files):
+            label = LABEL_COLUMN if all(LABEL_COLUMN in f.columns for f in self.files) else LABEL_SOURCE_COLUMN
             table = self.tier.read_columns([label], split=self.split, cutout_ok_only=self.cutout_ok_only)
-            files_col = np.asarray(table["_file"].to_pylist(), dtype=object)
-            rows_col = table["_row"].to_numpy()
-            for rel, i in by_rel.items():
-                bounds = np.cumsum(self.files[i].row_group_rows)
-                rg = np.searchsorted(bounds, rows_col[files_col == rel], side="right")
-                kept[i] = np.bincount(rg, minlength=len(bounds)).astype(np.int64)
-        return [(i, rg, int(n)) for i in range(len(self.files)) for rg, n in enumerate(kept[i]) if n > 0]
+            if table.num_rows == 0:
+                raise DataError(f"{self.data}: split '{self.split}' has no rows with {CUTOUT_OK_COLUMN}=1"
+                                if self.cutout_ok_only else f"{self.data}: split '{self.split}' has no rows")
+            file_base = np.concatenate([[0], np.cumsum([f.num_rows for f in self.files])])
+            unit_ends = np.concatenate([file_base[i] + np.cumsum(s) for i, s in enumerate(sizes)])
+            index = {f.relpath: i for i, f in enumerate(self.files)}
+            codes = pc.dictionary_encode(table["_file"]).combine_chunks()
+            file_of_code = np.asarray([index[r] for r in codes.dictionary.to_pylist()], np.int64)
+            rows = file_base[file_of_code[codes.indices.to_numpy()]] + table["_row"].to_numpy()
+            kept = np.bincount(np.searchsorted(unit_ends, rows, side="right"), minlength=len(unit_ends))
+            sizes = np.split(kept, np.cumsum([len(s) for s in sizes])[:-1])
+        return [(i, rg, int(n)) for i, s in enumerate(sizes) for rg, n in enumerate(s) if n > 0]
 
 
 def mark_consumed(stream: StampStream, n_batches: int = 1) -> None:
@@ -248,13 +252,15 @@ def _clean_worker_error(e: DHSError) -> DHSError:
     return type(e)(re.sub(r"^[\w.]+(Error|Exception): ", "", last.strip()))
 
 
-def make_loader(stream: StampStream, num_workers: int = 0, pin_memory: bool = False,
-                prefetch_factor: int = 4) -> DataLoader:
+def make_loader(stream: StampStream, num_workers: int = 0, pin_memory: bool = False, prefetch_factor: int = 4,
+                multiprocessing_context: str | None = None) -> DataLoader:
     """An in-order DataLoader over `stream` (batch_size=None: the stream batches). Workers are not
-    persistent, so each epoch's iterator sees `set_epoch` and the cursor."""
-    if num_workers < 0:
-        raise UsageError(f"num_workers must be >= 0; got {num_workers}")
+    persistent, so each epoch's iterator sees `set_epoch` and the cursor. `multiprocessing_context`
+    ('spawn', 'forkserver') starts workers without forking the parent, e.g. if an S3 client misbehaves
+    after fork; the default is the platform's (fork on Linux)."""
+    if num_workers < 0 or prefetch_factor < 1:
+        raise UsageError(f"num_workers must be >= 0 and prefetch_factor >= 1; got {num_workers}, {prefetch_factor}")
     stream.num_workers = max(1, int(num_workers))
-    extra = {"prefetch_factor": prefetch_factor, "persistent_workers": False} if num_workers > 0 else {}
+    extra = {"prefetch_factor": prefetch_factor, "persistent_workers": False,
+             "multiprocessing_context": multiprocessing_context} if num_workers > 0 else {}
     return StampLoader(stream, batch_size=None, num_workers=num_workers, pin_memory=pin_memory, **extra)
-
