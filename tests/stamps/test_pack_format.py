@@ -55,13 +55,15 @@ def test_pack_round_trip(tiny_tier, tmp_path, capsys):
 def test_split_column_source_becomes_hive_and_row_ids(tmp_path):
     src = make_tier(tmp_path / "flat", rows_per_split=6, files_per_split=1, row_group_size=4, hive=False)
     for p in src.glob("*.parquet"):
-        pq.write_table(pq.read_table(p).drop_columns(["stamp_id"]), p)
+        t = pq.read_table(p).drop_columns(["stamp_id"])
+        pq.write_table(t.append_column("ctrl_stamp_npz", t["stamp_npz"]), p)  # the paired control stamp
     m = pack_tier(open_tier(str(src)), str(tmp_path / "out"), PackOptions(compression="zstd", workers=1))
     packed = open_tier(str(tmp_path / "out"))
     assert packed.split_from_partition and packed.splits() == ["test", "train", "val"]
     ids = packed.read_columns(["row_id"], split="val")["row_id"].to_pylist()
     assert ids == [f"part-val-00000.parquet:{i}" for i in range(6)]
     assert m["compression"] == "zstd" and len(m["shards"]) == 3
+    assert "ctrl_stamp_npz" not in packed.columns and "stamp_npz" not in packed.columns
 
 
 def test_bad_rows_are_skipped_counted_and_named(tmp_path, capsys):
