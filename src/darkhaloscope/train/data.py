@@ -231,16 +231,17 @@ class StampLoader(DataLoader):
         stream: StampStream = self.dataset
         stream._start()  # before the workers get their copy of the stream
         it = super().__iter__()
-        while True:
-            try:
-                batch = next(it)
-            except StopIteration:
-                return
-            except DHSError as e:
-                raise _clean_worker_error(e) from None
-            mark_consumed(stream, 1)
-            stream.rows_skipped += batch["n_skipped"]
-            yield batch
+        try:
+            for batch in it:
+                mark_consumed(stream, 1)
+                stream.rows_skipped += batch["n_skipped"]
+                yield batch
+        except DHSError as e:
+            raise _clean_worker_error(e) from None
+        finally:  # stop the workers now on an error or an early break, not whenever the iterator is collected
+            shutdown = getattr(it, "_shutdown_workers", None)
+            if shutdown is not None:
+                shutdown()
 
 
 def _clean_worker_error(e: DHSError) -> DHSError:
