@@ -148,3 +148,13 @@ def test_unsplit_tier_and_nonexistent_path(tmp_path, capsys):
     assert "no split for 1 file(s) (flat.parquet)" in " ".join(f.message for f in r.find("schema", "error"))
     assert main(["audit", str(tmp_path / "missing")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_importable_without_torch():
+    """`dhs review` / `dhs demo` and CPU-only data machines use the audit without torch."""
+    import subprocess
+    import sys
+
+    code = ("import sys, darkhaloscope.audit, darkhaloscope.audit.commands; "
+            "from darkhaloscope.audit import run_audit; assert 'torch' not in sys.modules, 'torch imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)
