@@ -119,3 +119,13 @@ def test_bad_is_control_and_non_binary_stamps_name_the_row(tmp_path):
     _rewrite(path, "stamp_npz", ["not bytes"] * 6, pa.string())
     with pytest.raises(DataError, match="column stamp_npz has type string, expected binary"):
         decode_tier_batch(next(open_tier(str(root)).iter_batches(["stamp_npz"])))
+
+
+def test_batch_rows_slices_row_groups_without_losing_rows(tiny_tier):
+    tier = open_tier(str(tiny_tier))
+    whole = list(tier.iter_batches(["stamp_id"], split="train"))
+    sliced = list(tier.iter_batches(["stamp_id"], split="train", batch_rows=3))
+    assert [b.table.num_rows for b in sliced[:3]] == [3, 3, 2]  # 8-row groups
+    assert [i for b in sliced for i in b.row_ids()] == [i for b in whole for i in b.row_ids()]
+    assert [i for b in sliced for i in b.table["stamp_id"].to_pylist()] == \
+        [i for b in whole for i in b.table["stamp_id"].to_pylist()]

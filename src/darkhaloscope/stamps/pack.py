@@ -49,6 +49,7 @@ PACK_FORMAT = "darkhaloscope-packed"
 PACK_FORMAT_VERSION = 1
 COMPRESSIONS = {"none": ("none", None), "zstd": ("zstd", 1)}  # name -> (parquet codec, level)
 BLOB_COLUMNS = (STAMP_COLUMN, CTRL_STAMP_COLUMN)  # never carried into a packed tier
+DECODE_BATCH_ROWS = 1024  # stamps decoded at once (~50 MB float32) however large the source row groups
 
 
 @dataclass
@@ -129,7 +130,7 @@ def pack_file(tier: Tier, f: TierFile, index: int, out: Path, opts: PackOptions,
     carried = _carried_columns(f)
     writers: dict[str, _ShardWriter] = {}
     with contextlib.ExitStack() as stack:
-        for batch in tier.iter_batches([STAMP_COLUMN] + carried, files=[f]):
+        for batch in tier.iter_batches([STAMP_COLUMN] + carried, files=[f], batch_rows=DECODE_BATCH_ROWS):
             sb = decode_tier_batch(batch, on_error="mask", threads=opts.decode_threads)
             for i, reason in sorted(sb.errors.items()):
                 res.skipped[re.sub(r"\d+", "N", reason)] += 1

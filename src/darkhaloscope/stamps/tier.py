@@ -131,15 +131,24 @@ class Tier:
         return self._filter(f, row_group, table, start, columns, filt_split, filt_ok, split)
 
     def iter_batches(self, columns: Sequence[str], *, split: str | None = None, cutout_ok_only: bool = False,
-                     files: Sequence[TierFile] | None = None) -> Iterator[TierBatch]:
-        """Yield one TierBatch per row group of each file, in order. Memory: one row group at a time."""
+                     files: Sequence[TierFile] | None = None, batch_rows: int | None = None) -> Iterator[TierBatch]:
+        """Yield TierBatches in file order: one per row group, or zero-copy slices of at most `batch_rows`
+        rows of it (so that decoded float32 stays small when a writer made 100 MB row groups).
+        Memory: one row group's requested columns at a time."""
+        if batch_rows is not None and batch_rows < 1:
+            raise ValueError("batch_rows must be >= 1")
         for f in (files if files is not None else self.files_for(split)):
             if split is not None and f.split is not None and f.split != split:
                 continue
             pf = self.open_parquet(f)
             try:
                 for rg in range(f.num_row_groups):
-                    yield self.read_row_group(f, rg, columns, split=split, cutout_ok_only=cutout_ok_only, pf=pf)
+                    b = self.read_row_group(f, rg, columns, split=split, cutout_ok_only=cutout_ok_only, pf=pf)
+                    if batch_rows is None or b.table.num_rows <= batch_rows:
+                        yield b
+                        continue
+                    for i in range(0, b.table.num_rows, batch_rows):
+                        yield TierBatch(f, rg, b.table.slice(i, batch_rows), b.row_index[i:i + batch_rows])
             finally:
                 pf.close()
 
