@@ -4,7 +4,6 @@ ambiguous when several test folders have a conftest.py.)"""
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 from pathlib import Path
 from typing import Callable
@@ -17,13 +16,6 @@ from darkhaloscope.stamps.codec import decode_batch, encode_stamp
 
 ROW_GROUP_ROWS = 32  # row-group size of the session's simulated tier and of every mutated copy
 
-
-def root_conftest():
-    """tests/conftest.py loaded by path (for `upload_folder`)."""
-    spec = importlib.util.spec_from_file_location("_dhs_root_conftest_audit", Path(__file__).parents[1] / "conftest.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def mutate(src: Path, dst: Path, fn: Callable[[pa.Table, str], pa.Table | None]) -> Path:

@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 
 import pyarrow.compute as pc
-from brokentier import mutate, root_conftest
+from brokentier import mutate
+from s3util import upload_folder
 
 from darkhaloscope.audit import run_audit
 from darkhaloscope.cli import main
 from darkhaloscope.stamps.fs import S3Options
 
-upload_folder = root_conftest().upload_folder
 
 
 def test_audit_s3_tier_matches_local(sim_tier, s3_bucket, tmp_path):

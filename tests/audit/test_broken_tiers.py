@@ -12,6 +12,7 @@ from brokentier import map_stamps, mutate, set_column
 
 from darkhaloscope.audit import AuditConfig, run_audit
 from darkhaloscope.cli import main
+from darkhaloscope.stamps.codec import encode_stamp
 
 
 def _messages(report, check, severity):
@@ -91,10 +92,16 @@ def test_corrupt_npz_and_all_zero_band(sim_tier, tmp_path):
                 img = img.copy()
                 img[2] = 0.0
                 return img
+            if i == 7:
+                return encode_stamp(img[:2], bands=("g", "r"))  # a g/r-only bandset row
+            if i == 8:
+                return encode_stamp(img[:, :32, :32])
         return map_stamps(t, fn)
     r = run_audit(str(mutate(sim_tier, tmp_path / "t", corrupt)))
     kinds = {f.details["kind"]: f for f in r.find("usability", "error")}
-    assert set(kinds) == {"decode_failure", "all_zero_band"}, r.to_markdown()
+    assert set(kinds) == {"decode_failure", "all_zero_band", "missing_band", "wrong_shape"}, r.to_markdown()
+    assert "row 7: missing band(s) image_z" in kinds["missing_band"].message
+    assert "row 8: image_g has shape (32, 32), expected (64, 64)" in kinds["wrong_shape"].message
     assert "region_split=train/part-00000.parquet row 5" in kinds["decode_failure"].message
     assert "row 6: band(s) z all zero" in kinds["all_zero_band"].message
 

@@ -5,7 +5,7 @@ By default a seeded random set of whole row groups, stratified by split, adding 
 for decode failure, unknown npz layout, missing band, wrong shape, NaN/Inf and all-zero bands; valid
 rows give a pixel hash (duplicate stamps across splits) and image statistics (shortcut probe); injection
 rows with a `ctrl_stamp_npz` give the paired-control check. Memory: one row group at a time, plus
-8 bytes of hash and 11 statistics per kept row. Exercised by `dhs audit DATA [--full]`.
+8 bytes of hash per row and the image statistics of at most `probe_max_rows` rows. Exercised by `dhs audit DATA [--full]`.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ class PixelSample:
     row_groups: int = 0
     problems: dict[str, int] = field(default_factory=dict)  # kind -> rows
     examples: dict[str, list[str]] = field(default_factory=dict)  # kind -> first 'file row i: reason'
-    features: list[np.ndarray] = field(default_factory=list)  # (n, 11) blocks, valid rows (capped)
+    features: list[np.ndarray] = field(default_factory=list)  # (n, F) image statistics of valid rows (capped)
     labels: list[np.ndarray] = field(default_factory=list)  # matching labels
     hashes: list[np.ndarray] = field(default_factory=list)  # int64 pixel hashes of valid rows
     hash_splits: list[np.ndarray] = field(default_factory=list)
