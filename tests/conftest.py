@@ -10,17 +10,16 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
+
 from tierfactory import make_tier  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 DR10_DIR = SHARED / "data" / "dr10_cutouts"
 
-
 @pytest.fixture
 def tiny_tier(tmp_path) -> Path:
     """A hive-partitioned tier: 3 splits x 24 rows, half controls, 2 files per split, 8-row row groups."""
     return make_tier(tmp_path / "tier", rows_per_split=24, files_per_split=2, row_group_size=8)
-
 
 @pytest.fixture
 def dr10_dir() -> Path:
@@ -28,12 +27,10 @@ def dr10_dir() -> Path:
         pytest.skip(f"real DR10 cutouts not found at {DR10_DIR} (the ../shared folder is missing)")
     return DR10_DIR
 
-
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
 
 @pytest.fixture(scope="session")
 def s3_server():
@@ -56,7 +53,6 @@ def s3_server():
             else:
                 os.environ[k] = v
 
-
 @pytest.fixture
 def s3_bucket(s3_server):
     """A fresh, empty bucket on the local S3 server; yields (endpoint_url, bucket_name)."""
@@ -67,14 +63,3 @@ def s3_bucket(s3_server):
     name = f"dhs-{uuid.uuid4().hex[:12]}"
     boto3.client("s3", endpoint_url=s3_server, region_name="us-east-1").create_bucket(Bucket=name)
     return s3_server, name
-
-
-def upload_folder(endpoint_url: str, bucket: str, folder: Path, prefix: str) -> str:
-    """Copy a local folder into the bucket under `prefix`; return the s3:// URI."""
-    import boto3
-
-    s3 = boto3.client("s3", endpoint_url=endpoint_url, region_name="us-east-1")
-    for p in sorted(Path(folder).rglob("*")):
-        if p.is_file():
-            s3.upload_file(str(p), bucket, f"{prefix}/{p.relative_to(folder).as_posix()}")
-    return f"s3://{bucket}/{prefix}"

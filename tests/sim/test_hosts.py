@@ -101,7 +101,7 @@ def test_pairing_and_no_central_flux_shortcut(tmp_path):
 
 
 def test_hosts_from_a_tier_on_s3(tmp_path, tiny_tier, s3_bucket):
-    from conftest import upload_folder
+    from s3util import upload_folder
 
     endpoint, bucket = s3_bucket
     uri = upload_folder(endpoint, bucket, tiny_tier, "tiers/tiny")

@@ -1,10 +1,8 @@
 """s3:// tiers served by a real local S3 endpoint (moto on 127.0.0.1), read through the same code path."""
 
-import importlib.util
 import json
 import socket
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,17 +12,7 @@ from darkhaloscope.errors import DataError
 from darkhaloscope.stamps.batch import decode_tier_batch
 from darkhaloscope.stamps.fs import S3Options, redact
 from darkhaloscope.stamps.tier import open_tier
-
-
-def _load_root_conftest():
-    """tests/conftest.py by path: `from conftest import` may find another folder's conftest module first."""
-    spec = importlib.util.spec_from_file_location("_dhs_root_conftest", Path(__file__).parents[1] / "conftest.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-upload_folder = _load_root_conftest().upload_folder
+from s3util import upload_folder
 
 
 def _images(tier, split):

@@ -21,16 +21,9 @@ from darkhaloscope.stamps.fs import S3Options  # noqa: E402
 from darkhaloscope.stamps.pack import pack_tier  # noqa: E402
 from darkhaloscope.stamps.tier import open_tier  # noqa: E402
 from darkhaloscope.train.data import StampStream, make_loader  # noqa: E402
+from s3util import upload_folder  # noqa: E402
 
 
-def _upload_folder(*args) -> str:
-    """tests/conftest.py's upload_folder (tests/train/conftest.py shadows the module name)."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("_root_conftest", Path(__file__).resolve().parents[1] / "conftest.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.upload_folder(*args)
 
 
 def _rows(stream: StampStream, workers: int = 0) -> dict[str, tuple[np.ndarray, float]]:
@@ -56,7 +49,7 @@ def test_packed_tier_streams_float16_with_the_same_rows_and_labels(tiny_tier, tm
 
 def test_s3_tier_with_local_cache(tiny_tier, s3_bucket, tmp_path):
     endpoint, bucket = s3_bucket
-    uri = _upload_folder(endpoint, bucket, tiny_tier, "tiers/tiny")
+    uri = upload_folder(endpoint, bucket, tiny_tier, "tiers/tiny")
     s3 = S3Options(endpoint_url=endpoint)
     cache = tmp_path / "cache"
     remote = _rows(StampStream(uri, "val", 8, s3=s3, cache_dir=str(cache)), workers=2)
