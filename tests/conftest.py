@@ -16,10 +16,12 @@ from tierfactory import make_tier  # noqa: E402
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 DR10_DIR = SHARED / "data" / "dr10_cutouts"
 
+
 @pytest.fixture
 def tiny_tier(tmp_path) -> Path:
     """A hive-partitioned tier: 3 splits x 24 rows, half controls, 2 files per split, 8-row row groups."""
     return make_tier(tmp_path / "tier", rows_per_split=24, files_per_split=2, row_group_size=8)
+
 
 @pytest.fixture
 def dr10_dir() -> Path:
@@ -27,10 +29,12 @@ def dr10_dir() -> Path:
         pytest.skip(f"real DR10 cutouts not found at {DR10_DIR} (the ../shared folder is missing)")
     return DR10_DIR
 
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
 
 @pytest.fixture(scope="session")
 def s3_server():
@@ -52,6 +56,7 @@ def s3_server():
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
 
 @pytest.fixture
 def s3_bucket(s3_server):
