@@ -13,6 +13,8 @@ Measures, on the same draws of lens, source and PSF:
 
 from __future__ import annotations
 
+import os
+import resource
 import tempfile
 import time
 
@@ -86,22 +88,40 @@ def bench_rows(n: int, cfg: SimConfig, seed: int = 0) -> float:
     return n / (time.perf_counter() - t0)
 
 
-def bench_tier(rows: int, workers: int, cfg: SimConfig) -> float:
+def _cpu_s() -> float:
+    """CPU seconds used by this process and its finished children (workers)."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def bench_tier(rows: int, workers: int, cfg: SimConfig) -> tuple[float, float]:
+    """(rows per wall second, rows per CPU second) of an end-to-end build with `workers` processes."""
     with tempfile.TemporaryDirectory() as tmp:
+        c0 = _cpu_s()
         m = simulate_tier(tmp, "bench", rows, 0, cfg, workers=workers)
-    return rows / m["elapsed_s"]
+        cpu = _cpu_s() - c0
+    return rows / m["elapsed_s"], rows / cpu
 
 
 def run_bench(stamps: int, workers: int, tier_rows: int, cfg: SimConfig) -> dict:
     draws = _draws(stamps, cfg)
     bench_ours(draws[:5], cfg)  # warm-up (lenstronomy caches, FFT plans)
-    out = {"supersample": cfg.supersample, "baseline_stamps_per_s": bench_baseline(draws, cfg),
-           "ours_stamps_per_s": bench_ours(draws, cfg), "rows_per_s_1core": bench_rows(stamps, cfg)}
+    c0 = time.process_time()
+    base = bench_baseline(draws, cfg)
+    c1 = time.process_time()
+    ours = bench_ours(draws, cfg)
+    c2 = time.process_time()
+    out = {"supersample": cfg.supersample, "baseline_stamps_per_s": base, "ours_stamps_per_s": ours,
+           "baseline_stamps_per_cpu_s": len(draws) / (c1 - c0), "ours_stamps_per_cpu_s": len(draws) / (c2 - c1),
+           "rows_per_s_1core": bench_rows(stamps, cfg)}
     out["speedup"] = out["ours_stamps_per_s"] / out["baseline_stamps_per_s"]
     if tier_rows:
         tier_cfg = SimConfig(**{**cfg.__dict__, "rows_per_file": max(1, tier_rows // (4 * max(workers, 1)))})
         out["tier_rows"] = tier_rows
-        out["tier_1_worker_rows_per_s"] = bench_tier(tier_rows, 1, tier_cfg)
-        out[f"tier_{workers}_workers_rows_per_s"] = bench_tier(tier_rows, workers, tier_cfg)
-        out["scaling"] = out[f"tier_{workers}_workers_rows_per_s"] / out["tier_1_worker_rows_per_s"]
+        out["tier_1_worker_rows_per_s"], out["tier_1_worker_rows_per_cpu_s"] = bench_tier(tier_rows, 1, tier_cfg)
+        wall, cpu = bench_tier(tier_rows, workers, tier_cfg)
+        out[f"tier_{workers}_workers_rows_per_s"], out[f"tier_{workers}_workers_rows_per_cpu_s"] = wall, cpu
+        out["scaling_wall"] = wall / out["tier_1_worker_rows_per_s"]  # ~W on an otherwise idle machine
+        out["parallel_cpu_efficiency"] = cpu / out["tier_1_worker_rows_per_cpu_s"]  # 1.0: no parallel overhead
+        out["load_average_1min"] = os.getloadavg()[0]  # > cores: other jobs compete, wall figures drop
     return out
