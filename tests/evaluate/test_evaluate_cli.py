@@ -105,3 +105,15 @@ def test_baseline_close_to_cnn_is_stated_first(tmp_path):
     m = json.loads((tmp_path / "rep" / "metrics.json").read_text())
     meta = next(b for b in m["baselines"] if b["name"] == "allowed metadata")
     assert meta["close_to_cnn"] and "theta_e_arcsec" not in meta["features"]  # label-leaking columns never used
+
+
+def test_operating_point_at_fixed_fpr_and_fallback(tmp_path):
+    scores = write_synthetic_scores(tmp_path / "s.parquet", 4000, seed=3)
+    fast = [*FAST, "--set", "baselines=false"]
+    assert main(["evaluate", str(scores), "--out", str(tmp_path / "a"), *fast, "--set", "threshold_fpr=0.01"]) == 0
+    m = json.loads((tmp_path / "a" / "metrics.json").read_text())
+    assert m["threshold"]["fpr"] <= 0.01 and m["threshold"]["recall"] == m["tpr_at_fpr"]["0.01"]["value"]
+    # 1e-4 cannot be resolved with ~2,000 controls: falls back to the probability threshold, and says so
+    assert main(["evaluate", str(scores), "--out", str(tmp_path / "b"), *fast, "--set", "threshold_fpr=1e-4"]) == 0
+    m = json.loads((tmp_path / "b" / "metrics.json").read_text())
+    assert m["threshold"]["score"] == 0.5 and any("threshold_fpr 0.0001" in w for w in m["warnings"])

@@ -103,7 +103,7 @@ def ranking_section(s: Scores, r: Ranked, cfg: EvaluateConfig, fig_dir: Path, ev
     ev.sections.append(Section("Ranking metrics", lines, figs))
     if cfg.threshold_fpr is not None:
         m = M.tpr_at_fpr(g, fpr=cfg.threshold_fpr)
-        if m.threshold is not None and np.isfinite(m.threshold):
+        if m.defined and m.threshold is not None and np.isfinite(m.threshold):
             return m.threshold
         ev.warnings.append(f"threshold_fpr {cfg.threshold_fpr:g}: {m.reason or 'no operating point'}; "
                            f"using threshold {cfg.threshold:g} instead")
