@@ -91,8 +91,11 @@ def test_memory_stays_bounded_while_iterating(tmp_path):
         sb = decode_tier_batch(b)
         rows += len(sb.images)
         peak = max(peak, pa.total_allocated_bytes() - base)
+    rg_bytes = total_bytes / tier.files[0].num_row_groups  # 30 row groups of 8 stamps
     assert rows == 240 and total_bytes > 10e6
-    assert peak < total_bytes / 10, f"arrow held {peak / 1e6:.1f} MB of a {total_bytes / 1e6:.1f} MB file"
+    # a few row groups live at once (the batch being decoded, the previous one, the reader's buffer);
+    # reading the whole file would hold 30
+    assert peak < 6 * rg_bytes, f"arrow held {peak / 1e6:.1f} MB; a row group is {rg_bytes / 1e6:.2f} MB"
 
 
 def test_read_columns_adds_split_file_and_row(tiny_tier):
