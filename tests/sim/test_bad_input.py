@@ -86,3 +86,26 @@ def test_output_must_be_a_writable_local_folder(tmp_path, capsys):
     assert rc == 2 and "not a writable folder" in capsys.readouterr().err
     rc = main(["simulate", "--out", "s3://bucket/tiers", "--tier", "t", "--rows", "12", "--seed", "1", "-q"])
     assert rc == 2 and "local or shared filesystem" in capsys.readouterr().err
+
+
+def test_host_with_nan_pixels_is_named(tmp_path, capsys):
+    hosts = tmp_path / "hosts"
+    hosts.mkdir()
+    rng = np.random.default_rng(0)
+    for k in range(3):
+        np.savez(hosts / f"h{k}.npz", cutout=rng.normal(0, 0.003, (101, 101, 3)).astype(np.float32))
+    bad = rng.normal(0, 0.003, (101, 101, 3)).astype(np.float32)
+    bad[50, 50, 1] = np.nan
+    np.savez(hosts / "nanhost.npz", cutout=bad)
+    assert _run(tmp_path, "--hosts", str(hosts)) == 1
+    err = capsys.readouterr().err
+    assert "nanhost.npz" in err and "NaN" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_tier_without_controls_cannot_give_hosts(tmp_path, capsys):
+    from tierfactory import make_tier  # tests/ is on sys.path (conftest)
+
+    src = make_tier(tmp_path / "only_injections", rows_per_split=6, files_per_split=1, control_frac=0)
+    assert _run(tmp_path, "--hosts", str(src)) == 1
+    assert "no control rows" in capsys.readouterr().err
