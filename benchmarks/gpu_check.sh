@@ -29,11 +29,6 @@ T0=$(date +%s)
 log() { echo "[gpu_check +$(( $(date +%s) - T0 ))s] $*"; }
 
 python -c "import torch" 2>/dev/null || { log "torch missing: pip install torch (CUDA build)"; pip install -q torch; }
-python - <<'PY' || { log "installing the missing runtime dependencies"; pip install -q numpy pyarrow fsspec s3fs pyyaml rich scikit-learn scipy lenstronomy; }
-import pyarrow, yaml, rich, sklearn, scipy, fsspec, lenstronomy  # noqa: F401
-PY
-python -c "import darkhaloscope" 2>/dev/null || pip install -q -e . --no-deps
-
 CUDA=$(python -c "import torch; print(int(torch.cuda.is_available()))")
 if [[ "$CUDA" == 1 ]]; then
   DEV=cuda; PREC=bf16
@@ -45,6 +40,11 @@ else
   echo "gpu_check: torch.cuda.is_available() is False; run on a CUDA machine or set DHS_GPU_CHECK_ALLOW_CPU=1" >&2
   exit 1
 fi
+python - <<'PY' || { log "installing the missing runtime dependencies"; pip install -q numpy pyarrow fsspec s3fs pyyaml rich scikit-learn scipy lenstronomy; }
+import pyarrow, yaml, rich, sklearn, scipy, fsspec, lenstronomy  # noqa: F401
+PY
+python -c "import darkhaloscope" 2>/dev/null || pip install -q -e . --no-deps
+
 python -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)" | tee -a "$OUT/gpu.txt"
 
 log "simulate $ROWS rows"

@@ -68,16 +68,16 @@ def test_rng_state_round_trip_through_weights_only_file(tmp_path):
 def test_mirror_to_local_s3_and_resume_on_a_fresh_machine(train_tier, tmp_path, s3_bucket, capsys, monkeypatch):
     endpoint, bucket = s3_bucket
     uri = f"s3://{bucket}/runs/demo"
-    args = ["--data", str(train_tier), *FAST, "--epochs=2", f"--checkpoint_uri={uri}", "--s3-endpoint-url", endpoint,
-            "--checkpoint_every_steps=4"]
+    small = ["--data", str(train_tier), *FAST, "--epochs=2", "--max_train_rows=64", "--max_val_rows=32"]  # 4 steps/epoch
+    args = [*small, f"--checkpoint_uri={uri}", "--s3-endpoint-url", endpoint, "--checkpoint_every_steps=3"]
     ref = tmp_path / "ref"
-    assert main(["train", "--out", str(ref), *FAST, "--data", str(train_tier), "--epochs=2"]) == 0
-    # session 1 dies at step 10 (the Colab runtime goes away): the mirror holds last.pt of step 8
+    assert main(["train", "--out", str(ref), *small]) == 0
+    # session 1 dies in step 8 (the Colab runtime goes away): the mirror holds last.pt of step 6 (mid-epoch)
     real_step, calls = loop.train_step, {"n": 0}
 
     def step_then_disconnect(*a, **kw):
         calls["n"] += 1
-        if calls["n"] == 10:
+        if calls["n"] == 8:
             raise KeyboardInterrupt
         return real_step(*a, **kw)
 
@@ -86,15 +86,16 @@ def test_mirror_to_local_s3_and_resume_on_a_fresh_machine(train_tier, tmp_path, 
     monkeypatch.setattr(loop, "train_step", real_step)
     s3 = S3Options.resolve(endpoint)
     remote = ckp.load_checkpoint(f"{uri}/last.pt", s3)  # readable straight from S3
-    assert remote["step"] == 8 and ckp.load_checkpoint(f"{uri}/best.pt", s3)["step"] == 6
-    # session 2: a fresh machine, empty run folder, same mirror -> continues at step 8
+    assert remote["step"] == 6 and remote["cursor"]["batches_done"] == 2
+    assert ckp.load_checkpoint(f"{uri}/best.pt", s3)["step"] == 4
+    # session 2: a fresh machine, empty run folder, same mirror -> continues at step 6
     fresh = tmp_path / "colab2"
     assert main(["train", "--out", str(fresh), *args, "--resume", "auto"]) == 0
     assert "resumed from" in capsys.readouterr().out
-    assert (fresh / "best.pt").is_file() and ckp.load_checkpoint(f"{uri}/last.pt", s3)["step"] == 12
+    assert (fresh / "best.pt").is_file() and ckp.load_checkpoint(f"{uri}/last.pt", s3)["step"] == 8
     steps = read_jsonl(fresh / "steps.jsonl")
-    assert [s["step"] for s in steps] == list(range(9, 13))
-    assert steps == read_jsonl(ref / "steps.jsonl")[8:]  # same losses as an uninterrupted run
+    assert [s["step"] for s in steps] == [7, 8]
+    assert steps == read_jsonl(ref / "steps.jsonl")[6:]  # same losses as an uninterrupted run
     model, pcfg, meta = ckp.load_for_inference(f"{uri}/best.pt", s3=s3)
     assert meta["model"] == "small_cnn" and pcfg.norm == "annulus"
 
