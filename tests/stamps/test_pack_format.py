@@ -143,3 +143,15 @@ def test_a_tier_where_nothing_decodes_is_an_error(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "no row could be packed" in err and "part-train-00000.parquet row 0: not a zip/npz" in err
     assert not [p for p in (tmp_path / "out").rglob("*") if p.is_file()]
+
+
+def test_rows_without_a_split_are_skipped_and_counted(tmp_path):
+    src = make_tier(tmp_path / "flat", rows_per_split=4, files_per_split=1, row_group_size=4, hive=False,
+                    splits=("train",))
+    path = next(src.glob("*.parquet"))
+    t = pq.read_table(path)
+    pq.write_table(t.set_column(t.column_names.index("region_split"), "region_split",
+                                pa.array(["train", None, "train", "train"])), path)
+    m = pack_tier(open_tier(str(src)), str(tmp_path / "out"), PackOptions(workers=1))
+    assert m["rows_written"] == 3 and m["skipped"]["reasons"] == {"region_split is null": 1}
+    assert m["skipped"]["first"] == "part-train-00000.parquet row 1: region_split is null"

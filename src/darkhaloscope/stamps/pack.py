@@ -147,6 +147,11 @@ def pack_file(tier: Tier, f: TierFile, index: int, out: Path, opts: PackOptions,
                 t = t.drop_columns([SPLIT_COLUMN])  # the split is the shard's partition folder
             for s in sorted(set(splits), key=str):
                 mask = np.asarray([x == s for x in splits])
+                if s is None:  # a row of a split-column tier with no split: it belongs to no shard
+                    res.skipped["region_split is null"] += int(mask.sum())
+                    first = int(np.flatnonzero(mask)[0])
+                    res.first_skipped = res.first_skipped or f"{sb.where[keep[first]]}: region_split is null"
+                    continue
                 part = t.filter(pa.array(mask))
                 if s not in writers:
                     path = out / f"{SPLIT_COLUMN}={s}" / f"part-{index:05d}.parquet"
