@@ -243,7 +243,7 @@ def _chunks(items: list[tuple[int, int, int]], max_rows: int):
         yield chunk
 
 
-def scan_tier(tier: Tier, *, leakage_max_rows: int = 20_000, seed: int = 0, threads: int = 8,
+def scan_tier(tier: Tier, *, leakage_max_rows: int = 5_000, seed: int = 0, threads: int = 8,
               host_ids: bool = True, progress: Callable[[int], None] | None = None) -> TierScan:
     """Walk every file of `tier` once (small columns only) and return what the cheap checks need."""
     cols = tier.columns
