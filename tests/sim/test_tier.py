@@ -142,3 +142,17 @@ def test_overwrite_replaces_the_whole_tier(tmp_path):
     m = simulate_tier(tmp_path, "t", rows=12, seed=2, config=FAST, overwrite=True)
     on_disk = sorted(str(p.relative_to(tmp_path / "t")) for p in (tmp_path / "t").rglob("*.parquet"))
     assert on_disk == m["files"] and _table(tmp_path / "t").num_rows == 12
+
+
+def test_band_subset_and_gaussian_psf(tmp_path):
+    from darkhaloscope.stamps.codec import decode_batch
+
+    cfg = SimConfig(supersample=1, bands=("g", "r"), psf="gaussian")
+    simulate_tier(tmp_path, "gr", rows=6, seed=1, config=cfg)
+    t = _table(tmp_path / "gr")
+    assert "psf_fwhm_used_r" in t.column_names and "psf_fwhm_used_z" not in t.column_names
+    assert t["psf_moffat_beta"].null_count == 6  # no Moffat beta for a Gaussian PSF
+    imgs = decode_batch(t["stamp_npz"], bands=("g", "r")).images
+    assert imgs.shape == (6, 2, 64, 64) and np.isfinite(imgs).all()
+    with pytest.raises(Exception, match="image_z"):
+        decode_batch(t["stamp_npz"])  # no z band stored
