@@ -76,6 +76,10 @@ def test_arc_snr_distribution_reshapes_the_sample(tmp_path):
     assert np.median(snr) == pytest.approx(10.0, rel=0.35)  # log-uniform on [5, 20]: median 10
     mags = np.array([v for v in t["src_mag_r"].to_pylist() if v is not None])
     assert mags.min() >= 20.0 and mags.max() <= 25.0
+    tgt = open_tier(str(tmp_path / "s")).read_columns(["arc_snr", "arc_snr_target"])
+    pairs = [(a, b) for a, b in zip(tgt["arc_snr"].to_pylist(), tgt["arc_snr_target"].to_pylist()) if a is not None]
+    met = np.mean([abs(a / b - 1) < 1e-6 for a, b in pairs])
+    assert met >= 0.9  # the target is met unless it needs a source outside src_mag_r
     cfg_none = SimConfig(supersample=1, arc_snr_dist="none", controls=0.2)
     simulate_tier(tmp_path, "n", rows=60, seed=3, config=cfg_none)
     snr_none = np.array([v for v in _table(tmp_path / "n")["arc_snr"].to_pylist() if v is not None])

@@ -291,7 +291,7 @@ def make_manifest(ctx: SimContext, tier: str, rows: int, chunks: list[int], root
     plan, cfg = ctx.plan, ctx.cfg
     sel = np.concatenate([np.arange(r.start, r.stop) for r in (chunk_rows(c, rows, cfg) for c in chunks)]) \
         if chunks else np.array([], np.int64)
-    counts = {}
+    counts = {}  # (rows of this shard only)
     for k, s in enumerate(plan.splits):
         in_s = sel[plan.split_idx[sel] == k]
         n_ctrl = int(plan.is_control[in_s].sum())

@@ -81,6 +81,7 @@ def _arc(ctx, i: int, rng, cond: Conditions, psfs: np.ndarray, host_phi: float, 
     cfg = ctx.cfg
     point = ctx.grid_points[int(ctx.plan.inj_idx[i]) % len(ctx.grid_points)]
     sigma_r = cond.sigma_nmgy[R]
+    target = None
     for attempt in range(MAX_SNR_TRIES):
         lens = draw_lens(rng, cfg, point, host_phi)
         src = draw_source(rng, cfg, point, lens.theta_e_arcsec)
@@ -117,6 +118,7 @@ def _arc(ctx, i: int, rng, cond: Conditions, psfs: np.ndarray, host_phi: float, 
         "arc_snr": peak / sigma_r,
         "arc_snr_sum": float(arc[R][mask].sum() / (sigma_r * math.sqrt(max(int(mask.sum()), 1)))),
         "arc_flux_r_nmgy": flux_r * float(unit.sum()),
+        "arc_snr_target": target,  # drawn from arc_snr_dist; differs from arc_snr only if it was unreachable
     }
     return arc, meta
 

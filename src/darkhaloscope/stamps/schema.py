@@ -46,7 +46,7 @@ INJECTION_METADATA_COLUMNS: tuple[str, ...] = (
     "theta_e_arcsec", "src_dmag", "src_reff_arcsec", "src_mag_r", "src_mag_g", "src_mag_z",
     "src_n_sersic", "src_e1", "src_e2", "src_x_arcsec", "src_y_arcsec", "lens_q", "lens_phi_rad",
     "shear_gamma", "shear_phi_rad", "magnification", "arc_snr", "arc_snr_sum", "arc_flux_r_nmgy",
-    "injection_seed",
+    "injection_seed", "arc_snr_target",
 )
 NEVER_MODEL_INPUT_PREFIXES: tuple[str, ...] = ("src_", "arc_", "lens_", "shear_", "theta_e")
 # Observing-condition metadata: exists for controls too; allowed as model inputs.
