@@ -10,7 +10,8 @@ Why this stem: the ImageNet stem (7x7 stride 2 + maxpool) divides the resolution
 residual block; on a 64x64 stamp whose arcs are 1-3" (4-12 pixels) wide in radius, that leaves a 16x16
 map in which an arc is one or two pixels. The CIFAR-style stem (3x3 stride 1, no maxpool) keeps the full
 64x64 grid for stage 1 (the users' Phase 5 "ResNet-18 style" net): 2.2 G multiply-adds per stamp,
-1.2x an ImageNet ResNet-18 at 224x224, and 4x the FLOPs of the strided stem, hence `resnet18_s2` for throughput-bound runs. `small_cnn` is for CPU demos and tests.
+1.2x an ImageNet ResNet-18 at 224x224, and 4x the FLOPs of the strided stem, hence `resnet18_s2` for
+throughput-bound runs. `small_cnn` is for CPU demos and tests.
 FLOPs are counted by torch's FlopCounterMode (tests/models/test_models.py checks the table).
 """
 

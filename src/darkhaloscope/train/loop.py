@@ -97,9 +97,9 @@ class _Trainer:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         ckp.clean_stale_temps(self.run_dir)
         save_config(self.cfg, self.run_dir / "config.yaml")
-        info = run_info(self.argv) | {"world_size": self.info.world_size, "device": str(self.device),
-                                      "precision": self.precision, "torch": torch.__version__,
-                                      "class_counts": {s: {str(k): v for k, v in c.items()} for s, c in self.counts.items()}}
+        info = run_info(self.argv) | {"resumed_from": self.resumed_from, "world_size": self.info.world_size,
+                                      "device": str(self.device), "precision": self.precision,
+                                      "torch": torch.__version__, "class_counts": _counts_json(self.counts)}
         atomic_write_text(self.run_dir / "run.json", _json(info))
 
     def _build(self) -> None:
@@ -135,6 +135,7 @@ class _Trainer:
     def _resume(self, resume: str | None) -> None:
         path = ckp.find_resume(self.run_dir, resume, self.mirror) if self.info.is_main else None
         path = dd.broadcast_object(str(path) if path else None, self.info)
+        self.resumed_from = path
         if path is None:
             if resume and self.info.is_main:
                 print(f"resume: no checkpoint in {self.run_dir}" + (f" or {self.cfg.checkpoint_uri}" if self.mirror else "")
@@ -214,8 +215,8 @@ class _Trainer:
     # ---- the loop --------------------------------------------------------------------------------
     def run(self, resume: str | None) -> dict:
         self._build()
+        self._resume(resume)  # before writing: a refused resume leaves the run folder as it was
         self._write_run_folder()
-        self._resume(resume)
         cfg, s, info = self.cfg, self.state, self.info
         net = self.model
         if info.world_size > 1:
@@ -302,23 +303,26 @@ class _Trainer:
         self.progress.update(s.step, s.epoch, rate, float(losses[-1]))
         return [float(v) for v in losses]
 
-    def _shard_check(self, rows: list[str]) -> None:
-        parts = dd.all_gather_objects(rows, self.info)
-        self.shard = guards.check_disjoint_rows(parts)
-
     def _summary(self) -> dict:
         s, rd = self.state, self.run_dir
-        steps_per_rank = dd.all_gather_objects(s.step, self.info)  # equal, or DDP would have hung
-        summary = {"steps_per_rank": steps_per_rank, "best_val_auroc": s.best.get("val_auroc"), "best": s.best, "epochs": s.epoch, "steps": s.step,
-                   "steps_per_epoch": self.steps_per_epoch, "initial_loss": s.initial_loss,
-                   "world_size": self.info.world_size, "rank": self.info.rank, "shard_check": self.shard, "precision": self.precision,
-                   "device": str(self.device), "class_counts": {k: {str(a): b for a, b in v.items()} for k, v in self.counts.items()},
-                   "run_dir": str(rd), "paths": {n: str(rd / f) for n, f in (("best", "best.pt"), ("last", "last.pt"),
-                                                ("config", "config.yaml"), ("metrics", "metrics.csv"),
-                                                ("steps", "steps.jsonl"), ("run", "run.json"))}}
+        files = {"best": "best.pt", "last": "last.pt", "config": "config.yaml", "metrics": "metrics.csv",
+                 "steps": "steps.jsonl", "run": "run.json"}
+        summary = {
+            "best_val_auroc": s.best.get("val_auroc"), "best": s.best, "epochs": s.epoch, "steps": s.step,
+            "steps_per_epoch": self.steps_per_epoch,
+            "steps_per_rank": dd.all_gather_objects(s.step, self.info),  # equal, or DDP would have hung
+            "initial_loss": s.initial_loss, "world_size": self.info.world_size, "rank": self.info.rank,
+            "shard_check": self.shard, "precision": self.precision, "device": str(self.device),
+            "class_counts": _counts_json(self.counts), "run_dir": str(rd),
+            "paths": {k: str(rd / f) for k, f in files.items()},
+        }
         if self.info.is_main:
             atomic_write_text(rd / "summary.json", _json(summary))
         return summary
+
+
+def _counts_json(counts: dict) -> dict:
+    return {split: {str(k): v for k, v in c.items()} for split, c in counts.items()}
 
 
 def _f(v) -> str:
