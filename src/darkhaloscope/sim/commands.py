@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 
 from darkhaloscope.config import load_config
+from darkhaloscope.errors import UsageError
 from darkhaloscope.stamps.fs import add_s3_arguments, s3_options_from_args
 
 # command-line flag (argparse dest) -> SimConfig key it overrides
@@ -68,8 +69,6 @@ def config_from_args(args):
     for item in args.overrides:
         k, sep, v = item.partition("=")
         if not sep:
-            from darkhaloscope.errors import UsageError
-
             raise UsageError(f"--set {item!r} must look like KEY=VALUE")
         overrides[k.strip().lstrip("-").replace("-", "_")] = v
     for flag, key in FLAG_TO_KEY.items():
