@@ -30,7 +30,7 @@ def image_statistics(images: np.ndarray) -> dict[str, np.ndarray]:
     """Per-stamp statistics of (N, 3, H, W) nanomaggy images (sky = median of the outer border).
 
     img_core_flux_<b>   flux in r < 4 px [nmgy]            img_total_flux_<b>   flux in r < 16 px [nmgy]
-    img_core_frac_<b>   core / total                        img_annulus_frac_r   (r 4-12 px) / total, r band
+    img_core_frac_<b>   core / total
     img_core_g_r, img_core_r_z, img_total_g_r, img_total_r_z   colours [AB mag]
     """
     x = images.astype(np.float64, copy=False)
@@ -40,14 +40,12 @@ def image_statistics(images: np.ndarray) -> dict[str, np.ndarray]:
     x = x - sky[..., None, None]
     core = x[..., r < CENTRAL_RADIUS_PIX].sum(-1)
     total = x[..., r < TOTAL_RADIUS_PIX].sum(-1)
-    ring = x[..., (r >= CENTRAL_RADIUS_PIX) & (r < 12)].sum(-1)
     out: dict[str, np.ndarray] = {}
     safe_total = np.where(np.abs(total) > MIN_FLUX_NMGY, total, MIN_FLUX_NMGY)
     for i, b in enumerate(BANDS):
         out[f"img_core_flux_{b}"] = core[:, i]
         out[f"img_total_flux_{b}"] = total[:, i]
         out[f"img_core_frac_{b}"] = core[:, i] / safe_total[:, i]
-    out["img_annulus_frac_r"] = ring[:, 1] / safe_total[:, 1]
 
     def colour(f, a, b):
         return -2.5 * np.log10(np.maximum(f[:, a], MIN_FLUX_NMGY) / np.maximum(f[:, b], MIN_FLUX_NMGY))

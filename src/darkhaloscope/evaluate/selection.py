@@ -17,11 +17,18 @@ from darkhaloscope.evaluate.metrics import wilson_interval
 # Injection / observing variables of the selection function: column -> (axis label with unit, log axis).
 SELECTION_VARIABLES: dict[str, tuple[str, bool]] = {
     "theta_e_arcsec": ("Einstein radius theta_E [arcsec]", False),
-    "arc_snr": ("arc S/N (integrated)", True),
+    "arc_snr": ("arc peak S/N, r band (peak pixel / sky sigma)", True),
     "src_mag_r": ("source r magnitude [AB mag]", False),
     "src_reff_arcsec": ("source half-light radius [arcsec]", False),
     "psf_fwhm_used_r": ("PSF FWHM, r band [arcsec]", False),
     "psfdepth_r": ("5-sigma PSF depth, r band [AB mag]", False),
+}
+# Host / observing columns of the stratified FPR: column -> (axis label with unit, log axis).
+HOST_VARIABLES: dict[str, tuple[str, bool]] = {
+    "host_mag_r": ("host r magnitude [AB mag]", False),
+    **{f"psf_fwhm_used_{b}": (f"PSF FWHM, {b} band [arcsec]", False) for b in "grz"},
+    **{f"psfdepth_{b}": (f"5-sigma PSF depth, {b} band [AB mag]", False) for b in "grz"},
+    "psf_moffat_beta": ("PSF Moffat beta", False),
 }
 MAP_AXES = ("theta_e_arcsec", "arc_snr")  # the 2-D completeness map
 
@@ -102,7 +109,7 @@ def stratified_fpr(columns: dict[str, np.ndarray], names: list[str], labels: np.
         v = columns[name][neg]
         if np.isfinite(v).sum() < 2 * n_bins or len(np.unique(v[np.isfinite(v)])) < 2:
             continue
-        label, log = SELECTION_VARIABLES.get(name, (name, False))
+        label, log = HOST_VARIABLES.get(name, (name, False))
         r = binned_rate(v, hit[neg], name, n_bins, label, log)
         if r is not None:
             out.append(r)
