@@ -154,7 +154,8 @@ def chunk_files(root: Path, chunk: int, plan: Plan, cfg: SimConfig) -> dict[str,
 _CTX: SimContext | None = None  # set in forked workers (and in-process), read by _build_chunk
 
 
-def _build_chunk(root: str, tier: str, chunk: int) -> tuple[int, int]:
+def _build_chunk(root: str, tier: str, chunk: int, on_row=None) -> tuple[int, int]:
+    """Render and write one chunk; `on_row()` after each row (in-process progress). Returns (chunk, rows)."""
     ctx = _CTX
     cfg, plan = ctx.cfg, ctx.plan
     rows = chunk_rows(chunk, len(plan.split_idx), cfg)
@@ -172,6 +173,8 @@ def _build_chunk(root: str, tier: str, chunk: int) -> tuple[int, int]:
                                        else encode_stamp(res.ctrl_image[band_idx], bands=cfg.bands))
         for n in names:
             cols[n].append(vals.get(n))
+        if on_row is not None:
+            on_row()
     paths = chunk_files(Path(root), chunk, plan, cfg)
     for k, cols in per_split.items():
         table = pa.table({n: pa.array(v, _arrow_type(n)) for n, v in cols.items()})
@@ -261,14 +264,9 @@ def _run_chunks(root: str, tier: str, chunks: list[int], workers: int, total_row
 
     workers = max(1, min(workers, len(chunks)))
     with RowProgress(total_rows, enabled=progress) as bar:
-        if workers == 1:
+        if workers == 1 or "fork" not in mp.get_all_start_methods():  # (spawned workers cannot inherit ctx)
             for c in chunks:
-                bar.advance(_build_chunk(root, tier, c)[1])
-            return
-        method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
-        if method != "fork":  # spawned workers cannot inherit the context; build in-process
-            for c in chunks:
-                bar.advance(_build_chunk(root, tier, c)[1])
+                _build_chunk(root, tier, c, on_row=lambda: bar.advance(1))
             return
         with ProcessPoolExecutor(workers, mp_context=mp.get_context("fork")) as ex:
             pending = {ex.submit(_build_chunk, root, tier, c) for c in chunks}
