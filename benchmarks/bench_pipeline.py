@@ -85,8 +85,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=256, help="rows per batch")
     p.add_argument("--workers", default="0,1,2", help="comma-separated DataLoader worker counts")
     p.add_argument("--workdir", default=None, help="keep the benchmark tiers here and reuse them (default: a temp dir)")
+    p.add_argument("--torch-threads", type=int, default=0,
+                   help="torch intra-op threads of the main process (0: torch's default); 1 avoids spinning "
+                        "OpenMP threads inflating CPU time when other jobs share the cores")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     args = p.parse_args(argv)
+    if args.torch_threads > 0:
+        torch.set_num_threads(args.torch_threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cores", flush=True)
     workers = [int(w) for w in args.workers.split(",")]
     if args.workdir:
