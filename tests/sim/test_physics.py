@@ -95,3 +95,15 @@ def test_noise_calibrated_to_measured_dr10_sigma():
 def test_sersic_total_flux_is_the_requested_flux():
     img = render_sersic(3.0, 0.5, 1.0, 0.1, 0.0)  # compact: all light inside the stamp
     assert img.sum() == pytest.approx(3.0, rel=0.01)
+
+
+@pytest.mark.parametrize("rho", [0.0, 0.35])
+def test_sky_noise_has_the_requested_sigma_and_pixel_correlation(rho):
+    from darkhaloscope.sim.observing import correlated_noise
+
+    n = correlated_noise(np.random.default_rng(0), [0.0018, 0.0030, 0.0080], (3, 256, 256), rho)
+    np.testing.assert_allclose(n.std(axis=(1, 2)), [0.0018, 0.0030, 0.0080], rtol=0.02)
+    a = n / n.std(axis=(1, 2), keepdims=True)
+    assert (a[:, :, :-1] * a[:, :, 1:]).mean() == pytest.approx(rho, abs=0.02)  # horizontal neighbours
+    assert (a[:, :-1] * a[:, 1:]).mean() == pytest.approx(rho, abs=0.02)  # vertical neighbours
+    assert (a[:, :-1, :-1] * a[:, 1:, 1:]).mean() == pytest.approx(rho ** 2, abs=0.02)  # separable kernel

@@ -10,6 +10,7 @@ Everything a simulated stamp needs to look like a Legacy Surveys DR10 g/r/z coad
   correlated by resampling), so it is multiplied by a per-band calibration factor chosen so that median
   conditions give the robust sigma measured on the real cutouts in ../shared/data/dr10_cutouts
   (g 0.0018, r 0.0030, z 0.0080 nmgy/pixel).
+- `correlated_noise`: sky noise with the lag-1 pixel correlation of resampled coadds.
 - `psf_kernel(band_fwhm, beta, kind)`: pixel-integrated, normalised (sum = 1) Moffat or Gaussian kernels,
   cached per FWHM bin (0.02") so that a tier of millions of stamps builds only a few hundred kernels.
 
@@ -140,6 +141,21 @@ def draw_conditions(rng: np.random.Generator, bands: tuple[str, ...]) -> Conditi
         depth.append(d)
         sigma.append(pixel_sigma_nmgy(b, d, f))
     return Conditions(bands, tuple(fwhm), beta, tuple(depth), tuple(sigma))
+
+
+def correlated_noise(rng: np.random.Generator, sigma_nmgy, shape: tuple[int, ...], lag1_corr: float) -> np.ndarray:
+    """Gaussian sky noise (bands, H, W) with per-pixel sigma `sigma_nmgy` (per band) and a lag-1
+    correlation `lag1_corr` between neighbouring pixels, like resampled coadd pixels (real DR10 cutouts:
+    0.2-0.45). White noise is smoothed by the separable kernel [a, 1, a] (2a / (1 + 2a^2) = lag1_corr)
+    and rescaled so that the per-pixel sigma is exactly the requested one."""
+    sigma = np.asarray(sigma_nmgy, dtype=np.float64).reshape(-1, 1, 1)
+    if lag1_corr <= 0:
+        return rng.normal(0.0, 1.0, shape) * sigma
+    a = (1.0 - math.sqrt(1.0 - 2.0 * lag1_corr ** 2)) / (2.0 * lag1_corr)  # root of 2a / (1 + 2a^2) = rho
+    w = rng.normal(0.0, 1.0, (shape[0], shape[1] + 2, shape[2] + 2))
+    w = w[:, 1:-1, :] + a * (w[:, :-2, :] + w[:, 2:, :])
+    w = w[:, :, 1:-1] + a * (w[:, :, :-2] + w[:, :, 2:])
+    return w * (sigma / (1.0 + 2.0 * a * a))
 
 
 @functools.lru_cache(maxsize=4096)

@@ -13,7 +13,8 @@ Definitions (also in the README):
 - `arc_snr` = max over pixels of the PSF-convolved injected r-band flux / the r-band per-pixel sky sigma
   (peak per-pixel S/N of the arc, the users' definition).
 - `arc_snr_sum` = sum of the injected r flux over the arc pixels / (sigma_r sqrt(N_arc pixels)), arc
-  pixels being those where the convolved injected r flux exceeds 10% of its peak.
+  pixels being those where the convolved injected r flux exceeds 10% of its peak (a white-noise
+  figure: with correlated sky noise the true integrated S/N is lower).
 - `magnification` = lensed flux in the stamp (pre-PSF) / unlensed source flux.
 - `src_dmag` = src_mag_r - host_mag_r, host_mag_r the r magnitude within 3" of the centre of the host
   stamp (without the arc).
@@ -31,8 +32,8 @@ from scipy.signal import fftconvolve
 
 from darkhaloscope.sim.hosts import aperture_mag_r, colour_scale, render_synthetic_host
 from darkhaloscope.sim.inject import render_lensed_source
-from darkhaloscope.sim.observing import (Conditions, depth_from_sigma, draw_conditions, mag_to_nmgy,
-                                         nmgy_to_mag, psf_kernel)
+from darkhaloscope.sim.observing import (Conditions, correlated_noise, depth_from_sigma, draw_conditions,
+                                         mag_to_nmgy, nmgy_to_mag, psf_kernel)
 from darkhaloscope.sim.params import draw_lens, draw_source
 from darkhaloscope.stamps.schema import BANDS
 
@@ -72,7 +73,7 @@ def _host(ctx, i: int, rng: np.random.Generator) -> tuple[np.ndarray, Conditions
     host_rng = np.random.default_rng([ctx.seed, 1, h])
     model, hp = render_synthetic_host(host_rng, ctx.cfg)
     psfs = psf_stack(cond, ctx.cfg.psf)
-    img = convolve_bands(model, psfs) + rng.normal(0.0, 1.0, model.shape) * np.array(cond.sigma_nmgy)[:, None, None]
+    img = convolve_bands(model, psfs) + correlated_noise(rng, cond.sigma_nmgy, model.shape, ctx.cfg.noise_corr_lag1)
     return img, cond, psfs, hp["phi_rad"]
 
 

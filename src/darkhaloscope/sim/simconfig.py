@@ -28,6 +28,7 @@ class SimConfig:
     # --- observing model
     psf: str = "moffat"  # PSF profile: moffat (beta 2.5-4.5) or gaussian
     supersample: int = 4  # sub-pixels per pixel side where the lensed light is (adaptive)
+    noise_corr_lag1: float = 0.35  # neighbouring-pixel correlation of sky noise (real DR10 cutouts 0.2-0.45)
     # --- hosts
     hosts: str = ""  # "" = synthetic LRG-like hosts; else a folder of npz cutouts or a tier (its controls)
     host_reuse: int = 1  # rows per synthetic host (all uses of a host stay in one split)
@@ -99,6 +100,8 @@ class SimConfig:
             raise UsageError("shear_max must be in [0, 0.5) and src_e_max in [0, 0.9)")
         if not 0 < self.src_beta_frac <= 1.5:
             raise UsageError(f"--src_beta_frac={self.src_beta_frac}: must be in (0, 1.5] (x theta_E)")
+        if not 0 <= self.noise_corr_lag1 <= 0.6:
+            raise UsageError(f"--noise_corr_lag1={self.noise_corr_lag1}: must be in [0, 0.6] (0: white noise)")
         if not 0 <= self.host_count_slope <= 1:
             raise UsageError(f"--host_count_slope={self.host_count_slope}: must be in [0, 1]")
         if self.neighbours_mean < 0 or self.stars_mean < 0:
