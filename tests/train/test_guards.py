@@ -78,3 +78,15 @@ def test_unsharded_rows_refused():
         guards.check_disjoint_rows([["a", "b"], ["b"]])
     with pytest.raises(RefusedError, match="twice on rank 0"):
         guards.check_disjoint_rows([["a", "a"]])
+
+
+def test_tensorboard_requested_but_missing_warns(train_tier, tmp_path, capsys):
+    pytest.importorskip("torch")
+    try:
+        import tensorboard  # noqa: F401
+        pytest.skip("tensorboard is installed here")
+    except ImportError:
+        pass
+    assert main(["train", "--data", str(train_tier), "--out", str(tmp_path / "r"), *FAST, "--epochs=1",
+                 "--max_train_rows=16", "--max_val_rows=16", "--tensorboard=true"]) == 0
+    assert "tensorboard is not installed" in capsys.readouterr().err

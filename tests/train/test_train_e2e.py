@@ -96,3 +96,14 @@ class _noop:
 
     def __exit__(self, *a):
         return False
+
+
+def test_mid_epoch_validation_bf16_channels_last(train_tier, tmp_path):
+    """val_every_steps adds validations inside the epoch; bf16 autocast + channels_last run on CPU too."""
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(train_tier), "--out", str(run), *FAST, "--epochs=2", "--val_every_steps=4",
+                 "--precision=bf16", "--channels_last=true", "--max_val_rows=32"]) == 0
+    rows = read_jsonl(run / "metrics.jsonl")
+    assert [(r["epoch"], r["step"]) for r in rows] == [(0, 4), (0, 6), (1, 8), (1, 12)]
+    assert all(r["val_n"] == 32 and r["val_auroc"] is not None for r in rows)
+    assert json.loads((run / "run.json").read_text())["precision"] == "bf16"

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import random
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,6 +89,9 @@ class _Trainer:
         self.precision = resolve_precision(cfg.precision, device)
         self.counts = _refuse_or_count(cfg, s3, info)
         self.log = RunLog(run_dir, enabled=info.is_main, tensorboard=cfg.tensorboard)
+        if self.log.tb_missing:
+            print("warning: tensorboard=true but tensorboard is not installed (pip install tensorboard); "
+                  "metrics.csv / steps.jsonl are written as usual", file=sys.stderr)
         self.state = State()
 
     # ---- set-up ----------------------------------------------------------------------------------
