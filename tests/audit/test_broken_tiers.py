@@ -178,6 +178,8 @@ def test_leaking_metadata_columns(sim_tier, tmp_path):
         warnings["quality_flag"].message
     assert "observed differently" in warnings["psfdepth_r"].message
     assert r.verdict == "GO" and run_audit(str(tmp_path / "t"), AuditConfig(fail_on="warning")).verdict == "NO-GO"
+    assert main(["audit", str(tmp_path / "t"), "-q", "--fail-on", "warning"]) == 3  # strict pipelines
+    assert main(["audit", str(tmp_path / "t"), "-q"]) == 0
 
 
 def test_bright_centre_shortcut_warning(sim_tier, tmp_path):

@@ -30,11 +30,12 @@ def _progress(enabled: bool):
     if not enabled:
         yield lambda desc, total: (lambda n=1: None)
         return
+    from rich.console import Console
     from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
                                TimeRemainingColumn)
 
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  TimeRemainingColumn(), transient=True) as prog:
+                  TimeRemainingColumn(), transient=True, console=Console(stderr=True)) as prog:
         def task(desc: str, total: int):
             tid = prog.add_task(desc, total=total)
             return lambda n=1: prog.advance(tid, n)
