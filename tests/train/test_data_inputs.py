@@ -58,6 +58,8 @@ def test_s3_tier_with_local_cache(tiny_tier, s3_bucket, tmp_path):
     local = _rows(StampStream(str(tiny_tier), "val", 8))
     assert remote.keys() == local.keys()
     assert all(np.array_equal(remote[k][0], local[k][0]) for k in local)
+    streamed = _rows(StampStream(uri, "val", 8, s3=s3))  # no cache: row groups read from s3 directly
+    assert all(np.array_equal(streamed[k][0], local[k][0]) for k in local) and streamed.keys() == local.keys()
     before = {p: p.stat().st_mtime_ns for p in cache.rglob("*.parquet")}
     _rows(StampStream(uri, "val", 8, s3=s3, cache_dir=str(cache)))  # second epoch: read from the cache
     assert {p: p.stat().st_mtime_ns for p in cache.rglob("*.parquet")} == before
