@@ -68,6 +68,7 @@ from darkhaloscope.train.data_reader import WindowReader
 
 log = logging.getLogger(__name__)
 ON_ERROR_CHOICES = ("skip", "raise")
+READ_THREADS_LOCAL, READ_THREADS_S3 = 4, 32  # parallel small-column reads when counting rows (s3: latency-bound)
 
 
 class StampStream(IterableDataset):
@@ -203,7 +204,8 @@ class StampStream(IterableDataset):
         sizes = [np.asarray(f.row_group_rows, np.int64) for f in self.files]
         if any(f.split is None or (self.cutout_ok_only and CUTOUT_OK_COLUMN in f.columns) for f in self.files):
             label = LABEL_COLUMN if all(LABEL_COLUMN in f.columns for f in self.files) else LABEL_SOURCE_COLUMN
-            table = self.tier.read_columns([label], split=self.split, cutout_ok_only=self.cutout_ok_only)
+            table = self.tier.read_columns([label], split=self.split, cutout_ok_only=self.cutout_ok_only,
+                                           threads=READ_THREADS_S3 if is_s3(self.data) else READ_THREADS_LOCAL)
             if table.num_rows == 0:
                 raise DataError(f"{self.data}: split '{self.split}' has no rows with {CUTOUT_OK_COLUMN}=1"
                                 if self.cutout_ok_only else f"{self.data}: split '{self.split}' has no rows")
