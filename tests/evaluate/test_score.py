@@ -137,3 +137,21 @@ def test_evaluate_checkpoint_without_reachable_data_is_a_usage_error(demo, tmp_p
     assert main(["evaluate", str(tmp_path / "s.parquet"), "--out", str(tmp_path / "r"),
                  "--checkpoint", str(demo["checkpoint"]), "--data", str(demo["tier"])]) == 2
     assert "no source_file/source_row columns" in capsys.readouterr().err
+
+
+def test_score_reads_an_s3_tier(demo, s3_bucket, tmp_path):
+    import boto3
+
+    endpoint, bucket = s3_bucket
+    client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+    for p in sorted(demo["tier"].rglob("*.parquet")):
+        client.upload_file(str(p), bucket, f"tiers/t/{p.relative_to(demo['tier']).as_posix()}")
+    uri = f"s3://{bucket}/tiers/t"
+    out = tmp_path / "s3.parquet"
+    assert main(["score", "--checkpoint", str(demo["checkpoint"]), "--data", uri, "--out", str(out), "--quiet",
+                 "--split", "test", "--s3-endpoint-url", endpoint]) == 0
+    s3 = pq.read_table(out)
+    local = pq.read_table(demo["scores"])
+    want = dict(zip(local["row_id"].to_pylist(), local["logit"].to_pylist()))
+    assert s3.num_rows == sum(1 for s in local["region_split"].to_pylist() if s == "test") > 0
+    assert all(abs(want[i] - z) < 1e-6 for i, z in zip(s3["row_id"].to_pylist(), s3["logit"].to_pylist()))
