@@ -155,3 +155,12 @@ def test_rows_without_a_split_are_skipped_and_counted(tmp_path):
     m = pack_tier(open_tier(str(src)), str(tmp_path / "out"), PackOptions(workers=1))
     assert m["rows_written"] == 3 and m["skipped"]["reasons"] == {"region_split is null": 1}
     assert m["skipped"]["first"] == "part-train-00000.parquet row 1: region_split is null"
+
+
+def test_a_file_without_any_split_is_refused(tmp_path, capsys):
+    src = make_tier(tmp_path / "flat", rows_per_split=2, files_per_split=1, row_group_size=2, hive=False,
+                    splits=("train",))
+    path = next(src.glob("*.parquet"))
+    pq.write_table(pq.read_table(path).drop_columns(["region_split"]), path)
+    assert main(["pack", str(path), str(tmp_path / "out")]) == 1
+    assert "no region_split=<name>/ folder and no 'region_split' column" in capsys.readouterr().err

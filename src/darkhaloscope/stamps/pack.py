@@ -192,6 +192,10 @@ def pack_tier(tier: Tier, out: str, opts: PackOptions | None = None,
         if lacking:
             raise DataError(f"{tier.describe(lacking[0])} has no '{col}' column (it has: "
                             f"{', '.join(lacking[0].columns)}); dhs pack needs a Phase 4c tier")
+    unsplit = [f for f in tier.files if f.split is None and SPLIT_COLUMN not in f.columns]
+    if unsplit:
+        raise DataError(f"{tier.describe(unsplit[0])}: no region_split=<name>/ folder and no '{SPLIT_COLUMN}' "
+                        "column, so its rows belong to no split; add one (the packed tier keeps the split layout)")
     path = check_destination(out)
     t0 = time.perf_counter()
     ex = ThreadPoolExecutor(max(1, opts.workers))
