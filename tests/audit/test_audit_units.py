@@ -158,3 +158,15 @@ def test_importable_without_torch():
     code = ("import sys, darkhaloscope.audit, darkhaloscope.audit.commands; "
             "from darkhaloscope.audit import run_audit; assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_bench_audit_command(tiny_tier, tmp_path):
+    import json
+
+    from darkhaloscope.cli import main
+
+    out = tmp_path / "bench.json"
+    assert main(["bench", "audit", str(tiny_tier), "--repeats", "1", "--json", str(out)]) == 0
+    fig = json.loads(out.read_text())
+    assert fig["rows"] == 72 and fig["files"] == 6 and fig["naive_read_s"] > 0
+    assert fig["cheap_fraction_of_naive"] > 0 and fig["host_id_pass_s"] > 0 and fig["rows_decoded"] == 72

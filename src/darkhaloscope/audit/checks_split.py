@@ -91,7 +91,8 @@ def _stamp_findings(ctx: AuditContext) -> list[Finding]:
     keys, splits = px.stacked("hashes"), px.stacked("hash_splits")
     files, rows = px.stacked("hash_file"), px.stacked("hash_row")
     idx, n_shared = cross_split(keys, splits)
-    scope = "every usable row" if px.full or px.rows_decoded >= sum(ctx.scan.usable().values()) else f"{len(keys)} sampled row(s) (--full checks every row)"
+    everything = px.full or px.rows_decoded >= sum(ctx.scan.usable().values())
+    scope = "every usable row" if everything else f"{len(keys)} sampled row(s) (--full checks every row)"
     out = []
     if n_shared:
         ex = _examples(idx, keys, splits, lambda i: f"{ctx.tier.files[files[i]].relpath} row {rows[i]}")

@@ -144,7 +144,8 @@ def run_bench_audit(args) -> int:
     t0 = time.perf_counter()
     report = run_audit(args.data, cfg, s3_options_from_args(args))
     t_default = time.perf_counter() - t0
-    figures = {"files": len(tier.files), "rows": tier.num_rows, "tier_mib": round(sum(f.size_bytes for f in tier.files) / 2**20, 1),
+    tier_mib = round(sum(f.size_bytes for f in tier.files) / 2**20, 1)
+    figures = {"files": len(tier.files), "rows": tier.num_rows, "tier_mib": tier_mib,
                "naive_read_s": round(t_naive, 3), "naive_read_arrow_mib": round(nbytes / 2**20, 1),
                "cheap_passes_s": round(t_cheap, 3), "cheap_fraction_of_naive": round(t_cheap / t_naive, 4),
                "host_id_pass_s": round(t_hosts, 3), "host_id_fraction_of_naive": round(t_hosts / t_naive, 4),

@@ -6,7 +6,8 @@ nothing is read), and otherwise reads only the label / split / cutout_ok columns
 reads the host id columns (split integrity) and, for a seeded sample of files, the metadata columns
 (leakage). The row groups of a file that need reading are read in one call (per 64k rows): per-call
 overhead, not bytes, dominates small columns. Files are read in parallel threads; memory holds one
-such chunk of small columns per thread plus 24 bytes per host id and the capped leakage sample. Exercised by `dhs audit DATA` and `dhs bench audit`.
+such chunk of small columns per thread plus 24 bytes per host id and the capped leakage sample.
+Exercised by `dhs audit DATA` and `dhs bench audit`.
 """
 
 from __future__ import annotations
