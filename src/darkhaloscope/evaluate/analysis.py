@@ -194,9 +194,11 @@ def baseline_section(s: Scores, cfg: EvaluateConfig, ev: Evaluation) -> None:
              ", ".join(b.features)] for b in results]
     for b in results:
         if b.close_to_cnn:
+            why = ("the simple statistics rank better than the CNN (undertrained CNN, or a too-easy tier)"
+                   if b.auroc.value > b.cnn_auroc.value else
+                   "the CNN adds little beyond these simple statistics (a shortcut? see the model probes)")
             ev.warnings.insert(0, f"SHORTCUT? a logistic regression on {b.name} reaches AUROC {b.auroc.value:.4f} "
-                                  f"vs the CNN's {b.cnn_auroc.value:.4f}: the CNN adds little beyond these simple statistics "
-                                  "(a shortcut, or a too-easy tier; see the model probes)")
+                                  f"vs the CNN's {b.cnn_auroc.value:.4f}: {why}")
     lines = ["Cross-validated (5-fold) logistic regression; 'close' means it recovers >= 90% of the CNN's "
              "AUROC gain over 0.5.", "", md_table(["baseline", "AUROC", "CNN AUROC (same rows)", "rows", "close?", "features"], rows)]
     lines += [f"- skipped: {x}" for x in skipped]

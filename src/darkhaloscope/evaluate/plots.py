@@ -204,6 +204,7 @@ def gallery(images: np.ndarray, captions: list[str], title: str, path: Path, ove
     """g/r/z composites with a caption each; optional (N, H, W) overlay maps (e.g. occlusion) drawn beside."""
     n = len(images)
     per = 2 if overlays is not None else 1
+    vmax = float(np.max(np.abs(overlays))) or 1e-6 if overlays is not None else 0.0  # one scale for the gallery
     cols = min(cols, n) or 1
     rows = int(np.ceil(n / cols)) or 1
     fig = _figure(2.0 * cols * per, 2.3 * rows)
@@ -217,9 +218,10 @@ def gallery(images: np.ndarray, captions: list[str], title: str, path: Path, ove
         ax.set_title(captions[i], fontsize=6)
         if overlays is not None:
             ax2 = axes[r * cols * per + c * per + 1]
-            ax2.imshow(overlays[i], origin="lower", cmap="magma")
-            ax2.set_title("score drop when occluded", fontsize=6)
-    fig.suptitle(title + " (g/r/z composite, 64 px = 16.8\")")
+            ax2.imshow(overlays[i], origin="lower", cmap="RdBu_r", vmin=-vmax, vmax=vmax)
+            ax2.set_title("probability drop when occluded", fontsize=6)
+    note = "" if overlays is None else f"; occlusion maps: red = the score falls when covered, scale ±{vmax:.2g}"
+    fig.suptitle(title + " (g/r/z composite, 64 px = 16.8\"" + note + ")")
     return _save(fig, path)
 
 
