@@ -29,6 +29,7 @@ def test_report_files_metrics_and_figures(tmp_path, capsys):
     assert abs(m["auroc"]["value"] - roc_auc_score(test["label"].to_numpy(), test["logit"].to_numpy())) < 1e-9
     assert m["auroc"]["ci95"]["low"] < m["auroc"]["value"] < m["auroc"]["ci95"]["high"]
     assert m["tpr_at_fpr"]["0.0001"]["value"] is None and not m["tpr_at_fpr"]["0.0001"]["resolvable"]
+    assert not any("training split" in w for w in m["warnings"])
     md = (out / "report.md").read_text().splitlines()
     assert md[2].startswith("**AUROC 0.9") and "95% CI" in md[2]
     assert any("not resolvable" in line for line in md[:8])  # warnings stated at the top

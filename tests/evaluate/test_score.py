@@ -120,6 +120,7 @@ def test_evaluate_with_model_probes_and_galleries(demo, tmp_path):
                  "--set", "baselines=false"]) == 0
     m = json.loads((out / "metrics.json").read_text())
     p = m["probes"]
+    assert any("include the training split" in w for w in m["warnings"])  # split=all: optimistic, said so
     assert p["rescore_max_abs_logit_diff"] < 1e-4  # same checkpoint + preprocessing as the scores file
     assert p["core_masked"]["auroc_full"]["value"] is not None and "auroc_drop" in p["core_masked"]
     assert set(p["paired"]) == {"injection (host + arc)", "host alone (paired control)", "arc alone on sky noise",

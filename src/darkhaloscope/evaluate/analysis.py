@@ -85,6 +85,8 @@ def ranking_section(s: Scores, r: Ranked, cfg: EvaluateConfig, fig_dir: Path, ev
     ev.metrics.update(tpr0=t0.to_dict(), tpr10=t10.to_dict())
     if not auc.defined:
         ev.warnings.insert(0, f"AUROC and TPR are undefined: {auc.reason}")
+    if "train" in s.splits:
+        ev.warnings.append("these rows include the training split: the numbers are optimistic (use --set split=test)")
     ev.headline.append(f"AUROC {auc} 95% CI {auc_ci}; average precision {ap} {ap_ci}; "
                        f"TPR0 {t0}; TPR10 {t10} ({s.split_note})")
     lines = [md_table(["FPR", "TPR", "95% CI", "negatives", "true positives", "note"], tpr_rows), "",

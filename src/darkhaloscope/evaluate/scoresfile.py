@@ -50,6 +50,7 @@ class Scores:
     n_unscored: int = 0  # rows whose stamp failed to decode when scoring (null score), left out
     source_file: pa.ChunkedArray | None = None  # (N,) file of each stamp inside the scored data
     source_row: pa.ChunkedArray | None = None  # (N,) int64: row inside that file
+    splits: tuple[str, ...] = ()  # region_split values of the kept rows (empty: no split column)
 
     def __len__(self) -> int:
         return len(self.scores)
@@ -91,7 +92,7 @@ def read_scores(path: str | Path, split: str = "auto") -> Scores:
                         "`dhs score`")
     meta = pf.schema_arrow.metadata or {}
     info = json.loads(meta[METADATA_KEY]) if METADATA_KEY in meta else {}
-    table, note = _select_split(table, split, path)
+    table, note, kept = _select_split(table, split, path)
     labelled = pc.is_valid(table[LABEL_COLUMN])
     n_unlabelled = table.num_rows - pc.sum(labelled.cast(pa.int64())).as_py() if table.num_rows else 0
     if n_unlabelled:
@@ -126,7 +127,7 @@ def read_scores(path: str | Path, split: str = "auto") -> Scores:
         cols[name] = _float(table, name)
     src = {c: table[c] for c in (SOURCE_FILE_COLUMN, SOURCE_ROW_COLUMN) if c in table.column_names}
     return Scores(str(path), labels.astype(np.int8), scores, logits, row_ids, cols, note, info, int(n_unlabelled),
-                  int(n_unscored), src.get(SOURCE_FILE_COLUMN), src.get(SOURCE_ROW_COLUMN))
+                  int(n_unscored), src.get(SOURCE_FILE_COLUMN), src.get(SOURCE_ROW_COLUMN), kept)
 
 
 def _float(table: pa.Table, name: str) -> np.ndarray:
@@ -136,18 +137,19 @@ def _float(table: pa.Table, name: str) -> np.ndarray:
     return col.cast(pa.float64()).fill_null(np.nan).to_numpy(zero_copy_only=False)
 
 
-def _select_split(table: pa.Table, split: str, path: Path) -> tuple[pa.Table, str]:
+def _select_split(table: pa.Table, split: str, path: Path) -> tuple[pa.Table, str, tuple[str, ...]]:
     if SPLIT_COLUMN not in table.column_names:
         if split not in ("auto", "all"):
             raise DataError(f"{path}: no `{SPLIT_COLUMN}` column, cannot select split {split!r}; use --split all")
-        return table, f"all {table.num_rows:,} rows (no split column)"
+        return table, f"all {table.num_rows:,} rows (no split column)", ()
     present = sorted(x for x in pc.unique(table[SPLIT_COLUMN]).to_pylist() if x is not None)
     if split == "auto":
         split = "test" if "test" in present else "all"
     if split == "all":
-        return table, f"all {table.num_rows:,} rows (splits: {', '.join(present)})"
+        return table, f"all {table.num_rows:,} rows (splits: {', '.join(present)})", tuple(present)
     if split not in present:
         raise DataError(f"{path}: no rows with {SPLIT_COLUMN}={split!r} (present: {', '.join(present) or 'none'}); "
                         "pick one with --split")
     kept = table.filter(pc.equal(table[SPLIT_COLUMN], split))
-    return kept, f"{kept.num_rows:,} rows of split '{split}' (of {table.num_rows:,}; splits: {', '.join(present)})"
+    return (kept, f"{kept.num_rows:,} rows of split '{split}' (of {table.num_rows:,}; splits: {', '.join(present)})",
+            (split,))
