@@ -242,3 +242,22 @@ def test_invalid_label_values_and_truncated_file(sim_tier, tmp_path):
     r = run_audit(str(tmp_path / "t"))
     assert r.verdict == "NO-GO" and "region_split=val/part-00001.parquet: cannot read parquet footer" in \
         r.find("schema", "error")[0].message
+
+
+def test_corrupt_row_group_is_reported_and_the_rest_counted(sim_tier, tmp_path):
+    import shutil
+
+    import pyarrow.parquet as pq
+
+    shutil.copytree(sim_tier, tmp_path / "t")
+    victim = tmp_path / "t" / "region_split=train" / "part-00000.parquet"
+    col = pq.ParquetFile(victim).metadata.row_group(1).column(3)
+    assert col.path_in_schema == "is_control"
+    data = bytearray(victim.read_bytes())
+    data[col.data_page_offset:col.data_page_offset + col.total_compressed_size] = bytes(col.total_compressed_size)
+    victim.write_bytes(bytes(data))
+    r = run_audit(str(tmp_path / "t"))
+    msg = " ".join(f.message for f in r.find("schema", "error"))
+    assert "region_split=train/part-00000.parquet (row group 1:" in msg, r.to_markdown()
+    counts = r.find("balance", "info")[0].details["counts"]
+    assert sum(counts["train"].values()) == 252 - 32 and counts["val"] == {0: 27, 1: 27}

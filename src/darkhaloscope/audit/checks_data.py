@@ -29,6 +29,7 @@ TYPE_RULES: dict[str, tuple] = {
 PIXEL_FIXES: dict[str, tuple[str, str]] = {
     "unknown_layout": ("schema", "write stamps as npz with image_g/image_r/image_z (64, 64) float32"),
     "missing_column": ("schema", "every file needs the stamp column"),
+    "unreadable": ("schema", "the file is truncated or corrupt: re-copy or re-write it"),
     "decode_failure": ("usability", "re-write those stamps (truncated/corrupt npz) or set cutout_ok=0"),
     "null_stamp": ("usability", "set cutout_ok=0 for rows without a stamp"),
     "missing_band": ("usability", "keep only rows with all of g, r, z (or set cutout_ok=0)"),
@@ -73,12 +74,13 @@ def check_schema(ctx: AuditContext) -> list[Finding]:
                                f"neither a '{SPLIT_COLUMN}' column nor a region_split=<name>/ folder; add one",
                                {"files": lacking[:20]}))
     out += _type_findings(ctx)
-    for kind in ("unknown_layout", "missing_column"):
+    for kind in ("unknown_layout", "missing_column", "unreadable"):
         n = (ctx.pixels.problems.get(kind, 0) if ctx.pixels else 0)
         if n:
             out.append(Finding("schema", "error", f"{n} sampled row(s): {ctx.pixels.examples[kind][0]}; "
                                f"{PIXEL_FIXES[kind][1]}", {"rows": n, "examples": ctx.pixels.examples[kind]}))
-    splits = [s for s in ctx.scan.rows() if ctx.scan.rows()[s] > 0]
+    splits = sorted({s for s, n in ctx.scan.rows().items() if n > 0}
+                    | {f.split for f in tier.files if f.split is not None and f.num_rows > 0})
     missing_req = [s for s in cfg.required_splits if s not in splits]
     if missing_req:
         out.append(Finding("schema", "error", f"required split(s) {', '.join(missing_req)} missing (found: "

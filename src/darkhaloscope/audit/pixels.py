@@ -120,10 +120,15 @@ def sample_pixels(tier: Tier, cfg: AuditConfig, *, full: bool = False,
         if stamp not in f.columns:
             out.add_problem("missing_column", f.relpath, f"no '{stamp}' column")
             continue
-        if f.path not in pf_cache:
-            pf_cache.clear()
-            pf_cache[f.path] = tier.open_parquet(f)
-        batch = tier.read_row_group(f, rg, present, cutout_ok_only=True, pf=pf_cache[f.path])
+        try:
+            if f.path not in pf_cache:
+                pf_cache.clear()
+                pf_cache[f.path] = tier.open_parquet(f)
+            batch = tier.read_row_group(f, rg, present, cutout_ok_only=True, pf=pf_cache[f.path])
+        except DHSError as e:  # a corrupt row group: a finding, and the audit goes on
+            out.add_problem("unreadable", f"{f.relpath} row group {rg}",
+                            str(e).split(f"row group {rg}: ", 1)[-1].split(";")[0])
+            continue
         _one_batch(out, batch, file_index[id(f)], rng, keep_p, cfg)
         out.row_groups += 1
         if progress:

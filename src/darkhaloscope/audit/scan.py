@@ -172,17 +172,23 @@ class _FileScanner:
                       | (set(c for c in self.leak_cols if c in idx) if take_leak else set()))
         for chunk in _chunks(to_read, READ_CHUNK_ROWS):
             try:
-                table = pf.read_row_groups([c[0] for c in chunk], columns=cols, use_threads=False)
-                rows = np.concatenate([np.arange(s0, s0 + n, dtype=np.int64) for _, s0, n in chunk])
-                self._read_part(fs, f, table, rows, label_col, hosts, take_leak, idx)
+                self._read_chunk(pf, fs, f, chunk, cols, label_col, hosts, take_leak, idx)
+            except (OSError, pa.ArrowException):  # a corrupt chunk: read its row groups one by one
+                for one in ([c] for c in chunk):
+                    try:
+                        self._read_chunk(pf, fs, f, one, cols, label_col, hosts, take_leak, idx)
+                    except (OSError, pa.ArrowException) as e:
+                        fs.error = fs.error or f"row group {one[0][0]}: {str(e).splitlines()[0][:200]}"
             except LabelError as e:
                 fs.label_error = str(e)
                 break
-            except (OSError, pa.ArrowException, DataError) as e:
-                fs.error = f"row group {chunk[0][0]}: {str(e).splitlines()[0][:200]}"
-                break
-            fs.rg_read += len(chunk)
         return fs
+
+    def _read_chunk(self, pf, fs: FileScan, f: TierFile, chunk, cols, label_col, hosts, take_leak, idx) -> None:
+        table = pf.read_row_groups([c[0] for c in chunk], columns=cols, use_threads=False)
+        rows = np.concatenate([np.arange(s0, s0 + n, dtype=np.int64) for _, s0, n in chunk])
+        self._read_part(fs, f, table, rows, label_col, hosts, take_leak, idx)
+        fs.rg_read += len(chunk)
 
     def _label_value(self, v) -> int:
         return (1 - int(v)) if self.label_col == LABEL_SOURCE_COLUMN else int(v)
