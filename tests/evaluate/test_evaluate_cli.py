@@ -118,3 +118,22 @@ def test_operating_point_at_fixed_fpr_and_fallback(tmp_path):
     assert main(["evaluate", str(scores), "--out", str(tmp_path / "b"), *fast, "--set", "threshold_fpr=1e-4"]) == 0
     m = json.loads((tmp_path / "b" / "metrics.json").read_text())
     assert m["threshold"]["score"] == 0.5 and any("threshold_fpr 0.0001" in w for w in m["warnings"])
+
+
+def test_scores_without_logits_rank_by_probability(tmp_path):
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    t = synthetic_scores_table(3000, seed=7).drop_columns(["logit"])
+    pq.write_table(t, tmp_path / "s.parquet")
+    assert main(["evaluate", str(tmp_path / "s.parquet"), "--out", str(tmp_path / "r"), *FAST,
+                 "--set", "baselines=false"]) == 0
+    m = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    y, s = t["label"].to_numpy(), t["score"].to_numpy()
+    assert m["ranked_by"] == "score"
+    assert abs(m["auroc"]["value"] - roc_auc_score(y, s)) < 1e-9
+    assert abs(m["average_precision"]["value"] - average_precision_score(y, s)) < 1e-9
+
+
+def test_bench_evaluate_smoke(capsys):
+    assert main(["bench", "evaluate", "--rows", "3000", "--set", "n_boot=20", "--set", "baselines=false"]) == 0
+    assert "dhs evaluate on 3,000 scores:" in capsys.readouterr().out
