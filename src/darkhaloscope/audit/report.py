@@ -58,7 +58,7 @@ class AuditReport:
         return {s: len(self.by_severity(s)) for s in reversed(SEVERITIES)}
 
     def to_dict(self) -> dict[str, Any]:
-        return _json_safe({"uri": self.uri, "verdict": self.verdict, "fail_on": self.fail_on,
+        return json_safe({"uri": self.uri, "verdict": self.verdict, "fail_on": self.fail_on,
                            "counts": self.counts(), "summary": self.summary, "run": self.run,
                            "findings": [asdict(f) for f in self.sorted_findings()]})
 
@@ -112,14 +112,17 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def _json_safe(x: Any) -> Any:
-    """numpy scalars -> Python, NaN/Inf -> None, tuples -> lists (JSON has no NaN)."""
+def json_safe(x: Any) -> Any:
+    """numpy scalars -> Python, NaN/Inf -> None, tuples -> lists (JSON has no NaN). Public: reports use it."""
     if isinstance(x, dict):
-        return {str(k): _json_safe(v) for k, v in x.items()}
+        return {str(k): json_safe(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
-        return [_json_safe(v) for v in x]
+        return [json_safe(v) for v in x]
     if hasattr(x, "item") and not isinstance(x, (str, bytes)):
         x = x.item()
     if isinstance(x, float) and not math.isfinite(x):
         return None
     return x
+
+
+_json_safe = json_safe  # the earlier private name, still imported by review/report.py
