@@ -63,6 +63,10 @@ def test_s3_tier_with_local_cache(tiny_tier, s3_bucket, tmp_path):
     before = {p: p.stat().st_mtime_ns for p in cache.rglob("*.parquet")}
     _rows(StampStream(uri, "val", 8, s3=s3, cache_dir=str(cache)))  # second epoch: read from the cache
     assert {p: p.stat().st_mtime_ns for p in cache.rglob("*.parquet")} == before
+    stale = sorted(cache.rglob("*.parquet"))[0]
+    stale.write_bytes(b"half a file")  # e.g. copied in by hand: wrong size -> downloaded again
+    again = _rows(StampStream(uri, "val", 8, s3=s3, cache_dir=str(cache), decode_threads=2))
+    assert all(np.array_equal(again[k][0], local[k][0]) for k in local) and stale.stat().st_size > 100
 
 
 def _damage(path: Path, corrupt=(), nan=(), not_ok=()) -> None:
