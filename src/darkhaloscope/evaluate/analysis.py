@@ -9,6 +9,7 @@ Exercise: `dhs evaluate SCORES --out DIR`.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -210,13 +211,24 @@ def baseline_section(s: Scores, cfg: EvaluateConfig, ev: Evaluation) -> None:
 SECTIONS = (threshold_section, calibration_section, selection_section)
 
 
-def analyse(s: Scores, cfg: EvaluateConfig, fig_dir: Path) -> tuple[Evaluation, Ranked, float]:
-    """Run every score-file analysis; returns the evaluation, the ranking and the threshold (ranked units)."""
+def analyse(s: Scores, cfg: EvaluateConfig, fig_dir: Path, log=None) -> tuple[Evaluation, Ranked, float]:
+    """Run every score-file analysis; returns the evaluation, the ranking and the threshold (ranked units).
+    `log(message)` is called after each stage with its duration (progress for 10M-row files)."""
     fig_dir.mkdir(parents=True, exist_ok=True)
     ev = Evaluation(metrics={"scores_file": s.path, "source": s.info})
+    clock = [time.perf_counter()]
+
+    def done(stage: str) -> None:
+        if log is not None:
+            now = time.perf_counter()
+            log(f"{stage}: {now - clock[0]:.1f} s")
+            clock[0] = now
     r = rank_values(s)
     thr = ranking_section(s, r, cfg, fig_dir, ev)
+    done(f"ranking metrics + {cfg.n_boot} bootstrap replicates on {len(s):,} scores")
     for section in SECTIONS:
         section(s, r, thr, cfg, fig_dir, ev)
+        done(section.__name__.replace("_section", ""))
     baseline_section(s, cfg, ev)
+    done("baselines")
     return ev, r, thr

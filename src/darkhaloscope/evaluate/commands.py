@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -35,9 +36,14 @@ def run_evaluate(args) -> int:
     out = Path(args.out)
     s3 = s3_options_from_args(args)
     source, reason = resolve_source(scores, args.data, not args.no_data, s3, args.checkpoint)
-    ev, ranked, thr = analyse(scores, cfg, out / "figures")
+    print(f"evaluate: {scores.split_note}", file=sys.stderr)
+    ev, ranked, thr = analyse(scores, cfg, out / "figures", log=lambda m: print(f"  {m}", file=sys.stderr))
+    t1 = time.perf_counter()
     run_data_sections(scores, ranked, thr, cfg, ev, out / "figures", source=source, reason=reason,
                       checkpoint=args.checkpoint, s3=s3)
+    if source is not None:
+        print(f"  galleries{' and model probes' if args.checkpoint else ''}: {time.perf_counter() - t1:.1f} s",
+              file=sys.stderr)
     run = run_info(getattr(args, "argv", None))
     paths = write_report(ev, out, run)
     save_config(cfg, out / "evaluate_config.yaml")
