@@ -175,3 +175,10 @@ def test_resume_with_another_worker_count_is_still_exact(uneven_tier, before, af
     resumed.load_state_dict(interrupted.state_dict())
     rest = [b["row_id"] for b in make_loader(resumed, num_workers=after)]
     assert got + rest == full
+
+
+def test_fewer_batches_than_workers(tiny_tier):
+    s = StampStream(str(tiny_tier), "test", 64)  # 24 rows: one batch, worker 1 has nothing to do
+    batches = list(make_loader(s, num_workers=2))
+    assert len(batches) == len(s) == 1 and len(batches[0]["row_id"]) == 24
+    assert s.state_dict()["batches_done"] == 1
