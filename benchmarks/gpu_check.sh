@@ -28,8 +28,8 @@ mkdir -p "$OUT"
 T0=$(date +%s)
 log() { echo "[gpu_check +$(( $(date +%s) - T0 ))s] $*"; }
 
-python -c "import torch" 2>/dev/null || { log "torch missing: pip install torch (CUDA build)"; pip install -q torch; }
-CUDA=$(python -c "import torch; print(int(torch.cuda.is_available()))")
+probe='import torch; print(int(torch.cuda.is_available()))'
+CUDA=$(python -c "$probe" 2>/dev/null) || { log "torch missing: pip install torch (CUDA build)"; pip install -q torch; CUDA=$(python -c "$probe"); }
 if [[ "$CUDA" == 1 ]]; then
   DEV=cuda; PREC=bf16
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt" || true
