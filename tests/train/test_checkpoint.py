@@ -115,3 +115,15 @@ def test_local_mirror_round_trip(tmp_path):
     assert ckp.find_resume(tmp_path / "new", "auto", m) == tmp_path / "new" / "last.pt"
     assert ckp.load_checkpoint(tmp_path / "new" / "last.pt")["step"] == 3
     assert ckp.find_resume(tmp_path / "other", "auto", ckp.Mirror(str(tmp_path / "empty"))) is None
+
+
+def test_time_based_checkpoints(train_tier, tmp_path, monkeypatch):
+    """checkpoint_every_minutes: last.pt is saved at the next loss sync once the interval has passed."""
+    saves = []
+    real_save = loop._Trainer._save
+    monkeypatch.setattr(loop._Trainer, "_save", lambda self, names: (saves.append((self.state.step, names)),
+                                                                       real_save(self, names)))
+    assert main(["train", "--data", str(train_tier), "--out", str(tmp_path / "r"), *FAST, "--epochs=1",
+                 "--max_train_rows=64", "--checkpoint_every_minutes=1e-9", "--max_val_rows=16"]) == 0
+    # 4 steps: a time-based save after steps 1-3 (the interval is always over), then the epoch-end save
+    assert saves == [(1, ("last.pt",)), (2, ("last.pt",)), (3, ("last.pt",)), (4, ("last.pt", "best.pt"))]
