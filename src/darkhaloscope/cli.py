@@ -21,6 +21,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "darkhaloscope.audit.commands",
     "darkhaloscope.train.commands",
     "darkhaloscope.evaluate.commands",
+    "darkhaloscope.review.commands",
 )
 
 

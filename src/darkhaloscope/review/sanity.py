@@ -1,0 +1,183 @@
+"""Training-code sanity, measured on real batches of DATA (section 2 of `dhs review`).
+
+- initial loss: an untrained classifier must output p ~ 0.5, i.e. BCE ~ ln 2 = 0.693 nats; far off means
+  unnormalised inputs (flux units, normalisation) or a bad initialisation.
+- single-batch overfit: one real batch, no augmentation, a few hundred AdamW steps must drive its BCE to
+  ~0; if not, the model / loss / optimizer / label wiring is broken (the users' smoke test "loss -> 0.0001"
+  proved nothing: it had one class).
+- shuffled labels: train briefly with labels permuted within each batch, then score val. Its AUROC is
+  reported, but a net that learnt nothing still ranks by random image features (injections are brighter),
+  so measured on this data it lands anywhere in 0.3-0.8; the bound is on its val BCE, which must stay at
+  ~ln 2 (no confidence). A BCE well below ln 2 means the true label reached the model through something
+  else than the shuffled labels: class-sorted batches, a leaking row order, labels read from other rows.
+- val has both classes: otherwise the model-selection metric (val AUROC) is undefined (AUROC nan).
+Every check uses `train.preprocess.prepare_batch` and `train.step.train_step`, the code `dhs train` runs.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import torch
+
+from darkhaloscope.evaluate.metrics import auroc
+from darkhaloscope.models import create_model
+from darkhaloscope.review.config import ReviewConfig
+from darkhaloscope.review.report import Section
+from darkhaloscope.train.config import TrainConfig
+from darkhaloscope.train.data import StampStream, make_loader
+from darkhaloscope.train.guards import LN2
+from darkhaloscope.train.metrics import bce_with_logits
+from darkhaloscope.train.preprocess import prepare_batch
+from darkhaloscope.train.step import make_optimizer, make_scheduler, predict_logits, train_step
+
+CPU_SANITY_MODEL = "small_cnn"  # what `sanity_model: auto` trains on a CPU
+
+
+def null_auroc_sigma(n_pos: int, n_neg: int) -> float:
+    """Standard deviation of the AUROC of scores independent of the labels (Mann-Whitney U under H0)."""
+    return math.sqrt((n_pos + n_neg + 1) / (12.0 * n_pos * n_neg))
+
+
+def batches(data: str, split: str, batch_size: int, n: int | None = None, *, s3=None, seed: int = 0,
+            shuffle: bool = True, max_rows: int | None = None):
+    """Real batches {'image', 'label', ...} of a split, loaded in-process: n of them (cycling epochs), or
+    one epoch when n is None."""
+    stream = StampStream(data, split, batch_size, shuffle=shuffle, seed=seed, s3=s3, shuffle_buffer=512,
+                         max_rows=max_rows)
+    n = len(stream) if n is None else n
+    loader, got, epoch = make_loader(stream, num_workers=0), 0, 0
+    while got < n and len(stream):
+        stream.set_epoch(epoch)
+        for b in loader:
+            yield b
+            got += 1
+            if got >= n:
+                return
+        epoch += 1
+
+
+def _model(name: str, seed: int, device: torch.device):
+    torch.manual_seed(seed)
+    return create_model(name).to(device)
+
+
+def initial_loss(name: str, batch: dict, tcfg: TrainConfig, device: torch.device) -> float:
+    """Mean BCE (nats) of a freshly initialised `name` on one real batch, in training mode like step 1."""
+    model = _model(name, tcfg.seed, device)
+    x = prepare_batch(batch["image"].to(device), tcfg.preprocess, train=False)
+    with torch.no_grad():
+        logits = model(x).float().cpu().numpy()
+    return float(bce_with_logits(batch["label"].numpy(), logits).mean())
+
+
+def overfit_one_batch(name: str, batch: dict, tcfg: TrainConfig, rcfg: ReviewConfig, device) -> tuple[float, int]:
+    """Train on one batch until its BCE < overfit_max_loss or overfit_steps; returns (loss, steps)."""
+    model = _model(name, tcfg.seed, device)
+    opt = make_optimizer(model, rcfg.overfit_lr, 0.0)
+    sched = make_scheduler(opt, rcfg.overfit_steps, 0.0, 1.0)  # min_lr_frac 1: constant learning rate
+    scaler = torch.amp.GradScaler(device.type, enabled=False)
+    x = prepare_batch(batch["image"].to(device), tcfg.preprocess, train=False)
+    y = batch["label"].to(device)
+    loss = float("nan")
+    for step in range(1, rcfg.overfit_steps + 1):
+        out = train_step(model, x, y, opt, sched, scaler, device=device, precision="fp32",
+                         grad_clip_norm=tcfg.grad_clip_norm)
+        if step % 10 == 0 or step == rcfg.overfit_steps:
+            loss = float(out)
+            if loss < rcfg.overfit_max_loss:
+                return loss, step
+    return loss, rcfg.overfit_steps
+
+
+def shuffled_label_auroc(name: str, data: str, tcfg: TrainConfig, rcfg: ReviewConfig, device, s3=None, *,
+                         shuffle: bool = True):
+    """Train `shuffled_steps` steps with labels permuted within each batch (shuffle=False: the true labels,
+    for comparison); return (val AUROC Metric, val BCE in nats against the true labels)."""
+    model = _model(name, tcfg.seed + 1, device)
+    opt = make_optimizer(model, rcfg.overfit_lr, tcfg.weight_decay)
+    sched = make_scheduler(opt, rcfg.shuffled_steps, 0.0, 1.0)
+    scaler = torch.amp.GradScaler(device.type, enabled=False)
+    gen = torch.Generator().manual_seed(tcfg.seed)
+    aug = torch.Generator(device=device).manual_seed(tcfg.seed)
+    for b in batches(data, tcfg.train_split, rcfg.sanity_batch_size, rcfg.shuffled_steps, s3=s3, seed=tcfg.seed):
+        perm = torch.randperm(len(b["label"]), generator=gen) if shuffle else torch.arange(len(b["label"]))
+        y = b["label"][perm].to(device)
+        x = prepare_batch(b["image"].to(device), tcfg.preprocess, train=True, generator=aug)
+        train_step(model, x, y, opt, sched, scaler, device=device, precision="fp32", grad_clip_norm=tcfg.grad_clip_norm)
+    model.eval()
+    labels, logits = [], []
+    for b in batches(data, tcfg.val_split, 256, s3=s3, shuffle=False, max_rows=rcfg.shuffled_val_rows):
+        x = prepare_batch(b["image"].to(device), tcfg.preprocess, train=False)
+        logits.append(predict_logits(model, x, device=device, precision="fp32").cpu())
+        labels.append(b["label"])
+    y, z = torch.cat(labels).numpy().astype(np.int8), torch.cat(logits).numpy()
+    return auroc(y, z), float(bce_with_logits(y, z).mean())
+
+
+def sanity_section(data: str, counts: dict, tcfg: TrainConfig, rcfg: ReviewConfig, device: torch.device,
+                   s3=None) -> Section:
+    sec = Section("sanity", "Training code sanity")
+    t0 = time.perf_counter()
+    tr, va = tcfg.train_split, tcfg.val_split
+    audit_cmd = f"dhs audit {data} --markdown audit.md"
+    val = counts.get(va, {0: 0, 1: 0})
+    if val[0] and val[1]:
+        sec.add("val has both classes", "pass", f"split '{va}': {val[1]} injections, {val[0]} controls: val AUROC "
+                "(the model-selection metric) is defined", counts=val)
+    else:
+        sec.add("val has both classes", "fail", f"split '{va}' has {val[1]} injection(s) and {val[0]} control(s): "
+                "val AUROC is undefined (nan), so no checkpoint can be selected; rebuild the tier with controls and "
+                "injections in every split", audit_cmd, counts=val)
+    trc = counts.get(tr, {0: 0, 1: 0})
+    if not (trc[0] and trc[1]):
+        sec.add("training checks", "fail", f"not run: split '{tr}' has {trc[1]} injection(s) and {trc[0]} "
+                "control(s); a one-class split trains to loss ~0 while learning nothing", audit_cmd, counts=trc)
+        sec.seconds = time.perf_counter() - t0
+        return sec
+    name = rcfg.sanity_model if rcfg.sanity_model != "auto" else (tcfg.model if device.type == "cuda" else CPU_SANITY_MODEL)
+    batch = next(batches(data, tr, rcfg.sanity_batch_size, 1, s3=s3, seed=tcfg.seed))
+    n_pos = int(batch["label"].sum())
+    sec.lines.append(f"Measured on real `{tr}` batches of {len(batch['label'])} stamps ({n_pos} injections) on "
+                     f"{device}; trained model: `{name}`" + (f" (the planned `{tcfg.model}` is too slow to train "
+                     "here; its initial loss is measured)" if name != tcfg.model else "") + ".")
+    models = [tcfg.model] + ([name] if name != tcfg.model else [])
+    for m in models:
+        loss = initial_loss(m, batch, tcfg, device)
+        ok = abs(loss - LN2) <= rcfg.initial_loss_tolerance
+        sec.add(f"initial loss ({m})", "pass" if ok else "fail",
+                f"{loss:.4f} nats vs ln 2 = {LN2:.4f} (tolerance {rcfg.initial_loss_tolerance})" + (
+                    "" if ok else ": unnormalised inputs (flux units?) or a bad initialisation"),
+                None if ok else f"dhs bench loader {data} --norm prepare_batch --no-naive", loss=loss, model=m)
+    loss, steps = overfit_one_batch(name, batch, tcfg, rcfg, device)
+    ok = loss < rcfg.overfit_max_loss
+    sec.add("single-batch overfit", "pass" if ok else "fail",
+            f"BCE {loss:.4f} after {steps} steps on one batch of {len(batch['label'])} (bound < {rcfg.overfit_max_loss} "
+            f"within {rcfg.overfit_steps})" + ("" if ok else ": the model cannot memorise one batch; the loss, "
+                                               "labels or optimizer are wired wrong"),
+            None if ok else f"dhs train --data {data} --out overfit_probe --model={name} --max_train_rows="
+            f"{len(batch['label'])} --batch_size={len(batch['label'])} --epochs=300 --warmup_frac=0 --lr={rcfg.overfit_lr}",
+            loss=loss, steps=steps, model=name)
+    val_ok = val[0] and val[1]
+    if not val_ok:
+        sec.add("shuffled labels", "info", f"not measurable: split '{va}' lacks a class")
+    else:
+        a, bce = shuffled_label_auroc(name, data, tcfg, rcfg, device, s3)
+        sigma = null_auroc_sigma(a.n_pos, a.n_neg)
+        ok = bce >= LN2 - rcfg.shuffled_bce_margin
+        sec.add("shuffled labels", "pass" if ok else "fail",
+                f"after {rcfg.shuffled_steps} steps on within-batch shuffled labels: val BCE {bce:.4f} nats (bound >= "
+                f"ln 2 - {rcfg.shuffled_bce_margin:g} = {LN2 - rcfg.shuffled_bce_margin:.4f}), val AUROC {a.value:.3f} "
+                f"({a.n_pos}+{a.n_neg} stamps, null sigma {sigma:.3f})" + (
+                    "" if ok else ": the model learnt the true labels from shuffled ones, so the label reaches it "
+                    "by another route (class-sorted batches, row order, labels read from other rows)"),
+                None if ok else f"dhs audit {data} --full --markdown audit.md",
+                auroc=a.value, val_bce=bce, sigma=sigma, n_pos=a.n_pos, n_neg=a.n_neg)
+        sec.lines.append("Shuffled labels: a model that learnt nothing from its labels still ranks val stamps by "
+                         "whatever image features its random weights respond to (injections are brighter), so its "
+                         "AUROC can sit far from 0.5 in either direction; what it cannot have is confidence, so the "
+                         "bound is on its val BCE.")
+    sec.seconds = time.perf_counter() - t0
+    return sec

@@ -1,0 +1,66 @@
+"""End-to-end `dhs demo --quick` on CPU: verdicts, report files, the test-AUROC bound, the run folder."""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow.parquet as pq
+
+from darkhaloscope.cli import main
+from darkhaloscope.review.demo import MIN_TEST_AUROC
+
+
+def test_demo_quick_exits_0_with_reports_and_auroc_bound(demo_dir):
+    assert (demo_dir / "exit_code").read_text() == "0"
+    # the trained run and the reports, where the README says they are
+    for rel in ("run/best.pt", "run/last.pt", "run/metrics.jsonl", "run/config.yaml", "report/report.html",
+                "report/report.md", "report/metrics.json", "report/review.md", "report/review.json",
+                "report/review.html", "report/review_figures/learning_curves.png", "scores/test.parquet"):
+        assert (demo_dir / rel).is_file(), rel
+    metrics = json.loads((demo_dir / "report/metrics.json").read_text())
+    assert metrics["auroc"]["value"] >= MIN_TEST_AUROC
+    assert metrics["n_pos"] == 45 and metrics["n_neg"] == 45  # the test split of 600 rows (15%, half controls)
+    review = json.loads((demo_dir / "report/review.json").read_text())
+    assert review["verdict"] == "GO" and review["blocking"] == []
+    keys = [s["key"] for s in review["sections"]]
+    assert keys == ["data", "sanity", "throughput", "memory", "checkpoint", "run"]
+    checks = {c["check"]: c for s in review["sections"] for c in s["checks"]}
+    assert checks["single-batch overfit"]["status"] == "pass" and checks["single-batch overfit"]["details"]["loss"] < 0.05
+    assert abs(checks["initial loss (small_cnn)"]["details"]["loss"] - 0.6931) < 0.25
+    assert checks["save / kill / resume"]["status"] == "pass"
+    assert checks["save / kill / resume"]["details"]["killed_at"]["batches_done"] > 0  # killed mid-epoch
+    assert checks["best val AUROC"]["status"] == "pass"
+    md = (demo_dir / "report/review.md").read_text()
+    assert md.startswith("# GO/NO-GO review of") and "**Verdict: GO" in md and "| T4 |" in md
+
+
+def test_demo_debug_tier_is_no_go_naming_the_split(demo_dir):
+    debug = demo_dir / "data" / "debug_injections_only"
+    for p in debug.rglob("*.parquet"):
+        assert set(pq.read_table(p, columns=["is_control"])["is_control"].to_pylist()) == {0}
+    out = demo_dir / "debug_review.md"
+    rc = main(["review", "--data", str(debug), "--out", str(out), "--quick", "--config",
+               str(demo_dir / "run" / "config.yaml"), "--set", "sections=data,sanity,checkpoint"])
+    assert rc == 3
+    review = json.loads(out.with_suffix(".json").read_text())
+    assert review["verdict"] == "NO-GO"
+    reasons = " | ".join(b["message"] for b in review["blocking"])
+    assert "split 'train' has 210 injection(s) (is_control=0) and 0 control(s)" in reasons
+    assert "split 'val' has 45 injection(s) and 0 control(s)" in reasons  # model selection undefined
+    assert all(b["command"].startswith("dhs audit ") for b in review["blocking"])
+    md = out.read_text()
+    assert "## Blocking reasons" in md and "fix / investigate: `dhs audit" in md
+
+
+def test_demo_real_hosts_tier_when_cutouts_exist(demo_dir, dr10_dir):
+    real = demo_dir / "data" / "real_hosts"
+    assert (real / "manifest.json").is_file()
+    manifest = json.loads((real / "manifest.json").read_text())
+    assert manifest["hosts"] != "synthetic" and manifest["rows_written"] == 90
+    assert (demo_dir / "scores" / "real_hosts.parquet").is_file()
+
+
+def test_demo_bad_real_hosts_is_a_usage_error(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path / "d"), "--quick", "--real-hosts", str(tmp_path / "nope")]) == 2
+    assert "--real-hosts" in capsys.readouterr().err
+    assert not (tmp_path / "d").exists()
