@@ -37,3 +37,21 @@ def test_occlusion_map_peaks_where_the_score_looks():
         y, x = np.unravel_index(np.argmax(m), m.shape)
         assert 40 <= y < 48 and 16 <= x < 24
         assert m[40:48, 16:24].mean() > 10 * np.abs(m[:32, 32:]).mean()
+
+
+def test_coalesce_merges_small_batches_keeping_order_errors_and_unknown_labels():
+    import pyarrow as pa
+
+    from darkhaloscope.evaluate.score import _labels_array, coalesce
+    from darkhaloscope.evaluate.sources import SourceBatch
+
+    def sb(n, start, labels, err=None):
+        return SourceBatch(np.full((n, 3, 64, 64), start, np.float32), np.ones(n, bool), err or {}, labels,
+                           pa.table({"k": np.arange(start, start + n)}), [f"f{start}"] * n, np.arange(n))
+    parts = [sb(3, 0, np.array([1, 0, 1], np.int8)), sb(2, 3, None, {1: "bad"}), sb(4, 5, np.zeros(4, np.int8))]
+    out = list(coalesce(iter(parts), 5))
+    assert [len(b.valid) for b in out] == [5, 4]
+    m = out[0]
+    assert m.meta["k"].to_pylist() == [0, 1, 2, 3, 4] and m.errors == {4: "bad"}
+    assert _labels_array(m.labels, 5).to_pylist() == [1, 0, 1, None, None]
+    assert m.images[3, 0, 0, 0] == 3 and m.source_file[3] == "f3"

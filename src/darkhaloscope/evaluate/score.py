@@ -79,6 +79,35 @@ def _prefetch(it: Iterator, depth: int = 2) -> Iterator:
             yield item
 
 
+def coalesce(batches: Iterator[SourceBatch], min_rows: int) -> Iterator[SourceBatch]:
+    """Merge consecutive small batches (row groups of ~100 rows are common) into batches of >= min_rows
+    rows, so the model always runs on full batches. Rows keep their order; unknown labels stay unknown."""
+    pending: list[SourceBatch] = []
+    rows = 0
+    for b in batches:
+        pending.append(b)
+        rows += len(b.valid)
+        if rows >= min_rows:
+            yield _merge(pending)
+            pending, rows = [], 0
+    if pending:
+        yield _merge(pending)
+
+
+def _merge(parts: list[SourceBatch]) -> SourceBatch:
+    if len(parts) == 1:
+        return parts[0]
+    offsets = np.cumsum([0] + [len(p.valid) for p in parts])
+    errors = {int(o + i): msg for o, p in zip(offsets, parts) for i, msg in p.errors.items()}
+    labels = None
+    if any(p.labels is not None for p in parts):
+        labels = np.ma.concatenate([np.ma.masked_all(len(p.valid), np.int8) if p.labels is None
+                                    else np.ma.asarray(p.labels, np.int8) for p in parts])
+    return SourceBatch(np.concatenate([p.images for p in parts]), np.concatenate([p.valid for p in parts]), errors,
+                       labels, pa.concat_tables([p.meta for p in parts], promote_options="permissive"),
+                       [f for p in parts for f in p.source_file], np.concatenate([p.source_row for p in parts]))
+
+
 def _meta_array(b: SourceBatch, columns: tuple[str, ...]) -> np.ndarray | None:
     if not columns:
         return None
@@ -86,6 +115,13 @@ def _meta_array(b: SourceBatch, columns: tuple[str, ...]) -> np.ndarray | None:
     if missing:
         raise DataError(f"{b.source_file[0]}: the model takes metadata column(s) {', '.join(missing)}, absent here")
     return np.stack([b.meta[c].cast(pa.float32()).fill_null(0).to_numpy(zero_copy_only=False) for c in columns], 1)
+
+
+def _labels_array(labels, n: int) -> pa.Array:
+    if labels is None:
+        return pa.nulls(n, pa.int8())
+    mask = np.ma.getmaskarray(labels) if np.ma.isMaskedArray(labels) else None
+    return pa.array(np.ma.getdata(labels).astype(np.int8), pa.int8(), mask=mask)
 
 
 def batch_table(b: SourceBatch, logits: np.ndarray, stats: bool) -> pa.Table:
@@ -97,7 +133,7 @@ def batch_table(b: SourceBatch, logits: np.ndarray, stats: bool) -> pa.Table:
            else pa.array([f"{f}:{r}" for f, r in zip(b.source_file, b.source_row)], pa.string()))
     cols = {SCORE_COLUMN: pa.array(prob.astype(np.float32), mask=~b.valid),
             LOGIT_COLUMN: pa.array(logits.astype(np.float32), mask=~b.valid),
-            LABEL_COLUMN: pa.array(b.labels, pa.int8()) if b.labels is not None else pa.nulls(len(prob), pa.int8()),
+            LABEL_COLUMN: _labels_array(b.labels, len(prob)),
             ROW_ID_COLUMN: ids, "source_file": pa.array(b.source_file, pa.string()),
             "source_row": pa.array(b.source_row, pa.int64()),
             "decode_error": pa.array([b.errors.get(i) for i in range(len(prob))], pa.string())}
@@ -169,7 +205,7 @@ def score_data(checkpoint: str, data: str, out: str | Path, cfg: ScoreConfig, *,
         t0 = time.perf_counter()
         with RowProgress(source.num_rows, enabled=progress and info.is_main, label="score") as bar:
             def tables():
-                for b in _prefetch(source.batches(threads=cfg.decode_threads)):
+                for b in coalesce(_prefetch(source.batches(threads=cfg.decode_threads)), cfg.batch_size):
                     logits = infer(model, pre, b.images, device, amp=cfg.amp, batch_size=cfg.batch_size,
                                    meta=_meta_array(b, meta_cols))
                     bar.advance(len(logits))
