@@ -36,7 +36,7 @@ def register(subparsers, bench_subparsers) -> None:
     p.add_argument("--grid", nargs="+", default=None, metavar="NAME=V1,V2",
                    help="parameter grid, e.g. theta_e=0.75,1.0,1.5,2.0 src_dmag=1,2")
     p.add_argument("--arc-snr-dist", dest="arc_snr_dist", default=None,
-                   help="target peak arc S/N: none | loguniform:LO:HI | uniform:LO:HI (default loguniform:4:100)")
+                   help="target peak arc S/N: none | loguniform:LO:HI | uniform:LO:HI (default loguniform:5:100)")
     p.add_argument("--psf", default=None, choices=("moffat", "gaussian"), help="PSF profile (default moffat)")
     p.add_argument("--bands", default=None, help="bands written, e.g. g,r,z (default)")
     p.add_argument("--splits", default=None, help="e.g. train=0.7,val=0.15,test=0.15 (default)")

@@ -3,7 +3,7 @@
 - `parse_grid("theta_e=0.75,1.0,1.5 src_dmag=1,2")` -> ordered {name: values}; injection k uses grid point
   k mod (grid size) of the Cartesian product (like the users' `grid_small` tiers); unknown names,
   empty value lists and impossible values are a UsageError before anything is written.
-- `parse_snr_dist("loguniform:4:100")` -> a sampler of target peak arc S/N (`none` keeps the source
+- `parse_snr_dist("loguniform:5:100")` -> a sampler of target peak arc S/N (`none` keeps the source
   magnitude distribution as drawn). See `build.render_row` for how a target is met.
 - `draw_lens` / `draw_source`: SIE + shear and Sersic-source draws from the ranges in `SimConfig`.
 

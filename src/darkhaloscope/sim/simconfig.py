@@ -51,7 +51,7 @@ class SimConfig:
     src_g_r: tuple[float, float] = (0.0, 0.6)  # source g-r colour, mag (blue star-forming)
     src_r_z: tuple[float, float] = (-0.1, 0.4)  # source r-z colour, mag
     src_beta_frac: float = 0.6  # source offset <= this x theta_E: strongly lensed (arcs, rings)
-    arc_snr_dist: str = "loguniform:4:100"  # target peak arc S/N: none|loguniform:LO:HI|uniform:LO:HI (7% < 5)
+    arc_snr_dist: str = "loguniform:5:100"  # target peak arc S/N: none|loguniform:LO:HI|uniform:LO:HI (37% at 5-15)
     grid: str = ""  # e.g. "theta_e=0.75,1.0,1.5,2.0 src_dmag=1,2": injections cycle over the product
 
     def split_fractions(self) -> dict[str, float]:
