@@ -129,3 +129,16 @@ def test_usage_errors_exit_2(argv, msg, capsys, tmp_path, monkeypatch):
 def test_review_config_rejects_bad_values():
     with pytest.raises(UsageError, match="checkpoint_steps"):
         load_config(ReviewConfig, None, {"checkpoint_steps": 2})
+
+
+def test_unreadable_tier_is_no_go_not_a_crash(tmp_path):
+    bad = tmp_path / "tier" / "region_split=train"
+    bad.mkdir(parents=True)
+    (bad / "part-00000.parquet").write_bytes(b"not a parquet file at all")
+    out = tmp_path / "r.md"
+    rc = main(["review", "--data", str(tmp_path / "tier"), "--out", str(out), "--quick", "--set", "sections=data,sanity"])
+    assert rc == 3
+    doc, _ = _review(out)
+    assert doc["verdict"] == "NO-GO" and doc["blocking"]
+    assert any("part-00000.parquet" in b["message"] for b in doc["blocking"]), doc["blocking"]
+    assert all(b["command"] for b in doc["blocking"])
