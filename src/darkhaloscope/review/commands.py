@@ -34,7 +34,7 @@ def register(sub, bench_sub) -> None:
     p.set_defaults(func=cmd_review)
 
     d = sub.add_parser("demo", help="simulate tiers, catch a broken one, train, score, evaluate, review (CPU)",
-                       description="The whole pipeline on data it simulates: ~6 min on 2 CPU cores (--quick ~1 min). "
+                       description="The whole pipeline on data it simulates: 1.5-4.5 min on 2 CPU cores (measured 84-263 s; --quick ~1 min). "
                        "Leaves DIR/run/best.pt and DIR/report/ (report.html, review.md). Exit 0 when all is as expected.")
     d.add_argument("--out", default="demo_out", help="output folder (default demo_out)")
     d.add_argument("--quick", action="store_true", help="tiny tiers with bright arcs, 3 epochs (~1 min): a smoke test")
