@@ -113,6 +113,19 @@ def parse_overrides(overrides: list[str] | None) -> dict[str, Any]:
     return out
 
 
+def parse_shard(text: str | None) -> tuple[int, int]:
+    """`--shard K/N` (0-based K < N, like a SLURM array index) -> (K, N); None or '' -> (0, 1)."""
+    if not text:
+        return 0, 1
+    try:
+        k, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise UsageError(f"--shard {text!r}: expected K/N with integers, e.g. 0/8 (K counts from 0)") from None
+    if not (n >= 1 and 0 <= k < n):
+        raise UsageError(f"--shard {text!r}: need 0 <= K < N (K counts from 0, like a SLURM array index)")
+    return k, n
+
+
 def _set_nested(data: dict, dotted: str, value: Any) -> None:
     parts = dotted.split(".")
     for p in parts[:-1]:

@@ -125,4 +125,3 @@ def json_safe(x: Any) -> Any:
     return x
 
 
-_json_safe = json_safe  # the earlier private name, still imported by review/report.py

@@ -54,7 +54,7 @@ def run_evaluate(args) -> int:
 
 def run_score(args) -> int:
     from darkhaloscope.evaluate.score import score_data
-    from darkhaloscope.evaluate.sources import parse_shard
+    from darkhaloscope.config import parse_shard
 
     cfg = _config(ScoreConfig, "score", args)
     s = score_data(args.checkpoint, args.data, args.out, cfg, s3=s3_options_from_args(args), split=args.split,

@@ -17,7 +17,7 @@ from typing import Iterator
 import numpy as np
 import pyarrow as pa
 
-from darkhaloscope.errors import DataError, StampDecodeError, UsageError
+from darkhaloscope.errors import DataError, StampDecodeError
 from darkhaloscope.stamps.batch import decode_tier_batch, labels_of
 from darkhaloscope.stamps.codec import decode_batch
 from darkhaloscope.stamps.fs import S3Options, is_s3
@@ -39,19 +39,6 @@ class SourceBatch:
     source_file: list[str]
     source_row: np.ndarray  # (N,) int64
 
-
-def parse_shard(text: str | None) -> tuple[int, int]:
-    """'K/N' -> (K, N) with 0 <= K < N; None -> (0, 1). (Not sim.build's twin: importing that costs 4 s of
-    lenstronomy at every `dhs score`.)"""
-    if not text:
-        return 0, 1
-    try:
-        k, n = (int(x) for x in text.split("/"))
-    except ValueError:
-        raise UsageError(f"--shard {text!r}: expected K/N with integers, e.g. 0/4 (K counts from 0)") from None
-    if not (n >= 1 and 0 <= k < n):
-        raise UsageError(f"--shard {text!r}: need 0 <= K < N (K counts from 0)")
-    return k, n
 
 
 class TierSource:

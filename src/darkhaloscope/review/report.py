@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from darkhaloscope.audit.report import _json_safe as json_safe  # numpy -> Python, NaN -> None
+from darkhaloscope.audit.report import json_safe  # numpy -> Python, NaN -> None
 from darkhaloscope.fileio import atomic_write_text
 
 STATUSES = ("pass", "info", "warn", "fail")

@@ -217,7 +217,7 @@ def checkpoint_section(data: str, tcfg: TrainConfig, rcfg: ReviewConfig, counts:
         else:
             why = r.get("why") or ", ".join(k for k in ("killed", "same_losses", "same_weights") if not r.get(k))
             sec.add("save / kill / resume", "fail", f"the resumed run differs from the uninterrupted one ({why} "
-                    "failed)", f"python -m pytest -q tests/train/test_resume.py", **r)
+                    "failed)", "python -m pytest -q tests/train/test_resume.py", **r)
         if tcfg.checkpoint_uri:
             try:
                 m = mirror_round_trip(tcfg.checkpoint_uri, Path(tmp) / "uninterrupted" / "last.pt", s3)

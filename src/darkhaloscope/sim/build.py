@@ -31,6 +31,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from darkhaloscope.config import parse_shard
 from darkhaloscope.errors import UsageError
 from darkhaloscope.fileio import atomic_path, atomic_write_text
 from darkhaloscope.sim.hosts import RealHosts, assign_host_splits, exact_counts, load_real_hosts
@@ -109,18 +110,6 @@ def make_plan(rows: int, seed: int, cfg: SimConfig, real: RealHosts | None = Non
     inj_idx[inj] = np.arange(len(inj))
     return Plan(names, split_idx, is_control, host_idx, inj_idx, seed, None if real is None else list(real.ids))
 
-
-def parse_shard(text: str | None) -> tuple[int, int]:
-    """'K/N' (0-based K < N) -> (K, N); None or '' -> (0, 1)."""
-    if not text:
-        return 0, 1
-    try:
-        k, n = (int(v) for v in text.split("/"))
-    except ValueError:
-        raise UsageError(f"--shard {text!r}: expected K/N with integers, e.g. 0/8 (K counts from 0)") from None
-    if not (n >= 1 and 0 <= k < n):
-        raise UsageError(f"--shard {text!r}: need 0 <= K < N (K counts from 0, like a SLURM array index)")
-    return k, n
 
 
 def _arrow_type(name: str) -> pa.DataType:
