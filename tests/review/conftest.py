@@ -25,17 +25,19 @@ def one_torch_thread():
 
 
 @pytest.fixture(scope="session")
-def demo_dir(tmp_path_factory, request) -> Path:
+def demo_dir(tmp_path_factory, request):
     """`dhs demo --quick` (with the DR10 hosts when present), run once; asserted in test_demo.py."""
     from darkhaloscope.cli import main
 
+    before = torch.get_num_threads()
     torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("demo") / "demo_out"
     hosts = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "dr10_cutouts"
     argv = ["demo", "--out", str(out), "--quick", "--workers", "2"] + (["--real-hosts", str(hosts)] if hosts.is_dir() else [])
     rc = main(argv)
     (out / "exit_code").write_text(str(rc))
-    return out
+    yield out
+    torch.set_num_threads(before)
 
 
 def copy_tier(src: Path, dst: Path, fn) -> Path:

@@ -13,8 +13,10 @@ from darkhaloscope.cli import main
 from trainhelpers import FAST, read_jsonl
 
 # 48 train rows in batches of 4: 12 steps per epoch, 24 in all; last.pt every 5 steps
+# one intra-op thread in every run: CPU float sums are bit-exact only for the same thread count, and the
+# in-process runs must not depend on what earlier tests left torch set to
 ARGS = [*FAST, "--batch_size=4", "--epochs=2", "--checkpoint_every_steps=5", "--max_train_rows=48",
-        "--max_val_rows=32"]
+        "--max_val_rows=32", "--torch_threads=1"]
 
 
 def _lines(path) -> int:

@@ -40,6 +40,8 @@ class TrainConfig:
     num_workers: int = 2  # DataLoader worker processes per rank (0 = load in the training process)
     prefetch_factor: int = 4  # batches prefetched per worker
     decode_threads: int = 1  # npz decode threads per worker
+    torch_threads: int = 0  # CPU intra-op threads of the training process (0 = torch's default); a CPU run
+    #                         resumes bit-exactly only with the same count, so pin it when that matters
     shuffle_buffer: int = 4096  # rows in the streaming shuffle buffer
     cache_dir: str | None = None  # local cache for s3:// tier files (None = stream, no cache)
     max_train_rows: int | None = None  # use at most this many train rows (None = all); smoke tests

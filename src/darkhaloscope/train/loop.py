@@ -56,6 +56,8 @@ class State:
 def train(cfg: TrainConfig, out_dir, argv: list[str] | None = None, *, resume: str | None = None,
           s3: S3Options | None = None) -> dict:
     """Train as configured; returns a summary dict (best_val_auroc, epochs, steps, paths, ...)."""
+    if cfg.torch_threads > 0:
+        torch.set_num_threads(cfg.torch_threads)
     info, device = dd.setup(cfg.device)
     try:
         return _Trainer(cfg, Path(out_dir), argv, s3, info, device).run(resume)
