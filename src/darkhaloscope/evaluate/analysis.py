@@ -197,9 +197,14 @@ def baseline_section(s: Scores, cfg: EvaluateConfig, ev: Evaluation) -> None:
              ", ".join(b.features)] for b in results]
     for b in results:
         if b.close_to_cnn:
-            why = ("the simple statistics rank better than the CNN (undertrained CNN, or a too-easy tier)"
-                   if b.auroc.value > b.cnn_auroc.value else
-                   "the CNN adds little beyond these simple statistics (a shortcut? see the model probes)")
+            if b.auroc.value > b.cnn_auroc.value:
+                why = "the simple statistics rank better than the CNN (undertrained CNN, or a too-easy tier)"
+            elif b.name.startswith("image"):
+                why = ("the CNN adds little beyond aperture photometry, whose 4.2\" aperture also holds the arcs' "
+                       "light: either the arcs are bright enough to find without their shape, or the CNN uses a "
+                       "shortcut; the core-masked probe (--checkpoint --data) tells which")
+            else:
+                why = "the CNN adds little beyond these metadata: they, not the pixels, may carry the label"
             ev.warnings.insert(0, f"SHORTCUT? a logistic regression on {b.name} reaches AUROC {b.auroc.value:.4f} "
                                   f"vs the CNN's {b.cnn_auroc.value:.4f}: {why}")
     lines = ["Cross-validated (5-fold) logistic regression; 'close' means it recovers >= 90% of the CNN's "
