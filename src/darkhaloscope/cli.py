@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import sys
 
 from darkhaloscope import __version__
@@ -44,9 +45,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_OVERRIDE = re.compile(r"^--[A-Za-z_][\w.-]*=")
+_OVERRIDE_DESTS = ("set", "overrides")  # where commands with a config collect `--set KEY=VALUE`
+
+
+def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """Parse argv; for commands that take `--set KEY=VALUE`, a bare `--key=value` is the same override
+    (so every command accepts the `--key=value` form; the config loader rejects unknown keys)."""
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        dest = next((d for d in _OVERRIDE_DESTS if hasattr(args, d)), None)
+        bad = [x for x in extra if dest is None or not _OVERRIDE.match(x)]
+        if bad:
+            parser.error(f"unrecognized arguments: {' '.join(bad)}")
+        setattr(args, dest, list(getattr(args, dest) or []) + [x[2:] for x in extra])
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
