@@ -141,7 +141,7 @@ class _FileScanner:
     def __call__(self, item: tuple[int, TierFile]) -> FileScan:
         k, f = item
         try:
-            pf = pq.ParquetFile(self.tier.fs.open_input_file(f.path), pre_buffer=self.pre_buffer)
+            pf = pq.ParquetFile(self.tier.fs.open_input_file(f.path), pre_buffer=self.pre_buffer, metadata=f.metadata)
             schema = pf.schema_arrow
         except (OSError, pa.ArrowException) as e:
             return FileScan(f.relpath, f.num_rows, {}, error=f"cannot read parquet ({str(e).splitlines()[0][:150]})")
@@ -271,8 +271,11 @@ def _metadata_columns(tier: Tier) -> list[str]:
     """Scalar columns of the first readable footer, minus stamps / label / split / host ids."""
     for f in tier.files:
         try:
-            with tier.fs.open_input_file(f.path) as fh:
-                schema = pq.ParquetFile(fh).schema_arrow
+            if f.metadata is not None:
+                schema = f.metadata.schema.to_arrow_schema()
+            else:
+                with tier.fs.open_input_file(f.path) as fh:
+                    schema = pq.ParquetFile(fh).schema_arrow
         except (OSError, pa.ArrowException):
             continue
         return [n for n in schema.names if n not in NOT_METADATA and n not in HOST_ID_COLUMNS
