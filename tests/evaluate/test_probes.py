@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from darkhaloscope.evaluate.probes import _radius, mask_core, occlusion_maps, sky_stats
+from darkhaloscope.evaluate.probes import mask_core, occlusion_maps, sky_stats
+from darkhaloscope.stamps.schema import pixel_radius
 
 
 def _stamps(n=3, seed=0):
@@ -17,7 +18,7 @@ def _stamps(n=3, seed=0):
 def test_mask_core_replaces_only_the_core_with_sky_noise():
     img = _stamps()
     out = mask_core(img, 4.0, np.random.default_rng(1))
-    core = _radius(64) < 4.0
+    core = pixel_radius(64) < 4.0
     assert np.array_equal(out[..., ~core], img[..., ~core])
     med, sigma = sky_stats(img)
     assert np.allclose(out[..., core].mean(-1), med, atol=4 * sigma.max() / np.sqrt(core.sum()))

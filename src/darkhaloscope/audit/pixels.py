@@ -23,7 +23,8 @@ from darkhaloscope.audit.stats import image_features
 from darkhaloscope.errors import DHSError
 from darkhaloscope.stamps.batch import decode_tier_batch, labels_of, stamp_column
 from darkhaloscope.stamps.codec import decode_batch
-from darkhaloscope.stamps.schema import BANDS, CTRL_STAMP_COLUMN, LABEL_COLUMN, LABEL_SOURCE_COLUMN, SPLIT_COLUMN
+from darkhaloscope.stamps.schema import (BANDS, CTRL_STAMP_COLUMN, LABEL_COLUMN, LABEL_SOURCE_COLUMN, SPLIT_COLUMN,
+                                          pixel_radius)
 from darkhaloscope.stamps.tier import Tier, TierBatch
 
 # How a decode error message maps to a problem kind (first match wins; the codec's wording).
@@ -190,8 +191,7 @@ def _paired(out: PixelSample, ctrl_col, images, labels, valid, where, arc_flux, 
     for j, reason in ctrl.errors.items():
         out.add_problem("ctrl_" + error_kind(reason), where[idx[j]], f"{CTRL_STAMP_COLUMN}: {reason}")
     size = images.shape[-1]
-    yy, xx = np.mgrid[:size, :size] - (size - 1) / 2.0
-    far = np.hypot(xx, yy) >= cfg.paired_far_radius_pix
+    far = pixel_radius(size) >= cfg.paired_far_radius_pix
     diff = images[idx] - ctrl.images  # (m, 3, S, S)
     bg = ctrl.images[:, :, far]
     sigma = np.maximum(1.4826 * np.median(np.abs(bg - np.median(bg, axis=2, keepdims=True)), axis=2), 1e-12)

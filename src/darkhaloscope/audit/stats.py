@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.stats import rankdata
 
-from darkhaloscope.stamps.schema import BANDS, ZEROPOINT_AB
+from darkhaloscope.stamps.schema import BANDS, ZEROPOINT_AB, pixel_radius
 
 
 def auroc(labels: np.ndarray, scores: np.ndarray) -> float:
@@ -46,8 +46,7 @@ def column_leakage(values: np.ndarray, labels: np.ndarray, min_per_class: int = 
 
 
 def _masks(size: int, centre_radius_pix: float, background_radius_pix: float):
-    yy, xx = np.mgrid[:size, :size] - (size - 1) / 2.0
-    r = np.hypot(xx, yy)
+    r = pixel_radius(size)
     return r <= centre_radius_pix, r >= background_radius_pix
 
 

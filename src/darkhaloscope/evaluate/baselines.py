@@ -13,17 +13,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from darkhaloscope.evaluate.metrics import Metric, auroc
-from darkhaloscope.stamps.schema import BANDS, STAMP_SIZE
+from darkhaloscope.stamps.schema import BANDS, pixel_radius
 
 CENTRAL_RADIUS_PIX = 4  # "core" aperture radius: ~1.0" = the lens galaxy's core at 0.262"/pixel
 TOTAL_RADIUS_PIX = 16  # "total" aperture radius: 4.2", encloses arcs of theta_E up to ~3"
 MIN_FLUX_NMGY = 1e-4  # floor before taking magnitudes (22.5 - 2.5 log10(1e-4) = 32.5 AB mag)
 CLOSE_AUROC_FRACTION = 0.9  # warn when (baseline AUROC - 0.5) >= this x (CNN AUROC - 0.5)
-
-
-def _radius(size: int = STAMP_SIZE) -> np.ndarray:
-    yy, xx = np.mgrid[:size, :size] - (size - 1) / 2
-    return np.hypot(xx, yy)
 
 
 def image_statistics(images: np.ndarray) -> dict[str, np.ndarray]:
@@ -34,7 +29,7 @@ def image_statistics(images: np.ndarray) -> dict[str, np.ndarray]:
     img_core_g_r, img_core_r_z, img_total_g_r, img_total_r_z   colours [AB mag]
     """
     x = images.astype(np.float64, copy=False)
-    r = _radius(x.shape[-1])
+    r = pixel_radius(x.shape[-1])
     border = r >= x.shape[-1] / 2 - 2
     sky = np.median(x[..., border], axis=-1)  # (N, 3) nmgy per pixel
     x = x - sky[..., None, None]

@@ -23,19 +23,14 @@ from darkhaloscope.evaluate import plots
 from darkhaloscope.evaluate.report import Section, md_table
 from darkhaloscope.evaluate.sources import open_source
 from darkhaloscope.stamps.fs import is_s3
-from darkhaloscope.stamps.schema import CTRL_STAMP_COLUMN
+from darkhaloscope.stamps.schema import CTRL_STAMP_COLUMN, pixel_radius
 
 SKY_RADIUS_PIX = 28  # pixels at r >= this from the centre estimate the sky level and noise
 
 
-def _radius(size: int) -> np.ndarray:
-    yy, xx = np.mgrid[:size, :size] - (size - 1) / 2
-    return np.hypot(xx, yy)
-
-
 def sky_stats(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(N, 3) sky median and robust sigma (1.4826 MAD) of each band from the stamp's outer pixels."""
-    outer = images[..., _radius(images.shape[-1]) >= SKY_RADIUS_PIX]
+    outer = images[..., pixel_radius(images.shape[-1]) >= SKY_RADIUS_PIX]
     med = np.median(outer, axis=-1)
     sigma = 1.4826 * np.median(np.abs(outer - med[..., None]), axis=-1)
     return med, sigma
@@ -45,7 +40,7 @@ def mask_core(images: np.ndarray, radius_pix: float, rng: np.random.Generator) -
     """Copy of `images` with r < radius_pix replaced by sky median + Gaussian noise of the sky sigma."""
     med, sigma = sky_stats(images)
     out = images.copy()
-    core = _radius(images.shape[-1]) < radius_pix
+    core = pixel_radius(images.shape[-1]) < radius_pix
     noise = rng.normal(size=(len(images), images.shape[1], int(core.sum())))
     out[..., core] = (med[..., None] + sigma[..., None] * noise).astype(np.float32)
     return out

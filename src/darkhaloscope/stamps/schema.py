@@ -57,6 +57,14 @@ OBSERVING_COLUMNS: tuple[str, ...] = (
 REQUIRED_COLUMNS: tuple[str, ...] = (STAMP_COLUMN, LABEL_SOURCE_COLUMN)  # + region_split (column or partition)
 
 
+def pixel_radius(size: int = STAMP_SIZE) -> np.ndarray:
+    """(size, size) distance in pixels of each pixel from the stamp centre, pixel (size//2, size//2): where
+    the host sits in Phase 4c stamps, in DR10 cutouts centre-cropped by the codec and in `dhs simulate`
+    stamps. Every aperture and annulus of the package is measured from here."""
+    c = np.arange(size) - size // 2
+    return np.hypot(c[:, None], c[None, :])
+
+
 def is_forbidden_input(column: str) -> bool:
     """True for a column that describes the injection and so must never be fed to a model."""
     return (

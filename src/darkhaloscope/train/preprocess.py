@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from darkhaloscope.errors import UsageError
+from darkhaloscope.stamps.schema import pixel_radius
 
 MAD_TO_SIGMA = 1.4826  # sigma of a Gaussian = 1.4826 x its median absolute deviation
 N_DIHEDRAL = 8  # 4 rotations x (no flip, flip)
@@ -58,9 +59,8 @@ class PreprocessConfig:
 
 
 def _radius_px(size: int) -> torch.Tensor:
-    """Distance (pixels) of each pixel of a size x size stamp from its centre pixel (size // 2)."""
-    c = torch.arange(size, dtype=torch.float64) - size // 2
-    return torch.hypot(c[:, None], c[None, :])
+    """Distance (pixels) of each pixel from the stamp centre, as everywhere else (`schema.pixel_radius`)."""
+    return torch.from_numpy(pixel_radius(size))
 
 
 @functools.lru_cache(maxsize=32)
