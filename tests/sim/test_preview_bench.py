@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from darkhaloscope.cli import main
-from darkhaloscope.sim.preview import lupton_rgb
+from darkhaloscope.stamps.display import lupton_rgb
 
 
 def test_preview_png_with_progress_bar(tmp_path, capsys):

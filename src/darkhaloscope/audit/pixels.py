@@ -23,6 +23,7 @@ from darkhaloscope.audit.stats import image_features
 from darkhaloscope.errors import DHSError
 from darkhaloscope.stamps.batch import decode_tier_batch, labels_of, stamp_column
 from darkhaloscope.stamps.codec import decode_batch
+from darkhaloscope.stamps.robust import median_sigma
 from darkhaloscope.stamps.schema import (BANDS, CTRL_STAMP_COLUMN, LABEL_COLUMN, LABEL_SOURCE_COLUMN, SPLIT_COLUMN,
                                           pixel_radius)
 from darkhaloscope.stamps.tier import Tier, TierBatch
@@ -194,7 +195,7 @@ def _paired(out: PixelSample, ctrl_col, images, labels, valid, where, arc_flux, 
     far = pixel_radius(size) >= cfg.paired_far_radius_pix
     diff = images[idx] - ctrl.images  # (m, 3, S, S)
     bg = ctrl.images[:, :, far]
-    sigma = np.maximum(1.4826 * np.median(np.abs(bg - np.median(bg, axis=2, keepdims=True)), axis=2), 1e-12)
+    sigma = np.maximum(median_sigma(bg, axis=2)[1], 1e-12)
     far_med = (np.median(np.abs(diff[:, :, far]), axis=2) / sigma).max(axis=1)  # worst band, in sigma
     neg = (diff.reshape(len(idx), 3, -1).min(axis=2) / sigma).min(axis=1)  # most negative, in sigma
     flux_r = diff[:, BANDS.index("r")].sum(axis=(1, 2))

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from darkhaloscope.fileio import atomic_path
+from darkhaloscope.stamps.display import lupton_rgb, stamp_noise
 
 LENS_COLOUR, CONTROL_COLOUR = "tab:orange", "tab:blue"
 
@@ -186,20 +187,6 @@ def completeness_map(cmap, labels: tuple[str, str], threshold: float, path: Path
     return _save(fig, path)
 
 
-def rgb_composite(img: np.ndarray) -> np.ndarray:
-    """(3, H, W) g/r/z nanomaggies -> (H, W, 3) RGB in [0, 1]: z->R, r->G, g->B, asinh stretch.
-
-    Each band is scaled by its robust sky sigma (MAD of the stamp) so faint arcs show above the noise.
-    """
-    rgb = np.empty(img.shape[1:] + (3,), np.float64)
-    for out_ch, band in ((0, 2), (1, 1), (2, 0)):
-        b = img[band].astype(np.float64)
-        sky = np.median(b)
-        sigma = 1.4826 * np.median(np.abs(b - sky)) or 1e-3
-        rgb[..., out_ch] = np.arcsinh((b - sky) / (3 * sigma)) / np.arcsinh(60.0)
-    return np.clip(rgb, 0, 1)
-
-
 def gallery(images: np.ndarray, captions: list[str], title: str, path: Path, overlays=None, cols: int = 6) -> Path:
     """g/r/z composites with a caption each; optional (N, H, W) overlay maps (e.g. occlusion) drawn beside."""
     n = len(images)
@@ -214,7 +201,7 @@ def gallery(images: np.ndarray, captions: list[str], title: str, path: Path, ove
     for i in range(n):
         r, c = divmod(i, cols)
         ax = axes[r * cols * per + c * per]
-        ax.imshow(rgb_composite(images[i]), origin="lower")
+        ax.imshow(lupton_rgb(images[i], stamp_noise(images[i])), origin="lower")
         ax.set_title(captions[i], fontsize=6)
         if overlays is not None:
             ax2 = axes[r * cols * per + c * per + 1]

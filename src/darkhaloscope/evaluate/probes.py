@@ -23,6 +23,7 @@ from darkhaloscope.evaluate import plots
 from darkhaloscope.evaluate.report import Section, md_table
 from darkhaloscope.evaluate.sources import open_source
 from darkhaloscope.stamps.fs import is_s3
+from darkhaloscope.stamps.robust import median_sigma
 from darkhaloscope.stamps.schema import CTRL_STAMP_COLUMN, pixel_radius
 
 SKY_RADIUS_PIX = 28  # pixels at r >= this from the centre estimate the sky level and noise
@@ -30,10 +31,7 @@ SKY_RADIUS_PIX = 28  # pixels at r >= this from the centre estimate the sky leve
 
 def sky_stats(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(N, 3) sky median and robust sigma (1.4826 MAD) of each band from the stamp's outer pixels."""
-    outer = images[..., pixel_radius(images.shape[-1]) >= SKY_RADIUS_PIX]
-    med = np.median(outer, axis=-1)
-    sigma = 1.4826 * np.median(np.abs(outer - med[..., None]), axis=-1)
-    return med, sigma
+    return median_sigma(images[..., pixel_radius(images.shape[-1]) >= SKY_RADIUS_PIX])
 
 
 def mask_core(images: np.ndarray, radius_pix: float, rng: np.random.Generator) -> np.ndarray:

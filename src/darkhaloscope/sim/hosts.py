@@ -24,6 +24,7 @@ import numpy as np
 from darkhaloscope.errors import DataError, UsageError
 from darkhaloscope.sim.inject import add_point_source, render_sersic
 from darkhaloscope.sim.observing import mag_to_nmgy, nmgy_to_mag
+from darkhaloscope.stamps.robust import median_sigma
 from darkhaloscope.stamps.schema import BANDS, HOST_ID_COLUMNS, PIXEL_SCALE_ARCSEC, STAMP_SIZE
 
 HOST_APERTURE_ARCSEC = 3.0  # radius of the aperture that defines host_mag_r (and so src_dmag)
@@ -110,9 +111,7 @@ def robust_sigma(image: np.ndarray) -> np.ndarray:
     size = image.shape[-1]
     idx = (np.arange(size) - size // 2) * PIXEL_SCALE_ARCSEC
     outer = idx[:, None] ** 2 + idx[None, :] ** 2 > 5.0 ** 2
-    px = image[:, outer]
-    med = np.median(px, axis=1, keepdims=True)
-    return 1.4826 * np.median(np.abs(px - med), axis=1)
+    return median_sigma(image[:, outer], axis=1)[1]
 
 
 def assign_host_splits(n_hosts: int, fractions: dict[str, float], rng: np.random.Generator) -> list[str]:

@@ -14,27 +14,7 @@ import numpy as np
 
 from darkhaloscope.fileio import atomic_write_bytes
 from darkhaloscope.sim.render import render_row
-
-NOISE_NMGY = (0.0018, 0.0030, 0.0080)  # typical per-pixel sigma g, r, z: each band is shown in S/N units
-
-
-def lupton_rgb(image: np.ndarray, soft_snr: float = 4.0, max_snr: float = 150.0) -> np.ndarray:
-    """(3, H, W) g/r/z nanomaggies -> (H, W, 3) RGB in [0, 1] (z red, r green, g blue).
-
-    Each band is divided by its typical sky sigma, then the mean intensity is stretched with
-    asinh(I / soft_snr) (Lupton et al. 2004: colours are preserved, faint arcs visible above the noise).
-    """
-    snr = np.asarray(image, np.float64) / np.asarray(NOISE_NMGY)[:, None, None]
-    g, r, z = snr
-    intensity = np.maximum((g + r + z) / 3.0, 0.0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        f = np.arcsinh(intensity / soft_snr) / np.arcsinh(max_snr / soft_snr)
-        scale = np.where(intensity > 0, f / intensity, 0.0)
-    rgb = np.stack([z, r, g], axis=-1).clip(0, None) * scale[..., None]
-    peak = rgb.max(axis=-1, keepdims=True)
-    rgb = np.where(peak > 1, rgb / np.maximum(peak, 1e-12), rgb)
-    return np.clip(rgb, 0.0, 1.0)
-
+from darkhaloscope.stamps.display import lupton_rgb
 
 def write_preview(ctx, path, n: int = 8) -> list[int]:
     """Render the first `n` injection rows of the plan with their hosts; write a PNG atomically."""

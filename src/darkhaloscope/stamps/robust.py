@@ -24,6 +24,14 @@ def _middle(part: np.ndarray, k: int, n: int) -> np.ndarray:
     return (part[:, :k].max(axis=1) + part[:, k]) * np.float32(0.5)
 
 
+def median_sigma(x: np.ndarray, axis: int = -1) -> tuple[np.ndarray, np.ndarray]:
+    """(median, robust sigma = 1.4826 MAD) along `axis`, with np.median (exact, any dtype): the sky level
+    and noise of a set of pixels (an outer ring, a stamp's border) wherever the package needs them."""
+    med = np.median(x, axis=axis, keepdims=True)
+    sigma = MAD_TO_SIGMA * np.median(np.abs(x - med), axis=axis)
+    return np.squeeze(med, axis=axis), sigma
+
+
 def median_lastaxis(x: np.ndarray) -> np.ndarray:
     """Exact median along the last axis (float32 in, float32 out), vectorised over leading axes."""
     n = x.shape[-1]
