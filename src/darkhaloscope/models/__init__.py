@@ -1,11 +1,15 @@
 """Models for 64x64 g/r/z stamps, chosen by name: `create_model("resnet18")` -> logits of shape (B,).
 
-See `darkhaloscope.models.nets` for the registered nets, their stems, parameter counts and FLOPs.
+Registered nets: `nets` (ResNets, small_cnn), `efficientnet`, `convnext`; their params and FLOPs per stamp
+are the README table (`python -m darkhaloscope.models.table`). `--init FILE`: `models.init.load_init`.
 """
 
-from darkhaloscope.models import nets as _nets  # noqa: F401  (registers the built-in models)
+from darkhaloscope.models import convnext as _convnext  # noqa: F401  (each module registers its models)
+from darkhaloscope.models import efficientnet as _efficientnet  # noqa: F401
+from darkhaloscope.models import nets as _nets  # noqa: F401
+from darkhaloscope.models.init import load_init
 from darkhaloscope.models.registry import (LensClassifier, count_params, create_model, describe_models,
                                            forward_flops, list_models, register_model)
 
 __all__ = ["LensClassifier", "count_params", "create_model", "describe_models", "forward_flops",
-           "list_models", "register_model"]
+           "list_models", "load_init", "register_model"]

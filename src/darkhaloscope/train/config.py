@@ -24,6 +24,7 @@ class TrainConfig:
     # model
     model: str = "resnet18"  # registry name (`dhs bench train --help` lists them)
     meta_columns: list[str] = field(default_factory=list)  # scalar model inputs; label-leaking ones refused
+    init: str | None = None  # local state dict (whole model, backbone only, or a dhs checkpoint) to start from
     # optimisation (Phase 5: AdamW lr 3e-4 wd 0.01, cosine)
     epochs: int = 10  # passes over the train split
     batch_size: int = 256  # stamps per optimizer step PER RANK (global batch = batch_size x world size)

@@ -27,7 +27,7 @@ import torch
 from darkhaloscope.config import config_to_dict, run_info, save_config
 from darkhaloscope.errors import RefusedError, UsageError
 from darkhaloscope.fileio import atomic_write_text
-from darkhaloscope.models import create_model
+from darkhaloscope.models import create_model, load_init
 from darkhaloscope.stamps.fs import S3Options
 from darkhaloscope.stamps.schema import check_model_inputs
 from darkhaloscope.stamps.tier import open_tier
@@ -114,7 +114,12 @@ class _Trainer:
         np.random.seed(cfg.seed)
         random.seed(cfg.seed)
         mf = torch.channels_last if cfg.channels_last else torch.preserve_format
-        self.model = create_model(cfg.model).to(self.device, memory_format=mf)
+        model = create_model(cfg.model)
+        if cfg.init:
+            loaded = load_init(model, cfg.init)
+            if info.is_main:
+                print(f"init: {loaded} weights from {cfg.init}")
+        self.model = model.to(self.device, memory_format=mf)
         stream_kw = dict(seed=cfg.seed, s3=self.s3, cache_dir=cfg.cache_dir, rank=info.rank,
                          world_size=info.world_size, on_error=cfg.on_error, decode_threads=cfg.decode_threads)
         self.train_stream = StampStream(cfg.data, cfg.train_split, cfg.batch_size, shuffle=True,
