@@ -19,6 +19,7 @@ from darkhaloscope.errors import DHSError
 COMMAND_MODULES: tuple[str, ...] = (
     "darkhaloscope.stamps.commands",
     "darkhaloscope.sim.commands",
+    "darkhaloscope.survey.commands",
     "darkhaloscope.audit.commands",
     "darkhaloscope.train.commands",
     "darkhaloscope.evaluate.commands",

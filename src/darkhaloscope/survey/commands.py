@@ -1,0 +1,79 @@
+"""`dhs catalog` and `dhs cutouts`: real targets (known lenses + DR10 galaxies) and their cutouts as a tier.
+
+    dhs catalog --out targets.parquet --negatives 'sweeps/sweep-*.fits' --grades confident --seed 1
+    dhs catalog --out targets.parquet --positives lenscat my_lenses.csv --negatives cat.parquet --neg-per-pos 100
+"""
+
+from __future__ import annotations
+
+import sys
+
+from darkhaloscope.config import load_config
+
+CATALOG_FLAGS = {"neg_per_pos": "neg_per_pos", "exclude_radius": "exclude_radius_arcsec", "nside": "nside",
+                 "splits": "splits", "confuser_frac": "confuser_frac"}
+
+
+def register(subparsers, bench_subparsers) -> None:
+    p = subparsers.add_parser("catalog", help="target list: known lenses (lenscat / your lists) + DR10 Tractor "
+                              "negatives N:1, hard confusers, HEALPix sky splits")
+    p.add_argument("--out", required=True, help="output .parquet (a .manifest.json is written beside it)")
+    p.add_argument("--positives", nargs="+", default=["lenscat"], metavar="lenscat|FILE",
+                   help="lenscat (the installed package's catalog) and/or CSV/FITS/parquet lists with ra, dec "
+                   "(name, grade optional); default lenscat")
+    p.add_argument("--negatives", nargs="+", default=[], metavar="FILE_OR_GLOB", required=True,
+                   help="DR10 Tractor catalogs (sweep FITS or parquet), read one file at a time")
+    p.add_argument("--grades", default="", help="keep positives of these grades, e.g. confident or A,B")
+    p.add_argument("--types", default="", help="keep positives of these lenscat types, e.g. galaxy")
+    p.add_argument("--neg-per-pos", dest="neg_per_pos", type=float, default=None,
+                   help="negatives per positive in every split (default 100)")
+    p.add_argument("--exclude-radius", dest="exclude_radius", type=float, default=None,
+                   help="arcsec: no negative this close to a known lens or candidate (default 5)")
+    p.add_argument("--nside", type=int, default=None, help="HEALPix nside of the sky splits (default 128)")
+    p.add_argument("--splits", default=None, help="pixel fractions, default train=0.7,val=0.15,test=0.15")
+    p.add_argument("--confuser-frac", dest="confuser_frac", type=float, default=None,
+                   help="fraction of negatives from the hard-confuser pool (default 0.15)")
+    p.add_argument("--positives-anywhere", action="store_true",
+                   help="keep positives outside the negatives' footprint (default: dropped)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the splits and the sampling (default 0)")
+    p.add_argument("--shard", default=None, help="K/N: sample negatives from input files i %% N == K only")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="any CatalogConfig key, e.g. --set confuser_shape_r_arcsec=2.5")
+    p.set_defaults(func=run_catalog)
+
+
+def _csv(text: str) -> list[str]:
+    return [v.strip() for v in text.split(",") if v.strip()]
+
+
+def run_catalog(args) -> int:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    from darkhaloscope.config import parse_overrides
+    from darkhaloscope.survey.catalog import POOLS, build_catalog
+    from darkhaloscope.survey.config import CatalogConfig
+
+    overrides = parse_overrides(args.overrides)
+    for flag, key in CATALOG_FLAGS.items():
+        if getattr(args, flag) is not None:
+            overrides[key] = getattr(args, flag)
+    if args.positives_anywhere:
+        overrides["positives_in_footprint"] = False
+    cfg = load_config(CatalogConfig, None, overrides)
+    m = build_catalog(args.out, args.positives, args.negatives, args.seed, cfg, _csv(args.grades), _csv(args.types),
+                      args.shard, argv=sys.argv[1:], log=lambda s: print(s, file=sys.stderr))
+    table = Table(title=f"{escape(args.out)} (seed {m['seed']}, shard {m['shard']})")
+    for col in ("split",) + POOLS:
+        table.add_column(col, justify="right")
+    for split, c in sorted(m["counts"].items()):
+        table.add_row(split, *(str(c[p]) for p in POOLS))
+    console = Console()
+    console.print(table)
+    console.print(f"{m['rows']} targets; {m['excluded_near_known_lenses']} negative(s) dropped within "
+                  f"{cfg.exclude_radius_arcsec:g}\" of a known lens or candidate", highlight=False)
+    for split, n in m["negative_shortfall"].items():
+        print(f"note: split {split}: {n} negative(s) short of {cfg.neg_per_pos:g} per positive (the catalogs hold "
+              "too few usable rows there)", file=sys.stderr)
+    return 0

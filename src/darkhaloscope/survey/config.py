@@ -1,0 +1,58 @@
+"""Settings of `dhs catalog` and `dhs cutouts`: typed dataclasses with units; the only defaults.
+
+    cfg = load_config(CatalogConfig, None, ["--neg_per_pos=50"])
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from darkhaloscope.errors import UsageError
+from darkhaloscope.stamps.schema import SPLITS
+
+
+def parse_fractions(text: str, what: str) -> dict[str, float]:
+    """'train=0.7,val=0.15,test=0.15' -> {'train': 0.7, ...}; UsageError naming `what` on anything else."""
+    out: dict[str, float] = {}
+    for item in text.split(","):
+        name, sep, frac = item.partition("=")
+        try:
+            f = float(frac)
+        except ValueError:
+            f = -1.0
+        if not sep or name.strip() not in SPLITS or f <= 0 or name.strip() in out:
+            raise UsageError(f"{what} {text!r}: expected name=fraction,... with names from {', '.join(SPLITS)} "
+                             "and fractions > 0, e.g. train=0.7,val=0.15,test=0.15")
+        out[name.strip()] = f
+    return out
+
+
+@dataclass
+class CatalogConfig:
+    neg_per_pos: float = 100.0  # negatives per positive, in every split
+    exclude_radius_arcsec: float = 5.0  # no negative within this distance of any known lens or candidate
+    nside: int = 128  # HEALPix nside of the sky split (128: 0.21 deg^2 pixels, 27.5' across)
+    splits: str = "train=0.7,val=0.15,test=0.15"  # fraction of HEALPix pixels per split (seeded hash)
+    confuser_frac: float = 0.15  # fraction of negatives from the hard-confuser pool (Tractor criteria)
+    nobs_z_edges: tuple[int, ...] = (3, 5, 10)  # NOBS_Z stratum edges: <3, 3-4, 5-9, >=10 exposures
+    positives_in_footprint: bool = True  # keep only positives in a HEALPix pixel that holds negatives
+    # --- hard-confuser criteria (a negative meeting any one is a confuser)
+    confuser_sersic_min: float = 4.0  # ring-like: SERSIC >= this (Tractor SER) ...
+    confuser_sersic_mag_r: float = 19.5  # ... and brighter than this r magnitude, AB
+    confuser_ellipticity_min: float = 0.5  # edge-on: |e| = hypot(SHAPE_E1, SHAPE_E2) >= this
+    confuser_blue_g_r: float = 0.4  # blue: g - r < this, mag ...
+    confuser_blue_mag_r: float = 20.0  # ... and brighter than this r magnitude, AB
+    confuser_shape_r_arcsec: float = 2.0  # large: SHAPE_R >= this, arcsec
+
+    def validate(self) -> None:
+        if not self.neg_per_pos > 0:
+            raise UsageError(f"--neg-per-pos={self.neg_per_pos}: must be > 0")
+        if self.exclude_radius_arcsec < 0:
+            raise UsageError(f"--exclude-radius={self.exclude_radius_arcsec}: must be >= 0 arcsec")
+        if self.nside < 1 or self.nside & (self.nside - 1):
+            raise UsageError(f"--nside={self.nside}: must be a power of 2 (e.g. 64, 128, 256)")
+        if not 0 <= self.confuser_frac <= 1:
+            raise UsageError(f"confuser_frac={self.confuser_frac}: must be in [0, 1]")
+        if list(self.nobs_z_edges) != sorted(set(self.nobs_z_edges)):
+            raise UsageError(f"nobs_z_edges={self.nobs_z_edges}: must be increasing")
+        parse_fractions(self.splits, "--splits")

@@ -1,0 +1,110 @@
+"""Known lenses and candidates: the `lenscat` package's catalog and user lists, for `dhs catalog`.
+
+    pos = load_positives(["lenscat", "my_lenses.csv"], grades=("confident",), types=("galaxy",))
+    pos.ra, pos.dec, pos.name, pos.grade, pos.source, pos.extra   # extra: other columns (lens_type, zlens, ...)
+
+`load_known` returns every entry before the grade/type filters: the exclusion list around which no
+negative may be drawn. lenscat's catalog is the CSV that the package ships (read directly: importing
+lenscat pulls in ligo.skymap and takes seconds); no network is used.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from darkhaloscope.errors import DataError, UsageError
+from darkhaloscope.survey.tables import find_column, read_table
+
+LENSCAT = "lenscat"
+
+
+@dataclass
+class Positives:
+    ra: np.ndarray  # degrees, ICRS
+    dec: np.ndarray  # degrees, ICRS
+    name: np.ndarray  # object
+    grade: np.ndarray  # object: lenscat 'confident' / 'probable', or a user list's grade
+    source: np.ndarray  # object: 'lenscat' or the user file's name
+    extra: dict[str, np.ndarray] = field(default_factory=dict)  # lens_type, zlens, ref (object arrays)
+
+    def __len__(self) -> int:
+        return len(self.ra)
+
+    def select(self, keep: np.ndarray) -> "Positives":
+        return Positives(self.ra[keep], self.dec[keep], self.name[keep], self.grade[keep], self.source[keep],
+                         {k: v[keep] for k, v in self.extra.items()})
+
+
+def lenscat_csv() -> Path:
+    """Path of the catalog CSV shipped by the installed lenscat package (UsageError if not installed)."""
+    spec = importlib.util.find_spec("lenscat")
+    if spec is None or not spec.submodule_search_locations:
+        raise UsageError("--positives lenscat: the lenscat package is not installed; `pip install lenscat` "
+                         "or pass your own list with --positives FILE (CSV/FITS/parquet with name, ra, dec, grade)")
+    path = Path(list(spec.submodule_search_locations)[0]) / "data" / "catalog.csv"
+    if not path.is_file():
+        raise DataError(f"{path}: the lenscat package has no catalog CSV there; reinstall lenscat")
+    return path
+
+
+def _load_one(source: str) -> Positives:
+    if source == LENSCAT:
+        path = lenscat_csv()
+        t = read_table(path)
+        cols = {c.split(" [")[0].lower(): c for c in t.column_names}  # 'RA [deg]' -> 'ra'
+        if "ra" not in cols or "dec" not in cols:
+            raise DataError(f"{path}: lenscat catalog without RA/DEC columns (columns: {', '.join(t.column_names)})")
+        get = lambda k: np.asarray(t[cols[k]].to_pylist(), dtype=object) if k in cols else np.full(t.num_rows, None)  # noqa: E731
+        extra = {"lens_type": get("type"), "zlens": get("zlens"), "ref": get("ref")}
+        return Positives(np.asarray(get("ra"), float), np.asarray(get("dec"), float), get("name"), get("grading"),
+                         np.full(t.num_rows, LENSCAT, dtype=object), extra)
+    t = read_table(source)
+    names = t.column_names
+    ra, dec = find_column(names, "ra", source), find_column(names, "dec", source)
+    opt = {k: find_column(names, k, source, required=False) for k in ("name", "grade", "type")}
+    n = t.num_rows
+
+    def obj(c):
+        return np.asarray([None if v is None else str(v) for v in t[c].to_pylist()], dtype=object) if c \
+            else np.full(n, None, dtype=object)
+
+    try:
+        ra_v = np.asarray(t[ra].to_numpy(zero_copy_only=False), dtype=float)
+        dec_v = np.asarray(t[dec].to_numpy(zero_copy_only=False), dtype=float)
+    except (TypeError, ValueError, Exception) as e:  # noqa: B014 (arrow raises its own types)
+        raise DataError(f"{source}: RA/DEC are not numbers ({e})".splitlines()[0]) from None
+    bad = ~(np.isfinite(ra_v) & np.isfinite(dec_v) & (np.abs(dec_v) <= 90))
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise DataError(f"{source} row {i}: RA/DEC ({ra_v[i]}, {dec_v[i]}) are not valid degrees; fix or drop the row")
+    name = obj(opt["name"])
+    if opt["name"] is None:
+        name = np.asarray([f"{Path(source).stem}-{i}" for i in range(n)], dtype=object)
+    extra = {"lens_type": obj(opt["type"]), "zlens": np.full(n, None, dtype=object),
+             "ref": np.full(n, None, dtype=object)}
+    return Positives(ra_v, dec_v, name, obj(opt["grade"]), np.full(n, Path(source).name, dtype=object), extra)
+
+
+def load_known(sources: Sequence[str]) -> Positives:
+    """Every entry of every source (no filters), concatenated in the order given."""
+    parts = [_load_one(s) for s in sources]
+    keys = parts[0].extra.keys() if parts else ()
+    cat = lambda a: np.concatenate(a) if a else np.array([], dtype=object)  # noqa: E731
+    return Positives(cat([p.ra for p in parts]).astype(float), cat([p.dec for p in parts]).astype(float),
+                     cat([p.name for p in parts]), cat([p.grade for p in parts]), cat([p.source for p in parts]),
+                     {k: cat([p.extra[k] for p in parts]) for k in keys})
+
+
+def filter_positives(known: Positives, grades: Sequence[str], types: Sequence[str]) -> Positives:
+    """Keep entries whose grade is in `grades` and type in `types` (case-insensitive; empty = all)."""
+    keep = np.ones(len(known), dtype=bool)
+    for values, wanted in ((known.grade, grades), (known.extra["lens_type"], types)):
+        if wanted:
+            w = {g.lower() for g in wanted}
+            keep &= np.asarray([v is not None and str(v).lower() in w for v in values], dtype=bool)
+    return known.select(keep)
