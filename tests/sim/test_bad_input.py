@@ -30,6 +30,9 @@ def _run(tmp_path, *extra, rows="12"):
     (["--set", "no_such_key=1"], 2, "unknown config key"),
     (["--hosts", "/nonexistent/hosts"], 1, "no such file or folder"),
     (["--preview", "grid.jpg"], 2, ".png"),
+    (["--confusers", "1"], 2, "[0, 1)"),
+    (["--confusers", "-0.1"], 2, "[0, 1)"),
+    (["--set", "confuser_kinds=ring,halo"], 2, "unknown kind(s) halo"),
     (["--grid", "src_dmag=1", "--arc-snr-dist", "loguniform:2:50"], 2, "use one of them"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, extra, code, words):

@@ -34,12 +34,13 @@ import pyarrow.parquet as pq
 from darkhaloscope.config import parse_shard
 from darkhaloscope.errors import UsageError
 from darkhaloscope.fileio import atomic_path, atomic_write_text
+from darkhaloscope.sim.confusers import parse_kinds
 from darkhaloscope.sim.hosts import RealHosts, assign_host_splits, exact_counts, load_real_hosts
 from darkhaloscope.sim.params import grid_points, parse_grid, parse_snr_dist
 from darkhaloscope.sim.render import render_row
 from darkhaloscope.sim.simconfig import SimConfig
 from darkhaloscope.stamps.codec import encode_stamp
-from darkhaloscope.stamps.schema import (BANDS, CTRL_STAMP_COLUMN, CUTOUT_OK_COLUMN, INJECTION_METADATA_COLUMNS,
+from darkhaloscope.stamps.schema import (BANDS, CONTROL_METADATA_COLUMNS, CTRL_STAMP_COLUMN, CUTOUT_OK_COLUMN, INJECTION_METADATA_COLUMNS,
                                           STAMP_COLUMN)
 
 
@@ -54,6 +55,13 @@ class Plan:
     inj_idx: np.ndarray  # (N,) int64 rank among injections (grid cycling), -1 for controls
     seed: int
     real_ids: list[str] | None = None  # real hosts' ids; None for synthetic hosts
+    confuser_idx: np.ndarray | None = None  # (N,) int8 index into confuser_kinds, -1: none (plain control)
+    confuser_kinds: tuple[str, ...] = ()
+
+    def confuser_kind(self, i: int) -> str | None:
+        """The confuser kind row i carries (None: a plain control or an injection)."""
+        k = -1 if self.confuser_idx is None else int(self.confuser_idx[i])
+        return None if k < 0 else self.confuser_kinds[k]
 
     def host_id(self, h: int) -> str:
         """The id written in `host_id` (synthetic ids are made on the fly: no per-host list in memory)."""
@@ -108,7 +116,23 @@ def make_plan(rows: int, seed: int, cfg: SimConfig, real: RealHosts | None = Non
     inj_idx = np.full(rows, -1, np.int64)
     inj = np.flatnonzero(is_control == 0)
     inj_idx[inj] = np.arange(len(inj))
-    return Plan(names, split_idx, is_control, host_idx, inj_idx, seed, None if real is None else list(real.ids))
+    kinds = parse_kinds(cfg.confuser_kinds)
+    return Plan(names, split_idx, is_control, host_idx, inj_idx, seed, None if real is None else list(real.ids),
+                plan_confusers(split_idx, is_control, cfg.confusers, len(kinds), seed), kinds)
+
+
+def plan_confusers(split_idx: np.ndarray, is_control: np.ndarray, fraction: float, n_kinds: int,
+                   seed: int) -> np.ndarray:
+    """(N,) int8 confuser kind index per row (-1: none): in each split, round(fraction x controls) random
+    controls (keeping at least one plain control) carry a confuser, the kinds in equal shares."""
+    rng = np.random.default_rng([seed, 3])
+    out = np.full(len(split_idx), -1, np.int8)
+    for k in np.unique(split_idx):
+        ctrl = np.flatnonzero((split_idx == k) & (is_control == 1))
+        n = min(int(round(fraction * len(ctrl))), max(len(ctrl) - 1, 0))
+        pick = rng.permutation(ctrl)[:n]
+        out[pick] = rng.permutation(np.arange(n) % n_kinds)
+    return out
 
 
 
@@ -117,14 +141,14 @@ def _arrow_type(name: str) -> pa.DataType:
         return pa.binary()
     if name in ("is_control", CUTOUT_OK_COLUMN):
         return pa.int32()
-    if name in ("stamp_id", "host_id"):
+    if name in ("stamp_id", "host_id", "confuser_kind"):
         return pa.string()
     return pa.float64()
 
 
 def column_names(cfg: SimConfig) -> list[str]:
     obs = [f"psf_fwhm_used_{b}" for b in cfg.bands] + [f"psfdepth_{b}" for b in cfg.bands]
-    meta = [c for c in INJECTION_METADATA_COLUMNS if c != "injection_seed"]
+    meta = [c for c in INJECTION_METADATA_COLUMNS if c != "injection_seed"] + list(CONTROL_METADATA_COLUMNS)
     return (["stamp_id", "host_id", STAMP_COLUMN, "is_control", CUTOUT_OK_COLUMN, "host_mag_r", "psf_moffat_beta"]
             + obs + meta + ([CTRL_STAMP_COLUMN] if cfg.pair else []))
 

@@ -18,7 +18,7 @@ from darkhaloscope.stamps.fs import add_s3_arguments, s3_options_from_args
 # command-line flag (argparse dest) -> SimConfig key it overrides
 FLAG_TO_KEY = {"controls": "controls", "hosts": "hosts", "arc_snr_dist": "arc_snr_dist", "psf": "psf",
                "bands": "bands", "splits": "splits", "supersample": "supersample",
-               "rows_per_file": "rows_per_file"}
+               "rows_per_file": "rows_per_file", "confusers": "confusers"}
 
 
 def register(subparsers, bench_subparsers) -> None:
@@ -30,6 +30,9 @@ def register(subparsers, bench_subparsers) -> None:
     p.add_argument("--seed", type=int, required=True, help="random seed: same seed, same bytes")
     p.add_argument("--config", default=None, help="YAML config (defaults: configs/simulate.yaml values)")
     p.add_argument("--controls", type=float, default=None, help="control fraction per split (default 0.5)")
+    p.add_argument("--confusers", type=float, default=None, metavar="F",
+                   help="fraction of controls carrying unlensed arc look-alikes (rings, spirals, blue companions, "
+                   "disks, tidal tails), in [0, 1) (default 0.3)")
     p.add_argument("--workers", type=int, default=0, help="processes (default 0: all local cores)")
     p.add_argument("--shard", default=None, help="K/N: build only slice K (0-based) of N")
     p.add_argument("--hosts", default=None, help="real hosts: folder of DR10 npz cutouts, or a tier (controls)")

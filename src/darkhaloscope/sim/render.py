@@ -1,4 +1,5 @@
-"""One row of a simulated tier: host + observing conditions (+ an SIE-lensed Sersic arc for injections).
+"""One row of a simulated tier: host + observing conditions (+ an SIE-lensed Sersic arc for injections,
+or an unlensed arc look-alike for confuser controls, sim/confusers.py).
 
 `render_row(ctx, i)` is a pure function of (seed, row index, plan, config), so any row can be rebuilt
 alone, shards are independent, and the same seed gives the same bytes.
@@ -30,6 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.signal import fftconvolve
 
+from darkhaloscope.sim.confusers import knot_colour, render_confuser
 from darkhaloscope.sim.hosts import aperture_mag_r, colour_scale, render_synthetic_host
 from darkhaloscope.sim.inject import render_lensed_source
 from darkhaloscope.sim.observing import (Conditions, correlated_noise, depth_from_sigma, draw_conditions,
@@ -77,10 +79,9 @@ def _host(ctx, i: int, rng: np.random.Generator) -> tuple[np.ndarray, Conditions
     return img, cond, psfs, hp["phi_rad"]
 
 
-def _arc(ctx, i: int, rng, cond: Conditions, psfs: np.ndarray, host_phi: float, host_mag_r: float):
-    """Draw lens + source, render the arc (3, S, S) nmgy after PSF, and its metadata."""
+def draw_arc(ctx, point: dict, rng, cond: Conditions, psfs: np.ndarray, host_phi: float, host_mag_r: float):
+    """Draw lens + source (grid point `point`), render the arc (3, S, S) nmgy after PSF, and its metadata."""
     cfg = ctx.cfg
-    point = ctx.grid_points[int(ctx.plan.inj_idx[i]) % len(ctx.grid_points)]
     sigma_r = cond.sigma_nmgy[R]
     target = None
     for attempt in range(MAX_SNR_TRIES):
@@ -124,6 +125,19 @@ def _arc(ctx, i: int, rng, cond: Conditions, psfs: np.ndarray, host_phi: float, 
     return arc, meta
 
 
+def _confuser(ctx, kind: str, rng, cond: Conditions, psfs: np.ndarray, host_phi: float,
+              host_mag_r: float) -> np.ndarray:
+    """(3, S, S) nmgy after PSF: a confuser of `kind` with the peak r S/N and colours of a shadow arc drawn
+    exactly as an injection's would be (so brightness and colour overlap the arcs' by construction)."""
+    point = ctx.grid_points[int(rng.integers(len(ctx.grid_points)))]
+    shadow, meta = draw_arc(ctx, point, rng, cond, psfs, host_phi, host_mag_r)
+    g_r, r_z = meta["src_mag_g"] - meta["src_mag_r"], meta["src_mag_r"] - meta["src_mag_z"]
+    body, knots = render_confuser(rng, kind)
+    light = (convolve_bands(body, psfs) * colour_scale(g_r, r_z)[:, None, None]
+             + convolve_bands(knots, psfs) * colour_scale(knot_colour(rng, g_r, ctx.cfg.src_g_r), r_z)[:, None, None])
+    return light * (float(shadow[R].max()) / max(float(light[R].max()), 1e-30))
+
+
 def render_row(ctx, i: int, keep_ctrl: bool = False) -> RowResult:
     """Render row i of the plan: the observed stamp, its columns, and (pairing or `keep_ctrl`) the host
     without the arc (same noise)."""
@@ -137,8 +151,13 @@ def render_row(ctx, i: int, keep_ctrl: bool = False) -> RowResult:
         cols[f"psf_fwhm_used_{b}"] = f
         cols[f"psfdepth_{b}"] = d
     if is_control:
+        kind = ctx.plan.confuser_kind(i)
+        cols["confuser_kind"] = kind
+        if kind is not None:
+            host_img = host_img + _confuser(ctx, kind, rng, cond, psfs, host_phi, host_mag_r)
         return RowResult(cols, host_img.astype(np.float32), None)
-    arc, meta = _arc(ctx, i, rng, cond, psfs, host_phi, host_mag_r)
+    point = ctx.grid_points[int(ctx.plan.inj_idx[i]) % len(ctx.grid_points)]
+    arc, meta = draw_arc(ctx, point, rng, cond, psfs, host_phi, host_mag_r)
     cols.update(meta)
     ctrl = host_img.astype(np.float32) if ctx.cfg.pair or keep_ctrl else None
     return RowResult(cols, (host_img + arc).astype(np.float32), ctrl)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from darkhaloscope.errors import UsageError
+from darkhaloscope.sim.confusers import parse_kinds
 from darkhaloscope.sim.observing import PSF_PROFILES, check_bands
 from darkhaloscope.sim.params import check_range, parse_grid, parse_snr_dist
 from darkhaloscope.stamps.schema import SPLITS
@@ -25,6 +26,9 @@ class SimConfig:
     rows_per_file: int = 500  # rows per chunk; chunk c writes region_split=<s>/part-<c>.parquet
     row_group_rows: int = 128  # parquet row-group size
     pair: bool = False  # injections also carry their host without the arc in ctrl_stamp_npz
+    # --- confuser controls (sim/confusers.py)
+    confusers: float = 0.3  # fraction of each split's controls carrying unlensed arc-like light, [0, 1)
+    confuser_kinds: str = "ring,spiral,companion,disk,tidal"  # kinds, drawn in equal shares
     # --- observing model
     psf: str = "moffat"  # PSF profile: moffat (beta 2.5-4.5) or gaussian
     supersample: int = 4  # sub-pixels per pixel side where the lensed light is (adaptive)
@@ -78,6 +82,10 @@ class SimConfig:
             raise UsageError(f"--controls={self.controls}: must be strictly between 0 and 1, so that every "
                              "split has both controls and injections (a one-class tier cannot be trained)")
         self.split_fractions()
+        if not 0 <= self.confusers < 1:
+            raise UsageError(f"--confusers={self.confusers}: must be in [0, 1) (a fraction of the controls; "
+                             "some plain controls must remain to set operating points)")
+        parse_kinds(self.confuser_kinds)
         check_bands(self.bands)
         if self.psf not in PSF_PROFILES:
             raise UsageError(f"--psf={self.psf}: unknown PSF; choose one of {', '.join(PSF_PROFILES)}")

@@ -11,6 +11,8 @@ A tier is a folder (or s3:// prefix) of parquet files, usually hive-partitioned 
 - `ctrl_stamp_npz` optional binary: for an injection row, the same host without the arc.
 - injection metadata (`theta_e_arcsec`, `src_dmag`, `arc_snr`, ...): describe the injection; they are
   null/zero for controls and therefore LEAK THE LABEL. They must never be a model input.
+- `confuser_kind` string: the kind of unlensed look-alike a control carries (null: none, and for
+  injections); also never a model input.
 
 `label_from_is_control` is the only place the label is derived. Nothing else re-derives it.
 """
@@ -48,7 +50,10 @@ INJECTION_METADATA_COLUMNS: tuple[str, ...] = (
     "shear_gamma", "shear_phi_rad", "magnification", "arc_snr", "arc_snr_sum", "arc_flux_r_nmgy",
     "injection_seed", "arc_snr_target",
 )
-NEVER_MODEL_INPUT_PREFIXES: tuple[str, ...] = ("src_", "arc_", "lens_", "shear_", "theta_e")
+# Metadata of controls that carry a simulated look-alike (`dhs simulate --confusers`): null for plain controls
+# and for injections, so they too leak the label (and the control's kind). Never a model input.
+CONTROL_METADATA_COLUMNS: tuple[str, ...] = ("confuser_kind",)
+NEVER_MODEL_INPUT_PREFIXES: tuple[str, ...] = ("src_", "arc_", "lens_", "shear_", "theta_e", "confuser_")
 # Observing-condition metadata: exists for controls too; allowed as model inputs.
 OBSERVING_COLUMNS: tuple[str, ...] = (
     "psf_fwhm_used_g", "psf_fwhm_used_r", "psf_fwhm_used_z", "psfdepth_g", "psfdepth_r", "psfdepth_z",
@@ -69,6 +74,7 @@ def is_forbidden_input(column: str) -> bool:
     """True for a column that describes the injection and so must never be fed to a model."""
     return (
         column in INJECTION_METADATA_COLUMNS
+        or column in CONTROL_METADATA_COLUMNS
         or column in (LABEL_SOURCE_COLUMN, LABEL_COLUMN)
         or any(column.startswith(p) for p in NEVER_MODEL_INPUT_PREFIXES)
     )
