@@ -2,7 +2,8 @@
 
 Each role package has a `commands.py` with `register(subparsers, bench_subparsers)` that adds its
 subcommands; a subcommand's handler takes the parsed args and returns an exit status. `DHSError`s
-become a one-line `error: ...` on stderr and their exit status (1 data, 2 usage, 3 refused / NO-GO).
+become a one-line `error: ...` on stderr (credentials redacted) and their exit status (1 data, 2 usage,
+3 refused / NO-GO, 4 environment: disk full, service unreachable; README "Reliability").
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import re
 import sys
 
 from darkhaloscope import __version__
-from darkhaloscope.errors import DHSError
+from darkhaloscope.errors import DHSError, DiskFullError, EnvironmentFault, is_disk_full
 
 # Role packages that contribute subcommands, in the order the pipeline runs.
 COMMAND_MODULES: tuple[str, ...] = (
@@ -72,11 +73,25 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except DHSError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return e.exit_code
+        return _fail(e)
+    except (OSError, RuntimeError) as e:  # a fault of the machine, not a bug: one line, exit 4
+        if is_disk_full(e):
+            return _fail(DiskFullError(getattr(e, "filename", None) or "the output folder"))
+        if not isinstance(e, OSError):
+            raise
+        where = f"{e.filename}: " if getattr(e, "filename", None) else ""
+        return _fail(EnvironmentFault(f"{where}{e.strerror or e}; check the path, its permissions and free space"))
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def _fail(e: DHSError) -> int:
+    """One `error:` line, credentials redacted, and the error's exit code."""
+    from darkhaloscope.redaction import redact
+
+    print(f"error: {redact(' '.join(str(e).split()))}", file=sys.stderr)
+    return e.exit_code
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -185,9 +185,10 @@ def git_commit() -> str:
 def run_info(argv: list[str] | None = None) -> dict:
     """Command line, package version and git commit: written into every run folder."""
     from darkhaloscope import __version__
+    from darkhaloscope.redaction import redact
 
     return {
-        "command": " ".join(["dhs"] + list(argv if argv is not None else sys.argv[1:])),
+        "command": redact(" ".join(["dhs"] + list(argv if argv is not None else sys.argv[1:]))),
         "version": __version__,
         "git_commit": git_commit(),
         "python": sys.version.split()[0],

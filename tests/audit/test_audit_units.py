@@ -87,10 +87,11 @@ def _record_reads(monkeypatch, read: list) -> None:
 
 
 def test_balance_from_parquet_statistics_without_reading(tmp_path, monkeypatch):
-    """Single-class row groups and no host ids: every count comes from the footer statistics."""
+    """Single-class row groups and no id columns (host_id, stamp_id): every count comes from the footer
+    statistics."""
     root = make_tier(tmp_path / "t", rows_per_split=32, files_per_split=1, row_group_size=8)
     for p in root.rglob("*.parquet"):  # sort by class so each 8-row group holds one class; drop host ids
-        t = pq.read_table(p).drop_columns(["host_id"]).sort_by("is_control")
+        t = pq.read_table(p).drop_columns(["host_id", "stamp_id"]).sort_by("is_control")
         pq.write_table(t, p, row_group_size=8)
     read = []
     _record_reads(monkeypatch, read)

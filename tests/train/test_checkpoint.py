@@ -12,6 +12,7 @@ import torch
 
 from darkhaloscope.cli import main
 from darkhaloscope.errors import DataError
+from darkhaloscope.fileio import clean_temps
 from darkhaloscope.stamps.fs import S3Options
 from darkhaloscope.train import checkpoint as ckp
 from darkhaloscope.train import loop
@@ -38,7 +39,7 @@ def test_kill_during_write_leaves_previous_last_whole(tmp_path):
     assert len(temps) == 1  # the half-written temp file, never the real name
     ck = ckp.load_checkpoint(last)
     assert ck["step"] == 5 and torch.equal(ck["w"], torch.arange(10))
-    assert ckp.clean_stale_temps(tmp_path) == temps and not temps[0].exists()
+    assert clean_temps(tmp_path) == temps and not temps[0].exists()
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"PK\x03\x04" + b"x" * 1000)  # what a non-atomic writer would have left
     with pytest.raises(DataError, match="bad.pt is not a readable darkhaloscope checkpoint"):
@@ -126,4 +127,4 @@ def test_time_based_checkpoints(train_tier, tmp_path, monkeypatch):
     assert main(["train", "--data", str(train_tier), "--out", str(tmp_path / "r"), *FAST, "--epochs=1",
                  "--max_train_rows=64", "--checkpoint_every_minutes=1e-9", "--max_val_rows=16"]) == 0
     # 4 steps: a time-based save after steps 1-3 (the interval is always over), then the epoch-end save
-    assert saves == [(1, ("last.pt",)), (2, ("last.pt",)), (3, ("last.pt",)), (4, ("last.pt", "best.pt"))]
+    assert saves == [(1, ("last.pt",)), (2, ("last.pt",)), (3, ("last.pt",)), (4, ("best.pt", "last.pt"))]

@@ -13,6 +13,8 @@ import numpy as np
 
 from darkhaloscope.audit.registry import AuditContext, first_examples, register_check
 from darkhaloscope.audit.report import Finding
+from darkhaloscope.stamps.counts import duplicate_ids
+from darkhaloscope.stamps.schema import STAMP_ID_COLUMN
 
 
 def split_codes(splits: np.ndarray) -> np.ndarray:
@@ -66,6 +68,11 @@ def _host_findings(ctx: AuditContext) -> list[Finding]:
         for col, parts in fs.hosts.items():
             for h, s, r in parts:
                 by_col.setdefault(col, []).append((h, s, r, fs.relpath))
+    ids = by_col.pop(STAMP_ID_COLUMN, None)
+    if ids is not None and len(np.unique(np.concatenate([p[0] for p in ids]))) < sum(len(p[0]) for p in ids):
+        msg = duplicate_ids(ctx.tier)  # exact ids and places, read again only when hashes repeat
+        if msg:
+            out.append(Finding("split", "error", msg, {"column": STAMP_ID_COLUMN}))
     for col, parts in by_col.items():
         keys = np.concatenate([p[0] for p in parts])
         splits = np.concatenate([p[1] for p in parts])

@@ -25,6 +25,7 @@ import pyarrow.parquet as pq
 from darkhaloscope.errors import DataError
 from darkhaloscope.stamps.schema import (CTRL_STAMP_COLUMN, CUTOUT_OK_COLUMN, HOST_ID_COLUMNS, LABEL_COLUMN,
                                           LABEL_SOURCE_COLUMN, PACKED_STAMP_COLUMN, SPLIT_COLUMN, STAMP_COLUMN,
+                                          STAMP_ID_COLUMN,
                                           label_from_is_control)
 from darkhaloscope.stamps.tier import Tier, TierFile
 
@@ -148,7 +149,8 @@ class _FileScanner:
         fs = FileScan(f.relpath, f.num_rows, {n: schema.field(n).type for n in schema.names})
         idx = {n: i for i, n in enumerate(schema.names)}
         label_col = self.label_col if self.label_col in idx else None  # a file without it: schema error
-        hosts = [c for c in HOST_ID_COLUMNS if c in idx] if self.host_ids else []
+        # host ids (split integrity) and stamp_id (must be unique), hashed for every row
+        hosts = [c for c in HOST_ID_COLUMNS + (STAMP_ID_COLUMN,) if c in idx] if self.host_ids else []
         take_leak = bool(self.leak_cols) and np.random.default_rng([self.seed, k]).random() < self.leak_p
         md = pf.metadata
         to_read: list[tuple[int, int, int]] = []  # (row group, first row, rows)
@@ -227,8 +229,10 @@ class _FileScanner:
         if self.label_col == LABEL_COLUMN:
             return np.asarray(pc.fill_null(col, -1).to_numpy(zero_copy_only=False), np.int8)
         try:
+            if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+                col = pc.cast(col, pa.int64())  # counted anyway; the schema check refuses the text type
             return label_from_is_control(col)
-        except DataError as e:
+        except (DataError, pa.ArrowInvalid) as e:
             msg = str(e)
             if " row " in msg:  # name the row inside the file, not inside this read
                 head, _, tail = msg.rpartition(" row ")

@@ -23,6 +23,7 @@ from darkhaloscope.stamps.codec import decode_batch
 from darkhaloscope.stamps.fs import S3Options, is_s3
 from darkhaloscope.stamps.schema import (CTRL_STAMP_COLUMN, PACKED_STAMP_COLUMN, STAMP_COLUMN, STAMP_SIZE,
                                           SPLIT_COLUMN)
+from darkhaloscope.stamps.pack import check_packed_complete
 from darkhaloscope.stamps.tier import Tier, open_tier
 
 STAMP_COLUMNS = (STAMP_COLUMN, CTRL_STAMP_COLUMN, PACKED_STAMP_COLUMN)
@@ -47,6 +48,7 @@ class TierSource:
     def __init__(self, uri: str, s3: S3Options | None = None, split: str | None = None,
                  cutout_ok_only: bool = False, shard: tuple[int, int] = (0, 1)):
         self.tier: Tier = open_tier(uri, s3)
+        check_packed_complete(self.tier)  # a pack killed half-way is refused, not scored as if whole
         self.split, self.cutout_ok_only = split, cutout_ok_only
         self.meta_columns = [c for c in self.tier.columns if c not in STAMP_COLUMNS]
         units = [(f, rg) for f in self.tier.files_for(split) for rg in range(f.num_row_groups)]

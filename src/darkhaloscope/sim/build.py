@@ -33,7 +33,7 @@ import pyarrow.parquet as pq
 
 from darkhaloscope.config import parse_shard
 from darkhaloscope.errors import UsageError
-from darkhaloscope.fileio import atomic_path, atomic_write_text
+from darkhaloscope.fileio import atomic_path, atomic_write_text, clean_temps
 from darkhaloscope.sim.confusers import parse_kinds
 from darkhaloscope.sim.hosts import RealHosts, assign_host_splits, exact_counts, load_real_hosts
 from darkhaloscope.sim.params import grid_points, parse_grid, parse_snr_dist
@@ -246,6 +246,7 @@ def simulate_tier(out, tier: str, rows: int, seed: int, config: SimConfig | None
     if preview is not None and not str(preview).lower().endswith(".png"):
         raise UsageError(f"--preview {preview}: must name a .png file")
     ctx, chunks, root = prepare(out, tier, rows, seed, cfg, shard, s3, overwrite)
+    clean_temps(root, recursive=True)  # half-written chunks of a killed run
     render_row(ctx, 0)  # warm-up (numba JIT in lenstronomy) before forking workers inherit it
     t0 = time.perf_counter()
     _CTX = ctx
@@ -281,7 +282,8 @@ def _run_chunks(root: str, tier: str, chunks: list[int], workers: int, total_row
             for c in chunks:
                 _build_chunk(root, tier, c, on_row=lambda: bar.advance(1))
             return
-        with ProcessPoolExecutor(workers, mp_context=mp.get_context("fork")) as ex:
+        with ProcessPoolExecutor(workers, mp_context=mp.get_context("fork"), initializer=die_with_parent,
+                                 initargs=(os.getpid(),)) as ex:
             pending = {ex.submit(_build_chunk, root, tier, c) for c in chunks}
             try:
                 while pending:
@@ -292,6 +294,28 @@ def _run_chunks(root: str, tier: str, chunks: list[int], workers: int, total_row
                 for f in pending:
                     f.cancel()
                 raise
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Worker initializer: the worker dies when `dhs simulate` does, even by kill -9 (no orphan keeps
+    writing files). Linux: prctl(PR_SET_PDEATHSIG, SIGKILL); elsewhere a thread polls the parent pid."""
+    import signal
+    import sys
+    import threading
+
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+    else:
+        def watch() -> None:
+            while os.getppid() == parent_pid:
+                time.sleep(0.5)
+            os._exit(1)
+
+        threading.Thread(target=watch, daemon=True).start()
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(1)
 
 
 def make_manifest(ctx: SimContext, tier: str, rows: int, chunks: list[int], root: Path, shard: str | None,

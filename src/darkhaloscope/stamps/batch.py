@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
-from darkhaloscope.errors import DataError, StampDecodeError
+from darkhaloscope.errors import DataError, RefusedError, StampDecodeError
 from darkhaloscope.stamps.codec import decode_batch, nonfinite_rows
 from darkhaloscope.stamps.schema import (BANDS, LABEL_COLUMN, LABEL_SOURCE_COLUMN, PACKED_STAMP_COLUMN,
                                           STAMP_COLUMN, STAMP_SIZE, label_from_is_control)
@@ -108,6 +108,8 @@ def _batch_labels(batch: TierBatch) -> np.ndarray | None:
     """labels_of, with a bad is_control value reported by file and row."""
     try:
         return labels_of(batch.table)
+    except RefusedError as e:
+        raise RefusedError(f"{batch.file.relpath}: {e}") from None
     except DataError:
         raw = batch.table[LABEL_SOURCE_COLUMN]
         values = raw.to_pylist()

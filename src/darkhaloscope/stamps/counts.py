@@ -11,8 +11,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from darkhaloscope.errors import DataError
+from darkhaloscope.errors import DataError, RefusedError
 from darkhaloscope.stamps.schema import (CUTOUT_OK_COLUMN, LABEL_COLUMN, LABEL_SOURCE_COLUMN, SPLIT_COLUMN,
+                                          STAMP_ID_COLUMN,
                                           label_from_is_control)
 from darkhaloscope.stamps.tier import Tier
 
@@ -32,8 +33,13 @@ def class_counts(tier: Tier, *, cutout_ok_only: bool = True) -> dict[str, dict[i
     else:
         try:
             labels = label_from_is_control(table[label_col])
-        except DataError as e:
-            raise DataError(f"{tier.uri}: {e}") from None
+        except (DataError, RefusedError) as e:  # name the file and row inside it
+            i = getattr(e, "row", None)
+            if i is None:
+                raise type(e)(f"{tier.uri}: {e}") from None
+            raise DataError(f"{tier.uri.rstrip('/')}/{table['_file'][i]} row {table['_row'][i]}: {label_col} is "
+                            f"{table[label_col][i].as_py()!r}; it must be 0 (injection) or 1 (control): fix the "
+                            "tier or drop the row") from None
     splits = pc.fill_null(table[SPLIT_COLUMN].cast("string"), "unsplit")
     names = pc.unique(splits).to_pylist()
     idx = pc.index_in(splits, value_set=pa.array(names, pa.string())).to_numpy(zero_copy_only=False)
@@ -55,3 +61,22 @@ def one_class_splits(counts: dict[str, dict[int, int]], splits=None) -> list[str
             msgs.append(f"split '{s}' has {c[1]} injection(s) (is_control=0) and {c[0]} control(s) "
                         f"(is_control=1): {'no rows' if c[0] + c[1] == 0 else 'only one class'}")
     return msgs
+
+
+def duplicate_ids(tier: Tier, column: str = STAMP_ID_COLUMN, *, examples: int = 4) -> str | None:
+    """None when every `column` value is unique (or the tier has no such column), else a message naming
+    how many ids repeat and where the first one is (file and row of each copy). Reads that column only."""
+    if column not in tier.columns:
+        return None
+    table = tier.read_columns([column])
+    ids = table[column]
+    vc = pc.value_counts(ids)
+    counts = vc.field("counts").to_numpy(zero_copy_only=False)
+    dup = np.flatnonzero(counts > 1)
+    if not len(dup):
+        return None
+    first = vc.field("values")[int(dup[0])]
+    rows = np.flatnonzero(np.asarray(pc.fill_null(pc.equal(ids, first), False).to_numpy(zero_copy_only=False), bool))
+    where = ", ".join(f"{table['_file'][int(i)]} row {table['_row'][int(i)]}" for i in rows[:examples])
+    return (f"{column} {first.as_py()!r} appears {len(rows)} times ({where}); {len(dup)} id(s) repeat in "
+            f"{tier.uri}: every row needs its own {column} (de-duplicate the tier)")

@@ -15,20 +15,11 @@ from typing import Any
 import pyarrow.fs as pafs
 
 from darkhaloscope.errors import DataError
+from darkhaloscope.redaction import SECRET_ENV_VARS, redact  # noqa: F401 - re-exported
 
 S3_CONNECT_TIMEOUT_S = 5.0  # seconds to open a TCP connection to the endpoint
 S3_REQUEST_TIMEOUT_S = 60.0  # seconds a request may stall (a 100 MB parquet row group over a slow link)
 S3_MAX_ATTEMPTS = 3  # tries per request before an error reaches the user
-SECRET_ENV_VARS = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ACCESS_KEY_ID")
-
-
-def redact(text: str) -> str:
-    """`text` with the values of the credential environment variables replaced by '***'."""
-    for var in SECRET_ENV_VARS:
-        value = os.environ.get(var)
-        if value and len(value) >= 4:
-            text = text.replace(value, "***")
-    return text
 
 
 @dataclass

@@ -41,7 +41,7 @@ from darkhaloscope.stamps.float16 import RangeReport, to_float16
 from darkhaloscope.stamps.fs import is_s3
 from darkhaloscope.stamps.schema import (BANDS, CTRL_STAMP_COLUMN, LABEL_COLUMN, LABEL_SOURCE_COLUMN,
                                           PACKED_STAMP_COLUMN,
-                                          SPLIT_COLUMN, STAMP_COLUMN, STAMP_SIZE)
+                                          SPLIT_COLUMN, STAMP_COLUMN, STAMP_SIZE, check_split_name)
 from darkhaloscope.stamps.tier import Tier, TierFile
 
 MANIFEST_NAME = "_dhs_packed.json"  # '_' prefix: open_tier skips it when listing parquet files
@@ -153,7 +153,9 @@ def pack_file(tier: Tier, f: TierFile, index: int, out: Path, opts: PackOptions,
                     res.first_skipped = res.first_skipped or f"{sb.where[keep[first]]}: region_split is null"
                     continue
                 part = t.filter(pa.array(mask))
-                if s not in writers:
+                if s not in writers:  # the split becomes a folder name: only a plain name may
+                    check_split_name(s, f.relpath if f.split is not None else
+                                     sb.where[keep[int(np.flatnonzero(mask)[0])]])
                     path = out / f"{SPLIT_COLUMN}={s}" / f"part-{index:05d}.parquet"
                     writers[s] = _ShardWriter(path, stack, opts)
                 writers[s].add(part)
@@ -267,3 +269,20 @@ def read_manifest(tier: Tier) -> dict | None:
             return json.loads(fh.read().decode("utf-8"))
     except (OSError, ValueError):
         return None
+
+
+def check_packed_complete(tier: Tier) -> None:
+    """DataError unless a packed tier is whole: its `_dhs_packed.json` (written last by `dhs pack`) exists
+    and lists exactly the shards present. An npz tier passes untouched."""
+    if not tier.is_packed:
+        return
+    manifest = read_manifest(tier)
+    if manifest is None:
+        raise DataError(f"{tier.uri}: packed tier without its {MANIFEST_NAME} completion marker: `dhs pack` did "
+                        "not finish (killed or failed); pack the source tier again into an empty folder")
+    listed = set(manifest.get("shards") or [])
+    present = {f.relpath for f in tier.files}
+    if listed and present != listed and not tier.root.endswith(".parquet"):
+        missing, extra = sorted(listed - present), sorted(present - listed)
+        raise DataError(f"{tier.uri}: the shards differ from {MANIFEST_NAME} (missing: {', '.join(missing[:3]) or 'none'}"
+                        f"; not listed: {', '.join(extra[:3]) or 'none'}); pack the source tier again")

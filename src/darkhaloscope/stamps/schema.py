@@ -19,6 +19,8 @@ A tier is a folder (or s3:// prefix) of parquet files, usually hive-partitioned 
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 BANDS: tuple[str, ...] = ("g", "r", "z")  # band order of every (N, 3, H, W) array
@@ -34,6 +36,7 @@ LABEL_SOURCE_COLUMN = "is_control"
 LABEL_COLUMN = "label"  # derived (packed tiers, scores files): 1 = lens/injection, 0 = control
 SPLIT_COLUMN = "region_split"
 CUTOUT_OK_COLUMN = "cutout_ok"
+STAMP_ID_COLUMN = "stamp_id"  # unique per row when present
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 
 # Identity columns: carried into packed tiers and scores files; used by split-integrity checks.
@@ -70,6 +73,22 @@ def pixel_radius(size: int = STAMP_SIZE) -> np.ndarray:
     return np.hypot(c[:, None], c[None, :])
 
 
+_SPLIT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def check_split_name(name, where: str) -> str:
+    """`name` if it is a plain folder name (letters, digits, `_ . -`, no `..`, at most 64 characters),
+    else DataError naming `where` (file / row): split values become folder names (`region_split=<name>/`),
+    so a value such as `../../X` must never reach a path."""
+    from darkhaloscope.errors import DataError
+
+    if not isinstance(name, str) or not _SPLIT_NAME.match(name) or ".." in name:
+        shown = repr(name)[:80]
+        raise DataError(f"{where}: {SPLIT_COLUMN} value {shown} is not a plain split name (letters, digits, "
+                        "'_', '.', '-'; e.g. train / val / test); fix the tier or drop the row")
+    return name
+
+
 def is_forbidden_input(column: str) -> bool:
     """True for a column that describes the injection and so must never be fed to a model."""
     return (
@@ -96,15 +115,25 @@ def check_model_inputs(columns: list[str] | tuple[str, ...]) -> None:
 def label_from_is_control(is_control) -> np.ndarray:
     """THE label mapping: is_control=1 -> 0 (control), is_control=0 -> 1 (injected lens).
 
-    Accepts a pyarrow array/ChunkedArray, numpy array or list. Nulls or values other than 0/1
-    raise a DataError.
+    Accepts a pyarrow array/ChunkedArray, numpy array or list. A text column is refused (RefusedError:
+    '0'/'1' strings are not guessed at); nulls or values other than 0/1 raise a DataError naming the
+    first bad row (its index in `is_control`, also as the error's `.row`; callers add the file).
     """
-    from darkhaloscope.errors import DataError
+    from darkhaloscope.errors import DataError, RefusedError
 
+    kind = str(getattr(is_control, "type", getattr(is_control, "dtype", "")))
+    if kind in ("string", "large_string", "string_view", "binary", "large_binary") or \
+            (isinstance(is_control, np.ndarray) and is_control.dtype.kind in "USO"):
+        raise RefusedError(f"{LABEL_SOURCE_COLUMN} is a text column ({kind}); it must be an integer column "
+                           "(1 control, 0 injection): rewrite the column as int")
     if hasattr(is_control, "to_numpy"):
         if getattr(is_control, "null_count", 0):
-            raise DataError(f"{LABEL_SOURCE_COLUMN} has {is_control.null_count} null value(s); "
-                            "every row must be 0 (injection) or 1 (control)")
+            nulls = np.asarray(is_control.is_null().to_numpy(zero_copy_only=False), bool)
+            i = int(np.flatnonzero(nulls)[0])
+            e = DataError(f"{LABEL_SOURCE_COLUMN} is null in row {i} ({int(nulls.sum())} null row(s)); "
+                          "every row must be 0 (injection) or 1 (control): fix the tier or drop the rows")
+            e.row = i
+            raise e
         arr = is_control.to_numpy(zero_copy_only=False)
     else:
         arr = np.asarray(is_control)
@@ -112,5 +141,7 @@ def label_from_is_control(is_control) -> np.ndarray:
     bad = ~np.isin(arr, (0, 1))
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise DataError(f"{LABEL_SOURCE_COLUMN} must be 0 or 1; row {i} has {arr[i]}")
+        e = DataError(f"{LABEL_SOURCE_COLUMN} must be 0 or 1; row {i} has {arr[i]}")
+        e.row = i
+        raise e
     return (1 - arr).astype(np.int8)

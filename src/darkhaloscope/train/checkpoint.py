@@ -93,14 +93,6 @@ def load_checkpoint(path_or_uri: str | Path, s3: S3Options | None = None, map_lo
     return ckpt
 
 
-def clean_stale_temps(run_dir: Path) -> list[Path]:
-    """Remove temp files a killed save left behind (`.last.pt.*.tmp`); the real files are untouched."""
-    stale = [p for name in (LAST, BEST) for p in Path(run_dir).glob(f".{name}.*.tmp")]
-    for p in stale:
-        p.unlink(missing_ok=True)
-    return stale
-
-
 # ---- mirror ----------------------------------------------------------------------------------------
 class Mirror:
     """Copies of last.pt / best.pt under a URI prefix (s3:// or a local folder), with retries."""

@@ -58,8 +58,9 @@ def cmd_train(args) -> int:
     overrides = config_overrides(args)
     cfg = load_config(TrainConfig, args.config, overrides)
     argv = ["train", "--out", str(args.out)] + (["--config", args.config] if args.config else []) + \
-        (["--resume", args.resume] if args.resume else []) + [f"--{k}={v}" for k, v in overrides.items()]
-    summary = train(cfg, args.out, argv=argv, resume=args.resume, s3=s3_options_from_args(args))
+        (["--resume", args.resume] if args.resume else []) + (["--overwrite"] if args.overwrite else []) + [f"--{k}={v}" for k, v in overrides.items()]
+    summary = train(cfg, args.out, argv=argv, resume=args.resume, s3=s3_options_from_args(args),
+                    overwrite=args.overwrite)
     if summary["rank"] == 0:
         b = summary["best"]
         print(f"best val AUROC {b.get('val_auroc')} at epoch {b.get('epoch')} (step {b.get('step')}); "
@@ -87,6 +88,8 @@ def register(subparsers, bench_subparsers) -> None:
     p.add_argument("--config", default=None, help="YAML of TrainConfig keys (e.g. configs/train_cpu_demo.yaml)")
     p.add_argument("--resume", default=None, metavar="auto|PATH",
                    help="auto: continue from RUN/last.pt, or from the --checkpoint_uri mirror if RUN is empty")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the run in a non-empty --out (without it, or --resume, a non-empty --out is refused)")
     add_config_arguments(p, TrainConfig)
     add_s3_arguments(p)
     p.set_defaults(func=cmd_train)

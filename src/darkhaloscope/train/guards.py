@@ -11,17 +11,22 @@ import math
 import numpy as np
 
 from darkhaloscope.errors import DataError, RefusedError
-from darkhaloscope.stamps.counts import class_counts, one_class_splits
+from darkhaloscope.stamps.counts import class_counts, duplicate_ids, one_class_splits
+from darkhaloscope.stamps.pack import check_packed_complete
 from darkhaloscope.stamps.tier import Tier
 
 LN2 = math.log(2.0)  # BCE of a classifier that outputs p = 0.5 for every stamp (nats)
 
 
 def check_class_counts(tier: Tier, train_split: str, val_split: str, *, cutout_ok_only: bool = True) -> dict:
-    """Count classes of the train and val splits from the label columns only; RefusedError if one-class.
+    """Refuse an unfinished packed tier and repeated stamp_ids (DataError); count classes of the train and val splits from the label columns only; RefusedError if one-class.
 
     Returns {split: {0: n_controls, 1: n_injections}} for the two splits.
     """
+    check_packed_complete(tier)
+    dup = duplicate_ids(tier)
+    if dup:
+        raise DataError(dup)
     counts = class_counts(tier, cutout_ok_only=cutout_ok_only)
     splits = [train_split, val_split]
     msgs = one_class_splits(counts, splits)
@@ -65,8 +70,8 @@ def check_disjoint_rows(rows_per_rank: list[list[str]]) -> dict:
             if r in seen:
                 where = "twice on rank" if seen[r] == rank else f"on ranks {seen[r]} and"
                 raise RefusedError(f"row {r} was read {where} {rank} in the first batches of epoch 0: "
-                                   "the input is not sharded across ranks/loader workers, so every process "
-                                   "trains on the same rows; this is a bug in the input pipeline, please "
+                                   "the input is not sharded across ranks/loader workers, so processes "
+                                   "train on the same rows; this is a bug in the input pipeline, please "
                                    "report it (a workaround is --num_workers=0)")
             seen[r] = rank
     return {"rows_per_rank": [len(r) for r in rows_per_rank], "overlap": 0}

@@ -26,7 +26,7 @@ import torch
 
 from darkhaloscope.config import config_to_dict, run_info, save_config
 from darkhaloscope.errors import RefusedError, UsageError
-from darkhaloscope.fileio import atomic_write_text
+from darkhaloscope.fileio import atomic_write_text, clean_temps
 from darkhaloscope.models import create_model, load_init
 from darkhaloscope.stamps.fs import S3Options
 from darkhaloscope.stamps.schema import check_model_inputs
@@ -54,15 +54,51 @@ class State:
 
 
 def train(cfg: TrainConfig, out_dir, argv: list[str] | None = None, *, resume: str | None = None,
-          s3: S3Options | None = None) -> dict:
-    """Train as configured; returns a summary dict (best_val_auroc, epochs, steps, paths, ...)."""
+          s3: S3Options | None = None, overwrite: bool = False) -> dict:
+    """Train as configured; returns a summary dict (best_val_auroc, epochs, steps, paths, ...).
+
+    A run folder that already holds files needs `resume` (continue it) or `overwrite` (replace its run
+    files), so a finished run is never overwritten by accident."""
     if cfg.torch_threads > 0:
         torch.set_num_threads(cfg.torch_threads)
+    if resume and overwrite:
+        raise UsageError("--resume and --overwrite contradict each other: continue the run or replace it")
     info, device = dd.setup(cfg.device)
     try:
+        refusal = _claim_run_folder(Path(out_dir), resume, overwrite) if info.is_main else None
+        refusal = dd.broadcast_object(refusal, info)  # every rank stops, or none
+        if refusal:
+            raise UsageError(refusal)
         return _Trainer(cfg, Path(out_dir), argv, s3, info, device).run(resume)
     finally:
         dd.teardown(info)
+
+
+RUN_FILES = ("last.pt", "best.pt", "config.yaml", "run.json", "summary.json", "metrics.csv", "metrics.jsonl",
+             "steps.jsonl")  # what a run writes (and --overwrite removes), besides tb/
+
+
+def _claim_run_folder(run_dir: Path, resume: str | None, overwrite: bool) -> str | None:
+    """Rank 0: remove stale temp files; refuse (return the message) a non-empty folder without --resume /
+    --overwrite; with --overwrite remove the previous run's files (never anything else)."""
+    clean_temps(run_dir)
+    if not run_dir.exists() or resume:
+        return None
+    if not run_dir.is_dir():
+        return f"--out {run_dir} is a file; give a folder for the run"
+    present = sorted(p.name for p in run_dir.iterdir())
+    if not present:
+        return None
+    if not overwrite:
+        return (f"--out {run_dir} already holds {', '.join(present[:4])}{' ...' if len(present) > 4 else ''}; "
+                "pass --resume auto to continue that run or --overwrite to replace it (or choose another --out)")
+    for name in RUN_FILES:
+        (run_dir / name).unlink(missing_ok=True)
+    if (run_dir / "tb").is_dir():
+        import shutil
+
+        shutil.rmtree(run_dir / "tb")
+    return None
 
 
 def _refuse_or_count(cfg: TrainConfig, s3, info: dd.DistInfo) -> dict:
@@ -101,7 +137,6 @@ class _Trainer:
         if not self.info.is_main:
             return
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        ckp.clean_stale_temps(self.run_dir)
         save_config(self.cfg, self.run_dir / "config.yaml")
         info = run_info(self.argv) | {"resumed_from": self.resumed_from, "world_size": self.info.world_size,
                                       "device": str(self.device), "precision": self.precision,
@@ -148,6 +183,7 @@ class _Trainer:
         path = dd.broadcast_object(str(path) if path else None, self.info)
         self.resumed_from = path
         if path is None:
+            self.log.truncate(0)  # rows a run killed before its first checkpoint wrote
             if resume and self.info.is_main:
                 print(f"resume: no checkpoint in {self.run_dir}" + (f" or {self.cfg.checkpoint_uri}" if self.mirror else "")
                       + "; starting from step 0")
@@ -167,9 +203,28 @@ class _Trainer:
         self.state = State(epoch=ck["epoch"], batches_done=c["batches_done"] if c["epoch"] == ck["epoch"] else 0,
                            step=ck["step"], best=ck["best"], initial_loss=ck.get("initial_loss"))
         self.log.truncate(self.state.step)
+        self._restore_best(ck, Path(path))
         if self.info.is_main:
             print(f"resumed from {path}: epoch {self.state.epoch}, batch {self.state.batches_done}/{self.steps_per_epoch}, "
                   f"step {ck['step']}")
+
+    def _restore_best(self, ck: dict, path: Path) -> None:
+        """best.pt missing but the checkpoint records a best (killed or disk full while writing best.pt):
+        recreate it from the checkpoint when that is the best state, else forget the best so the next
+        validation writes a new best.pt. Either way the run ends with a best.pt."""
+        best = self.run_dir / ckp.BEST
+        missing = bool(self.state.best) and not best.is_file() if self.info.is_main else None
+        if not dd.broadcast_object(missing, self.info):  # rank 0's file system decides for all ranks
+            return
+        if self.state.best.get("step") == ck["step"]:
+            if self.info.is_main:
+                ckp.save_checkpoint({k: v for k, v in ck.items() if k not in ("format", "version")}, best)
+                print(f"resume: {best} was missing; recreated it from {path} (the best state, step {ck['step']})")
+            return
+        if self.info.is_main:
+            print(f"warning: {best} (step {self.state.best.get('step')}) is missing; the best is chosen again "
+                  "from the validations still to come", file=sys.stderr)
+        self.state.best = {}
 
     # ---- checkpoints -----------------------------------------------------------------------------
     def _save(self, names: tuple[str, ...]) -> None:
@@ -218,7 +273,8 @@ class _Trainer:
                "samples_per_s": round(rate, 1), "elapsed_s": round(time.monotonic() - self.t0, 2), **m,
                "is_best": int(is_best)}
         self.log.metrics(row)
-        self._save(("last.pt", "best.pt") if is_best else ("last.pt",))
+        # best.pt first: last.pt (which records the best) never points at a best.pt that was not written
+        self._save(("best.pt", "last.pt") if is_best else ("last.pt",))
         self.progress.print(f"epoch {epoch} step {s.step}: train loss {train_loss:.4f}, val loss {_f(m['val_loss'])}, "
                             f"AUROC {_f(m['val_auroc'])}, AP {_f(m['val_ap'])}, TPR@FPR1e-2 "
                             f"{_f(m['val_tpr_at_fpr_1e-2'])}{' (best)' if is_best else ''}")

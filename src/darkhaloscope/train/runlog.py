@@ -5,7 +5,7 @@
     RUN/metrics.jsonl  epoch, step, train_loss, lr, samples_per_s, val_loss, val_auroc, val_ap, TPRs
     RUN/tb/            TensorBoard scalars, when `tensorboard: true` and tensorboard is installed
 
-On resume the logs are cut back to the checkpoint's step, so a resumed run's logs equal those of an
+On every restart the logs are cut back to the checkpoint's step (to step 0 when there is no checkpoint), so a resumed run's logs equal those of an
 uninterrupted one. Exercised by `dhs train`.
 """
 
@@ -59,7 +59,7 @@ class RunLog:
 
     def truncate(self, step: int) -> None:
         """Drop log rows after `step` (those a killed run wrote past its last checkpoint)."""
-        if not self.enabled:
+        if not self.enabled or not (self.steps_path.exists() or self.metrics_jsonl.exists()):
             return
         steps = [r for r in _read_jsonl(self.steps_path) if r["step"] <= step]
         atomic_write_text(self.steps_path, "".join(json.dumps(r) + "\n" for r in steps))

@@ -1,0 +1,29 @@
+"""Keep secrets out of everything darkhaloscope writes or prints: run.json / audit.json command lines,
+logs, error messages.
+
+Two kinds are redacted: the values of the AWS credential environment variables, and the user:password
+part of a URL (`http://user:SECRET@host` -> `http://***@host`). Exercised by every `dhs` command
+(the CLI redacts each error line; `config.run_info` redacts the recorded command line).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+SECRET_ENV_VARS = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ACCESS_KEY_ID")
+_URL_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)[^/\s@]+@")
+
+
+def redact(text: str) -> str:
+    """`text` with URL credentials and the values of the credential environment variables replaced by '***'."""
+    text = _URL_USERINFO.sub(lambda m: f"{m.group('scheme')}***@", str(text))
+    for var in SECRET_ENV_VARS:
+        value = os.environ.get(var)
+        if value and len(value) >= 4:
+            text = text.replace(value, "***")
+    return text
+
+
+def redact_argv(argv: list[str]) -> list[str]:
+    return [redact(a) for a in argv]
