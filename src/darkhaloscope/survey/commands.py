@@ -40,6 +40,22 @@ def register(subparsers, bench_subparsers) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="any CatalogConfig key, e.g. --set confuser_shape_r_arcsec=2.5")
     p.set_defaults(func=run_catalog)
+    c = subparsers.add_parser("cutouts", help="fetch Legacy Surveys g/r/z cutouts of a target list into a Phase 4c "
+                              "tier (concurrent, rate-limited, retried, cached, resumable)")
+    c.add_argument("targets", nargs="+", help="target list(s) from `dhs catalog` (parquet/CSV/FITS with ra, dec, "
+                   "label, split)")
+    c.add_argument("--out", required=True, help="tier folder: OUT/region_split=<split>/part-*.parquet + manifest.json")
+    c.add_argument("--service-url", dest="service_url", default=None,
+                   help="cutout endpoint (default https://www.legacysurvey.org/viewer/fits-cutout)")
+    c.add_argument("--layer", default=None, help="survey layer (default ls-dr10)")
+    c.add_argument("--concurrency", type=int, default=None, help="requests in flight (default 8)")
+    c.add_argument("--rate-limit", dest="rate_limit", type=float, default=None,
+                   help="requests per second, all together (default 10; 0: no limit)")
+    c.add_argument("--cache", default=None, help="cache folder of fetched cutouts (default OUT/_cache)")
+    c.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="any CutoutConfig key, e.g. --set max_tries=8")
+    c.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    c.set_defaults(func=run_cutouts)
 
 
 def _csv(text: str) -> list[str]:
@@ -76,4 +92,40 @@ def run_catalog(args) -> int:
     for split, n in m["negative_shortfall"].items():
         print(f"note: split {split}: {n} negative(s) short of {cfg.neg_per_pos:g} per positive (the catalogs hold "
               "too few usable rows there)", file=sys.stderr)
+    return 0
+
+
+CUTOUT_FLAGS = {"service_url": "service_url", "layer": "layer", "concurrency": "concurrency",
+                "rate_limit": "rate_limit_per_s"}
+
+
+def run_cutouts(args) -> int:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    from darkhaloscope.config import parse_overrides
+    from darkhaloscope.survey.config import CutoutConfig
+    from darkhaloscope.survey.cutouts import build_cutout_tier
+
+    overrides = parse_overrides(args.overrides)
+    for flag, key in CUTOUT_FLAGS.items():
+        if getattr(args, flag) is not None:
+            overrides[key] = getattr(args, flag)
+    cfg = load_config(CutoutConfig, None, overrides)
+    m = build_cutout_tier(args.targets, args.out, cfg, cache_dir=args.cache, progress=not args.quiet,
+                          argv=sys.argv[1:])
+    table = Table(title=f"{escape(args.out)}")
+    cols = ("lenses", "lenses_ok", "controls", "controls_ok", "failed")
+    for col in ("split",) + cols:
+        table.add_column(col, justify="right")
+    for split, c in m["counts"].items():
+        table.add_row(split, *(str(c[k]) for k in cols))
+    console = Console()
+    console.print(table)
+    f = m["fetch"]
+    console.print(f"{f['fetched']} fetched, {f['cached']} from the cache, {f['retries']} retries; "
+                  f"{m['chunks_written']} of {len(m['files'])} file(s) written in {m['elapsed_s']:.1f} s", highlight=False)
+    for why, n in m["failure_reasons"].items():
+        console.print(f"  cutout_ok=0: {n} x {escape(why)}", highlight=False)
     return 0

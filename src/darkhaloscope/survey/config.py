@@ -56,3 +56,38 @@ class CatalogConfig:
         if list(self.nobs_z_edges) != sorted(set(self.nobs_z_edges)):
             raise UsageError(f"nobs_z_edges={self.nobs_z_edges}: must be increasing")
         parse_fractions(self.splits, "--splits")
+
+
+@dataclass
+class CutoutConfig:
+    service_url: str = "https://www.legacysurvey.org/viewer/fits-cutout"  # Legacy Surveys FITS cutout endpoint
+    layer: str = "ls-dr10"  # survey layer of the cutout service
+    bands: str = "grz"  # bands requested, in stamp order
+    size: int = 64  # cutout side, pixels
+    pixscale: float = 0.262  # arcsec / pixel (native DECam / Legacy Surveys)
+    concurrency: int = 8  # requests in flight
+    rate_limit_per_s: float = 10.0  # requests per second, all threads together (be polite to a public service)
+    max_tries: int = 6  # attempts per cutout (429 / 5xx / timeouts / dropped or truncated replies)
+    backoff_s: float = 1.0  # first retry delay, s; doubles per attempt (with jitter); a Retry-After overrides
+    backoff_max_s: float = 60.0  # longest single wait, s
+    timeout_s: float = 30.0  # connect / read timeout per request, s
+    max_nan_frac: float = 0.02  # a band with more non-finite pixels is invalid (cutout_ok=0); fewer are set to 0
+    rows_per_file: int = 500  # targets per tier file (region_split=<s>/part-<k>.parquet)
+    compress: bool = True  # deflate stamp_npz (smaller tier, ~1 ms CPU more per cutout)
+    user_agent: str = "darkhaloscope-cutouts"  # HTTP User-Agent
+
+    def validate(self) -> None:
+        if self.concurrency < 1:
+            raise UsageError(f"--concurrency={self.concurrency}: must be >= 1")
+        if self.max_tries < 1 or self.rows_per_file < 1 or self.size < 8:
+            raise UsageError("max_tries and rows_per_file must be >= 1, size >= 8")
+        if not self.service_url.startswith(("http://", "https://")):
+            raise UsageError(f"--service-url {self.service_url!r}: must be an http:// or https:// URL")
+        if not self.bands or any(b not in "grz" for b in self.bands):
+            raise UsageError(f"bands={self.bands!r}: use letters from grz, e.g. grz")
+
+    def url(self, ra: float, dec: float) -> str:
+        from urllib.parse import quote
+
+        return (f"{self.service_url}?ra={ra:.7f}&dec={dec:.7f}&layer={quote(self.layer)}&pixscale={self.pixscale:g}"
+                f"&bands={self.bands}&size={self.size}")

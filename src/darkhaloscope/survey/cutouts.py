@@ -1,0 +1,223 @@
+"""`dhs cutouts`: Legacy Surveys cutouts of a target list, written as a Phase 4c tier.
+
+    from darkhaloscope.survey.cutouts import build_cutout_tier
+    m = build_cutout_tier(["targets.parquet"], "tiers/real", CutoutConfig(concurrency=8))
+
+Rows are grouped by the target's split and cut into chunks of `rows_per_file`; chunk k of split s is the file
+`OUT/region_split=<s>/part-<k>.parquet`, written atomically, with a fingerprint of its targets and settings in
+its parquet metadata. A rerun (after a kill -9, or to add retries of failed fetches) skips every chunk whose
+file has the same fingerprint and no transient failure, and refetches nothing that is in the cache
+(`OUT/_cache` by default), so it ends with the same bytes an uninterrupted run writes.
+
+Each row: `stamp_id` (the target_id), `stamp_npz` (image_g/r/z float32 nanomaggies; null when the cutout is
+unusable), `is_control` (1 - label), `cutout_ok`, `cutout_reason` ('' when ok), `nan_frac`, `psfsize_<band>`
+when the service's header gives it, `cutout_url`, and every target column but `label`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from darkhaloscope.errors import DataError, UsageError
+from darkhaloscope.fileio import atomic_path, atomic_write_text
+from darkhaloscope.stamps.codec import encode_stamp
+from darkhaloscope.stamps.schema import CUTOUT_OK_COLUMN, LABEL_SOURCE_COLUMN, SPLITS, STAMP_COLUMN
+from darkhaloscope.survey.config import CutoutConfig
+from darkhaloscope.survey.fetch import CutoutClient, FetchResult
+from darkhaloscope.survey.fitsimage import read_fits_image, validate_cutout
+from darkhaloscope.survey.tables import find_column, read_table
+
+FINGERPRINT_KEY = b"dhs_cutouts_chunk"
+TRANSIENT_KEY = b"dhs_cutouts_transient_failures"
+
+
+def load_targets(paths: Sequence[str]) -> pa.Table:
+    """The target lists, concatenated; DataError naming the file and row for missing or bad ra/dec/label/split."""
+    tables = []
+    for p in paths:
+        t = read_table(p)
+        cols = {k: find_column(t.column_names, k, p, required=k in ("ra", "dec")) for k in ("ra", "dec", "label", "split")}
+        for k in ("label", "split"):
+            if cols[k] is None:
+                raise DataError(f"{p}: no {k} column; make the target list with `dhs catalog` (label 1 lens / 0 "
+                                "negative, split train/val/test)")
+        rename = {c: k for k, c in cols.items()}
+        t = t.rename_columns([rename.get(c, c) for c in t.column_names])
+        ra, dec = (np.asarray(t[k].to_numpy(zero_copy_only=False), float) for k in ("ra", "dec"))
+        label, split = t["label"].to_pylist(), t["split"].to_pylist()
+        for i in range(t.num_rows):
+            if not (np.isfinite(ra[i]) and np.isfinite(dec[i]) and abs(dec[i]) <= 90):
+                raise DataError(f"{p} row {i}: ra/dec ({ra[i]}, {dec[i]}) are not valid degrees")
+            if label[i] not in (0, 1) or split[i] not in SPLITS:
+                raise DataError(f"{p} row {i}: label {label[i]!r} / split {split[i]!r}: expected 0 or 1 and one of "
+                                f"{', '.join(SPLITS)}")
+        tables.append(t)
+    if not tables or sum(t.num_rows for t in tables) == 0:
+        raise DataError(f"{', '.join(paths)}: no targets")
+    t = pa.concat_tables(tables, promote_options="permissive")
+    if "target_id" not in t.column_names:
+        t = t.append_column("target_id", pa.array([f"t{i:08d}" for i in range(t.num_rows)], pa.string()))
+    return t
+
+
+def plan_chunks(targets: pa.Table, rows_per_file: int) -> list[tuple[str, int, np.ndarray]]:
+    """(split, k, row indices) of every tier file, splits in SPLITS order, rows in target order."""
+    split = np.asarray(targets["split"].to_pylist(), dtype=object)
+    out = []
+    for s in SPLITS:
+        rows = np.flatnonzero(split == s)
+        for k, start in enumerate(range(0, len(rows), rows_per_file)):
+            out.append((s, k, rows[start:start + rows_per_file]))
+    return out
+
+
+def _fingerprint(targets: pa.Table, rows: np.ndarray, cfg: CutoutConfig) -> str:
+    h = hashlib.sha256()
+    sink = pa.BufferOutputStream()
+    part = targets.take(pa.array(rows, pa.int64()))
+    with pa.ipc.new_stream(sink, part.schema) as w:
+        w.write_table(part)
+    h.update(sink.getvalue().to_pybytes())
+    h.update(json.dumps([cfg.url(0, 0), cfg.max_nan_frac, cfg.compress], sort_keys=True).encode())
+    return h.hexdigest()
+
+
+def _chunk_done(path: Path, fingerprint: str) -> bool:
+    if not path.is_file():
+        return False
+    try:
+        meta = pq.read_schema(path).metadata or {}
+    except (OSError, pa.ArrowInvalid):
+        return False
+    return meta.get(FINGERPRINT_KEY) == fingerprint.encode() and meta.get(TRANSIENT_KEY) == b"0"
+
+
+def build_cutout_tier(targets_paths: Sequence[str], out: str, cfg: CutoutConfig | None = None,
+                      cache_dir: str | None = None, progress: bool = False, argv: list[str] | None = None) -> dict:
+    cfg = cfg or CutoutConfig()
+    cfg.validate()
+    targets = load_targets(targets_paths)
+    root = Path(out)
+    if root.exists() and not root.is_dir():
+        raise UsageError(f"--out {out}: exists and is not a folder")
+    chunks = plan_chunks(targets, cfg.rows_per_file)
+    client = CutoutClient(cfg, cache_dir or root / "_cache")
+    ra = np.asarray(targets["ra"].to_numpy(zero_copy_only=False), float)
+    dec = np.asarray(targets["dec"].to_numpy(zero_copy_only=False), float)
+    urls = [cfg.url(a, d) for a, d in zip(ra, dec)]
+    todo = []
+    for s, k, rows in chunks:
+        fp = _fingerprint(targets, rows, cfg)
+        path = root / f"region_split={s}" / f"part-{k:05d}.parquet"
+        if not _chunk_done(path, fp):
+            todo.append((path, rows, fp))
+    if todo:
+        _preflight(client, urls[todo[0][1][0]], cfg)
+    t0 = time.perf_counter()
+    from darkhaloscope.sim.progress import RowProgress
+
+    with ThreadPoolExecutor(cfg.concurrency) as ex, \
+            RowProgress(sum(len(r) for _, r, _ in todo), enabled=progress, label="cutouts") as bar:
+        pending = [ex.map(client.fetch, [urls[i] for i in todo[0][1]])] if todo else []
+        for j, (path, rows, fp) in enumerate(todo):
+            if j + 1 < len(todo):  # keep the next chunk's requests in flight while this one is written
+                pending.append(ex.map(client.fetch, [urls[i] for i in todo[j + 1][1]]))
+            results = []
+            for r in pending.pop(0):
+                results.append(r)
+                bar.advance(1)
+            _write_chunk(path, targets, rows, [urls[i] for i in rows], results, fp, cfg)
+    elapsed = time.perf_counter() - t0
+    for old in root.glob("region_split=*/part-*.parquet"):
+        if old not in {root / f"region_split={s}" / f"part-{k:05d}.parquet" for s, k, _ in chunks}:
+            old.unlink()  # left by an earlier build of a longer target list
+    manifest = _manifest(root, chunks, targets_paths, cfg, argv)
+    atomic_write_text(root / "manifest.json", json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    return {**manifest, "elapsed_s": elapsed, "fetch": dict(client.stats), "chunks_written": len(todo)}
+
+
+def _preflight(client: CutoutClient, url: str, cfg: CutoutConfig) -> None:
+    """One request before anything is written: an unreachable service is one error line, not N failed rows."""
+    res = client.fetch(url, max_tries=2)
+    if res.body is None and res.reason.startswith("network error"):
+        raise DataError(f"cannot reach the cutout service at {cfg.service_url} ({res.reason}); check --service-url "
+                        "and the network")
+
+
+def _write_chunk(path: Path, targets: pa.Table, rows: np.ndarray, urls: list[str], results: list[FetchResult],
+                 fingerprint: str, cfg: CutoutConfig) -> None:
+    bands = tuple(cfg.bands)
+    n = len(rows)
+    stamps: list[bytes | None] = [None] * n
+    ok = np.zeros(n, np.int32)
+    reasons = [""] * n
+    nan_frac = np.full(n, np.nan)
+    psf: dict[str, list] = {f"psfsize_{b}": [None] * n for b in bands}
+    transient = 0
+    for i, res in enumerate(results):
+        if res.body is None:
+            reasons[i] = res.reason
+            transient += not res.permanent
+            continue
+        cube, header = read_fits_image(res.body)
+        image, reason, extras = validate_cutout(cube, header, bands, cfg.size, cfg.max_nan_frac)
+        nan_frac[i] = extras.get("nan_frac", np.nan)
+        for b in bands:
+            psf[f"psfsize_{b}"][i] = extras.get(f"psfsize_{b}")
+        if image is None:
+            reasons[i] = reason
+            continue
+        stamps[i] = encode_stamp(image, bands=bands, compress=cfg.compress)
+        ok[i] = 1
+    part = targets.take(pa.array(rows, pa.int64()))
+    label = np.asarray(part["label"].to_numpy(zero_copy_only=False), np.int32)
+    cols = {"stamp_id": part["target_id"], STAMP_COLUMN: pa.array(stamps, pa.binary()),
+            LABEL_SOURCE_COLUMN: pa.array(1 - label, pa.int32()), CUTOUT_OK_COLUMN: pa.array(ok, pa.int32()),
+            "cutout_reason": pa.array(reasons, pa.string()), "nan_frac": pa.array(nan_frac, pa.float64()),
+            **{k: pa.array(v, pa.float64()) for k, v in psf.items() if any(x is not None for x in v)},
+            "cutout_url": pa.array(urls, pa.string())}
+    for c in part.column_names:
+        if c not in cols and c not in ("label", "target_id"):
+            cols[c] = part[c]
+    table = pa.table(cols).replace_schema_metadata({FINGERPRINT_KEY: fingerprint.encode(),
+                                                    TRANSIENT_KEY: str(transient).encode()})
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp, row_group_size=128)
+
+
+def _manifest(root: Path, chunks, targets_paths, cfg: CutoutConfig, argv) -> dict:
+    """Counts per split (lenses / controls, usable or not) and failure reasons, read back from the files."""
+    from dataclasses import asdict
+
+    from darkhaloscope.config import run_info
+
+    counts: dict[str, dict[str, int]] = {}
+    reasons: Counter = Counter()
+    files = []
+    for s, k, _ in chunks:
+        rel = f"region_split={s}/part-{k:05d}.parquet"
+        t = pq.read_table(root / rel, columns=[LABEL_SOURCE_COLUMN, CUTOUT_OK_COLUMN, "cutout_reason"])
+        files.append(rel)
+        c = counts.setdefault(s, {"lenses": 0, "controls": 0, "lenses_ok": 0, "controls_ok": 0, "failed": 0})
+        for ctrl, ok, why in zip(*(t[x].to_pylist() for x in t.column_names)):
+            kind = "controls" if ctrl else "lenses"
+            c[kind] += 1
+            c[f"{kind}_ok"] += ok
+            if not ok:
+                c["failed"] += 1
+                reasons[re.sub(r"\d+(\.\d+)?", "N", why.split(" after ")[0])] += 1
+    info = run_info(argv)
+    return {"counts": counts, "failure_reasons": dict(reasons.most_common()), "files": files,
+            "targets": [str(p) for p in targets_paths], "config": json.loads(json.dumps(asdict(cfg))),
+            "version": info["version"], "git_commit": info["git_commit"], "command": info["command"]}

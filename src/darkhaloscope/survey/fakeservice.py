@@ -1,0 +1,179 @@
+"""A loopback stand-in for the Legacy Surveys FITS cutout service, with injectable faults (tests, benchmarks).
+
+    with FakeCutoutService(cutout_dir="../shared/data/dr10_cutouts", faults={"429": 0.1}) as svc:
+        dhs cutouts targets.parquet --out tier --service-url svc.url
+
+Serves `GET /fits-cutout?ra=..&dec=..&size=..&bands=..` on 127.0.0.1 (stdlib http.server, one thread per
+connection) with a (bands, size, size) float32 cube whose header names the bands (BAND0, ...) like the real
+service. Pixels: a real DR10 cutout from `cutout_dir` (chosen by a hash of ra/dec, centre-cropped) plus
+Gaussian noise seeded by ra/dec, or pure sky noise without one; the same request always gets the same bytes.
+
+Faults, chosen per request by a seeded hash of (ra, dec, attempt): `faults` maps a kind to its probability,
+or `fault_for` maps the exact `ra` string of a request to a kind for every attempt, or for the first
+`fault_times` attempts only. Kinds: `429` (with Retry-After: 1), `500`, `slow` (waits `slow_s` first),
+`truncate` (drops the connection half-way through the body), `nan` (band g all NaN), `two_band` (a g,r cube).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import threading
+import time
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import numpy as np
+
+FAULTS = ("429", "500", "slow", "truncate", "nan", "two_band")
+NOISE_NMGY = {"g": 0.0018, "r": 0.0030, "z": 0.0080}  # robust sky sigma of the shared DR10 cutouts
+
+
+def _fits_bytes(cube: np.ndarray, bands: str) -> bytes:
+    from astropy.io import fits
+
+    hdu = fits.PrimaryHDU(cube.astype(np.float32))
+    for i, b in enumerate(bands):
+        hdu.header[f"BAND{i}"] = b
+    hdu.header["CTYPE1"], hdu.header["CTYPE2"] = "RA---TAN", "DEC--TAN"
+    buf = io.BytesIO()
+    hdu.writeto(buf)
+    return buf.getvalue()
+
+
+class FakeCutoutService:
+    def __init__(self, cutout_dir: str | Path | None = None, faults: dict[str, float] | None = None,
+                 fault_for: dict[str, str] | None = None, fault_times: int | None = None, slow_s: float = 0.3,
+                 seed: int = 0, latency_s: float = 0.0):
+        self.images = []
+        if cutout_dir is not None and Path(cutout_dir).is_dir():
+            for p in sorted(Path(cutout_dir).glob("*.npz")):
+                with np.load(p) as d:
+                    if "cutout" in d.files:
+                        self.images.append(np.moveaxis(np.nan_to_num(d["cutout"].astype(np.float32)), 2, 0))
+        self.faults = dict(faults or {})
+        self.fault_for = dict(fault_for or {})
+        self.fault_times = fault_times
+        self.slow_s, self.seed, self.latency_s = slow_s, seed, latency_s
+        self.requests: Counter = Counter()  # ra string -> requests served
+        self.times: dict[str, list[float]] = {}  # ra string -> time.monotonic() of each request
+        self.served: Counter = Counter()  # fault kind (or 'ok') -> count
+        self._lock = threading.Lock()
+        self._cache: dict[tuple, bytes] = {}
+        self._server: ThreadingHTTPServer | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}/fits-cutout"
+
+    def __enter__(self) -> "FakeCutoutService":
+        svc = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self):  # noqa: N802
+                svc._handle(self)
+
+            def log_message(self, *a):  # quiet
+                pass
+
+        class Server(ThreadingHTTPServer):
+            def handle_error(self, request, client_address):  # a client that hung up: nothing to report
+                pass
+
+        self._server = Server(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def cube(self, ra: str, dec: str, size: int, bands: str) -> bytes:
+        key = (ra, dec, size, bands)
+        if key not in self._cache:
+            h = int.from_bytes(hashlib.sha256(f"{self.seed}:{ra}:{dec}".encode()).digest()[:8], "little")
+            rng = np.random.default_rng(h)
+            cube = np.stack([rng.normal(0, NOISE_NMGY.get(b, 0.003), (size, size)) for b in bands]).astype(np.float32)
+            if self.images:
+                img = self.images[h % len(self.images)]
+                y0 = (img.shape[1] - size) // 2
+                if y0 >= 0:
+                    idx = ["grz".index(b) for b in bands]
+                    cube += img[idx, y0:y0 + size, y0:y0 + size]
+            self._cache[key] = _fits_bytes(cube, bands)
+        return self._cache[key]
+
+    def _fault(self, ra: str, attempt: int) -> str | None:
+        if ra in self.fault_for:
+            return self.fault_for[ra] if self.fault_times is None or attempt < self.fault_times else None
+        for kind, p in sorted(self.faults.items()):
+            u = int.from_bytes(hashlib.sha256(f"{self.seed}:{kind}:{ra}:{attempt}".encode()).digest()[:8],
+                               "little") / 2.0 ** 64
+            if u < p:
+                return kind
+        return None
+
+    def _handle(self, h: BaseHTTPRequestHandler) -> None:
+        q = {k: v[0] for k, v in parse_qs(urlsplit(h.path).query).items()}
+        ra, dec = q.get("ra", ""), q.get("dec", "")
+        size, bands = int(q.get("size", 64)), q.get("bands", "grz")
+        with self._lock:
+            attempt = self.requests[ra]
+            self.requests[ra] += 1
+            self.times.setdefault(ra, []).append(time.monotonic())
+        kind = self._fault(ra, attempt)
+        with self._lock:
+            self.served[kind or "ok"] += 1
+        if self.latency_s:
+            time.sleep(self.latency_s)
+        if kind in ("429", "500"):
+            body = b"busy" if kind == "429" else b"server error"
+            h.send_response(int(kind))
+            if kind == "429":
+                h.send_header("Retry-After", "1")
+            h.send_header("Content-Length", str(len(body)))
+            h.end_headers()
+            h.wfile.write(body)
+            return
+        if kind == "slow":
+            time.sleep(self.slow_s)
+        if kind == "two_band":
+            bands = bands[:2]
+        body = self.cube(ra, dec, size, bands)
+        if kind == "nan":
+            body = self._nan_band(body, size, len(bands))
+        h.send_response(200)
+        h.send_header("Content-Type", "application/fits")
+        h.send_header("Content-Length", str(len(body)))
+        h.end_headers()
+        if kind == "truncate":
+            h.wfile.write(body[: len(body) // 2])
+            h.wfile.flush()
+            h.close_connection = True
+            return
+        h.wfile.write(body)
+
+    @staticmethod
+    def _nan_band(body: bytes, size: int, planes: int) -> bytes:
+        start = len(body) - 2880 * (-(-(planes * size * size * 4) // 2880))  # data starts after the header blocks
+        nan = np.full(size * size, np.nan, dtype=">f4").tobytes()
+        return body[:start] + nan + body[start + len(nan):]
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m darkhaloscope.survey.fakeservice [CUTOUT_DIR]`: serve until killed; prints the URL (benchmarks)."""
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    with FakeCutoutService(args[0] if args else None) as svc:
+        print(svc.url, flush=True)
+        threading.Event().wait()
+
+
+if __name__ == "__main__":
+    main()

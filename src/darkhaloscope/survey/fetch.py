@@ -1,0 +1,185 @@
+"""HTTP client of `dhs cutouts`: concurrent-safe GETs under a polite rate limit, with retries and a disk cache.
+
+    client = CutoutClient(CutoutConfig(), cache_dir="cache/")
+    res = client.fetch(url)        # FetchResult(body or None, reason, from_cache, permanent)
+
+- One keep-alive connection per thread (no TCP/TLS handshake per cutout).
+- A shared rate limiter spaces requests by 1 / `rate_limit_per_s`; a 429 pauses every thread for its
+  Retry-After (seconds or an HTTP date; else exponential backoff).
+- Retries with exponential backoff and jitter on 429, 5xx, timeouts, dropped connections and incomplete or
+  non-FITS bodies, up to `max_tries`; other 4xx are permanent.
+- The cache holds one file per request, named by the SHA-256 of the URL, written as a temp file + rename (a
+  killed run leaves whole files only); a FITS body and a permanent error are cached, a transient failure is
+  not (a rerun tries again).
+"""
+
+from __future__ import annotations
+
+import email.utils
+import hashlib
+import http.client
+import os
+import random
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from darkhaloscope.survey.fitsimage import FitsFormatError, read_fits_image
+
+
+@dataclass
+class FetchResult:
+    body: bytes | None  # the FITS bytes; None on failure
+    reason: str  # '' on success, else why it failed
+    from_cache: bool = False
+    permanent: bool = False  # a failure that a retry would repeat (4xx other than 429)
+
+
+class RateLimiter:
+    """Spaces calls of `wait()` by 1/rate seconds across threads; `pause(s)` holds everyone back s seconds."""
+
+    def __init__(self, rate_per_s: float):
+        self.interval = 1.0 / rate_per_s if rate_per_s > 0 else 0.0
+        self._next = 0.0
+        self._lock = threading.Lock()
+
+    def wait(self) -> None:
+        with self._lock:
+            now = time.monotonic()
+            t = max(now, self._next)
+            self._next = t + self.interval
+        if t > now:
+            time.sleep(t - now)
+
+    def pause(self, seconds: float) -> None:
+        with self._lock:
+            self._next = max(self._next, time.monotonic() + seconds)
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """Seconds from a Retry-After header: a number, or an HTTP date; None if absent or unparseable."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        try:
+            return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - time.time())
+        except (TypeError, ValueError):
+            return None
+
+
+class CutoutClient:
+    def __init__(self, cfg, cache_dir: str | Path | None):
+        self.cfg = cfg
+        self.cache = Path(cache_dir) if cache_dir else None
+        self.limiter = RateLimiter(cfg.rate_limit_per_s)
+        self._local = threading.local()
+        self.stats = {"fetched": 0, "cached": 0, "retries": 0}
+        self._stats_lock = threading.Lock()
+
+    # --- cache
+    def cache_path(self, url: str) -> Path | None:
+        if self.cache is None:
+            return None
+        h = hashlib.sha256(url.encode()).hexdigest()
+        return self.cache / h[:2] / f"{h}.fits"
+
+    def _cache_put(self, path: Path | None, data: bytes) -> None:
+        if path is None:
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+
+    def _cache_get(self, path: Path | None) -> FetchResult | None:
+        if path is None:
+            return None
+        err = path.with_suffix(".err")
+        if err.is_file():
+            return FetchResult(None, err.read_text(), True, True)
+        try:
+            body = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        try:
+            read_fits_image(body)
+        except FitsFormatError:
+            return None  # (cannot happen for files this client wrote; refetch rather than trust it)
+        return FetchResult(body, "", True)
+
+    # --- network
+    def _connection(self, url: str) -> tuple[http.client.HTTPConnection, str]:
+        parts = urlsplit(url)
+        key = (parts.scheme, parts.netloc)
+        conn = getattr(self._local, "conn", None)
+        if conn is None or self._local.key != key:
+            cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+            conn = cls(parts.netloc, timeout=self.cfg.timeout_s)
+            self._local.conn, self._local.key = conn, key
+        return conn, parts.path + ("?" + parts.query if parts.query else "")
+
+    def _drop_connection(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+        self._local.conn = None
+
+    def _get_once(self, url: str) -> tuple[int, bytes | None, str, float | None]:
+        """(status, body, reason, retry_after); status 0 for a network failure."""
+        conn, target = self._connection(url)
+        try:
+            conn.request("GET", target, headers={"User-Agent": self.cfg.user_agent, "Accept": "application/fits"})
+            resp = conn.getresponse()
+            body = resp.read()
+            if resp.will_close:
+                self._drop_connection()
+        except (OSError, http.client.HTTPException) as e:
+            self._drop_connection()
+            what = "timed out" if isinstance(e, (socket.timeout, TimeoutError)) else f"{type(e).__name__}: {e}"
+            return 0, None, f"network error ({what})".splitlines()[0], None
+        if resp.status == 200:
+            try:
+                read_fits_image(body)
+            except FitsFormatError as e:
+                return -1, None, f"invalid body: {e}", None
+            return 200, body, "", None
+        return resp.status, None, f"HTTP {resp.status} {resp.reason}".strip(), \
+            retry_after_seconds(resp.getheader("Retry-After"))
+
+    def fetch(self, url: str, max_tries: int | None = None) -> FetchResult:
+        path = self.cache_path(url)
+        hit = self._cache_get(path)
+        if hit is not None:
+            self._count("cached")
+            return hit
+        tries = max_tries or self.cfg.max_tries
+        reason = ""
+        for attempt in range(tries):
+            if attempt:
+                self._count("retries")
+            self.limiter.wait()
+            status, body, reason, retry_after = self._get_once(url)
+            if status == 200:
+                self._cache_put(path, body)
+                self._count("fetched")
+                return FetchResult(body, "")
+            if 400 <= status < 500 and status not in (408, 429):
+                if path is not None:
+                    self._cache_put(path.with_suffix(".err"), reason.encode())
+                return FetchResult(None, reason, permanent=True)
+            if attempt + 1 < tries:
+                delay = min(self.cfg.backoff_max_s, self.cfg.backoff_s * 2 ** attempt) * (0.5 + random.random() / 2)
+                if retry_after is not None:
+                    delay = min(max(delay, retry_after), self.cfg.backoff_max_s)
+                    self.limiter.pause(delay)
+                time.sleep(delay)
+        return FetchResult(None, f"{reason} after {tries} tries")
+
+    def _count(self, key: str) -> None:
+        with self._stats_lock:
+            self.stats[key] += 1

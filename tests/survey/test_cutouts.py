@@ -1,0 +1,130 @@
+"""`dhs cutouts` against the loopback fake cutout service: faults, kill -9 + resume, bad input, the FITS reader."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from darkhaloscope.cli import main
+from darkhaloscope.stamps.codec import decode_batch
+from darkhaloscope.survey.config import CutoutConfig
+from darkhaloscope.survey.cutouts import build_cutout_tier
+from darkhaloscope.survey.fakeservice import FakeCutoutService
+from darkhaloscope.survey.fitsimage import read_fits_image
+
+
+def write_targets(path, n: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    split = np.asarray(["train", "val", "test"])[np.arange(n) % 3]
+    pq.write_table(pa.table({"target_id": [f"t{i:04d}" for i in range(n)], "ra": 150 + rng.uniform(0, 1, n),
+                             "dec": 2 + rng.uniform(0, 1, n), "label": (np.arange(n) % 4 == 0).astype(np.int8),
+                             "split": split.tolist(), "type": ["DEV"] * n}), path)
+    return path
+
+
+def ra_key(cfg: CutoutConfig, ra: float) -> str:
+    return cfg.url(ra, 0).split("ra=")[1].split("&")[0]
+
+
+def test_fits_reader_matches_astropy(real_cutouts):
+    from astropy.io import fits
+
+    svc = FakeCutoutService(real_cutouts)
+    body = svc.cube("1.0", "2.0", 64, "grz")
+    cube, header = read_fits_image(body)
+    import io
+    ref = fits.getdata(io.BytesIO(body))
+    assert cube.dtype == np.float32 and np.array_equal(cube, ref) and header["BAND2"] == "z"
+
+
+def test_faults_recovered_or_recorded(real_cutouts, tmp_path):
+    targets = write_targets(tmp_path / "t.parquet", 9)
+    t = pq.read_table(targets)
+    kinds = ["429", "500", "truncate", "slow", "nan", "two_band"]
+    with FakeCutoutService(real_cutouts, slow_s=0.3, fault_times=2) as svc:
+        cfg = CutoutConfig(service_url=svc.url, rate_limit_per_s=0, backoff_s=0.05, max_tries=4, rows_per_file=4)
+        ras = [ra_key(cfg, r) for r in t["ra"].to_pylist()]
+        svc.fault_for = dict(zip(ras[1:], kinds))  # row 0 (the preflight) is clean
+        m = build_cutout_tier([str(targets)], str(tmp_path / "tier"), cfg)
+        times_429 = svc.times[ras[1]]
+    assert times_429[1] - times_429[0] >= 0.95 and times_429[2] - times_429[1] >= 0.95  # Retry-After: 1
+    tier = pa.concat_tables([pq.read_table(tmp_path / "tier" / f) for f in m["files"]]).to_pandas()
+    by_id = tier.set_index("stamp_id")
+    ids = t["target_id"].to_pylist()
+    for i, kind in enumerate(kinds, start=1):
+        row = by_id.loc[ids[i]]
+        if kind in ("nan", "two_band"):
+            assert row["cutout_ok"] == 0 and row["stamp_npz"] is None
+            assert ("band g" in row["cutout_reason"]) if kind == "nan" else ("missing band(s) z" in row["cutout_reason"])
+        else:
+            assert row["cutout_ok"] == 1 and row["cutout_reason"] == "", kind
+    assert sum(c["failed"] for c in m["counts"].values()) == 2 and len(m["failure_reasons"]) == 2
+    good = tier[tier["cutout_ok"] == 1]
+    images = decode_batch(list(good["stamp_npz"])).images
+    expect = read_fits_image(FakeCutoutService(real_cutouts).cube(ras[0], by_id.loc[ids[0], "cutout_url"].split(
+        "dec=")[1].split("&")[0], 64, "grz"))[0]
+    assert np.array_equal(images[list(good["stamp_id"]).index(ids[0])], expect)
+    assert set(tier["is_control"]) == {0, 1} and (tier["is_control"] == 1 - t.to_pandas().set_index(
+        "target_id").loc[tier["stamp_id"], "label"].to_numpy()).all()
+
+
+@pytest.mark.slow
+def test_kill9_then_rerun_is_identical_without_refetch(real_cutouts, tmp_path):
+    targets = write_targets(tmp_path / "t.parquet", 90)
+    with FakeCutoutService(real_cutouts, latency_s=0.03) as svc:
+        args = [str(targets), "--out", str(tmp_path / "killed"), "--service-url", svc.url, "--concurrency", "2",
+                "--rate-limit", "0", "--set", "rows_per_file=10", "-q"]
+        proc = subprocess.Popen([sys.executable, "-m", "darkhaloscope", "cutouts", *args], env=dict(os.environ))
+        deadline = time.time() + 60
+        while not list((tmp_path / "killed").glob("region_split=*/part-*.parquet")) and time.time() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.2)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        cached = {p.stem for p in (tmp_path / "killed" / "_cache").glob("*/*.fits")}
+        assert 0 < len(cached) < 90
+        for f in (tmp_path / "killed").rglob("*.parquet"):
+            pq.read_metadata(f)  # whole files only
+        assert main(["cutouts", *args]) == 0
+        cfg = CutoutConfig(service_url=svc.url)
+        urls = {ra_key(cfg, ra): cfg.url(ra, dec) for ra, dec in pq.read_table(targets, columns=["ra", "dec"]).to_pandas().to_numpy()}
+        was_cached = [ra for ra, url in urls.items() if hashlib.sha256(url.encode()).hexdigest() in cached]
+        assert len(was_cached) == len(cached) and all(svc.requests[ra] == 1 for ra in was_cached)  # no refetch
+        assert sum(svc.requests.values()) <= 90 + 2  # at most the requests in flight at the kill are repeated
+        assert main(["cutouts", *args[:2], str(tmp_path / "whole"), *args[3:]]) == 0
+    killed = sorted(p.relative_to(tmp_path / "killed") for p in (tmp_path / "killed").glob("region_split=*/*"))
+    whole = sorted(p.relative_to(tmp_path / "whole") for p in (tmp_path / "whole").glob("region_split=*/*"))
+    assert killed == whole and len(killed) == 9
+    for rel in killed:
+        assert (tmp_path / "killed" / rel).read_bytes() == (tmp_path / "whole" / rel).read_bytes()
+
+
+def test_unreachable_service_one_error_line(tmp_path, capsys):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    targets = write_targets(tmp_path / "t.parquet", 3)
+    url = f"http://127.0.0.1:{port}/fits-cutout"
+    rc = main(["cutouts", str(targets), "--out", str(tmp_path / "tier"), "--service-url", url, "--set",
+               "backoff_s=0.01", "-q"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 1 and len(err) == 1 and err[0].startswith("error: cannot reach") and url in err[0]
+    assert not (tmp_path / "tier").exists()
+
+
+def test_target_list_without_label(tmp_path, capsys):
+    pq.write_table(pa.table({"ra": [1.0], "dec": [2.0], "split": ["train"]}), tmp_path / "t.parquet")
+    assert main(["cutouts", str(tmp_path / "t.parquet"), "--out", str(tmp_path / "tier")]) == 1
+    err = capsys.readouterr().err
+    assert "no label column" in err and str(tmp_path / "t.parquet") in err and not (tmp_path / "tier").exists()
