@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from darkhaloscope.cli import main as dhs
-from darkhaloscope.stamps.bench import bench_loader
+from darkhaloscope.train.loader_bench import bench_loader
 
 SKY_SIGMA_NMGY = np.array([0.0018, 0.0030, 0.0080], np.float32)  # g, r, z per-pixel noise (DR10 cutouts)
 HOST_PEAK_NMGY = np.array([0.02, 0.05, 0.08], np.float32)  # g, r, z host-centre flux per pixel

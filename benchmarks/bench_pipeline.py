@@ -31,7 +31,7 @@ from tierfactory import make_tier  # noqa: E402
 from darkhaloscope.stamps.pack import pack_tier  # noqa: E402
 from darkhaloscope.stamps.tier import open_tier  # noqa: E402
 from darkhaloscope.train.data import StampStream, make_loader  # noqa: E402
-from darkhaloscope.train.preprocess import PreprocessConfig, prepare_batch  # noqa: E402
+from darkhaloscope.models.preprocess import PreprocessConfig, prepare_batch  # noqa: E402
 
 
 def cpu_seconds() -> float:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.stats import norm
 
-from darkhaloscope.evaluate import metrics as M
+from darkhaloscope.common import ranking as M
 from darkhaloscope.evaluate.bootstrap import bootstrap_ci, merge_bins
 
 

@@ -7,7 +7,7 @@ import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
 from darkhaloscope.errors import DataError
-from darkhaloscope.evaluate import metrics as M
+from darkhaloscope.common import ranking as M
 
 
 def _brute_tpr_at_fpr(y, s, fpr):

@@ -38,7 +38,7 @@ def test_scores_file_has_every_row_id_and_metadata(demo):
 def test_scores_use_the_training_preprocessing(demo):
     from darkhaloscope.stamps.batch import decode_tier_batch
     from darkhaloscope.train.checkpoint import load_for_inference
-    from darkhaloscope.train.preprocess import prepare_batch
+    from darkhaloscope.models.preprocess import prepare_batch
 
     model, pre, _ = load_for_inference(demo["checkpoint"])
     tier = open_tier(str(demo["tier"]))

@@ -15,7 +15,7 @@ from darkhaloscope.train.config import TrainConfig
 from darkhaloscope.train.data import StampStream, make_loader
 from darkhaloscope.train.loop import train
 from darkhaloscope.train.metrics import val_metrics
-from darkhaloscope.train.preprocess import prepare_batch
+from darkhaloscope.models.preprocess import prepare_batch
 
 
 def test_train_cli_reaches_high_auroc_and_writes_run_folder(train_tier, tmp_path, capsys):

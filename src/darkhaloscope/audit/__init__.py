@@ -2,11 +2,19 @@
 
 Python API (used by `dhs review` / `dhs demo`): `run_audit(uri, config=AuditConfig(), s3=None,
 progress=False) -> AuditReport` with `.findings`, `.verdict` ('GO' | 'NO-GO'), `.to_json()`,
-`.to_markdown()` and `.render()` (terminal table). Importable without torch.
+`.to_markdown()` and `.render()` (terminal table). Importable without torch; the names below load on
+first use, so `darkhaloscope.audit.config` (what `dhs audit --help` needs) imports no scipy.
 """
 
-from darkhaloscope.audit.config import AuditConfig
-from darkhaloscope.audit.report import AuditReport, Finding
-from darkhaloscope.audit.run import run_audit
+import importlib
 
-__all__ = ["AuditConfig", "AuditReport", "Finding", "run_audit"]
+_EXPORTS = {"AuditConfig": "darkhaloscope.audit.config", "AuditReport": "darkhaloscope.audit.report",
+            "Finding": "darkhaloscope.audit.report", "run_audit": "darkhaloscope.audit.run"}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'darkhaloscope.audit' has no attribute {name!r}")

@@ -18,6 +18,7 @@ from darkhaloscope.audit.pixels import sample_pixels
 from darkhaloscope.audit.registry import CHECKS, AuditContext
 from darkhaloscope.audit.report import AuditReport, Finding
 from darkhaloscope.audit.scan import scan_tier
+from darkhaloscope.common.progress import Progress
 from darkhaloscope.errors import DataError
 from darkhaloscope.stamps.batch import stamp_column
 from darkhaloscope.stamps.fs import S3Options
@@ -26,20 +27,20 @@ from darkhaloscope.stamps.tier import open_tier
 
 @contextlib.contextmanager
 def _progress(enabled: bool):
-    """Yield `task(description, total) -> advance(n)`; a rich progress bar only when enabled (a TTY)."""
-    if not enabled:
-        yield lambda desc, total: (lambda n=1: None)
-        return
-    from rich.console import Console
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                               TimeRemainingColumn)
+    """Yield `task(description, total, unit) -> advance(n)`: one `Progress` per pass, each closed when the
+    next starts (and at the end)."""
+    bars: list[Progress] = []
 
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  TimeRemainingColumn(), transient=True, console=Console(stderr=True)) as prog:
-        def task(desc: str, total: int):
-            tid = prog.add_task(desc, total=total)
-            return lambda n=1: prog.advance(tid, n)
+    def task(desc: str, total: int, unit: str):
+        if bars:
+            bars[-1].close()
+        bars.append(Progress(total, desc, unit=unit, enabled=enabled, transient=True))
+        return bars[-1].advance
+    try:
         yield task
+    finally:
+        if bars:
+            bars[-1].close()
 
 
 def run_audit(uri: str, config: AuditConfig | None = None, s3: S3Options | None = None, *, full: bool = False,
@@ -54,7 +55,7 @@ def run_audit(uri: str, config: AuditConfig | None = None, s3: S3Options | None 
         report.findings.append(Finding("schema", "error", str(e), {}))
         return report
     with _progress(progress) as task:
-        advance = task("cheap pass: label/split/id columns", len(tier.files))
+        advance = task("cheap pass: label/split/id columns", len(tier.files), "files")
         scan = scan_tier(tier, leakage_max_rows=cfg.leakage_max_rows, seed=cfg.seed, threads=cfg.threads,
                          progress=advance)
         t_cheap = time.perf_counter() - t0
@@ -63,7 +64,7 @@ def run_audit(uri: str, config: AuditConfig | None = None, s3: S3Options | None 
             holder = {}
             pixels = sample_pixels(
                 tier, cfg, full=full, progress=lambda n: holder["adv"](n),
-                total_hint=lambda n: holder.setdefault("adv", task("pixel pass: decoding row groups", n)))
+                total_hint=lambda n: holder.setdefault("adv", task("pixel pass: decoding row groups", n, "row groups")))
     ctx = AuditContext(tier, cfg, scan, pixels)
     for fn in CHECKS.values():
         report.findings.extend(fn(ctx))

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from darkhaloscope.evaluate import calibration, plots, selection
-from darkhaloscope.evaluate import metrics as M
+from darkhaloscope.common import ranking as M
 from darkhaloscope.evaluate.baselines import run_baselines
 from darkhaloscope.evaluate.bootstrap import bootstrap_many
 from darkhaloscope.evaluate.config import EvaluateConfig

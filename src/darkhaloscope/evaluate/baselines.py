@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from darkhaloscope.evaluate.metrics import Metric, auroc
+from darkhaloscope.common.ranking import Metric, auroc
 from darkhaloscope.stamps.schema import BANDS, pixel_radius
 
 CENTRAL_RADIUS_PIX = 4  # "core" aperture radius: ~1.0" = the lens galaxy's core at 0.262"/pixel

@@ -20,8 +20,8 @@ from typing import Callable
 
 import numpy as np
 
-from darkhaloscope.evaluate import metrics as M
-from darkhaloscope.evaluate.metrics import TieGroups
+from darkhaloscope.common import ranking as M
+from darkhaloscope.common.ranking import TieGroups
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from darkhaloscope.evaluate.metrics import (Metric, check_inputs, false_positives_per_million,
+from darkhaloscope.common.ranking import (Metric, check_inputs, false_positives_per_million,
                                             precision_at_prevalence, wilson_interval)
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from darkhaloscope.errors import UsageError
-from darkhaloscope.evaluate import metrics as M
+from darkhaloscope.common import ranking as M
 from darkhaloscope.evaluate import plots
 from darkhaloscope.evaluate.report import Section, md_table
 from darkhaloscope.evaluate.sources import open_source

@@ -3,7 +3,7 @@ stamp: score, logit, label, ids, every metadata column, img_* statistics). Every
 computed from that file by `dhs evaluate`.
 
 Streaming with bounded memory: one row group is decoded (in a background thread) while the previous one
-is scored. Inference uses the training preprocessing (`train.preprocess.prepare_batch`, train=False) and
+is scored. Inference uses the training preprocessing (`models.preprocess.prepare_batch`, train=False) and
 autocast (bfloat16, or float16 where unsupported) on GPU. `--shard K/N` splits the data between machines;
 under torchrun every rank scores its share and rank 0 merges the parts into OUT.
 Exercise: `dhs score --checkpoint CKPT --data DATA --out scores.parquet`; `dhs bench score`.
@@ -50,7 +50,7 @@ class ScoreSummary:
 def infer(model, preprocess, images: np.ndarray, device: torch.device, *, amp: bool = True, batch_size: int = 512,
           meta: np.ndarray | None = None) -> np.ndarray:
     """Logits (N,) float64 of (N, 3, 64, 64) nanomaggy stamps with the training preprocessing."""
-    from darkhaloscope.train.preprocess import prepare_batch
+    from darkhaloscope.models.preprocess import prepare_batch
 
     out = np.empty(len(images), np.float64)
     use_amp = amp and device.type == "cuda"
@@ -187,7 +187,7 @@ def score_data(checkpoint: str, data: str, out: str | Path, cfg: ScoreConfig, *,
                split: str | None = None, shard: tuple[int, int] = (0, 1), progress: bool = True,
                run: dict | None = None) -> ScoreSummary:
     """Score every stamp of `data` with `checkpoint` into `out` (see the module docstring)."""
-    from darkhaloscope.sim.progress import RowProgress
+    from darkhaloscope.common.progress import Progress
     from darkhaloscope.train import distributed
     from darkhaloscope.train.checkpoint import load_for_inference
 
@@ -203,7 +203,7 @@ def score_data(checkpoint: str, data: str, out: str | Path, cfg: ScoreConfig, *,
         provenance = {"data": data, "checkpoint": str(checkpoint), "split": split, "shard": list(shard),
                       "model": meta.get("model"), "epoch": meta.get("epoch"), "run": run or {}}
         t0 = time.perf_counter()
-        with RowProgress(source.num_rows, enabled=progress and info.is_main, label="score") as bar:
+        with Progress(source.num_rows, "score", unit="stamps", enabled=progress and info.is_main) as bar:
             def tables():
                 for b in coalesce(_prefetch(source.batches(threads=cfg.decode_threads)), cfg.batch_size):
                     logits = infer(model, pre, b.images, device, amp=cfg.amp, batch_size=cfg.batch_size,

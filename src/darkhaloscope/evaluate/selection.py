@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from darkhaloscope.evaluate.metrics import wilson_interval
+from darkhaloscope.common.ranking import wilson_interval
 
 # Injection / observing variables of the selection function: column -> (axis label with unit, log axis).
 SELECTION_VARIABLES: dict[str, tuple[str, bool]] = {

@@ -173,13 +173,15 @@ def run_demo(out: str | Path, *, quick: bool = False, real_hosts: str | None = N
     metrics: dict = {}
 
     def score_eval():
-        from darkhaloscope.cli import main
+        import argparse
+
+        from darkhaloscope.evaluate.commands import run_evaluate
 
         s = score_data(str(best), str(good), scores, ScoreConfig(device="cpu"), split="test", progress=False)
-        argv = ["evaluate", str(scores), "--out", str(report), "--set", f"n_boot={size.n_boot}"]
-        if size.probes:
-            argv += ["--checkpoint", str(best)]
-        if main(argv) != 0:
+        argv = ["evaluate", str(scores), "--out", str(report), f"--n_boot={size.n_boot}"]
+        ns = argparse.Namespace(scores=str(scores), out=str(report), checkpoint=str(best) if size.probes else None,
+                                data=None, no_data=False, config=None, set=[f"n_boot={size.n_boot}"], argv=argv)
+        if run_evaluate(ns) != 0:
             return "dhs evaluate failed", False
         metrics.update(json.loads((report / "metrics.json").read_text()))
         a = metrics["auroc"]
@@ -190,7 +192,7 @@ def run_demo(out: str | Path, *, quick: bool = False, real_hosts: str | None = N
     st.run("score + evaluate test split", score_eval)
     if real_hosts:
         def score_real():
-            from darkhaloscope.evaluate.metrics import auroc
+            from darkhaloscope.common.ranking import auroc
 
             s = score_data(str(best), str(real), out / "scores" / "real_hosts.parquet", ScoreConfig(device="cpu"),
                            progress=False)

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from darkhaloscope.errors import UsageError
-from darkhaloscope.evaluate.metrics import auroc
+from darkhaloscope.common.ranking import auroc
 from darkhaloscope.review.config import ReviewConfig
 from darkhaloscope.review.report import Section
 

@@ -11,7 +11,7 @@
   ~ln 2 (no confidence). A BCE well below ln 2 means the true label reached the model through something
   else than the shuffled labels: class-sorted batches, a leaking row order, labels read from other rows.
 - val has both classes: otherwise the model-selection metric (val AUROC) is undefined (AUROC nan).
-Every check uses `train.preprocess.prepare_batch` and `train.step.train_step`, the code `dhs train` runs.
+Every check uses `models.preprocess.prepare_batch` and `train.step.train_step`, the code `dhs train` runs.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import time
 import numpy as np
 import torch
 
-from darkhaloscope.evaluate.metrics import auroc
+from darkhaloscope.common.ranking import auroc
 from darkhaloscope.models import create_model
 from darkhaloscope.review.config import ReviewConfig
 from darkhaloscope.review.report import Section
@@ -30,7 +30,7 @@ from darkhaloscope.train.config import TrainConfig
 from darkhaloscope.train.data import StampStream, make_loader
 from darkhaloscope.train.guards import LN2
 from darkhaloscope.train.metrics import bce_with_logits
-from darkhaloscope.train.preprocess import prepare_batch
+from darkhaloscope.models.preprocess import prepare_batch
 from darkhaloscope.train.step import make_optimizer, make_scheduler, predict_logits, train_step
 
 CPU_SANITY_MODEL = "small_cnn"  # what `sanity_model: auto` trains on a CPU

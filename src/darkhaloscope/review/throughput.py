@@ -76,7 +76,7 @@ def load_gpu_benches(paths: list[str]) -> dict[str, dict]:
 
 def bench_here(data: str, tcfg: TrainConfig, rcfg: ReviewConfig, device, s3=None) -> dict:
     """Run `bench loader` and `bench train --data` here; return both results and the batch used."""
-    from darkhaloscope.stamps.bench import bench_loader
+    from darkhaloscope.train.loader_bench import bench_loader
     from darkhaloscope.train.bench import bench_train
 
     loader = bench_loader(data, s3, rows=rcfg.loader_rows, threads=1, norm="none", naive=True)

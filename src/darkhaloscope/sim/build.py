@@ -274,10 +274,10 @@ def simulate_tier(out, tier: str, rows: int, seed: int, config: SimConfig | None
 
 
 def _run_chunks(root: str, tier: str, chunks: list[int], workers: int, total_rows: int, progress: bool) -> None:
-    from darkhaloscope.sim.progress import RowProgress
+    from darkhaloscope.common.progress import Progress
 
     workers = max(1, min(workers, len(chunks)))
-    with RowProgress(total_rows, enabled=progress) as bar:
+    with Progress(total_rows, "simulate", unit="stamps", enabled=progress) as bar:
         if workers == 1 or "fork" not in mp.get_all_start_methods():  # (spawned workers cannot inherit ctx)
             for c in chunks:
                 _build_chunk(root, tier, c, on_row=lambda: bar.advance(1))

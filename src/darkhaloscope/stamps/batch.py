@@ -5,6 +5,7 @@ Used by the training loader, scoring, the audit's pixel checks and `dhs bench lo
 
 from __future__ import annotations
 
+import sys
 import warnings
 from dataclasses import dataclass, field
 
@@ -65,9 +66,12 @@ def decode_packed(column: pa.ChunkedArray | pa.Array, out: np.ndarray | None = N
 
 def float16_to_float32(src: np.ndarray, out: np.ndarray) -> None:
     """Exact float16 -> float32 cast into `out`. torch's vectorised cast runs ~12x faster than numpy's
-    on the dev box (1.8 vs 23 ms per 512 stamps), which is what keeps packed reads near memory speed."""
-    import torch
-
+    on the dev box (1.8 vs 23 ms per 512 stamps), which is what keeps packed reads near memory speed.
+    The stamp layer never imports torch: it uses it when the process already has it (train, score)."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        np.copyto(out, src)
+        return
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # `src` may be a read-only arrow buffer: only read here
         torch.from_numpy(out).copy_(torch.from_numpy(src))

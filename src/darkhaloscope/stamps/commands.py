@@ -1,18 +1,10 @@
-"""Subcommands of the stamp layer: `dhs pack TIER OUT` and `dhs bench loader DATA [--json]`."""
+"""Subcommands of the stamp layer: `dhs pack TIER OUT`."""
 
 from __future__ import annotations
 
 import json
 
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
-
-from darkhaloscope.config import run_info
-from darkhaloscope.stamps.bench import NORMALISERS, bench_loader
 from darkhaloscope.stamps.fs import add_s3_arguments, s3_options_from_args
-from darkhaloscope.stamps.pack import COMPRESSIONS, MANIFEST_NAME, PackOptions, pack_tier
-from darkhaloscope.stamps.tier import open_tier
 
 
 def register(sub, bench_sub) -> None:
@@ -23,7 +15,7 @@ def register(sub, bench_sub) -> None:
     p.add_argument("tier", metavar="TIER", help="npz tier: local folder, parquet file or s3://bucket/prefix")
     p.add_argument("out", metavar="OUT", help="local folder to create (must be missing or empty)")
     p.add_argument("--clip", action="store_true", help="clip |pixel| > 65504 nmgy to the float16 max (counted)")
-    p.add_argument("--compression", default="none", choices=sorted(COMPRESSIONS),
+    p.add_argument("--compression", default="none", metavar="none|zstd",
                    help="none (default, fastest reads) or zstd level 1 (smaller)")
     p.add_argument("--row-group-rows", type=int, default=1024, help="rows per output row group (default 1024)")
     p.add_argument("--workers", type=int, default=2, help="source files converted in parallel (default 2)")
@@ -31,35 +23,20 @@ def register(sub, bench_sub) -> None:
     add_s3_arguments(p)
     p.set_defaults(func=cmd_pack)
 
-    b = bench_sub.add_parser("loader", help="stamps/s of decoding DATA vs the naive per-row np.load loop",
-                             description="Measure stamps/s and MB/s of decoding DATA (npz or packed tier) into "
-                                         "normalised float32 tensors, and of the naive loop on the same data.")
-    b.add_argument("data", metavar="DATA", help="tier: local folder, parquet file or s3://bucket/prefix")
-    b.add_argument("--rows", type=int, default=2048, help="stamps per timed pass (default 2048)")
-    b.add_argument("--threads", type=int, default=1, help="decode threads of the fast path (default 1 = per core)")
-    b.add_argument("--norm", default="numpy", choices=sorted(NORMALISERS),
-                   help="fast-path normalisation: " + "; ".join(f"{k}: {v[1]}" for k, v in NORMALISERS.items()))
-    b.add_argument("--naive-data", default=None, help="tier for the naive pass (default: DATA, or for a packed "
-                                                      "DATA the npz tier named in its manifest)")
-    b.add_argument("--no-naive", action="store_true", help="skip the naive pass (fast figures only)")
-    b.add_argument("--repeat", type=int, default=1, help="passes of each path; the best is kept (default 1)")
-    b.add_argument("--json", action="store_true", help="print one JSON object")
-    add_s3_arguments(b)
-    b.set_defaults(func=cmd_bench_loader)
 
 
 def cmd_pack(args) -> int:
+    from darkhaloscope.common.progress import Progress
+    from darkhaloscope.config import run_info
+    from darkhaloscope.stamps.pack import PackOptions, pack_tier
+    from darkhaloscope.stamps.tier import open_tier
+
     s3 = s3_options_from_args(args)
     tier = open_tier(args.tier, s3)
     opts = PackOptions(clip=args.clip, compression=args.compression, row_group_rows=args.row_group_rows,
                        workers=args.workers)
-    console = Console(stderr=True)
-    with Progress(TextColumn("packing"), BarColumn(), MofNCompleteColumn(), TextColumn("rows"),
-                  TimeRemainingColumn(), console=console, transient=True,
-                  disable=not console.is_terminal) as progress:
-        task = progress.add_task("pack", total=tier.num_rows)
-        manifest = pack_tier(tier, args.out, opts, advance=lambda n: progress.advance(task, n),
-                             run=run_info(_pack_argv(args)))
+    with Progress(tier.num_rows, "pack", unit="rows", transient=True) as bar:
+        manifest = pack_tier(tier, args.out, opts, advance=bar.advance, run=run_info(_pack_argv(args)))
     if args.json:
         print(json.dumps(manifest, indent=2))
         return 0
@@ -75,6 +52,11 @@ def _pack_argv(args) -> list[str]:
 
 
 def _print_pack_summary(m: dict, out: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from darkhaloscope.stamps.pack import MANIFEST_NAME
+
     console = Console()
     t = Table(title=f"dhs pack -> {out}", title_justify="left")
     for c in ("split", "controls", "injections"):
@@ -99,25 +81,3 @@ def _print_pack_summary(m: dict, out: str) -> None:
     if m["float16"]["clipped_pixels"]:
         console.print(f"[yellow]clipped {m['float16']['clipped_pixels']} pixel(s) to +-65504; first: "
                       f"{m['float16']['first_clipped']}[/]", soft_wrap=True)
-
-
-def cmd_bench_loader(args) -> int:
-    res = bench_loader(args.data, s3_options_from_args(args), rows=args.rows, threads=args.threads,
-                       norm=args.norm, naive_data=args.naive_data, naive=not args.no_naive, repeat=args.repeat)
-    if args.json:
-        print(json.dumps(res, indent=2))
-        return 0
-    t = Table(title=f"{res['format']} tier, {res['threads']} thread(s), norm={res['norm']}", title_justify="left")
-    for c in ("path", "stamps", "stamps/s", "MB/s", "stamps/CPU-s"):
-        t.add_column(c, justify="right" if c != "path" else "left")
-    t.add_row("darkhaloscope", str(res["stamps"]), f"{res['stamps_per_s']:.0f}", f"{res['mb_per_s']:.1f}",
-              f"{res['stamps_per_cpu_s']:.0f}")
-    if "naive_stamps_per_s" in res:
-        t.add_row("naive", str(res["naive_stamps"]), f"{res['naive_stamps_per_s']:.0f}",
-                  f"{res['naive_mb_per_s']:.1f}", f"{res['naive_stamps_per_cpu_s']:.0f}")
-    console = Console()
-    console.print(t)
-    if res.get("ratio"):
-        console.print(f"ratio {res['ratio']:.1f}x wall, {res['cpu_ratio']:.1f}x CPU time (naive on "
-                      f"{res['naive_data']})", soft_wrap=True)
-    return 0

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any
-
-import pyarrow.fs as pafs
+from typing import TYPE_CHECKING, Any
 
 from darkhaloscope.errors import DataError
 from darkhaloscope.redaction import SECRET_ENV_VARS, redact  # noqa: F401 - re-exported
+
+if TYPE_CHECKING:  # pyarrow is imported where it is used: `dhs --help` stays fast
+    import pyarrow.fs as pafs
 
 S3_CONNECT_TIMEOUT_S = 5.0  # seconds to open a TCP connection to the endpoint
 S3_REQUEST_TIMEOUT_S = 60.0  # seconds a request may stall (a 100 MB parquet row group over a slow link)
@@ -63,6 +64,8 @@ def is_s3(uri: str) -> bool:
 
 def arrow_filesystem(uri: str, s3: S3Options | None = None) -> tuple[pafs.FileSystem, str]:
     """Return (pyarrow filesystem, path inside it) for a local path or s3:// URI."""
+    import pyarrow.fs as pafs
+
     uri = str(uri)
     if is_s3(uri):
         s3 = s3 or S3Options.resolve()

@@ -19,7 +19,7 @@ import torch
 
 from darkhaloscope.models import count_params, create_model, forward_flops
 from darkhaloscope.train.distributed import resolve_device
-from darkhaloscope.train.preprocess import PreprocessConfig, prepare_batch
+from darkhaloscope.models.preprocess import PreprocessConfig, prepare_batch
 from darkhaloscope.train.step import (make_optimizer, make_scheduler, predict_logits, resolve_precision,
                                       train_step)
 

@@ -168,7 +168,7 @@ def load_for_inference(path_or_uri: str | Path, device: str | torch.device = "cp
     `model(prepare_batch(x.to(device), preprocess, train=False))` -> logits (B,).
     """
     from darkhaloscope.models import create_model
-    from darkhaloscope.train.preprocess import PreprocessConfig
+    from darkhaloscope.stamps.normalise import PreprocessConfig
 
     ckpt = load_checkpoint(path_or_uri, s3)
     cfg = ckpt["config"]

@@ -1,4 +1,4 @@
-"""`dhs train` and `dhs bench train`.
+"""`dhs train`, `dhs bench train` and `dhs bench loader`.
 
     dhs train --data TIER --out RUN [--config configs/train.yaml] [--resume auto] [--lr=1e-3 ...]
     torchrun --nproc_per_node=2 -m darkhaloscope train --data TIER --out RUN --device=cpu
@@ -20,6 +20,12 @@ import typing
 
 from darkhaloscope.config import load_config
 from darkhaloscope.stamps.fs import add_s3_arguments, s3_options_from_args
+
+
+# `dhs bench loader --norm` choices (train.loader_bench.NORMALISERS holds the functions; a test keeps them equal)
+LOADER_NORMS = {"numpy": "batched numpy median/MAD over the whole stamp (the naive path's work)",
+                "prepare_batch": "models.preprocess.prepare_batch on CPU torch (annulus default)",
+                "none": "decode only (training normalises on the device)"}
 
 
 def _field_comments(cls) -> dict[str, str]:
@@ -68,6 +74,34 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_bench_loader(args) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from darkhaloscope.train.loader_bench import bench_loader
+
+    res = bench_loader(args.data, s3_options_from_args(args), rows=args.rows, threads=args.threads,
+                       norm=args.norm, naive_data=args.naive_data, naive=not args.no_naive, repeat=args.repeat)
+    res["norm_means"] = LOADER_NORMS[res["norm"]]
+    if args.json:
+        print(json.dumps(res, indent=2))
+        return 0
+    t = Table(title=f"{res['format']} tier, {res['threads']} thread(s), norm={res['norm']}", title_justify="left")
+    for c in ("path", "stamps", "stamps/s", "MB/s", "stamps/CPU-s"):
+        t.add_column(c, justify="right" if c != "path" else "left")
+    t.add_row("darkhaloscope", str(res["stamps"]), f"{res['stamps_per_s']:.0f}", f"{res['mb_per_s']:.1f}",
+              f"{res['stamps_per_cpu_s']:.0f}")
+    if "naive_stamps_per_s" in res:
+        t.add_row("naive", str(res["naive_stamps"]), f"{res['naive_stamps_per_s']:.0f}",
+                  f"{res['naive_mb_per_s']:.1f}", f"{res['naive_stamps_per_cpu_s']:.0f}")
+    console = Console()
+    console.print(t)
+    if res.get("ratio"):
+        console.print(f"ratio {res['ratio']:.1f}x wall, {res['cpu_ratio']:.1f}x CPU time (naive on "
+                      f"{res['naive_data']})", soft_wrap=True)
+    return 0
+
+
 def cmd_bench_train(args) -> int:
     from darkhaloscope.train.bench import bench_train, format_report
 
@@ -109,3 +143,20 @@ def register(subparsers, bench_subparsers) -> None:
     b.add_argument("--json", action="store_true", help="print the result as JSON")
     add_s3_arguments(b)
     b.set_defaults(func=cmd_bench_train)
+
+    b = bench_subparsers.add_parser("loader", help="stamps/s of decoding DATA vs the naive per-row np.load loop",
+                             description="Measure stamps/s and MB/s of decoding DATA (npz or packed tier) into "
+                                         "normalised float32 tensors, and of the naive loop on the same data.")
+    b.add_argument("data", metavar="DATA", help="tier: local folder, parquet file or s3://bucket/prefix")
+    b.add_argument("--rows", type=int, default=2048, help="stamps per timed pass (default 2048)")
+    b.add_argument("--threads", type=int, default=1, help="decode threads of the fast path (default 1 = per core)")
+    b.add_argument("--norm", default="numpy", metavar="|".join(LOADER_NORMS),
+                   help="fast-path normalisation: " + "; ".join(f"{k}: {v}" for k, v in LOADER_NORMS.items()))
+    b.add_argument("--naive-data", default=None, help="tier for the naive pass (default: DATA, or for a packed "
+                                                      "DATA the npz tier named in its manifest)")
+    b.add_argument("--no-naive", action="store_true", help="skip the naive pass (fast figures only)")
+    b.add_argument("--repeat", type=int, default=1, help="passes of each path; the best is kept (default 1)")
+    b.add_argument("--json", action="store_true", help="print one JSON object")
+    add_s3_arguments(b)
+    b.set_defaults(func=cmd_bench_loader)
+

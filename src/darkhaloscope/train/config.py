@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from darkhaloscope.errors import UsageError
-from darkhaloscope.train.preprocess import PreprocessConfig
+from darkhaloscope.stamps.normalise import PreprocessConfig
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # auto: bf16 on a CUDA device that has it, fp32 elsewhere
 

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from darkhaloscope.common.progress import Progress
 from darkhaloscope.config import config_to_dict, run_info, save_config
 from darkhaloscope.errors import RefusedError, UsageError
 from darkhaloscope.fileio import atomic_write_text, clean_temps
@@ -37,8 +38,8 @@ from darkhaloscope.train import guards
 from darkhaloscope.train.config import TrainConfig
 from darkhaloscope.train.data import StampStream, make_loader
 from darkhaloscope.train.metrics import val_metrics
-from darkhaloscope.train.preprocess import prepare_batch
-from darkhaloscope.train.runlog import Progress, RunLog
+from darkhaloscope.models.preprocess import prepare_batch
+from darkhaloscope.train.runlog import RunLog
 from darkhaloscope.train.step import make_optimizer, make_scheduler, predict_logits, resolve_precision, train_step
 
 
@@ -292,7 +293,8 @@ class _Trainer:
         if cfg.compile:
             net = torch.compile(net)
         self.t0 = self._last_save_t = time.monotonic()
-        self.progress = Progress(self.total_steps, s.step, enabled=info.is_main and cfg.progress)
+        self.progress = Progress(self.total_steps, "train", unit="steps", done=s.step,
+                                 enabled=info.is_main and cfg.progress)
         self.shard = None if cfg.shard_check_rows > 0 else {"checked": False}
         try:
             while s.epoch < cfg.epochs:
@@ -367,7 +369,7 @@ class _Trainer:
                 if warn:
                     self.progress.print(f"warning: {warn}")
         self.log.steps([{"step": first + i, "epoch": s.epoch, "loss": float(v), "lr": lrs[i]} for i, v in enumerate(losses)])
-        self.progress.update(s.step, s.epoch, rate, float(losses[-1]))
+        self.progress.update(s.step, label=f"epoch {s.epoch}", info=f"{rate:,.0f} samples/s, loss {float(losses[-1]):.4f}")
         return [float(v) for v in losses]
 
     def _summary(self) -> dict:

@@ -1,6 +1,6 @@
 """Validation metrics of the training loop: loss, AUROC, AP, TPR at FPR 1e-2 and 1e-3.
 
-The ranking metrics come from `darkhaloscope.evaluate.metrics` (exact with tied scores); this module only
+The ranking metrics come from `darkhaloscope.common.ranking` (exact with tied scores); this module only
 adds the BCE loss and flattens the results into one row of metrics.csv. A metric that is undefined
 (one class, or too few controls to resolve FPR 1e-3) is None here and an empty cell in the CSV.
 Exercised by `dhs train` (one row per validation).
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from darkhaloscope.evaluate.metrics import auroc, average_precision, tie_groups, tpr_at_fpr
+from darkhaloscope.common.ranking import auroc, average_precision, tie_groups, tpr_at_fpr
 
 FPR_TARGETS = {"val_tpr_at_fpr_1e-2": 1e-2, "val_tpr_at_fpr_1e-3": 1e-3}  # column -> false-positive rate
 

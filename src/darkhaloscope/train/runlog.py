@@ -1,4 +1,4 @@
-"""The run folder's logs (rank 0 only): per-step losses, one metrics row per validation, progress bar.
+"""The run folder's logs (rank 0 only): per-step losses and one metrics row per validation.
 
     RUN/steps.jsonl    {"step", "epoch", "loss", "lr"} per optimizer step (mean over ranks)
     RUN/metrics.csv    one row per validation (end of each epoch; also every N steps if asked):
@@ -15,7 +15,6 @@ import csv
 import io
 import json
 import math
-import sys
 from pathlib import Path
 
 from darkhaloscope.fileio import atomic_write_text
@@ -105,37 +104,3 @@ class RunLog:
             self._steps_f = None
         if self.tb is not None:
             self.tb.close()
-
-
-class Progress:
-    """A rich progress bar over optimizer steps with samples/s and ETA (rank 0, when enabled)."""
-
-    def __init__(self, total_steps: int, done_steps: int, *, enabled: bool):
-        self.bar = None
-        if not enabled:
-            return
-        from rich.console import Console
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress as RichProgress, TextColumn,
-                                   TimeElapsedColumn, TimeRemainingColumn)
-
-        self.bar = RichProgress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                TextColumn("{task.fields[rate]:>8} samples/s  loss {task.fields[loss]}"),
-                                TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-                                console=Console(file=sys.stderr), transient=False)
-        self.task = self.bar.add_task("train", total=total_steps, completed=done_steps, rate="-", loss="-")
-        self.bar.start()
-
-    def update(self, step: int, epoch: int, samples_per_s: float, loss: float) -> None:
-        if self.bar is not None:
-            self.bar.update(self.task, completed=step, description=f"epoch {epoch}",
-                            rate=f"{samples_per_s:,.0f}", loss=f"{loss:.4f}")
-
-    def print(self, msg: str) -> None:
-        if self.bar is not None:
-            self.bar.console.print(msg, highlight=False)
-        else:
-            print(msg, file=sys.stderr)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()

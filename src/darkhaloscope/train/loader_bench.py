@@ -1,4 +1,4 @@
-"""`dhs bench loader DATA`: stamps/s and MB/s of turning DATA (a Phase 4c npz tier or a packed one)
+"""`dhs bench loader DATA`: the training input path (decode -> normalise -> torch tensor) timed; stamps/s and MB/s of turning DATA (a Phase 4c npz tier or a packed one)
 into normalised float32 tensors, next to the same work done the naive way in the same run.
 
 Naive (what the Phase 5 users ran): read each whole parquet file, `.as_py()` per row, `np.load`
@@ -29,6 +29,7 @@ import pyarrow.parquet as pq
 import torch
 
 from darkhaloscope.errors import DataError, UsageError
+from darkhaloscope.models.preprocess import PreprocessConfig, prepare_batch
 from darkhaloscope.stamps.batch import decode_tier_batch, stamp_column
 from darkhaloscope.stamps.fs import S3Options
 from darkhaloscope.stamps.pack import read_manifest
@@ -45,10 +46,6 @@ def _norm_numpy(images: np.ndarray, out: np.ndarray) -> np.ndarray:
 
 
 def _norm_prepare_batch(images: np.ndarray, out: np.ndarray) -> torch.Tensor:
-    try:
-        from darkhaloscope.train.preprocess import PreprocessConfig, prepare_batch
-    except ImportError as e:
-        raise UsageError(f"--norm prepare_batch needs darkhaloscope.train.preprocess ({e})") from None
     return prepare_batch(torch.from_numpy(images), PreprocessConfig(), train=False)
 
 
@@ -57,11 +54,9 @@ def _norm_none(images: np.ndarray, out: np.ndarray) -> np.ndarray:
 
 
 # --norm choices: what the fast path does after decoding (the naive path always does per-stamp median/MAD)
-NORMALISERS: dict[str, tuple[Callable[[np.ndarray, np.ndarray], object], str]] = {
-    "numpy": (_norm_numpy, "batched numpy median/MAD over the whole stamp (the naive path's work)"),
-    "prepare_batch": (_norm_prepare_batch, "train.preprocess.prepare_batch on CPU torch (annulus default)"),
-    "none": (_norm_none, "decode only (training normalises on the device)"),
-}
+# (what each does: `dhs bench loader --help`, train.commands.LOADER_NORMS)
+NORMALISERS: dict[str, Callable[[np.ndarray, np.ndarray], object]] = {
+    "numpy": _norm_numpy, "prepare_batch": _norm_prepare_batch, "none": _norm_none}
 
 
 @dataclass
@@ -97,7 +92,7 @@ def torch_threads(n: int) -> Iterator[None]:
 
 def fast_pass(tier: Tier, rows: int, *, threads: int = 1, norm: str = "numpy") -> PassResult:
     """Decode + normalise at least `rows` rows (whole row groups) into float32 tensors."""
-    fn = NORMALISERS[norm][0]
+    fn = NORMALISERS[norm]
     col = stamp_column(tier.columns)
     label = LABEL_COLUMN if LABEL_COLUMN in tier.columns else LABEL_SOURCE_COLUMN
     max_rows = max((n for f in tier.files for n in f.row_group_rows), default=0)
@@ -187,7 +182,7 @@ def bench_loader(data: str, s3: S3Options | None = None, *, rows: int = 2048, th
             slow = _best(slow, naive_pass(ntier, rows))
         fast = _best(fast, fast_pass(tier, rows, threads=threads, norm=norm))
     result = {"data": data, "format": "packed" if tier.is_packed else "npz", "threads": threads,
-              "norm": norm, "norm_means": NORMALISERS[norm][1], "repeat": repeat, "cpu_count": os.cpu_count(),
+              "norm": norm, "repeat": repeat, "cpu_count": os.cpu_count(),
               "stamps": fast.stamps, "seconds": round(fast.seconds, 4), "stamps_per_s": fast.stamps_per_s,
               "mb_per_s": fast.mb_per_s, "stamps_per_cpu_s": fast.stamps_per_cpu_s}
     if slow is not None:

@@ -21,41 +21,23 @@ Normalised pixels are then clipped to [-clip_sigma, clip_sigma] (0 = no clip). A
 Augmentation (train=True): one of the 8 elements of the dihedral group (flips x rot90) per stamp,
 drawn from `generator`, applied as a single gather: exact pixel permutations, no interpolation.
 
-Exercised by `dhs train`, `dhs bench train` and `benchmarks/bench_pipeline.py`.
+Settings: `stamps.normalise.PreprocessConfig` (torch-free). Exercised by `dhs train`, `dhs bench train` and `benchmarks/bench_pipeline.py`.
 """
 
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 import torch
 
 from darkhaloscope.errors import UsageError
+from darkhaloscope.stamps.normalise import PreprocessConfig
 from darkhaloscope.stamps.schema import pixel_radius
 
 MAD_TO_SIGMA = 1.4826  # sigma of a Gaussian = 1.4826 x its median absolute deviation
 N_DIHEDRAL = 8  # 4 rotations x (no flip, flip)
-
-
-@dataclass
-class PreprocessConfig:
-    norm: str = "annulus"  # 'annulus' (default: stats from an outer ring), 'stamp' (whole stamp: leaks arc flux), 'none'
-    per_band: bool = True  # median/MAD per band (True) or pooled over the 3 bands of a stamp (False)
-    annulus_r_in_px: float = 20.0  # inner radius of the statistics ring, pixels from the stamp centre (5.2")
-    annulus_r_out_px: float = 32.0  # outer radius (exclusive), pixels; 32 px = the stamp edge for 64x64
-    clip_sigma: float = 10.0  # clip normalised pixels to [-clip, clip] (MAD-sigma units); 0 = no clip
-
-    def validate(self) -> None:
-        if self.norm not in NORMALISATIONS:
-            raise UsageError(f"preprocess norm '{self.norm}' is unknown; choose one of {', '.join(NORMALISATIONS)}")
-        if self.norm == "annulus" and not 0 <= self.annulus_r_in_px < self.annulus_r_out_px:
-            raise UsageError(f"annulus radii must satisfy 0 <= r_in < r_out (px); got r_in={self.annulus_r_in_px}, "
-                             f"r_out={self.annulus_r_out_px}")
-        if self.clip_sigma < 0:
-            raise UsageError(f"clip_sigma must be >= 0 (0 = no clip); got {self.clip_sigma}")
 
 
 def _radius_px(size: int) -> torch.Tensor:

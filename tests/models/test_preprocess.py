@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from darkhaloscope.errors import UsageError
-from darkhaloscope.train.preprocess import MAD_TO_SIGMA, PreprocessConfig, dihedral, prepare_batch
+from darkhaloscope.models.preprocess import MAD_TO_SIGMA, PreprocessConfig, dihedral, prepare_batch
 
 
 def _sky(n: int = 4, seed: int = 0) -> torch.Tensor:
@@ -110,7 +110,14 @@ def test_bad_config_is_a_usage_error(kw):
 
 @pytest.mark.parametrize("k", [1960, 1961])
 def test_cpu_median_picks_the_same_element_as_torch_median_used_on_gpus(k):
-    from darkhaloscope.train.preprocess import _lower_median
+    from darkhaloscope.models.preprocess import _lower_median
 
     v = torch.randn(6, 3, k, generator=torch.Generator().manual_seed(k))
     assert torch.equal(_lower_median(v), v.median(dim=-1, keepdim=True).values)
+
+
+def test_norm_choices_of_the_torch_free_config_match_the_transform():
+    from darkhaloscope.models.preprocess import NORMALISATIONS
+    from darkhaloscope.stamps.normalise import NORM_CHOICES
+
+    assert tuple(NORMALISATIONS) == NORM_CHOICES

@@ -1,0 +1,2 @@
+"""Torch-free building blocks shared by every layer (below stamps): ranking metrics (`ranking`) and the one
+progress display (`progress`). Nothing here imports another darkhaloscope package except `errors`."""

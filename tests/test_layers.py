@@ -1,0 +1,120 @@
+"""The package stack is one-way and `dhs --help` stays light.
+
+Layers, lowest first: base (errors, fileio, config, common/) -> stamps (no torch) -> sim -> audit -> models
+-> train -> evaluate -> review -> cli. Every `import darkhaloscope.X` in the source (lazy ones inside
+functions included) is read with `ast`; a module may import its own package or a lower layer only.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+PKG = Path(__file__).resolve().parents[1] / "src" / "darkhaloscope"
+
+# package (first name below darkhaloscope) -> layer; a new package must be placed here
+LAYERS = {"errors": 0, "fileio": 0, "config": 0, "common": 0, "__init__": 0,
+          "stamps": 1, "sim": 2, "audit": 3, "models": 4, "train": 5, "evaluate": 6, "review": 7,
+          "cli": 8, "__main__": 8}
+TORCH_FREE = {"errors", "fileio", "config", "common", "__init__", "stamps", "sim", "audit"}
+# Known upward imports being removed (file -> why); delete the entry with the fix, never add one
+PENDING = {"darkhaloscope/review/resources.py": "the kill/resume round trip calls cli.main; it moves to train "
+           "(#13 part 2: review as a thin composer)"}
+HEAVY = ("torch", "lenstronomy", "matplotlib", "pyarrow", "scipy", "sklearn", "astropy")
+
+
+def _package_of(path: Path) -> str:
+    rel = path.relative_to(PKG)
+    return rel.parts[0] if len(rel.parts) > 1 else rel.stem
+
+
+def _imports(path: Path) -> list[tuple[int, str]]:
+    """(line, absolute module name) of every import in the file, wherever it sits."""
+    out = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            out += [(node.lineno, a.name) for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            assert node.level == 0, f"{path}:{node.lineno}: use absolute imports (darkhaloscope.X)"
+            out += [(node.lineno, node.module or "")]
+    return out
+
+
+def _edges() -> list[tuple[str, str, str]]:
+    """(importing package, imported package, 'file:line') for every darkhaloscope-internal import."""
+    edges = []
+    for path in sorted(PKG.rglob("*.py")):
+        src = _package_of(path)
+        for line, mod in _imports(path):
+            parts = mod.split(".")
+            if parts[0] == "darkhaloscope" and len(parts) > 1:
+                edges.append((src, parts[1], f"{path.relative_to(PKG.parent)}:{line}"))
+    return edges
+
+
+def test_every_package_has_a_layer():
+    packages = {_package_of(p) for p in PKG.rglob("*.py")}
+    missing = sorted(packages - set(LAYERS))
+    assert not missing, f"place the new package(s) {missing} in LAYERS of {Path(__file__).name}"
+
+
+def test_no_package_imports_a_higher_layer():
+    bad = [f"{where}: {a} (layer {LAYERS[a]}) imports {b} (layer {LAYERS[b]})"
+           for a, b, where in _edges() if a in LAYERS and b in LAYERS and LAYERS[b] > LAYERS[a]
+           and where.split(":")[0] not in PENDING]
+    assert not bad, "upward imports:\n" + "\n".join(bad)
+
+
+def test_no_import_cycle_between_packages():
+    graph: dict[str, set[str]] = {}
+    for a, b, _ in _edges():
+        if a != b:
+            graph.setdefault(a, set()).add(b)
+    state: dict[str, int] = {}
+
+    def visit(node: str, trail: list[str]) -> None:
+        state[node] = 1
+        for nxt in graph.get(node, ()):
+            assert state.get(nxt) != 1, f"import cycle: {' -> '.join(trail + [node, nxt])}"
+            if nxt not in state:
+                visit(nxt, trail + [node])
+        state[node] = 2
+
+    for n in list(graph):
+        if n not in state:
+            visit(n, [])
+
+
+def test_lower_layers_never_import_torch():
+    bad = [f"{p.relative_to(PKG.parent)}:{line}: {mod}" for p in PKG.rglob("*.py") if _package_of(p) in TORCH_FREE
+           for line, mod in _imports(p) if mod.split(".")[0] == "torch"]
+    assert not bad, "torch imported below models/:\n" + "\n".join(bad)
+
+
+HELP_PROBE = """
+import contextlib, io, json, sys
+from darkhaloscope.cli import build_parser
+parser = build_parser()
+sub = next(a for a in parser._actions if a.dest == "command")
+argvs = [["--help"]] + [[c, "--help"] for c in sub.choices if c != "bench"]
+bench = next(a for a in sub.choices["bench"]._actions if a.dest == "bench_command")
+argvs += [["bench", b, "--help"] for b in bench.choices]
+for argv in argvs:
+    with contextlib.redirect_stdout(io.StringIO()):
+        try:
+            build_parser().parse_args(argv)
+        except SystemExit:
+            pass
+print(json.dumps({"argvs": len(argvs), "modules": sorted(m for m in sys.modules if "." not in m)}))
+"""
+
+
+def test_help_of_every_command_imports_no_heavy_module():
+    out = subprocess.run([sys.executable, "-c", HELP_PROBE], capture_output=True, text=True, check=True).stdout
+    res = json.loads(out.splitlines()[-1])
+    assert res["argvs"] > 10
+    heavy = sorted(set(res["modules"]) & set(HEAVY))
+    assert not heavy, f"`dhs ... --help` imported {heavy}: import them inside the command handlers"
