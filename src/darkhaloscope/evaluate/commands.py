@@ -44,6 +44,11 @@ def run_evaluate(args) -> int:
     if source is not None:
         print(f"  galleries{' and model probes' if args.checkpoint else ''}: {time.perf_counter() - t1:.1f} s",
               file=sys.stderr)
+    if args.known_lenses:
+        from darkhaloscope.evaluate.knownlenses import known_lens_section
+
+        known_lens_section(args.known_lenses, scores, cfg, ev, out / "figures", checkpoint=args.checkpoint,
+                           out_dir=out, s3=s3, log=lambda m: print(f"  {m}", file=sys.stderr))
     run = run_info(getattr(args, "argv", None))
     paths = write_report(ev, out, run)
     save_config(cfg, out / "evaluate_config.yaml")
@@ -110,6 +115,9 @@ def register(sub, bench_sub) -> None:
     e.add_argument("--checkpoint", default=None, help="also run the model probes (needs --data)")
     e.add_argument("--data", default=None, help="the scored data, for galleries and probes (default: as recorded)")
     e.add_argument("--no-data", action="store_true", help="do not read stamps: no galleries (fast, scores only)")
+    e.add_argument("--known-lenses", dest="known_lenses", default=None, metavar="SCORES_OR_DATA",
+                   help="real lenses: a scores file, or data (tier / cutout folder) scored with --checkpoint; adds "
+                   "their recall at FPR 1e-2, 1e-3 set on the controls, per grade, and their gallery")
     _add_config_args(e, "evaluate")
     add_s3_arguments(e)
     e.set_defaults(func=run_evaluate)

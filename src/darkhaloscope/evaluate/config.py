@@ -29,11 +29,14 @@ class EvaluateConfig:
     core_radius_pix: float = 4.0  # radius of the core replaced by noise in the core-masked probe (~1.0")
     occlusion_patch_pix: int = 8  # side of the occluding square of the occlusion maps
     occlusion_stride_pix: int = 8  # step of the occluding square
+    known_lens_fprs: list[float] = field(default_factory=lambda: [1e-2, 1e-3])  # --known-lenses: recall at these
+    #   FPRs, each threshold set on the evaluated controls
+    known_lens_gallery: int = 24  # --known-lenses: real lenses shown, highest score first
 
     def validate(self) -> None:
         if not 0 <= self.threshold <= 1:
             raise UsageError(f"threshold must be a probability in [0, 1], got {self.threshold}")
-        for name in ("fpr_targets", "tpr_targets", "prevalences"):
+        for name in ("fpr_targets", "tpr_targets", "prevalences", "known_lens_fprs"):
             bad = [v for v in getattr(self, name) if not 0 < v < 1]
             if bad:
                 raise UsageError(f"{name} must lie strictly between 0 and 1, got {bad}")

@@ -1,0 +1,137 @@
+"""Real-lens recall in the evaluation report: `dhs evaluate SCORES --known-lenses KNOWN`.
+
+KNOWN is a scores file of real lenses (from `dhs score`), or data to score with `--checkpoint` (a tier from
+`dhs cutouts`, a folder of npz/FITS cutouts such as ../shared/data/dr10_cutouts). Its rows with label 1, or
+with no label, are real lenses: never controls. For each FPR of `known_lens_fprs` (1e-2, 1e-3), the threshold
+is set on the controls of SCORES (the evaluated split, normally test: the first control score the threshold
+passes is the k-th highest, k = floor(FPR x controls)); the section gives the recall of the real lenses there
+(all and per grade, with Wilson 95% intervals), a headline line, and a gallery of the real lenses sorted by
+score. Metrics land in metrics.json under `known_lenses`.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from darkhaloscope.errors import DataError, UsageError
+from darkhaloscope.evaluate import metrics as M
+from darkhaloscope.evaluate import plots
+from darkhaloscope.evaluate.report import Section, md_table
+
+
+def is_scores_file(path: str) -> bool:
+    p = Path(path)
+    if not (p.is_file() and p.suffix == ".parquet"):
+        return False
+    try:
+        return "score" in pq.read_schema(p).names
+    except OSError:
+        return False
+
+
+def thresholds_on_controls(control_values: np.ndarray, fprs) -> dict[float, tuple[float, float]]:
+    """{fpr: (threshold, achieved fpr)}: a value counts as 'lens' when > threshold; achieved FPR <= fpr."""
+    v = np.sort(np.asarray(control_values, float))[::-1]
+    out = {}
+    for f in fprs:
+        k = int(np.floor(f * len(v)))
+        thr = float(v[min(k, len(v) - 1)])
+        out[f] = (thr, float((v > thr).mean()))
+    return out
+
+
+def _known_scores(known: str, checkpoint: str | None, out_dir: Path, s3, log) -> Path:
+    if is_scores_file(known):
+        return Path(known)
+    if not Path(known).exists() and "://" not in known:
+        raise DataError(f"--known-lenses {known}: no such file or folder")
+    if not checkpoint:
+        raise UsageError(f"--known-lenses {known} is data, not a scores file: pass --checkpoint to score it, or "
+                         "score it first with `dhs score`")
+    from darkhaloscope.config import load_config
+    from darkhaloscope.evaluate.config import ScoreConfig
+    from darkhaloscope.evaluate.score import score_data
+
+    path = out_dir / "known_lenses_scores.parquet"
+    score_data(checkpoint, known, path, load_config(ScoreConfig), s3=s3, progress=False)
+    log(f"scored the known lenses in {known} -> {path}")
+    return path
+
+
+def known_lens_section(known: str, scores, cfg, ev, fig_dir: Path, *, checkpoint: str | None, out_dir: Path,
+                       s3=None, log=print) -> None:
+    """Add the real-lens section, headline line and metrics (see the module docstring)."""
+    path = _known_scores(known, checkpoint, out_dir, s3, log)
+    t = pq.read_table(path)
+    meta = (pq.read_schema(path).metadata or {}).get(b"darkhaloscope.scores")
+    names = t.column_names
+    score = np.asarray(t["score"].to_numpy(zero_copy_only=False), float)
+    label = t["label"].to_pylist() if "label" in names else [None] * t.num_rows
+    lens = np.asarray([lab != 0 for lab in label]) & np.isfinite(score)
+    use_logit = "logit" in names and scores.logits is not None
+    value = np.asarray(t["logit"].to_numpy(zero_copy_only=False), float) if use_logit else score
+    ctrl = (scores.logits if use_logit else scores.scores)[scores.labels == 0]
+    title = "Real lenses"
+    if not lens.any() or len(ctrl) == 0:
+        why = "no real lens with a score" if not lens.any() else "no controls in the evaluated scores"
+        ev.sections.append(Section(title, [f"Not measured: {why} ({known})."], []))
+        ev.metrics["known_lenses"] = {"source": known, "n": int(lens.sum()), "note": why}
+        return
+    grade = np.asarray([str(g) if g not in (None, "") else "ungraded"
+                        for g in (t["grade"].to_pylist() if "grade" in names else [None] * t.num_rows)], dtype=object)
+    ops = thresholds_on_controls(ctrl, cfg.known_lens_fprs)
+    groups = {"all": lens} | {f"grade {g}": lens & (grade == g) for g in sorted(set(grade[lens]))}
+    rows, recall = [], defaultdict(dict)
+    for gname, sel in groups.items():
+        n = int(sel.sum())
+        cells = [gname, n]
+        for f, (thr, achieved) in ops.items():
+            k = int((value[sel] > thr).sum())
+            lo, hi = M.wilson_interval(np.array([k]), np.array([n]))
+            recall[gname][f"{f:g}"] = {"recall": k / n, "found": k, "n": n, "ci95": [float(lo[0]), float(hi[0])],
+                                       "threshold": thr, "achieved_fpr": achieved}
+            cells.append(f"{k}/{n} = {k / n:.0%} [{lo[0]:.0%}, {hi[0]:.0%}]")
+        rows.append(cells)
+    what = "logit" if use_logit else "score"
+    fpr_text = ", ".join(f"{f:g} ({what} > {thr:.3g}, achieved {a:.2g})" for f, (thr, a) in ops.items())
+    lines = [f"{int(lens.sum())} real lens(es) from `{Path(known).name}` (positives, never controls), scored by the "
+             f"same model. Thresholds set on the {len(ctrl)} evaluated controls at FPR {fpr_text}."]
+    unresolved = [f"{f:g}" for f in ops if len(ctrl) * f < 1]
+    if unresolved:
+        lines.append(f"Only {len(ctrl)} controls: FPR {', '.join(unresolved)} not resolved (the threshold is the "
+                     f"highest control score; FPR f needs >= 1/f controls); evaluate more controls.")
+    lines += ["", md_table(["lenses", "N"] + [f"recall at FPR {f:g}" for f in ops], rows)]
+    all_rec = recall["all"]
+    ev.headline.append("Real lenses: " + ", ".join(f"recall {v['found']}/{v['n']} ({v['recall']:.0%}) at FPR {f}"
+                                                  for f, v in all_rec.items()) + f" ({Path(known).name})")
+    ev.metrics["known_lenses"] = {"source": known, "scores_file": str(path), "n": int(lens.sum()),
+                                  "n_controls": int(len(ctrl)), "value": what, "recall": dict(recall)}
+    figs = _gallery(t, meta, known, lens, score, grade, cfg, fig_dir, lines)
+    ev.sections.append(Section(title, lines, figs))
+
+
+def _gallery(t, meta, known, lens, score, grade, cfg, fig_dir: Path, lines: list[str]):
+    """The real lenses, highest score first (needs the scored stamps: the data recorded in the scores file)."""
+    import json
+
+    from darkhaloscope.evaluate.sources import open_source
+
+    data = json.loads(meta).get("data") if meta else None
+    if not data or "source_file" not in t.column_names:
+        lines.append("Gallery not made: the scores file records no data to read the stamps from.")
+        return []
+    if "://" not in data and not Path(data).exists():
+        lines.append(f"Gallery not made: the scored data {data} is not here.")
+        return []
+    idx = np.flatnonzero(lens)
+    idx = idx[np.argsort(-score[idx], kind="stable")][: cfg.known_lens_gallery]
+    files, rows = t["source_file"].to_pylist(), t["source_row"].to_pylist()
+    images = open_source(data).fetch([files[i] for i in idx], [int(rows[i]) for i in idx])
+    ids = t["row_id"].to_pylist() if "row_id" in t.column_names else [files[i] for i in range(t.num_rows)]
+    captions = [f"p={score[i]:.3g} {grade[i]}\n{str(ids[i])[-28:]}".replace("$", r"\$") for i in idx]
+    return [("real lenses, highest score first", plots.gallery(images, captions, "Real lenses by score",
+                                                               fig_dir / "known_lenses.png"))]

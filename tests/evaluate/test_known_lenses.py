@@ -1,0 +1,69 @@
+"""`dhs evaluate --known-lenses`: recall of real lenses at FPRs set on the evaluated controls, per grade, gallery."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from darkhaloscope.cli import main
+from darkhaloscope.evaluate.knownlenses import thresholds_on_controls
+
+
+def test_thresholds_on_controls_by_hand():
+    ctrl = np.arange(1000, dtype=float)  # 999 is the highest control
+    ops = thresholds_on_controls(ctrl, [1e-2, 1e-3])
+    assert ops[1e-2] == (989.0, 0.010)  # 10 controls (990..999) lie above: FPR exactly 1e-2
+    assert ops[1e-3] == (998.0, 0.001)
+
+
+def test_known_lens_section(demo, real_scores_of_shared, tmp_path):
+    known = tmp_path / "known.parquet"
+    t = pq.read_table(real_scores_of_shared)
+    grades = ["A", "B", "B", "A", "B", "B"][: t.num_rows]
+    pq.write_table(t.append_column("grade", pa.array(grades)).replace_schema_metadata(
+        pq.read_schema(real_scores_of_shared).metadata), known)
+    out = tmp_path / "report"
+    assert main(["evaluate", str(demo["scores"]), "--out", str(out), "--no-data", "--known-lenses", str(known),
+                 "--set", "n_boot=20", "--set", "baselines=false"]) == 0
+    m = json.loads((out / "metrics.json").read_text())["known_lenses"]
+    assert m["n"] == t.num_rows and set(m["recall"]) == {"all", "grade A", "grade B"}
+    sc = pq.read_table(demo["scores"]).to_pandas()
+    test = sc[sc["region_split"] == "test"] if "test" in set(sc["region_split"]) else sc
+    ctrl = np.sort(test.loc[test["label"] == 0, "logit"].to_numpy())[::-1]
+    thr = ctrl[int(np.floor(1e-2 * len(ctrl)))]
+    found = int((t["logit"].to_numpy() > thr).sum())
+    assert m["recall"]["all"]["0.01"]["found"] == found and m["recall"]["all"]["0.01"]["threshold"] == pytest.approx(thr)
+    md = (out / "report.md").read_text()
+    assert "## Real lenses" in md and "Real lenses: recall" in md and "grade A" in md
+    assert (out / "figures" / "known_lenses.png").is_file() and "known_lenses.png" in md
+
+
+def test_known_lens_data_needs_checkpoint(demo, real_cutouts_dir, tmp_path, capsys):
+    rc = main(["evaluate", str(demo["scores"]), "--out", str(tmp_path / "r"), "--no-data", "--known-lenses",
+               str(real_cutouts_dir), "--set", "n_boot=20"])
+    assert rc == 2 and "pass --checkpoint" in capsys.readouterr().err
+
+
+DR10 = Path(os.environ.get("DHS_SHARED", Path(__file__).resolve().parents[2].parent / "shared")) / "data" / "dr10_cutouts"
+
+
+@pytest.fixture
+def real_cutouts_dir():
+    if not DR10.is_dir():
+        pytest.skip(f"real DR10 cutouts not found at {DR10} (the ../shared folder is missing)")
+    return DR10
+
+
+@pytest.fixture
+def real_scores_of_shared(demo, real_cutouts_dir, tmp_path):
+    dr10_dir = real_cutouts_dir
+    out = tmp_path / "real_scores.parquet"
+    assert main(["score", "--checkpoint", str(demo["checkpoint"]), "--data", str(dr10_dir), "--out", str(out),
+                 "--quiet"]) == 0
+    return out
