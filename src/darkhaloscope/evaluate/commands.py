@@ -44,7 +44,7 @@ def run_evaluate(args) -> int:
     if source is not None:
         print(f"  galleries{' and model probes' if args.checkpoint else ''}: {time.perf_counter() - t1:.1f} s",
               file=sys.stderr)
-    if args.known_lenses:
+    if getattr(args, "known_lenses", None):
         from darkhaloscope.evaluate.knownlenses import known_lens_section
 
         known_lens_section(args.known_lenses, scores, cfg, ev, out / "figures", checkpoint=args.checkpoint,
