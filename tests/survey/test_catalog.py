@@ -8,7 +8,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import write_sweep
+from sweepfactory import write_sweep
 
 from darkhaloscope.cli import main
 from darkhaloscope.survey.catalog import allocate, build_catalog

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
+from darkhaloscope.common import ranking as M
 from darkhaloscope.errors import DataError, UsageError
-from darkhaloscope.evaluate import metrics as M
 from darkhaloscope.evaluate import plots
 from darkhaloscope.evaluate.report import Section, md_table
 

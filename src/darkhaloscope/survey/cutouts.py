@@ -29,6 +29,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from darkhaloscope.common.progress import Progress
 from darkhaloscope.errors import DataError, UsageError
 from darkhaloscope.fileio import atomic_path, atomic_write_text
 from darkhaloscope.stamps.codec import encode_stamp
@@ -125,10 +126,8 @@ def build_cutout_tier(targets_paths: Sequence[str], out: str, cfg: CutoutConfig 
     if todo:
         _preflight(client, urls[todo[0][1][0]], cfg)
     t0 = time.perf_counter()
-    from darkhaloscope.sim.progress import RowProgress
-
     with ThreadPoolExecutor(cfg.concurrency) as ex, \
-            RowProgress(sum(len(r) for _, r, _ in todo), enabled=progress, label="cutouts") as bar:
+            Progress(sum(len(r) for _, r, _ in todo), "cutouts", unit="cutouts", enabled=progress) as bar:
         pending = [ex.map(client.fetch, [urls[i] for i in todo[0][1]])] if todo else []
         for j, (path, rows, fp) in enumerate(todo):
             if j + 1 < len(todo):  # keep the next chunk's requests in flight while this one is written
