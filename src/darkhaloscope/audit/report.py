@@ -87,21 +87,22 @@ class AuditReport:
     def render(self, console=None) -> None:
         """Print the compact findings table and the verdict (rich)."""
         from rich.console import Console
+        from rich.markup import escape
         from rich.table import Table
 
         console = console or Console()
-        table = Table(title=f"dhs audit {self.uri}", show_lines=False, expand=False)
+        table = Table(title=f"dhs audit {escape(self.uri)}", show_lines=False, expand=False)
         table.add_column("check", no_wrap=True)
         table.add_column("severity", no_wrap=True)
         table.add_column("finding", overflow="fold")
         for f in self.sorted_findings():
             style = SEVERITY_STYLE[f.severity]
-            table.add_row(f.check, f"[{style}]{f.severity}[/]", f.message)
+            table.add_row(escape(f.check), f"[{style}]{f.severity}[/]", escape(f.message))  # data is data
         console.print(table)
         s = self.summary
         if s:
-            console.print(", ".join(f"{k.replace('_', ' ')} {_fmt(v)}" for k, v in s.items()), style="dim")
-        console.print(self.headline(), style="bold green" if self.verdict == "GO" else "bold red")
+            console.print(escape(", ".join(f"{k.replace('_', ' ')} {_fmt(v)}" for k, v in s.items())), style="dim")
+        console.print(escape(self.headline()), style="bold green" if self.verdict == "GO" else "bold red")
 
 
 def _fmt(v: Any) -> str:

@@ -82,7 +82,7 @@ def cmd_review(args) -> int:
     console = Console(stderr=True)
     argv = getattr(args, "argv", None) or sys.argv[1:]
     rv = run_review(args.data, args.run, tcfg, rcfg, s3=s3_options_from_args(args), out=args.out,
-                    info=run_info(argv), say=lambda m: console.print(m, style="dim"))
+                    info=run_info(argv), say=lambda m: console.print(m, style="dim", markup=False))
     rv.render(Console())
     print(f"wrote {args.out} and {Path(args.out).with_suffix('.json')}")
     return rv.exit_code

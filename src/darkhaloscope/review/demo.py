@@ -27,6 +27,7 @@ from typing import Callable
 
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from rich.markup import escape
 
 from darkhaloscope.errors import RefusedError, UsageError
 
@@ -84,7 +85,7 @@ class Stages:
         self.rows.append((name, result, dt, ok))
         if not ok:
             self.problems.append(f"{name}: {result}")
-        self.console.print(f"  {'[green]ok[/]' if ok else '[bold red]UNEXPECTED[/]'} {result} [dim]({dt:.1f} s)[/]")
+        self.console.print(f"  {'[green]ok[/]' if ok else '[bold red]UNEXPECTED[/]'} {escape(str(result))} [dim]({dt:.1f} s)[/]")
 
 
 def run_demo(out: str | Path, *, quick: bool = False, real_hosts: str | None = None, workers: int = 0,
@@ -206,7 +207,7 @@ def run_demo(out: str | Path, *, quick: bool = False, real_hosts: str | None = N
         rcfg = load_config(ReviewConfig, None, dict(QUICK) if size.quick_review else {})
         rv = run_review(str(good), run_dir, tcfg, rcfg, out=report / "review.md",
                         info={"command": f"dhs demo --out {out}" + (" --quick" if quick else "")},
-                        say=lambda m: console.print(f"  [dim]{m}[/]"))
+                        say=lambda m: console.print(f"  [dim]{escape(m)}[/]"))
         review_box["rv"] = rv
         extra = f"; blocking: {rv.blocking[0][1].message[:120]}" if rv.blocking else ""
         return f"{rv.headline()}{extra}", rv.verdict == "GO"
@@ -216,10 +217,10 @@ def run_demo(out: str | Path, *, quick: bool = False, real_hosts: str | None = N
     for col in ("stage", "result", "time"):
         table.add_column(col, overflow="fold", justify="right" if col == "time" else "left")
     for name, result, dt, ok in st.rows:
-        table.add_row(name, result if ok else f"[bold red]{result}[/]", f"{dt:.1f} s")
+        table.add_row(name, escape(str(result)) if ok else f"[bold red]{escape(str(result))}[/]", f"{dt:.1f} s")
     console.print(table)
     console.print(f"report: {report / 'report.html'}\nreview: {report / 'review.md'}\nrun:    {run_dir}/ (best.pt)")
     if st.problems:
-        console.print(f"[bold red]demo failed[/]: {'; '.join(st.problems)}")
+        console.print(f"[bold red]demo failed[/]: {escape('; '.join(st.problems))}")
         return 1
     return 0

@@ -132,22 +132,24 @@ class Review:
     def render(self, console=None) -> None:
         """The compact terminal summary: one row per section, then the blocking reasons and warnings."""
         from rich.console import Console
+        from rich.markup import escape
         from rich.table import Table
 
         console = console or Console()
-        table = Table(title=f"dhs review {self.data}")
+        table = Table(title=f"dhs review {escape(str(self.data))}")
         for col in ("section", "pass", "warn", "fail", "time"):
             table.add_column(col, justify="left" if col == "section" else "right")
         for s in self.sections:
             n = {k: sum(c.status == k for c in s.checks) for k in ("pass", "warn", "fail")}
-            table.add_row(s.title, str(n["pass"]), f"[yellow]{n['warn']}[/]" if n["warn"] else "0",
+            table.add_row(escape(s.title), str(n["pass"]), f"[yellow]{n['warn']}[/]" if n["warn"] else "0",
                           f"[bold red]{n['fail']}[/]" if n["fail"] else "0", f"{s.seconds:.1f} s")
         console.print(table)
         for s, c in self.blocking:
-            console.print(f"[bold red]BLOCKING[/] {s.title}: {c.message}\n    -> {c.command}", soft_wrap=True)
+            console.print(f"[bold red]BLOCKING[/] {escape(f'{s.title}: {c.message}')}\n    -> {escape(str(c.command))}",
+                          soft_wrap=True)
         for s, c in self.warnings:
-            console.print(f"[yellow]warning[/] {s.title}: {c.message}", soft_wrap=True)
-        console.print(self.headline(), style="bold green" if self.verdict == "GO" else "bold red")
+            console.print(f"[yellow]warning[/] {escape(f'{s.title}: {c.message}')}", soft_wrap=True)
+        console.print(escape(self.headline()), style="bold green" if self.verdict == "GO" else "bold red")
 
 
 def fmt_duration(seconds: float | None) -> str:

@@ -90,6 +90,7 @@ def config_from_args(args):
 
 def run_simulate(args) -> int:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     from darkhaloscope.sim.build import simulate_tier
@@ -99,11 +100,11 @@ def run_simulate(args) -> int:
     m = simulate_tier(args.out, args.tier, args.rows, args.seed, cfg, workers=workers, shard=args.shard,
                       s3=s3_options_from_args(args), overwrite=args.overwrite, progress=not args.quiet,
                       preview=args.preview)
-    table = Table(title=f"{args.out}/{args.tier} (shard {m['shard']}, seed {m['seed']})")
+    table = Table(title=f"{escape(args.out)}/{escape(args.tier)} (shard {m['shard']}, seed {m['seed']})")
     for col in ("split", "controls", "injections", "hosts"):
         table.add_column(col, justify="right")
     for split, c in m["counts"].items():
-        table.add_row(split, str(c["controls"]), str(c["injections"]), str(c["hosts"]))
+        table.add_row(escape(split), str(c["controls"]), str(c["injections"]), str(c["hosts"]))
     console = Console()
     console.print(table)
     rate = m["rows_written"] / max(m["elapsed_s"], 1e-9)

@@ -103,13 +103,26 @@ def _zip64_sizes(blob: bytes, xpos: int, xlen: int, csize: int, usize: int, off:
     return csize, usize, off
 
 
-def _member_bytes(blob, info: tuple[int, int, int, int]):
-    """The uncompressed bytes of one member (a zero-copy view when the member is stored)."""
+NPY_HEADER_SLACK = 4096  # bytes: a .npy header is 128 in practice; anything beyond is refused
+MAX_BAND_BYTES = STAMP_SIZE * STAMP_SIZE * 8 + NPY_HEADER_SLACK  # one (64, 64) float64 band
+MAX_CUTOUT_BYTES = 512 * 512 * 3 * 8 + NPY_HEADER_SLACK  # a DR10 cutout up to 512x512x3 float64 (they are 101x101)
+
+
+def _member_bytes(blob, info: tuple[int, int, int, int], name: str = "member", limit: int = MAX_BAND_BYTES):
+    """The uncompressed bytes of one member (a zero-copy view when the member is stored). A member that
+    declares, or inflates to, more than `limit` bytes is refused before it can fill memory (zip bomb)."""
     method, off, csize, usize = info
+    if usize > limit:
+        raise ValueError(f"{name} declares {usize} bytes inflated, more than a stamp can hold ({limit}); refused "
+                         "without inflating (corrupt or hostile npz)")
     if method == 0:
         return memoryview(blob)[off:off + csize]
     if method == 8:
-        return zlib.decompress(memoryview(blob)[off:off + csize], -15, max(usize, 1))
+        raw = zlib.decompressobj(-15).decompress(memoryview(blob)[off:off + csize], limit + 1)
+        if len(raw) > max(usize, 0) or len(raw) > limit:
+            raise ValueError(f"{name} inflates past its declared size of {usize} bytes; refused (corrupt or "
+                             "hostile npz)")
+        return raw
     raise ValueError(f"unsupported zip compression method {method} (expected stored or deflate)")
 
 
@@ -167,13 +180,13 @@ def _decode_into(blob, out: np.ndarray, bands: Sequence[str]) -> None:
     keys = [f"image_{b}" for b in bands]
     if all(k in members for k in keys):
         for i, k in enumerate(keys):
-            a = _npy_array(_member_bytes(blob, members[k]))
+            a = _npy_array(_member_bytes(blob, members[k], k))
             if a.shape != (size, size):
                 raise ValueError(f"{k} has shape {a.shape}, expected ({size}, {size})")
             out[i] = a
         return
     if NPZ_CUTOUT_KEY in members:
-        a = _npy_array(_member_bytes(blob, members[NPZ_CUTOUT_KEY]))
+        a = _npy_array(_member_bytes(blob, members[NPZ_CUTOUT_KEY], NPZ_CUTOUT_KEY, MAX_CUTOUT_BYTES))
         if a.ndim != 3 or a.shape[2] != len(BANDS) or min(a.shape[:2]) < size:
             raise ValueError(f"{NPZ_CUTOUT_KEY} has shape {a.shape}, expected (H>={size}, W>={size}, 3) g/r/z")
         idx = [BANDS.index(b) for b in bands]

@@ -53,16 +53,17 @@ def _pack_argv(args) -> list[str]:
 
 def _print_pack_summary(m: dict, out: str) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     from darkhaloscope.stamps.pack import MANIFEST_NAME
 
     console = Console()
-    t = Table(title=f"dhs pack -> {out}", title_justify="left")
+    t = Table(title=f"dhs pack -> {escape(out)}", title_justify="left")
     for c in ("split", "controls", "injections"):
         t.add_column(c, justify="right" if c != "split" else "left")
     for s, c in m["rows"].items():
-        t.add_row(s, str(c["0"]), str(c["1"]))
+        t.add_row(escape(s), str(c["0"]), str(c["1"]))  # split names are data
     console.print(t)
     r = Table(title="float16 dynamic range (nanomaggies)", title_justify="left")
     for c in ("band", "max |x|", "max abs err", "max rel err", "subnormal", "underflow", "clipped"):
@@ -76,8 +77,8 @@ def _print_pack_summary(m: dict, out: str) -> None:
     console.print(f"wrote {m['rows_written']} rows in {len(m['shards'])} shard(s) + {MANIFEST_NAME} "
                   f"in {m['seconds']:.1f} s ({rate:.0f} rows/s)", soft_wrap=True)
     if sk["rows"]:
-        console.print(f"[yellow]skipped {sk['rows']} row(s) that failed to decode; first: {sk['first']}[/]",
+        console.print(f"[yellow]skipped {sk['rows']} row(s) that failed to decode; first: {escape(sk['first'])}[/]",
                       soft_wrap=True)
     if m["float16"]["clipped_pixels"]:
         console.print(f"[yellow]clipped {m['float16']['clipped_pixels']} pixel(s) to +-65504; first: "
-                      f"{m['float16']['first_clipped']}[/]", soft_wrap=True)
+                      f"{escape(str(m['float16']['first_clipped']))}[/]", soft_wrap=True)

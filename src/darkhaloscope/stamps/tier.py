@@ -11,7 +11,9 @@ Only the requested columns are read (parquet is columnar), one row group at a ti
 
 from __future__ import annotations
 
+import os
 import posixpath
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Iterator, Sequence
@@ -229,6 +231,32 @@ def _split_from_path(rel: str) -> str | None:
     return None
 
 
+_LINK_NOTES: set[str] = set()  # tiers whose skipped symlinks were already reported (said once per process)
+
+
+def _local_files(root: str, uri: str) -> list[pafs.FileInfo]:
+    """Every file below local folder `root` without following symlinks: a link either leaves the tier
+    (never read), loops inside it, or is a second name for a file or folder that is listed under its own
+    name anyway (counted twice). The links skipped are said once on stderr."""
+    out: list[pafs.FileInfo] = []
+    links: list[str] = []
+    stack = [root]
+    while stack:
+        with os.scandir(stack.pop()) as it:
+            for e in it:
+                if e.is_symlink():
+                    links.append(e.path)
+                elif e.is_dir(follow_symlinks=False):
+                    stack.append(e.path)
+                elif e.is_file(follow_symlinks=False):
+                    out.append(pafs.FileInfo(e.path, pafs.FileType.File, size=e.stat(follow_symlinks=False).st_size))
+    if links and uri not in _LINK_NOTES:
+        _LINK_NOTES.add(uri)
+        print(f"note: {uri}: {len(links)} symlink(s) inside the tier not followed (a link leaves the tier, loops "
+              f"or names a file twice; first: {posixpath.relpath(sorted(links)[0], root)})", file=sys.stderr)
+    return out
+
+
 def open_tier(uri: str, s3: S3Options | None = None, *, threads: int = 16) -> Tier:
     """List the parquet files under `uri` and read their footers (row counts, row groups, columns)."""
     uri = str(uri)
@@ -241,6 +269,9 @@ def open_tier(uri: str, s3: S3Options | None = None, *, threads: int = 16) -> Ti
         if info.type == pafs.FileType.File:
             infos = [info]
             base = posixpath.dirname(root)
+        elif isinstance(fs, pafs.LocalFileSystem):
+            infos = _local_files(root, uri)  # symlinks that leave the tier or loop are not followed
+            base = root
         else:
             infos = fs.get_file_info(pafs.FileSelector(root, recursive=True))
             base = root

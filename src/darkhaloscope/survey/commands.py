@@ -84,7 +84,7 @@ def run_catalog(args) -> int:
     for col in ("split",) + POOLS:
         table.add_column(col, justify="right")
     for split, c in sorted(m["counts"].items()):
-        table.add_row(split, *(str(c[p]) for p in POOLS))
+        table.add_row(escape(split), *(str(c[p]) for p in POOLS))
     console = Console()
     console.print(table)
     console.print(f"{m['rows']} targets; {m['excluded_near_known_lenses']} negative(s) dropped within "
