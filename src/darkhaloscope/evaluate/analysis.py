@@ -121,12 +121,13 @@ def threshold_section(s: Scores, r: Ranked, thr: float, cfg: EvaluateConfig, fig
             for p, t in zip(probs, table)]
     op = M.threshold_table(g, [thr])[0]
     thr_p = r.to_prob(thr)
-    ev.metrics["threshold"] = {"score": thr_p, **op}
+    ev.metrics["threshold"] = {"score": thr_p, "score_column": s.score_column, **op}
     conf = md_table(["", "scored lens", "scored non-lens"],
                     [["lens / injection", op["tp"], op["fn"]], ["control", op["fp"], op["tn"]]])
-    lines = [f"Operating point: score >= {thr_p:.4g}: precision {_fmt(op['precision'])}, recall {_fmt(op['recall'])}, "
+    lines = [f"Thresholds are on the {s.score_label}.", "",
+             f"Operating point: {s.score_column} >= {thr_p:.4g}: precision {_fmt(op['precision'])}, recall {_fmt(op['recall'])}, "
              f"F1 {_fmt(op['f1'])}, FPR {_fmt(op['fpr'])}.", "", conf, "",
-             md_table(["score >=", "precision", "recall", "F1", "FPR", "TP", "FP"], rows),
+             md_table([f"{s.score_column} >=", "precision", "recall", "F1", "FPR", "TP", "FP"], rows),
              "", "Precision here is at this set's lens fraction; see Calibration for realistic prevalence."]
     fig = plots.score_histograms(s.scores, s.labels, thr_p, fig_dir / "score_histograms.png", s.logits)
     ev.sections.append(Section("Threshold, confusion matrix, score distributions", lines, [("Scores by class", fig)]))
@@ -137,19 +138,27 @@ def calibration_section(s: Scores, r: Ranked, thr: float, cfg: EvaluateConfig, f
     rel = calibration.reliability(s.labels, s.scores, cfg.reliability_bins)
     op = ev.metrics["threshold"]
     prev = calibration.prevalence_table(op["recall"], op["fpr"], g.n_neg, cfg.prevalences)
-    ev.metrics["calibration"] = {"ece": rel.ece, "brier": rel.brier, "bins": cfg.reliability_bins}
+    ev.metrics["calibration"] = {"score_column": s.score_column, "ece": rel.ece, "brier": rel.brier,
+                                 "bins": cfg.reliability_bins}
+    raw_note = ""
+    if s.raw_scores is not None:
+        raw = calibration.reliability(s.labels, s.raw_scores, cfg.reliability_bins)
+        ev.metrics["calibration"].update(ece_raw=raw.ece, brier_raw=raw.brier,
+                                         temperature=(s.info.get("calibration") or {}).get("temperature"))
+        raw_note = f" The raw score (sigmoid(logit)) has ECE {raw.ece:.4g}, Brier {raw.brier:.4g}."
     ev.metrics["prevalence"] = [p.to_dict() for p in prev]
     rows = [[f"{p.prevalence:g}", _fmt(p.tpr), _fmt(p.fpr), _fmt(p.precision, 3), _fmt(p.fp_per_million, 4),
              _fmt(p.lenses_per_million, 4), p.note] for p in prev]
-    lines = [f"ECE {rel.ece:.4g} ({cfg.reliability_bins} equal-width bins), Brier score {rel.brier:.4g}. "
-             "Probabilities are calibrated (at best) for this set's lens fraction, not the sky's.", "",
-             f"At the operating point (score >= {op['score']:.4g}), searching a population where a fraction "
+    lines = [f"Of the {s.score_label}: ECE {rel.ece:.4g} ({cfg.reliability_bins} equal-width bins), Brier score "
+             f"{rel.brier:.4g}.{raw_note} Probabilities are calibrated (at best) for this set's lens fraction, "
+             "not the sky's.", "",
+             f"At the operating point ({s.score_column} >= {op['score']:.4g}), searching a population where a fraction "
              "`prevalence` are lenses:", "",
              md_table(["prevalence", "TPR", "FPR", "precision", "false positives per 1e6 galaxies",
                        "lenses found per 1e6 galaxies", "note"], rows)]
     pt = next((p for p in prev if p.prevalence == min(cfg.prevalences)), None)
     if pt and pt.precision is not None:
-        ev.headline.append(f"At prevalence {pt.prevalence:g} and score >= {op['score']:.3g}: precision "
+        ev.headline.append(f"At prevalence {pt.prevalence:g} and {s.score_column} >= {op['score']:.3g}: precision "
                            f"{pt.precision:.3g}, {pt.fp_per_million:,.0f} false positives per million galaxies")
     ev.sections.append(Section("Calibration and realistic prevalence", lines,
                                [("Reliability diagram", plots.reliability(rel, fig_dir / "reliability.png"))]))

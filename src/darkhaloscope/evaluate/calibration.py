@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from darkhaloscope.common.calibration import reliability_bins
 from darkhaloscope.common.ranking import (Metric, check_inputs, false_positives_per_million,
                                             precision_at_prevalence, wilson_interval)
 
@@ -29,11 +30,7 @@ class Reliability:
 def reliability(labels, probs, n_bins: int = 15) -> Reliability:
     """Equal-width probability bins; ECE weighted by bin population; Brier score."""
     y, p = check_inputs(labels, probs)
-    edges = np.linspace(0.0, 1.0, n_bins + 1)
-    idx = np.clip(np.searchsorted(edges, p, side="right") - 1, 0, n_bins - 1)
-    count = np.bincount(idx, minlength=n_bins).astype(np.float64)
-    sum_p = np.bincount(idx, weights=p, minlength=n_bins)
-    sum_y = np.bincount(idx, weights=y.astype(np.float64), minlength=n_bins)
+    edges, count, sum_p, sum_y = reliability_bins(y, p, n_bins)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean_score, frac = sum_p / count, sum_y / count
     lo, hi = wilson_interval(sum_y, count)

@@ -32,7 +32,7 @@ def run_evaluate(args) -> int:
 
     cfg = _config(EvaluateConfig, "evaluate", args)
     t0 = time.perf_counter()
-    scores = read_scores(args.scores, cfg.split)
+    scores = read_scores(args.scores, cfg.split, cfg.score)
     out = Path(args.out)
     s3 = s3_options_from_args(args)
     source, reason = resolve_source(scores, args.data, not args.no_data, s3, args.checkpoint)

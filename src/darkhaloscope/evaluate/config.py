@@ -11,6 +11,7 @@ from darkhaloscope.errors import UsageError
 @dataclass
 class EvaluateConfig:
     split: str = "auto"  # rows to evaluate: auto (test if present, else all), all, or a split name
+    score: str = "auto"  # probability thresholded: raw, calibrated (temperature from dhs train), auto (calibrated if present)
     threshold: float = 0.5  # operating point: score (probability) >= threshold counts as "lens"
     threshold_fpr: float | None = None  # if set, the operating point is instead the one at this FPR (e.g. 1e-3)
     fpr_targets: list[float] = field(default_factory=lambda: [1e-2, 1e-3, 1e-4])  # TPR reported at these FPRs
@@ -34,6 +35,8 @@ class EvaluateConfig:
     known_lens_gallery: int = 24  # --known-lenses: real lenses shown, highest score first
 
     def validate(self) -> None:
+        if self.score not in ("auto", "raw", "calibrated"):
+            raise UsageError(f"score={self.score!r}: choose auto, raw or calibrated")
         if not 0 <= self.threshold <= 1:
             raise UsageError(f"threshold must be a probability in [0, 1], got {self.threshold}")
         for name in ("fpr_targets", "tpr_targets", "prevalences", "known_lens_fprs"):

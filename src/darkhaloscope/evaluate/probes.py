@@ -156,8 +156,8 @@ def probe_section(scores, ranked, thr: float, cfg, ev, fig_dir: Path, source, sc
     y = scores.labels[idx]
     logits = score_fn(images)
     lines, out = [], {}
-    if scores.logits is not None:
-        diff = float(np.max(np.abs(logits - scores.logits[idx]))) if len(idx) else 0.0
+    if scores.model_logits() is not None:
+        diff = float(np.max(np.abs(logits - scores.model_logits()[idx]))) if len(idx) else 0.0
         out["rescore_max_abs_logit_diff"] = diff
         lines.append(f"Re-scoring {len(idx):,} stamps: max |logit difference| from the scores file = {diff:.3g}.")
         if diff > 0.05:

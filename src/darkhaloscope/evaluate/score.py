@@ -23,16 +23,19 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
+from darkhaloscope.common.calibration import sigmoid
 from darkhaloscope.errors import DataError
 from darkhaloscope.evaluate.baselines import image_statistics
 from darkhaloscope.evaluate.config import ScoreConfig
-from darkhaloscope.evaluate.scoresfile import LOGIT_COLUMN, METADATA_KEY, ROW_ID_COLUMN, SCORE_COLUMN
+from darkhaloscope.evaluate.scoresfile import (CALIBRATED_COLUMN, CALIBRATED_LOGIT_COLUMN, LOGIT_COLUMN,
+                                              METADATA_KEY, ROW_ID_COLUMN, SCORE_COLUMN)
 from darkhaloscope.evaluate.sources import SourceBatch, open_source
 from darkhaloscope.fileio import atomic_path
 from darkhaloscope.stamps.fs import S3Options
 from darkhaloscope.stamps.schema import LABEL_COLUMN
 
-FIRST_COLUMNS = (SCORE_COLUMN, LOGIT_COLUMN, LABEL_COLUMN, ROW_ID_COLUMN, "source_file", "source_row", "decode_error")
+FIRST_COLUMNS = (SCORE_COLUMN, CALIBRATED_COLUMN, LOGIT_COLUMN, CALIBRATED_LOGIT_COLUMN, LABEL_COLUMN, ROW_ID_COLUMN,
+                 "source_file", "source_row", "decode_error")
 
 
 @dataclass
@@ -124,25 +127,32 @@ def _labels_array(labels, n: int) -> pa.Array:
     return pa.array(np.ma.getdata(labels).astype(np.int8), pa.int8(), mask=mask)
 
 
-def batch_table(b: SourceBatch, logits: np.ndarray, stats: bool) -> pa.Table:
-    """The scores-file rows of one source batch (invalid stamps: null score and logit, reason kept)."""
-    logits = np.where(b.valid, logits, np.nan)
-    with np.errstate(over="ignore"):
-        prob = 1.0 / (1.0 + np.exp(-logits))
+def _masked(values: np.ndarray, valid: np.ndarray) -> pa.Array:
+    return pa.array(np.asarray(values, np.float32), mask=~valid)
+
+
+def batch_table(b: SourceBatch, logits: np.ndarray, stats: bool, temperature: float | None = None) -> pa.Table:
+    """The scores-file rows of one source batch (invalid stamps: null score and logit, reason kept);
+    with a temperature also `logit_calibrated` = logit / T and `score_calibrated` = sigmoid(logit / T)."""
+    logits = np.where(b.valid, logits, 0.0)  # invalid rows are masked below
+    prob = sigmoid(logits)
     ids = (b.meta["stamp_id"].cast(pa.string()) if "stamp_id" in b.meta.column_names
            else pa.array([f"{f}:{r}" for f, r in zip(b.source_file, b.source_row)], pa.string()))
-    cols = {SCORE_COLUMN: pa.array(prob.astype(np.float32), mask=~b.valid),
-            LOGIT_COLUMN: pa.array(logits.astype(np.float32), mask=~b.valid),
-            LABEL_COLUMN: _labels_array(b.labels, len(prob)),
-            ROW_ID_COLUMN: ids, "source_file": pa.array(b.source_file, pa.string()),
-            "source_row": pa.array(b.source_row, pa.int64()),
-            "decode_error": pa.array([b.errors.get(i) for i in range(len(prob))], pa.string())}
+    cols = {SCORE_COLUMN: _masked(prob, b.valid)}
+    if temperature is not None:
+        cols[CALIBRATED_COLUMN] = _masked(sigmoid(logits / temperature), b.valid)
+    cols[LOGIT_COLUMN] = _masked(logits, b.valid)
+    if temperature is not None:
+        cols[CALIBRATED_LOGIT_COLUMN] = _masked(logits / temperature, b.valid)
+    cols |= {LABEL_COLUMN: _labels_array(b.labels, len(prob)), ROW_ID_COLUMN: ids,
+             "source_file": pa.array(b.source_file, pa.string()), "source_row": pa.array(b.source_row, pa.int64()),
+             "decode_error": pa.array([b.errors.get(i) for i in range(len(prob))], pa.string())}
     for name in b.meta.column_names:
         if name not in cols:
             cols[name] = b.meta[name]
     if stats:
         for k, v in image_statistics(b.images).items():
-            cols[k] = pa.array(np.where(b.valid, v, np.nan).astype(np.float32), mask=~b.valid)
+            cols[k] = _masked(np.where(b.valid, v, np.nan), b.valid)
     return pa.table(cols)
 
 
@@ -200,8 +210,11 @@ def score_data(checkpoint: str, data: str, out: str | Path, cfg: ScoreConfig, *,
         model, pre, meta = load_for_inference(checkpoint, device, s3)
         meta_cols = tuple(getattr(model, "meta_columns", ()) or ())
         source = open_source(data, s3, split=split, cutout_ok_only=cfg.cutout_ok_only, shard=shard)
+        calib = meta.get("calibration") or {}
+        temperature = calib.get("temperature")
         provenance = {"data": data, "checkpoint": str(checkpoint), "split": split, "shard": list(shard),
-                      "model": meta.get("model"), "epoch": meta.get("epoch"), "run": run or {}}
+                      "model": meta.get("model"), "epoch": meta.get("epoch"), "calibration": calib or None,
+                      "run": run or {}}
         t0 = time.perf_counter()
         with Progress(source.num_rows, "score", unit="stamps", enabled=progress and info.is_main) as bar:
             def tables():
@@ -209,7 +222,7 @@ def score_data(checkpoint: str, data: str, out: str | Path, cfg: ScoreConfig, *,
                     logits = infer(model, pre, b.images, device, amp=cfg.amp, batch_size=cfg.batch_size,
                                    meta=_meta_array(b, meta_cols))
                     bar.advance(len(logits))
-                    yield batch_table(b, logits, cfg.image_stats)
+                    yield batch_table(b, logits, cfg.image_stats, temperature)
             rows, failed = write_scores(tables(), part, provenance)
         seconds = time.perf_counter() - t0
         if info.world_size > 1:

@@ -1,6 +1,8 @@
 """The scores file contract: what `dhs score` writes and `dhs evaluate` reads (one row per stamp).
 
-Columns: `score` (probability of "lens", float), `logit` (float), `label` (int8, 1 lens/injection,
+Columns: `score` (probability of "lens", float: sigmoid of the logit), `score_calibrated` (sigmoid(logit / T)
+with the temperature T fitted on the validation split by `dhs train`; absent when the checkpoint has none),
+`logit` (float), `logit_calibrated` (logit / T), `label` (int8, 1 lens/injection,
 0 control, null when unknown), `row_id` ("relpath:row" or the tier's stamp_id), `region_split`, then
 every metadata column of the tier (ids, injection metadata, observing conditions) and `img_*` image
 statistics computed while scoring (used by the image-statistics baseline). The parquet key-value
@@ -23,14 +25,17 @@ import pyarrow.parquet as pq
 from darkhaloscope.errors import DataError
 from darkhaloscope.stamps.schema import ID_COLUMNS, LABEL_COLUMN, SPLIT_COLUMN, is_forbidden_input
 
-SCORE_COLUMN = "score"  # probability in [0, 1]
+SCORE_COLUMN = "score"  # probability in [0, 1]: sigmoid(logit)
+CALIBRATED_COLUMN = "score_calibrated"  # sigmoid(logit / T), T fitted on val by `dhs train` (when the checkpoint has it)
+CALIBRATED_LOGIT_COLUMN = "logit_calibrated"  # logit / T
+SCORE_CHOICES = ("auto", "raw", "calibrated")  # which probability `dhs evaluate` thresholds (auto: calibrated if present)
 LOGIT_COLUMN = "logit"
 ROW_ID_COLUMN = "row_id"
 IMAGE_STAT_PREFIX = "img_"  # image statistics written by `dhs score`
 METADATA_KEY = b"darkhaloscope.scores"
 REQUIRED = (SCORE_COLUMN, LABEL_COLUMN)
 SOURCE_FILE_COLUMN, SOURCE_ROW_COLUMN = "source_file", "source_row"  # where `dhs score` read the stamp
-NOT_METADATA = {SCORE_COLUMN, LOGIT_COLUMN, LABEL_COLUMN, ROW_ID_COLUMN, SPLIT_COLUMN, SOURCE_FILE_COLUMN,
+NOT_METADATA = {SCORE_COLUMN, CALIBRATED_COLUMN, LOGIT_COLUMN, CALIBRATED_LOGIT_COLUMN, LABEL_COLUMN, ROW_ID_COLUMN, SPLIT_COLUMN, SOURCE_FILE_COLUMN,
                 SOURCE_ROW_COLUMN, "is_control", "cutout_ok", "_file", "_row"}
 
 
@@ -51,6 +56,21 @@ class Scores:
     source_file: pa.ChunkedArray | None = None  # (N,) file of each stamp inside the scored data
     source_row: pa.ChunkedArray | None = None  # (N,) int64: row inside that file
     splits: tuple[str, ...] = ()  # region_split values of the kept rows (empty: no split column)
+    score_column: str = SCORE_COLUMN  # the probability in `scores` (score or score_calibrated): what thresholds use
+    raw_scores: np.ndarray | None = None  # sigmoid(logit) when `scores` holds the calibrated probability
+    raw_logits: np.ndarray | None = None  # the model's logit when `logits` holds logit / T
+
+    def model_logits(self) -> np.ndarray | None:
+        """The logits the model outputs (before any temperature), to compare with a re-scoring."""
+        return self.raw_logits if self.raw_logits is not None else self.logits
+
+    @property
+    def score_label(self) -> str:
+        """How reports name the thresholded probability."""
+        if self.score_column == CALIBRATED_COLUMN:
+            t = (self.info.get("calibration") or {}).get("temperature")
+            return f"calibrated score ({CALIBRATED_COLUMN} = sigmoid(logit / T){f', T = {t:.3g}' if t else ''})"
+        return f"raw score ({SCORE_COLUMN} = sigmoid(logit), not calibrated)"
 
     def __len__(self) -> int:
         return len(self.scores)
@@ -74,8 +94,10 @@ class Scores:
         return [c for c in self.columns if c.startswith(IMAGE_STAT_PREFIX)]
 
 
-def read_scores(path: str | Path, split: str = "auto") -> Scores:
-    """Read a scores parquet file; keep rows of `split` ('auto': test when present, else all; 'all')."""
+def read_scores(path: str | Path, split: str = "auto", score: str = "auto") -> Scores:
+    """Read a scores parquet file; keep rows of `split` ('auto': test when present, else all; 'all').
+    `score`: the probability to threshold: raw (`score`), calibrated (`score_calibrated`, with
+    `logit_calibrated` to rank on) or auto (calibrated when the file has it)."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: scores file not found; make one with `dhs score --checkpoint CKPT --data DATA "
@@ -106,18 +128,27 @@ def read_scores(path: str | Path, split: str = "auto") -> Scores:
     if n_unscored:
         table = table.filter(scored)
         note += f"; {n_unscored:,} row(s) whose stamp failed to decode when scoring left out"
-    scores = _float(table, SCORE_COLUMN)
+    has_cal = CALIBRATED_COLUMN in table.column_names
+    if score == "calibrated" and not has_cal:
+        raise DataError(f"{path}: no `{CALIBRATED_COLUMN}` column (the checkpoint holds no temperature: it was "
+                        "trained by an older `dhs train`); evaluate with --score=raw or re-train")
+    score_column = CALIBRATED_COLUMN if has_cal and score != "raw" else SCORE_COLUMN
+    scores = _float(table, score_column)
     bad = ~np.isfinite(scores) | (scores < 0) | (scores > 1)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise DataError(f"{path}: row {i} has score {scores[i]} ({int(bad.sum())} bad in all); `score` must be a "
+        raise DataError(f"{path}: row {i} has {score_column} {scores[i]} ({int(bad.sum())} bad in all); it must be a "
                         "probability in [0, 1]: re-score, or drop rows whose stamps failed to decode")
     labels = table[LABEL_COLUMN].to_numpy(zero_copy_only=False).astype(np.int64)
     wrong = (labels != 0) & (labels != 1)
     if wrong.any():
         i = int(np.flatnonzero(wrong)[0])
         raise DataError(f"{path}: row {i} has label {labels[i]}; labels must be 1 (lens) or 0 (control)")
-    logits = _float(table, LOGIT_COLUMN) if LOGIT_COLUMN in table.column_names else None
+    logit_column = CALIBRATED_LOGIT_COLUMN if score_column == CALIBRATED_COLUMN else LOGIT_COLUMN
+    logits = _float(table, logit_column) if logit_column in table.column_names else None
+    raw = _float(table, SCORE_COLUMN) if score_column == CALIBRATED_COLUMN else None
+    raw_logits = (_float(table, LOGIT_COLUMN) if score_column == CALIBRATED_COLUMN and LOGIT_COLUMN in table.column_names
+                  else None)
     row_ids = table[ROW_ID_COLUMN] if ROW_ID_COLUMN in table.column_names else None
     cols = {}
     for name in table.column_names:
@@ -127,7 +158,8 @@ def read_scores(path: str | Path, split: str = "auto") -> Scores:
         cols[name] = _float(table, name)
     src = {c: table[c] for c in (SOURCE_FILE_COLUMN, SOURCE_ROW_COLUMN) if c in table.column_names}
     return Scores(str(path), labels.astype(np.int8), scores, logits, row_ids, cols, note, info, int(n_unlabelled),
-                  int(n_unscored), src.get(SOURCE_FILE_COLUMN), src.get(SOURCE_ROW_COLUMN), kept)
+                  int(n_unscored), src.get(SOURCE_FILE_COLUMN), src.get(SOURCE_ROW_COLUMN), kept, score_column, raw,
+                  raw_logits)
 
 
 def _float(table: pa.Table, name: str) -> np.ndarray:

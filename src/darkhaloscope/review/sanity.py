@@ -22,15 +22,15 @@ import time
 import numpy as np
 import torch
 
+from darkhaloscope.common.calibration import bce_with_logits
 from darkhaloscope.common.ranking import auroc
 from darkhaloscope.models import create_model
+from darkhaloscope.models.preprocess import prepare_batch
 from darkhaloscope.review.config import ReviewConfig
 from darkhaloscope.review.report import Section
 from darkhaloscope.train.config import TrainConfig
 from darkhaloscope.train.data import StampStream, make_loader
 from darkhaloscope.train.guards import LN2
-from darkhaloscope.train.metrics import bce_with_logits
-from darkhaloscope.models.preprocess import prepare_batch
 from darkhaloscope.train.step import make_optimizer, make_scheduler, predict_logits, train_step
 
 CPU_SANITY_MODEL = "small_cnn"  # what `sanity_model: auto` trains on a CPU

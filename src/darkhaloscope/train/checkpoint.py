@@ -164,7 +164,8 @@ def find_resume(run_dir: Path, resume: str | None, mirror: Mirror | None) -> Pat
 def load_for_inference(path_or_uri: str | Path, device: str | torch.device = "cpu", s3: S3Options | None = None):
     """(model in eval mode on `device`, PreprocessConfig, meta) from a `dhs train` checkpoint.
 
-    meta: {'config', 'epoch', 'step', 'best', 'version', 'git_commit', 'model'}. Score with
+    meta: {'config', 'epoch', 'step', 'best', 'version', 'git_commit', 'model', 'calibration'} (calibration:
+    {'temperature', 'ece_raw', 'ece_calibrated', 'split', 'n', 'step'} fitted on val, or None). Score with
     `model(prepare_batch(x.to(device), preprocess, train=False))` -> logits (B,).
     """
     from darkhaloscope.models import create_model
@@ -178,6 +179,6 @@ def load_for_inference(path_or_uri: str | Path, device: str | torch.device = "cp
     if cfg.get("channels_last", False):
         model = model.to(memory_format=torch.channels_last)
     preprocess = PreprocessConfig(**cfg["preprocess"])
-    meta = {k: ckpt.get(k) for k in ("epoch", "step", "best", "version", "git_commit")}
+    meta = {k: ckpt.get(k) for k in ("epoch", "step", "best", "version", "git_commit", "calibration")}
     meta.update(config=cfg, model=cfg["model"])
     return model, preprocess, meta

@@ -71,6 +71,9 @@ def cmd_train(args) -> int:
         b = summary["best"]
         print(f"best val AUROC {b.get('val_auroc')} at epoch {b.get('epoch')} (step {b.get('step')}); "
               f"{summary['steps']} steps; run folder {summary['run_dir']}")
+        if b.get("temperature") is not None:
+            print(f"temperature {b['temperature']:.3f} fitted on {cfg.val_split} ({b['val_n']:,} stamps), stored in "
+                  f"best.pt: ECE {b['val_ece']:.4f} raw -> {b['val_ece_calibrated']:.4f} calibrated")
     return 0
 
 

@@ -132,6 +132,7 @@ class _Trainer:
             print("warning: tensorboard=true but tensorboard is not installed (pip install tensorboard); "
                   "metrics.csv / steps.jsonl are written as usual", file=sys.stderr)
         self.state = State()
+        self.calibration: dict | None = None  # temperature of the latest validation (common.calibration)
 
     # ---- set-up ----------------------------------------------------------------------------------
     def _write_run_folder(self) -> None:
@@ -238,7 +239,9 @@ class _Trainer:
                  "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(), "rng": rngs,
                  "cursor": self.train_stream.state_dict(), "step": s.step, "epoch": s.epoch,
                  "best": s.best, "initial_loss": s.initial_loss, "config": config_to_dict(self.cfg),
-                 "git_commit": run_info([])["git_commit"], "world_size": self.info.world_size}
+                 "git_commit": run_info([])["git_commit"], "world_size": self.info.world_size,
+                 # temperature fitted on val for these weights (absent from a save between validations)
+                 "calibration": self.calibration if (self.calibration or {}).get("step") == s.step else None}
         for name in names:
             path = ckp.save_checkpoint(state, self.run_dir / name)
             if self.mirror is not None:
@@ -270,6 +273,9 @@ class _Trainer:
         is_best = auroc is not None and (s.best.get("val_auroc") is None or auroc > s.best["val_auroc"])
         if is_best:
             s.best = {**m, "epoch": epoch, "step": s.step}
+        self.calibration = None if m.get("temperature") is None else {
+            "temperature": m["temperature"], "ece_raw": m["val_ece"], "ece_calibrated": m["val_ece_calibrated"],
+            "split": self.cfg.val_split, "n": m["val_n"], "step": s.step}
         row = {"epoch": epoch, "step": s.step, "train_loss": train_loss, "lr": self.scheduler.get_last_lr()[0],
                "samples_per_s": round(rate, 1), "elapsed_s": round(time.monotonic() - self.t0, 2), **m,
                "is_best": int(is_best)}
@@ -278,7 +284,8 @@ class _Trainer:
         self._save(("best.pt", "last.pt") if is_best else ("last.pt",))
         self.progress.print(f"epoch {epoch} step {s.step}: train loss {train_loss:.4f}, val loss {_f(m['val_loss'])}, "
                             f"AUROC {_f(m['val_auroc'])}, AP {_f(m['val_ap'])}, TPR@FPR1e-2 "
-                            f"{_f(m['val_tpr_at_fpr_1e-2'])}{' (best)' if is_best else ''}")
+                            f"{_f(m['val_tpr_at_fpr_1e-2'])}, T {_f(m['temperature'])} (ECE {_f(m['val_ece'])} -> "
+                            f"{_f(m['val_ece_calibrated'])}){' (best)' if is_best else ''}")
 
     # ---- the loop --------------------------------------------------------------------------------
     def run(self, resume: str | None) -> dict:

@@ -2,7 +2,8 @@
 
     RUN/steps.jsonl    {"step", "epoch", "loss", "lr"} per optimizer step (mean over ranks)
     RUN/metrics.csv    one row per validation (end of each epoch; also every N steps if asked):
-    RUN/metrics.jsonl  epoch, step, train_loss, lr, samples_per_s, val_loss, val_auroc, val_ap, TPRs
+    RUN/metrics.jsonl  epoch, step, train_loss, lr, samples_per_s, val_loss, val_auroc, val_ap, TPRs,
+                       temperature fitted on val, val ECE before / after it
     RUN/tb/            TensorBoard scalars, when `tensorboard: true` and tensorboard is installed
 
 On every restart the logs are cut back to the checkpoint's step (to step 0 when there is no checkpoint), so a resumed run's logs equal those of an
@@ -20,7 +21,7 @@ from pathlib import Path
 from darkhaloscope.fileio import atomic_write_text
 
 METRIC_COLUMNS = ("epoch", "step", "train_loss", "lr", "samples_per_s", "elapsed_s", "val_loss", "val_auroc",
-                  "val_ap", "val_tpr_at_fpr_1e-2", "val_tpr_at_fpr_1e-3", "val_n", "is_best")
+                  "val_ap", "val_tpr_at_fpr_1e-2", "val_tpr_at_fpr_1e-3", "val_n", "temperature", "val_ece", "val_ece_calibrated", "is_best")
 
 
 def _clean(v):
