@@ -49,6 +49,10 @@ def run_evaluate(args) -> int:
 
         known_lens_section(args.known_lenses, scores, cfg, ev, out / "figures", checkpoint=args.checkpoint,
                            out_dir=out, s3=s3, log=lambda m: print(f"  {m}", file=sys.stderr))
+    if getattr(args, "before_mining", None):
+        from darkhaloscope.evaluate.mining import before_after_section
+
+        before_after_section(args.before_mining, scores, cfg, ev)
     run = run_info(getattr(args, "argv", None))
     paths = write_report(ev, out, run)
     save_config(cfg, out / "evaluate_config.yaml")
@@ -97,6 +101,16 @@ def run_bench_score(args) -> int:
     return 0
 
 
+def run_mine(args) -> int:
+    from darkhaloscope.evaluate.mining import mine_tier
+
+    m = mine_tier(args.checkpoint, args.data, args.top, args.out, split=None if args.split == "all" else args.split,
+                  s3=s3_options_from_args(args), progress=not args.quiet, argv=getattr(args, "argv", None))
+    print(f"dhs mine: kept the {m['rows']:,} highest-scoring of {m['negatives_scored']:,} negatives (logit >= "
+          f"{m['kth_logit']:.3g}) -> {args.out}; train with --mined={args.out}")
+    return 0
+
+
 def register(sub, bench_sub) -> None:
     p = sub.add_parser("score", help="score every stamp of a tier / cutout folder with a checkpoint -> scores.parquet")
     p.add_argument("--checkpoint", required=True, help="a `dhs train` checkpoint (path or s3:// URI)")
@@ -118,9 +132,23 @@ def register(sub, bench_sub) -> None:
     e.add_argument("--known-lenses", dest="known_lenses", default=None, metavar="SCORES_OR_DATA",
                    help="real lenses: a scores file, or data (tier / cutout folder) scored with --checkpoint; adds "
                    "their recall at FPR 1e-2, 1e-3 set on the controls, per grade, and their gallery")
+    e.add_argument("--before-mining", dest="before_mining", default=None, metavar="SCORES",
+                   help="scores of the model hard-negative mining started from: adds FPR on the held-out "
+                   "negatives before and after")
     _add_config_args(e, "evaluate")
     add_s3_arguments(e)
     e.set_defaults(func=run_evaluate)
+
+    m = sub.add_parser("mine", help="hard-negative mining: the K highest-scoring negatives of a tier, as a tier "
+                       "`dhs train --mined` mixes in")
+    m.add_argument("--checkpoint", required=True, help="a `dhs train` checkpoint (path or s3:// URI)")
+    m.add_argument("--data", required=True, help="tier of negatives (real galaxies, e.g. from `dhs cutouts`)")
+    m.add_argument("--top", type=int, required=True, help="negatives to keep (highest scores first)")
+    m.add_argument("--out", required=True, help="tier folder to write (OUT/region_split=<split>/part-00000.parquet)")
+    m.add_argument("--split", default="train", help="split mined (default train; 'all' for every row)")
+    m.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_s3_arguments(m)
+    m.set_defaults(func=run_mine)
 
     b = bench_sub.add_parser("evaluate", help="time `dhs evaluate` on synthetic scores (goal: 1e7 in < 2 min)")
     b.add_argument("--rows", type=int, default=10_000_000, help="synthetic scores to evaluate")

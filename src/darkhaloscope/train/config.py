@@ -21,6 +21,8 @@ class TrainConfig:
     data: str = ""  # tier URI: local folder, parquet file or s3:// prefix (`--data`)
     train_split: str = "train"  # region_split value trained on
     val_split: str = "val"  # region_split value validated on (best checkpoint chosen on its AUROC)
+    mined: str = ""  # tier of hard negatives from `dhs mine`, mixed into the train split ("" = none)
+    mined_repeat: int = 1  # times each mined negative is read per epoch: its weight against the other rows
     # model
     model: str = "resnet18"  # registry name (`dhs bench train --help` lists them)
     meta_columns: list[str] = field(default_factory=list)  # scalar model inputs; label-leaking ones refused
@@ -75,6 +77,8 @@ class TrainConfig:
             raise UsageError(f"warmup_frac={self.warmup_frac} must be in [0, 1)")
         if self.lr <= 0:
             raise UsageError(f"lr={self.lr} must be > 0")
+        if self.mined_repeat < 1:
+            raise UsageError(f"mined_repeat={self.mined_repeat} must be >= 1")
         if self.train_split == self.val_split:
             raise UsageError(f"train_split and val_split are both {self.train_split!r}; validation needs "
                              "held-out rows")

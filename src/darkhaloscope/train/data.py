@@ -50,6 +50,7 @@ Packed tiers (`stamp_f16`) come out as float16 (half the bytes to move), Phase 4
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 from typing import Iterator
@@ -77,7 +78,7 @@ class StampStream(IterableDataset):
     def __init__(self, data: str, split: str, batch_size: int, *, shuffle: bool = True, seed: int = 0,
                  shuffle_buffer: int = 4096, cutout_ok_only: bool = True, s3: S3Options | None = None,
                  cache_dir: str | None = None, rank: int = 0, world_size: int = 1, on_error: str = "skip",
-                 max_rows: int | None = None, decode_threads: int = 1):
+                 max_rows: int | None = None, decode_threads: int = 1, mined: str = "", mined_repeat: int = 1):
         if batch_size < 1 or shuffle_buffer < 1:
             raise UsageError(f"batch_size ({batch_size}) and shuffle_buffer ({shuffle_buffer}) must be >= 1")
         if seed < 0:
@@ -92,6 +93,9 @@ class StampStream(IterableDataset):
         self.rank, self.world_size = int(rank), int(world_size)
         self.cache_dir = str(cache_dir) if cache_dir and is_s3(self.data) else None  # local data: no cache
         self.tier = open_tier(self.data, s3)
+        if mined:  # the mined files become files of this split of the tier (self.tier is read everywhere)
+            self.tier = dataclasses.replace(self.tier, files=self.tier.files + mined_files(
+                mined, self.tier, split, mined_repeat, s3))
         self.files = self.tier.files_for(split)
         self._check_columns()
         self.plan = EpochPlan.from_unit_rows(self._unit_rows(), self.world_size, self.batch_size, max_rows)
@@ -267,3 +271,15 @@ def make_loader(stream: StampStream, num_workers: int = 0, pin_memory: bool = Fa
     extra = {"prefetch_factor": prefetch_factor, "persistent_workers": False,
              "multiprocessing_context": multiprocessing_context} if num_workers > 0 else {}
     return StampLoader(stream, batch_size=None, num_workers=num_workers, pin_memory=pin_memory, **extra)
+
+
+def mined_files(mined: str, tier, split: str, repeat: int, s3: S3Options | None = None) -> list:
+    """The files of a `dhs mine` tier as files of `split` of `tier`, each `repeat` times under its own relpath
+    (`_mined<r>/...`), so every copy gets row ids of its own."""
+    extra = open_tier(mined, s3)
+    if type(extra.fs) is not type(tier.fs) or extra.is_packed != tier.is_packed:
+        raise UsageError(f"mined={mined}: must be on the same kind of filesystem, in the same stamp format (npz or "
+                         f"packed), as the training data {tier.uri}")
+    return [dataclasses.replace(f, relpath=f"_mined{r}/{f.relpath}", split=split)
+            for r in range(repeat) for f in extra.files]
+

@@ -160,7 +160,8 @@ class _Trainer:
         stream_kw = dict(seed=cfg.seed, s3=self.s3, cache_dir=cfg.cache_dir, rank=info.rank,
                          world_size=info.world_size, on_error=cfg.on_error, decode_threads=cfg.decode_threads)
         self.train_stream = StampStream(cfg.data, cfg.train_split, cfg.batch_size, shuffle=True,
-                                        shuffle_buffer=cfg.shuffle_buffer, max_rows=cfg.max_train_rows, **stream_kw)
+                                        shuffle_buffer=cfg.shuffle_buffer, max_rows=cfg.max_train_rows,
+                                        mined=cfg.mined, mined_repeat=cfg.mined_repeat, **stream_kw)
         self.val_stream = StampStream(cfg.data, cfg.val_split, cfg.val_batch_size, shuffle=False,
                                       max_rows=cfg.max_val_rows, **stream_kw)
         pin = self.device.type == "cuda"

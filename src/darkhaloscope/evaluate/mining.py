@@ -1,0 +1,112 @@
+"""Hard-negative mining: `dhs mine`, and the before/after section of `dhs evaluate --before-mining`.
+
+    dhs mine --checkpoint RUN/best.pt --data NEGATIVES --top 500 --out mined       # NEGATIVES: a tier
+    dhs train --data TIER --out RUN2 --mined=mined --mined_repeat=2                # mixed into training
+    dhs evaluate RUN2_scores.parquet --out R --before-mining RUN_scores.parquet    # FPR before / after
+
+`mine_tier` scores the negatives of one split (default train: never mine the split you report on) with the
+checkpoint, keeps the K highest-scoring (label 0 or unlabelled, usable cutouts; ties by position) and copies
+those rows, stamps and all, into `OUT/region_split=<split>/part-00000.parquet` with `mined_score`,
+`mined_logit`, `mined_rank`; `is_control` is 1. Their `stamp_id` is kept as `mined_stamp_id`, so the rows get
+ids of their own in training (they may repeat rows of the training tier). The scores of every negative stay
+in `OUT/_mined_scores.parquet`; `OUT/manifest.json` records the checkpoint, data, K and the score of the K-th.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from darkhaloscope.common import ranking as M
+from darkhaloscope.errors import DataError, UsageError
+from darkhaloscope.evaluate.report import Section, md_table
+from darkhaloscope.fileio import atomic_path, atomic_write_text
+from darkhaloscope.stamps.schema import LABEL_SOURCE_COLUMN, SPLIT_COLUMN
+
+
+def mine_tier(checkpoint: str, data: str, top: int, out: str, *, split: str | None = "train", s3=None,
+              progress: bool = False, argv: list[str] | None = None) -> dict:
+    from darkhaloscope.config import load_config, run_info
+    from darkhaloscope.evaluate.config import ScoreConfig
+    from darkhaloscope.evaluate.score import score_data
+    from darkhaloscope.stamps.tier import open_tier
+
+    if top < 1:
+        raise UsageError(f"--top {top}: must be >= 1")
+    tier = open_tier(data, s3)  # DataError for a folder without parquet: mining copies tier rows
+    root = Path(out)
+    scores_path = root / "_mined_scores.parquet"
+    cfg = load_config(ScoreConfig, None, {"cutout_ok_only": True})
+    score_data(checkpoint, data, scores_path, cfg, s3=s3, split=split, progress=progress)
+    t = pq.read_table(scores_path, columns=["logit", "score", "label", "source_file", "source_row"])
+    logit = np.asarray(t["logit"].to_numpy(zero_copy_only=False), float)
+    label = t["label"].to_pylist()
+    neg = np.flatnonzero(np.asarray([lab != 1 for lab in label]) & np.isfinite(logit))
+    if not len(neg):
+        raise DataError(f"{data}: no scored negatives{f' in split {split}' if split else ''} to mine")
+    pick = neg[np.argsort(-logit[neg], kind="stable")[:top]]
+    files, rows = t["source_file"].to_pylist(), t["source_row"].to_pylist()
+    by_rel = {f.relpath: f for f in tier.files}
+    per_file: dict[str, list[tuple[int, int]]] = {}
+    for rank, i in enumerate(pick):
+        per_file.setdefault(files[i], []).append((rank, int(rows[i])))
+    parts, ranks = [], []
+    for rel, items in per_file.items():  # one file in memory at a time
+        if rel not in by_rel:
+            raise DataError(f"{data}: scored file {rel} is no longer in the tier; was it rewritten? Mine again")
+        whole = pq.ParquetFile(by_rel[rel].path, filesystem=tier.fs).read()
+        parts.append(whole.take(pa.array([r for _, r in items], pa.int64())))
+        ranks += [k for k, _ in items]
+    table = pa.concat_tables(parts, promote_options="permissive").take(pa.array(np.argsort(ranks), pa.int64()))
+    if SPLIT_COLUMN in table.column_names:
+        table = table.drop_columns([SPLIT_COLUMN])
+    if "stamp_id" in table.column_names:
+        table = table.rename_columns(["mined_stamp_id" if c == "stamp_id" else c for c in table.column_names])
+    ones = pa.array(np.ones(len(pick), np.int32))
+    table = (table.drop_columns([LABEL_SOURCE_COLUMN]) if LABEL_SOURCE_COLUMN in table.column_names else table) \
+        .append_column(LABEL_SOURCE_COLUMN, ones) \
+        .append_column("mined_logit", pa.array(logit[pick])) \
+        .append_column("mined_score", pa.array(np.asarray(t["score"].to_numpy(zero_copy_only=False), float)[pick])) \
+        .append_column("mined_rank", pa.array(np.arange(len(pick), dtype=np.int32)))
+    out_split = split or "train"
+    with atomic_path(root / f"region_split={out_split}" / "part-00000.parquet") as tmp:
+        pq.write_table(table, tmp, row_group_size=256)
+    info = run_info(argv)
+    manifest = {"checkpoint": str(checkpoint), "data": data, "split": split, "top": top, "rows": len(pick),
+                "negatives_scored": int(len(neg)), "kth_logit": float(logit[pick[-1]]),
+                "scores": scores_path.name, "version": info["version"], "command": info["command"]}
+    atomic_write_text(root / "manifest.json", json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    return manifest
+
+
+def before_after_section(before_path: str, scores, cfg, ev) -> None:
+    """FPR of the held-out negatives of SCORES (after) and BEFORE (the model mining started from), same split."""
+    from darkhaloscope.evaluate.scoresfile import read_scores
+
+    before = read_scores(before_path, cfg.split)
+    rows, metrics = [], {}
+    for name, s in (("before", before), ("after", scores)):
+        r = {"negatives": int((s.labels == 0).sum()),
+             f"fpr_at_score_{cfg.threshold:g}": float(((s.scores >= cfg.threshold) & (s.labels == 0)).sum()
+                                                      / max(1, (s.labels == 0).sum()))}
+        for tpr in cfg.tpr_targets:
+            r[f"fpr_at_tpr_{tpr:g}"] = M.fpr_at_tpr(s.labels, s.scores, tpr).value
+        metrics[name] = r
+        rows.append([name, r["negatives"]] + [_pct(v) for k, v in r.items() if k != "negatives"])
+    header = ["model", "held-out negatives", f"FPR at score >= {cfg.threshold:g}"] + \
+        [f"FPR at TPR {t:g}" for t in cfg.tpr_targets]
+    lines = [f"False-positive rate on the held-out negatives ({scores.split_note}) of the model that mining started "
+             f"from (`{Path(before_path).name}`) and of this one, trained with the mined negatives.", "",
+             md_table(header, rows)]
+    ev.sections.append(Section("Hard-negative mining: before and after", lines, []))
+    ev.metrics["mining"] = metrics | {"before_scores": str(before_path)}
+    b, a = metrics["before"][f"fpr_at_score_{cfg.threshold:g}"], metrics["after"][f"fpr_at_score_{cfg.threshold:g}"]
+    ev.headline.append(f"Hard-negative mining: FPR at score >= {cfg.threshold:g} {_pct(b)} before, {_pct(a)} after")
+
+
+def _pct(v) -> str:
+    return "n/a" if v is None or not np.isfinite(v) else f"{v:.3g}"
