@@ -7,9 +7,10 @@ import json
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from conftest import TRAIN_FAST
-
 from darkhaloscope.cli import main
+
+TRAIN_FAST = ["--model=small_cnn", "--device=cpu", "--precision=fp32", "--channels_last=false", "--num_workers=0",
+              "--batch_size=32", "--lr=3e-3", "--progress=false", "--val_batch_size=64", "--epochs=1"]
 
 
 @pytest.mark.slow
