@@ -105,11 +105,7 @@ def build_catalog(out: str, positives: Sequence[str] = (LENSCAT,), negatives: Se
         pix = healpix_index(f.ra, f.dec, cfg.nside)
         footprint.update(np.unique(pix).tolist())
         split = split_of_pixels(pix, seed, fractions)
-        keys = zip(split[~drop], f.stratum[~drop], f.confuser[~drop])
-        c: dict[tuple, int] = defaultdict(int)
-        for key in keys:
-            c[key] += 1
-        file_counts.append(dict(c))
+        file_counts.append(_group_counts(split[~drop], f.stratum[~drop], f.confuser[~drop]))
     for line in sorted(notes):
         log(f"note: {line}")
 
@@ -135,6 +131,18 @@ def build_catalog(out: str, positives: Sequence[str] = (LENSCAT,), negatives: Se
         pq.write_table(table, tmp, row_group_size=4096)
     atomic_write_text(manifest_path(out), json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     return manifest
+
+
+def _group_counts(split: np.ndarray, stratum: np.ndarray, confuser: np.ndarray) -> dict[tuple, int]:
+    """{(split, stratum, confuser): rows}, counted with numpy (sweep files hold millions of rows)."""
+    if not len(split):
+        return {}
+    s_names, s_idx = np.unique(split.astype(str), return_inverse=True)
+    t_names, t_idx = np.unique(stratum.astype(str), return_inverse=True)
+    code = (s_idx * len(t_names) + t_idx) * 2 + confuser.astype(np.int64)
+    values, counts = np.unique(code, return_counts=True)
+    return {(str(s_names[v // 2 // len(t_names)]), str(t_names[v // 2 % len(t_names)]), bool(v % 2)): int(c)
+            for v, c in zip(values, counts)}
 
 
 def manifest_path(out: str | Path) -> Path:
@@ -211,10 +219,8 @@ def _positive_table(pos: Positives, pix: np.ndarray, split: np.ndarray) -> pa.Ta
 
 def _finish(table: pa.Table, k_shard: int) -> pa.Table:
     """Rows ordered by (split, healpix, ra, dec, name): sky-local chunks for `dhs cutouts`; ids by that order."""
-    order = sorted(range(table.num_rows), key=lambda i: (table["split"][i].as_py(), table["healpix"][i].as_py(),
-                                                        table["ra"][i].as_py(), table["dec"][i].as_py(),
-                                                        table["name"][i].as_py() or ""))
-    table = table.take(pa.array(order, pa.int64()))
+    table = table.sort_by([("split", "ascending"), ("healpix", "ascending"), ("ra", "ascending"),
+                           ("dec", "ascending"), ("name", "ascending")])
     ids = pa.array([f"s{k_shard}-{i:08d}" for i in range(table.num_rows)], pa.string())
     rest = [c for c in table.column_names if c not in OUTPUT_COLUMNS]
     return table.append_column("target_id", ids).select(list(OUTPUT_COLUMNS) + rest)

@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from darkhaloscope.errors import DataError
 from darkhaloscope.stamps.schema import ZEROPOINT_AB
@@ -54,22 +56,26 @@ def read_features(path: str, cfg: CatalogConfig, notes: set[str]) -> Features:
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         raise DataError(f"{path} row {i}: RA/DEC not finite; fix the catalog or drop the row")
-    parts = []
+    codes = np.zeros(n, np.int64)  # stratum of each row as an integer, labelled once per distinct value
+    labels = np.asarray(["all"], dtype=object)
     if col["NOBS_Z"] is not None:
         labels = np.asarray(nobs_bin_labels(cfg.nobs_z_edges), dtype=object)
-        parts.append(labels[np.searchsorted(np.asarray(cfg.nobs_z_edges), num("NOBS_Z"), side="right")])
+        codes = np.searchsorted(np.asarray(cfg.nobs_z_edges), num("NOBS_Z"), side="right")
     else:
         notes.add("negatives have no NOBS_Z column: strata by TYPE only (a DR10 sweep file has NOBS_Z)")
     types = None
     if col["TYPE"] is not None:
-        types = np.asarray([str(v).strip() for v in t[col["TYPE"]].to_pylist()], dtype=object)
-        parts.append(types)
+        raw = t[col["TYPE"]]
+        if pa.types.is_binary(raw.type) or pa.types.is_fixed_size_binary(raw.type):
+            raw = raw.cast(pa.string())
+        types = np.asarray(pc.utf8_trim_whitespace(raw.cast(pa.string())).to_numpy(zero_copy_only=False), dtype=object)
+        type_names, type_codes = np.unique(types.astype(str), return_inverse=True)
+        both = np.asarray([f"{a}|{b}" for a in labels for b in type_names], dtype=object)
+        labels, codes = (both, codes * len(type_names) + type_codes) if col["NOBS_Z"] is not None else \
+            (type_names.astype(object), type_codes)
     else:
         notes.add("negatives have no TYPE column: no stratification by Tractor morphology")
-    if parts:
-        stratum = parts[0] if len(parts) == 1 else np.asarray([f"{a}|{b}" for a, b in zip(*parts)], dtype=object)
-    else:
-        stratum = np.full(n, "all", dtype=object)
+    stratum = labels[codes]
     return Features(ra, dec, stratum, _confusers(col, num, types, n, cfg, notes))
 
 
