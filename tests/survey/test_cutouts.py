@@ -128,3 +128,11 @@ def test_target_list_without_label(tmp_path, capsys):
     assert main(["cutouts", str(tmp_path / "t.parquet"), "--out", str(tmp_path / "tier")]) == 1
     err = capsys.readouterr().err
     assert "no label column" in err and str(tmp_path / "t.parquet") in err and not (tmp_path / "tier").exists()
+
+
+def test_duplicate_target_ids_refused(tmp_path, capsys):
+    t = tmp_path / "t.parquet"
+    pq.write_table(pa.table({"target_id": ["a", "a"], "ra": [1.0, 2.0], "dec": [0.0, 0.0], "label": [0, 1],
+                             "split": ["train", "train"]}), t)
+    assert main(["cutouts", str(t), "--out", str(tmp_path / "tier")]) == 1
+    assert "target_id 'a' appears more than once" in capsys.readouterr().err and not (tmp_path / "tier").exists()

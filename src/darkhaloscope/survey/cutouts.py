@@ -27,6 +27,7 @@ from typing import Sequence
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from darkhaloscope.common.progress import Progress
@@ -55,20 +56,29 @@ def load_targets(paths: Sequence[str]) -> pa.Table:
                                 "negative, split train/val/test)")
         rename = {c: k for k, c in cols.items()}
         t = t.rename_columns([rename.get(c, c) for c in t.column_names])
-        ra, dec = (np.asarray(t[k].to_numpy(zero_copy_only=False), float) for k in ("ra", "dec"))
-        label, split = t["label"].to_pylist(), t["split"].to_pylist()
-        for i in range(t.num_rows):
-            if not (np.isfinite(ra[i]) and np.isfinite(dec[i]) and abs(dec[i]) <= 90):
-                raise DataError(f"{p} row {i}: ra/dec ({ra[i]}, {dec[i]}) are not valid degrees")
-            if label[i] not in (0, 1) or split[i] not in SPLITS:
-                raise DataError(f"{p} row {i}: label {label[i]!r} / split {split[i]!r}: expected 0 or 1 and one of "
-                                f"{', '.join(SPLITS)}")
+        try:
+            ra, dec = (np.asarray(t[k].to_numpy(zero_copy_only=False), float) for k in ("ra", "dec"))
+        except (TypeError, ValueError, pa.ArrowException):
+            raise DataError(f"{p}: ra/dec are not numbers (degrees expected)") from None
+        label = np.asarray(t["label"].to_pylist(), dtype=object)
+        split = np.asarray(t["split"].to_pylist(), dtype=object)
+        bad = ~(np.isfinite(ra) & np.isfinite(dec) & (np.abs(dec) <= 90)) | ~np.isin(label, [0, 1]) \
+            | ~np.isin(split, list(SPLITS))
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise DataError(f"{p} row {i}: ra/dec ({ra[i]}, {dec[i]}), label {label[i]!r}, split {split[i]!r}: "
+                            f"expected degrees, label 0 or 1 and a split of {', '.join(SPLITS)}")
         tables.append(t)
     if not tables or sum(t.num_rows for t in tables) == 0:
         raise DataError(f"{', '.join(paths)}: no targets")
     t = pa.concat_tables(tables, promote_options="permissive")
     if "target_id" not in t.column_names:
         t = t.append_column("target_id", pa.array([f"t{i:08d}" for i in range(t.num_rows)], pa.string()))
+    ids = t["target_id"].cast(pa.string())
+    if pc.count_distinct(ids).as_py() != t.num_rows:
+        dup = pc.value_counts(ids).filter(pc.greater(pc.struct_field(pc.value_counts(ids), "counts"), 1))
+        raise DataError(f"{', '.join(paths)}: target_id {dup[0]['values'].as_py()!r} appears more than once; ids must "
+                        "be unique (catalog shards get ids s<K>-...; give each list once)")
     return t
 
 

@@ -148,7 +148,8 @@ class CutoutClient:
             except FitsFormatError as e:
                 return -1, None, f"invalid body: {e}", None
             return 200, body, "", None
-        return resp.status, None, f"HTTP {resp.status} {resp.reason}".strip(), \
+        phrase = "".join(ch for ch in str(resp.reason)[:80] if ch.isprintable())  # the server's text: data
+        return resp.status, None, f"HTTP {resp.status} {phrase}".strip(), \
             retry_after_seconds(resp.getheader("Retry-After"))
 
     def fetch(self, url: str, max_tries: int | None = None) -> FetchResult:
