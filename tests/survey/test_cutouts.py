@@ -50,12 +50,14 @@ def test_faults_recovered_or_recorded(real_cutouts, tmp_path):
     targets = write_targets(tmp_path / "t.parquet", 9)
     t = pq.read_table(targets)
     kinds = ["429", "500", "truncate", "slow", "nan", "two_band"]
-    with FakeCutoutService(real_cutouts, slow_s=0.3, fault_times=2) as svc:
-        cfg = CutoutConfig(service_url=svc.url, rate_limit_per_s=0, backoff_s=0.05, max_tries=4, rows_per_file=4)
+    with FakeCutoutService(real_cutouts, slow_s=1.0, fault_times=2) as svc:
+        cfg = CutoutConfig(service_url=svc.url, rate_limit_per_s=0, backoff_s=0.05, max_tries=4, rows_per_file=4,
+                           timeout_s=0.5)  # the slow replies time out twice, then the third try succeeds
         ras = [ra_key(cfg, r) for r in t["ra"].to_pylist()]
         svc.fault_for = dict(zip(ras[1:], kinds))  # row 0 (the preflight) is clean
         m = build_cutout_tier([str(targets)], str(tmp_path / "tier"), cfg)
         times_429 = svc.times[ras[1]]
+        assert all(svc.requests[ras[k]] == 3 for k in (1, 2, 3, 4))  # 429, 500, truncated, timed out: 2 retries
     assert times_429[1] - times_429[0] >= 0.95 and times_429[2] - times_429[1] >= 0.95  # Retry-After: 1
     tier = pa.concat_tables([pq.read_table(tmp_path / "tier" / f) for f in m["files"]]).to_pandas()
     by_id = tier.set_index("stamp_id")
