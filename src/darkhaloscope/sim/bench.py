@@ -25,7 +25,7 @@ from darkhaloscope.sim.build import SimContext, make_plan, simulate_tier
 from darkhaloscope.sim.hosts import colour_scale
 from darkhaloscope.sim.inject import lens_kwargs, render_lensed_source, sersic_kwargs
 from darkhaloscope.sim.observing import draw_conditions, psf_kernel
-from darkhaloscope.sim.params import draw_lens, draw_source, grid_points, parse_snr_dist
+from darkhaloscope.sim.params import draw_lens, draw_sersic_source, grid_points, parse_snr_dist, parse_theta_e_dist
 from darkhaloscope.sim.render import convolve_bands, psf_stack, render_row
 from darkhaloscope.sim.simconfig import SimConfig
 from darkhaloscope.stamps.codec import encode_stamp
@@ -34,11 +34,12 @@ from darkhaloscope.stamps.schema import BANDS, PIXEL_SCALE_ARCSEC, STAMP_SIZE
 
 def _draws(n: int, cfg: SimConfig, seed: int = 0) -> list:
     rng = np.random.default_rng(seed)
+    theta_e = parse_theta_e_dist(cfg.theta_e_dist, cfg.theta_e_arcsec)[0]
     out = []
-    for _ in range(n):
+    for _ in range(n):  # (one Sersic, no knots: both methods render the same profile)
         cond = draw_conditions(rng, BANDS)
-        lens = draw_lens(rng, cfg, {}, 0.0)
-        out.append((cond, lens, draw_source(rng, cfg, {}, lens.theta_e_arcsec)))
+        lens = draw_lens(rng, cfg, {}, 0.0, theta_e)
+        out.append((cond, lens, draw_sersic_source(rng, cfg, {}, lens.theta_e_arcsec)))
     return out
 
 

@@ -36,7 +36,7 @@ from darkhaloscope.errors import UsageError
 from darkhaloscope.fileio import atomic_path, atomic_write_text, clean_temps
 from darkhaloscope.sim.confusers import parse_kinds
 from darkhaloscope.sim.hosts import RealHosts, assign_host_splits, exact_counts, load_real_hosts
-from darkhaloscope.sim.params import grid_points, parse_grid, parse_snr_dist
+from darkhaloscope.sim.params import grid_points, parse_grid, parse_snr_dist, parse_theta_e_dist
 from darkhaloscope.sim.render import render_row
 from darkhaloscope.sim.simconfig import SimConfig
 from darkhaloscope.stamps.codec import encode_stamp
@@ -78,6 +78,11 @@ class SimContext:
     real: RealHosts | None
     grid_points: list[dict]
     snr_sampler: object
+    theta_e: object = None  # sampler(rng) -> Einstein radius, arcsec (default: from cfg.theta_e_dist)
+
+    def __post_init__(self):
+        if self.theta_e is None:
+            self.theta_e = parse_theta_e_dist(self.cfg.theta_e_dist, self.cfg.theta_e_arcsec)[0]
 
 
 def make_plan(rows: int, seed: int, cfg: SimConfig, real: RealHosts | None = None) -> Plan:

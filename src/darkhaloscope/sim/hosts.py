@@ -1,12 +1,14 @@
 """Host galaxies for injection: synthetic LRG-like hosts, or real hosts read from files.
 
 - Synthetic (`render_synthetic_host`): an elliptical Sersic (n 3-5) of r 17-20.5 (counts rising to the
-  faint end), red LRG colours, half-light radius ~3" at r = 19 growing with brightness (central r pixel
+  faint end), red LRG colours (r-z 0.9-1.5) with a colour gradient (R_eff(g) > R_eff(r) > R_eff(z)), half-light radius ~3" at r = 19 growing with brightness (central r pixel
   0.03-0.3 nmgy, like the real DR10 cutouts' 0.03-0.19), plus random neighbour galaxies and stars; returned pre-PSF, per band.
   A host is fully determined by (seed, host index), so every use of a host shows the same galaxy.
 - Real (`load_real_hosts`): a folder of `.npz` files (DR10 cutout layout `cutout` (H, W, 3), or the
   Phase 4c `image_g/r/z` layout), or a Phase 4c tier (local or s3://), whose CONTROL rows become hosts.
-  Their noise and PSF are real: only the arc is added.
+  Their noise and PSF are real: only the arc is added, convolved with the host's own PSF size when its
+  metadata carries one (npz `meta_psfsize_{g,r,z}` / `psfsize_{g,r,z}`, tier columns `psfsize_{g,r,z}` or
+  `psf_fwhm_used_{g,r,z}`, FWHM in arcsec), else with drawn conditions.
 - `assign_host_splits`: every host goes to exactly one split, so all uses of a host stay in one split.
 - `aperture_mag_r`: the host magnitude used in `src_dmag` (r-band flux within 3" of the centre).
 
@@ -39,6 +41,7 @@ class RealHosts:
     ids: list[str]
     source: str  # the path they came from, for the manifest
     sigma_nmgy: np.ndarray | None = None  # (M, 3) robust per-pixel sky sigma per band, set by `checked`
+    psf_fwhm_arcsec: np.ndarray | None = None  # (M, 3) the hosts' own PSF FWHM per band (nan: unknown), arcsec
 
     def checked(self) -> "RealHosts":
         """Measure each host's sky noise; DataError naming the host if a band has none (not a real cutout)."""
@@ -82,8 +85,10 @@ def render_synthetic_host(rng: np.random.Generator, cfg) -> tuple[np.ndarray, di
     phi = rng.uniform(0.0, math.pi)
     e = (1 - q) / (1 + q)
     gr, rz = rng.uniform(*cfg.host_g_r), rng.uniform(*cfg.host_r_z)
-    shape = render_sersic(float(mag_to_nmgy(mag_r)), reff, n, e * math.cos(2 * phi), e * math.sin(2 * phi))
-    model = colour_scale(gr, rz)[:, None, None] * shape[None]
+    grad = rng.uniform(*cfg.host_grad_dex)  # colour gradient: R_eff grows to the blue, g > r > z
+    e1, e2 = e * math.cos(2 * phi), e * math.sin(2 * phi)
+    shapes = np.stack([render_sersic(1.0, reff * 10 ** (grad * k), n, e1, e2) for k in (1, 0, -1)])
+    model = (float(mag_to_nmgy(mag_r)) * colour_scale(gr, rz))[:, None, None] * shapes
     for _ in range(min(rng.poisson(cfg.neighbours_mean), 4)):
         x, y = _random_offset(rng, 2.5)
         nb = render_sersic(float(mag_to_nmgy(rng.uniform(20.0, 23.5))), rng.uniform(0.2, 0.8),
@@ -156,7 +161,25 @@ def _load_npz_files(files: list[Path], source: Path) -> RealHosts:
         except OSError as e:
             raise DataError(f"--hosts {f}: cannot read ({e.strerror}); check permissions") from None
     res = decode_batch(blobs, where=[str(f) for f in files], on_error="raise")
-    return RealHosts(res.images, [f.stem for f in files], str(source))
+    return RealHosts(res.images, [f.stem for f in files], str(source), psf_fwhm_arcsec=_npz_psf(blobs))
+
+
+PSF_META_KEYS = tuple((f"meta_psfsize_{b}", f"psfsize_{b}") for b in BANDS)  # npz keys of a host's PSF FWHM
+PSF_COLUMNS = tuple((f"psfsize_{b}", f"psf_fwhm_used_{b}") for b in BANDS)  # tier columns of it
+
+
+def _npz_psf(blobs: list[bytes]) -> np.ndarray | None:
+    """(M, 3) PSF FWHM (arcsec) from each npz's metadata, nan where absent; None when no file has any."""
+    import io
+
+    out = np.full((len(blobs), len(BANDS)), np.nan)
+    for i, blob in enumerate(blobs):
+        with np.load(io.BytesIO(blob), allow_pickle=False) as z:
+            for j, keys in enumerate(PSF_META_KEYS):
+                key = next((k for k in keys if k in z.files), None)
+                if key is not None and z[key].shape == ():
+                    out[i, j] = float(z[key])
+    return None if np.isnan(out).all() else out
 
 
 def _load_tier_controls(uri: str, s3, limit: int) -> RealHosts:
@@ -168,8 +191,10 @@ def _load_tier_controls(uri: str, s3, limit: int) -> RealHosts:
 
     tier = open_tier(uri, s3)
     id_col = next((c for c in HOST_ID_COLUMNS if c in tier.columns), None)
-    cols = [STAMP_COLUMN, LABEL_SOURCE_COLUMN] + ([id_col] if id_col else [])
-    images, ids = [], []
+    psf_cols = [next((c for c in keys if c in tier.columns), None) for keys in PSF_COLUMNS]
+    psf_cols = psf_cols if all(psf_cols) else []
+    cols = [STAMP_COLUMN, LABEL_SOURCE_COLUMN] + ([id_col] if id_col else []) + psf_cols
+    images, ids, psfs = [], [], []
     for b in tier.iter_batches(cols, cutout_ok_only=CUTOUT_OK_COLUMN in tier.columns):
         keep = np.asarray(pc.equal(b.table[LABEL_SOURCE_COLUMN], 1).to_numpy(zero_copy_only=False), bool)
         if not keep.any():
@@ -178,11 +203,15 @@ def _load_tier_controls(uri: str, s3, limit: int) -> RealHosts:
         sb = decode_tier_batch(b)
         images.append(sb.images)
         ids += [str(v) for v in b.table[id_col].to_pylist()] if id_col else b.row_ids()
+        if psf_cols:
+            psfs.append(np.stack([np.asarray(b.table[c].to_numpy(zero_copy_only=False), np.float64) for c in psf_cols],
+                                 axis=1))
         if len(ids) >= limit:
             break
     if not ids:
         raise DataError(f"--hosts {uri}: the tier has no control rows (is_control=1) to use as hosts")
-    return RealHosts(np.concatenate(images)[:limit], ids[:limit], uri)
+    psf = np.concatenate(psfs)[:limit] if psfs else None
+    return RealHosts(np.concatenate(images)[:limit], ids[:limit], uri, psf_fwhm_arcsec=psf)
 
 
 def load_real_hosts(path: str, s3=None, limit: int = 5000) -> RealHosts:

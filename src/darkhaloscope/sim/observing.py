@@ -10,7 +10,10 @@ Everything a simulated stamp needs to look like a Legacy Surveys DR10 g/r/z coad
   correlated by resampling), so it is multiplied by a per-band calibration factor chosen so that median
   conditions give the robust sigma measured on the real cutouts in ../shared/data/dr10_cutouts
   (g 0.0018, r 0.0030, z 0.0080 nmgy/pixel).
-- `correlated_noise`: sky noise with the lag-1 pixel correlation of resampled coadds.
+- `correlated_noise`: sky noise with the lag-1 pixel correlations (x and y apart) of resampled coadds;
+  `noise_lag1` is the one estimator that measures them, on real and simulated stamps alike.
+- `photon_noise`: the Poisson noise of added light (arcs, confusers, synthetic hosts) relative to the sky's,
+  from the DECam sky brightness per band (`BandModel.sky_mag_arcsec2`).
 - `psf_kernel(band_fwhm, beta, kind)`: pixel-integrated, normalised (sum = 1) Moffat or Gaussian kernels,
   cached per FWHM bin (0.02") so that a tier of millions of stamps builds only a few hundred kernels.
 
@@ -34,7 +37,7 @@ PSF_HALF_SIZE_PIX = 12  # kernel is (2*12+1)^2 pixels = 6.5" on a side (> 99% of
 PSF_SUPERSAMPLE = 5  # sub-pixels per pixel side when integrating the PSF over pixels
 FWHM_RANGE_ARCSEC = (0.7, 2.2)  # clip of drawn seeing
 DEPTH_SCATTER_MAG = 0.25  # 1-sigma scatter of the 5-sigma depth around its median
-FWHM_SCATTER_DEX = 0.06  # 1-sigma scatter of log10(FWHM) (common to all bands of a stamp)
+FWHM_SCATTER_DEX = 0.08  # 1-sigma scatter of log10(FWHM) (common to all bands): DR10 r 0.95-1.9" (5-95%)
 BETA_RANGE = (2.5, 4.5)  # Moffat beta drawn uniformly here (median 3.5)
 
 
@@ -45,12 +48,15 @@ class BandModel:
     psf_fwhm_arcsec: float  # median PSF FWHM
     psfdepth_mag: float  # median 5-sigma point-source depth, AB mag
     pixel_sigma_nmgy: float  # measured robust per-pixel sigma of real DR10 coadd cutouts, nanomaggies
+    sky_mag_arcsec2: float  # typical DECam sky surface brightness, AB mag / arcsec^2 (sets photon noise)
 
 
+# PSF medians: DR10 south psfsize (r ~1.3"; Gaussian fits to ../shared/data/dr10_cutouts give r 1.3-1.5");
+# sky: DECam exposure-time-calculator dark-to-grey sky (g 22.0, r 21.0, z 18.9 mag/arcsec^2).
 BAND_MODELS: dict[str, BandModel] = {
-    "g": BandModel(psf_fwhm_arcsec=1.3, psfdepth_mag=24.0, pixel_sigma_nmgy=0.0018),
-    "r": BandModel(psf_fwhm_arcsec=1.2, psfdepth_mag=23.4, pixel_sigma_nmgy=0.0030),
-    "z": BandModel(psf_fwhm_arcsec=1.1, psfdepth_mag=22.5, pixel_sigma_nmgy=0.0080),
+    "g": BandModel(psf_fwhm_arcsec=1.45, psfdepth_mag=24.0, pixel_sigma_nmgy=0.0018, sky_mag_arcsec2=22.0),
+    "r": BandModel(psf_fwhm_arcsec=1.3, psfdepth_mag=23.4, pixel_sigma_nmgy=0.0030, sky_mag_arcsec2=21.0),
+    "z": BandModel(psf_fwhm_arcsec=1.2, psfdepth_mag=22.5, pixel_sigma_nmgy=0.0080, sky_mag_arcsec2=18.9),
 }
 
 
@@ -143,19 +149,59 @@ def draw_conditions(rng: np.random.Generator, bands: tuple[str, ...]) -> Conditi
     return Conditions(bands, tuple(fwhm), beta, tuple(depth), tuple(sigma))
 
 
-def correlated_noise(rng: np.random.Generator, sigma_nmgy, shape: tuple[int, ...], lag1_corr: float) -> np.ndarray:
-    """Gaussian sky noise (bands, H, W) with per-pixel sigma `sigma_nmgy` (per band) and a lag-1
-    correlation `lag1_corr` between neighbouring pixels, like resampled coadd pixels (real DR10 cutouts:
-    0.2-0.45). White noise is smoothed by the separable kernel [a, 1, a] (2a / (1 + 2a^2) = lag1_corr)
-    and rescaled so that the per-pixel sigma is exactly the requested one."""
+def _kernel_weight(rho: float) -> float:
+    """a of the [a, 1, a] smoothing kernel whose lag-1 autocorrelation 2a / (1 + 2a^2) is rho."""
+    return 0.0 if rho <= 0 else (1.0 - math.sqrt(1.0 - 2.0 * rho ** 2)) / (2.0 * rho)
+
+
+def correlated_noise(rng: np.random.Generator, sigma_nmgy, shape: tuple[int, ...], lag1_xy) -> np.ndarray:
+    """Gaussian sky noise (bands, H, W) with per-pixel sigma `sigma_nmgy` (per band) and lag-1
+    correlations `lag1_xy` = (along x = columns, along y = rows) between neighbouring pixels, like
+    resampled coadd pixels. White noise is smoothed by the separable kernels [a, 1, a] (2a / (1 + 2a^2) =
+    rho per axis) and rescaled so that the per-pixel sigma is exactly the requested one. A single number
+    is the same correlation along both axes."""
+    rx, ry = (lag1_xy, lag1_xy) if np.isscalar(lag1_xy) else lag1_xy
+    ax, ay = _kernel_weight(float(rx)), _kernel_weight(float(ry))
     sigma = np.asarray(sigma_nmgy, dtype=np.float64).reshape(-1, 1, 1)
-    if lag1_corr <= 0:
-        return rng.normal(0.0, 1.0, shape) * sigma
-    a = (1.0 - math.sqrt(1.0 - 2.0 * lag1_corr ** 2)) / (2.0 * lag1_corr)  # root of 2a / (1 + 2a^2) = rho
     w = rng.normal(0.0, 1.0, (shape[0], shape[1] + 2, shape[2] + 2))
-    w = w[:, 1:-1, :] + a * (w[:, :-2, :] + w[:, 2:, :])
-    w = w[:, :, 1:-1] + a * (w[:, :, :-2] + w[:, :, 2:])
-    return w * (sigma / (1.0 + 2.0 * a * a))
+    w = w[:, 1:-1, :] + ay * (w[:, :-2, :] + w[:, 2:, :])
+    w = w[:, :, 1:-1] + ax * (w[:, :, :-2] + w[:, :, 2:])
+    return w * (sigma / math.sqrt((1.0 + 2.0 * ax * ax) * (1.0 + 2.0 * ay * ay)))
+
+
+def noise_lag1(image: np.ndarray, clip: float = 3.0) -> tuple[float, float]:
+    """Measured lag-1 pixel correlation (x, y) of the sky noise of one band (H, W): high-passed by a 7x7
+    median filter (removes galaxies and faint background structure), pixels beyond `clip` robust sigma
+    dropped. The estimator that sets `noise_corr_lag1` (real DR10 cutouts: median x 0.19, y 0.27)."""
+    from scipy.ndimage import median_filter
+
+    from darkhaloscope.stamps.robust import median_sigma
+
+    x = np.asarray(image, np.float64)
+    x = x - median_filter(x, 7)
+    med, sig = median_sigma(x.ravel())
+    ok = np.abs(x - med) < clip * sig
+
+    def corr(a, b, keep):
+        a, b = a[keep] - a[keep].mean(), b[keep] - b[keep].mean()
+        return float((a * b).mean() / (a.std() * b.std()))
+
+    return (corr(x[:, 1:], x[:, :-1], ok[:, 1:] & ok[:, :-1]), corr(x[1:], x[:-1], ok[1:] & ok[:-1]))
+
+
+def sky_pixel_nmgy(band: str) -> float:
+    """Sky flux falling on one pixel, nanomaggies (before sky subtraction)."""
+    return float(mag_to_nmgy(BAND_MODELS[band].sky_mag_arcsec2)) * PIXEL_SCALE_ARCSEC ** 2
+
+
+def photon_noise(rng: np.random.Generator, light_nmgy: np.ndarray, bands, sigma_nmgy, lag1_xy) -> np.ndarray:
+    """Poisson noise of added light (bands, H, W), nanomaggies: in a sky-limited coadd, light f on a
+    pixel adds variance sigma_sky^2 x f / f_sky (photons of the object over photons of the sky, whatever
+    the exposure time), correlated like the sky noise by the same resampling."""
+    f_sky = np.array([sky_pixel_nmgy(b) for b in bands]).reshape(-1, 1, 1)
+    sigma = np.asarray(sigma_nmgy, np.float64).reshape(-1, 1, 1)
+    unit = correlated_noise(rng, np.ones(len(bands)), light_nmgy.shape, lag1_xy)
+    return unit * sigma * np.sqrt(np.clip(light_nmgy, 0.0, None) / f_sky)
 
 
 @functools.lru_cache(maxsize=4096)

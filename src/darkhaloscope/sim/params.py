@@ -5,7 +5,9 @@
   empty value lists and impossible values are a UsageError before anything is written.
 - `parse_snr_dist("loguniform:5:100")` -> a sampler of target peak arc S/N (`none` keeps the source
   magnitude distribution as drawn). See `build.render_row` for how a target is met.
-- `draw_lens` / `draw_source`: SIE + shear and Sersic-source draws from the ranges in `SimConfig`.
+- `parse_theta_e_dist("lognormal:1.5:0.3", (0.6, 3.0))` -> (sampler, CDF) of the Einstein radius.
+- `draw_lens` / `draw_source`: SIE + shear and clumpy-source (Sersic + knots, sometimes two Sersics)
+  draws from the settings in `SimConfig`.
 
 Exercised by `dhs simulate --grid ... --arc-snr-dist ...` and tests/sim/test_bad_input.py.
 """
@@ -19,7 +21,7 @@ from typing import Callable
 import numpy as np
 
 from darkhaloscope.errors import UsageError
-from darkhaloscope.sim.inject import LensParams, SourceParams
+from darkhaloscope.sim.inject import Knot, LensParams, SourceParams
 
 
 def _positive(name: str, v: float) -> None:
@@ -130,18 +132,49 @@ def check_range(name: str, rng_pair, lo: float | None = None, hi: float | None =
         raise UsageError(f"config {name}={list(rng_pair)}: values must lie in [{lo}, {hi}]")
 
 
-def draw_lens(rng: np.random.Generator, cfg, point: dict[str, float], host_phi_rad: float) -> LensParams:
+def _lognormal_theta_e(median: float, sigma_ln: float, lo: float, hi: float):
+    """Sampler and CDF of a log-normal (median, sigma of ln) truncated to [lo, hi] (inverse-CDF draws)."""
+    from scipy.stats import norm
+
+    a, b = norm.cdf((math.log(lo) - math.log(median)) / sigma_ln), norm.cdf((math.log(hi) - math.log(median)) / sigma_ln)
+
+    def cdf(x):
+        z = (np.log(np.clip(x, lo, hi)) - math.log(median)) / sigma_ln
+        return (norm.cdf(z) - a) / (b - a)
+
+    return (lambda rng: float(median * math.exp(sigma_ln * norm.ppf(a + rng.uniform() * (b - a))))), cdf
+
+
+def parse_theta_e_dist(text: str, lo_hi: tuple[float, float]):
+    """`uniform` or `lognormal:MEDIAN:SIGMA_LN` (arcsec; truncated to `theta_e_arcsec`) -> (sampler(rng), cdf)."""
+    lo, hi = lo_hi
+    parts = str(text).strip().split(":")
+    if parts == ["uniform"]:
+        return (lambda rng: float(rng.uniform(lo, hi))), (lambda x: (np.clip(x, lo, hi) - lo) / (hi - lo))
+    try:
+        if parts[0] != "lognormal" or len(parts) != 3:
+            raise ValueError
+        median, sigma = float(parts[1]), float(parts[2])
+    except ValueError:
+        raise UsageError(f"--theta_e_dist={text!r}: expected uniform or lognormal:MEDIAN:SIGMA_LN "
+                         "(e.g. lognormal:1.5:0.3)") from None
+    if not (0 < sigma <= 3 and lo < median < hi):
+        raise UsageError(f"--theta_e_dist={text!r}: need 0 < SIGMA_LN <= 3 and the median inside "
+                         f"theta_e_arcsec {lo}-{hi}")
+    return _lognormal_theta_e(median, sigma, lo, hi)
+
+
+def draw_lens(rng: np.random.Generator, cfg, point: dict[str, float], host_phi_rad: float,
+              theta_e_sampler) -> LensParams:
     """SIE aligned with the host light within +-20 deg, plus external shear."""
-    theta_e = point.get("theta_e", rng.uniform(*cfg.theta_e_arcsec))
+    theta_e = point["theta_e"] if "theta_e" in point else theta_e_sampler(rng)
     q = point.get("lens_q", rng.uniform(*cfg.lens_q))
     phi = host_phi_rad + rng.normal(0.0, math.radians(20.0))
     gamma = point.get("shear_gamma", rng.uniform(0.0, cfg.shear_max))
     return LensParams(float(theta_e), float(q), float(phi), float(gamma), float(rng.uniform(0, math.pi)))
 
 
-def draw_source(rng: np.random.Generator, cfg, point: dict[str, float], theta_e_arcsec: float) -> SourceParams:
-    """Sersic source placed uniformly (in area) within `src_beta_frac` x theta_E of the lens axis,
-    inside the strong-lensing region, so that its images form arcs or a ring."""
+def draw_sersic_source(rng, cfg, point, theta_e_arcsec: float) -> SourceParams:
     beta = cfg.src_beta_frac * theta_e_arcsec * math.sqrt(rng.uniform())
     ang = rng.uniform(0.0, 2 * math.pi)
     reff = point.get("src_reff", rng.uniform(*cfg.src_reff_arcsec))
@@ -150,3 +183,24 @@ def draw_source(rng: np.random.Generator, cfg, point: dict[str, float], theta_e_
     return SourceParams(float(beta * math.cos(ang)), float(beta * math.sin(ang)), float(reff),
                         float(rng.uniform(*cfg.src_n_sersic)), float(e * math.cos(2 * pa)),
                         float(e * math.sin(2 * pa)))
+
+
+def draw_source(rng: np.random.Generator, cfg, point: dict[str, float], theta_e_arcsec: float):
+    """A clumpy source: ([(Sersic, flux fraction)], knots). The main Sersic is placed uniformly (in area)
+    within `src_beta_frac` x theta_E of the lens axis, so that its images form arcs or a ring; with
+    probability `src_second_prob` a second Sersic (0.2-1x the first's flux) lies elsewhere in that region;
+    `src_knots` Gaussian star-forming knots (sigma `src_knot_sigma_arcsec`) around the main Sersic within
+    its half-light radius carry `src_knot_frac` of the flux."""
+    main = draw_sersic_source(rng, cfg, point, theta_e_arcsec)
+    parts = [(main, 1.0)]
+    if rng.uniform() < cfg.src_second_prob:
+        parts.append((draw_sersic_source(rng, cfg, point, theta_e_arcsec), float(rng.uniform(0.2, 1.0))))
+    n_knots = int(rng.integers(cfg.src_knots[0], cfg.src_knots[1] + 1))
+    knot_frac = float(rng.uniform(*cfg.src_knot_frac)) if n_knots else 0.0
+    w = rng.uniform(0.5, 1.5, n_knots)
+    knots = tuple(Knot(float(main.x_arcsec + main.reff_arcsec * r * math.cos(a)),
+                       float(main.y_arcsec + main.reff_arcsec * r * math.sin(a)),
+                       float(rng.uniform(*cfg.src_knot_sigma_arcsec)), float(knot_frac * wk / w.sum()))
+                  for r, a, wk in zip(np.sqrt(rng.uniform(0, 1, n_knots)), rng.uniform(0, 2 * math.pi, n_knots), w))
+    total = sum(f for _, f in parts)
+    return [(s, (1.0 - knot_frac) * f / total) for s, f in parts], knots

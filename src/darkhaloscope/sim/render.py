@@ -31,11 +31,11 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.signal import fftconvolve
 
-from darkhaloscope.sim.confusers import knot_colour, render_confuser
-from darkhaloscope.sim.hosts import aperture_mag_r, colour_scale, render_synthetic_host
-from darkhaloscope.sim.inject import render_lensed_source
-from darkhaloscope.sim.observing import (Conditions, correlated_noise, depth_from_sigma, draw_conditions,
-                                         mag_to_nmgy, nmgy_to_mag, psf_kernel)
+from darkhaloscope.sim.confusers import KNOT_BLUEING_MAG, knot_colour, render_confuser
+from darkhaloscope.sim.hosts import aperture_mag_r, colour_scale, draw_counts_mag, render_synthetic_host
+from darkhaloscope.sim.inject import render_clumpy_source
+from darkhaloscope.sim.observing import (Conditions, bin_fwhm, correlated_noise, depth_from_sigma, draw_conditions,
+                                         mag_to_nmgy, nmgy_to_mag, photon_noise, psf_kernel)
 from darkhaloscope.sim.params import draw_lens, draw_source
 from darkhaloscope.stamps.schema import BANDS
 
@@ -69,60 +69,95 @@ def _host(ctx, i: int, rng: np.random.Generator) -> tuple[np.ndarray, Conditions
     if ctx.real is not None:
         img = ctx.real.images[h].astype(np.float64)
         sigma = ctx.real.sigma_nmgy[h]
-        depth = tuple(depth_from_sigma(b, float(s), f) for b, s, f in zip(BANDS, sigma, cond.fwhm_arcsec))
-        cond = Conditions(BANDS, cond.fwhm_arcsec, cond.beta, depth, tuple(float(s) for s in sigma))
+        fwhm = cond.fwhm_arcsec
+        if ctx.real.psf_fwhm_arcsec is not None and np.all(ctx.real.psf_fwhm_arcsec[h] > 0):
+            fwhm = tuple(bin_fwhm(float(f)) for f in ctx.real.psf_fwhm_arcsec[h])  # the host's own PSF size
+        depth = tuple(depth_from_sigma(b, float(s), f) for b, s, f in zip(BANDS, sigma, fwhm))
+        cond = Conditions(BANDS, fwhm, cond.beta, depth, tuple(float(s) for s in sigma))
         return img, cond, psf_stack(cond, ctx.cfg.psf), float(rng.uniform(0, math.pi))
     host_rng = np.random.default_rng([ctx.seed, 1, h])
     model, hp = render_synthetic_host(host_rng, ctx.cfg)
     psfs = psf_stack(cond, ctx.cfg.psf)
-    img = convolve_bands(model, psfs) + correlated_noise(rng, cond.sigma_nmgy, model.shape, ctx.cfg.noise_corr_lag1)
+    img = _with_photon_noise(ctx, rng, convolve_bands(model, psfs), cond)
+    img = img + correlated_noise(rng, cond.sigma_nmgy, model.shape, ctx.cfg.noise_corr_lag1)
     return img, cond, psfs, hp["phi_rad"]
 
 
 def draw_arc(ctx, point: dict, rng, cond: Conditions, psfs: np.ndarray, host_phi: float, host_mag_r: float):
-    """Draw lens + source (grid point `point`), render the arc (3, S, S) nmgy after PSF, and its metadata."""
+    """Draw lens + clumpy source (grid point `point`), render the arc (3, S, S) nmgy after PSF (noiseless),
+    and its metadata."""
     cfg = ctx.cfg
     sigma_r = cond.sigma_nmgy[R]
     target = None
     for attempt in range(MAX_SNR_TRIES):
-        lens = draw_lens(rng, cfg, point, host_phi)
-        src = draw_source(rng, cfg, point, lens.theta_e_arcsec)
-        unit = render_lensed_source(lens, src, ss=cfg.supersample)  # unit unlensed flux, pre-PSF
-        unit_conv = convolve_bands(unit, psfs)  # (3, S, S), each band unit flux
+        last = attempt == MAX_SNR_TRIES - 1
+        lens = draw_lens(rng, cfg, point, host_phi, ctx.theta_e)
+        sources, knots = draw_source(rng, cfg, point, lens.theta_e_arcsec)
+        # trial at 1 sample per pixel, r band only: cheap enough to redraw the geometry many times
+        trial = sum(render_clumpy_source(lens, sources, knots, ss=1))
+        peak_unit = max(float(fftconvolve(trial, psfs[R], mode="same").max()), 1e-30)
         if "src_dmag" in point:
             mag_r = host_mag_r + point["src_dmag"]
         elif "src_mag_r" in point:
             mag_r = point["src_mag_r"]
         elif ctx.snr_sampler is not None:
             target = ctx.snr_sampler(rng)
-            mag_r = float(nmgy_to_mag(target * sigma_r / max(unit_conv[R].max(), 1e-30)))
+            mag_r = float(nmgy_to_mag(target * sigma_r / peak_unit))
             lo, hi = cfg.src_mag_r
             if not lo <= mag_r <= hi:
-                if attempt < MAX_SNR_TRIES - 1:
+                if not last:
                     continue
                 mag_r = float(np.clip(mag_r, lo, hi))
-        else:
-            mag_r = float(rng.uniform(*cfg.src_mag_r))
+        else:  # galaxy number counts, then detection: faint, weakly magnified arcs drop out (magnification bias)
+            mag_r = draw_counts_mag(rng, *cfg.src_mag_r, cfg.src_count_slope)
+            if rng.uniform() >= detection_probability(float(mag_to_nmgy(mag_r)) * peak_unit / sigma_r, cfg) \
+                    and not last:
+                continue
         break
+    body, knot_img = render_clumpy_source(lens, sources, knots, ss=cfg.supersample)  # unit flux, pre-PSF
+    body_conv, knot_conv = convolve_bands(body, psfs), convolve_bands(knot_img, psfs)
     gr, rz = float(rng.uniform(*cfg.src_g_r)), float(rng.uniform(*cfg.src_r_z))
     flux_r = float(mag_to_nmgy(mag_r))
-    scale = flux_r * colour_scale(gr, rz)
-    arc = unit_conv * scale[:, None, None]
+    knot_gr = knot_colour(rng, gr, cfg.src_g_r)
+    arc = (body_conv * (flux_r * colour_scale(gr, rz))[:, None, None]
+           + knot_conv * (flux_r * colour_scale(knot_gr, rz))[:, None, None])
+    knot_frac = float(sum(k.flux_frac for k in knots))
+    mag_g = float(nmgy_to_mag(flux_r * ((1 - knot_frac) * 10 ** (-0.4 * gr) + knot_frac * 10 ** (-0.4 * knot_gr))))
     peak = float(arc[R].max())
     mask = arc[R] > 0.1 * peak
+    src = sources[0][0]
+    magnification = float(body.sum() + knot_img.sum())
     meta = {
         "theta_e_arcsec": lens.theta_e_arcsec, "src_dmag": mag_r - host_mag_r,
-        "src_reff_arcsec": src.reff_arcsec, "src_mag_r": mag_r, "src_mag_g": mag_r + gr, "src_mag_z": mag_r - rz,
+        "src_reff_arcsec": src.reff_arcsec, "src_mag_r": mag_r, "src_mag_g": mag_g, "src_mag_z": mag_r - rz,
         "src_n_sersic": src.n_sersic, "src_e1": src.e1, "src_e2": src.e2,
         "src_x_arcsec": src.x_arcsec, "src_y_arcsec": src.y_arcsec,
+        "src_n_knots": float(len(knots)), "src_knot_frac": knot_frac,
+        "src_n_sources": float(len(sources)),
         "lens_q": lens.q, "lens_phi_rad": lens.phi_rad, "shear_gamma": lens.shear_gamma,
-        "shear_phi_rad": lens.shear_phi_rad, "magnification": float(unit.sum()),
+        "shear_phi_rad": lens.shear_phi_rad, "magnification": magnification,
         "arc_snr": peak / sigma_r,
         "arc_snr_sum": float(arc[R][mask].sum() / (sigma_r * math.sqrt(max(int(mask.sum()), 1)))),
-        "arc_flux_r_nmgy": flux_r * float(unit.sum()),
+        "arc_flux_r_nmgy": flux_r * magnification,
         "arc_snr_target": target,  # drawn from arc_snr_dist; differs from arc_snr only if it was unreachable
     }
     return arc, meta
+
+
+def detection_probability(snr: float, cfg) -> float:
+    """Probability that an arc of peak r S/N `snr` enters the lens sample: 0 below `arc_snr_min`, 1 above
+    `arc_snr_full`, linear in log S/N between (the sample's completeness; selects magnified sources)."""
+    lo, hi = cfg.arc_snr_min, cfg.arc_snr_full
+    if snr <= lo:
+        return 0.0
+    return 1.0 if snr >= hi else math.log(snr / lo) / math.log(hi / lo)
+
+
+def _with_photon_noise(ctx, rng, light: np.ndarray, cond: Conditions) -> np.ndarray:
+    """Added light plus its own Poisson noise (when `photon_noise`)."""
+    if not ctx.cfg.photon_noise:
+        return light
+    return light + photon_noise(rng, light, BANDS, cond.sigma_nmgy, ctx.cfg.noise_corr_lag1)
 
 
 def _confuser(ctx, kind: str, rng, cond: Conditions, psfs: np.ndarray, host_phi: float,
@@ -133,8 +168,13 @@ def _confuser(ctx, kind: str, rng, cond: Conditions, psfs: np.ndarray, host_phi:
     shadow, meta = draw_arc(ctx, point, rng, cond, psfs, host_phi, host_mag_r)
     g_r, r_z = meta["src_mag_g"] - meta["src_mag_r"], meta["src_mag_r"] - meta["src_mag_z"]
     body, knots = render_confuser(rng, kind)
-    light = (convolve_bands(body, psfs) * colour_scale(g_r, r_z)[:, None, None]
-             + convolve_bands(knots, psfs) * colour_scale(knot_colour(rng, g_r, ctx.cfg.src_g_r), r_z)[:, None, None])
+    # knots bluer than the body by dk mag, the whole exactly as blue as the shadow arc (g/r flux ratio)
+    dk = 10 ** (0.4 * rng.uniform(*KNOT_BLUEING_MAG))
+    f_knots = float(knots.sum())
+    g_body = 10 ** (-0.4 * g_r) / (1.0 - f_knots + dk * f_knots)
+    z_ratio = 10 ** (0.4 * r_z)
+    light = (convolve_bands(body, psfs) * np.array([g_body, 1.0, z_ratio])[:, None, None]
+             + convolve_bands(knots, psfs) * np.array([g_body * dk, 1.0, z_ratio])[:, None, None])
     return light * (float(shadow[R].max()) / max(float(light[R].max()), 1e-30))
 
 
@@ -154,10 +194,11 @@ def render_row(ctx, i: int, keep_ctrl: bool = False) -> RowResult:
         kind = ctx.plan.confuser_kind(i)
         cols["confuser_kind"] = kind
         if kind is not None:
-            host_img = host_img + _confuser(ctx, kind, rng, cond, psfs, host_phi, host_mag_r)
+            light = _confuser(ctx, kind, rng, cond, psfs, host_phi, host_mag_r)
+            host_img = host_img + _with_photon_noise(ctx, rng, light, cond)
         return RowResult(cols, host_img.astype(np.float32), None)
     point = ctx.grid_points[int(ctx.plan.inj_idx[i]) % len(ctx.grid_points)]
     arc, meta = draw_arc(ctx, point, rng, cond, psfs, host_phi, host_mag_r)
     cols.update(meta)
     ctrl = host_img.astype(np.float32) if ctx.cfg.pair or keep_ctrl else None
-    return RowResult(cols, (host_img + arc).astype(np.float32), ctrl)
+    return RowResult(cols, (host_img + _with_photon_noise(ctx, rng, arc, cond)).astype(np.float32), ctrl)

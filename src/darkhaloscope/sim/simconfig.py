@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from darkhaloscope.errors import UsageError
 from darkhaloscope.sim.confusers import parse_kinds
 from darkhaloscope.sim.observing import PSF_PROFILES, check_bands
-from darkhaloscope.sim.params import check_range, parse_grid, parse_snr_dist
+from darkhaloscope.sim.params import check_range, parse_grid, parse_snr_dist, parse_theta_e_dist
 from darkhaloscope.stamps.schema import SPLITS
 
 
@@ -32,7 +32,9 @@ class SimConfig:
     # --- observing model
     psf: str = "moffat"  # PSF profile: moffat (beta 2.5-4.5) or gaussian
     supersample: int = 4  # sub-pixels per pixel side where the lensed light is (adaptive)
-    noise_corr_lag1: float = 0.35  # neighbouring-pixel correlation of sky noise (real DR10 cutouts 0.2-0.45)
+    noise_corr_lag1: tuple[float, float] = (0.23, 0.31)  # noise kernel lag-1 correlation along x, y: measured
+    # by observing.noise_lag1 as 0.19 (x), 0.27 (y), the medians of the real DR10 cutouts with that estimator
+    photon_noise: bool = True  # added light (arc, confuser, synthetic host) carries its own Poisson noise
     # --- hosts
     hosts: str = ""  # "" = synthetic LRG-like hosts; else a folder of npz cutouts or a tier (its controls)
     host_reuse: int = 1  # rows per synthetic host (all uses of a host stay in one split)
@@ -40,22 +42,32 @@ class SimConfig:
     host_mag_r: tuple[float, float] = (17.0, 20.5)  # synthetic host total r magnitude, AB
     host_count_slope: float = 0.4  # host magnitudes drawn with dN/dm ~ 10^(slope m): mostly faint hosts
     host_g_r: tuple[float, float] = (1.3, 1.9)  # synthetic host g-r colour, mag (red, LRG-like)
-    host_r_z: tuple[float, float] = (0.7, 1.2)  # synthetic host r-z colour, mag
+    host_r_z: tuple[float, float] = (0.9, 1.5)  # synthetic host r-z colour, mag (LRGs at z ~0.3-0.7)
+    host_grad_dex: tuple[float, float] = (0.02, 0.06)  # log10 R_eff(g)/R_eff(r) = log10 R_eff(r)/R_eff(z):
+    # bluer outskirts, grad(g-r) about -0.05 to -0.17 mag/dex at R_eff (LRGs: about -0.1, La Barbera+ 2010)
     neighbours_mean: float = 1.0  # Poisson mean number of neighbour galaxies per synthetic stamp
     stars_mean: float = 0.3  # Poisson mean number of stars per synthetic stamp
     # --- lens (SIE + external shear)
-    theta_e_arcsec: tuple[float, float] = (0.5, 3.0)  # Einstein radius range, arcsec (uniform)
+    theta_e_arcsec: tuple[float, float] = (0.6, 3.0)  # Einstein radius range (truncation), arcsec
+    theta_e_dist: str = "lognormal:1.5:0.3"  # uniform | lognormal:MEDIAN_ARCSEC:SIGMA_LN: 87% in 1-2.5"
     lens_q: tuple[float, float] = (0.5, 1.0)  # SIE axis ratio range
     shear_max: float = 0.1  # external shear strength drawn uniformly in [0, shear_max]
     # --- source (Sersic)
-    src_mag_r: tuple[float, float] = (20.0, 25.0)  # unlensed source r magnitude, AB (independent of host)
+    src_mag_r: tuple[float, float] = (22.0, 25.5)  # unlensed source r magnitude range, AB (independent of host)
+    src_count_slope: float = 0.33  # source mags drawn from galaxy counts dN/dm ~ 10^(slope m), r 22-25.5
+    arc_snr_min: float = 3.0  # detection: arcs of peak r S/N below this never enter the sample (redrawn) ...
+    arc_snr_full: float = 10.0  # ... above this always; between, with probability linear in log S/N
     src_reff_arcsec: tuple[float, float] = (0.1, 0.5)  # source half-light radius, arcsec
     src_n_sersic: tuple[float, float] = (0.7, 2.5)  # source Sersic index
     src_e_max: float = 0.35  # max source ellipticity |e|
     src_g_r: tuple[float, float] = (0.0, 0.6)  # source g-r colour, mag (blue star-forming)
     src_r_z: tuple[float, float] = (-0.1, 0.4)  # source r-z colour, mag
     src_beta_frac: float = 0.6  # source offset <= this x theta_E: strongly lensed (arcs, rings)
-    arc_snr_dist: str = "loguniform:5:100"  # target peak arc S/N: none|loguniform:LO:HI|uniform:LO:HI (37% at 5-15)
+    src_knots: tuple[int, int] = (1, 5)  # number of star-forming knots per source (uniform integer range)
+    src_knot_frac: tuple[float, float] = (0.1, 0.4)  # fraction of the source flux in its knots
+    src_knot_sigma_arcsec: tuple[float, float] = (0.02, 0.08)  # knot Gaussian sigma, arcsec (0.2-0.7 kpc at z~1.5)
+    src_second_prob: float = 0.1  # probability of a second Sersic source behind the same lens
+    arc_snr_dist: str = "none"  # none (brightness from counts) | loguniform:LO:HI | uniform:LO:HI peak arc S/N
     grid: str = ""  # e.g. "theta_e=0.75,1.0,1.5,2.0 src_dmag=1,2": injections cycle over the product
 
     def split_fractions(self) -> dict[str, float]:
@@ -97,6 +109,15 @@ class SimConfig:
         if self.supersample > 16:
             raise UsageError(f"--supersample={self.supersample}: at most 16")
         check_range("theta_e_arcsec", self.theta_e_arcsec, 1e-3, 6.0)
+        parse_theta_e_dist(self.theta_e_dist, self.theta_e_arcsec)
+        check_range("host_grad_dex", self.host_grad_dex, 0.0, 0.3)
+        check_range("src_knots", self.src_knots, 0, 20)
+        check_range("src_knot_frac", self.src_knot_frac, 0.0, 0.95)
+        check_range("src_knot_sigma_arcsec", self.src_knot_sigma_arcsec, 0.005, 1.0)
+        if not 0 <= self.src_second_prob <= 1 or not 0 <= self.src_count_slope <= 1 \
+                or not 0 <= self.arc_snr_min < self.arc_snr_full:
+            raise UsageError("src_second_prob must be in [0, 1], src_count_slope in [0, 1], "
+                             "0 <= arc_snr_min < arc_snr_full")
         check_range("lens_q", self.lens_q, 0.05, 1.0)
         check_range("src_mag_r", self.src_mag_r, 10.0, 35.0)
         check_range("src_reff_arcsec", self.src_reff_arcsec, 0.01, 5.0)
@@ -108,8 +129,8 @@ class SimConfig:
             raise UsageError("shear_max must be in [0, 0.5) and src_e_max in [0, 0.9)")
         if not 0 < self.src_beta_frac <= 1.5:
             raise UsageError(f"--src_beta_frac={self.src_beta_frac}: must be in (0, 1.5] (x theta_E)")
-        if not 0 <= self.noise_corr_lag1 <= 0.6:
-            raise UsageError(f"--noise_corr_lag1={self.noise_corr_lag1}: must be in [0, 0.6] (0: white noise)")
+        if len(self.noise_corr_lag1) != 2 or not all(0 <= r <= 0.6 for r in self.noise_corr_lag1):
+            raise UsageError(f"--noise_corr_lag1={list(self.noise_corr_lag1)}: give X,Y each in [0, 0.6] (0: white)")
         if not 0 <= self.host_count_slope <= 1:
             raise UsageError(f"--host_count_slope={self.host_count_slope}: must be in [0, 1]")
         if self.neighbours_mean < 0 or self.stars_mean < 0:

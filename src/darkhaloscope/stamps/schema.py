@@ -49,7 +49,8 @@ NPZ_CUTOUT_KEY = "cutout"  # DR10 cutout layout: (H, W, 3) g/r/z, centre-cropped
 # Metadata that describe the injection: label leaks, never a model input.
 INJECTION_METADATA_COLUMNS: tuple[str, ...] = (
     "theta_e_arcsec", "src_dmag", "src_reff_arcsec", "src_mag_r", "src_mag_g", "src_mag_z",
-    "src_n_sersic", "src_e1", "src_e2", "src_x_arcsec", "src_y_arcsec", "lens_q", "lens_phi_rad",
+    "src_n_sersic", "src_e1", "src_e2", "src_x_arcsec", "src_y_arcsec", "src_n_knots", "src_knot_frac",
+    "src_n_sources", "lens_q", "lens_phi_rad",
     "shear_gamma", "shear_phi_rad", "magnification", "arc_snr", "arc_snr_sum", "arc_flux_r_nmgy",
     "injection_seed", "arc_snr_target",
 )
