@@ -46,12 +46,13 @@ class DemoSize:
     quick_review: bool = False  # the review's QUICK preset
 
 
-# --quick injects brighter, larger arcs (S/N 15-60, theta_E 1-2.5") so that a 3-epoch run on 420 train stamps
-# still reaches test AUROC >= 0.95; the full demo keeps the default simulator apart from S/N >= 5.
+# --quick injects brighter, larger arcs (S/N 30-100, theta_E uniform 1.2-2.5") and no confuser controls so that a 3-epoch
+# run on 420 train stamps still reaches test AUROC >= 0.95 (a smoke test); the full demo keeps the default simulator apart from S/N >= 5.
 SIZES: dict[str, DemoSize] = {
     "full": DemoSize(rows=4000, real_rows=300, epochs=8, sim={"arc_snr_dist": "loguniform:5:60"}),
     "quick": DemoSize(rows=600, real_rows=90, epochs=3, n_boot=200, probes=False, quick_review=True,
-                      sim={"arc_snr_dist": "uniform:15:60", "theta_e_arcsec": "1.0,2.5"}),
+                      sim={"arc_snr_dist": "uniform:30:100", "theta_e_arcsec": "1.2,2.5", "theta_e_dist": "uniform",
+                           "confusers": "0"}),
 }
 
 
