@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 import yaml
 
-from darkhaloscope.errors import UsageError
+from darkhaloscope.errors import MissingInputError, UsageError
 
 T = TypeVar("T")
 
@@ -142,7 +142,7 @@ def load_config(cls: type[T], path: str | os.PathLike | None = None,
     if path is not None:
         p = Path(path)
         if not p.is_file():
-            raise UsageError(f"config file {p} does not exist")
+            raise MissingInputError(f"config file {p} does not exist")
         try:
             loaded = yaml.safe_load(p.read_text()) or {}
         except yaml.YAMLError as e:

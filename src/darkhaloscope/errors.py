@@ -27,6 +27,11 @@ class UsageError(DHSError):
     exit_code = 2
 
 
+class MissingInputError(UsageError):
+    """An input named on the command line (tier, file, checkpoint, bucket) does not exist: exit 2 in every
+    command, local path or s3:// alike."""
+
+
 class RefusedError(DHSError):
     """A guard refused to proceed (NO-GO: one-class split, forbidden input column, wrong label type)."""
 

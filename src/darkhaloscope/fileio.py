@@ -58,13 +58,14 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def clean_temps(folder: str | os.PathLike, recursive: bool = False) -> list[Path]:
-    """Remove the temp files (`.*.tmp`) a killed command left in `folder` (and below, if `recursive`);
-    the real files are untouched. Returns what was removed."""
+def clean_temps(folder: str | os.PathLike, recursive: bool = False, name: str | None = None) -> list[Path]:
+    """Remove the temp files (`.*.tmp`; only those of file `name` if given) a killed command left in
+    `folder` (and below, if `recursive`); the real files are untouched. Returns what was removed."""
     folder = Path(folder)
     if not folder.is_dir():
         return []
-    stale = list(folder.rglob(TEMP_GLOB) if recursive else folder.glob(TEMP_GLOB))
+    pattern = f".{name}.*.tmp" if name else TEMP_GLOB
+    stale = list(folder.rglob(pattern) if recursive else folder.glob(pattern))
     for p in stale:
         if p.is_file() and not p.is_symlink():
             with contextlib.suppress(FileNotFoundError):

@@ -76,7 +76,7 @@ def test_missing_columns_are_a_clear_error(tmp_path, capsys, drop, match):
 
 
 def test_bad_scores_and_missing_file(tmp_path, capsys):
-    assert main(["evaluate", str(tmp_path / "nope.parquet"), "--out", str(tmp_path / "r"), *FAST]) == 1
+    assert main(["evaluate", str(tmp_path / "nope.parquet"), "--out", str(tmp_path / "r"), *FAST]) == 2  # missing input: exit 2
     assert "scores file not found" in capsys.readouterr().err
     t = synthetic_scores_table(50, seed=0)
     score = t["score"].to_numpy().copy()

@@ -28,7 +28,7 @@ def _run(tmp_path, *extra, rows="12"):
     (["--arc-snr-dist", "loguniform:5:2"], 2, "0 < LO < HI"),
     (["--splits", "train=0.5,holdout=0.5"], 2, "unknown split"),
     (["--set", "no_such_key=1"], 2, "unknown config key"),
-    (["--hosts", "/nonexistent/hosts"], 1, "no such file or folder"),
+    (["--hosts", "/nonexistent/hosts"], 2, "no such file or folder"),
     (["--preview", "grid.jpg"], 2, ".png"),
     (["--confusers", "1"], 2, "[0, 1)"),
     (["--confusers", "-0.1"], 2, "[0, 1)"),

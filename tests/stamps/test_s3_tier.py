@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from darkhaloscope.cli import main
-from darkhaloscope.errors import DataError
+from darkhaloscope.errors import DataError, MissingInputError
 from darkhaloscope.stamps.batch import decode_tier_batch
 from darkhaloscope.stamps.fs import S3Options, redact
 from darkhaloscope.stamps.tier import open_tier
@@ -50,9 +50,9 @@ def test_pack_reads_s3_input(tiny_tier, s3_bucket, tmp_path, capsys):
     assert open_tier(str(tmp_path / "packed")).is_packed
 
 
-def test_missing_bucket_prefix_is_a_data_error(s3_bucket):
+def test_missing_bucket_prefix_is_refused(s3_bucket):
     endpoint, bucket = s3_bucket
-    with pytest.raises(DataError, match="no parquet files|does not exist"):
+    with pytest.raises((DataError, MissingInputError), match="no parquet files|does not exist"):
         open_tier(f"s3://{bucket}/nothing/here", S3Options(endpoint_url=endpoint))
 
 

@@ -7,7 +7,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from darkhaloscope.cli import main
-from darkhaloscope.errors import DataError
+from darkhaloscope.errors import DataError, MissingInputError
 from darkhaloscope.stamps.batch import decode_tier_batch
 from darkhaloscope.stamps.tier import open_tier
 from tierfactory import make_tier
@@ -67,7 +67,7 @@ def test_missing_column_names_file_and_column(tiny_tier):
 
 
 def test_missing_path_and_empty_folder(tmp_path):
-    with pytest.raises(DataError, match="does not exist"):
+    with pytest.raises(MissingInputError, match="does not exist"):
         open_tier(str(tmp_path / "nope"))
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="no parquet files"):

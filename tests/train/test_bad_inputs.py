@@ -15,7 +15,7 @@ def test_no_data_is_a_usage_error(tmp_path, capsys):
 
 
 def test_missing_tier_is_a_data_error(tmp_path, capsys):
-    assert main(["train", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "r"), *SMALL]) == 1
+    assert main(["train", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "r"), *SMALL]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "nope" in err and err.count("\n") == 1
     assert not (tmp_path / "r").exists()

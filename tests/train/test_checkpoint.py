@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from darkhaloscope.cli import main
-from darkhaloscope.errors import DataError
+from darkhaloscope.errors import DataError, MissingInputError
 from darkhaloscope.fileio import clean_temps
 from darkhaloscope.stamps.fs import S3Options
 from darkhaloscope.train import checkpoint as ckp
@@ -50,7 +50,7 @@ def test_foreign_or_missing_checkpoint_errors(tmp_path):
     torch.save({"model": {}}, tmp_path / "plain.pt")
     with pytest.raises(DataError, match="expected darkhaloscope-checkpoint/1"):
         ckp.load_checkpoint(tmp_path / "plain.pt")
-    with pytest.raises(DataError, match="does not exist"):
+    with pytest.raises(MissingInputError, match="does not exist"):
         ckp.load_checkpoint(tmp_path / "nope.pt")
 
 

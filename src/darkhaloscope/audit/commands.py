@@ -17,7 +17,7 @@ from pathlib import Path
 
 from darkhaloscope.config import load_config, run_info
 from darkhaloscope.fileio import atomic_write_text
-from darkhaloscope.errors import UsageError
+from darkhaloscope.errors import MissingInputError
 from darkhaloscope.stamps.fs import add_s3_arguments, is_s3, s3_options_from_args
 
 CONFIG_DIR = Path(__file__).resolve().parents[3] / "configs"  # repository configs/ (YAML defaults)
@@ -68,7 +68,7 @@ def run_audit_command(args) -> int:
 
     cfg = audit_config(args)
     if not is_s3(args.data) and not Path(args.data).exists():
-        raise UsageError(f"DATA {args.data} does not exist; give a tier folder, a parquet file or an s3:// prefix")
+        raise MissingInputError(f"DATA {args.data} does not exist; give a tier folder, a parquet file or an s3:// prefix")
     report = run_audit(args.data, cfg, s3_options_from_args(args), full=args.full,
                        progress=not args.quiet and sys.stderr.isatty(), run_info=run_info(_argv(args)))
     if args.json:

@@ -8,7 +8,9 @@ import time
 from pathlib import Path
 
 from darkhaloscope.config import load_config, run_info, save_config
+from darkhaloscope.errors import UsageError
 from darkhaloscope.evaluate.config import EvaluateConfig, ScoreConfig
+from darkhaloscope.fileio import clean_temps
 from darkhaloscope.stamps.fs import add_s3_arguments, s3_options_from_args
 
 CONFIG_DIR = Path(__file__).resolve().parents[3] / "configs"  # repository configs/ (YAML defaults)
@@ -32,8 +34,12 @@ def run_evaluate(args) -> int:
 
     cfg = _config(EvaluateConfig, "evaluate", args)
     t0 = time.perf_counter()
-    scores = read_scores(args.scores, cfg.split, cfg.score)
     out = Path(args.out)
+    if out.exists() and not out.is_dir():  # refused before any work
+        raise UsageError(f"--out {out} is a file; give a folder for report.md / report.html / metrics.json")
+    for folder in (out, out / "figures"):
+        clean_temps(folder)  # a killed run's half-written report files
+    scores = read_scores(args.scores, cfg.split, cfg.score)
     s3 = s3_options_from_args(args)
     source, reason = resolve_source(scores, args.data, not args.no_data, s3, args.checkpoint)
     print(f"evaluate: {scores.split_note}", file=sys.stderr)

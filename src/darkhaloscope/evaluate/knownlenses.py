@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from darkhaloscope.common import ranking as M
-from darkhaloscope.errors import DataError, UsageError
+from darkhaloscope.errors import MissingInputError, UsageError
 from darkhaloscope.evaluate import plots
 from darkhaloscope.evaluate.report import Section, md_table
 
@@ -48,7 +48,7 @@ def _known_scores(known: str, checkpoint: str | None, out_dir: Path, s3, log) ->
     if is_scores_file(known):
         return Path(known)
     if not Path(known).exists() and "://" not in known:
-        raise DataError(f"--known-lenses {known}: no such file or folder")
+        raise MissingInputError(f"--known-lenses {known}: no such file or folder")
     if not checkpoint:
         raise UsageError(f"--known-lenses {known} is data, not a scores file: pass --checkpoint to score it, or "
                          "score it first with `dhs score`")

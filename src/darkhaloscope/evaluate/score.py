@@ -24,13 +24,13 @@ import pyarrow.parquet as pq
 import torch
 
 from darkhaloscope.common.calibration import sigmoid
-from darkhaloscope.errors import DataError
+from darkhaloscope.errors import DataError, UsageError
 from darkhaloscope.evaluate.baselines import image_statistics
 from darkhaloscope.evaluate.config import ScoreConfig
 from darkhaloscope.evaluate.scoresfile import (CALIBRATED_COLUMN, CALIBRATED_LOGIT_COLUMN, LOGIT_COLUMN,
                                               METADATA_KEY, ROW_ID_COLUMN, SCORE_COLUMN)
 from darkhaloscope.evaluate.sources import SourceBatch, open_source
-from darkhaloscope.fileio import atomic_path
+from darkhaloscope.fileio import atomic_path, clean_temps
 from darkhaloscope.stamps.fs import S3Options
 from darkhaloscope.stamps.schema import LABEL_COLUMN
 
@@ -201,11 +201,14 @@ def score_data(checkpoint: str, data: str, out: str | Path, cfg: ScoreConfig, *,
     from darkhaloscope.train import distributed
     from darkhaloscope.train.checkpoint import load_for_inference
 
+    out = Path(out)
+    if out.is_dir():  # refused before any work (it used to fail after scoring everything)
+        raise UsageError(f"--out {out} is a folder; name the scores file to write, e.g. {out / 'scores.parquet'}")
+    clean_temps(out.parent, name=out.name)  # a killed run's half-written scores
     info, device = distributed.setup(cfg.device)
     try:
         k, n = shard
         shard = (k * info.world_size + info.rank, n * info.world_size)
-        out = Path(out)
         part = out if info.world_size == 1 else out.with_name(f"{out.stem}.rank{info.rank:03d}{out.suffix}")
         model, pre, meta = load_for_inference(checkpoint, device, s3)
         meta_cols = tuple(getattr(model, "meta_columns", ()) or ())

@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from darkhaloscope.errors import DataError
+from darkhaloscope.errors import DataError, MissingInputError
 from darkhaloscope.stamps.schema import ID_COLUMNS, LABEL_COLUMN, SPLIT_COLUMN, is_forbidden_input
 
 SCORE_COLUMN = "score"  # probability in [0, 1]: sigmoid(logit)
@@ -100,7 +100,7 @@ def read_scores(path: str | Path, split: str = "auto", score: str = "auto") -> S
     `logit_calibrated` to rank on) or auto (calibrated when the file has it)."""
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"{path}: scores file not found; make one with `dhs score --checkpoint CKPT --data DATA "
+        raise MissingInputError(f"{path}: scores file not found; make one with `dhs score --checkpoint CKPT --data DATA "
                         f"--out {path.name}`")
     try:
         pf = pq.ParquetFile(path)

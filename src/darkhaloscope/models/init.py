@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from darkhaloscope.errors import DataError, UsageError
+from darkhaloscope.errors import DataError, MissingInputError, UsageError
 
 SHOWN = 4  # keys named per kind of mismatch
 
@@ -30,7 +30,7 @@ def _names(keys: list[str]) -> str:
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
-        raise UsageError(f"--init {path}: no such file (a local state dict saved with torch.save)")
+        raise MissingInputError(f"--init {path}: no such file (a local state dict saved with torch.save)")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - torch raises many kinds for a foreign file

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from darkhaloscope.errors import UsageError
+from darkhaloscope.errors import MissingInputError, UsageError
 from darkhaloscope.stamps.fs import add_s3_arguments, is_s3, s3_options_from_args
 
 CONFIG_DIR = Path(__file__).resolve().parents[3] / "configs"  # repository configs/ (YAML defaults)
@@ -73,7 +73,7 @@ def cmd_review(args) -> int:
     from darkhaloscope.review.review import run_review
 
     if not is_s3(args.data) and not Path(args.data).exists():
-        raise UsageError(f"--data {args.data} does not exist; give a tier folder, a parquet file or an s3:// prefix")
+        raise MissingInputError(f"--data {args.data} does not exist; give a tier folder, a parquet file or an s3:// prefix")
     if args.run and not Path(args.run).is_dir():
         raise UsageError(f"--run {args.run} is not a folder; give the folder `dhs train --out RUN` wrote")
     if not str(args.out).endswith(".md"):

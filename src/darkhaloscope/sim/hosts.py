@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from darkhaloscope.errors import DataError, UsageError
+from darkhaloscope.errors import DataError, MissingInputError, UsageError
 from darkhaloscope.sim.inject import add_point_source, render_sersic
 from darkhaloscope.sim.observing import mag_to_nmgy, nmgy_to_mag
 from darkhaloscope.stamps.robust import median_sigma
@@ -222,7 +222,7 @@ def load_real_hosts(path: str, s3=None, limit: int = 5000) -> RealHosts:
         return _load_tier_controls(path, s3, limit).checked()
     p = Path(path)
     if not p.exists():
-        raise DataError(f"--hosts {p}: no such file or folder; give a folder of DR10 .npz cutouts or a tier")
+        raise MissingInputError(f"--hosts {p}: no such file or folder; give a folder of DR10 .npz cutouts or a tier")
     if p.is_file() and p.suffix == ".npz":
         return _load_npz_files([p], p).checked()
     if p.is_file() or any(p.rglob("*.parquet")):

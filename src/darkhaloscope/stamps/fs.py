@@ -19,8 +19,49 @@ if TYPE_CHECKING:  # pyarrow is imported where it is used: `dhs --help` stays fa
     import pyarrow.fs as pafs
 
 S3_CONNECT_TIMEOUT_S = 5.0  # seconds to open a TCP connection to the endpoint
-S3_REQUEST_TIMEOUT_S = 60.0  # seconds a request may stall (a 100 MB parquet row group over a slow link)
-S3_MAX_ATTEMPTS = 3  # tries per request before an error reaches the user
+S3_REQUEST_TIMEOUT_S = 30.0  # seconds a request may wait for the next bytes (read timeout); $DHS_S3_READ_TIMEOUT_S
+S3_MAX_ATTEMPTS = 3  # tries per request before an error reaches the user (the only retry layer)
+
+
+def read_timeout_s() -> float:
+    """The S3 read timeout in seconds: $DHS_S3_READ_TIMEOUT_S, else S3_REQUEST_TIMEOUT_S. An endpoint that
+    accepts connections but never answers fails after about S3_MAX_ATTEMPTS x this."""
+    try:
+        return max(0.1, float(os.environ.get("DHS_S3_READ_TIMEOUT_S", S3_REQUEST_TIMEOUT_S)))
+    except ValueError:
+        return S3_REQUEST_TIMEOUT_S
+
+
+_NO_CREDENTIALS = ("NoCredentialsError", "PartialCredentialsError", "Unable to locate credentials",
+                   "No credentials", "NoAuthHandlerFound")
+_DENIED = ("AccessDenied", "ACCESS_DENIED", "InvalidAccessKeyId", "SignatureDoesNotMatch", "403", "Forbidden")
+_NO_BUCKET = ("NoSuchBucket", "NO_SUCH_BUCKET", "bucket does not exist", "The specified bucket does not exist")
+_UNREACHABLE = ("EndpointConnectionError", "ConnectTimeout", "ReadTimeout", "TimeoutError", "timed out", "Timeout",
+                "NETWORK_CONNECTION", "Could not connect", "Connection refused", "ClientConnectorError",
+                "ConnectionError", "HTTPClientError", "curlCode", "Couldn't connect", "connect to server")
+
+
+def s3_fault(e: BaseException, uri: str, s3: "S3Options | None" = None):
+    """The DHSError for a failed S3 request (None when `e` does not look like one): no credentials, access
+    denied, missing bucket or an unreachable / silent endpoint, each said in one line naming `uri`."""
+    from darkhaloscope.errors import EnvironmentFault, MissingInputError
+
+    text = f"{type(e).__name__}: {e}"
+    endpoint = (s3.endpoint_url if s3 and s3.endpoint_url else None) or "the default AWS endpoint"
+    if any(k in text for k in _NO_CREDENTIALS):
+        return EnvironmentFault(f"{uri}: no credentials for S3; set AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY "
+                                "(or a profile), or pass --s3-anonymous for a public bucket")
+    if any(k in text for k in _NO_BUCKET):
+        return MissingInputError(f"{uri}: the bucket does not exist at {redact(endpoint)}; check the URI and "
+                                 "--s3-endpoint-url")
+    if any(k in text for k in _DENIED):
+        return EnvironmentFault(f"{uri}: access denied by {redact(endpoint)}; check the credentials and the "
+                                "bucket policy (or --s3-anonymous for a public bucket)")
+    if any(k in text for k in _UNREACHABLE):
+        return EnvironmentFault(f"{uri}: S3 endpoint {redact(endpoint)} unreachable or not answering (connect "
+                                f"timeout {S3_CONNECT_TIMEOUT_S:g} s, read timeout {read_timeout_s():g} s, "
+                                f"{S3_MAX_ATTEMPTS} tries); check --s3-endpoint-url / AWS_ENDPOINT_URL and the network")
+    return None
 
 
 @dataclass
@@ -35,8 +76,15 @@ class S3Options:
     @classmethod
     def resolve(cls, endpoint_url: str | None = None, region: str | None = None,
                 anonymous: bool | None = None) -> "S3Options":
-        """Flags win over the environment."""
+        """Flags win over the environment. An endpoint URL carrying `user:password@` is refused (the AWS
+        SDKs cannot use it, and it would end up in logs): credentials go in the AWS variables."""
         env = os.environ
+        url = endpoint_url or env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL") or ""
+        if "@" in url.partition("://")[2].partition("/")[0]:
+            from darkhaloscope.errors import UsageError
+
+            raise UsageError(f"S3 endpoint {redact(url)} carries credentials (user:password@); give the bare URL "
+                             "and put the keys in AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY")
         return cls(
             endpoint_url=endpoint_url or env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL") or None,
             region=region or env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or None,
@@ -46,8 +94,8 @@ class S3Options:
     def fsspec_kwargs(self) -> dict[str, Any]:
         kw: dict[str, Any] = {"anon": self.anonymous,
                               "config_kwargs": {"connect_timeout": S3_CONNECT_TIMEOUT_S,
-                                                "read_timeout": S3_REQUEST_TIMEOUT_S,
-                                                "retries": {"max_attempts": S3_MAX_ATTEMPTS}}}
+                                                "read_timeout": read_timeout_s(),
+                                                "retries": {"max_attempts": S3_MAX_ATTEMPTS, "mode": "standard"}}}
         client: dict[str, Any] = {}
         if self.endpoint_url:
             client["endpoint_url"] = self.endpoint_url
@@ -80,7 +128,7 @@ def arrow_filesystem(uri: str, s3: S3Options | None = None) -> tuple[pafs.FileSy
             kw["region"] = "us-east-1"
         # fail in seconds, not minutes, when the endpoint is down or wrong
         kw["connect_timeout"] = S3_CONNECT_TIMEOUT_S
-        kw["request_timeout"] = S3_REQUEST_TIMEOUT_S
+        kw["request_timeout"] = read_timeout_s()
         kw["retry_strategy"] = pafs.AwsStandardS3RetryStrategy(max_attempts=S3_MAX_ATTEMPTS)
         try:
             fs = pafs.S3FileSystem(**kw)
@@ -96,7 +144,9 @@ def fsspec_filesystem(uri: str, s3: S3Options | None = None):
 
     if is_s3(str(uri)):
         s3 = s3 or S3Options.resolve()
-        return fsspec.filesystem("s3", **s3.fsspec_kwargs()), str(uri)[len("s3://"):].rstrip("/")
+        fs = fsspec.filesystem("s3", **s3.fsspec_kwargs())
+        fs.retries = 1  # botocore already retries (S3_MAX_ATTEMPTS); s3fs's own 5 x would multiply the wait
+        return fs, str(uri)[len("s3://"):].rstrip("/")
     return fsspec.filesystem("file"), os.path.abspath(str(uri))
 
 

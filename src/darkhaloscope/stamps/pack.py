@@ -175,7 +175,10 @@ def check_destination(out: str) -> Path:
         raise UsageError(f"OUT {out}: dhs pack writes to a local folder; pack locally, then copy the folder up")
     path = Path(out)
     if path.exists() and (not path.is_dir() or any(path.iterdir())):
-        raise UsageError(f"OUT {out} exists and is not empty; remove it or choose another folder")
+        unfinished = path.is_dir() and not (path / MANIFEST_NAME).exists()
+        raise UsageError(f"OUT {out} exists and is not empty" + (f" (an unfinished pack: no {MANIFEST_NAME})"
+                                                                  if unfinished else "")
+                         + "; remove it or choose another folder")
     return path
 
 

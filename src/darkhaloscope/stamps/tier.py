@@ -24,8 +24,8 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from darkhaloscope.errors import DataError
-from darkhaloscope.stamps.fs import S3Options, arrow_filesystem, is_s3, redact
+from darkhaloscope.errors import DataError, MissingInputError
+from darkhaloscope.stamps.fs import S3Options, arrow_filesystem, is_s3, redact, s3_fault
 from darkhaloscope.stamps.schema import CUTOUT_OK_COLUMN, PACKED_STAMP_COLUMN, SPLIT_COLUMN
 
 
@@ -71,6 +71,7 @@ class Tier:
     fs: pafs.FileSystem
     root: str
     files: list[TierFile] = field(default_factory=list)
+    s3: S3Options | None = field(default=None, repr=False)  # how s3:// was reached (for error messages)
 
     # ---- description -------------------------------------------------------------------------
     @property
@@ -116,6 +117,7 @@ class Tier:
             # owns (and close() closes) its handle; the cached footer saves a read per open
             return pq.ParquetFile(f.path, filesystem=self.fs, metadata=f.metadata)
         except (OSError, pa.ArrowInvalid) as e:
+            _raise_s3_fault(e, self.describe(f), self.s3)
             raise DataError(f"{self.describe(f)}: cannot read parquet ({_short(e)}); the file is truncated "
                             "or corrupt: re-copy or re-write it, or remove it from the tier") from None
 
@@ -130,6 +132,7 @@ class Tier:
         try:
             table = pf.read_row_group(row_group, columns=need)
         except (OSError, pa.ArrowInvalid) as e:
+            _raise_s3_fault(e, self.describe(f), self.s3)
             raise DataError(f"{self.describe(f)} row group {row_group}: read failed ({_short(e)}); "
                             "the file is truncated or corrupt: re-copy or re-write it") from None
         start = sum(f.row_group_rows[:row_group])
@@ -219,6 +222,15 @@ class Tier:
         return TierBatch(f, rg, table, idx)
 
 
+def _raise_s3_fault(e: BaseException, where: str, s3: S3Options | None) -> None:
+    """Raise the one-line fault (no credentials, no bucket, denied, endpoint silent) an S3 error stands
+    for, instead of calling the file corrupt; return when `where` is local or the error is not one."""
+    if is_s3(where):
+        fault = s3_fault(e, where, s3 or S3Options.resolve())
+        if fault is not None:
+            raise fault from None
+
+
 def _short(e: BaseException) -> str:
     """First line of an exception message, credentials redacted, for a one-line DataError."""
     return redact(str(e).strip().splitlines()[0][:300]) if str(e).strip() else type(e).__name__
@@ -265,7 +277,7 @@ def open_tier(uri: str, s3: S3Options | None = None, *, threads: int = 16) -> Ti
         info = fs.get_file_info(root)
         if info.type == pafs.FileType.NotFound:
             hint = " / bucket / --s3-endpoint-url" if is_s3(uri) else ""
-            raise DataError(f"{uri} does not exist; check the path{hint}")
+            raise MissingInputError(f"{uri} does not exist; check the path{hint}")
         if info.type == pafs.FileType.File:
             infos = [info]
             base = posixpath.dirname(root)
@@ -278,6 +290,7 @@ def open_tier(uri: str, s3: S3Options | None = None, *, threads: int = 16) -> Ti
     except DataError:
         raise
     except (OSError, pa.ArrowException) as e:
+        _raise_s3_fault(e, uri, s3)
         hint = (" (is the S3 endpoint reachable? check --s3-endpoint-url, AWS_ENDPOINT_URL and credentials)"
                 if is_s3(uri) else "")
         raise DataError(f"cannot list {uri}: {_short(e)}{hint}") from None
@@ -299,6 +312,7 @@ def open_tier(uri: str, s3: S3Options | None = None, *, threads: int = 16) -> Ti
             with fs.open_input_file(path) as fh:
                 md = pq.ParquetFile(fh).metadata
         except (OSError, pa.ArrowInvalid) as e:
+            _raise_s3_fault(e, f"{uri.rstrip('/')}/{rel}", s3)
             raise DataError(f"{uri.rstrip('/')}/{rel}: cannot read parquet footer ({_short(e)}); the file is "
                             "truncated or corrupt: re-copy or re-write it, or remove it from the tier") from None
         return TierFile(path=path, relpath=rel, split=_split_from_path(rel), num_rows=md.num_rows,
@@ -307,4 +321,4 @@ def open_tier(uri: str, s3: S3Options | None = None, *, threads: int = 16) -> Ti
 
     with ThreadPoolExecutor(max(1, min(threads, len(paths)))) as ex:
         files = list(ex.map(footer, paths))
-    return Tier(uri=uri, fs=fs, root=root, files=files)
+    return Tier(uri=uri, fs=fs, root=root, files=files, s3=s3)

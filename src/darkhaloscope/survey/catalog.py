@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from darkhaloscope.config import parse_shard, run_info
-from darkhaloscope.errors import DataError, UsageError
+from darkhaloscope.errors import DataError, MissingInputError, UsageError
 from darkhaloscope.fileio import atomic_path, atomic_write_text
 from darkhaloscope.survey.config import CatalogConfig, parse_fractions
 from darkhaloscope.survey.positives import LENSCAT, Positives, filter_positives, load_known
@@ -49,7 +49,7 @@ def expand_files(patterns: Sequence[str]) -> list[str]:
             raise DataError(f"--negatives {p!r} matches no file")
         for h in hits:
             if not Path(h).is_file():
-                raise DataError(f"{h}: no such file (a Tractor catalog: sweep FITS or parquet)")
+                raise MissingInputError(f"{h}: no such file (a Tractor catalog: sweep FITS or parquet)")
             files.add(h)
     return sorted(files)
 

@@ -14,7 +14,7 @@ from typing import Sequence
 import numpy as np
 import pyarrow as pa
 
-from darkhaloscope.errors import DataError
+from darkhaloscope.errors import DataError, MissingInputError
 
 TABLE_SUFFIXES = (".csv", ".fits", ".fit", ".fits.gz", ".parquet", ".pq")
 
@@ -69,7 +69,7 @@ def read_table(path: str | Path, columns: Sequence[str] | None = None) -> pa.Tab
     """Read `columns` (exact names; None = all scalar columns) of a CSV / FITS / parquet table."""
     kind = table_kind(path)
     if not Path(path).is_file():
-        raise DataError(f"{path}: no such file")
+        raise MissingInputError(f"{path}: no such file")
     try:
         if kind == "parquet":
             import pyarrow.parquet as pq

@@ -15,6 +15,7 @@ Exercised by `dhs train ... --resume auto` and by scoring (`load_for_inference`)
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import random
 import time
@@ -24,9 +25,9 @@ import numpy as np
 import torch
 
 from darkhaloscope import __version__
-from darkhaloscope.errors import DataError, UsageError
+from darkhaloscope.errors import DataError, MissingInputError, UsageError
 from darkhaloscope.fileio import atomic_path, atomic_write_bytes
-from darkhaloscope.stamps.fs import S3Options, fsspec_filesystem, is_s3
+from darkhaloscope.stamps.fs import S3Options, fsspec_filesystem, is_s3, s3_fault
 
 FORMAT = "darkhaloscope-checkpoint/1"  # bumped when the layout changes
 LAST, BEST = "last.pt", "best.pt"
@@ -75,12 +76,22 @@ def _read_bytes(path_or_uri: str, s3: S3Options | None) -> bytes:
         with fs.open(p, "rb") as f:
             return f.read()
     except FileNotFoundError:
-        raise DataError(f"checkpoint {path_or_uri} does not exist") from None
+        raise MissingInputError(f"checkpoint {path_or_uri} does not exist") from None
+    except IsADirectoryError:
+        raise UsageError(f"checkpoint {path_or_uri} is a folder; give the file, e.g. RUN/best.pt") from None
+    except Exception as e:  # noqa: BLE001 - botocore / aiohttp raise many kinds
+        fault = s3_fault(e, str(path_or_uri), s3) if is_s3(str(path_or_uri)) else None
+        if fault is None:
+            raise
+        raise fault from None
 
 
 def load_checkpoint(path_or_uri: str | Path, s3: S3Options | None = None, map_location="cpu") -> dict:
     """Read a checkpoint (local path or s3:// URI) with weights_only=True; DataError if unreadable."""
     raw = _read_bytes(str(path_or_uri), s3)
+    if not raw:
+        raise DataError(f"checkpoint {path_or_uri} is empty (0 bytes: a copy or a save that did not finish); "
+                        "use another file, e.g. best.pt or the mirror copy")
     try:
         ckpt = torch.load(io.BytesIO(raw), map_location=map_location, weights_only=True)
     except Exception as e:  # noqa: BLE001 - torch raises many kinds for a truncated/foreign file
@@ -104,12 +115,17 @@ class Mirror:
         self.backoff_s = backoff_s  # first wait between attempts; doubles each time
 
     def _retry(self, what: str, fn):
+        """Call fn, retrying unclassified errors with backoff; a recognised S3 fault (no credentials,
+        no bucket, access denied, endpoint silent after botocore's own tries) stops at once, in one line."""
         for attempt in range(self.tries):
             try:
                 return fn()
             except FileNotFoundError:
                 raise
             except Exception as e:  # noqa: BLE001 - network errors come in many types
+                fault = s3_fault(e, self.uri, self.s3) if is_s3(self.uri) else None
+                if fault is not None:
+                    raise fault from None
                 if attempt == self.tries - 1:
                     raise DataError(f"{what} failed after {self.tries} attempts: {type(e).__name__}: "
                                     f"{str(e).splitlines()[0][:160] if str(e) else ''}; check the S3 "
@@ -149,7 +165,7 @@ def find_resume(run_dir: Path, resume: str | None, mirror: Mirror | None) -> Pat
     if resume != "auto":
         p = Path(resume)
         if not p.is_file():
-            raise UsageError(f"--resume {resume}: no such checkpoint file (use --resume auto to continue RUN/last.pt)")
+            raise MissingInputError(f"--resume {resume}: no such checkpoint file (use --resume auto to continue RUN/last.pt)")
         return p
     last = Path(run_dir) / LAST
     if last.is_file():
@@ -172,9 +188,23 @@ def load_for_inference(path_or_uri: str | Path, device: str | torch.device = "cp
     from darkhaloscope.stamps.normalise import PreprocessConfig
 
     ckpt = load_checkpoint(path_or_uri, s3)
-    cfg = ckpt["config"]
+    cfg = ckpt.get("config")
+    if not isinstance(cfg, dict) or "model" not in cfg or not isinstance(ckpt.get("model"), dict):
+        raise DataError(f"checkpoint {path_or_uri} has no model config or weights (keys: "
+                        f"{', '.join(sorted(map(str, ckpt)))}); give a last.pt / best.pt written by `dhs train`")
+    known = {f.name for f in dataclasses.fields(PreprocessConfig)}
+    extra = sorted(set(cfg.get("preprocess") or {}) - known)
+    if extra or not isinstance(cfg.get("preprocess"), dict):
+        raise DataError(f"checkpoint {path_or_uri}: preprocess settings {', '.join(extra) or repr(cfg.get('preprocess'))} "
+                        f"are not known to this version (known: {', '.join(sorted(known))}); score it with the "
+                        "darkhaloscope version that trained it")
     model = create_model(cfg["model"], meta_columns=cfg.get("meta_columns") or ())
-    model.load_state_dict(ckpt["model"])
+    try:
+        model.load_state_dict(ckpt["model"])
+    except (RuntimeError, KeyError, TypeError, ValueError) as e:
+        raise DataError(f"checkpoint {path_or_uri}: its weights do not fit model {cfg['model']!r} "
+                        f"({str(e).strip().splitlines()[0][:200]}); it was written for another architecture "
+                        "or edited") from None
     model.to(device).eval()
     if cfg.get("channels_last", False):
         model = model.to(memory_format=torch.channels_last)
