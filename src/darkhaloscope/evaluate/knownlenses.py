@@ -72,9 +72,12 @@ def known_lens_section(known: str, scores, cfg, ev, fig_dir: Path, *, checkpoint
     score = np.asarray(t["score"].to_numpy(zero_copy_only=False), float)
     label = t["label"].to_pylist() if "label" in names else [None] * t.num_rows
     lens = np.asarray([lab != 0 for lab in label]) & np.isfinite(score)
-    use_logit = "logit" in names and scores.logits is not None
+    # the model's own logits on both sides (a calibration temperature would rescale one file's values only)
+    model_logits = scores.model_logits()
+    use_logit = "logit" in names and model_logits is not None
     value = np.asarray(t["logit"].to_numpy(zero_copy_only=False), float) if use_logit else score
-    ctrl = (scores.logits if use_logit else scores.scores)[scores.labels == 0]
+    raw_scores = scores.raw_scores if scores.raw_scores is not None else scores.scores
+    ctrl = (model_logits if use_logit else raw_scores)[scores.labels == 0]
     title = "Real lenses"
     if not lens.any() or len(ctrl) == 0:
         why = "no real lens with a score" if not lens.any() else "no controls in the evaluated scores"

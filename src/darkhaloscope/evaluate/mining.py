@@ -87,7 +87,7 @@ def before_after_section(before_path: str, scores, cfg, ev) -> None:
     """FPR of the held-out negatives of SCORES (after) and BEFORE (the model mining started from), same split."""
     from darkhaloscope.evaluate.scoresfile import read_scores
 
-    before = read_scores(before_path, cfg.split)
+    before = read_scores(before_path, cfg.split, cfg.score)
     rows, metrics = [], {}
     for name, s in (("before", before), ("after", scores)):
         r = {"negatives": int((s.labels == 0).sum()),
