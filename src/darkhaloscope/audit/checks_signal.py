@@ -9,6 +9,10 @@ Exercised by `dhs audit DATA`.
 - shortcut: AUROC of crude image statistics alone, and of a cross-validated logistic regression on all of
   them, on the decoded sample. High values: a network can separate the classes without seeing arcs.
 - paired: with `ctrl_stamp_npz`, injection - control must vanish far from the arc and carry positive flux.
+- paired_hosts: with `ctrl_stamp_npz`, the same image statistics, g band included, of the plain controls
+  against the injections' own hosts (their controls): both should be one host population (AUROC ~0.5).
+  Controls drawn from other hosts (e.g. redder in g-r) are a shortcut the pixel probe cannot see, since it
+  leaves g out to avoid measuring the arc; here there is no arc, so g is fair.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import numpy as np
 from darkhaloscope.audit.registry import AuditContext, first_examples, register_check
 from darkhaloscope.audit.report import Finding
 from darkhaloscope.audit.stats import auroc, column_leakage, feature_names, probe_auroc, separation
+from darkhaloscope.audit.pixels import HOST_PROBE_BANDS
 from darkhaloscope.stamps.schema import CTRL_STAMP_COLUMN, OBSERVING_COLUMNS, is_forbidden_input
 
 OBSERVING_PREFIXES: tuple[str, ...] = ("psf", "depth", "galdepth", "nobs", "ebv", "seeing", "sky")
@@ -121,3 +126,29 @@ def check_paired(ctx: AuditContext) -> list[Finding]:
                            f" vanishes far from the arc (worst median {p['max_far_median_sigma']:.2g} sigma at r >= "
                            f"{cfg.paired_far_radius_pix:g} px), is never negative, and carries the arc's flux", dict(p)))
     return out
+
+
+@register_check("paired_hosts")
+def check_paired_hosts(ctx: AuditContext) -> list[Finding]:
+    px, cfg = ctx.pixels, ctx.config
+    if px is None or CTRL_STAMP_COLUMN not in ctx.tier.columns or not px.host_features:
+        return []
+    x, y = np.concatenate(px.host_features), np.concatenate(px.host_labels)
+    n0, n1 = int((y == 0).sum()), int((y == 1).sum())
+    if min(n0, n1) < cfg.probe_min_per_class:
+        return [Finding("paired_hosts", "info", f"paired-host probe skipped: {n1} injection host(s) and {n0} plain "
+                        f"control(s) decoded (< {cfg.probe_min_per_class} of a class)", {"controls": n0, "hosts": n1})]
+    names = feature_names(HOST_PROBE_BANDS)
+    single = {n: separation(auroc(y, x[:, i])) for i, n in enumerate(names)}
+    combo = probe_auroc(x, y, seed=cfg.seed)
+    ranked = sorted(single.items(), key=lambda kv: -kv[1])
+    details = {"feature_auroc": single, "probe_auroc": combo, "controls": n0, "hosts": n1}
+    text = ", ".join(f"{n} {a:.2f}" for n, a in ranked[:3])
+    if max(combo, ranked[0][1]) >= cfg.host_probe_auroc:
+        return [Finding("paired_hosts", "error", f"the controls' hosts differ from the injections' own hosts: image "
+                        f"statistics with g separate them at AUROC {combo:.2f} (5-fold logistic; strongest {text}; "
+                        f"{n0} plain controls vs {n1} paired hosts, >= {cfg.host_probe_auroc:g}); a network can "
+                        "tell the classes apart by the host alone: draw controls and injections from the same "
+                        "host population (same colour and magnitude cuts)", details)]
+    return [Finding("paired_hosts", "info", f"controls and the injections' own hosts are one population: probe "
+                    f"AUROC {combo:.2f} with g (strongest {text}; {n0} plain controls vs {n1} paired hosts)", details)]

@@ -55,6 +55,9 @@ class AuditConfig:
     paired_neg_tol_sigma: float = 3.0  # injection - control below -this x sigma anywhere -> violation (arcs add flux)
     paired_flux_ratio_tol: float = 1.5  # r-band (injection - control) flux / arc_flux_r_nmgy outside
     # [1/this, this] -> violation (a flux units bug); fair simulated tier: 0.9998-1.0000
+    host_probe_auroc: float = 0.75  # plain controls vs the injections' own hosts (ctrl_stamp_npz), g included:
+    # probe or single-statistic AUROC at/above -> error (one host population gives ~0.5; controls with
+    # g-r 1.6-1.9 vs injection hosts 1.3-1.6 give ~0.99)
     # --- reading ---
     threads: int = 8  # files read in parallel by the cheap passes (I/O bound: more helps on s3://)
     decode_threads: int = 2  # zlib inflation threads for the sampled stamps
@@ -65,7 +68,7 @@ class AuditConfig:
         for name in ("max_class_ratio", "max_eval_to_train_ratio"):
             if getattr(self, name) < 1.0:
                 raise UsageError(f"{name} must be >= 1 (a ratio of larger to smaller), got {getattr(self, name)}")
-        for name in ("leak_auroc", "shortcut_auroc_warn", "shortcut_combo_auroc_warn"):
+        for name in ("leak_auroc", "shortcut_auroc_warn", "shortcut_combo_auroc_warn", "host_probe_auroc"):
             if not 0.5 <= getattr(self, name) <= 1.0:
                 raise UsageError(f"{name} is an AUROC threshold in [0.5, 1], got {getattr(self, name)}")
         for name in ("min_cutout_ok_frac", "leak_null_frac_diff", "min_train_frac"):

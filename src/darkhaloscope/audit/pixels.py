@@ -4,7 +4,9 @@ By default a seeded random set of whole row groups, stratified by split, adding 
 `sample_rows` usable rows (cutout_ok=1); `--full` decodes every usable row. Each decoded row is checked
 for decode failure, unknown npz layout, missing band, wrong shape, NaN/Inf and all-zero bands; valid
 rows give a pixel hash (duplicate stamps across splits) and image statistics (shortcut probe); injection
-rows with a `ctrl_stamp_npz` give the paired-control check. Memory: one row group at a time, plus
+rows with a `ctrl_stamp_npz` give the paired-control check, and then the paired-host probe's material: image
+statistics, g band included, of the plain controls (no `confuser_kind`) and of the injections' own hosts
+(their `ctrl_stamp_npz`). Memory: one row group at a time, plus
 8 bytes of hash per row and the image statistics of at most `probe_max_rows` rows. Exercised by `dhs audit DATA [--full]`.
 """
 
@@ -24,7 +26,7 @@ from darkhaloscope.errors import DHSError
 from darkhaloscope.stamps.batch import decode_tier_batch, labels_of, stamp_column
 from darkhaloscope.stamps.codec import decode_batch
 from darkhaloscope.stamps.robust import median_sigma
-from darkhaloscope.stamps.schema import (BANDS, CTRL_STAMP_COLUMN, LABEL_COLUMN, LABEL_SOURCE_COLUMN, SPLIT_COLUMN,
+from darkhaloscope.stamps.schema import (BANDS, CONFUSER_COLUMN, CTRL_STAMP_COLUMN, LABEL_COLUMN, LABEL_SOURCE_COLUMN, SPLIT_COLUMN,
                                           pixel_radius)
 from darkhaloscope.stamps.tier import Tier, TierBatch
 
@@ -38,6 +40,7 @@ ERROR_KINDS: tuple[tuple[str, str], ...] = (
     ("", "decode_failure"),
 )
 MAX_EXAMPLES = 5  # offending row ids kept per problem kind
+HOST_PROBE_BANDS = BANDS  # the paired-host probe compares hosts with hosts: g is host light there too
 ARC_FLUX_COLUMN = "arc_flux_r_nmgy"  # injected r-band flux inside the stamp: checks paired flux (units bug)
 PAIRED_COUNTS = ("checked", "violations", "far_nonzero", "negative", "flux_not_positive", "flux_mismatch",
                  "max_far_median_sigma")
@@ -62,6 +65,8 @@ class PixelSample:
     hash_row: list[np.ndarray] = field(default_factory=list)  # its row index inside that file
     paired: dict[str, float] = field(default_factory=lambda: dict.fromkeys(PAIRED_COUNTS, 0))
     paired_examples: list[str] = field(default_factory=list)
+    host_features: list[np.ndarray] = field(default_factory=list)  # (n, F) host statistics (HOST_PROBE_BANDS)
+    host_labels: list[np.ndarray] = field(default_factory=list)  # 0: a plain control, 1: an injection's host
 
     def add_problem(self, kind: str, where: str, reason: str) -> None:
         self.problems[kind] = self.problems.get(kind, 0) + 1
@@ -102,8 +107,8 @@ def sample_pixels(tier: Tier, cfg: AuditConfig, *, full: bool = False,
     """Decode the chosen row groups (usable rows only) and collect the pixel checks' raw material."""
     cols = tier.columns
     stamp = stamp_column(cols)
-    wanted = [stamp] + [c for c in (LABEL_COLUMN, LABEL_SOURCE_COLUMN, CTRL_STAMP_COLUMN, ARC_FLUX_COLUMN)
-                        if c in cols]
+    wanted = [stamp] + [c for c in (LABEL_COLUMN, LABEL_SOURCE_COLUMN, CTRL_STAMP_COLUMN, ARC_FLUX_COLUMN,
+                                     CONFUSER_COLUMN) if c in cols]
     if not tier.split_from_partition and SPLIT_COLUMN in cols:
         wanted.append(SPLIT_COLUMN)
     if LABEL_COLUMN in wanted and LABEL_SOURCE_COLUMN in wanted:
@@ -178,15 +183,25 @@ def _one_batch(out: PixelSample, batch: TierBatch, k: int, rng, keep_p: float, c
         if CTRL_STAMP_COLUMN in t.column_names:
             arc_flux = (np.asarray(pc.cast(t[ARC_FLUX_COLUMN], pa.float64()).to_numpy(zero_copy_only=False))
                         if ARC_FLUX_COLUMN in t.column_names else None)
-            _paired(out, t[CTRL_STAMP_COLUMN], images, labels, valid, sb.where, arc_flux, cfg)
+            hosts = _paired(out, t[CTRL_STAMP_COLUMN], images, labels, valid, sb.where, arc_flux, cfg)
+            plain = keep[labels[keep] == 0]
+            if CONFUSER_COLUMN in t.column_names:  # a confuser's light is not the host's: plain controls only
+                plain = plain[np.asarray(pc.is_null(t[CONFUSER_COLUMN]).to_numpy(zero_copy_only=False), bool)[plain]]
+            hosts = hosts[rng.random(len(hosts)) < keep_p]
+            for imgs, lab in ((images[plain], 0), (hosts, 1)):
+                if len(imgs):
+                    out.host_features.append(image_features(imgs, cfg.centre_radius_pix, cfg.background_radius_pix,
+                                                            HOST_PROBE_BANDS))
+                    out.host_labels.append(np.full(len(imgs), lab, np.int8))
 
 
-def _paired(out: PixelSample, ctrl_col, images, labels, valid, where, arc_flux, cfg: AuditConfig) -> None:
-    """Injection - control: ~0 in the outer region, never clearly negative, flux matching arc_flux_r_nmgy."""
+def _paired(out: PixelSample, ctrl_col, images, labels, valid, where, arc_flux, cfg: AuditConfig) -> np.ndarray:
+    """Injection - control: ~0 in the outer region, never clearly negative, flux matching arc_flux_r_nmgy.
+    Returns the valid paired hosts (m, 3, S, S)."""
     blobs = ctrl_col.to_pylist()
     idx = [i for i in np.flatnonzero(valid & (labels == 1)) if blobs[i] is not None]
     if not idx:
-        return
+        return images[:0]
     ctrl = decode_batch([blobs[i] for i in idx], where=[where[i] for i in idx], on_error="mask",
                         threads=cfg.decode_threads)
     for j, reason in ctrl.errors.items():
@@ -223,3 +238,4 @@ def _paired(out: PixelSample, ctrl_col, images, labels, valid, where, arc_flux, 
             p["violations"] += 1
             if len(out.paired_examples) < MAX_EXAMPLES:
                 out.paired_examples.append(f"{where[idx[j]]}: {'; '.join(m for _, m in bad)}")
+    return ctrl.images[ctrl.valid]

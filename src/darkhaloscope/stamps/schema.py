@@ -56,7 +56,8 @@ INJECTION_METADATA_COLUMNS: tuple[str, ...] = (
 )
 # Metadata of controls that carry a simulated look-alike (`dhs simulate --confusers`): null for plain controls
 # and for injections, so they too leak the label (and the control's kind). Never a model input.
-CONTROL_METADATA_COLUMNS: tuple[str, ...] = ("confuser_kind",)
+CONFUSER_COLUMN = "confuser_kind"
+CONTROL_METADATA_COLUMNS: tuple[str, ...] = (CONFUSER_COLUMN,)
 NEVER_MODEL_INPUT_PREFIXES: tuple[str, ...] = ("src_", "arc_", "lens_", "shear_", "theta_e", "confuser_")
 # Observing-condition metadata: exists for controls too; allowed as model inputs.
 OBSERVING_COLUMNS: tuple[str, ...] = (
