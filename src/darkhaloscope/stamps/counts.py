@@ -35,8 +35,9 @@ def class_counts(tier: Tier, *, cutout_ok_only: bool = True) -> dict[str, dict[i
             labels = label_from_is_control(table[label_col])
         except (DataError, RefusedError) as e:  # name the file and row inside it
             i = getattr(e, "row", None)
-            if i is None:
-                raise type(e)(f"{tier.uri}: {e}") from None
+            if i is None:  # the column's type: name the first file
+                first = f"{tier.uri.rstrip('/')}/{table['_file'][0]}" if table.num_rows else tier.uri
+                raise type(e)(f"{first}: {e}") from None
             raise DataError(f"{tier.uri.rstrip('/')}/{table['_file'][i]} row {table['_row'][i]}: {label_col} is "
                             f"{table[label_col][i].as_py()!r}; it must be 0 (injection) or 1 (control): fix the "
                             "tier or drop the row") from None
