@@ -20,6 +20,7 @@ from darkhaloscope.common import ranking as M
 from darkhaloscope.evaluate.baselines import run_baselines
 from darkhaloscope.evaluate.bootstrap import bootstrap_many
 from darkhaloscope.evaluate.config import EvaluateConfig
+from darkhaloscope.evaluate.confusers import confuser_section
 from darkhaloscope.evaluate.report import Evaluation, Section, md_table
 from darkhaloscope.evaluate.scoresfile import Scores
 
@@ -222,7 +223,7 @@ def baseline_section(s: Scores, cfg: EvaluateConfig, ev: Evaluation) -> None:
     ev.sections.append(Section("Shortcut baselines", lines, []))
 
 
-SECTIONS = (threshold_section, calibration_section, selection_section)
+SECTIONS = (threshold_section, calibration_section, selection_section, confuser_section)
 
 
 def analyse(s: Scores, cfg: EvaluateConfig, fig_dir: Path, log=None) -> tuple[Evaluation, Ranked, float]:

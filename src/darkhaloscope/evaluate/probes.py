@@ -20,6 +20,7 @@ import numpy as np
 from darkhaloscope.errors import UsageError
 from darkhaloscope.common import ranking as M
 from darkhaloscope.evaluate import plots
+from darkhaloscope.evaluate.confusers import confuser_gallery
 from darkhaloscope.evaluate.report import Section, md_table
 from darkhaloscope.evaluate.sources import open_source
 from darkhaloscope.stamps.fs import is_s3
@@ -125,6 +126,9 @@ def run_data_sections(scores, ranked, thr: float, cfg, ev, fig_dir: Path, *, sou
                                       np.random.default_rng(cfg.seed))
         figs.append((name, plots.gallery(stamps[name], [caption(scores, i) for i in idx], name.capitalize(),
                                          fig_dir / f"gallery_{k}.png", overlays, cols=4 if overlays is not None else 6)))
+    conf = confuser_gallery(scores, ranked.values, cfg.gallery_size, source, fig_dir)
+    if conf is not None:
+        figs.append(conf)
     lines = ["Occlusion maps (beside each stamp, when the model was given): mean drop of the probability when an "
              f"{cfg.occlusion_patch_pix}x{cfg.occlusion_patch_pix} px square covering the pixel is replaced by sky "
              "noise; bright = the model relies on that region."] if score_fn else []

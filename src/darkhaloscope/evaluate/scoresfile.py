@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from darkhaloscope.errors import DataError, MissingInputError
-from darkhaloscope.stamps.schema import ID_COLUMNS, LABEL_COLUMN, SPLIT_COLUMN, is_forbidden_input
+from darkhaloscope.stamps.schema import CONFUSER_COLUMN, ID_COLUMNS, LABEL_COLUMN, SPLIT_COLUMN, is_forbidden_input
 
 SCORE_COLUMN = "score"  # probability in [0, 1]: sigmoid(logit)
 CALIBRATED_COLUMN = "score_calibrated"  # sigmoid(logit / T), T fitted on val by `dhs train` (when the checkpoint has it)
@@ -59,6 +59,7 @@ class Scores:
     score_column: str = SCORE_COLUMN  # the probability in `scores` (score or score_calibrated): what thresholds use
     raw_scores: np.ndarray | None = None  # sigmoid(logit) when `scores` holds the calibrated probability
     raw_logits: np.ndarray | None = None  # the model's logit when `logits` holds logit / T
+    confuser_kind: np.ndarray | None = None  # (N,) object: the control's simulated look-alike kind, None: none
 
     def model_logits(self) -> np.ndarray | None:
         """The logits the model outputs (before any temperature), to compare with a re-scoring."""
@@ -157,9 +158,11 @@ def read_scores(path: str | Path, split: str = "auto", score: str = "auto") -> S
             continue
         cols[name] = _float(table, name)
     src = {c: table[c] for c in (SOURCE_FILE_COLUMN, SOURCE_ROW_COLUMN) if c in table.column_names}
+    kinds = (np.asarray(table[CONFUSER_COLUMN].cast(pa.string()).to_pylist(), dtype=object)
+             if CONFUSER_COLUMN in table.column_names else None)
     return Scores(str(path), labels.astype(np.int8), scores, logits, row_ids, cols, note, info, int(n_unlabelled),
                   int(n_unscored), src.get(SOURCE_FILE_COLUMN), src.get(SOURCE_ROW_COLUMN), kept, score_column, raw,
-                  raw_logits)
+                  raw_logits, kinds)
 
 
 def _float(table: pa.Table, name: str) -> np.ndarray:

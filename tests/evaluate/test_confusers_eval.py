@@ -1,0 +1,63 @@
+"""`dhs evaluate` per confuser kind: operating points set on plain controls, each kind's false-positive rate,
+recall by source magnitude and theta_E (numbers checked by hand on small arrays)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from darkhaloscope.cli import main
+from darkhaloscope.evaluate.confusers import confuser_metrics
+
+
+def _arrays():
+    # 100 plain controls at 0..0.99, 10 rings at 0.995 (all above any plain threshold), 10 disks at 0.0 (none),
+    # 20 lenses: 10 bright (r 22.5) at 0.999, 10 faint (r 24.5) at 0.5
+    plain = np.arange(100) / 100.0
+    values = np.concatenate([plain, np.full(10, 0.995), np.zeros(10), np.full(10, 0.999), np.full(10, 0.5)])
+    labels = np.concatenate([np.zeros(120), np.ones(20)]).astype(np.int8)
+    kinds = np.array([None] * 100 + ["ring"] * 10 + ["disk"] * 10 + [None] * 20, dtype=object)
+    mag = np.concatenate([np.full(120, np.nan), np.full(10, 22.5), np.full(10, 24.5)])
+    theta = np.concatenate([np.full(120, np.nan), np.full(20, 1.4)])
+    return labels, values, kinds, {"src_mag_r": mag, "theta_e_arcsec": theta}
+
+
+def test_fpr_per_kind_at_the_threshold_set_on_plain_controls():
+    labels, values, kinds, cols = _arrays()
+    m = confuser_metrics(labels, values, kinds, cols, [0.05])
+    k = m["kinds"]
+    assert k["plain controls"]["fpr"]["0.05"]["k"] == 5  # 0.95..0.99 pass: 5 of 100, the target
+    assert k["ring"]["fpr"]["0.05"]["rate"] == 1.0 and k["disk"]["fpr"]["0.05"]["rate"] == 0.0
+    assert k["all confusers"]["fpr"]["0.05"]["rate"] == 0.5 and k["all confusers"]["n"] == 20
+    assert k["ring"]["auroc_vs_lenses"] == pytest.approx(0.5)  # 10 lenses above the rings, 10 below
+    assert k["disk"]["auroc_vs_lenses"] == pytest.approx(1.0)
+    rec = m["recall"]["0.05"]
+    assert rec["all"]["rate"] == 0.5
+    assert [(b["bin"], b["rate"]) for b in rec["src_mag_r"]] == [("22-23", 1.0), ("24-25.5", 0.0)]
+    assert [(b["bin"], b["n"]) for b in rec["theta_e_arcsec"]] == [("1-1.5", 20)]
+
+
+def test_operating_point_not_resolvable_with_too_few_plain_controls():
+    labels, values, kinds, cols = _arrays()
+    m = confuser_metrics(labels, values, kinds, cols, [1e-3])
+    assert m["operating_points"]["0.001"]["threshold"] is None and "not resolvable" in m["operating_points"]["0.001"]["note"]
+    assert m["kinds"]["ring"]["fpr"]["0.001"] is None and m["recall"] == {}
+
+
+def test_evaluate_report_has_the_confuser_section(tmp_path):
+    labels, values, kinds, cols = _arrays()
+    path = tmp_path / "scores.parquet"
+    pq.write_table(pa.table({"score": values, "label": labels, "confuser_kind": pa.array(list(kinds), pa.string()),
+                             "src_mag_r": cols["src_mag_r"], "theta_e_arcsec": cols["theta_e_arcsec"]}), path)
+    out = tmp_path / "ev"
+    assert main(["evaluate", str(path), "--out", str(out), "--no-data", "--set", "n_boot=20",
+                 "--set", "fpr_targets=0.05"]) == 0
+    md = (out / "report.md").read_text()
+    assert "Confusers and recall by source" in md and "| `ring` | 10 |" in md
+    assert "Confusers: 0.5 of 20 pass" in md
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["confusers"]["kinds"]["disk"]["fpr"]["0.05"]["rate"] == 0.0
