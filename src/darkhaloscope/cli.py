@@ -25,6 +25,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "darkhaloscope.train.commands",
     "darkhaloscope.evaluate.commands",
     "darkhaloscope.review.commands",
+    "darkhaloscope.demo.commands",
 )
 
 

@@ -46,7 +46,7 @@ def test_cli_writes_json_and_markdown_and_exits_0(sim_tier, tmp_path, capsys):
     assert doc["verdict"] == "GO" and doc["counts"]["error"] == 0 and doc["run"]["command"].startswith("dhs audit")
     assert {f["check"] for f in doc["findings"]} >= {"schema", "balance", "usability", "split", "leakage", "shortcut",
                                                      "paired"}
-    assert md.read_text().startswith(f"# Audit of `{sim_tier}`") and "| balance | info |" in md.read_text()
+    assert md.read_text().startswith(f"# Audit of {sim_tier}") and "| balance | info |" in md.read_text()
     assert "GO: 0 error(s)" in capsys.readouterr().out
 
 

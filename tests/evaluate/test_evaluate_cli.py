@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pyarrow as pa
@@ -18,7 +19,7 @@ FAST = ["--no-data", "--set", "n_boot=100"]
 def test_report_files_metrics_and_figures(tmp_path, capsys):
     scores = write_synthetic_scores(tmp_path / "s.parquet", 6000, seed=1, splits=("train", "test"))
     out = tmp_path / "rep"
-    assert main(["evaluate", str(scores), "--out", str(out), *FAST, "--set", "threshold=0.3"]) == 0
+    assert main(["evaluate", str(scores), "--out", str(out), *FAST, "--set", "threshold=0.3", "--set", "threshold_fpr=null"]) == 0
     m = json.loads((out / "metrics.json").read_text())
     assert {"auroc", "average_precision", "tpr_at_fpr", "fpr_at_tpr", "tpr0", "tpr10", "calibration",
             "prevalence", "selection_function", "stratified_fpr", "baselines", "threshold"} <= set(m)
@@ -102,7 +103,7 @@ def test_baseline_close_to_cnn_is_stated_first(tmp_path):
     pq.write_table(t, tmp_path / "s.parquet")
     assert main(["evaluate", str(tmp_path / "s.parquet"), "--out", str(tmp_path / "rep"), *FAST]) == 0
     md = (tmp_path / "rep" / "report.md").read_text().splitlines()
-    assert md[4].startswith("**WARNING: SHORTCUT? a logistic regression on allowed metadata")
+    assert md[4].startswith("**WARNING: LEAK? a logistic regression on allowed metadata")
     m = json.loads((tmp_path / "rep" / "metrics.json").read_text())
     meta = next(b for b in m["baselines"] if b["name"] == "allowed metadata")
     assert meta["close_to_cnn"] and "theta_e_arcsec" not in meta["features"]  # label-leaking columns never used
@@ -114,10 +115,41 @@ def test_operating_point_at_fixed_fpr_and_fallback(tmp_path):
     assert main(["evaluate", str(scores), "--out", str(tmp_path / "a"), *fast, "--set", "threshold_fpr=0.01"]) == 0
     m = json.loads((tmp_path / "a" / "metrics.json").read_text())
     assert m["threshold"]["fpr"] <= 0.01 and m["threshold"]["recall"] == m["tpr_at_fpr"]["0.01"]["value"]
-    # 1e-4 cannot be resolved with ~2,000 controls: falls back to the probability threshold, and says so
+    # 1e-4 cannot be resolved with ~2,000 controls: the point above every control (FPR 0), and it says so
     assert main(["evaluate", str(scores), "--out", str(tmp_path / "b"), *fast, "--set", "threshold_fpr=1e-4"]) == 0
     m = json.loads((tmp_path / "b" / "metrics.json").read_text())
-    assert m["threshold"]["score"] == 0.5 and any("threshold_fpr 0.0001" in w for w in m["warnings"])
+    assert m["threshold"]["fp"] == 0 and m["threshold"]["recall"] == m["tpr0"]["value"]
+    assert "not resolvable with" in m["operating_point"]["rule"]
+    # threshold_fpr=null: the probability threshold
+    assert main(["evaluate", str(scores), "--out", str(tmp_path / "c"), *fast, "--set", "threshold_fpr=null"]) == 0
+    m = json.loads((tmp_path / "c" / "metrics.json").read_text())
+    assert m["threshold"]["score"] == 0.5 and m["operating_point"]["rule"] == "score >= 0.5"
+
+
+def test_headline_operating_point_is_fpr_1e3_with_p05_table_below(tmp_path):
+    """#13: the headline was p >= 0.5 (FPR 0.1: '99,990 false positives per million'), printed elsewhere as
+    9.999e+04. Now: FPR 1e-3 on the test controls; p >= 0.5 kept in the table below; one number format."""
+    scores = write_synthetic_scores(tmp_path / "s.parquet", 6000, seed=3)
+    assert main(["evaluate", str(scores), "--out", str(tmp_path / "r"), *FAST, "--set", "baselines=false"]) == 0
+    m = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    assert m["threshold"]["fpr"] <= 1e-3 and m["operating_point"]["rule"].startswith("FPR <= 0.001 on the ")
+    md = (tmp_path / "r" / "report.md").read_text()
+    head = md.split("## ")[0]
+    assert "At the operating point (FPR <= 0.001 on the " in head.replace("\\", "")
+    assert "| 0.5 |" in md  # the fixed-probability table, below
+    assert not re.search(r"\d\.\d+e\+0\d", md), re.findall(r".{30}\d\.\d+e\+0\d", md)  # no 9.999e+04
+
+
+def test_one_class_test_split_prints_no_none(tmp_path):
+    """#14 item 22: a one-class split printed 'None true positives'."""
+    t = synthetic_scores_table(500, lens_frac=1.0, seed=2)
+    pq.write_table(t, tmp_path / "s.parquet")
+    assert main(["evaluate", str(tmp_path / "s.parquet"), "--out", str(tmp_path / "r"), *FAST]) == 0
+    for name in ("report.md", "report.html"):
+        text = re.sub(r"base64,[^\"]+", "", (tmp_path / "r" / name).read_text())
+        assert "None" not in text and "nan" not in text.lower().replace("nanomag", ""), name
+    md = (tmp_path / "r" / "report.md").read_text()
+    assert "TPR0 (lenses above every control) undefined (only one class" in md
 
 
 def test_scores_without_logits_rank_by_probability(tmp_path):

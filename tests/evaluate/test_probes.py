@@ -56,3 +56,45 @@ def test_coalesce_merges_small_batches_keeping_order_errors_and_unknown_labels()
     assert m.meta["k"].to_pylist() == [0, 1, 2, 3, 4] and m.errors == {4: "bad"}
     assert _labels_array(m.labels, 5).to_pylist() == [1, 0, 1, None, None]
     assert m.images[3, 0, 0, 0] == 3 and m.source_file[3] == "f3"
+
+
+def test_occlusion_wording_matches_the_figure(tmp_path, monkeypatch):
+    """#13: the report said 'bright = the model relies on that region' while the maps are drawn red/blue."""
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from tierfactory import make_tier
+
+    from darkhaloscope.evaluate import plots, probes
+    from darkhaloscope.evaluate.analysis import rank_values
+    from darkhaloscope.evaluate.config import EvaluateConfig
+    from darkhaloscope.evaluate.report import Evaluation
+    from darkhaloscope.evaluate.scoresfile import METADATA_KEY, read_scores
+    from darkhaloscope.evaluate.sources import open_source
+
+    tier = make_tier(tmp_path / "tier", rows_per_split=8, files_per_split=1, splits=("test",))
+    rows = [(f, int(r), int(lab)) for b in open_source(str(tier)).batches()
+            for f, r, lab in zip(b.source_file, b.source_row, b.labels)]
+    logit = np.linspace(-2, 2, len(rows))
+    t = pa.table({"score": 1 / (1 + np.exp(-logit)), "logit": logit, "label": [r[2] for r in rows],
+                  "row_id": [f"id{k}" for k in range(len(rows))], "source_file": [r[0] for r in rows],
+                  "source_row": [r[1] for r in rows], "region_split": ["test"] * len(rows)})
+    pq.write_table(t.replace_schema_metadata({METADATA_KEY: json.dumps({"data": str(tier)}).encode()}),
+                   tmp_path / "s.parquet")
+    scores = read_scores(tmp_path / "s.parquet")
+    titles = []
+    monkeypatch.setattr(probes, "_model_scorer", lambda ckpt, s3: lambda imgs: imgs[:, 1].mean(axis=(1, 2)) * 100)
+    monkeypatch.setattr(probes, "probe_section", lambda *a, **k: None)
+    import matplotlib.figure
+    orig = matplotlib.figure.Figure.suptitle
+    monkeypatch.setattr(matplotlib.figure.Figure, "suptitle", lambda self, t, **k: titles.append(t) or orig(self, t, **k))
+    ev, cfg = Evaluation(), EvaluateConfig(gallery_size=2)
+    ranked = rank_values(scores)
+    source, reason = probes.resolve_source(scores, None, True, None, "ckpt")
+    probes.run_data_sections(scores, ranked, 0.0, cfg, ev, tmp_path / "fig", source=source, reason=reason,
+                             checkpoint="ckpt", s3=None)
+    text = " ".join(b.plain() for s in ev.sections for b in s.blocks if hasattr(b, "plain"))
+    assert plots.OCCLUSION_LEGEND in text and "bright =" not in text
+    assert titles and all(plots.OCCLUSION_LEGEND in t for t in titles)
+    assert plots.OCCLUSION_LEGEND.startswith("red = ")

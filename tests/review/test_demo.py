@@ -7,7 +7,7 @@ import json
 import pyarrow.parquet as pq
 
 from darkhaloscope.cli import main
-from darkhaloscope.review.demo import MIN_TEST_AUROC
+from darkhaloscope.demo.stages import MIN_TEST_AUROC
 
 
 def test_demo_quick_exits_0_with_reports_and_auroc_bound(demo_dir):
@@ -25,11 +25,11 @@ def test_demo_quick_exits_0_with_reports_and_auroc_bound(demo_dir):
     keys = [s["key"] for s in review["sections"]]
     assert keys == ["data", "sanity", "throughput", "memory", "checkpoint", "run"]
     checks = {c["check"]: c for s in review["sections"] for c in s["checks"]}
-    assert checks["single-batch overfit"]["status"] == "pass" and checks["single-batch overfit"]["details"]["loss"] < 0.05
+    assert checks["single-batch overfit"]["severity"] == "pass" and checks["single-batch overfit"]["details"]["loss"] < 0.05
     assert abs(checks["initial loss (small_cnn)"]["details"]["loss"] - 0.6931) < 0.25
-    assert checks["save / kill / resume"]["status"] == "pass"
+    assert checks["save / kill / resume"]["severity"] == "pass"
     assert checks["save / kill / resume"]["details"]["killed_at"]["batches_done"] > 0  # killed mid-epoch
-    assert checks["best val AUROC"]["status"] == "pass"
+    assert checks["best val AUROC"]["severity"] == "pass"
     md = (demo_dir / "report/review.md").read_text()
     assert md.startswith("# GO/NO-GO review of") and "**Verdict: GO" in md and "| T4 |" in md
 
@@ -49,7 +49,7 @@ def test_demo_debug_tier_is_no_go_naming_the_split(demo_dir):
     assert "split 'val' has 45 injection(s) and 0 control(s)" in reasons  # model selection undefined
     assert all(b["command"].startswith("dhs audit ") for b in review["blocking"])
     md = out.read_text()
-    assert "## Blocking reasons" in md and "fix / investigate: `dhs audit" in md
+    assert "## Blocking reasons" in md and "Fix / investigate: `dhs audit" in md
 
 
 def test_demo_real_hosts_tier_when_cutouts_exist(demo_dir, dr10_dir):
@@ -64,3 +64,29 @@ def test_demo_bad_real_hosts_is_a_usage_error(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path / "d"), "--quick", "--real-hosts", str(tmp_path / "nope")]) == 2
     assert "--real-hosts" in capsys.readouterr().err
     assert not (tmp_path / "d").exists()
+
+
+def test_demo_and_review_wording(demo_dir):
+    """#13 'What a new user hit', in the demo's own output: each of these strings was printed once."""
+    summary = json.loads((demo_dir / "demo_summary.json").read_text())
+    rows = {r["stage"]: r for r in summary["stages"]}
+    assert summary["seconds"] > 0 and len(summary["load_average"]) == 3 and summary["cpus"] >= 1
+    # lines were cut mid-word ("training on it learns n"): every result holds its whole message
+    assert rows["audit debug tier (expect NO-GO)"]["result"].endswith("regenerate that split with both classes")
+    assert rows["train on debug tier (expect refusal)"]["result"].endswith("or pick other splits with "
+                                                                            "--train_split / --val_split")
+    assert "epochs count from 0" in rows["train small_cnn"]["result"]
+    md = (demo_dir / "report" / "review.md").read_text()
+    html = (demo_dir / "report" / "review.html").read_text()
+    assert "darkhaloscope ?" not in md and "commit ?" not in md  # the footer names the version
+    assert md.rstrip().splitlines()[-1].startswith("`dhs demo --out ") and "(darkhaloscope 0." in md
+    assert "The audit says GO: GO:" not in md and "The audit says GO: 0 error(s)" in md
+    assert "_5.4 s_" not in html and not __import__("re").search(r"_\d+\.\d s_", html)
+    assert "0 worker(s)" not in md and "the training process (num_workers 0) holds" in md
+    assert "streaming npz from S3" not in md  # the demo tier is local
+    assert not __import__("re").search(r"\| (T4|A100|H100) \|[^\n]*\| 0 s", md)  # no '0 s' epoch times
+    metrics = json.loads((demo_dir / "report" / "metrics.json").read_text())
+    run_rows = [json.loads(x) for x in (demo_dir / "run" / "metrics.jsonl").read_text().splitlines()]
+    best = max(run_rows, key=lambda r: r["val_auroc"])
+    assert metrics["source"]["epoch"] == best["epoch"]  # one epoch convention: 0-based everywhere
+    assert "val TPR@FPR1e-3" in md and "needs at least 1,000 val controls" in md

@@ -68,7 +68,7 @@ def test_checkpoint_mirror_round_trip_on_s3(demo_dir, tmp_path, s3_bucket):
                "--quick", "--set", "sections=checkpoint", "--s3-endpoint-url", endpoint])
     doc, checks = _review(out)
     assert rc == 0, doc["blocking"]
-    assert checks["checkpoint mirror"]["status"] == "pass"
+    assert checks["checkpoint mirror"]["severity"] == "pass"
     assert "byte-identical" in checks["checkpoint mirror"]["message"]
 
 

@@ -1,16 +1,15 @@
 """kill -9 in mid-epoch, then `--resume auto`: the run continues at the saved step and, on CPU with a fixed
-seed, every following loss equals that of an uninterrupted run."""
-
-import os
-import signal
-import subprocess
-import sys
-import time
+seed, every following loss equals that of an uninterrupted run (`darkhaloscope.train.resume_check`, the
+same round trip `dhs review` runs)."""
 
 import torch
 
 from darkhaloscope.cli import main
-from trainhelpers import FAST, read_jsonl
+from darkhaloscope.config import load_config
+from darkhaloscope.common.jsonio import read_jsonl
+from darkhaloscope.train.config import TrainConfig
+from darkhaloscope.train.resume_check import resume_check
+from trainhelpers import FAST
 
 # 48 train rows in batches of 4: 12 steps per epoch, 24 in all; last.pt every 5 steps
 # one intra-op thread in every run: CPU float sums are bit-exact only for the same thread count, and the
@@ -19,40 +18,16 @@ ARGS = [*FAST, "--batch_size=4", "--epochs=2", "--checkpoint_every_steps=5", "--
         "--max_val_rows=32", "--torch_threads=1"]
 
 
-def _lines(path) -> int:
-    try:
-        return len(path.read_text().splitlines())
-    except FileNotFoundError:
-        return 0
-
-
 def test_kill9_mid_epoch_then_resume_matches_uninterrupted(train_tier, tmp_path):
-    ref, run = tmp_path / "ref", tmp_path / "run"
-    assert main(["train", "--data", str(train_tier), "--out", str(ref), *ARGS]) == 0
-    reference = read_jsonl(ref / "steps.jsonl")
-    assert len(reference) == 24
-
-    proc = subprocess.Popen([sys.executable, "-m", "darkhaloscope", "train", "--data", str(train_tier),
-                             "--out", str(run), *ARGS], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 60
-    while _lines(run / "steps.jsonl") < 7 and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.002)  # step 7 logged => the step-5 checkpoint has landed
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()[-2000:]
-    killed_at = _lines(run / "steps.jsonl")
-    ck = torch.load(run / "last.pt", weights_only=True)
-    assert ck["epoch"] == 0 and 0 < ck["cursor"]["batches_done"] < 12, "the kill must land in mid-epoch"
-    assert ck["step"] % 5 == 0 and ck["step"] <= killed_at
-
-    assert main(["train", "--data", str(train_tier), "--out", str(run), *ARGS, "--resume", "auto"]) == 0
-    resumed = read_jsonl(run / "steps.jsonl")
-    assert [r["step"] for r in resumed] == list(range(1, 25))
-    assert resumed == reference  # losses and learning rates equal, step for step (exact on CPU)
-    assert read_jsonl(run / "metrics.jsonl")[-1]["val_auroc"] == read_jsonl(ref / "metrics.jsonl")[-1]["val_auroc"]
-    a = torch.load(run / "last.pt", weights_only=True)["model"]
-    b = torch.load(ref / "last.pt", weights_only=True)["model"]
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    cfg = load_config(TrainConfig, None, [f"--data={train_tier}", *ARGS])
+    r = resume_check(cfg, tmp_path, kill_after_step=5)
+    assert r.killed and r.killed_at["step"] == 5 and r.killed_at["epoch"] == 0
+    assert 0 < r.killed_at["batches_done"] < 12, "the kill must land in mid-epoch"
+    assert r.same_losses and r.same_weights and r.ok and r.why == "" and r.steps == 24
+    ref, run = read_jsonl(tmp_path / "uninterrupted" / "steps.jsonl"), read_jsonl(tmp_path / "killed" / "steps.jsonl")
+    assert [x["step"] for x in run] == list(range(1, 25)) and run == ref
+    assert read_jsonl(tmp_path / "killed" / "metrics.jsonl")[-1]["val_auroc"] == \
+        read_jsonl(tmp_path / "uninterrupted" / "metrics.jsonl")[-1]["val_auroc"]
 
 
 SMALL = [*FAST, "--max_train_rows=32", "--max_val_rows=32"]  # 2 steps per epoch

@@ -9,7 +9,7 @@ first use, so `darkhaloscope.audit.config` (what `dhs audit --help` needs) impor
 import importlib
 
 _EXPORTS = {"AuditConfig": "darkhaloscope.audit.config", "AuditReport": "darkhaloscope.audit.report",
-            "Finding": "darkhaloscope.audit.report", "run_audit": "darkhaloscope.audit.run"}
+            "Finding": "darkhaloscope.common.report", "run_audit": "darkhaloscope.audit.run"}
 
 __all__ = list(_EXPORTS)
 

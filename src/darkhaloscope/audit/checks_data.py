@@ -9,7 +9,7 @@ from __future__ import annotations
 import pyarrow as pa
 
 from darkhaloscope.audit.registry import AuditContext, first_examples, register_check
-from darkhaloscope.audit.report import Finding
+from darkhaloscope.common.report import Finding
 from darkhaloscope.stamps.counts import one_class_splits
 from darkhaloscope.stamps.schema import (CUTOUT_OK_COLUMN, LABEL_COLUMN, LABEL_SOURCE_COLUMN, PACKED_STAMP_COLUMN,
                                           SPLIT_COLUMN, STAMP_COLUMN)

@@ -20,8 +20,8 @@ from __future__ import annotations
 import numpy as np
 
 from darkhaloscope.audit.registry import AuditContext, first_examples, register_check
-from darkhaloscope.audit.report import Finding
-from darkhaloscope.audit.stats import auroc, column_leakage, feature_names, probe_auroc, separation
+from darkhaloscope.common.report import Finding
+from darkhaloscope.audit.stats import auroc, column_leakage, feature_names, probe_auroc, separation, shortcut_verdict
 from darkhaloscope.audit.pixels import HOST_PROBE_BANDS
 from darkhaloscope.stamps.schema import CTRL_STAMP_COLUMN, OBSERVING_COLUMNS, is_forbidden_input
 
@@ -86,17 +86,18 @@ def check_shortcut(ctx: AuditContext) -> list[Finding]:
     fired = [(n, a) for n, a in ranked if a >= cfg.shortcut_auroc_warn]
     out = []
     if fired:
-        out.append(Finding("shortcut", "warning", f"image statistics alone separate the classes: "
+        out.append(Finding("shortcut", "warning", f"shortcut: image statistics alone separate the classes: "
                            f"{', '.join(f'{n} AUROC {a:.2f}' for n, a in fired[:4])} (>= {cfg.shortcut_auroc_warn:g}, "
                            f"{len(y)} stamps); a network can learn this instead of arcs: match host brightness and "
                            "background of controls and injections", details))
-    if combo >= cfg.shortcut_combo_auroc_warn:
-        out.append(Finding("shortcut", "warning", f"a 5-fold logistic regression on {len(names)} image statistics "
-                           f"reaches AUROC {combo:.2f} (>= {cfg.shortcut_combo_auroc_warn:g}) without seeing arcs; "
-                           "match controls and injections in flux, background and colour", details))
+    verdict, why = shortcut_verdict(combo, cfg.shortcut_combo_auroc_warn)
+    details["verdict"] = "shortcut" if out or verdict == "shortcut" else verdict
+    if verdict == "shortcut":
+        out.append(Finding("shortcut", "warning", f"shortcut: a 5-fold logistic regression on {len(names)} image "
+                           f"statistics: {why}", details))
     if not out:
-        out.append(Finding("shortcut", "info", f"no pixel shortcut: probe AUROC {combo:.2f}, strongest single "
-                           f"statistics {text} ({len(y)} stamps)", details))
+        out.append(Finding("shortcut", "info", f"no shortcut: a 5-fold logistic regression on {len(names)} image "
+                           f"statistics: {why}; strongest single statistics {text} ({len(y)} stamps)", details))
     return out
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from darkhaloscope.audit.registry import AuditContext, first_examples, register_check
-from darkhaloscope.audit.report import Finding
+from darkhaloscope.common.report import Finding
 from darkhaloscope.stamps.counts import duplicate_ids
 from darkhaloscope.stamps.schema import STAMP_ID_COLUMN
 

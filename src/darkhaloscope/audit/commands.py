@@ -74,7 +74,7 @@ def run_audit_command(args) -> int:
     if args.json:
         atomic_write_text(args.json, report.to_json())
     if args.markdown:
-        atomic_write_text(args.markdown, report.to_markdown())
+        atomic_write_text(args.markdown, report.to_markdown(Path(args.markdown).parent))
     if args.quiet:
         print(report.headline())
     else:

@@ -15,7 +15,7 @@ from typing import Callable
 
 from darkhaloscope.audit.config import AuditConfig
 from darkhaloscope.audit.pixels import PixelSample
-from darkhaloscope.audit.report import Finding
+from darkhaloscope.common.report import Finding
 from darkhaloscope.audit.scan import TierScan
 from darkhaloscope.stamps.tier import Tier
 

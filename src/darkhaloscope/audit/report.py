@@ -1,31 +1,22 @@
-"""Audit findings and the report: verdict, JSON, Markdown and the terminal table.
+"""The audit's result: its findings, the GO/NO-GO verdict, and its JSON, Markdown and terminal forms.
 
-`dhs audit DATA --json audit.json --markdown audit.md` writes the last two; the table goes to the terminal.
-`dhs review` / `dhs demo` use `AuditReport.to_json()` / `to_markdown()` / `render()` directly.
+`dhs audit DATA --json audit.json --markdown audit.md` writes the first two (through the one report
+writer, `darkhaloscope.common.report`); the table goes to the terminal. `dhs review` / `dhs demo` use
+`AuditReport.findings` / `.verdict` / `.headline()` directly.
 """
 
 from __future__ import annotations
 
-import json
-import math
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from darkhaloscope.audit.config import SEVERITIES
+from darkhaloscope.common.jsonio import dumps, json_safe
+from darkhaloscope.common.report import Finding, Report, Section, fmt_num, to_markdown
+from darkhaloscope.common.report.render import one_line
 
 SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "dim"}
-
-
-@dataclass
-class Finding:
-    check: str  # name of the check that produced it (schema, balance, usability, split, leakage, ...)
-    severity: str  # 'error' (NO-GO), 'warning' or 'info'
-    message: str  # one line: what is wrong, with counts and file/row ids, and what to do
-    details: dict[str, Any] = field(default_factory=dict)  # numbers behind the message (JSON-safe)
-
-    def __post_init__(self) -> None:
-        if self.severity not in SEVERITIES:
-            raise ValueError(f"severity must be one of {SEVERITIES}, got {self.severity!r}")
 
 
 @dataclass
@@ -59,70 +50,53 @@ class AuditReport:
 
     def to_dict(self) -> dict[str, Any]:
         return json_safe({"uri": self.uri, "verdict": self.verdict, "fail_on": self.fail_on,
-                           "counts": self.counts(), "summary": self.summary, "run": self.run,
-                           "findings": [asdict(f) for f in self.sorted_findings()]})
+                          "counts": self.counts(), "summary": self.summary, "run": self.run,
+                          "findings": [asdict(f) for f in self.sorted_findings()]})
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n"
+        return dumps(self.to_dict(), indent=2)
+
+    def counts_line(self) -> str:
+        """'2 error(s), 1 warning(s), 5 info (NO-GO on error)': the headline without the verdict."""
+        c = self.counts()
+        return f"{c['error']} error(s), {c['warning']} warning(s), {c['info']} info (NO-GO on {self.fail_on})"
 
     def headline(self) -> str:
-        c = self.counts()
-        return (f"{self.verdict}: {c['error']} error(s), {c['warning']} warning(s), {c['info']} info "
-                f"(NO-GO on {self.fail_on})")
+        return f"{self.verdict}: {self.counts_line()}"
 
-    def to_markdown(self) -> str:
-        s = self.summary
-        lines = [f"# Audit of `{self.uri}`", "", f"**{self.headline()}**", ""]
-        if s:
-            lines += [f"- {k.replace('_', ' ')}: {_fmt(v)}" for k, v in s.items()]
-            lines.append("")
-        lines += ["| check | severity | finding |", "|---|---|---|"]
-        for f in self.sorted_findings():
-            lines.append(f"| {f.check} | {f.severity} | {f.message.replace('|', '/')} |")
-        if self.run:
-            lines += ["", f"_{self.run.get('command', '')}; darkhaloscope {self.run.get('version', '')}, "
-                      f"commit {str(self.run.get('git_commit', ''))[:10]}_"]
-        return "\n".join(lines) + "\n"
+    def to_report(self) -> Report:
+        sec = Section("findings", "Findings", findings=self.sorted_findings())
+        if self.summary:
+            sec.table(["summary", "value"], [[k.replace("_", " "), _fmt(v)] for k, v in self.summary.items()])
+        return Report(f"Audit of {self.uri}", verdict=self.verdict, headline=[self.headline()], sections=[sec],
+                      data=self.to_dict(), run=self.run)
+
+    def to_markdown(self, root: str | Path = ".") -> str:
+        return to_markdown(self.to_report(), Path(root))
 
     def render(self, console=None) -> None:
-        """Print the compact findings table and the verdict (rich)."""
+        """Print the compact findings table and the verdict (rich; every data string as plain text)."""
         from rich.console import Console
-        from rich.markup import escape
         from rich.table import Table
+        from rich.text import Text
 
         console = console or Console()
-        table = Table(title=f"dhs audit {escape(self.uri)}", show_lines=False, expand=False)
+        table = Table(title=Text(f"dhs audit {one_line(self.uri)}"), show_lines=False, expand=False)
         table.add_column("check", no_wrap=True)
         table.add_column("severity", no_wrap=True)
         table.add_column("finding", overflow="fold")
         for f in self.sorted_findings():
-            style = SEVERITY_STYLE[f.severity]
-            table.add_row(escape(f.check), f"[{style}]{f.severity}[/]", escape(f.message))  # data is data
+            table.add_row(Text(f.check), Text(f.severity, style=SEVERITY_STYLE[f.severity]), Text(f.message))
         console.print(table)
         s = self.summary
         if s:
-            console.print(escape(", ".join(f"{k.replace('_', ' ')} {_fmt(v)}" for k, v in s.items())), style="dim")
-        console.print(escape(self.headline()), style="bold green" if self.verdict == "GO" else "bold red")
+            console.print(Text(", ".join(f"{k.replace('_', ' ')} {_fmt(v)}" for k, v in s.items()), style="dim"))
+        console.print(Text(self.headline(), style="bold green" if self.verdict == "GO" else "bold red"))
 
 
 def _fmt(v: Any) -> str:
-    if isinstance(v, float):
-        return f"{v:.3g}"
     if isinstance(v, dict):
         return ", ".join(f"{k} {_fmt(x)}" for k, x in v.items())
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        return fmt_num(v, 3)
     return str(v)
-
-
-def json_safe(x: Any) -> Any:
-    """numpy scalars -> Python, NaN/Inf -> None, tuples -> lists (JSON has no NaN). Public: reports use it."""
-    if isinstance(x, dict):
-        return {str(k): json_safe(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [json_safe(v) for v in x]
-    if hasattr(x, "item") and not isinstance(x, (str, bytes)):
-        x = x.item()
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    return x
-
-

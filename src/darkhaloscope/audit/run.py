@@ -16,7 +16,8 @@ from darkhaloscope.audit import checks_data, checks_signal, checks_split  # noqa
 from darkhaloscope.audit.config import AuditConfig
 from darkhaloscope.audit.pixels import sample_pixels
 from darkhaloscope.audit.registry import CHECKS, AuditContext
-from darkhaloscope.audit.report import AuditReport, Finding
+from darkhaloscope.audit.report import AuditReport
+from darkhaloscope.common.report import Finding
 from darkhaloscope.audit.scan import scan_tier
 from darkhaloscope.common.progress import Progress
 from darkhaloscope.errors import DataError

@@ -93,3 +93,27 @@ def probe_auroc(features: np.ndarray, labels: np.ndarray, seed: int = 0, folds: 
     cv = StratifiedKFold(folds, shuffle=True, random_state=seed)
     scores = cross_val_predict(model, x, y, cv=cv, method="decision_function")
     return auroc(y, scores)
+
+
+SHORTCUT_AUROC = 0.85  # image statistics reaching this AUROC without arcs = a shortcut (AuditConfig default)
+
+
+def shortcut_verdict(stats_auroc: float | None, bound: float = SHORTCUT_AUROC, cnn_auroc: float | None = None,
+                     cnn_close: bool = False) -> tuple[str, str]:
+    """The one shortcut verdict of `dhs audit` and `dhs evaluate`: ('shortcut' | 'no shortcut', reason).
+
+    'shortcut' when a logistic regression on crude image statistics (fluxes, background, colour: no arc
+    shape) reaches AUROC >= `bound`: the classes separate without arcs. With the CNN's AUROC on the same
+    rows, the reason also says how much the CNN adds (`cnn_close`: it recovers >= 90% of the gain)."""
+    if stats_auroc is None or not np.isfinite(stats_auroc):
+        return "no shortcut", "not measurable (one class, or too few rows)"
+    cnn = f"; the CNN reaches {cnn_auroc:.3f} on the same rows" if cnn_auroc is not None else ""
+    if stats_auroc >= bound:
+        return "shortcut", (f"image statistics alone (no arc shape) reach AUROC {stats_auroc:.3f} >= {bound:g}: the "
+                            f"classes separate without arcs{cnn}; match controls and injections in flux, background "
+                            "and colour")
+    if cnn_close:
+        return "no shortcut", (f"image statistics reach AUROC {stats_auroc:.3f} (< {bound:g}, the dhs audit bound){cnn}: "
+                               "the CNN adds little beyond them (arcs bright enough to find by flux, or an "
+                               "undertrained CNN); the core-masked probe (--checkpoint) tells more")
+    return "no shortcut", f"image statistics reach AUROC {stats_auroc:.3f} (< {bound:g}){cnn}"

@@ -185,7 +185,7 @@ def tpr_at_fpr(labels, scores=None, fpr: float = 1e-3) -> Metric:
     thr = float(g.thresholds[k - 1]) if k else float("inf")
     if allowed_fp < 1:
         need = int(np.ceil(1 / fpr))
-        return Metric(None, f"not resolvable: {g.n_neg} negatives, FPR {fpr:g} needs >= {need:,} "
+        return Metric(None, f"not resolvable: {g.n_neg:,} negatives, FPR {fpr:g} needs >= {need:,} "
                       f"(TPR at FPR 0 is {tp[k] / g.n_pos:.4g}, a lower bound)", g.n_pos, g.n_neg,
                       resolvable=False, count=int(tp[k]), threshold=thr)
     note = f"based on {int(allowed_fp)} allowed false positive(s): noisy" if allowed_fp < 10 else ""

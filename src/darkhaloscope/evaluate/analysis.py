@@ -20,8 +20,10 @@ from darkhaloscope.common import ranking as M
 from darkhaloscope.evaluate.baselines import run_baselines
 from darkhaloscope.evaluate.bootstrap import bootstrap_many
 from darkhaloscope.evaluate.config import EvaluateConfig
+from darkhaloscope.audit.stats import shortcut_verdict
 from darkhaloscope.evaluate.confusers import confuser_section
-from darkhaloscope.evaluate.report import Evaluation, Section, md_table
+from darkhaloscope.evaluate.report import Evaluation
+from darkhaloscope.common.report import Bullets, fmt_num, fmt_rate
 from darkhaloscope.evaluate.scoresfile import Scores
 
 
@@ -50,9 +52,13 @@ def rank_values(s: Scores) -> Ranked:
 
 
 def _fmt(x, digits: int = 4) -> str:
-    if x is None:
-        return "undefined"
-    return f"{x:.{digits}g}" if isinstance(x, float) else str(x)
+    return fmt_num(x, digits)
+
+
+def _tpr_n(name: str, m: M.Metric) -> str:
+    if not m.defined:
+        return f"{name} undefined ({m.reason})"
+    return f"{name} = {fmt_rate(m.value)} ({fmt_num(m.count)} true positive(s))"
 
 
 def ranking_section(s: Scores, r: Ranked, cfg: EvaluateConfig, fig_dir: Path, ev: Evaluation) -> float:
@@ -73,7 +79,8 @@ def ranking_section(s: Scores, r: Ranked, cfg: EvaluateConfig, fig_dir: Path, ev
         tpr_json[f"{f:g}"] = {**m.to_dict(), "ci95": ci.to_dict() if ci else None}
         marks[f] = m.value
         value = _fmt(m.value) if m.defined else "not resolvable"
-        tpr_rows.append([f"{f:g}", value, str(ci) if ci else "", f"{g.n_neg:,}", str(m.count), m.reason])
+        tpr_rows.append([f"{f:g}", value, str(ci) if ci else "", fmt_num(g.n_neg), fmt_num(m.count, none="-"),
+                         m.reason])
         if not m.resolvable and g.n_pos and g.n_neg:
             ev.warnings.append(f"TPR at FPR {f:g} is not resolvable: only {g.n_neg:,} controls (needs >= {int(np.ceil(1 / f)):,})")
     ev.metrics["tpr_at_fpr"] = tpr_json
@@ -81,7 +88,7 @@ def ranking_section(s: Scores, r: Ranked, cfg: EvaluateConfig, fig_dir: Path, ev
     for t in cfg.tpr_targets:
         m = M.fpr_at_tpr(g, tpr=t)
         fpr_json[f"{t:g}"] = m.to_dict()
-        fpr_rows.append([f"{t:g}", _fmt(m.value), str(m.count), m.reason])
+        fpr_rows.append([f"{t:g}", _fmt(m.value), fmt_num(m.count, none="-"), m.reason])
     ev.metrics["fpr_at_tpr"] = fpr_json
     t0, t10 = M.tpr0(g), M.tpr10(g)
     ev.metrics.update(tpr0=t0.to_dict(), tpr10=t10.to_dict())
@@ -89,55 +96,79 @@ def ranking_section(s: Scores, r: Ranked, cfg: EvaluateConfig, fig_dir: Path, ev
         ev.warnings.insert(0, f"AUROC and TPR are undefined: {auc.reason}")
     if "train" in s.splits:
         ev.warnings.append("these rows include the training split: the numbers are optimistic (use --set split=test)")
-    ev.headline.append(f"AUROC {auc} 95% CI {auc_ci}; average precision {ap} {ap_ci}; "
-                       f"TPR0 {t0}; TPR10 {t10} ({s.split_note})")
-    lines = [md_table(["FPR", "TPR", "95% CI", "negatives", "true positives", "note"], tpr_rows), "",
-             md_table(["TPR", "FPR", "false positives", "note"], fpr_rows), "",
-             f"TPR0 (lenses above every control) = {t0}, {t0.count} true positives; "
-             f"TPR10 (fewer than 10 false positives) = {t10}, {t10.count} true positives "
-             "(Metcalf et al. 2019 definitions). Intervals: stratified bootstrap, "
-             f"{cfg.n_boot} replicates on <= {cfg.bootstrap_bins:,} score bins."]
-    figs = []
+    if auc.defined:
+        ev.headline.append(f"AUROC {auc} 95% CI {auc_ci}; average precision {ap} {ap_ci}; "
+                           f"TPR0 {t0}; TPR10 {t10} ({s.split_note})")
+    else:
+        ev.headline.append(f"AUROC undefined ({auc.reason}): so are average precision, TPR0 and TPR10 "
+                           f"({s.split_note})")
+    sec = ev.add_section("ranking", "Ranking metrics")
+    sec.table(["FPR", "TPR", "95% CI", "negatives", "true positives", "note"], tpr_rows)
+    sec.table(["TPR", "FPR", "false positives", "note"], fpr_rows)
+    sec.text(f"{_tpr_n('TPR0 (lenses above every control)', t0)}; {_tpr_n('TPR10 (fewer than 10 false positives)', t10)} "
+             f"(Metcalf et al. 2019 definitions). Intervals: stratified bootstrap, {cfg.n_boot} replicates on "
+             f"<= {cfg.bootstrap_bins:,} score bins.")
     if auc.defined:
         pts = M.roc_points(g)
-        figs.append(("ROC", plots.roc(pts.fpr, pts.tpr, marks, f"AUROC {auc.value:.4f}", fig_dir / "roc.png")))
+        sec.figure(plots.roc(pts.fpr, pts.tpr, marks, f"AUROC {auc.value:.4f}", fig_dir / "roc.png"), "ROC")
         prec = pts.tp[1:] / (pts.tp[1:] + pts.fp[1:])
-        figs.append(("Precision-recall", plots.pr(pts.tpr[1:], prec, g.n_pos / (g.n_pos + g.n_neg),
-                                                  f"AP {ap.value:.4f}", fig_dir / "pr.png")))
-    ev.sections.append(Section("Ranking metrics", lines, figs))
+        sec.figure(plots.pr(pts.tpr[1:], prec, g.n_pos / (g.n_pos + g.n_neg), f"AP {ap.value:.4f}", fig_dir / "pr.png"),
+                   "Precision-recall")
+    return operating_point(g, r, cfg, ev)
+
+
+def operating_point(g: M.TieGroups, r: Ranked, cfg: EvaluateConfig, ev: Evaluation) -> float:
+    """The threshold (ranked units) the report's headline uses: the highest-TPR point with FPR <= threshold_fpr
+    on the controls (default 1e-3); where the controls are too few to resolve it, the point above every
+    control (FPR 0); p >= `threshold` only when threshold_fpr is null or no control-based point exists."""
     if cfg.threshold_fpr is not None:
         m = M.tpr_at_fpr(g, fpr=cfg.threshold_fpr)
-        if m.defined and m.threshold is not None and np.isfinite(m.threshold):
+        if m.threshold is not None and np.isfinite(m.threshold):
+            rule = f"FPR <= {cfg.threshold_fpr:g} on the {g.n_neg:,} controls"
+            if not m.resolvable:
+                rule += (f" (not resolvable with {g.n_neg:,} controls: the point above every control, FPR 0, "
+                         "is used)")
+            ev.metrics["operating_point"] = {"rule": rule, "threshold_fpr": cfg.threshold_fpr}
             return m.threshold
-        ev.warnings.append(f"threshold_fpr {cfg.threshold_fpr:g}: {m.reason or 'no operating point'}; "
-                           f"using threshold {cfg.threshold:g} instead")
+        ev.warnings.append(f"threshold_fpr {cfg.threshold_fpr:g}: {m.reason or 'no lens scores above every control'}; "
+                           f"using score >= {cfg.threshold:g} instead")
+    ev.metrics["operating_point"] = {"rule": f"score >= {cfg.threshold:g}", "threshold_fpr": None}
     return r.from_prob(cfg.threshold)
+
+
+PROB_THRESHOLDS = [0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.99, 0.999]  # the fixed-probability table
 
 
 def threshold_section(s: Scores, r: Ranked, thr: float, cfg: EvaluateConfig, fig_dir: Path, ev: Evaluation) -> None:
     g = r.groups
-    probs = [0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.99, 0.999]
-    table = M.threshold_table(g, [r.from_prob(p) for p in probs])
-    rows = [[f"{p:g}", _fmt(t["precision"]), _fmt(t["recall"]), _fmt(t["f1"]), _fmt(t["fpr"]), t["tp"], t["fp"]]
-            for p, t in zip(probs, table)]
+    table = M.threshold_table(g, [r.from_prob(p) for p in PROB_THRESHOLDS])
+    rows = [[f"{p:g}", _fmt(t["precision"]), _fmt(t["recall"]), _fmt(t["f1"]), _fmt(t["fpr"]), fmt_num(t["tp"]),
+             fmt_num(t["fp"])] for p, t in zip(PROB_THRESHOLDS, table)]
     op = M.threshold_table(g, [thr])[0]
     thr_p = r.to_prob(thr)
-    ev.metrics["threshold"] = {"score": thr_p, "score_column": s.score_column, **op}
-    conf = md_table(["", "scored lens", "scored non-lens"],
-                    [["lens / injection", op["tp"], op["fn"]], ["control", op["fp"], op["tn"]]])
-    lines = [f"Thresholds are on the {s.score_label}.", "",
-             f"Operating point: {s.score_column} >= {thr_p:.4g}: precision {_fmt(op['precision'])}, recall {_fmt(op['recall'])}, "
-             f"F1 {_fmt(op['f1'])}, FPR {_fmt(op['fpr'])}.", "", conf, "",
-             md_table([f"{s.score_column} >=", "precision", "recall", "F1", "FPR", "TP", "FP"], rows),
-             "", "Precision here is at this set's lens fraction; see Calibration for realistic prevalence."]
-    fig = plots.score_histograms(s.scores, s.labels, thr_p, fig_dir / "score_histograms.png", s.logits)
-    ev.sections.append(Section("Threshold, confusion matrix, score distributions", lines, [("Scores by class", fig)]))
+    rule = ev.metrics["operating_point"]["rule"]
+    col = s.score_column
+    ev.metrics["threshold"] = {"score": thr_p, "score_column": col, **op}
+    ev.metrics["operating_point"].update(score=thr_p, score_column=col, **op)
+    sec = ev.add_section("threshold", "Operating point, confusion matrix, score distributions")
+    sec.text(f"Thresholds are on the {s.score_label}.")
+    sec.text(f"Operating point ({rule}): {col} >= {_fmt(thr_p)}: precision {_fmt(op['precision'])}, recall "
+             f"{_fmt(op['recall'])}, F1 {_fmt(op['f1'])}, FPR {_fmt(op['fpr'])}.")
+    sec.table(["", "scored lens", "scored non-lens"],
+              [["lens / injection", fmt_num(op["tp"]), fmt_num(op["fn"])], ["control", fmt_num(op["fp"]), fmt_num(op["tn"])]])
+    sec.text("Fixed probability thresholds, for comparison (p >= 0.5 is the network's default decision, not a "
+             "survey operating point):")
+    sec.table([f"{col} >=", "precision", "recall", "F1", "FPR", "TP", "FP"], rows)
+    sec.text("Precision here is at this set's lens fraction; see Calibration for realistic prevalence.")
+    sec.figure(plots.score_histograms(s.scores, s.labels, thr_p, fig_dir / "score_histograms.png", s.logits),
+               "Scores by class")
 
 
 def calibration_section(s: Scores, r: Ranked, thr: float, cfg: EvaluateConfig, fig_dir: Path, ev: Evaluation) -> None:
     g = r.groups
     rel = calibration.reliability(s.labels, s.scores, cfg.reliability_bins)
     op = ev.metrics["threshold"]
+    rule = ev.metrics["operating_point"]["rule"]
     prev = calibration.prevalence_table(op["recall"], op["fpr"], g.n_neg, cfg.prevalences)
     ev.metrics["calibration"] = {"score_column": s.score_column, "ece": rel.ece, "brier": rel.brier,
                                  "bins": cfg.reliability_bins}
@@ -148,21 +179,22 @@ def calibration_section(s: Scores, r: Ranked, thr: float, cfg: EvaluateConfig, f
                                          temperature=(s.info.get("calibration") or {}).get("temperature"))
         raw_note = f" The raw score (sigmoid(logit)) has ECE {raw.ece:.4g}, Brier {raw.brier:.4g}."
     ev.metrics["prevalence"] = [p.to_dict() for p in prev]
-    rows = [[f"{p.prevalence:g}", _fmt(p.tpr), _fmt(p.fpr), _fmt(p.precision, 3), _fmt(p.fp_per_million, 4),
-             _fmt(p.lenses_per_million, 4), p.note] for p in prev]
-    lines = [f"Of the {s.score_label}: ECE {rel.ece:.4g} ({cfg.reliability_bins} equal-width bins), Brier score "
-             f"{rel.brier:.4g}.{raw_note} Probabilities are calibrated (at best) for this set's lens fraction, "
-             "not the sky's.", "",
-             f"At the operating point ({s.score_column} >= {op['score']:.4g}), searching a population where a fraction "
-             "`prevalence` are lenses:", "",
-             md_table(["prevalence", "TPR", "FPR", "precision", "false positives per 1e6 galaxies",
-                       "lenses found per 1e6 galaxies", "note"], rows)]
+    rows = [[f"{p.prevalence:g}", _fmt(p.tpr), _fmt(p.fpr), _fmt(p.precision, 3), fmt_num(p.fp_per_million),
+             fmt_num(p.lenses_per_million), p.note] for p in prev]
+    sec = ev.add_section("calibration", "Calibration and realistic prevalence")
+    sec.text(f"Of the {s.score_label}: ECE {_fmt(rel.ece)} ({cfg.reliability_bins} equal-width bins), Brier score "
+             f"{_fmt(rel.brier)}.{raw_note} Probabilities are calibrated (at best) for this set's lens fraction, "
+             "not the sky's.")
+    sec.text(f"At the operating point ({rule}, {s.score_column} >= {_fmt(op['score'])}), searching a population "
+             "where a fraction 'prevalence' are lenses:")
+    sec.table(["prevalence", "TPR", "FPR", "precision", "false positives per 1e6 galaxies",
+               "lenses found per 1e6 galaxies", "note"], rows)
     pt = next((p for p in prev if p.prevalence == min(cfg.prevalences)), None)
     if pt and pt.precision is not None:
-        ev.headline.append(f"At prevalence {pt.prevalence:g} and {s.score_column} >= {op['score']:.3g}: precision "
-                           f"{pt.precision:.3g}, {pt.fp_per_million:,.0f} false positives per million galaxies")
-    ev.sections.append(Section("Calibration and realistic prevalence", lines,
-                               [("Reliability diagram", plots.reliability(rel, fig_dir / "reliability.png"))]))
+        ev.headline.append(f"At the operating point ({rule}, {s.score_column} >= {_fmt(op['score'], 3)}) and "
+                           f"prevalence {pt.prevalence:g}: precision {_fmt(pt.precision, 3)}, "
+                           f"{fmt_num(pt.fp_per_million)} false positives per million galaxies")
+    sec.figure(plots.reliability(rel, fig_dir / "reliability.png"), "Reliability diagram")
 
 
 def selection_section(s: Scores, r: Ranked, thr: float, cfg: EvaluateConfig, fig_dir: Path, ev: Evaluation) -> None:
@@ -174,28 +206,27 @@ def selection_section(s: Scores, r: Ranked, thr: float, cfg: EvaluateConfig, fig
     strat = selection.stratified_fpr(s.columns, host_cols, s.labels, hit)
     ev.metrics["selection_function"] = {c.variable: c.rows() for c in curves}
     ev.metrics["stratified_fpr"] = {c.variable: c.rows() for c in strat}
-    lines, figs = [], []
+    sec = ev.add_section("selection", "Selection function")
     if curves:
-        figs.append(("Completeness versus injection and observing properties",
-                     plots.binned_rates(curves, thr_p, "completeness", "Selection function", fig_dir / "selection.png")))
+        sec.figure(plots.binned_rates(curves, thr_p, "completeness", "Selection function", fig_dir / "selection.png"),
+                   "Completeness versus injection and observing properties")
         for c in curves:
-            lines += [f"**{c.label}**", "", md_table(["bin", "injections", "detected", "completeness", "95% CI"],
-                      [[x["bin"], x["n"], x["k"], _fmt(x["rate"], 3), f"[{x['lo']:.3f}, {x['hi']:.3f}]"]
-                       for x in c.rows()]), ""]
+            sec.table(["bin", "injections", "detected", "completeness", "95% CI"],
+                      [[x["bin"], fmt_num(x["n"]), fmt_num(x["k"]), _fmt(x["rate"], 3), f"[{x['lo']:.3f}, {x['hi']:.3f}]"]
+                       for x in c.rows()], caption=c.label)
     else:
-        lines.append("No injection metadata columns (theta_e_arcsec, arc_snr, ...) in the scores file: "
-                     "selection function not computed.")
+        sec.text("No injection metadata columns (theta_e_arcsec, arc_snr, ...) in the scores file: "
+                 "selection function not computed.")
     if cmap is not None:
-        figs.append(("Completeness map", plots.completeness_map(
+        sec.figure(plots.completeness_map(
             cmap, (selection.SELECTION_VARIABLES[cmap.x], selection.SELECTION_VARIABLES[cmap.y]), thr_p,
-            fig_dir / "completeness_map.png")))
+            fig_dir / "completeness_map.png"), "Completeness map")
     if strat:
-        figs.append(("False-positive rate of controls versus host / observing properties",
-                     plots.binned_rates(strat, thr_p, "false-positive rate", "Stratified FPR", fig_dir / "stratified_fpr.png")))
+        sec.figure(plots.binned_rates(strat, thr_p, "false-positive rate", "Stratified FPR", fig_dir / "stratified_fpr.png"),
+                   "False-positive rate of controls versus host / observing properties")
         worst = max(strat, key=lambda c: np.nanmax(c.rate) - np.nanmin(c.rate))
-        lines.append(f"Stratified FPR: largest spread versus {worst.label}: from {np.nanmin(worst.rate):.3g} "
-                     f"to {np.nanmax(worst.rate):.3g} across bins.")
-    ev.sections.append(Section("Selection function", lines, figs))
+        sec.text(f"Stratified FPR: largest spread versus {worst.label}: from {_fmt(float(np.nanmin(worst.rate)), 3)} "
+                 f"to {_fmt(float(np.nanmax(worst.rate)), 3)} across bins.")
 
 
 def baseline_section(s: Scores, cfg: EvaluateConfig, ev: Evaluation) -> None:
@@ -203,24 +234,29 @@ def baseline_section(s: Scores, cfg: EvaluateConfig, ev: Evaluation) -> None:
         return
     results, skipped = run_baselines(s) if len(s) else ([], ["no rows"])
     ev.metrics["baselines"] = [b.to_dict() for b in results]
-    rows = [[b.name, str(b.auroc), str(b.cnn_auroc), b.n_rows, "YES" if b.close_to_cnn else "no",
+    rows = [[b.name, str(b.auroc), str(b.cnn_auroc), fmt_num(b.n_rows), "YES" if b.close_to_cnn else "no",
              ", ".join(b.features)] for b in results]
+    sec = ev.add_section("baselines", "Shortcut baselines")
+    notes = []
     for b in results:
-        if b.close_to_cnn:
-            if b.auroc.value > b.cnn_auroc.value:
-                why = "the simple statistics rank better than the CNN (undertrained CNN, or a too-easy tier)"
-            elif b.name.startswith("image"):
-                why = ("the CNN adds little beyond aperture photometry, whose 4.2\" aperture also holds the arcs' "
-                       "light: either the arcs are bright enough to find without their shape, or the CNN uses a "
-                       "shortcut; the core-masked probe (--checkpoint --data) tells which")
+        if b.name.startswith("image"):
+            verdict, why = shortcut_verdict(b.auroc.value, b.cnn_auroc.value, b.close_to_cnn)
+            ev.metrics.setdefault("shortcut", {"verdict": verdict, "reason": why})
+            if verdict == "shortcut":
+                ev.warnings.insert(0, f"SHORTCUT: {why}")
             else:
-                why = "the CNN adds little beyond these metadata: they, not the pixels, may carry the label"
-            ev.warnings.insert(0, f"SHORTCUT? a logistic regression on {b.name} reaches AUROC {b.auroc.value:.4f} "
-                                  f"vs the CNN's {b.cnn_auroc.value:.4f}: {why}")
-    lines = ["Cross-validated (5-fold) logistic regression; 'close' means it recovers >= 90% of the CNN's "
-             "AUROC gain over 0.5.", "", md_table(["baseline", "AUROC", "CNN AUROC (same rows)", "rows", "close?", "features"], rows)]
-    lines += [f"- skipped: {x}" for x in skipped]
-    ev.sections.append(Section("Shortcut baselines", lines, []))
+                notes.append(f"Shortcut verdict: {verdict}: {why}")
+        elif b.close_to_cnn:
+            ev.warnings.insert(0, f"LEAK? a logistic regression on {b.name} reaches AUROC {b.auroc.value:.4f} vs the "
+                                  f"CNN's {b.cnn_auroc.value:.4f}: the CNN adds little beyond these metadata: they, "
+                                  "not the pixels, may carry the label")
+    sec.text("Cross-validated (5-fold) logistic regression; 'close' means it recovers >= 90% of the CNN's "
+             "AUROC gain over 0.5.")
+    sec.table(["baseline", "AUROC", "CNN AUROC (same rows)", "rows", "close?", "features"], rows)
+    for n in notes:
+        sec.text(n)
+    if skipped:
+        sec.blocks.append(Bullets([f"skipped: {x}" for x in skipped]))
 
 
 SECTIONS = (threshold_section, calibration_section, selection_section, confuser_section)

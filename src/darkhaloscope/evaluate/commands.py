@@ -27,10 +27,7 @@ def _add_config_args(p: argparse.ArgumentParser, name: str) -> None:
 
 
 def run_evaluate(args) -> int:
-    from darkhaloscope.evaluate.analysis import analyse
-    from darkhaloscope.evaluate.probes import resolve_source, run_data_sections
-    from darkhaloscope.evaluate.report import write_report
-    from darkhaloscope.evaluate.scoresfile import read_scores
+    from darkhaloscope.evaluate.run import evaluate_scores
 
     cfg = _config(EvaluateConfig, "evaluate", args)
     t0 = time.perf_counter()
@@ -39,31 +36,23 @@ def run_evaluate(args) -> int:
         raise UsageError(f"--out {out} is a file; give a folder for report.md / report.html / metrics.json")
     for folder in (out, out / "figures"):
         clean_temps(folder)  # a killed run's half-written report files
-    scores = read_scores(args.scores, cfg.split, cfg.score)
-    s3 = s3_options_from_args(args)
-    source, reason = resolve_source(scores, args.data, not args.no_data, s3, args.checkpoint)
-    print(f"evaluate: {scores.split_note}", file=sys.stderr)
-    ev, ranked, thr = analyse(scores, cfg, out / "figures", log=lambda m: print(f"  {m}", file=sys.stderr))
-    t1 = time.perf_counter()
-    run_data_sections(scores, ranked, thr, cfg, ev, out / "figures", source=source, reason=reason,
-                      checkpoint=args.checkpoint, s3=s3)
-    if source is not None:
-        print(f"  galleries{' and model probes' if args.checkpoint else ''}: {time.perf_counter() - t1:.1f} s",
-              file=sys.stderr)
-    if getattr(args, "known_lenses", None):
-        from darkhaloscope.evaluate.knownlenses import known_lens_section
-
-        known_lens_section(args.known_lenses, scores, cfg, ev, out / "figures", checkpoint=args.checkpoint,
-                           out_dir=out, s3=s3, log=lambda m: print(f"  {m}", file=sys.stderr))
-    if getattr(args, "before_mining", None):
-        from darkhaloscope.evaluate.mining import before_after_section
-
-        before_after_section(args.before_mining, scores, cfg, ev)
-    run = run_info(getattr(args, "argv", None))
-    paths = write_report(ev, out, run)
+    ev, paths = evaluate_scores(args.scores, out, cfg, data=args.data, use_recorded_data=not args.no_data,
+                                checkpoint=args.checkpoint, s3=s3_options_from_args(args),
+                                known_lenses=getattr(args, "known_lenses", None),
+                                before_mining=getattr(args, "before_mining", None),
+                                run=run_info(getattr(args, "argv", None)), log=lambda m: print(m, file=sys.stderr))
     save_config(cfg, out / "evaluate_config.yaml")
     print("\n".join(ev.headline + [f"WARNING: {w}" for w in ev.warnings]))
     print(f"wrote {paths['md']}, {paths['html']}, {paths['json']} in {time.perf_counter() - t0:.1f} s")
+    return 0
+
+
+def run_candidates(args) -> int:
+    from darkhaloscope.evaluate.candidates import write_candidates
+
+    paths = write_candidates(args.scores, args.out, args.top, data=args.data, s3=s3_options_from_args(args),
+                             run=run_info(getattr(args, "argv", None)))
+    print(f"wrote {paths['html']} ({args.top} candidates at most), {paths['md']}, {paths['json']}")
     return 0
 
 
@@ -169,3 +158,14 @@ def register(sub, bench_sub) -> None:
     _add_config_args(s, "score")
     add_s3_arguments(s)
     s.set_defaults(func=run_bench_score)
+
+    c = sub.add_parser("candidates", help="the top-N scored stamps as an HTML page of g/r/z composites with scores, "
+                       "ids and metadata", description="Page + PNGs of the highest-scored stamps of SCORES (ranked "
+                       "by logit), read from the data `dhs score` recorded (or --data); or the first N cutouts of a "
+                       "folder of npz / FITS cutouts. Writes OUT/candidates.html (self-contained), .md, .json, png/.")
+    c.add_argument("scores", help="scores parquet file written by `dhs score`, or a folder of npz / FITS cutouts")
+    c.add_argument("--top", type=int, default=50, help="candidates to show (default 50)")
+    c.add_argument("--out", required=True, help="folder to write candidates.html / .md / .json and png/ into")
+    c.add_argument("--data", default=None, help="the scored tier or cutout folder (default: as recorded in SCORES)")
+    add_s3_arguments(c)
+    c.set_defaults(func=run_candidates)

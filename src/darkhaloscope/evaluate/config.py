@@ -12,8 +12,8 @@ from darkhaloscope.errors import UsageError
 class EvaluateConfig:
     split: str = "auto"  # rows to evaluate: auto (test if present, else all), all, or a split name
     score: str = "auto"  # probability thresholded: raw, calibrated (temperature from dhs train), auto (calibrated if present)
-    threshold: float = 0.5  # operating point: score (probability) >= threshold counts as "lens"
-    threshold_fpr: float | None = None  # if set, the operating point is instead the one at this FPR (e.g. 1e-3)
+    threshold: float = 0.5  # operating point when threshold_fpr is None: score (probability) >= threshold is "lens"
+    threshold_fpr: float | None = 1e-3  # operating point: highest TPR with FPR <= this on the controls (headline)
     fpr_targets: list[float] = field(default_factory=lambda: [1e-2, 1e-3, 1e-4])  # TPR reported at these FPRs
     tpr_targets: list[float] = field(default_factory=lambda: [0.5, 0.8, 0.9])  # FPR reported at these TPRs
     prevalences: list[float] = field(default_factory=lambda: [1e-2, 1e-3, 1e-4])  # lenses per galaxy, realistic ~1e-4

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from darkhaloscope.common import ranking as M
-from darkhaloscope.evaluate.report import Section, md_table
+from darkhaloscope.common.report import Bold, Bullets, Code
 
 MAG_EDGES = (20.0, 22.0, 23.0, 24.0, 25.5)  # source r magnitude bins (AB) of the recall table
 THETA_E_EDGES = (0.0, 1.0, 1.5, 2.0, 2.5, 6.0)  # Einstein radius bins (arcsec) of the recall table
@@ -82,11 +82,6 @@ def confuser_metrics(labels: np.ndarray, values: np.ndarray, kinds: np.ndarray |
     return out
 
 
-def _code(text) -> str:
-    """A string from the data (a kind name) shown as inline code: markdown is not interpreted inside."""
-    return "`" + str(text).replace("`", "'").replace("\n", " ") + "`"
-
-
 def _fmt_rate(r: dict | None) -> str:
     if r is None:
         return "n/a"
@@ -100,16 +95,20 @@ def confuser_section(s, r, thr: float, cfg, fig_dir: Path, ev) -> None:
     m = confuser_metrics(s.labels, r.values, s.confuser_kind, s.columns, cfg.fpr_targets)
     ev.metrics["confusers"] = m
     fkeys = [k for k, op in m["operating_points"].items() if op["threshold"] is not None]
-    lines = ["Operating points set on the plain controls (without a confuser) of these rows: "
+    sec = ev.add_section("confusers", "Confusers and recall by source")
+    sec.text("Operating points set on the plain controls (without a confuser) of these rows: "
              + ", ".join(f"FPR {k} -> {s.score_column} >= {r.to_prob(m['operating_points'][k]['threshold']):.4g}"
-                         for k in fkeys) + "." if fkeys else "No operating point is resolvable on the plain controls."]
-    lines += [f"- FPR {k}: {op['note']}" for k, op in m["operating_points"].items() if op["note"]]
+                         for k in fkeys) + "." if fkeys else "No operating point is resolvable on the plain controls.")
+    notes = [f"FPR {k}: {op['note']}" for k, op in m["operating_points"].items() if op["note"]]
+    if notes:
+        sec.blocks.append(Bullets(notes))
     if m["kinds"]:
-        rows = [[name if name in ("plain controls", "all confusers") else _code(name), d["n"], "n/a" if d["auroc_vs_lenses"] is None else f"{d['auroc_vs_lenses']:.4f}"]
+        rows = [[name if name in ("plain controls", "all confusers") else Code(name), d["n"],
+                 "n/a" if d["auroc_vs_lenses"] is None else f"{d['auroc_vs_lenses']:.4f}"]
                 + [_fmt_rate(d["fpr"][k]) for k in fkeys] for name, d in m["kinds"].items()]
-        lines += ["", "False-positive rate per `confuser_kind` (share above the threshold, Wilson 95% interval) and "
-                  "AUROC of the lenses against that kind alone:", "",
-                  md_table(["controls", "rows", "AUROC lenses vs these"] + [f"FPR at plain {k}" for k in fkeys], rows)]
+        sec.text("False-positive rate per ", Code("confuser_kind"), " (share above the threshold, Wilson 95% "
+                 "interval) and AUROC of the lenses against that kind alone:")
+        sec.table(["controls", "rows", "AUROC lenses vs these"] + [f"FPR at plain {k}" for k in fkeys], rows)
         conf = m["kinds"].get("all confusers")
         if conf and fkeys and conf["fpr"][fkeys[0]] is not None:
             ev.headline.append(f"Confusers: {conf['fpr'][fkeys[0]]['rate']:.3g} of {conf['n']} pass the threshold that "
@@ -119,12 +118,10 @@ def confuser_section(s, r, thr: float, cfg, fig_dir: Path, ev) -> None:
         rec = m["recall"].get(k)
         if not rec:
             continue
-        lines += ["", f"**Recall at plain-control FPR {k}**: {_fmt_rate(rec['all'])}", ""]
+        sec.text(Bold(f"Recall at plain-control FPR {k}"), f": {_fmt_rate(rec['all'])}")
         for col, label in (("src_mag_r", "source r mag"), ("theta_e_arcsec", "theta_E [arcsec]")):
             if rec.get(col):
-                lines += [md_table([label, "injections", "recall [95% CI]"],
-                                   [[b["bin"], b["n"], _fmt_rate(b)] for b in rec[col]]), ""]
-    ev.sections.append(Section("Confusers and recall by source", lines, []))
+                sec.table([label, "injections", "recall [95% CI]"], [[b["bin"], b["n"], _fmt_rate(b)] for b in rec[col]])
 
 
 def confuser_gallery(s, values: np.ndarray, n: int, source, fig_dir: Path):

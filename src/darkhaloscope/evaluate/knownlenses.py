@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 from darkhaloscope.common import ranking as M
 from darkhaloscope.errors import MissingInputError, UsageError
 from darkhaloscope.evaluate import plots
-from darkhaloscope.evaluate.report import Section, md_table
+from darkhaloscope.common.report import Code
 
 
 def is_scores_file(path: str) -> bool:
@@ -81,7 +81,7 @@ def known_lens_section(known: str, scores, cfg, ev, fig_dir: Path, *, checkpoint
     title = "Real lenses"
     if not lens.any() or len(ctrl) == 0:
         why = "no real lens with a score" if not lens.any() else "no controls in the evaluated scores"
-        ev.sections.append(Section(title, [f"Not measured: {why} ({known})."], []))
+        ev.add_section("known_lenses", title).text(f"Not measured: {why} ({known}).")
         ev.metrics["known_lenses"] = {"source": known, "n": int(lens.sum()), "note": why}
         return
     grade = np.asarray([str(g) if g not in (None, "") else "ungraded"
@@ -101,20 +101,27 @@ def known_lens_section(known: str, scores, cfg, ev, fig_dir: Path, *, checkpoint
         rows.append(cells)
     what = "logit" if use_logit else "score"
     fpr_text = ", ".join(f"{f:g} ({what} > {thr:.3g}, achieved {a:.2g})" for f, (thr, a) in ops.items())
-    lines = [f"{int(lens.sum())} real lens(es) from `{Path(known).name}` (positives, never controls), scored by the "
-             f"same model. Thresholds set on the {len(ctrl)} evaluated controls at FPR {fpr_text}."]
+    sec = ev.add_section("known_lenses", title)
+    lines: list[str] = []
+    sec.text(f"{int(lens.sum())} real lens(es) from ", Code(Path(known).name), " (positives, never controls), scored "
+             f"by the same model. Thresholds set on the {len(ctrl)} evaluated controls at FPR {fpr_text}.")
     unresolved = [f"{f:g}" for f in ops if len(ctrl) * f < 1]
     if unresolved:
         lines.append(f"Only {len(ctrl)} controls: FPR {', '.join(unresolved)} not resolved (the threshold is the "
                      f"highest control score; FPR f needs >= 1/f controls); evaluate more controls.")
-    lines += ["", md_table(["lenses", "N"] + [f"recall at FPR {f:g}" for f in ops], rows)]
+    for line in lines:
+        sec.text(line)
+    sec.table(["lenses", "N"] + [f"recall at FPR {f:g}" for f in ops], rows)
     all_rec = recall["all"]
     ev.headline.append("Real lenses: " + ", ".join(f"recall {v['found']}/{v['n']} ({v['recall']:.0%}) at FPR {f}"
                                                   for f, v in all_rec.items()) + f" ({Path(known).name})")
     ev.metrics["known_lenses"] = {"source": known, "scores_file": str(path), "n": int(lens.sum()),
                                   "n_controls": int(len(ctrl)), "value": what, "recall": dict(recall)}
-    figs = _gallery(t, meta, known, lens, score, grade, cfg, fig_dir, lines)
-    ev.sections.append(Section(title, lines, figs))
+    notes: list[str] = []
+    for caption, fig in _gallery(t, meta, known, lens, score, grade, cfg, fig_dir, notes):
+        sec.figure(fig, caption)
+    for line in notes:
+        sec.text(line)
 
 
 def _gallery(t, meta, known, lens, score, grade, cfg, fig_dir: Path, lines: list[str]):

@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 
 from darkhaloscope.common import ranking as M
 from darkhaloscope.errors import DataError, UsageError
-from darkhaloscope.evaluate.report import Section, md_table
+from darkhaloscope.common.report import Code
 from darkhaloscope.fileio import atomic_path, atomic_write_text
 from darkhaloscope.stamps.schema import LABEL_SOURCE_COLUMN, SPLIT_COLUMN
 
@@ -99,10 +99,10 @@ def before_after_section(before_path: str, scores, cfg, ev) -> None:
         rows.append([name, r["negatives"]] + [_pct(v) for k, v in r.items() if k != "negatives"])
     header = ["model", "held-out negatives", f"FPR at score >= {cfg.threshold:g}"] + \
         [f"FPR at TPR {t:g}" for t in cfg.tpr_targets]
-    lines = [f"False-positive rate on the held-out negatives ({scores.split_note}) of the model that mining started "
-             f"from (`{Path(before_path).name}`) and of this one, trained with the mined negatives.", "",
-             md_table(header, rows)]
-    ev.sections.append(Section("Hard-negative mining: before and after", lines, []))
+    sec = ev.add_section("mining", "Hard-negative mining: before and after")
+    sec.text(f"False-positive rate on the held-out negatives ({scores.split_note}) of the model that mining started "
+             "from (", Code(Path(before_path).name), ") and of this one, trained with the mined negatives.")
+    sec.table(header, rows)
     ev.metrics["mining"] = metrics | {"before_scores": str(before_path)}
     b, a = metrics["before"][f"fpr_at_score_{cfg.threshold:g}"], metrics["after"][f"fpr_at_score_{cfg.threshold:g}"]
     ev.headline.append(f"Hard-negative mining: FPR at score >= {cfg.threshold:g} {_pct(b)} before, {_pct(a)} after")

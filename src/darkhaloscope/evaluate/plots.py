@@ -187,6 +187,9 @@ def completeness_map(cmap, labels: tuple[str, str], threshold: float, path: Path
     return _save(fig, path)
 
 
+OCCLUSION_LEGEND = "red = the score falls when that region is covered (the model relies on it), blue = it rises"
+
+
 def gallery(images: np.ndarray, captions: list[str], title: str, path: Path, overlays=None, cols: int = 6) -> Path:
     """g/r/z composites with a caption each; optional (N, H, W) overlay maps (e.g. occlusion) drawn beside."""
     n = len(images)
@@ -207,7 +210,7 @@ def gallery(images: np.ndarray, captions: list[str], title: str, path: Path, ove
             ax2 = axes[r * cols * per + c * per + 1]
             ax2.imshow(overlays[i], origin="lower", cmap="RdBu_r", vmin=-vmax, vmax=vmax)
             ax2.set_title("probability drop when occluded", fontsize=6)
-    note = "" if overlays is None else f"; occlusion maps: red = the score falls when covered, scale ±{vmax:.2g}"
+    note = "" if overlays is None else f"; occlusion maps: {OCCLUSION_LEGEND}, scale ±{vmax:.2g}"
     fig.suptitle(title + " (g/r/z composite, 64 px = 16.8\"" + note + ")")
     return _save(fig, path)
 

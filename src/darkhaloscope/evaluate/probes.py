@@ -20,8 +20,8 @@ import numpy as np
 from darkhaloscope.errors import UsageError
 from darkhaloscope.common import ranking as M
 from darkhaloscope.evaluate import plots
+from darkhaloscope.common.report import Code
 from darkhaloscope.evaluate.confusers import confuser_gallery
-from darkhaloscope.evaluate.report import Section, md_table
 from darkhaloscope.evaluate.sources import open_source
 from darkhaloscope.stamps.fs import is_s3
 from darkhaloscope.stamps.robust import median_sigma
@@ -101,14 +101,14 @@ def caption(scores, i: int) -> str:
         v = scores.columns.get(col)
         if v is not None and np.isfinite(v[i]):
             parts.append(fmt.format(v[i]))
-    return " ".join(parts) + "\n" + scores.row_id(i)[-28:]
+    return " ".join(parts) + "\n" + scores.row_id(i)[-28:].replace("$", r"\$")  # data: no matplotlib mathtext
 
 
 def run_data_sections(scores, ranked, thr: float, cfg, ev, fig_dir: Path, *, source, reason: str,
                       checkpoint: str | None, s3) -> None:
     """Galleries when the stamps are reachable (`source`, else `reason`); the model probes with a checkpoint."""
     if source is None:
-        ev.sections.append(Section("Galleries", [f"Not made: {reason}."], []))
+        ev.add_section("galleries", "Galleries").text(f"Not made: {reason}.")
         return
     hit = ranked.values >= thr
     rows = gallery_rows(scores, ranked.values, hit, cfg.gallery_size, cfg.seed)
@@ -116,7 +116,10 @@ def run_data_sections(scores, ranked, thr: float, cfg, ev, fig_dir: Path, *, sou
     score_fn = None
     if checkpoint:
         score_fn = _model_scorer(checkpoint, s3)
-    figs = []
+    sec = ev.add_section("galleries", "Galleries")
+    if score_fn:
+        sec.text(f"Occlusion maps (beside each stamp): mean drop of the probability when an {cfg.occlusion_patch_pix}x"
+                 f"{cfg.occlusion_patch_pix} px square covering the pixel is replaced by sky noise; {plots.OCCLUSION_LEGEND}.")
     for k, (name, idx) in enumerate(rows.items()):
         if not len(idx):
             continue
@@ -124,15 +127,11 @@ def run_data_sections(scores, ranked, thr: float, cfg, ev, fig_dir: Path, *, sou
         if score_fn is not None:
             overlays = occlusion_maps(score_fn, stamps[name], cfg.occlusion_patch_pix, cfg.occlusion_stride_pix,
                                       np.random.default_rng(cfg.seed))
-        figs.append((name, plots.gallery(stamps[name], [caption(scores, i) for i in idx], name.capitalize(),
-                                         fig_dir / f"gallery_{k}.png", overlays, cols=4 if overlays is not None else 6)))
+        sec.figure(plots.gallery(stamps[name], [caption(scores, i) for i in idx], name.capitalize(),
+                                 fig_dir / f"gallery_{k}.png", overlays, cols=4 if overlays is not None else 6), name)
     conf = confuser_gallery(scores, ranked.values, cfg.gallery_size, source, fig_dir)
     if conf is not None:
-        figs.append(conf)
-    lines = ["Occlusion maps (beside each stamp, when the model was given): mean drop of the probability when an "
-             f"{cfg.occlusion_patch_pix}x{cfg.occlusion_patch_pix} px square covering the pixel is replaced by sky "
-             "noise; bright = the model relies on that region."] if score_fn else []
-    ev.sections.append(Section("Galleries", lines, figs))
+        sec.figure(conf[1], conf[0])
     if score_fn is not None:
         probe_section(scores, ranked, thr, cfg, ev, fig_dir, source, score_fn)
 
@@ -159,11 +158,12 @@ def probe_section(scores, ranked, thr: float, cfg, ev, fig_dir: Path, source, sc
     images = source.fetch(*scores.locate(idx))
     y = scores.labels[idx]
     logits = score_fn(images)
-    lines, out = [], {}
+    sec = ev.add_section("probes", "Model probes")
+    out = {}
     if scores.model_logits() is not None:
         diff = float(np.max(np.abs(logits - scores.model_logits()[idx]))) if len(idx) else 0.0
         out["rescore_max_abs_logit_diff"] = diff
-        lines.append(f"Re-scoring {len(idx):,} stamps: max |logit difference| from the scores file = {diff:.3g}.")
+        sec.text(f"Re-scoring {len(idx):,} stamps: max |logit difference| from the scores file = {diff:.3g}.")
         if diff > 0.05:
             ev.warnings.append(f"re-scoring with this checkpoint differs from the scores file (max |dlogit| {diff:.3g}): "
                                "wrong checkpoint, or different preprocessing")
@@ -173,31 +173,29 @@ def probe_section(scores, ranked, thr: float, cfg, ev, fig_dir: Path, source, sc
     if a_full.defined and a_mask.defined:
         drop = a_full.value - a_mask.value
         out["core_masked"]["auroc_drop"] = drop
-        lines.append(f"Core-masked (r < {cfg.core_radius_pix:g} px = {cfg.core_radius_pix * 0.262:.2f}\" replaced by sky "
+        sec.text(f"Core-masked (r < {cfg.core_radius_pix:g} px = {cfg.core_radius_pix * 0.262:.2f}\" replaced by sky "
                      f"noise): AUROC {a_full.value:.4f} -> {a_mask.value:.4f} (drop {drop:+.4f}) on {len(idx):,} stamps. "
                      "A large drop means the score depends on the lens core, not only the arcs.")
         if drop > 0.1:
             ev.warnings.append(f"masking the central {cfg.core_radius_pix:g} px drops AUROC by {drop:.3f}: "
                                "the model leans on the lens core")
     else:
-        lines.append(f"Core-masked AUROC undefined: {a_full.reason}")
-    figs = []
+        sec.text(f"Core-masked AUROC undefined: {a_full.reason}")
     paired = _paired(scores, idx, y, images, logits, source, ranked, thr, rng, score_fn)
     if paired:
         out["paired"] = paired
         names = list(paired)
-        lines += ["", md_table(["stamps", "n", "mean probability", "fraction scored lens (95% Wilson)"],
-                               [[k, v["n"], f"{v['mean_prob']:.3f}", f"{v['frac_hit']:.3f} [{v['lo']:.3f}, {v['hi']:.3f}]"]
-                                for k, v in paired.items()])]
-        figs.append(("Scores of paired stamps", plots.bar_scores(
+        sec.table(["stamps", "n", "mean probability", "fraction scored lens (95% Wilson)"],
+                  [[k, v["n"], f"{v['mean_prob']:.3f}", f"{v['frac_hit']:.3f} [{v['lo']:.3f}, {v['hi']:.3f}]"]
+                   for k, v in paired.items()])
+        sec.figure(plots.bar_scores(
             names, [paired[k]["frac_hit"] for k in names], [paired[k]["lo"] for k in names],
             [paired[k]["hi"] for k in names],
             f"Fraction scored lens (p >= {ranked.to_prob(thr):.3g}), paired stamps", "fraction scored lens",
-            fig_dir / "paired.png")))
+            fig_dir / "paired.png"), "Scores of paired stamps")
     else:
-        lines.append(f"Paired probe: the data have no `{CTRL_STAMP_COLUMN}` column (host without the arc).")
+        sec.text("Paired probe: the data have no ", Code(CTRL_STAMP_COLUMN), " column (host without the arc).")
     ev.metrics["probes"] = out
-    ev.sections.append(Section("Model probes", lines, figs))
 
 
 def _paired(scores, idx, y, images, logits, source, ranked, thr, rng, score_fn) -> dict:

@@ -193,6 +193,15 @@ def write_scores(batches: Iterator[pa.Table], out: Path, provenance: dict) -> tu
     return rows, failed
 
 
+def weights_epoch(meta: dict) -> int | None:
+    """The epoch the checkpoint's weights were validated at, counted from 0 as in metrics.csv and the training
+    log (a checkpoint's own 'epoch' is the resume cursor: after epoch 7 it reads 8)."""
+    best = meta.get("best") or {}
+    if best.get("step") is not None and best.get("step") == meta.get("step"):
+        return best.get("epoch")
+    return meta.get("epoch")
+
+
 def score_data(checkpoint: str, data: str, out: str | Path, cfg: ScoreConfig, *, s3: S3Options | None = None,
                split: str | None = None, shard: tuple[int, int] = (0, 1), progress: bool = True,
                run: dict | None = None) -> ScoreSummary:
@@ -216,7 +225,8 @@ def score_data(checkpoint: str, data: str, out: str | Path, cfg: ScoreConfig, *,
         calib = meta.get("calibration") or {}
         temperature = calib.get("temperature")
         provenance = {"data": data, "checkpoint": str(checkpoint), "split": split, "shard": list(shard),
-                      "model": meta.get("model"), "epoch": meta.get("epoch"), "calibration": calib or None,
+                      "model": meta.get("model"), "epoch": weights_epoch(meta), "step": meta.get("step"),
+                      "calibration": calib or None,
                       "run": run or {}}
         t0 = time.perf_counter()
         with Progress(source.num_rows, "score", unit="stamps", enabled=progress and info.is_main) as bar:

@@ -53,9 +53,21 @@ class BinnedRate:
             return self.k / self.n
 
     def rows(self) -> list[dict]:
-        return [{"bin": f"[{a:.3g}, {b:.3g})", "n": int(n), "k": int(k),
+        last = len(self.n) - 1
+        return [{"bin": bin_label(a, b, closed=j == last), "n": int(n), "k": int(k),
                  "rate": (float(k / n) if n else None), "lo": float(lo), "hi": float(hi)}
-                for a, b, n, k, lo, hi in zip(self.edges[:-1], self.edges[1:], self.n, self.k, self.lo, self.hi)]
+                for j, (a, b, n, k, lo, hi) in enumerate(zip(self.edges[:-1], self.edges[1:], self.n, self.k, self.lo,
+                                                              self.hi))]
+
+
+def bin_label(a: float, b: float, closed: bool = False) -> str:
+    """'[23.41, 23.44)': the fewest significant digits (3 or more) that tell the two edges apart; the last
+    bin, which holds its upper edge, is closed: '[a, b]'."""
+    for digits in range(3, 12):
+        lo, hi = f"{a:.{digits}g}", f"{b:.{digits}g}"
+        if lo != hi:
+            break
+    return f"[{lo}, {hi}{']' if closed else ')'}"
 
 
 def quantile_edges(values: np.ndarray, n_bins: int, log: bool = False) -> np.ndarray:

@@ -158,7 +158,13 @@ class CutoutFolderSource:
             yield SourceBatch(images, valid, errors, None, pa.table({"file": rel}), rel, np.zeros(len(chunk), np.int64))
 
     def fetch(self, source_file: list[str], source_row: list[int], column: str | None = None) -> np.ndarray:
-        return np.stack([read_cutout(self.root / f) for f in source_file]) if source_file else \
+        """Stamps of files named relative to the folder (from a scores file: data, so they must stay inside)."""
+        root = self.root.resolve()
+        paths = [(self.root / f).resolve() for f in source_file]
+        bad = next((f for f, p in zip(source_file, paths) if not p.is_relative_to(root)), None)
+        if bad is not None:
+            raise DataError(f"source_file {bad!r} leaves the cutout folder {self.root}; refusing to read it")
+        return np.stack([read_cutout(p) for p in paths]) if paths else \
             np.zeros((0, 3, STAMP_SIZE, STAMP_SIZE), np.float32)
 
 

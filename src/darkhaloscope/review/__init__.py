@@ -1,2 +1,3 @@
-"""The GO/NO-GO review (`dhs review --data DATA [--run RUN] --out review.md`) and the end-to-end demo
-(`dhs demo --out DIR`). Python API: `review.review.run_review`, `review.demo.run_demo`."""
+"""The GO/NO-GO review (`dhs review --data DATA [--run RUN] --out review.md`): a thin composer of the
+public APIs of audit, train (loop steps, resume_check, bench) and evaluate. Python API:
+`review.review.run_review`."""

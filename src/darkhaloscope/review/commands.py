@@ -1,8 +1,7 @@
-"""CLI of the review package: `dhs review` (the GO/NO-GO) and `dhs demo` (the whole toolkit on made-up data).
+"""CLI of the review package: `dhs review` (the GO/NO-GO before a long training run).
 
     dhs review --data s3://bucket/stamps/train_tier/ --out review.md [--run RUN] [--config configs/train.yaml]
                [--set planned_rows=10000000] [--quick]              # exit 0 GO, 3 NO-GO; review.json beside
-    dhs demo --out demo_out [--quick] [--real-hosts ../shared/data/dr10_cutouts]
 """
 
 from __future__ import annotations
@@ -32,16 +31,6 @@ def register(sub, bench_sub) -> None:
                    help="override a ReviewConfig key, e.g. --set planned_rows=10000000 (repeatable)")
     add_s3_arguments(p)
     p.set_defaults(func=cmd_review)
-
-    d = sub.add_parser("demo", help="simulate tiers, catch a broken one, train, score, evaluate, review (CPU)",
-                       description="The whole pipeline on data it simulates: 1.5-4.5 min on 2 CPU cores (measured 84-263 s; --quick ~1 min). "
-                       "Leaves DIR/run/best.pt and DIR/report/ (report.html, review.md). Exit 0 when all is as expected.")
-    d.add_argument("--out", default="demo_out", help="output folder (default demo_out)")
-    d.add_argument("--quick", action="store_true", help="tiny tiers with bright arcs, 3 epochs (~1 min): a smoke test")
-    d.add_argument("--real-hosts", default=None, metavar="PATH",
-                   help="folder of DR10 npz cutouts: also inject into these real hosts and score them")
-    d.add_argument("--workers", type=int, default=0, help="simulation processes (default: all cores)")
-    d.set_defaults(func=cmd_demo)
 
 
 def _train_config(args):
@@ -86,9 +75,3 @@ def cmd_review(args) -> int:
     rv.render(Console())
     print(f"wrote {args.out} and {Path(args.out).with_suffix('.json')}")
     return rv.exit_code
-
-
-def cmd_demo(args) -> int:
-    from darkhaloscope.review.demo import run_demo
-
-    return run_demo(args.out, quick=args.quick, real_hosts=args.real_hosts, workers=args.workers)

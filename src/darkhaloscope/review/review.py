@@ -17,13 +17,13 @@ from typing import Callable
 
 from darkhaloscope.errors import DHSError
 from darkhaloscope.review.config import ReviewConfig
-from darkhaloscope.review.report import Review, Section
+from darkhaloscope.common.report import Section
+from darkhaloscope.review.report import Review
 from darkhaloscope.stamps.fs import S3Options
 from darkhaloscope.train.config import TrainConfig
 
 # audit check -> extra `dhs audit` flags of the command that investigates its findings
 AUDIT_FLAGS: dict[str, str] = {"usability": " --full", "shortcut": " --full", "paired": " --full"}
-SEVERITY_STATUS = {"error": "fail", "warning": "warn", "info": "info"}
 
 
 def data_section(data: str, rcfg: ReviewConfig, s3: S3Options | None) -> tuple[Section, object]:
@@ -34,12 +34,11 @@ def data_section(data: str, rcfg: ReviewConfig, s3: S3Options | None) -> tuple[S
     t0 = time.perf_counter()
     report = run_audit(data, AuditConfig(sample_rows=rcfg.audit_sample_rows), s3)
     for f in report.sorted_findings():
-        status = SEVERITY_STATUS[f.severity]
-        cmd = f"dhs audit {data}{AUDIT_FLAGS.get(f.check, '')} --markdown audit.md" if status in ("fail", "warn") else None
-        sec.add(f.check, status, f.message, cmd)
-    sec.figures.update(audit_verdict=report.verdict, audit_counts=report.counts(), audit_summary=report.summary)
+        cmd = f"dhs audit {data}{AUDIT_FLAGS.get(f.check, '')} --markdown audit.md" if f.at_least("warning") else None
+        sec.add(f.check, f.severity, f.message, cmd)
+    sec.data.update(audit_verdict=report.verdict, audit_counts=report.counts(), audit_summary=report.summary)
     if report.verdict == "GO":
-        sec.lines.append(f"The audit says GO: {report.headline()}.")
+        sec.text(f"The audit says GO: {report.counts_line()}.")
     sec.seconds = time.perf_counter() - t0
     return sec, report
 
@@ -51,7 +50,7 @@ def _guarded(key: str, title: str, fn: Callable[[], Section], command: str) -> S
         return fn()
     except DHSError as e:
         sec = Section(key, title, seconds=time.perf_counter() - t0)
-        sec.add("could not run", "fail", str(e), command)
+        sec.add("could not run", "error", str(e), command)
         return sec
 
 
@@ -82,7 +81,7 @@ def run_review(data: str, run: str | Path | None = None, tcfg: TrainConfig | Non
         counts = class_counts(tier)
     except DHSError as e:
         rv.sections.append(Section("sanity", "Training code sanity"))
-        rv.sections[-1].add("could not run", "fail", f"the tier cannot be read: {e}", f"dhs audit {data}")
+        rv.sections[-1].add("could not run", "error", f"the tier cannot be read: {e}", f"dhs audit {data}")
         return _finish(rv, out)
     inspect = f"dhs audit {data} --markdown audit.md"
     steps: list[tuple[str, str, Callable[[], Section], str]] = [
@@ -91,10 +90,10 @@ def run_review(data: str, run: str | Path | None = None, tcfg: TrainConfig | Non
          f"dhs bench train --data {data} --model {tcfg.model}"),
         ("memory", "Memory", lambda: memory_section(tcfg, rcfg, device, _bench(rv)), f"dhs bench train --model {tcfg.model}"),
         ("checkpoint", "Checkpointing", lambda: checkpoint_section(str(data), tcfg, rcfg, counts, s3),
-         "python -m pytest -q tests/train/test_resume.py"),
+         f"dhs review --data {data} --out review.md --set sections=checkpoint"),
     ]
     if run and "run" in rcfg.sections:
-        steps.append(("run", f"Trained run `{run}`", lambda: run_section(Path(run), str(data), tcfg.val_split, rcfg,
+        steps.append(("run", f"Trained run {run}", lambda: run_section(Path(run), str(data), tcfg.val_split, rcfg,
                                                                          device, out_dir, s3), f"ls {run}"))
     for key, title, fn, cmd in steps:
         if key not in rcfg.sections:
@@ -106,7 +105,7 @@ def run_review(data: str, run: str | Path | None = None, tcfg: TrainConfig | Non
 
 def _bench(rv: Review) -> dict | None:
     sec = rv.section("throughput")
-    return sec.figures.get("bench") if sec else None
+    return sec.data.get("bench") if sec else None
 
 
 def _finish(rv: Review, out) -> Review:

@@ -11,7 +11,8 @@
   ~ln 2 (no confidence). A BCE well below ln 2 means the true label reached the model through something
   else than the shuffled labels: class-sorted batches, a leaking row order, labels read from other rows.
 - val has both classes: otherwise the model-selection metric (val AUROC) is undefined (AUROC nan).
-Every check uses `models.preprocess.prepare_batch` and `train.step.train_step`, the code `dhs train` runs.
+Every check runs train's own pieces (`train.data.iter_batches`, `models.preprocess.prepare_batch`, `train.step.Stepper`),
+the code `dhs train` runs: review has no training loop of its own.
 """
 
 from __future__ import annotations
@@ -27,11 +28,11 @@ from darkhaloscope.common.ranking import auroc
 from darkhaloscope.models import create_model
 from darkhaloscope.models.preprocess import prepare_batch
 from darkhaloscope.review.config import ReviewConfig
-from darkhaloscope.review.report import Section
+from darkhaloscope.common.report import Code, Section
 from darkhaloscope.train.config import TrainConfig
-from darkhaloscope.train.data import StampStream, make_loader
+from darkhaloscope.train.data import iter_batches as batches
 from darkhaloscope.train.guards import LN2
-from darkhaloscope.train.step import make_optimizer, make_scheduler, predict_logits, train_step
+from darkhaloscope.train.step import Stepper, predict_logits
 
 CPU_SANITY_MODEL = "small_cnn"  # what `sanity_model: auto` trains on a CPU
 
@@ -39,24 +40,6 @@ CPU_SANITY_MODEL = "small_cnn"  # what `sanity_model: auto` trains on a CPU
 def null_auroc_sigma(n_pos: int, n_neg: int) -> float:
     """Standard deviation of the AUROC of scores independent of the labels (Mann-Whitney U under H0)."""
     return math.sqrt((n_pos + n_neg + 1) / (12.0 * n_pos * n_neg))
-
-
-def batches(data: str, split: str, batch_size: int, n: int | None = None, *, s3=None, seed: int = 0,
-            shuffle: bool = True, max_rows: int | None = None):
-    """Real batches {'image', 'label', ...} of a split, loaded in-process: n of them (cycling epochs), or
-    one epoch when n is None."""
-    stream = StampStream(data, split, batch_size, shuffle=shuffle, seed=seed, s3=s3, shuffle_buffer=512,
-                         max_rows=max_rows)
-    n = len(stream) if n is None else n
-    loader, got, epoch = make_loader(stream, num_workers=0), 0, 0
-    while got < n and len(stream):
-        stream.set_epoch(epoch)
-        for b in loader:
-            yield b
-            got += 1
-            if got >= n:
-                return
-        epoch += 1
 
 
 def _model(name: str, seed: int, device: torch.device):
@@ -76,15 +59,13 @@ def initial_loss(name: str, batch: dict, tcfg: TrainConfig, device: torch.device
 def overfit_one_batch(name: str, batch: dict, tcfg: TrainConfig, rcfg: ReviewConfig, device) -> tuple[float, int]:
     """Train on one batch until its BCE < overfit_max_loss or overfit_steps; returns (loss, steps)."""
     model = _model(name, tcfg.seed, device)
-    opt = make_optimizer(model, rcfg.overfit_lr, 0.0)
-    sched = make_scheduler(opt, rcfg.overfit_steps, 0.0, 1.0)  # min_lr_frac 1: constant learning rate
-    scaler = torch.amp.GradScaler(device.type, enabled=False)
+    step_fn = Stepper(model, lr=rcfg.overfit_lr, weight_decay=0.0, total_steps=rcfg.overfit_steps, device=device,
+                      grad_clip_norm=tcfg.grad_clip_norm)  # constant learning rate, fp32
     x = prepare_batch(batch["image"].to(device), tcfg.preprocess, train=False)
     y = batch["label"].to(device)
     loss = float("nan")
     for step in range(1, rcfg.overfit_steps + 1):
-        out = train_step(model, x, y, opt, sched, scaler, device=device, precision="fp32",
-                         grad_clip_norm=tcfg.grad_clip_norm)
+        out = step_fn(x, y)
         if step % 10 == 0 or step == rcfg.overfit_steps:
             loss = float(out)
             if loss < rcfg.overfit_max_loss:
@@ -97,16 +78,15 @@ def shuffled_label_auroc(name: str, data: str, tcfg: TrainConfig, rcfg: ReviewCo
     """Train `shuffled_steps` steps with labels permuted within each batch (shuffle=False: the true labels,
     for comparison); return (val AUROC Metric, val BCE in nats against the true labels)."""
     model = _model(name, tcfg.seed + 1, device)
-    opt = make_optimizer(model, rcfg.overfit_lr, tcfg.weight_decay)
-    sched = make_scheduler(opt, rcfg.shuffled_steps, 0.0, 1.0)
-    scaler = torch.amp.GradScaler(device.type, enabled=False)
+    step_fn = Stepper(model, lr=rcfg.overfit_lr, weight_decay=tcfg.weight_decay, total_steps=rcfg.shuffled_steps,
+                      device=device, grad_clip_norm=tcfg.grad_clip_norm)
     gen = torch.Generator().manual_seed(tcfg.seed)
     aug = torch.Generator(device=device).manual_seed(tcfg.seed)
     for b in batches(data, tcfg.train_split, rcfg.sanity_batch_size, rcfg.shuffled_steps, s3=s3, seed=tcfg.seed):
         perm = torch.randperm(len(b["label"]), generator=gen) if shuffle else torch.arange(len(b["label"]))
         y = b["label"][perm].to(device)
         x = prepare_batch(b["image"].to(device), tcfg.preprocess, train=True, generator=aug)
-        train_step(model, x, y, opt, sched, scaler, device=device, precision="fp32", grad_clip_norm=tcfg.grad_clip_norm)
+        step_fn(x, y)
     model.eval()
     labels, logits = [], []
     for b in batches(data, tcfg.val_split, 256, s3=s3, shuffle=False, max_rows=rcfg.shuffled_val_rows):
@@ -128,32 +108,32 @@ def sanity_section(data: str, counts: dict, tcfg: TrainConfig, rcfg: ReviewConfi
         sec.add("val has both classes", "pass", f"split '{va}': {val[1]} injections, {val[0]} controls: val AUROC "
                 "(the model-selection metric) is defined", counts=val)
     else:
-        sec.add("val has both classes", "fail", f"split '{va}' has {val[1]} injection(s) and {val[0]} control(s): "
+        sec.add("val has both classes", "error", f"split '{va}' has {val[1]} injection(s) and {val[0]} control(s): "
                 "val AUROC is undefined (nan), so no checkpoint can be selected; rebuild the tier with controls and "
                 "injections in every split", audit_cmd, counts=val)
     trc = counts.get(tr, {0: 0, 1: 0})
     if not (trc[0] and trc[1]):
-        sec.add("training checks", "fail", f"not run: split '{tr}' has {trc[1]} injection(s) and {trc[0]} "
+        sec.add("training checks", "error", f"not run: split '{tr}' has {trc[1]} injection(s) and {trc[0]} "
                 "control(s); a one-class split trains to loss ~0 while learning nothing", audit_cmd, counts=trc)
         sec.seconds = time.perf_counter() - t0
         return sec
     name = rcfg.sanity_model if rcfg.sanity_model != "auto" else (tcfg.model if device.type == "cuda" else CPU_SANITY_MODEL)
     batch = next(batches(data, tr, rcfg.sanity_batch_size, 1, s3=s3, seed=tcfg.seed))
     n_pos = int(batch["label"].sum())
-    sec.lines.append(f"Measured on real `{tr}` batches of {len(batch['label'])} stamps ({n_pos} injections) on "
-                     f"{device}; trained model: `{name}`" + (f" (the planned `{tcfg.model}` is too slow to train "
-                     "here; its initial loss is measured)" if name != tcfg.model else "") + ".")
+    sec.text("Measured on real ", Code(tr), f" batches of {len(batch['label'])} stamps ({n_pos} injections) on "
+             f"{device}; trained model: ", Code(name), *([" (the planned ", Code(tcfg.model), " is too slow to train "
+                                                          "here; its initial loss is measured)"] if name != tcfg.model else []), ".")
     models = [tcfg.model] + ([name] if name != tcfg.model else [])
     for m in models:
         loss = initial_loss(m, batch, tcfg, device)
         ok = abs(loss - LN2) <= rcfg.initial_loss_tolerance
-        sec.add(f"initial loss ({m})", "pass" if ok else "fail",
+        sec.add(f"initial loss ({m})", "pass" if ok else "error",
                 f"{loss:.4f} nats vs ln 2 = {LN2:.4f} (tolerance {rcfg.initial_loss_tolerance})" + (
                     "" if ok else ": unnormalised inputs (flux units?) or a bad initialisation"),
                 None if ok else f"dhs bench loader {data} --norm prepare_batch --no-naive", loss=loss, model=m)
     loss, steps = overfit_one_batch(name, batch, tcfg, rcfg, device)
     ok = loss < rcfg.overfit_max_loss
-    sec.add("single-batch overfit", "pass" if ok else "fail",
+    sec.add("single-batch overfit", "pass" if ok else "error",
             f"BCE {loss:.4f} after {steps} steps on one batch of {len(batch['label'])} (bound < {rcfg.overfit_max_loss} "
             f"within {rcfg.overfit_steps})" + ("" if ok else ": the model cannot memorise one batch; the loss, "
                                                "labels or optimizer are wired wrong"),
@@ -167,7 +147,7 @@ def sanity_section(data: str, counts: dict, tcfg: TrainConfig, rcfg: ReviewConfi
         a, bce = shuffled_label_auroc(name, data, tcfg, rcfg, device, s3)
         sigma = null_auroc_sigma(a.n_pos, a.n_neg)
         ok = bce >= LN2 - rcfg.shuffled_bce_margin
-        sec.add("shuffled labels", "pass" if ok else "fail",
+        sec.add("shuffled labels", "pass" if ok else "error",
                 f"after {rcfg.shuffled_steps} steps on within-batch shuffled labels: val BCE {bce:.4f} nats (bound >= "
                 f"ln 2 - {rcfg.shuffled_bce_margin:g} = {LN2 - rcfg.shuffled_bce_margin:.4f}), val AUROC {a.value:.3f} "
                 f"({a.n_pos}+{a.n_neg} stamps, null sigma {sigma:.3f})" + (
@@ -175,9 +155,9 @@ def sanity_section(data: str, counts: dict, tcfg: TrainConfig, rcfg: ReviewConfi
                     "by another route (class-sorted batches, row order, labels read from other rows)"),
                 None if ok else f"dhs audit {data} --full --markdown audit.md",
                 auroc=a.value, val_bce=bce, sigma=sigma, n_pos=a.n_pos, n_neg=a.n_neg)
-        sec.lines.append("Shuffled labels: a model that learnt nothing from its labels still ranks val stamps by "
-                         "whatever image features its random weights respond to (injections are brighter), so its "
-                         "AUROC can sit far from 0.5 in either direction; what it cannot have is confidence, so the "
-                         "bound is on its val BCE.")
+        sec.text("Shuffled labels: a model that learnt nothing from its labels still ranks val stamps by "
+                 "whatever image features its random weights respond to (injections are brighter), so its "
+                 "AUROC can sit far from 0.5 in either direction; what it cannot have is confidence, so the "
+                 "bound is on its val BCE.")
     sec.seconds = time.perf_counter() - t0
     return sec

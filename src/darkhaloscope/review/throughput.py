@@ -20,7 +20,8 @@ import numpy as np
 
 from darkhaloscope.errors import UsageError
 from darkhaloscope.review.config import ReviewConfig
-from darkhaloscope.review.report import Section, fmt_duration
+from darkhaloscope.stamps.fs import is_s3
+from darkhaloscope.common.report import Section, fmt_duration
 from darkhaloscope.stamps.schema import BANDS, STAMP_SIZE
 from darkhaloscope.train.config import TrainConfig
 
@@ -96,8 +97,9 @@ def bench_here(data: str, tcfg: TrainConfig, rcfg: ReviewConfig, device, s3=None
     return out
 
 
-def gpu_rows(bench: dict, bytes_per_row: float, rcfg: ReviewConfig, fwd_gflops: float) -> list[dict]:
-    """One row per target GPU: step, input and S3 rates (measured or estimated) and what limits."""
+def gpu_rows(bench: dict, bytes_per_row: float, rcfg: ReviewConfig, fwd_gflops: float, remote: bool = True) -> list[dict]:
+    """One row per target GPU: step, input and (remote=True: the tier is on S3) S3 rates, measured or
+    estimated, and what limits streaming the npz tier."""
     measured = load_gpu_benches(rcfg.gpu_bench)
     per_core = bench["loader"]["stamps_per_s"]
     f16 = f16_rate_per_core()
@@ -111,7 +113,7 @@ def gpu_rows(bench: dict, bytes_per_row: float, rcfg: ReviewConfig, fwd_gflops: 
             source = (f"estimate: {rcfg.gpu_mfu:.0%} of {spec.peak_tflops:g} TFLOP/s {spec.precision} / "
                       f"(3 x {fwd_gflops:g} GFLOP per stamp)")
         npz = per_core * spec.host_cores
-        s3rate = rcfg.s3_mb_per_s * 1e6 / max(bytes_per_row, 1.0)
+        s3rate = rcfg.s3_mb_per_s * 1e6 / max(bytes_per_row, 1.0) if remote else float("inf")
         stream = min(step, npz, s3rate)
         packed = min(step, f16 * spec.host_cores)
         limit = min((("model step", step), ("npz decode", npz), ("S3 bandwidth", s3rate)), key=lambda kv: kv[1])[0]
@@ -135,7 +137,7 @@ def throughput_section(tier, data: str, tcfg: TrainConfig, rcfg: ReviewConfig, d
     here = tr["pipeline_train_samples_per_s"]
     bytes_per_row = bytes_train / rows_train if bytes_train else 0.0
     epoch_here, run_here = planned / here, planned * tcfg.epochs / here
-    sec.figures.update(bench=bench, planned_rows=planned, epochs=tcfg.epochs, train_rows=rows_train,
+    sec.data.update(bench=bench, planned_rows=planned, epochs=tcfg.epochs, train_rows=rows_train,
                        train_bytes=bytes_train, bytes_per_row=bytes_per_row, epoch_s_here=epoch_here,
                        planned_run_s_here=run_here)
     sec.add("bench loader", "pass", f"decode {ld['stamps_per_s']:,.0f} stamps/s on one core ({ld['mb_per_s']:.0f} MB/s, "
@@ -146,34 +148,38 @@ def throughput_section(tier, data: str, tcfg: TrainConfig, rcfg: ReviewConfig, d
             f"together {here:,.0f}/s; limited by the {tr['limit']}")
     sec.add("epoch time here", "info", f"{planned:,} rows: {fmt_duration(epoch_here)} per epoch, "
             f"{fmt_duration(run_here)} for {tcfg.epochs} epochs on this machine")
-    gpus = gpu_rows(bench, bytes_per_row or PACKED_BYTES_PER_ROW, rcfg, tr["fwd_gflops_per_stamp"])
-    sec.figures["gpus"] = gpus
-    lines = ["| where | stamps/s, stream npz from S3 | stamps/s, local packed cache | limit (streaming) | epoch "
-             f"({planned:,} rows), stream / packed | {tcfg.epochs} epochs, packed | source |", "|---|---|---|---|---|---|---|",
-             f"| this machine ({tr['device']}) | {here:,.0f} (local npz) | n/a | {tr['limit']} | {fmt_duration(epoch_here)} "
-             f"| {fmt_duration(run_here)} | measured |"]
+    remote = is_s3(data)
+    gpus = gpu_rows(bench, bytes_per_row or PACKED_BYTES_PER_ROW, rcfg, tr["fwd_gflops_per_stamp"], remote)
+    src = "stream npz from S3" if remote else "read the local npz tier"
+    sec.data["gpus"] = gpus
+    header = ["where", f"stamps/s, {src}", "stamps/s, local packed cache", "limit (npz)",
+              f"epoch ({planned:,} rows), npz / packed", f"{tcfg.epochs} epochs, packed", "source"]
+    rows = [[f"this machine ({tr['device']})", f"{here:,.0f}", "n/a", tr["limit"], fmt_duration(epoch_here),
+             fmt_duration(run_here), "measured"]]
     for g in gpus:
-        lines.append(f"| {g['target']} | {g['stream_per_s']:,.0f} | {g['packed_per_s']:,.0f} | {g['limit_streaming']} | "
-                     f"{fmt_duration(planned / g['stream_per_s'])} / {fmt_duration(planned / g['packed_per_s'])} | "
-                     f"{fmt_duration(planned * tcfg.epochs / g['packed_per_s'])} | {g['source']}; {g['note']} |")
+        rows.append([g["target"], f"{g['stream_per_s']:,.0f}", f"{g['packed_per_s']:,.0f}", g["limit_streaming"],
+                     f"{fmt_duration(planned / g['stream_per_s'])} / {fmt_duration(planned / g['packed_per_s'])}",
+                     fmt_duration(planned * tcfg.epochs / g["packed_per_s"]), f"{g['source']}; {g['note']}"])
     users = USERS_T4_NAIVE_SAMPLES_PER_S
-    lines.append(f"| T4, the users' Phase 5 loop | {users:.0f} | n/a | naive per-row decode | "
-                 f"{fmt_duration(planned / users)} | {fmt_duration(planned * tcfg.epochs / users)} | measured by the users |")
+    rows.append(["T4, the users' Phase 5 loop", f"{users:.0f}", "n/a", "naive per-row decode",
+                 fmt_duration(planned / users), fmt_duration(planned * tcfg.epochs / users), "measured by the users"])
+    sec.table(header, rows)
     gb = 1e9
-    lines += ["", f"Bytes per epoch: streaming the npz tier from S3 reads {planned * bytes_per_row / gb:,.1f} GB every "
-              f"epoch ({bytes_per_row / 1e3:.1f} kB/row on disk, {tcfg.epochs * planned * bytes_per_row / gb:,.0f} GB for "
-              f"{tcfg.epochs} epochs); a local packed float16 cache (`dhs pack`) holds {planned * PACKED_BYTES_PER_ROW / gb:,.1f}"
-              f" GB, read from S3 once. Estimates assume {rcfg.gpu_mfu:.0%} of peak FLOP/s and {rcfg.s3_mb_per_s:g} MB/s "
-              "from S3; replace them with `dhs bench train --json` files from the GPU (`--set gpu_bench=FILE`)."]
-    sec.lines += lines
+    reads = (f"streaming the npz tier from S3 reads {planned * bytes_per_row / gb:,.2f} GB every epoch" if remote else
+             f"the local npz tier is {planned * bytes_per_row / gb:,.2f} GB per epoch")
+    sec.text(f"Bytes per epoch: {reads} ({bytes_per_row / 1e3:.1f} kB/row on disk, "
+             f"{tcfg.epochs * planned * bytes_per_row / gb:,.2f} GB for {tcfg.epochs} epochs); a local packed float16 "
+             f"cache (dhs pack) holds {planned * PACKED_BYTES_PER_ROW / gb:,.2f} GB. GPU figures are estimates at "
+             f"{rcfg.gpu_mfu:.0%} of peak FLOP/s" + (f" and {rcfg.s3_mb_per_s:g} MB/s from S3" if remote else "") +
+             "; replace them with dhs bench train --json files from the GPU (--set gpu_bench=FILE).")
     t4 = next(g for g in gpus if g["target"] == "T4")
     t4_run = planned * tcfg.epochs / t4["packed_per_s"]
     if t4_run > COLAB_SESSION_S and not tcfg.checkpoint_uri:
-        sec.add("planned run vs a Colab session", "warn", f"{fmt_duration(t4_run)} on a T4 (estimate) is longer than a "
+        sec.add("planned run vs a Colab session", "warning", f"{fmt_duration(t4_run)} on a T4 (estimate) is longer than a "
                 "Colab session (~12 h) and no checkpoint_uri is set: a disconnect loses the run",
                 f"dhs train --data {data} --out RUN --checkpoint_uri s3://BUCKET/runs/NAME --resume auto")
-    if t4["limit_streaming"] != "model step" and bytes_per_row:
-        sec.add("streaming on a T4", "warn", f"streaming npz from S3 on a T4 is limited by {t4['limit_streaming']} "
+    if remote and t4["limit_streaming"] != "model step" and bytes_per_row:
+        sec.add("streaming on a T4", "warning", f"streaming npz from S3 on a T4 is limited by {t4['limit_streaming']} "
                 f"({t4['stream_per_s']:,.0f} stamps/s vs a {t4['step_per_s']:,.0f}/s model step): pack to local disk",
                 f"dhs pack {data} /content/packed")
     sec.seconds = time.perf_counter() - t0

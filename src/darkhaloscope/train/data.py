@@ -283,3 +283,21 @@ def mined_files(mined: str, tier, split: str, repeat: int, s3: S3Options | None 
     return [dataclasses.replace(f, relpath=f"_mined{r}/{f.relpath}", split=split)
             for r in range(repeat) for f in extra.files]
 
+
+
+def iter_batches(data: str, split: str, batch_size: int, n: int | None = None, *, s3=None, seed: int = 0,
+                 shuffle: bool = True, max_rows: int | None = None, shuffle_buffer: int = 512):
+    """Real batches {'image', 'label', ...} of a split through the training input pipeline, in-process:
+    `n` of them (cycling epochs), or one epoch when n is None. Used by `dhs review`'s sanity checks and probes."""
+    stream = StampStream(data, split, batch_size, shuffle=shuffle, seed=seed, s3=s3, shuffle_buffer=shuffle_buffer,
+                         max_rows=max_rows)
+    n = len(stream) if n is None else n
+    loader, got, epoch = make_loader(stream, num_workers=0), 0, 0
+    while got < n and len(stream):
+        stream.set_epoch(epoch)
+        for b in loader:
+            yield b
+            got += 1
+            if got >= n:
+                return
+        epoch += 1

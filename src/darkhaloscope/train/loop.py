@@ -20,6 +20,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -55,11 +56,13 @@ class State:
 
 
 def train(cfg: TrainConfig, out_dir, argv: list[str] | None = None, *, resume: str | None = None,
-          s3: S3Options | None = None, overwrite: bool = False) -> dict:
+          s3: S3Options | None = None, overwrite: bool = False,
+          on_save: Callable[[Path, int], None] | None = None) -> dict:
     """Train as configured; returns a summary dict (best_val_auroc, epochs, steps, paths, ...).
 
     A run folder that already holds files needs `resume` (continue it) or `overwrite` (replace its run
-    files), so a finished run is never overwritten by accident."""
+    files), so a finished run is never overwritten by accident. `on_save(path, step)` is called on rank 0
+    after each checkpoint lands (train.resume_check kills the run there)."""
     if cfg.torch_threads > 0:
         torch.set_num_threads(cfg.torch_threads)
     if resume and overwrite:
@@ -70,7 +73,7 @@ def train(cfg: TrainConfig, out_dir, argv: list[str] | None = None, *, resume: s
         refusal = dd.broadcast_object(refusal, info)  # every rank stops, or none
         if refusal:
             raise UsageError(refusal)
-        return _Trainer(cfg, Path(out_dir), argv, s3, info, device).run(resume)
+        return _Trainer(cfg, Path(out_dir), argv, s3, info, device, on_save).run(resume)
     finally:
         dd.teardown(info)
 
@@ -117,8 +120,10 @@ def _refuse_or_count(cfg: TrainConfig, s3, info: dd.DistInfo) -> dict:
 
 
 class _Trainer:
-    def __init__(self, cfg: TrainConfig, run_dir: Path, argv, s3, info: dd.DistInfo, device: torch.device):
+    def __init__(self, cfg: TrainConfig, run_dir: Path, argv, s3, info: dd.DistInfo, device: torch.device,
+                 on_save: Callable[[Path, int], None] | None = None):
         self.cfg, self.run_dir, self.argv, self.s3, self.info, self.device = cfg, run_dir, argv, s3, info, device
+        self.on_save = on_save
         if not cfg.data:
             raise UsageError("no training data: pass --data TIER (a folder, parquet file or s3:// prefix)")
         check_model_inputs(cfg.meta_columns)  # RefusedError before anything is read or written
@@ -247,6 +252,8 @@ class _Trainer:
             path = ckp.save_checkpoint(state, self.run_dir / name)
             if self.mirror is not None:
                 self.mirror.upload(path)
+            if self.on_save is not None:
+                self.on_save(Path(path), s.step)
         self._last_save_t = time.monotonic()
 
     # ---- validation ------------------------------------------------------------------------------

@@ -71,6 +71,22 @@ def train_step(model, x, y, optimizer, scheduler, scaler, *, device, precision: 
     return loss.detach()
 
 
+class Stepper:
+    """The optimizer, schedule and gradient scaler of a run, bundled: `step(x, y) -> loss` is one training
+    step as `dhs train` takes it (AdamW, warmup + cosine, clipping). Used by `dhs review`'s sanity checks."""
+
+    def __init__(self, model, *, lr: float, weight_decay: float, total_steps: int, device, precision: str = "fp32",
+                 warmup_frac: float = 0.0, min_lr_frac: float = 1.0, grad_clip_norm: float = 1.0):
+        self.model, self.device, self.precision, self.grad_clip_norm = model, device, precision, grad_clip_norm
+        self.optimizer = make_optimizer(model, lr, weight_decay)
+        self.scheduler = make_scheduler(self.optimizer, total_steps, warmup_frac, min_lr_frac)
+        self.scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+
+    def __call__(self, x, y) -> torch.Tensor:
+        return train_step(self.model, x, y, self.optimizer, self.scheduler, self.scaler, device=self.device,
+                          precision=self.precision, grad_clip_norm=self.grad_clip_norm)
+
+
 @torch.no_grad()
 def predict_logits(model, x, *, device, precision: str) -> torch.Tensor:
     """Forward only, float32 logits (B,)."""

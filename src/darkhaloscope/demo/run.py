@@ -1,0 +1,85 @@
+"""`run_demo`: the stages of `dhs demo` in order, each printed with its time, then a summary table and
+DIR/demo_summary.json. Exit 0 when every stage is as expected (test AUROC >= 0.95), else 1.
+
+    dhs demo --out demo_out            # 4,000 simulated stamps, small_cnn, 8 epochs (times: README)
+    dhs demo --out demo_out --quick    # 600 stamps with bright arcs, 3 epochs (a smoke test)
+    dhs demo --out demo_out --real-hosts ../shared/data/dr10_cutouts   # + a tier on real DR10 hosts
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Callable
+
+from darkhaloscope.demo import stages as S
+from darkhaloscope.errors import UsageError
+from darkhaloscope.common.jsonio import write_json
+
+CONFIG_DIR = Path(__file__).resolve().parents[3] / "configs"  # repository configs/ (YAML defaults)
+
+# (stage name, function, runs only with --real-hosts); a later stage is one more line here
+STAGES: list[tuple[str, Callable[[S.Demo], tuple[str, bool]], bool]] = [
+    ("simulate demo tier", S.simulate, False),
+    ("make debug tier", S.debug_tier, False),
+    ("simulate real-host tier", S.real_hosts, True),
+    ("audit debug tier (expect NO-GO)", S.audit_debug, False),
+    ("audit demo tier (expect GO)", S.audit_demo, False),
+    ("audit real-host tier (expect GO)", S.audit_real, True),
+    ("train on debug tier (expect refusal)", S.refuse_debug, False),
+    ("train small_cnn", S.train, False),
+    ("score test split", S.score, False),
+    ("evaluate test split", S.evaluate, False),
+    ("score real-host tier", S.score_real, True),
+    ("review demo tier + run (expect GO)", S.review, False),
+]
+
+
+def run_demo(out: str | Path, *, quick: bool = False, real_hosts: str | None = None, workers: int = 0,
+             seed: int = 1, console=None) -> int:
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    console = console or Console()
+    if real_hosts and not Path(real_hosts).is_dir():
+        raise UsageError(f"--real-hosts {real_hosts}: not a folder; give the folder of DR10 npz cutouts "
+                         "(e.g. ../shared/data/dr10_cutouts)")
+    cfg_path = CONFIG_DIR / "train_cpu_demo.yaml"
+    if not cfg_path.is_file():
+        raise UsageError(f"{cfg_path} is missing: run `dhs demo` from a checkout installed with `pip install -e .`")
+    out = Path(out)
+    command = f"dhs demo --out {out}" + (" --quick" if quick else "") + (f" --real-hosts {real_hosts}" if real_hosts else "")
+    d = S.Demo(out=out, size=S.SIZES["quick" if quick else "full"], quick=quick, workers=workers or os.cpu_count() or 1,
+               seed=seed, real_hosts=real_hosts, train_config=cfg_path, command=command,
+               say=lambda m: console.print(Text(m, style="dim")))
+    console.print(Text(f"{command}: {d.size.rows:,} simulated stamps, small_cnn on CPU, {d.workers} worker(s); "
+                       f"everything goes to {out}/"))
+    rows, t_start = [], time.perf_counter()
+    for name, fn, needs_real in STAGES:
+        if needs_real and not real_hosts:
+            continue
+        console.print(Text(f"{name} ...", style="bold"))
+        t0 = time.perf_counter()
+        result, ok = fn(d)
+        dt = time.perf_counter() - t0
+        rows.append({"stage": name, "result": result, "seconds": round(dt, 1), "ok": ok})
+        console.print(Text.assemble(("  ok " if ok else "  UNEXPECTED ", "green" if ok else "bold red"), result,
+                                    (f" ({dt:.1f} s)", "dim")))
+    total = time.perf_counter() - t_start
+    write_json(out / "demo_summary.json", {"command": command, "seconds": round(total, 1), "cpus": os.cpu_count(),
+                                           "load_average": os.getloadavg(), "stages": rows})
+    table = Table(title=f"dhs demo summary ({total:.0f} s in all)")
+    for col in ("stage", "result", "time"):
+        table.add_column(col, overflow="fold", justify="right" if col == "time" else "left")
+    for r in rows:
+        table.add_row(Text(r["stage"]), Text(r["result"], style="" if r["ok"] else "bold red"), f"{r['seconds']:.1f} s")
+    console.print(table)
+    console.print(Text(f"report: {d.report / 'report.html'}\nreview: {d.report / 'review.md'}\n"
+                       f"run:    {d.run_dir}/ (best.pt)\nsummary: {out / 'demo_summary.json'}"))
+    problems = [f"{r['stage']}: {r['result']}" for r in rows if not r["ok"]]
+    if problems:
+        console.print(Text.assemble(("demo failed", "bold red"), ": " + "; ".join(problems)))
+        return 1
+    return 0

@@ -1,0 +1,241 @@
+"""The stages of `dhs demo`, one function each: `stage(demo) -> (result line, as expected?)`.
+
+    simulate        the demo tier (train/val/test, synthetic LRG-like hosts, half controls in every split)
+    debug_tier      the users' Phase 4c debug tier from it (every control dropped with pyarrow)
+    real_hosts      (--real-hosts) a small tier injecting arcs into real DR10 cutouts
+    audit_debug     audit says NO-GO on the debug tier, naming the split; audit_demo / audit_real: GO
+    refuse_debug    `dhs train` refuses the debug tier (exit 3)
+    train           small_cnn on CPU -> DIR/run/best.pt
+    score           the test split -> DIR/scores/test.parquet (score_real: the real-host tier)
+    evaluate        DIR/report/report.html, test AUROC >= MIN_TEST_AUROC
+    review          the demo tier and the run -> DIR/report/review.md (GO expected)
+A later stage is one more function here and one line in `run.STAGES`. Exercise: `dhs demo --quick`.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+MIN_TEST_AUROC = 0.95  # the demo's promise
+
+
+@dataclass(frozen=True)
+class DemoSize:
+    rows: int  # stamps of the demo tier, all splits (70/15/15), half controls
+    real_rows: int  # stamps of the real-host tier (--real-hosts)
+    epochs: int  # small_cnn epochs on CPU
+    sim: dict[str, str] = field(default_factory=dict)  # SimConfig overrides (the arcs the demo injects)
+    n_boot: int = 1000  # bootstrap replicates of `dhs evaluate`
+    probes: bool = True  # model probes (core mask, occlusion maps) in the evaluation report
+    quick_review: bool = False  # the review's QUICK preset
+
+
+# --quick injects brighter, larger arcs (S/N 30-100, theta_E uniform 1.2-2.5") and no confuser controls so that a
+# 3-epoch run on 420 train stamps still reaches test AUROC >= 0.95 (a smoke test); the full demo keeps the default
+# simulator (confusers included) apart from S/N >= 5.
+SIZES: dict[str, DemoSize] = {
+    "full": DemoSize(rows=4000, real_rows=300, epochs=8, sim={"arc_snr_dist": "loguniform:5:60"}),
+    "quick": DemoSize(rows=600, real_rows=90, epochs=3, n_boot=200, probes=False, quick_review=True,
+                      sim={"arc_snr_dist": "uniform:30:100", "theta_e_arcsec": "1.2,2.5", "theta_e_dist": "uniform",
+                           "confusers": "0"}),
+}
+
+
+@dataclass
+class Demo:
+    """What the stages share: sizes, paths, the command line, and what earlier stages produced."""
+
+    out: Path
+    size: DemoSize
+    quick: bool
+    workers: int
+    seed: int
+    real_hosts: str | None
+    train_config: Path  # the CPU training preset
+    command: str  # the `dhs demo ...` line, for the reports' footers
+    say: object = print  # progress lines of long stages
+    results: dict = field(default_factory=dict)  # stage outputs: train summary, metrics, review, ...
+
+    @property
+    def data(self) -> Path:
+        return self.out / "data"
+
+    @property
+    def good(self) -> Path:
+        return self.data / "demo"
+
+    @property
+    def debug(self) -> Path:
+        return self.data / "debug_injections_only"
+
+    @property
+    def real(self) -> Path:
+        return self.data / "real_hosts"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.out / "run"
+
+    @property
+    def report(self) -> Path:
+        return self.out / "report"
+
+    @property
+    def scores(self) -> Path:
+        return self.out / "scores" / "test.parquet"
+
+    def tcfg(self, **overrides):
+        from darkhaloscope.config import load_config
+        from darkhaloscope.train.config import TrainConfig
+
+        base = {"data": str(self.good), "epochs": self.size.epochs, "progress": False, "seed": self.seed}
+        return load_config(TrainConfig, self.train_config, {**base, **overrides})
+
+
+def make_debug_tier(src: Path, dst: Path) -> dict[str, int]:
+    """Copy tier `src` to `dst` keeping only injections (is_control=0): the users' Phase 4c debug tier."""
+    if dst.exists():
+        shutil.rmtree(dst)
+    kept: dict[str, int] = {}
+    for p in sorted(src.rglob("*.parquet")):
+        t = pq.read_table(p)
+        t = t.filter(pc.equal(t["is_control"], 0))
+        out = dst / p.relative_to(src)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(t, out)
+        split = p.parent.name.split("=", 1)[-1]
+        kept[split] = kept.get(split, 0) + t.num_rows
+    return kept
+
+
+def _simulate(d: Demo, tier: str, rows: int, seed: int, **extra) -> tuple[str, bool]:
+    from darkhaloscope.config import load_config
+    from darkhaloscope.sim.build import simulate_tier
+    from darkhaloscope.sim.simconfig import SimConfig
+
+    cfg = load_config(SimConfig, None, {**d.size.sim, **extra})
+    m = simulate_tier(d.data, tier, rows, seed, cfg, workers=d.workers, overwrite=True)
+    return ", ".join(f"{s} {v['injections']}+{v['controls']}" for s, v in m["counts"].items()) + \
+        " (injections+controls)", True
+
+
+def simulate(d: Demo) -> tuple[str, bool]:
+    return _simulate(d, "demo", d.size.rows, d.seed)
+
+
+def debug_tier(d: Demo) -> tuple[str, bool]:
+    kept = make_debug_tier(d.good, d.debug)
+    return (f"the demo tier with every control dropped (pyarrow), like the Phase 4c debug tier: "
+            f"{', '.join(f'{s} {n}' for s, n in kept.items())} injections, 0 controls"), True
+
+
+def real_hosts(d: Demo) -> tuple[str, bool]:
+    return _simulate(d, "real_hosts", d.size.real_rows, d.seed + 1, hosts=str(d.real_hosts))
+
+
+def _audit(tier: Path, expect: str) -> tuple[str, bool]:
+    from darkhaloscope.audit import run_audit
+
+    r = run_audit(str(tier))
+    errors = sorted(r.by_severity("error"), key=lambda f: ("split 'train'" not in f.message, "split '" not in f.message))
+    why = f"; {errors[0].message}" if errors else ""  # the whole message: never cut mid-word
+    return f"{r.headline()}{why}", r.verdict == expect
+
+
+def audit_debug(d: Demo) -> tuple[str, bool]:
+    return _audit(d.debug, "NO-GO")
+
+
+def audit_demo(d: Demo) -> tuple[str, bool]:
+    return _audit(d.good, "GO")
+
+
+def audit_real(d: Demo) -> tuple[str, bool]:
+    return _audit(d.real, "GO")
+
+
+def refuse_debug(d: Demo) -> tuple[str, bool]:
+    from darkhaloscope.errors import RefusedError
+    from darkhaloscope.train.loop import train
+
+    try:
+        train(d.tcfg(data=str(d.debug)), d.out / "debug_run")
+    except RefusedError as e:
+        return f"dhs train refuses it (exit 3): {e}", True
+    return "dhs train did NOT refuse the one-class tier", False
+
+
+def train(d: Demo) -> tuple[str, bool]:
+    from darkhaloscope.train.loop import train as train_run
+
+    if d.run_dir.exists():
+        shutil.rmtree(d.run_dir)
+    s = train_run(d.tcfg(), d.run_dir, argv=d.command.split()[1:])
+    d.results["train"] = s
+    b = s["best"]
+    return (f"best val AUROC {b.get('val_auroc', 0):.4f} at epoch {b.get('epoch')} of 0-{s['epochs'] - 1} "
+            f"(epochs count from 0, as in the log and metrics.csv; {s['steps']:,} steps)"), True
+
+
+def score(d: Demo) -> tuple[str, bool]:
+    from darkhaloscope.evaluate.config import ScoreConfig
+    from darkhaloscope.evaluate.score import score_data
+
+    s = score_data(str(d.run_dir / "best.pt"), str(d.good), d.scores, ScoreConfig(device="cpu"), split="test",
+                   progress=False)
+    d.results["scored"] = s.rows
+    return f"{s.rows:,} test stamps in {s.seconds:.1f} s -> {d.scores}", True
+
+
+def evaluate(d: Demo) -> tuple[str, bool]:
+    from darkhaloscope.config import load_config
+    from darkhaloscope.evaluate.config import EvaluateConfig
+    from darkhaloscope.evaluate.run import evaluate_scores
+
+    cfg = load_config(EvaluateConfig, None, {"n_boot": d.size.n_boot})
+    ev, _ = evaluate_scores(d.scores, d.report, cfg, checkpoint=str(d.run_dir / "best.pt") if d.size.probes else None,
+                            run={"command": d.command, **_version()})
+    d.results["metrics"] = ev.metrics
+    a = ev.metrics["auroc"]
+    ci = a.get("ci95") or {}
+    ok = a["value"] is not None and a["value"] >= MIN_TEST_AUROC
+    band = f" (95% CI {ci['low']:.4f}-{ci['high']:.4f})" if ci.get("low") is not None else ""
+    value = "undefined" if a["value"] is None else f"{a['value']:.4f}"
+    return f"test AUROC {value}{band} on {ev.metrics['n_rows']:,} stamps, bound >= {MIN_TEST_AUROC}", ok
+
+
+def score_real(d: Demo) -> tuple[str, bool]:
+    from darkhaloscope.evaluate.config import ScoreConfig
+    from darkhaloscope.common.ranking import auroc
+    from darkhaloscope.evaluate.score import score_data
+
+    s = score_data(str(d.run_dir / "best.pt"), str(d.real), d.out / "scores" / "real_hosts.parquet",
+                   ScoreConfig(device="cpu"), progress=False)
+    t = pq.read_table(s.out, columns=["label", "logit"])
+    a = auroc(t["label"].to_numpy().astype("int8"), t["logit"].to_numpy())
+    return f"AUROC {a} on {s.rows:,} stamps injected into real DR10 hosts (never trained on)", True
+
+
+def review(d: Demo) -> tuple[str, bool]:
+    from darkhaloscope.config import load_config
+    from darkhaloscope.review.config import QUICK, ReviewConfig
+    from darkhaloscope.review.review import run_review
+
+    rcfg = load_config(ReviewConfig, None, dict(QUICK) if d.size.quick_review else {})
+    rv = run_review(str(d.good), d.run_dir, d.tcfg(), rcfg, out=d.report / "review.md",
+                    info={"command": d.command, **_version()}, say=lambda m: d.say(f"  {m}"))
+    d.results["review"] = rv
+    extra = f"; blocking: {rv.blocking[0][1].message}" if rv.blocking else ""
+    return f"{rv.headline()}{extra}", rv.verdict == "GO"
+
+
+def _version() -> dict:
+    from darkhaloscope.config import run_info
+
+    info = run_info([])
+    return {"version": info["version"], "git_commit": info["git_commit"]}
