@@ -121,7 +121,7 @@ def test_unreachable_service_one_error_line(tmp_path, capsys):
     rc = main(["cutouts", str(targets), "--out", str(tmp_path / "tier"), "--service-url", url, "--set",
                "backoff_s=0.01", "-q"])
     err = capsys.readouterr().err.strip().splitlines()
-    assert rc == 1 and len(err) == 1 and err[0].startswith("error: cannot reach") and url in err[0]
+    assert rc == 4 and len(err) == 1 and err[0].startswith("error: cannot reach") and url in err[0]
     assert not (tmp_path / "tier").exists()
 
 

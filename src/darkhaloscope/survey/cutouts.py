@@ -31,7 +31,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from darkhaloscope.common.progress import Progress
-from darkhaloscope.errors import DataError, UsageError
+from darkhaloscope.errors import DataError, EnvironmentFault, UsageError
 from darkhaloscope.fileio import atomic_path, atomic_write_text
 from darkhaloscope.stamps.codec import encode_stamp
 from darkhaloscope.stamps.schema import CUTOUT_OK_COLUMN, LABEL_SOURCE_COLUMN, SPLITS, STAMP_COLUMN
@@ -160,8 +160,8 @@ def _preflight(client: CutoutClient, url: str, cfg: CutoutConfig) -> None:
     """One request before anything is written: an unreachable service is one error line, not N failed rows."""
     res = client.fetch(url, max_tries=2)
     if res.body is None and res.reason.startswith("network error"):
-        raise DataError(f"cannot reach the cutout service at {cfg.service_url} ({res.reason}); check --service-url "
-                        "and the network")
+        raise EnvironmentFault(f"cannot reach the cutout service at {cfg.service_url} ({res.reason}); check "
+                               "--service-url and the network")
 
 
 def _write_chunk(path: Path, targets: pa.Table, rows: np.ndarray, urls: list[str], results: list[FetchResult],
