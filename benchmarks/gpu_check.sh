@@ -67,7 +67,7 @@ done
 
 log "real training run: $FIRST, $EPOCHS epoch(s)"
 TR0=$(date +%s.%N)
-dhs train --data "$DATA" --out "$OUT/run" --config configs/train.yaml --model="$FIRST" --device="$DEV" --precision="$PREC" \
+dhs train --data "$DATA" --out "$OUT/run" --preset gpu --model="$FIRST" --device="$DEV" --precision="$PREC" \
   --epochs="$EPOCHS" --batch_size="$BATCH" --num_workers="$WORKERS" --progress=false --val_batch_size=1024
 TR1=$(date +%s.%N)
 

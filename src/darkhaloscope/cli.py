@@ -14,6 +14,7 @@ import re
 import sys
 
 from darkhaloscope import __version__
+from darkhaloscope.config import did_you_mean, unknown_key_message
 from darkhaloscope.errors import DHSError, DiskFullError, EnvironmentFault, is_disk_full
 
 # Role packages that contribute subcommands, in the order the pipeline runs.
@@ -30,9 +31,19 @@ COMMAND_MODULES: tuple[str, ...] = (
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # usage errors: one line + exit 2
-        self.print_usage(sys.stderr)
-        self.exit(2, f"{self.prog}: error: {message}\n")
+    """No prefix abbreviations (`--epoch=2` is not `--epochs`); a usage error is one line + exit 2."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str):
+        m = re.search(r"invalid choice: '([^']*)'", message)
+        if m:
+            choices = [c for a in self._actions if isinstance(a, argparse._SubParsersAction) for c in a.choices]
+            message = f"{self.prog}: no command {m.group(1)!r}{did_you_mean(m.group(1), choices)}; " \
+                      f"commands: {', '.join(choices)}"
+        self.exit(2, f"error: {message} (see `{self.prog} --help`)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,21 +59,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_OVERRIDE = re.compile(r"^--[A-Za-z_][\w.-]*=")
-_OVERRIDE_DESTS = ("set", "overrides")  # where commands with a config collect `--set KEY=VALUE`
+_OVERRIDE = re.compile(r"^--([A-Za-z_][\w.-]*)(=|$)")
 
 
 def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
-    """Parse argv; for commands that take `--set KEY=VALUE`, a bare `--key=value` is the same override
-    (so every command accepts the `--key=value` form; the config loader rejects unknown keys)."""
+    """Parse argv. Commands with a config (`configargs.add_config_arguments`) have one flag per key, so
+    what is left over is an unknown key: name the valid ones. Commands that only collect `--set` into
+    `overrides` take a bare `--key=value` as the same override (their config loader checks the key)."""
     args, extra = parser.parse_known_args(argv)
-    if extra:
-        dest = next((d for d in _OVERRIDE_DESTS if hasattr(args, d)), None)
-        bad = [x for x in extra if dest is None or not _OVERRIDE.match(x)]
-        if bad:
-            parser.error(f"unrecognized arguments: {' '.join(bad)}")
-        setattr(args, dest, list(getattr(args, dest) or []) + [x[2:] for x in extra])
-    return args
+    if not extra:
+        return args
+    m = _OVERRIDE.match(extra[0])
+    cls = getattr(args, "config_class", None)
+    prog = " ".join(["dhs"] + [c for c in (getattr(args, "command", None), getattr(args, "bench_command", None)) if c])
+    if cls is not None and m:
+        _usage_error(prog, unknown_key_message(cls, m.group(1).replace("-", "_")))
+    if cls is None and hasattr(args, "overrides") and all(_OVERRIDE.match(x) and "=" in x for x in extra):
+        args.overrides = list(args.overrides or []) + [x[2:] for x in extra]
+        return args
+    _usage_error(prog, f"unrecognized arguments: {' '.join(extra)}")
+
+
+def _usage_error(prog: str, message: str):
+    print(f"error: {message} (see `{prog} --help`)", file=sys.stderr)
+    raise SystemExit(2)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,4 +1,4 @@
-"""Typed configuration: dataclasses + YAML files + `--key=value` overrides, unknown keys rejected.
+"""Typed configuration: dataclasses (the only defaults) + a preset or YAML file + `--key=value` overrides.
 
 Every command that has settings defines a dataclass whose fields carry their unit in a comment, e.g.
 
@@ -7,13 +7,17 @@ Every command that has settings defines a dataclass whose fields carry their uni
         lr: float = 3e-4          # AdamW peak learning rate
         batch_size: int = 256     # stamps per optimizer step (per rank)
 
-and resolves it with `load_config(TrainConfig, "configs/train.yaml", ["--lr=1e-3"])`. The resolved
-config is written next to every run with `save_config`.
+and resolves it with `load_config(TrainConfig, path_or_None, ["--lr=1e-3"])` (the command-line side,
+presets included, is `darkhaloscope.configargs`). Values are checked before any work: unknown keys
+(with a "did you mean"), wrong types, NaN/inf floats, integers beyond int64, negative seeds. The
+resolved config is written next to every run with `save_config`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import math
 import os
 import subprocess
 import sys
@@ -27,6 +31,30 @@ import yaml
 from darkhaloscope.errors import MissingInputError, UsageError
 
 T = TypeVar("T")
+INT_MAX = 2**63 - 1  # every integer setting must fit an int64 (numpy, torch, parquet)
+SEED_MAX = 2**32 - 1  # numpy's legacy seeding takes 0 <= seed < 2**32
+
+
+def did_you_mean(word: str, choices) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=3, cutoff=0.6)
+    return f"; did you mean {' or '.join(close)}?" if close else ""
+
+
+def config_keys(cls, prefix: str = "") -> list[str]:
+    """Every settable key of `cls`, nested dataclasses as 'section.key'."""
+    hints = typing.get_type_hints(cls)
+    out: list[str] = []
+    for f in dataclasses.fields(cls):
+        if dataclasses.is_dataclass(hints[f.name]):
+            out += config_keys(hints[f.name], f"{prefix}{f.name}.")
+        else:
+            out.append(prefix + f.name)
+    return out
+
+
+def unknown_key_message(cls, key: str, prefix: str = "") -> str:
+    keys = config_keys(cls, prefix)
+    return f"unknown config key {key!r} for {cls.__name__}{did_you_mean(key, keys)}; valid keys: {', '.join(keys)}"
 
 
 def _coerce(value: Any, tp: Any, key: str) -> Any:
@@ -68,13 +96,19 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             raise UsageError(f"config key '{key}': expected {tp.__name__}, got {value!r}")
         try:
             if tp is int:
-                f = float(value)
-                if f != int(f):
-                    raise ValueError
-                return int(f)
-            return float(value)
-        except (TypeError, ValueError):
+                out = int(value) if isinstance(value, int) or (isinstance(value, str) and value.strip().lstrip("+-").isdigit()) \
+                    else _whole(float(value))
+                if abs(out) > INT_MAX:
+                    raise UsageError(f"config key '{key}': {value} is too large (at most {INT_MAX})")
+                if key.rsplit(".", 1)[-1] == "seed" and not 0 <= out <= SEED_MAX:
+                    raise UsageError(f"config key '{key}': seed {out} must be in 0..{SEED_MAX}")
+                return out
+            out = float(value)
+        except (TypeError, ValueError, OverflowError):
             raise UsageError(f"config key '{key}': expected {tp.__name__}, got {value!r}") from None
+        if not math.isfinite(out):
+            raise UsageError(f"config key '{key}': {value!r} is not a finite number")
+        return out
     if tp is str:
         if isinstance(value, (dict, list)):
             raise UsageError(f"config key '{key}': expected a string, got {value!r}")
@@ -88,15 +122,18 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     return value
 
 
+def _whole(f: float) -> int:
+    if not math.isfinite(f) or f != int(f):
+        raise ValueError
+    return int(f)
+
+
 def _from_dict(cls: type[T], data: dict, prefix: str = "") -> T:
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
     if unknown:
-        raise UsageError(
-            f"unknown config key(s) {', '.join(prefix + u for u in unknown)} for {cls.__name__}; "
-            f"valid keys: {', '.join(sorted(names))}"
-        )
+        raise UsageError(unknown_key_message(cls, prefix + unknown[0], prefix))
     kwargs = {k: _coerce(v, hints[k], prefix + k) for k, v in data.items()}
     return cls(**kwargs)
 

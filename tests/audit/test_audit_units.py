@@ -68,13 +68,6 @@ def test_config_rejects_bad_values(override):
         load_config(AuditConfig, None, [f"--{override}"])
 
 
-def test_configs_audit_yaml_matches_dataclass():
-    from pathlib import Path
-
-    cfg = load_config(AuditConfig, Path(__file__).resolve().parents[2] / "configs" / "audit.yaml")
-    assert cfg == AuditConfig()
-
-
 def _record_reads(monkeypatch, read: list) -> None:
     """Record the columns of every parquet data read (ParquetFile.read_row_group(s), read)."""
     for name in ("read_row_group", "read_row_groups", "read"):

@@ -88,8 +88,17 @@ def test_bad_scores_and_missing_file(tmp_path, capsys):
     assert "row 7 has score 1.5" in capsys.readouterr().err
     assert main(["evaluate", str(tmp_path / "s.parquet"), "--out", str(tmp_path / "r"), "--set", "nboot=3"]) == 2
     assert "unknown config key" in capsys.readouterr().err
-    assert main(["evaluate", str(tmp_path / "s.parquet"), "--out", str(tmp_path / "r"), "--set", "split=val"]) == 1
-    assert "no rows with region_split='val'" in capsys.readouterr().err
+    assert main(["evaluate", str(tmp_path / "s.parquet"), "--out", str(tmp_path / "r"), "--set", "split=nosuch"]) == 2
+    err = capsys.readouterr().err
+    assert "no rows with region_split='nosuch'; valid splits: " in err and "pick one with --split=NAME" in err
+
+
+def test_the_split_the_error_suggests_is_accepted(tmp_path, capsys):
+    scores = write_synthetic_scores(tmp_path / "s.parquet", 400, seed=2, splits=("train", "test"))
+    assert main(["evaluate", str(scores), "--out", str(tmp_path / "r"), *FAST, "--split=nosuch"]) == 2
+    assert "valid splits: test, train, all, auto" in capsys.readouterr().err
+    assert main(["evaluate", str(scores), "--out", str(tmp_path / "r"), *FAST, "--split=train"]) == 0
+    assert "split 'train'" in capsys.readouterr().err
 
 
 def test_baseline_close_to_cnn_is_stated_first(tmp_path):

@@ -130,13 +130,6 @@ def test_refuses_to_overwrite_existing_files(tmp_path):
     assert rc == 2 and _files(tmp_path / "t") == before
 
 
-def test_yaml_defaults_match_the_dataclass():
-    from darkhaloscope.config import load_config
-
-    root = Path(__file__).resolve().parents[2]
-    assert load_config(SimConfig, root / "configs" / "simulate.yaml") == SimConfig()
-
-
 def test_overwrite_replaces_the_whole_tier(tmp_path):
     simulate_tier(tmp_path, "t", rows=40, seed=1, config=FAST)
     m = simulate_tier(tmp_path, "t", rows=12, seed=2, config=FAST, overwrite=True)

@@ -11,35 +11,25 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
-from darkhaloscope.config import load_config, run_info
+from darkhaloscope.audit.config import AuditConfig
+from darkhaloscope.config import run_info
+from darkhaloscope.configargs import add_config_arguments, config_from_args, given_argv
 from darkhaloscope.fileio import atomic_write_text
 from darkhaloscope.errors import MissingInputError
 from darkhaloscope.stamps.fs import add_s3_arguments, is_s3, s3_options_from_args
 
-CONFIG_DIR = Path(__file__).resolve().parents[3] / "configs"  # repository configs/ (YAML defaults)
-
 
 def audit_config(args):
-    """AuditConfig from --config (default configs/audit.yaml), then --set KEY=VALUE, then --fail-on."""
-    from darkhaloscope.audit.config import AuditConfig
-
-    default = CONFIG_DIR / "audit.yaml"
-    path = args.config or (default if default.is_file() else None)
-    overrides = list(args.set or [])
-    if getattr(args, "fail_on", None):
-        overrides.append(f"fail_on={args.fail_on}")
-    return load_config(AuditConfig, path, overrides)
+    """AuditConfig: defaults < --config/--preset < --set KEY=VALUE < --KEY=VALUE (e.g. --fail-on=warning)."""
+    return config_from_args(args)
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("data", metavar="DATA", help="tier: folder, parquet file or s3://bucket/prefix/")
-    p.add_argument("--config", default=None, help="YAML settings (default: configs/audit.yaml)")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE",
-                   help="override one setting, e.g. --set sample_rows=5000 (repeatable; see AuditConfig)")
+    add_config_arguments(p, AuditConfig, "audit")
     add_s3_arguments(p)
 
 
@@ -51,8 +41,6 @@ def register(subparsers, bench_subparsers) -> None:
     p.add_argument("--json", metavar="FILE", default=None, help="write the full report as JSON")
     p.add_argument("--markdown", metavar="FILE", default=None, help="write the report as Markdown")
     p.add_argument("--full", action="store_true", help="decode every usable stamp (default: a seeded sample)")
-    p.add_argument("--fail-on", choices=("error", "warning"), default=None,
-                   help="NO-GO threshold (default error; 'warning' for strict pipelines)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no table: the verdict line only")
     p.set_defaults(func=run_audit_command)
 
@@ -70,7 +58,7 @@ def run_audit_command(args) -> int:
     if not is_s3(args.data) and not Path(args.data).exists():
         raise MissingInputError(f"DATA {args.data} does not exist; give a tier folder, a parquet file or an s3:// prefix")
     report = run_audit(args.data, cfg, s3_options_from_args(args), full=args.full,
-                       progress=not args.quiet and sys.stderr.isatty(), run_info=run_info(_argv(args)))
+                       progress=not args.quiet, run_info=run_info(_argv(args)))
     if args.json:
         atomic_write_text(args.json, report.to_json())
     if args.markdown:
@@ -85,11 +73,10 @@ def run_audit_command(args) -> int:
 def _argv(args) -> list[str]:
     """The audit command line, rebuilt from the parsed arguments (main(argv) does not keep argv)."""
     argv = ["audit", args.data]
-    for flag in ("json", "markdown", "config", "fail_on", "s3_endpoint_url", "s3_region"):
+    for flag in ("json", "markdown", "s3_endpoint_url", "s3_region"):
         if getattr(args, flag, None):
             argv += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
-    argv += ["--full"] * bool(args.full) + [f"--set={kv}" for kv in args.set or []]
-    return argv
+    return argv + ["--full"] * bool(args.full) + given_argv(args)
 
 
 def _cheap_passes(args, cfg) -> tuple[float, float, object]:

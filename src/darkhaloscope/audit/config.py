@@ -1,6 +1,6 @@
-"""Settings of `dhs audit`: thresholds and sample sizes, resolved from configs/audit.yaml + overrides.
+"""Settings of `dhs audit`: thresholds and sample sizes; the defaults are below, overrides on the command line.
 
-    dhs audit DATA --config configs/audit.yaml --set max_class_ratio=2 --set sample_rows=5000
+    dhs audit DATA --max_class_ratio=2 --sample_rows=5000      # or --config FILE.yaml, --set KEY=VALUE
 
 Every threshold is documented here with its unit and the reason for its default.
 """

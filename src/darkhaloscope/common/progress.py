@@ -27,10 +27,10 @@ class Progress:
     """`advance(n)` or `update(completed=...)`; `info` is free text shown after the rate (e.g. a loss)."""
 
     def __init__(self, total: int, label: str, *, unit: str = "rows", enabled: bool = True, done: int = 0,
-                 transient: bool = False, every_s: float = PLAIN_EVERY_S, stream=None):
+                 transient: bool = False, every_s: float | None = None, stream=None):
         self.total, self.label, self.unit, self.enabled = int(total), label, unit, enabled
         self.completed, self._start_done, self.info = int(done), int(done), ""
-        self.every_s, self._stream = every_s, stream
+        self.every_s, self._stream = PLAIN_EVERY_S if every_s is None else every_s, stream
         self._t0 = self._last = time.monotonic()
         self._printed = False
         self._bar = None

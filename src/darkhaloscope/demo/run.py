@@ -17,8 +17,6 @@ from darkhaloscope.demo import stages as S
 from darkhaloscope.errors import UsageError
 from darkhaloscope.common.jsonio import write_json
 
-CONFIG_DIR = Path(__file__).resolve().parents[3] / "configs"  # repository configs/ (YAML defaults)
-
 # (stage name, function, runs only with --real-hosts); a later stage is one more line here
 STAGES: list[tuple[str, Callable[[S.Demo], tuple[str, bool]], bool]] = [
     ("simulate demo tier", S.simulate, False),
@@ -46,9 +44,10 @@ def run_demo(out: str | Path, *, quick: bool = False, real_hosts: str | None = N
     if real_hosts and not Path(real_hosts).is_dir():
         raise UsageError(f"--real-hosts {real_hosts}: not a folder; give the folder of DR10 npz cutouts "
                          "(e.g. ../shared/data/dr10_cutouts)")
-    cfg_path = CONFIG_DIR / "train_cpu_demo.yaml"
-    if not cfg_path.is_file():
-        raise UsageError(f"{cfg_path} is missing: run `dhs demo` from a checkout installed with `pip install -e .`")
+    from darkhaloscope.configargs import preset_path
+    from darkhaloscope.train.config import CPU_PRESET
+
+    cfg_path = preset_path("train", CPU_PRESET)  # package data: found installed editable or not
     out = Path(out)
     command = f"dhs demo --out {out}" + (" --quick" if quick else "") + (f" --real-hosts {real_hosts}" if real_hosts else "")
     d = S.Demo(out=out, size=S.SIZES["quick" if quick else "full"], quick=quick, workers=workers or os.cpu_count() or 1,

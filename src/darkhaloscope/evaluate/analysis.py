@@ -95,7 +95,7 @@ def ranking_section(s: Scores, r: Ranked, cfg: EvaluateConfig, fig_dir: Path, ev
     if not auc.defined:
         ev.warnings.insert(0, f"AUROC and TPR are undefined: {auc.reason}")
     if "train" in s.splits:
-        ev.warnings.append("these rows include the training split: the numbers are optimistic (use --set split=test)")
+        ev.warnings.append("these rows include the training split: the numbers are optimistic (use --split=test)")
     if auc.defined:
         ev.headline.append(f"AUROC {auc} 95% CI {auc_ci}; average precision {ap} {ap_ci}; "
                            f"TPR0 {t0}; TPR10 {t10} ({s.split_note})")

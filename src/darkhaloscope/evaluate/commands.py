@@ -7,29 +7,18 @@ import sys
 import time
 from pathlib import Path
 
-from darkhaloscope.config import load_config, run_info, save_config
+from darkhaloscope.config import run_info, save_config
+from darkhaloscope.configargs import add_config_arguments, config_from_args
 from darkhaloscope.errors import UsageError
 from darkhaloscope.evaluate.config import EvaluateConfig, ScoreConfig
 from darkhaloscope.fileio import clean_temps
 from darkhaloscope.stamps.fs import add_s3_arguments, s3_options_from_args
 
-CONFIG_DIR = Path(__file__).resolve().parents[3] / "configs"  # repository configs/ (YAML defaults)
 
-
-def _config(cls, name: str, args):
-    path = args.config or (CONFIG_DIR / f"{name}.yaml" if (CONFIG_DIR / f"{name}.yaml").is_file() else None)
-    return load_config(cls, path, args.set or [])
-
-
-def _add_config_args(p: argparse.ArgumentParser, name: str) -> None:
-    p.add_argument("--config", default=None, help=f"YAML settings (default: configs/{name}.yaml)")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one setting, e.g. --set n_boot=200")
-
-
-def run_evaluate(args) -> int:
+def run_evaluate(args, cfg: EvaluateConfig | None = None) -> int:
     from darkhaloscope.evaluate.run import evaluate_scores
 
-    cfg = _config(EvaluateConfig, "evaluate", args)
+    cfg = cfg or config_from_args(args, cls=EvaluateConfig, section="evaluate")
     t0 = time.perf_counter()
     out = Path(args.out)
     if out.exists() and not out.is_dir():  # refused before any work
@@ -60,7 +49,7 @@ def run_score(args) -> int:
     from darkhaloscope.evaluate.score import score_data
     from darkhaloscope.config import parse_shard
 
-    cfg = _config(ScoreConfig, "score", args)
+    cfg = config_from_args(args, cls=ScoreConfig, section="score")
     s = score_data(args.checkpoint, args.data, args.out, cfg, s3=s3_options_from_args(args), split=args.split,
                    shard=parse_shard(args.shard), progress=not args.quiet, run=run_info(getattr(args, "argv", None)))
     print(f"scored {s.rows:,} stamps ({s.failed:,} failed to decode, score left empty) in {s.seconds:.1f} s "
@@ -73,14 +62,15 @@ def run_bench_evaluate(args) -> int:
 
     from darkhaloscope.evaluate.synthetic import write_synthetic_scores
 
+    cfg = config_from_args(args, cls=EvaluateConfig, section="evaluate")
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         path = write_synthetic_scores(Path(tmp) / "scores.parquet", args.rows, seed=0)
         print(f"made {args.rows:,} synthetic scores in {time.perf_counter() - t0:.1f} s")
         ns = argparse.Namespace(scores=str(path), out=args.out or str(Path(tmp) / "report"), checkpoint=None,
-                                data=None, no_data=True, config=None, set=args.set, argv=["bench", "evaluate"])
+                                data=None, no_data=True, argv=["bench", "evaluate"])
         t0 = time.perf_counter()
-        run_evaluate(ns)
+        run_evaluate(ns, cfg)
         dt = time.perf_counter() - t0
     print(f"dhs evaluate on {args.rows:,} scores: {dt:.1f} s ({args.rows / dt:,.0f} scores/s); goal: 1e7 in < 120 s")
     return 0
@@ -89,7 +79,7 @@ def run_bench_evaluate(args) -> int:
 def run_bench_score(args) -> int:
     from darkhaloscope.evaluate.score import score_data
 
-    cfg = _config(ScoreConfig, "score", args)
+    cfg = config_from_args(args, cls=ScoreConfig, section="score")
     s = score_data(args.checkpoint, args.data, args.out, cfg, s3=s3_options_from_args(args), progress=False)
     print(f"dhs score: {s.rows:,} stamps in {s.seconds:.1f} s = {s.stamps_per_s:,.0f} stamps/s "
           f"(batch {cfg.batch_size}, device {cfg.device}, amp {cfg.amp})")
@@ -114,7 +104,7 @@ def register(sub, bench_sub) -> None:
     p.add_argument("--split", default=None, help="score only this region_split (default: every row)")
     p.add_argument("--shard", default=None, metavar="K/N", help="score only shard K of N (many machines)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    _add_config_args(p, "score")
+    add_config_arguments(p, ScoreConfig, "score")
     add_s3_arguments(p)
     p.set_defaults(func=run_score)
 
@@ -130,7 +120,7 @@ def register(sub, bench_sub) -> None:
     e.add_argument("--before-mining", dest="before_mining", default=None, metavar="SCORES",
                    help="scores of the model hard-negative mining started from: adds FPR on the held-out "
                    "negatives before and after")
-    _add_config_args(e, "evaluate")
+    add_config_arguments(e, EvaluateConfig, "evaluate")
     add_s3_arguments(e)
     e.set_defaults(func=run_evaluate)
 
@@ -148,14 +138,14 @@ def register(sub, bench_sub) -> None:
     b = bench_sub.add_parser("evaluate", help="time `dhs evaluate` on synthetic scores (goal: 1e7 in < 2 min)")
     b.add_argument("--rows", type=int, default=10_000_000, help="synthetic scores to evaluate")
     b.add_argument("--out", default=None, help="keep the report here (default: a temp folder)")
-    b.add_argument("--set", action="append", metavar="KEY=VALUE")
+    add_config_arguments(b, EvaluateConfig, "evaluate")
     b.set_defaults(func=run_bench_evaluate)
 
     s = bench_sub.add_parser("score", help="stamps/s of `dhs score` on a tier with a checkpoint")
     s.add_argument("--checkpoint", required=True)
     s.add_argument("--data", required=True)
     s.add_argument("--out", default="bench_scores.parquet")
-    _add_config_args(s, "score")
+    add_config_arguments(s, ScoreConfig, "score")
     add_s3_arguments(s)
     s.set_defaults(func=run_bench_score)
 

@@ -1,5 +1,5 @@
-"""Settings of `dhs score` and `dhs evaluate` (defaults in configs/score.yaml and configs/evaluate.yaml;
-override with `--set key=value`)."""
+"""Settings of `dhs score` and `dhs evaluate`: the defaults are below (override with `--key=value`, e.g.
+`dhs evaluate SCORES --out REP --split=val --n_boot=200`)."""
 
 from __future__ import annotations
 

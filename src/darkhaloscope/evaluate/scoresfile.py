@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from darkhaloscope.errors import DataError, MissingInputError
+from darkhaloscope.errors import DataError, MissingInputError, UsageError
 from darkhaloscope.stamps.schema import CONFUSER_COLUMN, ID_COLUMNS, LABEL_COLUMN, SPLIT_COLUMN, is_forbidden_input
 
 SCORE_COLUMN = "score"  # probability in [0, 1]: sigmoid(logit)
@@ -175,7 +175,7 @@ def _float(table: pa.Table, name: str) -> np.ndarray:
 def _select_split(table: pa.Table, split: str, path: Path) -> tuple[pa.Table, str, tuple[str, ...]]:
     if SPLIT_COLUMN not in table.column_names:
         if split not in ("auto", "all"):
-            raise DataError(f"{path}: no `{SPLIT_COLUMN}` column, cannot select split {split!r}; use --split all")
+            raise UsageError(f"{path}: no `{SPLIT_COLUMN}` column, cannot select split {split!r}; use --split=all")
         return table, f"all {table.num_rows:,} rows (no split column)", ()
     present = sorted(x for x in pc.unique(table[SPLIT_COLUMN]).to_pylist() if x is not None)
     if split == "auto":
@@ -183,8 +183,8 @@ def _select_split(table: pa.Table, split: str, path: Path) -> tuple[pa.Table, st
     if split == "all":
         return table, f"all {table.num_rows:,} rows (splits: {', '.join(present)})", tuple(present)
     if split not in present:
-        raise DataError(f"{path}: no rows with {SPLIT_COLUMN}={split!r} (present: {', '.join(present) or 'none'}); "
-                        "pick one with --split")
+        raise UsageError(f"{path}: no rows with {SPLIT_COLUMN}={split!r}; valid splits: "
+                         f"{', '.join(present + ['all', 'auto'])}; pick one with --split=NAME (e.g. --split={present[0] if present else 'all'})")
     kept = table.filter(pc.equal(table[SPLIT_COLUMN], split))
     return (kept, f"{kept.num_rows:,} rows of split '{split}' (of {table.num_rows:,}; splits: {', '.join(present)})",
             (split,))

@@ -1,10 +1,11 @@
-"""`ReviewConfig`: how much `dhs review` measures (defaults in configs/review.yaml; `--set key=value`).
+"""`ReviewConfig`: how much `dhs review` measures (the defaults are below; override with `--key=value`).
 
-    dhs review --data DATA --out review.md --set overfit_steps=500 --set planned_rows=10000000
+    dhs review --data DATA --out review.md --overfit_steps=500 --planned_rows=10000000
     dhs review --data DATA --out review.md --quick       # the QUICK preset below (tests, `dhs demo --quick`)
 
 The planned training run itself (model, batch size, epochs, workers, checkpoint mirror) comes from a
-TrainConfig YAML (`--config`, default configs/train.yaml); this dataclass only sizes the measurements.
+TrainConfig (`--config NAME_OR_FILE`, default: what `dhs train` would use); this dataclass only sizes the
+measurements.
 """
 
 from __future__ import annotations

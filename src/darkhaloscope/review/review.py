@@ -1,6 +1,6 @@
 """`dhs review`: the GO/NO-GO the users asked for, answered from measurements on their data.
 
-    rv = run_review("s3://bucket/stamps/train_tier/", run="runs/r1", tcfg=load_config(TrainConfig, "configs/train.yaml"))
+    rv = run_review("s3://bucket/stamps/train_tier/", run="runs/r1", tcfg=load_config(TrainConfig))
     rv.verdict, rv.blocking, rv.write("review.md")
 
 Sections, in order: data (the audit's findings), training-code sanity (sanity.py), throughput

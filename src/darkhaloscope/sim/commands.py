@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import os
 
-from darkhaloscope.config import load_config
-from darkhaloscope.errors import UsageError
+from darkhaloscope.config import SEED_MAX, load_config
+from darkhaloscope.configargs import (add_config_arguments, config_from_args, flag_overrides, int_arg,
+                                      parse_set)
+from darkhaloscope.sim.simconfig import SimConfig
 from darkhaloscope.stamps.fs import add_s3_arguments, s3_options_from_args
 
-# command-line flag (argparse dest) -> SimConfig key it overrides
-FLAG_TO_KEY = {"controls": "controls", "hosts": "hosts", "arc_snr_dist": "arc_snr_dist", "psf": "psf",
-               "bands": "bands", "splits": "splits", "supersample": "supersample",
-               "rows_per_file": "rows_per_file", "confusers": "confusers"}
+MAX_ROWS = 10**10  # --rows above this is a typo, not a tier (10 billion stamps = ~500 TB)
 
 
 def register(subparsers, bench_subparsers) -> None:
@@ -26,33 +25,18 @@ def register(subparsers, bench_subparsers) -> None:
                               "and controls, Phase 4c layout")
     p.add_argument("--out", required=True, help="output folder; the tier goes to OUT/TIER/region_split=*/")
     p.add_argument("--tier", required=True, help="tier name (a folder name)")
-    p.add_argument("--rows", type=int, required=True, help="total rows (injections + controls, all splits)")
-    p.add_argument("--seed", type=int, required=True, help="random seed: same seed, same bytes")
-    p.add_argument("--config", default=None, help="YAML config (defaults: configs/simulate.yaml values)")
-    p.add_argument("--controls", type=float, default=None, help="control fraction per split (default 0.5)")
-    p.add_argument("--confusers", type=float, default=None, metavar="F",
-                   help="fraction of controls carrying unlensed arc look-alikes (rings, spirals, blue companions, "
-                   "disks, tidal tails), in [0, 1) (default 0.3)")
-    p.add_argument("--workers", type=int, default=0, help="processes (default 0: all local cores)")
+    p.add_argument("--rows", type=int_arg(1, MAX_ROWS), required=True,
+                   help=f"total rows (injections + controls, all splits), 1..{MAX_ROWS:,}")
+    p.add_argument("--seed", type=int_arg(0, SEED_MAX), required=True,
+                   help=f"random seed, 0..{SEED_MAX}: same seed, same bytes")
+    p.add_argument("--workers", type=int_arg(0, 4096), default=0, help="processes (default 0: all local cores)")
     p.add_argument("--shard", default=None, help="K/N: build only slice K (0-based) of N")
-    p.add_argument("--hosts", default=None, help="real hosts: folder of DR10 npz cutouts, or a tier (controls)")
     p.add_argument("--grid", nargs="+", default=None, metavar="NAME=V1,V2",
-                   help="parameter grid, e.g. theta_e=0.75,1.0,1.5,2.0 src_dmag=1,2")
-    p.add_argument("--arc-snr-dist", dest="arc_snr_dist", default=None,
-                   help="target peak arc S/N: none | loguniform:LO:HI | uniform:LO:HI (default loguniform:5:100)")
-    p.add_argument("--psf", default=None, choices=("moffat", "gaussian"), help="PSF profile (default moffat)")
-    p.add_argument("--bands", default=None, help="bands written, e.g. g,r,z (default)")
-    p.add_argument("--splits", default=None, help="e.g. train=0.7,val=0.15,test=0.15 (default)")
-    p.add_argument("--supersample", type=int, default=None, help="sub-pixels per side for the arc (default 4)")
-    p.add_argument("--rows-per-file", dest="rows_per_file", type=int, default=None,
-                   help="rows per chunk/file (default 500)")
-    p.add_argument("--pair", action="store_true", help="injections also carry the host without arc "
-                   "(ctrl_stamp_npz)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="any SimConfig key, e.g. --set theta_e_arcsec=0.8,2.5 (repeatable)")
+                   help="parameter grid, e.g. theta_e=0.75,1.0,1.5,2.0 src_dmag=1,2 (sets SimConfig grid)")
     p.add_argument("--preview", default=None, help="write a PNG of injections next to their hosts")
     p.add_argument("--overwrite", action="store_true", help="replace this tier (unsharded: also removes part files of an older build)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    add_config_arguments(p, SimConfig, "simulate", skip=("grid",))
     add_s3_arguments(p)
     p.set_defaults(func=run_simulate)
     b = bench_subparsers.add_parser("simulate", help="injection speed vs per-band lenstronomy ImageModel.image, "
@@ -65,27 +49,17 @@ def register(subparsers, bench_subparsers) -> None:
     b.set_defaults(func=run_bench_simulate)
 
 
-def config_from_args(args):
-    from darkhaloscope.sim.simconfig import SimConfig
-
-    overrides: dict = {}
-    for item in args.overrides:
-        k, sep, v = item.partition("=")
-        if not sep:
-            raise UsageError(f"--set {item!r} must look like KEY=VALUE")
-        overrides[k.strip().lstrip("-").replace("-", "_")] = v
-    for flag, key in FLAG_TO_KEY.items():
-        v = getattr(args, flag)
-        if v is not None:
-            overrides[key] = v
+def sim_config(args):
+    """SimConfig: defaults < --config/--preset < --set < --key=value; --grid sets `grid` (and, when it fixes the
+    source brightness, arc_snr_dist=none unless given)."""
+    extra: dict = {}
     if args.grid is not None:
-        overrides["grid"] = " ".join(args.grid)
+        extra["grid"] = " ".join(args.grid)
         fixes_brightness = any(g.split("=", 1)[0] in ("src_dmag", "src_mag_r") for g in args.grid)
-        if fixes_brightness and args.arc_snr_dist is None:
-            overrides["arc_snr_dist"] = "none"  # the grid sets the source brightness: no S/N reshaping
-    if args.pair:
-        overrides["pair"] = True
-    return load_config(SimConfig, args.config, overrides)
+        given = {**parse_set(args.set), **flag_overrides(args)}
+        if fixes_brightness and "arc_snr_dist" not in given:
+            extra["arc_snr_dist"] = "none"  # the grid sets the source brightness: no S/N reshaping
+    return config_from_args(args, extra=extra)
 
 
 def run_simulate(args) -> int:
@@ -95,7 +69,7 @@ def run_simulate(args) -> int:
 
     from darkhaloscope.sim.build import simulate_tier
 
-    cfg = config_from_args(args)
+    cfg = sim_config(args)
     workers = args.workers if args.workers > 0 else (os.cpu_count() or 1)
     m = simulate_tier(args.out, args.tier, args.rows, args.seed, cfg, workers=workers, shard=args.shard,
                       s3=s3_options_from_args(args), overwrite=args.overwrite, progress=not args.quiet,

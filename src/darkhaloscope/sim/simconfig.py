@@ -1,6 +1,6 @@
-"""`SimConfig`: every setting of `dhs simulate`, with units; defaults mirrored in configs/simulate.yaml.
+"""`SimConfig`: every setting of `dhs simulate`, with units; the defaults are only here (`dhs simulate --help`).
 
-    cfg = load_config(SimConfig, "configs/simulate.yaml", ["--controls=0.4", "--psf=gaussian"])
+    cfg = load_config(SimConfig, None, ["--controls=0.4", "--psf=gaussian"])
 
 `validate()` rejects impossible values (negative Einstein radius, empty grid, unknown band, ...) with a
 UsageError before anything is written.
@@ -11,9 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from darkhaloscope.errors import UsageError
-from darkhaloscope.sim.confusers import parse_kinds
 from darkhaloscope.sim.observing import PSF_PROFILES, check_bands
-from darkhaloscope.sim.params import check_range, parse_grid, parse_snr_dist, parse_theta_e_dist
 from darkhaloscope.stamps.schema import SPLITS
 
 
@@ -97,6 +95,10 @@ class SimConfig:
         if not 0 <= self.confusers < 1:
             raise UsageError(f"--confusers={self.confusers}: must be in [0, 1) (a fraction of the controls; "
                              "some plain controls must remain to set operating points)")
+        # (these import lenstronomy: not at module import, so `dhs simulate --help` stays fast)
+        from darkhaloscope.sim.confusers import parse_kinds
+        from darkhaloscope.sim.params import check_range, parse_grid, parse_snr_dist, parse_theta_e_dist
+
         parse_kinds(self.confuser_kinds)
         check_bands(self.bands)
         if self.psf not in PSF_PROFILES:

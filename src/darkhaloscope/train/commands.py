@@ -1,24 +1,22 @@
 """`dhs train`, `dhs bench train` and `dhs bench loader`.
 
-    dhs train --data TIER --out RUN [--config configs/train.yaml] [--resume auto] [--lr=1e-3 ...]
+    dhs train --data TIER --out RUN [--preset cpu-demo | --config FILE] [--resume auto] [--lr=1e-3 ...]
     torchrun --nproc_per_node=2 -m darkhaloscope train --data TIER --out RUN --device=cpu
     dhs bench train --model resnet18 --batch-size 256 --precision bf16 [--data TIER] [--json]
 
-Every TrainConfig key is also a flag (`--lr=1e-3`, `--batch-size 64`, `--preprocess.norm=stamp`); its
-help text is the comment of the field. Exit status 3 when a guard refuses (one-class split, label-leaking
-input column): nothing is written then.
+Every TrainConfig key is also a flag (`--lr=1e-3`, `--batch-size 64`, `--preprocess.norm=stamp`, or
+`--set lr=1e-3`); `dhs train --help` lists them with their defaults and units. Without --config/--preset
+on a machine without CUDA (and no --model/--device=cuda) it trains the cpu-demo preset and says so.
+Exit status 3 when a guard refuses (one-class split, label-leaking input column): nothing is written then.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import inspect
 import json
-import re
-import typing
+import sys
 
-from darkhaloscope.config import load_config
+from darkhaloscope.configargs import add_config_arguments, config_from_args, given_argv
 from darkhaloscope.stamps.fs import add_s3_arguments, s3_options_from_args
 
 
@@ -28,43 +26,27 @@ LOADER_NORMS = {"numpy": "batched numpy median/MAD over the whole stamp (the nai
                 "none": "decode only (training normalises on the device)"}
 
 
-def _field_comments(cls) -> dict[str, str]:
-    """{field: its trailing '# comment'} read from the dataclass source (the documentation of each key)."""
-    try:
-        src = inspect.getsource(cls)
-    except (OSError, TypeError):
-        return {}
-    return {m.group(1): m.group(2).strip() for m in re.finditer(r"^\s+(\w+):[^#\n]*#\s*(.*)$", src, re.M)}
+def train_config(args, say=None):
+    """The TrainConfig of `dhs train` (and of the run `dhs review` plans): --config/--preset, else the
+    CPU preset on a machine without CUDA (`train.config.auto_preset`), then the overrides."""
+    from darkhaloscope.configargs import flag_overrides, parse_set, preset_path
+    from darkhaloscope.train.config import TrainConfig, auto_preset
 
-
-def add_config_arguments(parser: argparse.ArgumentParser, cls, prefix: str = "") -> None:
-    """One `--key` flag per dataclass field (nested dataclasses as `--section.key`); value kept as text
-    and typed later by `load_config`. Unset flags are absent from the namespace (default SUPPRESS)."""
-    comments = _field_comments(cls)
-    hints = typing.get_type_hints(cls)
-    group = parser.add_argument_group(f"{cls.__name__} keys (also settable in --config YAML)") if not prefix else parser
-    for f in dataclasses.fields(cls):
-        if dataclasses.is_dataclass(hints[f.name]):
-            add_config_arguments(group, hints[f.name], prefix=f"{prefix}{f.name}.")
-            continue
-        name = prefix + f.name
-        flags = [f"--{name}"] + ([f"--{name.replace('_', '-')}"] if "_" in name else [])
-        group.add_argument(*flags, dest=f"cfg:{name}", default=argparse.SUPPRESS, metavar="V",
-                           help=comments.get(f.name, ""))
-
-
-def config_overrides(args: argparse.Namespace) -> dict[str, str]:
-    return {k[4:]: v for k, v in vars(args).items() if k.startswith("cfg:")}
+    default = None
+    if not getattr(args, "config", None) and not getattr(args, "preset", None):
+        name, why = auto_preset({**parse_set(getattr(args, "set", None)), **flag_overrides(args)})
+        if name:
+            default = preset_path("train", name)
+            (say or (lambda m: print(m, file=sys.stderr)))(why)
+    return config_from_args(args, default=default, cls=TrainConfig, section="train")
 
 
 def cmd_train(args) -> int:
-    from darkhaloscope.train.config import TrainConfig
     from darkhaloscope.train.loop import train
 
-    overrides = config_overrides(args)
-    cfg = load_config(TrainConfig, args.config, overrides)
-    argv = ["train", "--out", str(args.out)] + (["--config", args.config] if args.config else []) + \
-        (["--resume", args.resume] if args.resume else []) + (["--overwrite"] if args.overwrite else []) + [f"--{k}={v}" for k, v in overrides.items()]
+    cfg = train_config(args)
+    argv = ["train", "--out", str(args.out)] + (["--resume", args.resume] if args.resume else []) + \
+        (["--overwrite"] if args.overwrite else []) + given_argv(args)
     summary = train(cfg, args.out, argv=argv, resume=args.resume, s3=s3_options_from_args(args),
                     overwrite=args.overwrite)
     if summary["rank"] == 0:
@@ -122,12 +104,11 @@ def register(subparsers, bench_subparsers) -> None:
     p = subparsers.add_parser("train", help="train a lens finder on a tier (CPU or torchrun DDP)",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", required=True, help="run folder: config.yaml, run.json, metrics.csv, last.pt, best.pt")
-    p.add_argument("--config", default=None, help="YAML of TrainConfig keys (e.g. configs/train_cpu_demo.yaml)")
     p.add_argument("--resume", default=None, metavar="auto|PATH",
                    help="auto: continue from RUN/last.pt, or from the --checkpoint_uri mirror if RUN is empty")
     p.add_argument("--overwrite", action="store_true",
                    help="replace the run in a non-empty --out (without it, or --resume, a non-empty --out is refused)")
-    add_config_arguments(p, TrainConfig)
+    add_config_arguments(p, TrainConfig, "train")
     add_s3_arguments(p)
     p.set_defaults(func=cmd_train)
 

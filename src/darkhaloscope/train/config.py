@@ -1,9 +1,10 @@
 """`TrainConfig`: every setting of `dhs train`, with its unit or reason. Defaults = the users' Phase 5 recipe.
 
-    cfg = load_config(TrainConfig, "configs/train.yaml", ["--epochs=3", "--preprocess.norm=annulus"])
+    cfg = load_config(TrainConfig, None, ["--epochs=3", "--preprocess.norm=annulus"])
 
-YAML defaults live in `configs/train.yaml` (GPU recipe) and `configs/train_cpu_demo.yaml` (small_cnn on
-CPU). Exercised by `dhs train --data DATA --out RUN [--config FILE] [--key=value ...]`.
+The defaults below are the only ones; presets (`darkhaloscope/presets/train/*.yaml`: `cpu-demo`, small_cnn
+on 2 CPU cores; `gpu`, loader sizes for a GPU node) hold only what they change. Exercised by
+`dhs train --data DATA --out RUN [--preset NAME | --config FILE] [--key=value ...]`.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field
 from darkhaloscope.errors import UsageError
 from darkhaloscope.stamps.normalise import PreprocessConfig
 
+CPU_PRESET = "cpu-demo"  # what `dhs train` / `dhs review` use without --config on a machine without CUDA
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # auto: bf16 on a CUDA device that has it, fp32 elsewhere
 
 
@@ -79,6 +81,24 @@ class TrainConfig:
             raise UsageError(f"lr={self.lr} must be > 0")
         if self.mined_repeat < 1:
             raise UsageError(f"mined_repeat={self.mined_repeat} must be >= 1")
+        if self.weight_decay < 0:
+            raise UsageError(f"weight_decay={self.weight_decay} must be >= 0")
         if self.train_split == self.val_split:
             raise UsageError(f"train_split and val_split are both {self.train_split!r}; validation needs "
                              "held-out rows")
+
+
+def auto_preset(overrides: dict) -> tuple[str | None, str]:
+    """(preset name or None, the one line that says why) for a run given no --config/--preset: the CPU
+    preset when no CUDA device would be used and no model was asked for; the defaults (the GPU recipe,
+    resnet18) otherwise."""
+    device = str(overrides.get("device", "auto"))
+    if "model" in overrides or device.startswith("cuda"):
+        return None, ""
+    if device == "auto":
+        import torch
+
+        if torch.cuda.is_available():
+            return None, ""
+    return CPU_PRESET, (f"no --config and no CUDA device: using preset {CPU_PRESET} (small_cnn sized for CPU "
+                        "cores); give --preset=NAME, --config=FILE or --model=NAME to choose")

@@ -1,7 +1,7 @@
 """The training engine behind `dhs train`: guards, then epochs of streamed batches, validation,
 checkpoints and logs; the same code runs on a 2-core CPU and under torchrun on several GPUs.
 
-    summary = train(load_config(TrainConfig, "configs/train_cpu_demo.yaml", ["--data=TIER"]), "RUN")
+    summary = train(load_config(TrainConfig, preset_path("train", "cpu-demo"), ["--data=TIER"]), "RUN")
     summary["best_val_auroc"], summary["paths"]["best"]
 
 Order of work: (1) class counts of train/val from the label columns (one-class -> RefusedError, exit 3,

@@ -1,0 +1,178 @@
+"""Command-line wiring of the typed configs: one rule for every command that has settings.
+
+    add_config_arguments(parser, TrainConfig, "train")      # in a commands.py register()
+    cfg = config_from_args(args)                            # in its handler
+
+gives the command `--config NAME_OR_FILE` (a YAML file, or a preset shipped in the package:
+`darkhaloscope/presets/<section>/<name>.yaml`), `--preset NAME`, `--set KEY=VALUE` (repeatable) and one
+`--key=value` flag per dataclass field (nested ones as `--section.key`), whose help is the field's comment
+(unit, reason) and its default. Defaults live only in the dataclasses; a preset holds only what it
+changes. Later wins: defaults < preset/file < `--set` < `--key=value`. Keys match exactly (no prefix
+abbreviations); an unknown key lists the valid ones with a "did you mean". Exercised by every `dhs X --help`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import difflib
+import inspect
+import re
+import typing
+from pathlib import Path
+from typing import Any
+
+from darkhaloscope.config import did_you_mean, load_config
+from darkhaloscope.errors import UsageError
+
+PRESET_DIR = Path(__file__).resolve().parent / "presets"  # package data: found installed or from a checkout
+CFG_PREFIX = "cfg:"  # argparse dest prefix of the per-key flags
+
+
+def list_presets(section: str) -> list[str]:
+    return sorted(p.stem for p in (PRESET_DIR / section).glob("*.yaml"))
+
+
+def preset_path(section: str, name: str) -> Path:
+    path = PRESET_DIR / section / f"{name}.yaml"
+    if not path.is_file():
+        have = list_presets(section)
+        raise UsageError(f"no preset {name!r} for dhs {section}; presets: {', '.join(have) or 'none'}"
+                         + did_you_mean(name, have))
+    return path
+
+
+def config_source(section: str, config: str | None = None, preset: str | None = None) -> Path | None:
+    """The YAML that `--config NAME_OR_FILE` / `--preset NAME` name: an existing file, else a preset."""
+    if config and preset:
+        raise UsageError("give --config or --preset, not both")
+    if preset:
+        return preset_path(section, preset)
+    if not config:
+        return None
+    if Path(config).is_file():
+        return Path(config)
+    if "/" not in config and not config.endswith((".yaml", ".yml")) and (PRESET_DIR / section / f"{config}.yaml").is_file():
+        return PRESET_DIR / section / f"{config}.yaml"
+    have = list_presets(section)
+    raise UsageError(f"--config {config}: no such file, and not a preset of dhs {section} "
+                     f"(presets: {', '.join(have) or 'none'}){did_you_mean(config, have)}")
+
+
+def field_comments(cls) -> dict[str, str]:
+    """{field: its trailing '# comment'} from the dataclass source. A comment line below continues it when
+    its text is indented deeper than the field or the comment has an open parenthesis (else it is a heading)."""
+    try:
+        src = inspect.getsource(cls)
+    except (OSError, TypeError):
+        return {}
+    out: dict[str, str] = {}
+    last, indent = None, 0
+    for line in src.splitlines():
+        m = re.match(r"^(\s+)(\w+):[^#\n]*#\s*(.*)$", line)
+        c = re.match(r"^(\s+#\s*)(.*)$", line)
+        if m:
+            last, indent = m.group(2), len(m.group(1))
+            out[last] = m.group(3).strip()
+        elif last and c and (len(c.group(1)) > indent + 2 or out[last].count("(") > out[last].count(")")):
+            out[last] += " " + c.group(2).strip()
+        else:
+            last = None
+    return out
+
+
+def _default_text(f: dataclasses.Field) -> str:
+    if f.default is not dataclasses.MISSING:
+        v = f.default
+    elif f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+        v = f.default_factory()  # type: ignore[misc]
+    else:
+        return "required"
+    if isinstance(v, (list, tuple)):
+        return ",".join(str(x) for x in v) or "(empty)"
+    if v == "":
+        return '""'
+    return str(v)
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, cls, section: str, *, skip: tuple[str, ...] = (),
+                         config_flag: str = "--config") -> None:
+    """`--config`, `--preset`, `--set` and one flag per key of `cls` (except `skip`, which the command
+    spells its own way). Values stay text until `config_from_args` types and validates them."""
+    presets = list_presets(section)
+    names = f" (presets: {', '.join(presets)})" if presets else ""
+    g = parser.add_argument_group(f"settings ({cls.__name__}; defaults below, in the units given)")
+    g.add_argument(config_flag, dest="config", default=None, metavar="NAME_OR_FILE",
+                   help=f"YAML of {cls.__name__} keys, or the name of a preset{names}")
+    g.add_argument("--preset", default=None, metavar="NAME", help=f"a preset shipped with darkhaloscope{names}")
+    g.add_argument("--set", dest="set", action="append", default=[], metavar="KEY=VALUE",
+                   help="same as --KEY=VALUE (repeatable)")
+    _add_key_flags(g, cls, "", skip)
+    parser.set_defaults(config_class=cls, config_section=section)
+
+
+def _add_key_flags(group, cls, prefix: str, skip: tuple[str, ...]) -> None:
+    comments = field_comments(cls)
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        name = prefix + f.name
+        if name in skip:
+            continue
+        if dataclasses.is_dataclass(hints[f.name]):
+            _add_key_flags(group, hints[f.name], f"{name}.", skip)
+            continue
+        flags = [f"--{name}"] + ([f"--{name.replace('_', '-')}"] if "_" in name else [])
+        extra: dict[str, Any] = {"nargs": "?", "const": "true"} if hints[f.name] is bool else {}
+        text = comments.get(f.name, "").replace("%", "%%")
+        group.add_argument(*flags, dest=CFG_PREFIX + name, default=argparse.SUPPRESS, metavar="V",
+                           help=f"{text} [default: {_default_text(f).replace('%', '%%')}]", **extra)
+
+
+def parse_set(items: list[str] | None) -> dict[str, str]:
+    """`['lr=1e-3', '--epochs=5']` -> {'lr': '1e-3', 'epochs': '5'} (dashes in names become underscores)."""
+    out: dict[str, str] = {}
+    for item in items or []:
+        s = item[2:] if item.startswith("--") else item
+        key, sep, value = s.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--set {item!r} must look like KEY=VALUE")
+        out[key.strip().replace("-", "_")] = value
+    return out
+
+
+def flag_overrides(args: argparse.Namespace) -> dict[str, str]:
+    """The `--key=value` flags given, as {key: text}."""
+    return {k[len(CFG_PREFIX):]: v for k, v in vars(args).items() if k.startswith(CFG_PREFIX)}
+
+
+def config_from_args(args: argparse.Namespace, extra: dict | None = None, default: Path | str | None = None,
+                     cls=None, section: str | None = None):
+    """Resolve the command's config: dataclass defaults < `default` (a YAML used when no --config/--preset)
+    < --config/--preset < --set < --key=value < `extra` (what the command's own flags mean)."""
+    cls = cls or args.config_class
+    source = config_source(section or args.config_section, getattr(args, "config", None),
+                           getattr(args, "preset", None)) or default
+    overrides = {**parse_set(getattr(args, "set", None)), **flag_overrides(args), **(extra or {})}
+    return load_config(cls, source, overrides)
+
+
+def given_argv(args: argparse.Namespace) -> list[str]:
+    """The settings as given on the command line (for run.json): --config/--preset, then --key=value."""
+    out = [f"--config={args.config}"] if getattr(args, "config", None) else []
+    out += [f"--preset={args.preset}"] if getattr(args, "preset", None) else []
+    ov = {**parse_set(getattr(args, "set", None)), **flag_overrides(args)}
+    return out + [f"--{k}={v}" for k, v in ov.items()]
+
+
+def int_arg(lo: int, hi: int):
+    """An argparse `type`: a whole number in lo..hi, else a one-line usage error (no traceback)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(f"{text} is out of range {lo}..{hi:,}")
+        return value
+    parse.__name__ = "whole number"
+    return parse

@@ -1,0 +1,43 @@
+"""Which TrainConfig `dhs train` uses without --config, what `dhs review` plans with, and the progress lines
+training prints when stderr is not a terminal."""
+
+from __future__ import annotations
+
+import pytest
+
+from darkhaloscope.cli import build_parser, main, parse_args
+from darkhaloscope.review.commands import _train_config
+from darkhaloscope.train.commands import train_config
+from trainhelpers import FAST
+
+torch = pytest.importorskip("torch")
+needs_cpu_only = pytest.mark.skipif(torch.cuda.is_available(), reason="the CPU choice is made without CUDA")
+
+
+@needs_cpu_only
+def test_train_without_config_on_cpu_takes_the_cpu_preset_and_says_so(capsys):
+    cfg = train_config(parse_args(build_parser(), ["train", "--out", "r"]))
+    assert (cfg.model, cfg.device, cfg.batch_size) == ("small_cnn", "cpu", 64)
+    assert "using preset cpu-demo" in capsys.readouterr().err
+    cfg = train_config(parse_args(build_parser(), ["train", "--out", "r", "--model=resnet18"]))
+    assert (cfg.model, cfg.num_workers) == ("resnet18", 2)  # asked for a model: the plain defaults
+    assert capsys.readouterr().err == ""
+
+
+def test_review_plans_with_what_train_would_use(capsys):
+    parser = build_parser()
+    review = parse_args(parser, ["review", "--data", "d", "--out", "r.md"])
+    assert _train_config(review, say=print) == train_config(parse_args(parser, ["train", "--out", "r"]))
+    review = parse_args(parser, ["review", "--data", "d", "--out", "r.md", "--config", "gpu"])
+    assert _train_config(review, say=print).num_workers == 8  # a train preset by name
+
+
+def test_training_prints_progress_lines_when_stderr_is_not_a_terminal(train_tier, tmp_path, capsys, monkeypatch):
+    import darkhaloscope.common.progress as progress
+
+    monkeypatch.setattr(progress, "PLAIN_EVERY_S", 0.0)
+    args = [a for a in FAST if not a.startswith("--progress")]
+    assert main(["train", "--data", str(train_tier), "--out", str(tmp_path / "r"), *args, "--epochs=1",
+                 "--max_train_rows=64"]) == 0
+    err = capsys.readouterr().err
+    assert "epoch 0: 1/4 steps (25%)" in err and "samples/s, loss " in err and "4/4 steps (100%)" in err
