@@ -122,3 +122,11 @@ def test_script_in_ids_is_escaped_in_the_html_report(tmp_path, capsys):
     assert rc == 0
     html = (tmp_path / "r" / "report.html").read_text()
     assert "<script>alert(" not in html
+
+
+def test_zip_bomb_row_is_refused_by_audit_and_score(tier, checkpoint, tmp_path, capsys):
+    rewrite_column(tier, "stamp_npz", lambda v, rel: [_bomb(False)] + v[1:] if "train" in rel else v)
+    rc, out, err = dhs(capsys, "audit", tier, "--full")
+    assert "refused" in out.replace("\n", " ").replace("│", "")
+    rc, out, err = dhs(capsys, "score", "--checkpoint", checkpoint, "--data", tier, "--out", tmp_path / "s.parquet")
+    assert rc == 0 and "(1 failed to decode" in out

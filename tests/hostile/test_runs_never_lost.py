@@ -127,3 +127,15 @@ def test_disk_full_is_one_line_and_leaves_nothing_half_written(what, tier, check
     assert "Traceback" not in p.stderr, p.stderr
     assert p.returncode == 4 and "error: disk full: " in p.stderr and p.stderr.count("error:") == 1, p.stderr
     assert "LEFT: " not in p.stdout and "SHARD: " not in p.stdout, p.stdout  # no temp file, no partial pack
+
+
+def test_missing_best_pt_comes_back_from_the_mirror(tier, tmp_path, capsys):
+    run, mirror = tmp_path / "run", tmp_path / "mirror"
+    assert dhs(capsys, "train", "--data", tier, "--out", run, *TRAIN_FAST, f"--checkpoint_uri={mirror}")[0] == 0
+    last = torch.load(run / "last.pt", weights_only=True)
+    last["best"]["step"] = 1  # the best state is not the last checkpoint: only the mirror's copy can help
+    torch.save(last, run / "last.pt")
+    (run / "best.pt").unlink()
+    rc, out, err = dhs(capsys, "train", "--data", tier, "--out", run, *TRAIN_FAST, f"--checkpoint_uri={mirror}",
+                       "--resume", "auto")
+    assert rc == 0 and "fetched it from" in out and (run / "best.pt").read_bytes() == (mirror / "best.pt").read_bytes()

@@ -218,8 +218,8 @@ class _Trainer:
 
     def _restore_best(self, ck: dict, path: Path) -> None:
         """best.pt missing but the checkpoint records a best (killed or disk full while writing best.pt):
-        recreate it from the checkpoint when that is the best state, else forget the best so the next
-        validation writes a new best.pt. Either way the run ends with a best.pt."""
+        recreate it from the checkpoint when that is the best state, else fetch it from the mirror, else
+        forget the best so the next validation writes a new best.pt."""
         best = self.run_dir / ckp.BEST
         missing = bool(self.state.best) and not best.is_file() if self.info.is_main else None
         if not dd.broadcast_object(missing, self.info):  # rank 0's file system decides for all ranks
@@ -228,6 +228,11 @@ class _Trainer:
             if self.info.is_main:
                 ckp.save_checkpoint({k: v for k, v in ck.items() if k not in ("format", "version")}, best)
                 print(f"resume: {best} was missing; recreated it from {path} (the best state, step {ck['step']})")
+            return
+        fetched = self.mirror.download(ckp.BEST, best) if self.mirror is not None and self.info.is_main else False
+        if dd.broadcast_object(fetched, self.info):
+            if self.info.is_main:
+                print(f"resume: {best} was missing; fetched it from {self.cfg.checkpoint_uri}")
             return
         if self.info.is_main:
             print(f"warning: {best} (step {self.state.best.get('step')}) is missing; the best is chosen again "
