@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from conftest import dhs, files_under, flat_tier, rewrite_column
+from hostilehelpers import dhs, files_under, flat_tier, rewrite_column
 from darkhaloscope.config import run_info
 from darkhaloscope.stamps.codec import decode_batch
 

@@ -12,7 +12,7 @@ import pyarrow as pa
 import pytest
 import torch
 
-from conftest import TRAIN_FAST, dhs, dhs_subprocess, rewrite_column
+from hostilehelpers import TRAIN_FAST, dhs, dhs_subprocess, rewrite_column
 
 
 def test_duplicated_stamp_id_is_named_by_audit_and_train(tier, tmp_path, capsys):

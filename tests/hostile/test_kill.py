@@ -16,7 +16,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import REPO, TRAIN_FAST, dhs_subprocess
+from hostilehelpers import REPO, TRAIN_FAST, dhs_subprocess
 from tierfactory import make_tier
 
 pytestmark = pytest.mark.slow

@@ -12,7 +12,7 @@ import subprocess
 import pytest
 import torch
 
-from conftest import TRAIN_FAST, dhs, dhs_subprocess
+from hostilehelpers import TRAIN_FAST, dhs, dhs_subprocess
 
 
 def _steps(run):

@@ -9,7 +9,7 @@ import shutil
 
 import pytest
 import torch
-from conftest import brighten_injection_centres, copy_tier
+from reviewhelpers import brighten_injection_centres, copy_tier
 
 from darkhaloscope.cli import main
 from darkhaloscope.config import load_config
