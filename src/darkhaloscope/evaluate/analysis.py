@@ -19,6 +19,7 @@ from darkhaloscope.evaluate import calibration, plots, selection
 from darkhaloscope.common import ranking as M
 from darkhaloscope.evaluate.baselines import run_baselines
 from darkhaloscope.evaluate.bootstrap import bootstrap_many
+from darkhaloscope.evaluate.committee_report import committee_section
 from darkhaloscope.evaluate.config import EvaluateConfig
 from darkhaloscope.audit.stats import shortcut_verdict
 from darkhaloscope.evaluate.confusers import confuser_section
@@ -259,7 +260,7 @@ def baseline_section(s: Scores, cfg: EvaluateConfig, ev: Evaluation) -> None:
         sec.blocks.append(Bullets([f"skipped: {x}" for x in skipped]))
 
 
-SECTIONS = (threshold_section, calibration_section, selection_section, confuser_section)
+SECTIONS = (threshold_section, calibration_section, selection_section, confuser_section, committee_section)
 
 
 def analyse(s: Scores, cfg: EvaluateConfig, fig_dir: Path, log=None) -> tuple[Evaluation, Ranked, float]:

@@ -51,8 +51,10 @@ def run_score(args) -> int:
 
     cfg = config_from_args(args, cls=ScoreConfig, section="score")
     s = score_data(args.checkpoint, args.data, args.out, cfg, s3=s3_options_from_args(args), split=args.split,
-                   shard=parse_shard(args.shard), progress=not args.quiet, run=run_info(getattr(args, "argv", None)))
-    print(f"scored {s.rows:,} stamps ({s.failed:,} failed to decode, score left empty) in {s.seconds:.1f} s "
+                   shard=parse_shard(args.shard), progress=not args.quiet, run=run_info(getattr(args, "argv", None)),
+                   combine=args.combine)
+    who = f" with a committee of {len(args.checkpoint)} (mean {args.combine})" if len(args.checkpoint) > 1 else ""
+    print(f"scored {s.rows:,} stamps{who} ({s.failed:,} failed to decode, score left empty) in {s.seconds:.1f} s "
           f"= {s.stamps_per_s:,.0f} stamps/s -> {s.out}")
     return 0
 
@@ -98,7 +100,10 @@ def run_mine(args) -> int:
 
 def register(sub, bench_sub) -> None:
     p = sub.add_parser("score", help="score every stamp of a tier / cutout folder with a checkpoint -> scores.parquet")
-    p.add_argument("--checkpoint", required=True, help="a `dhs train` checkpoint (path or s3:// URI)")
+    p.add_argument("--checkpoint", required=True, action="append",
+                   help="a `dhs train` checkpoint (path or s3:// URI); repeat for a committee (one pass over the data)")
+    p.add_argument("--combine", default="logit", choices=("logit", "rank"),
+                   help="committee: average the members' logits (default) or their rank fractions")
     p.add_argument("--data", required=True, help="tier (folder, file or s3:// prefix) or folder of npz/FITS cutouts")
     p.add_argument("--out", required=True, help="scores parquet file to write")
     p.add_argument("--split", default=None, help="score only this region_split (default: every row)")

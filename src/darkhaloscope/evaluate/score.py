@@ -53,9 +53,15 @@ class ScoreSummary:
 def infer(model, preprocess, images: np.ndarray, device: torch.device, *, amp: bool = True, batch_size: int = 512,
           meta: np.ndarray | None = None) -> np.ndarray:
     """Logits (N,) float64 of (N, 3, 64, 64) nanomaggy stamps with the training preprocessing."""
+    return infer_many([model], preprocess, images, device, amp=amp, batch_size=batch_size, meta=meta)[0]
+
+
+def infer_many(models: list, preprocess, images: np.ndarray, device: torch.device, *, amp: bool = True,
+               batch_size: int = 512, meta: np.ndarray | None = None) -> np.ndarray:
+    """Logits (M, N) float64 of M models on the same stamps, preprocessed once per batch (a committee)."""
     from darkhaloscope.models.preprocess import prepare_batch
 
-    out = np.empty(len(images), np.float64)
+    out = np.empty((len(models), len(images)), np.float64)
     use_amp = amp and device.type == "cuda"
     dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
     with torch.inference_mode(), torch.autocast(device.type, dtype=dtype, enabled=use_amp):
@@ -63,8 +69,9 @@ def infer(model, preprocess, images: np.ndarray, device: torch.device, *, amp: b
             x = torch.from_numpy(images[s:s + batch_size]).to(device, non_blocking=True)
             x = prepare_batch(x, preprocess, train=False)
             m = None if meta is None else torch.from_numpy(meta[s:s + batch_size]).to(device)
-            logits = model(x) if m is None else model(x, m)
-            out[s:s + len(x)] = logits.float().reshape(-1).cpu().numpy()
+            for i, model in enumerate(models):
+                logits = model(x) if m is None else model(x, m)
+                out[i, s:s + len(x)] = logits.float().reshape(-1).cpu().numpy()
     return out
 
 
@@ -131,19 +138,22 @@ def _masked(values: np.ndarray, valid: np.ndarray) -> pa.Array:
     return pa.array(np.asarray(values, np.float32), mask=~valid)
 
 
-def batch_table(b: SourceBatch, logits: np.ndarray, stats: bool, temperature: float | None = None) -> pa.Table:
-    """The scores-file rows of one source batch (invalid stamps: null score and logit, reason kept);
-    with a temperature also `logit_calibrated` = logit / T and `score_calibrated` = sigmoid(logit / T)."""
+def batch_table(b: SourceBatch, logits: np.ndarray, stats: bool, calibrated: np.ndarray | None = None,
+                extra: dict[str, np.ndarray] | None = None) -> pa.Table:
+    """The scores-file rows of one source batch (invalid stamps: null score and logit, reason kept).
+    `calibrated`: logit / T -> `logit_calibrated` and `score_calibrated`; `extra`: more float columns
+    (a committee's member logits and spread)."""
     logits = np.where(b.valid, logits, 0.0)  # invalid rows are masked below
     prob = sigmoid(logits)
     ids = (b.meta["stamp_id"].cast(pa.string()) if "stamp_id" in b.meta.column_names
            else pa.array([f"{f}:{r}" for f, r in zip(b.source_file, b.source_row)], pa.string()))
     cols = {SCORE_COLUMN: _masked(prob, b.valid)}
-    if temperature is not None:
-        cols[CALIBRATED_COLUMN] = _masked(sigmoid(logits / temperature), b.valid)
+    if calibrated is not None:
+        cols[CALIBRATED_COLUMN] = _masked(sigmoid(np.where(b.valid, calibrated, 0.0)), b.valid)
     cols[LOGIT_COLUMN] = _masked(logits, b.valid)
-    if temperature is not None:
-        cols[CALIBRATED_LOGIT_COLUMN] = _masked(logits / temperature, b.valid)
+    if calibrated is not None:
+        cols[CALIBRATED_LOGIT_COLUMN] = _masked(calibrated, b.valid)
+    cols |= {k: _masked(v, b.valid) for k, v in (extra or {}).items()}
     cols |= {LABEL_COLUMN: _labels_array(b.labels, len(prob)), ROW_ID_COLUMN: ids,
              "source_file": pa.array(b.source_file, pa.string()), "source_row": pa.array(b.source_row, pa.int64()),
              "decode_error": pa.array([b.errors.get(i) for i in range(len(prob))], pa.string())}
@@ -202,14 +212,22 @@ def weights_epoch(meta: dict) -> int | None:
     return meta.get("epoch")
 
 
-def score_data(checkpoint: str, data: str, out: str | Path, cfg: ScoreConfig, *, s3: S3Options | None = None,
-               split: str | None = None, shard: tuple[int, int] = (0, 1), progress: bool = True,
-               run: dict | None = None) -> ScoreSummary:
-    """Score every stamp of `data` with `checkpoint` into `out` (see the module docstring)."""
+def score_data(checkpoint: str | list[str], data: str, out: str | Path, cfg: ScoreConfig, *,
+               s3: S3Options | None = None, split: str | None = None, shard: tuple[int, int] = (0, 1),
+               progress: bool = True, run: dict | None = None, combine: str = "logit") -> ScoreSummary:
+    """Score every stamp of `data` with `checkpoint` (or a committee: a list of them, see
+    evaluate.committee) into `out` (see the module docstring)."""
     from darkhaloscope.common.progress import Progress
+    from darkhaloscope.evaluate import committee
     from darkhaloscope.train import distributed
-    from darkhaloscope.train.checkpoint import load_for_inference
 
+    checkpoints = [checkpoint] if isinstance(checkpoint, (str, Path)) else list(checkpoint)
+    if combine not in committee.COMBINE:
+        raise UsageError(f"--combine {combine!r}: choose one of {', '.join(committee.COMBINE)}")
+    ranked = combine == "rank" and len(checkpoints) > 1
+    if ranked and shard[1] > 1:
+        raise UsageError("--combine rank ranks the rows scored together, so one shard's ranks differ from the "
+                         "whole set's; score without --shard, or use --combine logit")
     out = Path(out)
     if out.is_dir():  # refused before any work (it used to fail after scoring everything)
         raise UsageError(f"--out {out} is a folder; name the scores file to write, e.g. {out / 'scores.parquet'}")
@@ -219,29 +237,40 @@ def score_data(checkpoint: str, data: str, out: str | Path, cfg: ScoreConfig, *,
         k, n = shard
         shard = (k * info.world_size + info.rank, n * info.world_size)
         part = out if info.world_size == 1 else out.with_name(f"{out.stem}.rank{info.rank:03d}{out.suffix}")
-        model, pre, meta = load_for_inference(checkpoint, device, s3)
-        meta_cols = tuple(getattr(model, "meta_columns", ()) or ())
+        members = committee.load_members(checkpoints, device, s3)
+        models, pre, meta = [m.model for m in members], members[0].preprocess, members[0].meta
+        meta_cols = tuple(getattr(models[0], "meta_columns", ()) or ())
+        temps = [m.temperature for m in members]
         source = open_source(data, s3, split=split, cutout_ok_only=cfg.cutout_ok_only, shard=shard)
-        calib = meta.get("calibration") or {}
-        temperature = calib.get("temperature")
-        provenance = {"data": data, "checkpoint": str(checkpoint), "split": split, "shard": list(shard),
+        provenance = {"data": data, "checkpoint": members[0].checkpoint if len(members) == 1 else
+                      [m.checkpoint for m in members], "split": split, "shard": list(shard),
                       "model": meta.get("model"), "epoch": weights_epoch(meta), "step": meta.get("step"),
-                      "calibration": calib or None,
-                      "run": run or {}}
+                      "calibration": (meta.get("calibration") or None) if len(members) == 1 else None,
+                      "committee": {"combine": combine, "members": [m.describe() for m in members]}
+                      if len(members) > 1 else None, "run": run or {}}
         t0 = time.perf_counter()
         with Progress(source.num_rows, "score", unit="stamps", enabled=progress and info.is_main) as bar:
             def tables():
                 for b in coalesce(_prefetch(source.batches(threads=cfg.decode_threads)), cfg.batch_size):
-                    logits = infer(model, pre, b.images, device, amp=cfg.amp, batch_size=cfg.batch_size,
+                    z = infer_many(models, pre, b.images, device, amp=cfg.amp, batch_size=cfg.batch_size,
                                    meta=_meta_array(b, meta_cols))
-                    bar.advance(len(logits))
-                    yield batch_table(b, logits, cfg.image_stats, temperature)
+                    bar.advance(z.shape[1])
+                    if len(models) == 1:
+                        yield batch_table(b, z[0], cfg.image_stats, None if temps[0] is None else z[0] / temps[0])
+                        continue
+                    cols = committee.committee_columns(z, temps)
+                    yield batch_table(b, cols.pop(LOGIT_COLUMN), cfg.image_stats,
+                                      cols.pop(CALIBRATED_LOGIT_COLUMN, None), cols)
             rows, failed = write_scores(tables(), part, provenance)
+        if ranked and info.world_size == 1:
+            committee.apply_rank_average(out)
         seconds = time.perf_counter() - t0
         if info.world_size > 1:
             distributed.barrier(info)
             if info.is_main:
                 merge_parts([out.with_name(f"{out.stem}.rank{r:03d}{out.suffix}") for r in range(info.world_size)], out)
+                if ranked:
+                    committee.apply_rank_average(out)
         return ScoreSummary(out, rows, failed, seconds)
     finally:
         distributed.teardown(info)

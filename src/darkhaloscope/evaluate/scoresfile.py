@@ -2,7 +2,8 @@
 
 Columns: `score` (probability of "lens", float: sigmoid of the logit), `score_calibrated` (sigmoid(logit / T)
 with the temperature T fitted on the validation split by `dhs train`; absent when the checkpoint has none),
-`logit` (float), `logit_calibrated` (logit / T), `label` (int8, 1 lens/injection,
+`logit` (float), `logit_calibrated` (logit / T), for a committee `logit_m0`, `logit_m1`, ... and
+`logit_spread` (evaluate.committee), `label` (int8, 1 lens/injection,
 0 control, null when unknown), `row_id` ("relpath:row" or the tier's stamp_id), `region_split`, then
 every metadata column of the tier (ids, injection metadata, observing conditions) and `img_*` image
 statistics computed while scoring (used by the image-statistics baseline). The parquet key-value
@@ -28,6 +29,8 @@ from darkhaloscope.stamps.schema import CONFUSER_COLUMN, ID_COLUMNS, LABEL_COLUM
 SCORE_COLUMN = "score"  # probability in [0, 1]: sigmoid(logit)
 CALIBRATED_COLUMN = "score_calibrated"  # sigmoid(logit / T), T fitted on val by `dhs train` (when the checkpoint has it)
 CALIBRATED_LOGIT_COLUMN = "logit_calibrated"  # logit / T
+MEMBER_PREFIX = "logit_m"  # committee scores: logit_m0, logit_m1, ... one per member (evaluate.committee)
+SPREAD_COLUMN = "logit_spread"  # committee scores: standard deviation of the member logits
 SCORE_CHOICES = ("auto", "raw", "calibrated")  # which probability `dhs evaluate` thresholds (auto: calibrated if present)
 LOGIT_COLUMN = "logit"
 ROW_ID_COLUMN = "row_id"
@@ -35,7 +38,7 @@ IMAGE_STAT_PREFIX = "img_"  # image statistics written by `dhs score`
 METADATA_KEY = b"darkhaloscope.scores"
 REQUIRED = (SCORE_COLUMN, LABEL_COLUMN)
 SOURCE_FILE_COLUMN, SOURCE_ROW_COLUMN = "source_file", "source_row"  # where `dhs score` read the stamp
-NOT_METADATA = {SCORE_COLUMN, CALIBRATED_COLUMN, LOGIT_COLUMN, CALIBRATED_LOGIT_COLUMN, LABEL_COLUMN, ROW_ID_COLUMN, SPLIT_COLUMN, SOURCE_FILE_COLUMN,
+NOT_METADATA = {SCORE_COLUMN, CALIBRATED_COLUMN, LOGIT_COLUMN, CALIBRATED_LOGIT_COLUMN, SPREAD_COLUMN, LABEL_COLUMN, ROW_ID_COLUMN, SPLIT_COLUMN, SOURCE_FILE_COLUMN,
                 SOURCE_ROW_COLUMN, "is_control", "cutout_ok", "_file", "_row"}
 
 
@@ -60,6 +63,7 @@ class Scores:
     raw_scores: np.ndarray | None = None  # sigmoid(logit) when `scores` holds the calibrated probability
     raw_logits: np.ndarray | None = None  # the model's logit when `logits` holds logit / T
     confuser_kind: np.ndarray | None = None  # (N,) object: the control's simulated look-alike kind, None: none
+    members: dict[str, np.ndarray] = field(default_factory=dict)  # committee: {logit_m<i>: member logits}
 
     def model_logits(self) -> np.ndarray | None:
         """The logits the model outputs (before any temperature), to compare with a re-scoring."""
@@ -93,6 +97,10 @@ class Scores:
 
     def image_stats(self) -> list[str]:
         return [c for c in self.columns if c.startswith(IMAGE_STAT_PREFIX)]
+
+
+def is_member_column(name: str) -> bool:
+    return name.startswith(MEMBER_PREFIX) and name[len(MEMBER_PREFIX):].isdigit()
 
 
 def read_scores(path: str | Path, split: str = "auto", score: str = "auto") -> Scores:
@@ -151,9 +159,12 @@ def read_scores(path: str | Path, split: str = "auto", score: str = "auto") -> S
     raw_logits = (_float(table, LOGIT_COLUMN) if score_column == CALIBRATED_COLUMN and LOGIT_COLUMN in table.column_names
                   else None)
     row_ids = table[ROW_ID_COLUMN] if ROW_ID_COLUMN in table.column_names else None
-    cols = {}
+    cols, members = {}, {}
     for name in table.column_names:
         t = table.schema.field(name).type
+        if is_member_column(name):
+            members[name] = _float(table, name)
+            continue
         if name in NOT_METADATA or not (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t)):
             continue
         cols[name] = _float(table, name)
@@ -162,7 +173,7 @@ def read_scores(path: str | Path, split: str = "auto", score: str = "auto") -> S
              if CONFUSER_COLUMN in table.column_names else None)
     return Scores(str(path), labels.astype(np.int8), scores, logits, row_ids, cols, note, info, int(n_unlabelled),
                   int(n_unscored), src.get(SOURCE_FILE_COLUMN), src.get(SOURCE_ROW_COLUMN), kept, score_column, raw,
-                  raw_logits, kinds)
+                  raw_logits, kinds, dict(sorted(members.items(), key=lambda kv: int(kv[0][len(MEMBER_PREFIX):]))))
 
 
 def _float(table: pa.Table, name: str) -> np.ndarray:
