@@ -19,7 +19,7 @@ import numpy as np
 
 from darkhaloscope.common import ranking as M
 from darkhaloscope.common.calibration import sigmoid
-from darkhaloscope.evaluate.report import Evaluation, Section, md_table
+from darkhaloscope.evaluate.report import Evaluation
 from darkhaloscope.evaluate.scoresfile import CALIBRATED_COLUMN, Scores
 
 BIG_ROWS = 100_000  # above this, at most BIG_BOOT bootstrap replicates
@@ -78,30 +78,30 @@ def committee_section(s: Scores, r, thr: float, cfg, fig_dir: Path, ev: Evaluati
     n_boot = cfg.n_boot if len(y) <= BIG_ROWS else min(cfg.n_boot, BIG_BOOT)
     out = {"members": cols, "best_member": best, "recall": recall, "threshold": cfg.threshold,
            "threshold_on": "calibrated" if calibrated else "raw", "n_boot": n_boot, "stats": stats}
-    lines = [md_table(["", "AUROC", "average precision", "TPR at FPR 1e-2"],
-                      [[name, _f(stats[c]["auroc"]), _f(stats[c]["ap"]), _f(stats[c]["tpr_at_fpr_1e-2"])]
-                       for name, c in zip([*_names(s), "**committee**"], [*cols, "committee"])]), ""]
+    sec = ev.add_section("committee", "Committee against its members")
+    sec.table(["", "AUROC", "average precision", "TPR at FPR 1e-2"],
+              [[name, _f(stats[c]["auroc"]), _f(stats[c]["ap"]), _f(stats[c]["tpr_at_fpr_1e-2"])]
+               for name, c in zip([*_names(s), "committee"], [*cols, "committee"])])
     if recall == 0:
-        lines.append(f"The best member ({best}) finds no lens at probability >= {cfg.threshold:g}: no recall to "
-                     "compare the committee at.")
+        sec.text(f"The best member ({best}) finds no lens at probability >= {cfg.threshold:g}: no recall to "
+                 "compare the committee at.")
     else:
         f_c, f_b = _fpr_at(y, r.values, recall), _fpr_at(y, s.members[best], recall)
         ci = paired_bootstrap(y, r.values, s.members[best], recall, n_boot, cfg.seed)
         out.update(fpr_committee=f_c, fpr_best_member=f_b, fpr_difference=f_c - f_b, ci95_committee=ci["a"],
                    ci95_best_member=ci["b"], ci95_difference=ci["diff"], lower=f_c < f_b)
         verdict = "lower" if f_c < f_b else ("equal" if f_c == f_b else "higher")
-        line = (f"At the recall of the best member ({best}: {recall:.4g} at its {out['threshold_on']} probability "
-                f">= {cfg.threshold:g}), the committee's FPR is {f_c:.4g} [{ci['a'][0]:.4g}, {ci['a'][1]:.4g}] "
-                f"against {f_b:.4g} [{ci['b'][0]:.4g}, {ci['b'][1]:.4g}]: {verdict}; difference {f_c - f_b:+.4g}, "
-                f"95% CI [{ci['diff'][0]:+.4g}, {ci['diff'][1]:+.4g}]")
-        lines.append(line + f" (paired stratified bootstrap, {n_boot} replicates, recall held fixed).")
+        sec.text(f"At the recall of the best member ({best}: {recall:.4g} at its {out['threshold_on']} probability "
+                 f">= {cfg.threshold:g}), the committee's FPR is {f_c:.4g} [{ci['a'][0]:.4g}, {ci['a'][1]:.4g}] "
+                 f"against {f_b:.4g} [{ci['b'][0]:.4g}, {ci['b'][1]:.4g}]: {verdict}; difference {f_c - f_b:+.4g}, "
+                 f"95% CI [{ci['diff'][0]:+.4g}, {ci['diff'][1]:+.4g}] (paired stratified bootstrap, {n_boot} "
+                 "replicates, recall held fixed).")
         ev.headline.append(f"Committee of {len(cols)}: FPR {f_c:.3g} vs best member {f_b:.3g} at recall "
                            f"{recall:.3g} ({verdict}; difference 95% CI [{ci['diff'][0]:+.3g}, {ci['diff'][1]:+.3g}])")
     combine = (s.info.get("committee") or {}).get("combine", "logit")
-    lines += ["", f"Committee = mean member {combine}{' (each divided by its temperature)' if calibrated else ''}; "
-              f"`logit_spread` in the scores file is the members' disagreement per stamp."]
+    sec.text(f"Committee = mean member {combine}{' (each divided by its temperature)' if calibrated else ''}; "
+             "logit_spread in the scores file is the members' disagreement per stamp.")
     ev.metrics["committee"] = out
-    ev.sections.append(Section("Committee against its members", lines, []))
 
 
 def _f(v) -> str:
