@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pyarrow.compute as pc
+import pytest
 from brokentier import mutate
 from s3util import upload_folder
 
@@ -14,6 +15,7 @@ from darkhaloscope.stamps.fs import S3Options
 
 
 
+@pytest.mark.slow
 def test_audit_s3_tier_matches_local(sim_tier, s3_bucket, tmp_path):
     endpoint, bucket = s3_bucket
     uri = upload_folder(endpoint, bucket, sim_tier, "stamps/fair")

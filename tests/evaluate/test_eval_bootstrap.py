@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from scipy.stats import norm
 
 from darkhaloscope.common import ranking as M
@@ -22,6 +23,7 @@ def test_bootstrap_covers_the_known_auroc():
     assert 0.88 <= hits / n_sim <= 0.995, hits / n_sim
 
 
+@pytest.mark.slow
 def test_binned_bootstrap_is_centred_and_close_to_exact():
     rng = np.random.default_rng(1)
     y = (rng.random(60_000) < 0.5).astype(int)

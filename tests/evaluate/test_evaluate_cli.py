@@ -101,6 +101,7 @@ def test_the_split_the_error_suggests_is_accepted(tmp_path, capsys):
     assert "split 'train'" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_baseline_close_to_cnn_is_stated_first(tmp_path):
     # a "CNN" whose score is a function of the PSF FWHM only: the metadata baseline matches it
     t = synthetic_scores_table(3000, seed=5)
@@ -118,6 +119,7 @@ def test_baseline_close_to_cnn_is_stated_first(tmp_path):
     assert meta["close_to_cnn"] and "theta_e_arcsec" not in meta["features"]  # label-leaking columns never used
 
 
+@pytest.mark.slow
 def test_operating_point_at_fixed_fpr_and_fallback(tmp_path):
     scores = write_synthetic_scores(tmp_path / "s.parquet", 4000, seed=3)
     fast = [*FAST, "--set", "baselines=false"]
@@ -161,6 +163,7 @@ def test_one_class_test_split_prints_no_none(tmp_path):
     assert "TPR0 (lenses above every control) undefined (only one class" in md
 
 
+@pytest.mark.slow
 def test_scores_without_logits_rank_by_probability(tmp_path):
     from sklearn.metrics import average_precision_score, roc_auc_score
 
@@ -175,6 +178,7 @@ def test_scores_without_logits_rank_by_probability(tmp_path):
     assert abs(m["average_precision"]["value"] - average_precision_score(y, s)) < 1e-9
 
 
+@pytest.mark.slow
 def test_bench_evaluate_smoke(capsys):
     assert main(["bench", "evaluate", "--rows", "3000", "--set", "n_boot=20", "--set", "baselines=false"]) == 0
     assert "dhs evaluate on 3,000 scores:" in capsys.readouterr().out

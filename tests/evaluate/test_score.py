@@ -94,6 +94,7 @@ def test_cutout_folders_npz_and_fits(demo, dr10_dir, tmp_path, capsys):
     assert "no labelled rows" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_undecodable_stamp_is_kept_with_reason_and_left_out_by_evaluate(demo, tmp_path, capsys):
     from tierfactory import make_tier
 
@@ -113,6 +114,7 @@ def test_undecodable_stamp_is_kept_with_reason_and_left_out_by_evaluate(demo, tm
     assert m["n_rows"] == 15 and "1 row(s) whose stamp failed to decode" in m["rows"]
 
 
+@pytest.mark.slow
 def test_evaluate_with_model_probes_and_galleries(demo, tmp_path):
     out = tmp_path / "rep"
     assert main(["evaluate", str(demo["scores"]), "--out", str(out), "--checkpoint", str(demo["checkpoint"]),

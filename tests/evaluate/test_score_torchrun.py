@@ -6,9 +6,11 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import pyarrow.parquet as pq
 
 
+@pytest.mark.slow
 def test_torchrun_score_equals_single_process(demo, tmp_path):
     out = tmp_path / "scores_ddp.parquet"
     env = {k: v for k, v in os.environ.items()

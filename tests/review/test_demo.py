@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 
 import pyarrow.parquet as pq
+import pytest
 
 from darkhaloscope.cli import main
 from darkhaloscope.demo.stages import MIN_TEST_AUROC
 
 
+@pytest.mark.slow
 def test_demo_quick_exits_0_with_reports_and_auroc_bound(demo_dir):
     assert (demo_dir / "exit_code").read_text() == "0"
     # the trained run and the reports, where the README says they are
@@ -34,6 +36,7 @@ def test_demo_quick_exits_0_with_reports_and_auroc_bound(demo_dir):
     assert md.startswith("# GO/NO-GO review of") and "**Verdict: GO" in md and "| T4 |" in md
 
 
+@pytest.mark.slow
 def test_demo_debug_tier_is_no_go_naming_the_split(demo_dir):
     debug = demo_dir / "data" / "debug_injections_only"
     for p in debug.rglob("*.parquet"):
@@ -52,6 +55,7 @@ def test_demo_debug_tier_is_no_go_naming_the_split(demo_dir):
     assert "## Blocking reasons" in md and "Fix / investigate: `dhs audit" in md
 
 
+@pytest.mark.slow
 def test_demo_real_hosts_tier_when_cutouts_exist(demo_dir, dr10_dir):
     real = demo_dir / "data" / "real_hosts"
     assert (real / "manifest.json").is_file()
@@ -66,6 +70,7 @@ def test_demo_bad_real_hosts_is_a_usage_error(tmp_path, capsys):
     assert not (tmp_path / "d").exists()
 
 
+@pytest.mark.slow
 def test_demo_and_review_wording(demo_dir):
     """#13 'What a new user hit', in the demo's own output: each of these strings was printed once."""
     summary = json.loads((demo_dir / "demo_summary.json").read_text())

@@ -26,6 +26,7 @@ def _review(path):
     return doc, {c["check"]: c for s in doc["sections"] for c in s["checks"]}
 
 
+@pytest.mark.slow
 def test_planted_central_brightness_shortcut_is_reported(demo_dir, tmp_path):
     bad = copy_tier(demo_dir / "data" / "demo", tmp_path / "shortcut", brighten_injection_centres)
     out = tmp_path / "r.md"
@@ -38,6 +39,7 @@ def test_planted_central_brightness_shortcut_is_reported(demo_dir, tmp_path):
     assert "## Warnings" in out.read_text() and "shortcut" in out.read_text()
 
 
+@pytest.mark.slow
 def test_run_with_single_class_val_is_no_go(demo_dir, tmp_path):
     """The users' smoke test: AUROC nan at every epoch while the loss fell to 1e-4."""
     run = tmp_path / "smoke_run"
@@ -59,6 +61,7 @@ def test_run_with_single_class_val_is_no_go(demo_dir, tmp_path):
     assert "| 2 | 21 | 0.0001 | 0.0001 | undefined |" in out.read_text()
 
 
+@pytest.mark.slow
 def test_checkpoint_mirror_round_trip_on_s3(demo_dir, tmp_path, s3_bucket):
     endpoint, bucket = s3_bucket
     cfg = tmp_path / "train.yaml"

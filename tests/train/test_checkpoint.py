@@ -66,6 +66,7 @@ def test_rng_state_round_trip_through_weights_only_file(tmp_path):
     assert got[2] == expected[2] and torch.equal(got[3], expected[3])
 
 
+@pytest.mark.slow
 def test_mirror_to_local_s3_and_resume_on_a_fresh_machine(train_tier, tmp_path, s3_bucket, capsys, monkeypatch):
     endpoint, bucket = s3_bucket
     uri = f"s3://{bucket}/runs/demo"

@@ -4,9 +4,12 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from trainhelpers import FAST, read_jsonl
 
 
+@pytest.mark.slow
 def test_torchrun_two_cpu_ranks(train_tier, tmp_path):
     run = tmp_path / "run"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",

@@ -47,6 +47,7 @@ def test_initial_loss_warning_thresholds():
     assert "5.3000" in msg and "ln 2" in msg and "nanomaggies" in msg
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_with_step_and_keeps_last_checkpoint(train_tier, tmp_path, monkeypatch, capsys):
     real_step = loop.train_step
     calls = {"n": 0}

@@ -2,6 +2,7 @@
 seed, every following loss equals that of an uninterrupted run (`darkhaloscope.train.resume_check`, the
 same round trip `dhs review` runs)."""
 
+import pytest
 import torch
 
 from darkhaloscope.cli import main
@@ -18,6 +19,7 @@ ARGS = [*FAST, "--batch_size=4", "--epochs=2", "--checkpoint_every_steps=5", "--
         "--max_val_rows=32", "--torch_threads=1"]
 
 
+@pytest.mark.slow
 def test_kill9_mid_epoch_then_resume_matches_uninterrupted(train_tier, tmp_path):
     cfg = load_config(TrainConfig, None, [f"--data={train_tier}", *ARGS])
     r = resume_check(cfg, tmp_path, kill_after_step=5)
