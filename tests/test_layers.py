@@ -118,3 +118,14 @@ def test_help_of_every_command_imports_no_heavy_module():
     assert res["argvs"] > 10
     heavy = sorted(set(res["modules"]) & set(HEAVY))
     assert not heavy, f"`dhs ... --help` imported {heavy}: import them inside the command handlers"
+
+
+def test_the_whole_suite_collects_together():
+    """Test folders have no __init__.py: basenames must be unique and helpers must not come from `conftest`
+    (with several folders collected, `from conftest import` gets another folder's conftest)."""
+    tests = Path(__file__).resolve().parent
+    names = [p.name for p in tests.rglob("test_*.py")]
+    assert sorted({n for n in names if names.count(n) > 1}) == []
+    bad = [str(p.relative_to(tests)) for p in tests.rglob("*.py") if p.name != "conftest.py"
+           for _, mod in _imports(p) if mod == "conftest"]
+    assert not bad, f"import helpers from a uniquely named module, not conftest: {bad}"

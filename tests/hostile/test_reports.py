@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import dhs, flat_tier, rewrite_column
+from hostilehelpers import dhs, flat_tier, rewrite_column
 from darkhaloscope.evaluate.synthetic import synthetic_scores_table
 
 

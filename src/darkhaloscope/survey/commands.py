@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import sys
 
-from darkhaloscope.config import load_config
+from darkhaloscope.config import SEED_MAX
+from darkhaloscope.configargs import add_config_arguments, config_from_args, int_arg
+from darkhaloscope.survey.config import CatalogConfig, CutoutConfig
 
+CUTOUT_FLAGS = {"service_url": "service_url", "layer": "layer", "concurrency": "concurrency",
+                "rate_limit": "rate_limit_per_s"}
 CATALOG_FLAGS = {"neg_per_pos": "neg_per_pos", "exclude_radius": "exclude_radius_arcsec", "nside": "nside",
                  "splits": "splits", "confuser_frac": "confuser_frac"}
 
@@ -35,10 +39,9 @@ def register(subparsers, bench_subparsers) -> None:
                    help="fraction of negatives from the hard-confuser pool (default 0.15)")
     p.add_argument("--positives-anywhere", action="store_true",
                    help="keep positives outside the negatives' footprint (default: dropped)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the splits and the sampling (default 0)")
+    p.add_argument("--seed", type=int_arg(0, SEED_MAX), default=0, help="seed of the splits and the sampling (default 0)")
     p.add_argument("--shard", default=None, help="K/N: sample negatives from input files i %% N == K only")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="any CatalogConfig key, e.g. --set confuser_shape_r_arcsec=2.5")
+    add_config_arguments(p, CatalogConfig, "catalog", skip=(*CATALOG_FLAGS.values(), "positives_in_footprint"))
     p.set_defaults(func=run_catalog)
     c = subparsers.add_parser("cutouts", help="fetch Legacy Surveys g/r/z cutouts of a target list into a Phase 4c "
                               "tier (concurrent, rate-limited, retried, cached, resumable)")
@@ -52,8 +55,7 @@ def register(subparsers, bench_subparsers) -> None:
     c.add_argument("--rate-limit", dest="rate_limit", type=float, default=None,
                    help="requests per second, all together (default 10; 0: no limit)")
     c.add_argument("--cache", default=None, help="cache folder of fetched cutouts (default OUT/_cache)")
-    c.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="any CutoutConfig key, e.g. --set max_tries=8")
+    add_config_arguments(c, CutoutConfig, "cutouts", skip=tuple(CUTOUT_FLAGS.values()))
     c.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     c.set_defaults(func=run_cutouts)
 
@@ -67,17 +69,12 @@ def run_catalog(args) -> int:
     from rich.markup import escape
     from rich.table import Table
 
-    from darkhaloscope.config import parse_overrides
     from darkhaloscope.survey.catalog import POOLS, build_catalog
-    from darkhaloscope.survey.config import CatalogConfig
 
-    overrides = parse_overrides(args.overrides)
-    for flag, key in CATALOG_FLAGS.items():
-        if getattr(args, flag) is not None:
-            overrides[key] = getattr(args, flag)
+    extra = {key: getattr(args, flag) for flag, key in CATALOG_FLAGS.items() if getattr(args, flag) is not None}
     if args.positives_anywhere:
-        overrides["positives_in_footprint"] = False
-    cfg = load_config(CatalogConfig, None, overrides)
+        extra["positives_in_footprint"] = False
+    cfg = config_from_args(args, extra=extra)
     m = build_catalog(args.out, args.positives, args.negatives, args.seed, cfg, _csv(args.grades), _csv(args.types),
                       args.shard, argv=sys.argv[1:], log=lambda s: print(s, file=sys.stderr))
     table = Table(title=f"{escape(args.out)} (seed {m['seed']}, shard {m['shard']})")
@@ -95,24 +92,15 @@ def run_catalog(args) -> int:
     return 0
 
 
-CUTOUT_FLAGS = {"service_url": "service_url", "layer": "layer", "concurrency": "concurrency",
-                "rate_limit": "rate_limit_per_s"}
-
-
 def run_cutouts(args) -> int:
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
-    from darkhaloscope.config import parse_overrides
-    from darkhaloscope.survey.config import CutoutConfig
     from darkhaloscope.survey.cutouts import build_cutout_tier
 
-    overrides = parse_overrides(args.overrides)
-    for flag, key in CUTOUT_FLAGS.items():
-        if getattr(args, flag) is not None:
-            overrides[key] = getattr(args, flag)
-    cfg = load_config(CutoutConfig, None, overrides)
+    cfg = config_from_args(args, extra={key: getattr(args, flag) for flag, key in CUTOUT_FLAGS.items()
+                                        if getattr(args, flag) is not None})
     m = build_cutout_tier(args.targets, args.out, cfg, cache_dir=args.cache, progress=not args.quiet,
                           argv=sys.argv[1:])
     table = Table(title=f"{escape(args.out)}")
