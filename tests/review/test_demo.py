@@ -95,3 +95,21 @@ def test_demo_and_review_wording(demo_dir):
     best = max(run_rows, key=lambda r: r["val_auroc"])
     assert metrics["source"]["epoch"] == best["epoch"]  # one epoch convention: 0-based everywhere
     assert "val TPR@FPR1e-3" in md and "needs at least 1,000 val controls" in md
+
+
+def test_demo_scores_real_lens_candidates_or_says_why_not(demo_dir):
+    """The six real DR10 candidates are scored as positives for the real-lens section; absent, one line."""
+    from pathlib import Path
+
+    from darkhaloscope.demo.run import REAL_CANDIDATES
+
+    summary = json.loads((demo_dir / "demo_summary.json").read_text())
+    stage = next(r for r in summary["stages"] if r["stage"] == "score real lens candidates")
+    assert stage["ok"]
+    if Path(REAL_CANDIDATES).is_dir():
+        n = len(list(Path(REAL_CANDIDATES).glob("*.npz")))
+        known = json.loads((demo_dir / "report/metrics.json").read_text())["known_lenses"]
+        assert known["n"] == n and (demo_dir / "scores/real_candidates.parquet").is_file()
+        assert "Real lenses: recall" in (demo_dir / "report/report.md").read_text()
+    else:
+        assert "no real lens candidates here" in stage["result"]

@@ -17,11 +17,21 @@ def register(sub, bench_sub) -> None:
     d.add_argument("--quick", action="store_true", help="tiny tiers with bright arcs, 3 epochs: a smoke test")
     d.add_argument("--real-hosts", default=None, metavar="PATH",
                    help="folder of DR10 npz cutouts: also inject into these real hosts and score them")
+    d.add_argument("--real-candidates", default=None, metavar="PATH",
+                   help="folder of real lens-candidate cutouts scored for the report's real-lens recall (default "
+                   "../shared/data/dr10_cutouts when it exists)")
     d.add_argument("--workers", type=int, default=0, help="simulation processes (default: all cores)")
     d.set_defaults(func=cmd_demo)
 
 
 def cmd_demo(args) -> int:
-    from darkhaloscope.demo.run import run_demo
+    from pathlib import Path
 
-    return run_demo(args.out, quick=args.quick, real_hosts=args.real_hosts, workers=args.workers)
+    from darkhaloscope.demo.run import REAL_CANDIDATES, run_demo
+    from darkhaloscope.errors import UsageError
+
+    if args.real_candidates and not Path(args.real_candidates).is_dir():
+        raise UsageError(f"--real-candidates {args.real_candidates}: not a folder; give a folder of DR10 cutouts of "
+                         "lens candidates (e.g. ../shared/data/dr10_cutouts)")
+    return run_demo(args.out, quick=args.quick, real_hosts=args.real_hosts, workers=args.workers,
+                    real_candidates=args.real_candidates or REAL_CANDIDATES)

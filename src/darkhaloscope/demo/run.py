@@ -17,6 +17,7 @@ from darkhaloscope.demo import stages as S
 from darkhaloscope.errors import UsageError
 from darkhaloscope.common.jsonio import write_json
 
+REAL_CANDIDATES = "../shared/data/dr10_cutouts"  # real DR10 lens candidates beside a checkout (CI layout)
 # (stage name, function, runs only with --real-hosts); a later stage is one more line here
 STAGES: list[tuple[str, Callable[[S.Demo], tuple[str, bool]], bool]] = [
     ("simulate demo tier", S.simulate, False),
@@ -28,6 +29,7 @@ STAGES: list[tuple[str, Callable[[S.Demo], tuple[str, bool]], bool]] = [
     ("train on debug tier (expect refusal)", S.refuse_debug, False),
     ("train small_cnn", S.train, False),
     ("score test split", S.score, False),
+    ("score real lens candidates", S.score_candidates, False),
     ("evaluate test split", S.evaluate, False),
     ("score real-host tier", S.score_real, True),
     ("review demo tier + run (expect GO)", S.review, False),
@@ -35,7 +37,7 @@ STAGES: list[tuple[str, Callable[[S.Demo], tuple[str, bool]], bool]] = [
 
 
 def run_demo(out: str | Path, *, quick: bool = False, real_hosts: str | None = None, workers: int = 0,
-             seed: int = 1, console=None) -> int:
+             seed: int = 1, console=None, real_candidates: str | None = REAL_CANDIDATES) -> int:
     from rich.console import Console
     from rich.table import Table
     from rich.text import Text
@@ -52,6 +54,7 @@ def run_demo(out: str | Path, *, quick: bool = False, real_hosts: str | None = N
     command = f"dhs demo --out {out}" + (" --quick" if quick else "") + (f" --real-hosts {real_hosts}" if real_hosts else "")
     d = S.Demo(out=out, size=S.SIZES["quick" if quick else "full"], quick=quick, workers=workers or os.cpu_count() or 1,
                seed=seed, real_hosts=real_hosts, train_config=cfg_path, command=command,
+               real_candidates=real_candidates,
                say=lambda m: console.print(Text(m, style="dim")))
     console.print(Text(f"{command}: {d.size.rows:,} simulated stamps, small_cnn on CPU, {d.workers} worker(s); "
                        f"everything goes to {out}/"))

@@ -7,7 +7,9 @@
     refuse_debug    `dhs train` refuses the debug tier (exit 3)
     train           small_cnn on CPU -> DIR/run/best.pt
     score           the test split -> DIR/scores/test.parquet (score_real: the real-host tier)
-    evaluate        DIR/report/report.html, test AUROC >= MIN_TEST_AUROC
+    score_candidates  the real DR10 lens candidates (../shared/data/dr10_cutouts; positives, never controls)
+                    -> DIR/scores/real_candidates.parquet, for the report's real-lens section
+    evaluate        DIR/report/report.html, test AUROC >= MIN_TEST_AUROC (+ real-lens recall)
     review          the demo tier and the run -> DIR/report/review.md (GO expected)
 A later stage is one more function here and one line in `run.STAGES`. Exercise: `dhs demo --quick`.
 """
@@ -59,6 +61,7 @@ class Demo:
     train_config: Path  # the CPU training preset
     command: str  # the `dhs demo ...` line, for the reports' footers
     say: object = print  # progress lines of long stages
+    real_candidates: str | None = None  # folder of real lens-candidate cutouts scored for the real-lens section
     results: dict = field(default_factory=dict)  # stage outputs: train summary, metrics, review, ...
 
     @property
@@ -198,15 +201,32 @@ def evaluate(d: Demo) -> tuple[str, bool]:
     from darkhaloscope.evaluate.run import evaluate_scores
 
     cfg = load_config(EvaluateConfig, None, {"n_boot": d.size.n_boot})
+    known = d.results.get("candidate_scores")
     ev, _ = evaluate_scores(d.scores, d.report, cfg, checkpoint=str(d.run_dir / "best.pt") if d.size.probes else None,
-                            run={"command": d.command, **_version()})
+                            known_lenses=str(known) if known else None, run={"command": d.command, **_version()})
     d.results["metrics"] = ev.metrics
     a = ev.metrics["auroc"]
     ci = a.get("ci95") or {}
     ok = a["value"] is not None and a["value"] >= MIN_TEST_AUROC
     band = f" (95% CI {ci['low']:.4f}-{ci['high']:.4f})" if ci.get("low") is not None else ""
     value = "undefined" if a["value"] is None else f"{a['value']:.4f}"
-    return f"test AUROC {value}{band} on {ev.metrics['n_rows']:,} stamps, bound >= {MIN_TEST_AUROC}", ok
+    real = next((h for h in ev.headline if h.startswith("Real lenses:")), "")
+    return f"test AUROC {value}{band} on {ev.metrics['n_rows']:,} stamps, bound >= {MIN_TEST_AUROC}" + \
+        (f"; {real}" if real else ""), ok
+
+
+def score_candidates(d: Demo) -> tuple[str, bool]:
+    """Score the real DR10 lens candidates (all positives); a missing folder is one line, not a failure."""
+    from darkhaloscope.evaluate.config import ScoreConfig
+    from darkhaloscope.evaluate.score import score_data
+
+    folder = d.real_candidates
+    if not folder or not Path(folder).is_dir():
+        return f"{folder or 'no folder given'}: no real lens candidates here; the report has no real-lens section", True
+    s = score_data(str(d.run_dir / "best.pt"), folder, d.out / "scores" / "real_candidates.parquet",
+                   ScoreConfig(device="cpu"), progress=False)
+    d.results["candidate_scores"] = s.out
+    return f"{s.rows} real lens candidates from {folder} scored (positives, never controls) -> {s.out}", True
 
 
 def score_real(d: Demo) -> tuple[str, bool]:

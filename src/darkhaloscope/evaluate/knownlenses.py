@@ -87,7 +87,9 @@ def known_lens_section(known: str, scores, cfg, ev, fig_dir: Path, *, checkpoint
     grade = np.asarray([str(g) if g not in (None, "") else "ungraded"
                         for g in (t["grade"].to_pylist() if "grade" in names else [None] * t.num_rows)], dtype=object)
     ops = thresholds_on_controls(ctrl, cfg.known_lens_fprs)
-    groups = {"all": lens} | {f"grade {g}": lens & (grade == g) for g in sorted(set(grade[lens]))}
+    graded = sorted(set(grade[lens]))
+    groups = {"all": lens} | ({} if graded == ["ungraded"] else  # no grades at all: no per-grade rows
+                              {(f"grade {g}" if g != "ungraded" else g): lens & (grade == g) for g in graded})
     rows, recall = [], defaultdict(dict)
     for gname, sel in groups.items():
         n = int(sel.sum())
