@@ -2,7 +2,13 @@
 
 import json
 
+import pytest
+
 from darkhaloscope.cli import main
+from darkhaloscope.models import list_models
+from darkhaloscope.train import bench
+
+HEAVY_GFLOPS = 1.0  # models above this forward cost (README table) run in the slow tier
 
 
 def test_bench_train_json_with_data(train_tier, capsys):
@@ -28,3 +34,28 @@ def test_bench_train_table_without_data(capsys):
 def test_bench_train_fp16_on_cpu_is_a_usage_error(capsys):
     assert main(["bench", "train", "--model", "small_cnn", "--device", "cpu", "--precision", "fp16"]) == 2
     assert "fp16 needs a CUDA device" in capsys.readouterr().err
+
+
+def _bench_params():
+    from darkhaloscope.models import create_model, forward_flops
+    return [pytest.param(n, marks=pytest.mark.slow) if forward_flops(create_model(n)) > HEAVY_GFLOPS * 1e9 else n
+            for n in list_models()]
+
+
+@pytest.mark.parametrize("name", _bench_params())
+def test_bench_train_covers_every_registered_model(name, capsys):
+    assert main(["bench", "train", "--model", name, "--batch-size", "2", "--steps", "1", "--warmup-steps", "0",
+                 "--device", "cpu", "--precision", "bf16", "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["model"] == name and r["synthetic_samples_per_s"] > 0 and r["forward_only_samples_per_s"] > 0
+
+
+def test_bench_train_all_and_unknown_model(capsys, monkeypatch):
+    seen = []
+    monkeypatch.setattr(bench, "bench_train", lambda **kw: seen.append(kw["model"]) or {"model": kw["model"]})
+    assert main(["bench", "train", "--model", "all", "--json"]) == 0
+    assert seen == list_models() and [r["model"] for r in json.loads(capsys.readouterr().out)] == seen
+    monkeypatch.undo()
+    assert main(["bench", "train", "--model", "resnet101", "--steps", "1", "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown model 'resnet101'" in err and "efficientnetv2_s" in err and "convnext_nano" in err

@@ -3,6 +3,7 @@
     dhs train --data TIER --out RUN [--preset cpu-demo | --config FILE] [--resume auto] [--lr=1e-3 ...]
     torchrun --nproc_per_node=2 -m darkhaloscope train --data TIER --out RUN --device=cpu
     dhs bench train --model resnet18 --batch-size 256 --precision bf16 [--data TIER] [--json]
+    dhs bench train --model all --batch-size 256 --precision bf16      # every registered model
 
 Every TrainConfig key is also a flag (`--lr=1e-3`, `--batch-size 64`, `--preprocess.norm=stamp`, or
 `--set lr=1e-3`); `dhs train --help` lists them with their defaults and units. Without --config/--preset
@@ -88,13 +89,21 @@ def cmd_bench_loader(args) -> int:
 
 
 def cmd_bench_train(args) -> int:
+    from darkhaloscope.models import list_models
     from darkhaloscope.train.bench import bench_train, format_report
 
-    result = bench_train(model=args.model, batch_size=args.batch_size, precision=args.precision,
-                         channels_last=args.channels_last, compile=args.compile, steps=args.steps,
-                         warmup_steps=args.warmup_steps, device=args.device, data=args.data,
-                         num_workers=args.num_workers, s3=s3_options_from_args(args), split=args.split)
-    print(json.dumps(result, indent=2) if args.json else format_report(result))
+    names = list_models() if args.model == "all" else [args.model]
+    results = []
+    for name in names:  # one model at a time: each report is printed as soon as it is measured
+        r = bench_train(model=name, batch_size=args.batch_size, precision=args.precision,
+                        channels_last=args.channels_last, compile=args.compile, steps=args.steps,
+                        warmup_steps=args.warmup_steps, device=args.device, data=args.data,
+                        num_workers=args.num_workers, s3=s3_options_from_args(args), split=args.split)
+        results.append(r)
+        if not args.json:
+            print(format_report(r), flush=True)
+    if args.json:
+        print(json.dumps(results if args.model == "all" else results[0], indent=2))
     return 0
 
 
@@ -113,7 +122,8 @@ def register(subparsers, bench_subparsers) -> None:
     p.set_defaults(func=cmd_train)
 
     b = bench_subparsers.add_parser("train", help="samples/s of the training step: synthetic tensors vs the input pipeline")
-    b.add_argument("--model", default="resnet18", help="registered model name")
+    b.add_argument("--model", default="resnet18", help="registered model name, or all (every registered model in "
+                   "turn; --json then prints a list)")
     b.add_argument("--batch-size", type=int, default=256, help="stamps per step")
     b.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"))
     b.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True)
