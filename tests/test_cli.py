@@ -108,3 +108,4 @@ def test_help_shows_every_key_with_its_default_and_unit(capsys):
     assert "AdamW peak learning rate (reached after warmup) [default: 0.0003]" in out
     assert "pixels from the stamp centre (5.2\") [default: 20.0]" in out
     assert "presets: cpu-demo, gpu" in out
+    assert out.split("--s3-anonymous]")[1].lstrip().startswith("Train a lens finder on a tier")  # not a docstring

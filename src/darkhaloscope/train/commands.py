@@ -21,6 +21,16 @@ from darkhaloscope.configargs import add_config_arguments, config_from_args, giv
 from darkhaloscope.stamps.fs import add_s3_arguments, s3_options_from_args
 
 
+TRAIN_HELP = """Train a lens finder on a tier; writes RUN/best.pt, last.pt, config.yaml, run.json, metrics.csv.
+
+    dhs train --data TIER --out RUN                      # no CUDA: the cpu-demo preset (said in one line)
+    dhs train --data TIER --out RUN --preset gpu --epochs=20 --lr=1e-3
+    torchrun --nproc_per_node=2 -m darkhaloscope train --data TIER --out RUN --device=cpu
+
+Every TrainConfig key below is a flag (--key=value, --key value, --set key=value), with its default and
+unit. Exit 0 done, 1 bad data, 2 usage error, 3 refused (one-class split, label-leaking input column),
+4 environment (disk full, S3 unreachable)."""
+
 # `dhs bench loader --norm` choices (train.loader_bench.NORMALISERS holds the functions; a test keeps them equal)
 LOADER_NORMS = {"numpy": "batched numpy median/MAD over the whole stamp (the naive path's work)",
                 "prepare_batch": "models.preprocess.prepare_batch on CPU torch (annulus default)",
@@ -111,7 +121,7 @@ def register(subparsers, bench_subparsers) -> None:
     from darkhaloscope.train.config import TrainConfig
 
     p = subparsers.add_parser("train", help="train a lens finder on a tier (CPU or torchrun DDP)",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                              description=TRAIN_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", required=True, help="run folder: config.yaml, run.json, metrics.csv, last.pt, best.pt")
     p.add_argument("--resume", default=None, metavar="auto|PATH",
                    help="auto: continue from RUN/last.pt, or from the --checkpoint_uri mirror if RUN is empty")
