@@ -59,7 +59,7 @@ class TrainConfig:
     checkpoint_every_minutes: float = 15.0  # also write last.pt every N minutes of training (0 = off)
     checkpoint_uri: str | None = None  # mirror last.pt/best.pt to this s3:// (or local) prefix after each save
     tensorboard: bool = False  # also write TensorBoard scalars to RUN/tb (only if tensorboard is installed)
-    progress: bool = True  # rich progress bar with samples/s and ETA (rank 0)
+    progress: bool = True  # steps, samples/s, loss, ETA (rank 0): a bar on a terminal, else a line every 10 s
     seed: int = 0  # seeds model init, shuffling and augmentation: a CPU run is bit-reproducible
     on_error: str = "skip"  # undecodable stamp: skip (counted and reported) or raise
     initial_loss_tolerance: float = 0.25  # warn when |first loss - ln 2| exceeds this (nats)
