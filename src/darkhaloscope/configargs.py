@@ -22,7 +22,7 @@ import typing
 from pathlib import Path
 from typing import Any
 
-from darkhaloscope.config import did_you_mean, load_config
+from darkhaloscope.config import did_you_mean, load_config, parse_overrides
 from darkhaloscope.errors import UsageError
 
 PRESET_DIR = Path(__file__).resolve().parent / "presets"  # package data: found installed or from a checkout
@@ -128,21 +128,10 @@ def _add_key_flags(group, cls, prefix: str, skip: tuple[str, ...]) -> None:
                            help=f"{text} [default: {_default_text(f).replace('%', '%%')}]", **extra)
 
 
-def parse_set(items: list[str] | None) -> dict[str, str]:
-    """`['lr=1e-3', '--epochs=5']` -> {'lr': '1e-3', 'epochs': '5'} (dashes in names become underscores)."""
-    out: dict[str, str] = {}
-    for item in items or []:
-        s = item[2:] if item.startswith("--") else item
-        key, sep, value = s.partition("=")
-        if not sep or not key.strip():
-            raise UsageError(f"--set {item!r} must look like KEY=VALUE")
-        out[key.strip().replace("-", "_")] = value
-    return out
-
-
-def flag_overrides(args: argparse.Namespace) -> dict[str, str]:
-    """The `--key=value` flags given, as {key: text}."""
-    return {k[len(CFG_PREFIX):]: v for k, v in vars(args).items() if k.startswith(CFG_PREFIX)}
+def given_overrides(args: argparse.Namespace) -> dict[str, str]:
+    """What the command line set: `--set key=value` items, then the `--key=value` flags, as {key: text}."""
+    flags = {k[len(CFG_PREFIX):]: v for k, v in vars(args).items() if k.startswith(CFG_PREFIX)}
+    return {**parse_overrides(getattr(args, "set", None)), **flags}
 
 
 def config_from_args(args: argparse.Namespace, extra: dict | None = None, default: Path | str | None = None,
@@ -152,7 +141,7 @@ def config_from_args(args: argparse.Namespace, extra: dict | None = None, defaul
     cls = cls or args.config_class
     source = config_source(section or args.config_section, getattr(args, "config", None),
                            getattr(args, "preset", None)) or default
-    overrides = {**parse_set(getattr(args, "set", None)), **flag_overrides(args), **(extra or {})}
+    overrides = {**given_overrides(args), **(extra or {})}
     return load_config(cls, source, overrides)
 
 
@@ -160,8 +149,7 @@ def given_argv(args: argparse.Namespace) -> list[str]:
     """The settings as given on the command line (for run.json): --config/--preset, then --key=value."""
     out = [f"--config={args.config}"] if getattr(args, "config", None) else []
     out += [f"--preset={args.preset}"] if getattr(args, "preset", None) else []
-    ov = {**parse_set(getattr(args, "set", None)), **flag_overrides(args)}
-    return out + [f"--{k}={v}" for k, v in ov.items()]
+    return out + [f"--{k}={v}" for k, v in given_overrides(args).items()]
 
 
 def int_arg(lo: int, hi: int):

@@ -50,10 +50,10 @@ def _train_config(args, say):
 
 
 def _review_config(args):
-    from darkhaloscope.configargs import flag_overrides, parse_set
+    from darkhaloscope.configargs import given_overrides
     from darkhaloscope.review.config import QUICK
 
-    given = {**parse_set(args.set), **flag_overrides(args)}  # wins over the QUICK sizes
+    given = given_overrides(args)  # wins over the QUICK sizes
     return config_from_args(args, extra={**QUICK, **given} if args.quick else None)
 
 

@@ -12,8 +12,7 @@ from __future__ import annotations
 import os
 
 from darkhaloscope.config import SEED_MAX, load_config
-from darkhaloscope.configargs import (add_config_arguments, config_from_args, flag_overrides, int_arg,
-                                      parse_set)
+from darkhaloscope.configargs import add_config_arguments, config_from_args, given_overrides, int_arg
 from darkhaloscope.sim.simconfig import SimConfig
 from darkhaloscope.stamps.fs import add_s3_arguments, s3_options_from_args
 
@@ -56,8 +55,7 @@ def sim_config(args):
     if args.grid is not None:
         extra["grid"] = " ".join(args.grid)
         fixes_brightness = any(g.split("=", 1)[0] in ("src_dmag", "src_mag_r") for g in args.grid)
-        given = {**parse_set(args.set), **flag_overrides(args)}
-        if fixes_brightness and "arc_snr_dist" not in given:
+        if fixes_brightness and "arc_snr_dist" not in given_overrides(args):
             extra["arc_snr_dist"] = "none"  # the grid sets the source brightness: no S/N reshaping
     return config_from_args(args, extra=extra)
 

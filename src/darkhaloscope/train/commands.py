@@ -40,12 +40,12 @@ LOADER_NORMS = {"numpy": "batched numpy median/MAD over the whole stamp (the nai
 def train_config(args, say=None):
     """The TrainConfig of `dhs train` (and of the run `dhs review` plans): --config/--preset, else the
     CPU preset on a machine without CUDA (`train.config.auto_preset`), then the overrides."""
-    from darkhaloscope.configargs import flag_overrides, parse_set, preset_path
+    from darkhaloscope.configargs import given_overrides, preset_path
     from darkhaloscope.train.config import TrainConfig, auto_preset
 
     default = None
     if not getattr(args, "config", None) and not getattr(args, "preset", None):
-        name, why = auto_preset({**parse_set(getattr(args, "set", None)), **flag_overrides(args)})
+        name, why = auto_preset(given_overrides(args))
         if name:
             default = preset_path("train", name)
             (say or (lambda m: print(m, file=sys.stderr)))(why)
