@@ -138,3 +138,11 @@ def test_duplicate_target_ids_refused(tmp_path, capsys):
                              "split": ["train", "train"]}), t)
     assert main(["cutouts", str(t), "--out", str(tmp_path / "tier")]) == 1
     assert "target_id 'a' appears more than once" in capsys.readouterr().err and not (tmp_path / "tier").exists()
+
+
+def test_out_holding_another_tier_is_refused(tiny_tier, tmp_path, capsys):
+    targets = write_targets(tmp_path / "t.parquet", 3)
+    before = sorted(p.name for p in tiny_tier.rglob("*.parquet"))
+    assert main(["cutouts", str(targets), "--out", str(tiny_tier), "--service-url", "http://127.0.0.1:9/x"]) == 2
+    assert "was not written by `dhs cutouts`" in capsys.readouterr().err
+    assert sorted(p.name for p in tiny_tier.rglob("*.parquet")) == before

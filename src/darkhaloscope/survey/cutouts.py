@@ -122,6 +122,7 @@ def build_cutout_tier(targets_paths: Sequence[str], out: str, cfg: CutoutConfig 
     root = Path(out)
     if root.exists() and not root.is_dir():
         raise UsageError(f"--out {out}: exists and is not a folder")
+    _check_ours(root)
     chunks = plan_chunks(targets, cfg.rows_per_file)
     client = CutoutClient(cfg, cache_dir or root / "_cache")
     ra = np.asarray(targets["ra"].to_numpy(zero_copy_only=False), float)
@@ -154,6 +155,22 @@ def build_cutout_tier(targets_paths: Sequence[str], out: str, cfg: CutoutConfig 
     manifest = _manifest(root, chunks, targets_paths, cfg, argv)
     atomic_write_text(root / "manifest.json", json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     return {**manifest, "elapsed_s": elapsed, "fetch": dict(client.stats), "chunks_written": len(todo)}
+
+
+def _check_ours(root: Path) -> None:
+    """Refuse an --out that holds parquet files `dhs cutouts` did not write: a rerun replaces and prunes files."""
+    if not root.is_dir():
+        return
+    for p in sorted(root.rglob("*.parquet")):
+        if any(part.startswith((".", "_")) for part in p.relative_to(root).parts):
+            continue
+        try:
+            ours = FINGERPRINT_KEY in (pq.read_schema(p).metadata or {})
+        except (OSError, pa.ArrowInvalid):
+            ours = False
+        if not ours:
+            raise UsageError(f"--out {root}: {p.relative_to(root)} was not written by `dhs cutouts` (a rerun "
+                             "replaces and prunes the tier's files); choose another --out")
 
 
 def _preflight(client: CutoutClient, url: str, cfg: CutoutConfig) -> None:
