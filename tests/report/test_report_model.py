@@ -128,3 +128,20 @@ def test_fmt_duration_never_says_zero_seconds_for_work():
 def test_para_plain_text():
     assert Para("a ", Code("b"), " c").plain() == "a b c"
     assert isinstance(Figure("x.png", "c").path, os.PathLike)
+
+
+def test_bin_labels_tell_close_edges_apart():
+    """#13: a depth bin printed as '[23.4, 23.4)'."""
+    import numpy as np
+
+    from darkhaloscope.evaluate.selection import bin_label, binned_rate
+
+    assert bin_label(23.41, 23.44) == "[23.41, 23.44)" and bin_label(0.5, 1.0) == "[0.5, 1)"
+    assert bin_label(23.4001, 23.4002, closed=True) == "[23.4001, 23.4002]"
+    v = np.random.default_rng(0).normal(23.42, 0.01, 400)
+    rows = binned_rate(v, v > 23.42, "depth", 6).rows()
+    labels = [r["bin"] for r in rows]
+    for lab in labels:
+        lo, hi = lab[1:-1].split(", ")
+        assert lo != hi, labels
+    assert labels[-1].endswith("]") and all(x.endswith(")") for x in labels[:-1])

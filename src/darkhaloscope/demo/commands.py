@@ -5,8 +5,8 @@
 
 from __future__ import annotations
 
-DEMO_TIMES = ("measured on a shared 2-core box: full demo 717 s at load ~4-6, --quick 160 s at load ~7; "
-              "see benchmarks/RESULTS.md")  # updated by the measurements in benchmarks/RESULTS.md
+DEMO_TIMES = ("measured 2026-12-01 on a 2-core box at load ~10-13: full demo 1,083 s, --quick 171 s; "
+              "CPU time 357 s / 68 s; benchmarks/RESULTS.md")  # the figures of benchmarks/RESULTS.md
 
 
 def register(sub, bench_sub) -> None:

@@ -126,9 +126,9 @@ def operating_point(g: M.TieGroups, r: Ranked, cfg: EvaluateConfig, ev: Evaluati
         m = M.tpr_at_fpr(g, fpr=cfg.threshold_fpr)
         if m.threshold is not None and np.isfinite(m.threshold):
             rule = f"FPR <= {cfg.threshold_fpr:g} on the {g.n_neg:,} controls"
-            if not m.resolvable:
-                rule += (f" (not resolvable with {g.n_neg:,} controls: the point above every control, FPR 0, "
-                         "is used)")
+            if not m.resolvable:  # too few controls: the strictest point they can tell
+                rule = (f"the point above every control: FPR {cfg.threshold_fpr:g} is not resolvable with "
+                        f"{g.n_neg:,} controls")
             ev.metrics["operating_point"] = {"rule": rule, "threshold_fpr": cfg.threshold_fpr}
             return m.threshold
         ev.warnings.append(f"threshold_fpr {cfg.threshold_fpr:g}: {m.reason or 'no lens scores above every control'}; "

@@ -110,7 +110,7 @@ def run_section(run: Path, data: str, val_split: str, rcfg: ReviewConfig, device
             None if ok else f"dhs evaluate SCORES --out report --checkpoint {run}/best.pt")
     tpr = best.get("val_tpr_at_fpr_1e-3")
     sec.add("TPR at FPR 1e-3", "info", f"{tpr:.4f} on val" if tpr is not None else "undefined on val: fewer than "
-            "1000 controls cannot resolve FPR 1e-3 (score a larger test split with `dhs score` + `dhs evaluate`)")
+            "1,000 controls cannot resolve FPR 1e-3 (score a larger test split with dhs score, then dhs evaluate)")
     gap = (best.get("val_loss") or 0.0) - (best.get("train_loss") or 0.0)
     sec.add("train/val gap", "pass" if gap <= rcfg.max_train_val_gap else "warning",
             f"val loss - train loss = {gap:+.4f} nats at the best epoch (bound {rcfg.max_train_val_gap}); "
