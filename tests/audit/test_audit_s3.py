@@ -30,6 +30,7 @@ def test_audit_s3_tier_matches_local(sim_tier, s3_bucket, tmp_path):
     assert by_check(remote) == by_check(local)
 
 
+@pytest.mark.slow
 def test_audit_s3_one_class_tier_is_no_go(sim_tier, s3_bucket, tmp_path):
     endpoint, bucket = s3_bucket
     bad = mutate(sim_tier, tmp_path / "bad", lambda t, rel: t.filter(pc.equal(t["is_control"], 0)))

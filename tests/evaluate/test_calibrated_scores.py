@@ -6,12 +6,14 @@ import json
 
 import numpy as np
 import pyarrow.parquet as pq
+import pytest
 
 from darkhaloscope.cli import main
 from darkhaloscope.common.calibration import sigmoid
 from darkhaloscope.train.checkpoint import load_checkpoint
 
 
+@pytest.mark.slow
 def test_checkpoint_metrics_and_scores_carry_the_temperature(demo):
     ck = load_checkpoint(demo["checkpoint"])
     cal = ck["calibration"]
@@ -28,6 +30,7 @@ def test_checkpoint_metrics_and_scores_carry_the_temperature(demo):
     assert info["calibration"]["temperature"] == cal["temperature"]
 
 
+@pytest.mark.slow
 def test_evaluate_names_the_thresholded_score(demo, tmp_path):
     fast = ["--no-data", "--set", "n_boot=20", "--set", "baselines=false", "--set", "split=all"]
     assert main(["evaluate", str(demo["scores"]), "--out", str(tmp_path / "cal"), *fast]) == 0

@@ -16,6 +16,7 @@ from darkhaloscope.evaluate.synthetic import synthetic_scores_table, write_synth
 FAST = ["--no-data", "--set", "n_boot=100"]
 
 
+@pytest.mark.slow
 def test_report_files_metrics_and_figures(tmp_path, capsys):
     scores = write_synthetic_scores(tmp_path / "s.parquet", 6000, seed=1, splits=("train", "test"))
     out = tmp_path / "rep"
@@ -93,6 +94,7 @@ def test_bad_scores_and_missing_file(tmp_path, capsys):
     assert "no rows with region_split='nosuch'; valid splits: " in err and "pick one with --split=NAME" in err
 
 
+@pytest.mark.slow
 def test_the_split_the_error_suggests_is_accepted(tmp_path, capsys):
     scores = write_synthetic_scores(tmp_path / "s.parquet", 400, seed=2, splits=("train", "test"))
     assert main(["evaluate", str(scores), "--out", str(tmp_path / "r"), *FAST, "--split=nosuch"]) == 2
@@ -137,6 +139,7 @@ def test_operating_point_at_fixed_fpr_and_fallback(tmp_path):
     assert m["threshold"]["score"] == 0.5 and m["operating_point"]["rule"] == "score >= 0.5"
 
 
+@pytest.mark.slow
 def test_headline_operating_point_is_fpr_1e3_with_p05_table_below(tmp_path):
     """#13: the headline was p >= 0.5 (FPR 0.1: '99,990 false positives per million'), printed elsewhere as
     9.999e+04. Now: FPR 1e-3 on the test controls; p >= 0.5 kept in the table below; one number format."""

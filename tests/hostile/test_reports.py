@@ -21,6 +21,7 @@ def _secret(tmp_path):
     return path, base64.b64encode(data).decode()[:40]
 
 
+@pytest.mark.slow
 def test_markdown_image_in_split_value_is_not_embedded_by_evaluate(tmp_path, capsys):
     secret, b64 = _secret(tmp_path)
     leak = f"x\n![leak]({secret})\n"

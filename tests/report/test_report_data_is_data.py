@@ -8,6 +8,7 @@ import base64
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 from markdown_it import MarkdownIt
 from tierfactory import make_tier
 
@@ -32,6 +33,7 @@ def _assert_no_leak(md_path, b64: bytes, own_pngs: int) -> None:
     assert rendered.count("<img") == own_pngs
 
 
+@pytest.mark.slow
 def test_evaluate_split_name_cannot_inline_a_local_file(tmp_path):
     leak, b64 = _leak(tmp_path)
     t = synthetic_scores_table(600, seed=1)

@@ -91,6 +91,7 @@ def test_plan_gives_the_fraction_of_controls_in_equal_kinds_and_never_injections
     assert make_plan(2000, 1, SimConfig(confusers=0.0)).confuser_idx.max() == -1
 
 
+@pytest.mark.slow
 def test_confuser_peak_sn_and_colours_overlap_the_arcs():
     """Confusers take a shadow arc's peak S/N and colours: same distributions as the injections'."""
     from scipy.stats import ks_2samp

@@ -66,6 +66,7 @@ def test_grid_cycles_over_the_product(tmp_path):
     assert pairs == {(0.75, 1.0), (0.75, 2.5), (1.5, 1.0), (1.5, 2.5)}
 
 
+@pytest.mark.slow
 def test_arc_snr_distribution_reshapes_the_sample(tmp_path):
     cfg = SimConfig(supersample=1, arc_snr_dist="loguniform:5:20", controls=0.2)
     simulate_tier(tmp_path, "s", rows=60, seed=3, config=cfg)
@@ -85,6 +86,7 @@ def test_arc_snr_distribution_reshapes_the_sample(tmp_path):
     assert snr_none.max() > 40  # drawn 20-25 mag sources: many arcs far brighter than S/N 20
 
 
+@pytest.mark.slow
 def test_pairing_and_no_central_flux_shortcut(tmp_path):
     """Controls and injections share the host population: their central flux (arc removed) agrees."""
     cfg = SimConfig(supersample=1, pair=True, rows_per_file=200, neighbours_mean=0.0, stars_mean=0.0)
