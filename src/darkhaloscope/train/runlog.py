@@ -15,29 +15,13 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 from pathlib import Path
 
 from darkhaloscope.fileio import atomic_write_text
+from darkhaloscope.common.jsonio import json_safe, read_jsonl  # one rule: NaN / inf -> null
 
 METRIC_COLUMNS = ("epoch", "step", "train_loss", "lr", "samples_per_s", "elapsed_s", "val_loss", "val_auroc",
                   "val_ap", "val_tpr_at_fpr_1e-2", "val_tpr_at_fpr_1e-3", "val_n", "temperature", "val_ece", "val_ece_calibrated", "is_best")
-
-
-def _clean(v):
-    return None if isinstance(v, float) and not math.isfinite(v) else v
-
-
-def _read_jsonl(path: Path) -> list[dict]:
-    if not path.is_file():
-        return []
-    rows = []
-    for line in path.read_text().splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:  # a line cut by a kill -9: dropped
-            break
-    return rows
 
 
 class RunLog:
@@ -61,9 +45,9 @@ class RunLog:
         """Drop log rows after `step` (those a killed run wrote past its last checkpoint)."""
         if not self.enabled or not (self.steps_path.exists() or self.metrics_jsonl.exists()):
             return
-        steps = [r for r in _read_jsonl(self.steps_path) if r["step"] <= step]
+        steps = [r for r in read_jsonl(self.steps_path) if r["step"] <= step]
         atomic_write_text(self.steps_path, "".join(json.dumps(r) + "\n" for r in steps))
-        metrics = [r for r in _read_jsonl(self.metrics_jsonl) if r["step"] <= step]
+        metrics = [r for r in read_jsonl(self.metrics_jsonl) if r["step"] <= step]
         self._write_metrics(metrics)
 
     def steps(self, rows: list[dict]) -> None:
@@ -72,7 +56,7 @@ class RunLog:
         if self._steps_f is None:
             self.dir.mkdir(parents=True, exist_ok=True)
             self._steps_f = open(self.steps_path, "a")
-        self._steps_f.write("".join(json.dumps({k: _clean(v) for k, v in r.items()}) + "\n" for r in rows))
+        self._steps_f.write("".join(json.dumps({k: json_safe(v) for k, v in r.items()}) + "\n" for r in rows))
         self._steps_f.flush()
         if self.tb is not None:
             for r in rows:
@@ -83,7 +67,7 @@ class RunLog:
         """Append one validation row to metrics.jsonl and rewrite metrics.csv (both atomically)."""
         if not self.enabled:
             return
-        rows = _read_jsonl(self.metrics_jsonl) + [{k: _clean(row.get(k)) for k in METRIC_COLUMNS}]
+        rows = read_jsonl(self.metrics_jsonl) + [{k: json_safe(row.get(k)) for k in METRIC_COLUMNS}]
         self._write_metrics(rows)
         if self.tb is not None:
             for k in METRIC_COLUMNS[6:-1]:
