@@ -114,11 +114,13 @@ def write_candidates(scores: str | Path, out: str | Path, top: int, *, data: str
     sec = Section("candidates", "Candidates")
     sec.text(f"{what}; stamps read from {data}. Composites: g/r/z as blue/green/red, asinh stretch of each band's "
              "S/N over its own sky noise; 64 px = 16.8\".")
-    header = ["rank", "stamp"] + [c for c in (rows[0] if rows else {})]
+    first = [c for c in SHOWN if rows and c in rows[0]]
+    header = ["rank", "stamp", *first, "metadata"]
     table = []
     for k, (row, img) in enumerate(zip(rows, images), 1):
         png = write_png(img, out / "png" / f"rank_{k:04d}.png")
-        table.append([str(k), Figure(png, f"rank {k}")] + [_cell(v) for v in row.values()])
+        meta = "; ".join(f"{c} {_cell(v)}" for c, v in row.items() if c not in first)
+        table.append([str(k), Figure(png, f"rank {k}")] + [_cell(row[c]) for c in first] + [meta])
     sec.blocks.append(Table(header, table))
     doc = {"scores": str(scores), "data": data, "top": top,
            "candidates": [{"rank": k, "png": f"png/rank_{k:04d}.png", **row} for k, row in enumerate(rows, 1)]}
