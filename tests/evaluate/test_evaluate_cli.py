@@ -185,3 +185,19 @@ def test_scores_without_logits_rank_by_probability(tmp_path):
 def test_bench_evaluate_smoke(capsys):
     assert main(["bench", "evaluate", "--rows", "3000", "--set", "n_boot=20", "--set", "baselines=false"]) == 0
     assert "dhs evaluate on 3,000 scores:" in capsys.readouterr().out
+
+
+def test_image_statistics_shortcut_is_one_verdict_with_its_numbers(tmp_path):
+    """#13: audit and evaluate disagreed on 'shortcut' for the same tier; now one rule (audit.stats.shortcut_verdict)
+    and the reason quotes both AUROCs."""
+    t = synthetic_scores_table(3000, seed=4)
+    rng = np.random.default_rng(0)
+    flux = t["logit"].to_numpy() + rng.normal(0, 0.3, t.num_rows)  # image statistics as good as the CNN
+    t = t.append_column("img_total_flux_r", pa.array(flux)).append_column("img_core_flux_r", pa.array(rng.normal(size=t.num_rows)))
+    pq.write_table(t, tmp_path / "s.parquet")
+    assert main(["evaluate", str(tmp_path / "s.parquet"), "--out", str(tmp_path / "r"), *FAST]) == 0
+    m = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    img = next(b for b in m["baselines"] if b["name"] == "image statistics")
+    assert m["shortcut"]["verdict"] == "shortcut" and ">= 0.85" in m["shortcut"]["reason"]
+    assert f"the CNN reaches {img['cnn_auroc']['value']:.3f}" in m["shortcut"]["reason"]
+    assert any(w.startswith("SHORTCUT: image statistics alone") for w in m["warnings"])

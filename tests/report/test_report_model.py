@@ -145,3 +145,18 @@ def test_bin_labels_tell_close_edges_apart():
         lo, hi = lab[1:-1].split(", ")
         assert lo != hi, labels
     assert labels[-1].endswith("]") and all(x.endswith(")") for x in labels[:-1])
+
+
+def test_one_shortcut_verdict_for_audit_and_evaluate():
+    """#13: audit said 'no pixel shortcut' while evaluate said 'SHORTCUT?' for the same tier. One rule now."""
+    from darkhaloscope.audit.config import AuditConfig
+    from darkhaloscope.audit.stats import SHORTCUT_AUROC, shortcut_verdict
+
+    assert SHORTCUT_AUROC == AuditConfig().shortcut_combo_auroc_warn
+    v, why = shortcut_verdict(0.9, cnn_auroc=0.95, cnn_close=True)
+    assert v == "shortcut" and ">= 0.85" in why and "0.950" in why
+    v, why = shortcut_verdict(0.815, cnn_auroc=0.8735, cnn_close=False)
+    assert v == "no shortcut" and "(< 0.85)" in why and "CNN reaches 0.874" in why
+    v, why = shortcut_verdict(0.8, cnn_auroc=0.82, cnn_close=True)
+    assert v == "no shortcut" and "adds little" in why
+    assert shortcut_verdict(None)[0] == "no shortcut"

@@ -241,7 +241,7 @@ def baseline_section(s: Scores, cfg: EvaluateConfig, ev: Evaluation) -> None:
     notes = []
     for b in results:
         if b.name.startswith("image"):
-            verdict, why = shortcut_verdict(b.auroc.value, b.cnn_auroc.value, b.close_to_cnn)
+            verdict, why = shortcut_verdict(b.auroc.value, cnn_auroc=b.cnn_auroc.value, cnn_close=b.close_to_cnn)
             ev.metrics.setdefault("shortcut", {"verdict": verdict, "reason": why})
             if verdict == "shortcut":
                 ev.warnings.insert(0, f"SHORTCUT: {why}")
