@@ -97,6 +97,7 @@ def test_demo_and_review_wording(demo_dir):
     assert "val TPR@FPR1e-3" in md and "needs at least 1,000 val controls" in md
 
 
+@pytest.mark.slow
 def test_demo_scores_real_lens_candidates_or_says_why_not(demo_dir):
     """The six real DR10 candidates are scored as positives for the real-lens section; absent, one line."""
     from pathlib import Path
