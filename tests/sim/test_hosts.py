@@ -16,7 +16,8 @@ from darkhaloscope.stamps.tier import open_tier
 
 def _table(root):
     return open_tier(str(root)).read_columns(
-        ["host_id", "is_control", "stamp_npz", "theta_e_arcsec", "src_dmag", "arc_snr", "src_mag_r"])
+        ["host_id", "is_control", "stamp_npz", "theta_e_arcsec", "src_dmag", "arc_snr", "src_mag_r",
+         "confuser_kind"])
 
 
 def _hosts_per_split(t: pa.Table) -> dict[str, set]:
@@ -34,12 +35,17 @@ def test_dr10_hosts_reused_within_one_split_only(tmp_path, dr10_dir):
     per_split = _hosts_per_split(t)
     assert sum(len(v) for v in per_split.values()) == 6 == len(set().union(*per_split.values()))
     assert {k: len(v) for k, v in per_split.items()} == {"train": 4, "val": 1, "test": 1}
-    # a control is the real cutout itself (centre 64x64), untouched
+    # a plain control is the real cutout itself (centre 64x64), untouched; a confuser control carries
+    # unlensed light on top of it (tests/sim/test_confusers.py)
     cutouts = {p.stem: np.moveaxis(np.load(p)["cutout"], 2, 0)[:, 18:82, 18:82] for p in dr10_dir.glob("*.npz")}
     imgs = decode_batch(t["stamp_npz"]).images
     ctrl = np.asarray(t["is_control"]) == 1
-    for img, h in zip(imgs[ctrl], np.asarray(t["host_id"].to_pylist())[ctrl]):
+    plain = ctrl & np.asarray([k is None for k in t["confuser_kind"].to_pylist()])
+    assert plain.sum() >= 1
+    for img, h in zip(imgs[plain], np.asarray(t["host_id"].to_pylist())[plain]):
         np.testing.assert_array_equal(img, cutouts[h])
+    for img, h in zip(imgs[ctrl & ~plain], np.asarray(t["host_id"].to_pylist())[ctrl & ~plain]):
+        assert np.abs(img - cutouts[h]).max() > 0  # confuser light was added
     for img, h in zip(imgs[~ctrl], np.asarray(t["host_id"].to_pylist())[~ctrl]):
         assert (img - cutouts[h]).sum() > 0  # an arc was added
 
