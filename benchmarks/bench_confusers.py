@@ -1,0 +1,124 @@
+"""Confuser benchmark (issue #10 goals): does a finder trained as `dhs demo` trains it learn lensing rather
+than "blue light near a red galaxy"?
+
+    PYTHONPATH=src python benchmarks/bench_confusers.py --out /tmp/bench_confusers --workers 2
+
+Two arms, side by side in one run, each a small_cnn trained as the demo trains it (configs/train_cpu_demo.yaml,
+8 epochs, a 4,000-row tier, 70/15/15, half controls):
+- before: the tier recipe the demo used before issue #10, as far as SimConfig keys reach it (no confusers,
+  peak arc S/N log-uniform 5-60, theta_E uniform 0.5-3", sources r 20-25, host r-z 0.7-1.2 without colour
+  gradient, isotropic noise correlation 0.35, no photon noise, smooth Sersic sources). The new PSF medians
+  (g 1.45", r 1.3", z 1.2") are module constants and apply to both arms.
+- after: the new default tier (`dhs simulate` defaults: 30% of controls carry confusers, realistic signal).
+Both are scored on one freshly simulated held-out tier (another seed, new defaults, split test only) where
+75% of the rows are controls and 60% of those carry a confuser (the kinds in equal shares), so that the
+threshold passing 1% of the PLAIN controls rests on ~1,200 plain controls. Reported per arm: AUROC lenses
+vs plain controls and vs confusers (all and per kind), the share of each kind above that threshold, and
+recall at it overall and for sources at r 23-24. Writes OUT/results.json and prints a markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+BEFORE = {"confusers": "0", "arc_snr_dist": "loguniform:5:60", "theta_e_dist": "uniform",
+          "theta_e_arcsec": "0.5,3.0", "src_mag_r": "20,25", "host_r_z": "0.7,1.2", "host_grad_dex": "0,0",
+          "noise_corr_lag1": "0.35,0.35", "photon_noise": "false", "src_knots": "0,0", "src_second_prob": "0"}
+AFTER: dict[str, str] = {}  # the defaults
+HELD_OUT = {"confusers": "0.6", "controls": "0.75", "splits": "test=1"}
+FPR = 0.01  # operating point: passes 1% of the plain controls
+
+
+def simulate(out: Path, tier: str, rows: int, seed: int, overrides: dict, workers: int) -> Path:
+    from darkhaloscope.config import load_config
+    from darkhaloscope.sim.build import simulate_tier
+    from darkhaloscope.sim.simconfig import SimConfig
+
+    simulate_tier(out, tier, rows, seed, load_config(SimConfig, None, overrides), workers=workers, overwrite=True)
+    return out / tier
+
+
+def train_like_demo(tier: Path, run_dir: Path, epochs: int) -> Path:
+    from darkhaloscope.config import load_config
+    from darkhaloscope.train.config import TrainConfig
+    from darkhaloscope.train.loop import train
+
+    cfg = load_config(TrainConfig, REPO / "configs" / "train_cpu_demo.yaml",
+                      {"data": str(tier), "epochs": epochs, "progress": False, "seed": 0})
+    summary = train(cfg, run_dir, argv=["bench_confusers"])
+    print(f"  best val AUROC {summary['best'].get('val_auroc', float('nan')):.4f} ({summary['steps']} steps)")
+    return run_dir / "best.pt"
+
+
+def measure(checkpoint: Path, held_out: Path, scores: Path) -> dict:
+    from darkhaloscope.common import ranking as M
+    from darkhaloscope.evaluate.analysis import rank_values
+    from darkhaloscope.evaluate.confusers import confuser_metrics
+    from darkhaloscope.evaluate.score import ScoreConfig, score_data
+    from darkhaloscope.evaluate.scoresfile import read_scores
+
+    score_data(str(checkpoint), str(held_out), scores, ScoreConfig(device="cpu"), progress=False)
+    s = read_scores(scores, split="all", score="raw")
+    r = rank_values(s)
+    m = confuser_metrics(s.labels, r.values, s.confuser_kind, s.columns, [FPR])
+    plain = (s.labels == 0) & np.array([k is None for k in s.confuser_kind])
+    keep = (s.labels == 1) | plain
+    key = f"{FPR:g}"
+    r2324 = next((b for b in m["recall"].get(key, {}).get("src_mag_r", []) if b["bin"] == "23-24"), None)
+    return {"auroc_lens_vs_plain": M.auroc(s.labels[keep], r.values[keep]).value,
+            "auroc_lens_vs_confusers": m["kinds"]["all confusers"]["auroc_vs_lenses"],
+            "confuser_fpr": {k: {"fpr": d["fpr"][key], "auroc_vs_lenses": d["auroc_vs_lenses"], "n": d["n"]}
+                             for k, d in m["kinds"].items()},
+            "recall": m["recall"].get(key, {}).get("all"), "recall_r23_24": r2324, "metrics": m}
+
+
+def _pct(d: dict | None) -> str:
+    return "n/a" if not d or d.get("rate") is None else f"{d['rate']:.3f} ({d['k']}/{d['n']})"
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", required=True)
+    p.add_argument("--rows", type=int, default=4000, help="rows of each training tier (the demo's 4,000)")
+    p.add_argument("--eval-rows", type=int, default=4000, help="rows of the held-out tier")
+    p.add_argument("--epochs", type=int, default=8, help="the demo's 8")
+    p.add_argument("--workers", type=int, default=2)
+    args = p.parse_args(argv)
+    out = Path(args.out)
+    t0 = time.perf_counter()
+    held = simulate(out / "data", "held_out", args.eval_rows, 99, HELD_OUT, args.workers)
+    print(f"held-out tier: {time.perf_counter() - t0:.0f} s")
+    results = {}
+    for arm, overrides in (("before", BEFORE), ("after", AFTER)):
+        t = time.perf_counter()
+        tier = simulate(out / "data", arm, args.rows, 1, overrides, args.workers)
+        t_sim = time.perf_counter() - t
+        ckpt = train_like_demo(tier, out / f"run_{arm}", args.epochs)
+        t_train = time.perf_counter() - t - t_sim
+        results[arm] = {**measure(ckpt, held, out / f"scores_{arm}.parquet"), "simulate_s": t_sim, "train_s": t_train}
+        print(f"{arm}: simulate {t_sim:.0f} s, train {t_train:.0f} s")
+    results["total_s"] = time.perf_counter() - t0
+    (out / "results.json").write_text(json.dumps(results, indent=1, default=str) + "\n")
+    kinds = [k for k in results["after"]["confuser_fpr"] if k not in ("plain controls",)]
+    print("\n| measure | before | after |\n|---|---|---|")
+    for name, f in (("AUROC lenses vs plain controls", lambda r: f"{r['auroc_lens_vs_plain']:.4f}"),
+                    ("AUROC lenses vs confusers", lambda r: f"{r['auroc_lens_vs_confusers']:.4f}"),
+                    ("recall at plain-control FPR 1%", lambda r: _pct(r["recall"])),
+                    ("recall at it, sources r 23-24", lambda r: _pct(r["recall_r23_24"]))):
+        print(f"| {name} | {f(results['before'])} | {f(results['after'])} |")
+    for k in kinds:
+        cells = [f"{_pct(results[a]['confuser_fpr'][k]['fpr'])}, AUROC {results[a]['confuser_fpr'][k]['auroc_vs_lenses']:.3f}"
+                 for a in ("before", "after")]
+        print(f"| {k}: share above the plain-1% threshold | {cells[0]} | {cells[1]} |")
+    print(f"\ntotal {results['total_s']:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
