@@ -3,7 +3,7 @@ than "blue light near a red galaxy"?
 
     PYTHONPATH=src python benchmarks/bench_confusers.py --out /tmp/bench_confusers --workers 2
 
-Two arms, side by side in one run, each a small_cnn trained as the demo trains it (configs/train_cpu_demo.yaml,
+Two arms, side by side in one run, each a small_cnn trained as the demo trains it (the cpu-demo train preset,
 8 epochs, a 4,000-row tier, 70/15/15, half controls):
 - before: the tier recipe the demo used before issue #10, as far as SimConfig keys reach it (no confusers,
   peak arc S/N log-uniform 5-60, theta_E uniform 0.5-3", sources r 20-25, host r-z 0.7-1.2 without colour
@@ -26,7 +26,6 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
 BEFORE = {"confusers": "0", "arc_snr_dist": "loguniform:5:60", "theta_e_dist": "uniform",
           "theta_e_arcsec": "0.5,3.0", "src_mag_r": "20,25", "host_r_z": "0.7,1.2", "host_grad_dex": "0,0",
           "noise_corr_lag1": "0.35,0.35", "photon_noise": "false", "src_knots": "0,0", "src_second_prob": "0"}
@@ -49,7 +48,9 @@ def train_like_demo(tier: Path, run_dir: Path, epochs: int) -> Path:
     from darkhaloscope.train.config import TrainConfig
     from darkhaloscope.train.loop import train
 
-    cfg = load_config(TrainConfig, REPO / "configs" / "train_cpu_demo.yaml",
+    from darkhaloscope.configargs import preset_path
+
+    cfg = load_config(TrainConfig, preset_path("train", "cpu-demo"),
                       {"data": str(tier), "epochs": epochs, "progress": False, "seed": 0})
     summary = train(cfg, run_dir, argv=["bench_confusers"])
     print(f"  best val AUROC {summary['best'].get('val_auroc', float('nan')):.4f} ({summary['steps']} steps)")

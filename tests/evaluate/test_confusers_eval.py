@@ -61,3 +61,12 @@ def test_evaluate_report_has_the_confuser_section(tmp_path):
     assert "Confusers: 0.5 of 20 pass" in md
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["confusers"]["kinds"]["disk"]["fpr"]["0.05"]["rate"] == 0.0
+
+
+def test_demo_states_the_confuser_fpr_beside_the_auroc():
+    from darkhaloscope.demo.stages import _confuser_line
+
+    labels, values, kinds, cols = _arrays()
+    line = _confuser_line({"confusers": confuser_metrics(labels, values, kinds, cols, [0.05])})
+    assert line == "; confusers: 10/20 (50%) above the threshold passing 5% of plain controls, AUROC lenses vs confusers 0.750"
+    assert _confuser_line({}) == ""

@@ -9,7 +9,7 @@
     score           the test split -> DIR/scores/test.parquet (score_real: the real-host tier)
     score_candidates  the real DR10 lens candidates (../shared/data/dr10_cutouts; positives, never controls)
                     -> DIR/scores/real_candidates.parquet, for the report's real-lens section
-    evaluate        DIR/report/report.html, test AUROC >= MIN_TEST_AUROC (+ real-lens recall)
+    evaluate        DIR/report/report.html, test AUROC >= the size's bound, the confusers' FPR (+ real-lens recall)
     review          the demo tier and the run -> DIR/report/review.md (GO expected)
 A later stage is one more function here and one line in `run.STAGES`. Exercise: `dhs demo --quick`.
 """
@@ -35,13 +35,15 @@ class DemoSize:
     n_boot: int = 1000  # bootstrap replicates of `dhs evaluate`
     probes: bool = True  # model probes (core mask, occlusion maps) in the evaluation report
     quick_review: bool = False  # the review's QUICK preset
+    min_auroc: float = MIN_TEST_AUROC  # the test AUROC the demo promises on this tier
 
 
 # --quick injects brighter, larger arcs (S/N 30-100, theta_E uniform 1.2-2.5") and no confuser controls so that a
-# 3-epoch run on 420 train stamps still reaches test AUROC >= 0.95 (a smoke test); the full demo keeps the default
-# simulator (confusers included) apart from S/N >= 5.
+# 3-epoch run on 420 train stamps still reaches test AUROC >= 0.95 (a smoke test); the full demo trains on the
+# default, realistic tier (faint counts-drawn sources, 30% of controls carrying confusers): its test AUROC is
+# lower (val 0.83 in benchmarks/RESULTS.md, section confusers), and it states the confusers' FPR beside it.
 SIZES: dict[str, DemoSize] = {
-    "full": DemoSize(rows=4000, real_rows=300, epochs=8, sim={"arc_snr_dist": "loguniform:5:60"}),
+    "full": DemoSize(rows=4000, real_rows=300, epochs=8, min_auroc=0.80),
     "quick": DemoSize(rows=600, real_rows=90, epochs=3, n_boot=200, probes=False, quick_review=True,
                       sim={"arc_snr_dist": "uniform:30:100", "theta_e_arcsec": "1.2,2.5", "theta_e_dist": "uniform",
                            "confusers": "0"}),
@@ -207,12 +209,24 @@ def evaluate(d: Demo) -> tuple[str, bool]:
     d.results["metrics"] = ev.metrics
     a = ev.metrics["auroc"]
     ci = a.get("ci95") or {}
-    ok = a["value"] is not None and a["value"] >= MIN_TEST_AUROC
+    ok = a["value"] is not None and a["value"] >= d.size.min_auroc
     band = f" (95% CI {ci['low']:.4f}-{ci['high']:.4f})" if ci.get("low") is not None else ""
     value = "undefined" if a["value"] is None else f"{a['value']:.4f}"
     real = next((h for h in ev.headline if h.startswith("Real lenses:")), "")
-    return f"test AUROC {value}{band} on {ev.metrics['n_rows']:,} stamps, bound >= {MIN_TEST_AUROC}" + \
-        (f"; {real}" if real else ""), ok
+    return f"test AUROC {value}{band} on {ev.metrics['n_rows']:,} stamps, bound >= {d.size.min_auroc}" + \
+        _confuser_line(ev.metrics) + (f"; {real}" if real else ""), ok
+
+
+def _confuser_line(metrics: dict) -> str:
+    """'; confusers: k/n (x%) above the threshold passing 1% of plain controls, AUROC lenses vs confusers y'."""
+    m = metrics.get("confusers") or {}
+    conf = (m.get("kinds") or {}).get("all confusers")
+    key = next((k for k, op in (m.get("operating_points") or {}).items() if op["threshold"] is not None), None)
+    if not conf or key is None or conf["fpr"].get(key) is None:
+        return ""
+    f = conf["fpr"][key]
+    return (f"; confusers: {f['k']}/{f['n']} ({f['rate']:.0%}) above the threshold passing {float(key):.0%} of plain "
+            f"controls, AUROC lenses vs confusers {conf['auroc_vs_lenses']:.3f}")
 
 
 def score_candidates(d: Demo) -> tuple[str, bool]:
