@@ -6,13 +6,16 @@ Issue #14 items 6-12."""
 from __future__ import annotations
 
 import json
+import os
+import shlex
 import shutil
 import subprocess
+import sys
 
 import pytest
 import torch
 
-from hostilehelpers import TRAIN_FAST, dhs, dhs_subprocess
+from hostilehelpers import REPO, TRAIN_FAST, dhs, dhs_subprocess
 
 
 def _steps(run):
@@ -113,9 +116,6 @@ def test_disk_full_is_one_line_and_leaves_nothing_half_written(what, tier, check
             "score": ["score", "--checkpoint", checkpoint, "--data", tier, "--out", full / "s.parquet"],
             "evaluate": ["evaluate", scores, "--out", full / "r", "--no-data", "--set", "n_boot=50"],
             "train": ["train", "--data", tier, "--out", full / "run", *TRAIN_FAST]}[what]
-    import shlex
-    import sys
-
     cmd = " ".join(shlex.quote(str(a)) for a in [sys.executable, "-m", "darkhaloscope", *argv])
     size = {"train": "40k", "score": "8k"}.get(what, "120k")
     listing = f"find {full} -name '.*.tmp' | sed 's/^/LEFT: /'" + (f"; find {full} -name '*.parquet' | sed 's/^/SHARD: /'"
@@ -123,7 +123,7 @@ def test_disk_full_is_one_line_and_leaves_nothing_half_written(what, tier, check
     script = f"mount -t tmpfs -o size={size} tmpfs {full} && {{ {cmd}; rc=$?; {listing}; exit $rc; }}"
     p = subprocess.run(["unshare", "-rm", "sh", "-c", script],
                        capture_output=True, text=True, timeout=300,
-                       env={**__import__("os").environ, "PYTHONPATH": str(__import__("conftest").REPO / "src")})
+                       env={**os.environ, "PYTHONPATH": str(REPO / "src")})
     assert "Traceback" not in p.stderr, p.stderr
     assert p.returncode == 4 and "error: disk full: " in p.stderr and p.stderr.count("error:") == 1, p.stderr
     assert "LEFT: " not in p.stdout and "SHARD: " not in p.stdout, p.stdout  # no temp file, no partial pack
