@@ -24,7 +24,7 @@ from darkhaloscope.stamps.fs import S3Options, is_s3
 from darkhaloscope.stamps.schema import (CTRL_STAMP_COLUMN, PACKED_STAMP_COLUMN, STAMP_COLUMN, STAMP_SIZE,
                                           SPLIT_COLUMN)
 from darkhaloscope.stamps.pack import check_packed_complete
-from darkhaloscope.stamps.tier import Tier, open_tier
+from darkhaloscope.stamps.tier import Tier, local_files, open_tier
 
 STAMP_COLUMNS = (STAMP_COLUMN, CTRL_STAMP_COLUMN, PACKED_STAMP_COLUMN)
 CUTOUT_SUFFIXES = (".npz", ".fits", ".fits.gz", ".fit")
@@ -132,11 +132,14 @@ def read_cutout(path: Path) -> np.ndarray:
 
 
 class CutoutFolderSource:
-    """A local folder of single-stamp cutout files (*.npz, *.fits[.gz]); labels unknown."""
+    """A local folder of single-stamp cutout files (*.npz, *.fits[.gz]); labels unknown. Listed as tiers
+    are (`stamps.tier.local_files`): symlinks inside the folder are not followed, so a link out of it is
+    never read and a second name for a file is not scored twice."""
 
     def __init__(self, folder: str, shard: tuple[int, int] = (0, 1), batch_rows: int = 256):
         self.root = Path(folder)
-        files = sorted(p for p in self.root.rglob("*") if p.is_file() and p.name.endswith(CUTOUT_SUFFIXES))
+        files = sorted(Path(i.path) for i in local_files(str(self.root), folder) if i.path.endswith(CUTOUT_SUFFIXES))
+        self.names = {p.relative_to(self.root).as_posix() for p in files}  # every file listed, all shards
         if not files:
             raise DataError(f"{folder}: no parquet tier and no *.npz / *.fits cutouts inside; point --data at a "
                             "tier or a folder of cutouts")
@@ -164,6 +167,10 @@ class CutoutFolderSource:
         bad = next((f for f, p in zip(source_file, paths) if not p.is_relative_to(root)), None)
         if bad is not None:
             raise DataError(f"source_file {bad!r} leaves the cutout folder {self.root}; refusing to read it")
+        bad = next((f for f in source_file if Path(f).as_posix() not in self.names), None)
+        if bad is not None:
+            raise DataError(f"source_file {bad!r} is not a cutout file of {self.root} (symlinks are not followed); "
+                            "was the scores file made from this folder?")
         return np.stack([read_cutout(p) for p in paths]) if paths else \
             np.zeros((0, 3, STAMP_SIZE, STAMP_SIZE), np.float32)
 

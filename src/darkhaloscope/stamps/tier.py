@@ -246,10 +246,11 @@ def _split_from_path(rel: str) -> str | None:
 _LINK_NOTES: set[str] = set()  # tiers whose skipped symlinks were already reported (said once per process)
 
 
-def _local_files(root: str, uri: str) -> list[pafs.FileInfo]:
+def local_files(root: str, uri: str) -> list[pafs.FileInfo]:
     """Every file below local folder `root` without following symlinks: a link either leaves the tier
     (never read), loops inside it, or is a second name for a file or folder that is listed under its own
-    name anyway (counted twice). The links skipped are said once on stderr."""
+    name anyway (counted twice). The links skipped are said once on stderr. Tiers and cutout folders
+    (`evaluate.sources.CutoutFolderSource`) are both listed with it."""
     out: list[pafs.FileInfo] = []
     links: list[str] = []
     stack = [root]
@@ -282,7 +283,7 @@ def open_tier(uri: str, s3: S3Options | None = None, *, threads: int = 16) -> Ti
             infos = [info]
             base = posixpath.dirname(root)
         elif isinstance(fs, pafs.LocalFileSystem):
-            infos = _local_files(root, uri)  # symlinks that leave the tier or loop are not followed
+            infos = local_files(root, uri)  # symlinks that leave the tier or loop are not followed
             base = root
         else:
             infos = fs.get_file_info(pafs.FileSelector(root, recursive=True))

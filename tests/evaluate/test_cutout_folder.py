@@ -1,0 +1,43 @@
+"""The cutout-folder reader behind `dhs score --data FOLDER` (evaluate.sources.CutoutFolderSource): listed as
+tiers are, without following symlinks; `fetch` reads only the files it lists."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from tierfactory import fake_stamp
+
+from darkhaloscope.errors import DataError
+from darkhaloscope.evaluate.sources import CutoutFolderSource
+from darkhaloscope.stamps.codec import encode_stamp
+
+
+def _stamp(path, seed):
+    path.write_bytes(encode_stamp(fake_stamp(np.random.default_rng(seed), True)))
+
+
+def test_symlinks_inside_the_folder_are_not_followed(tmp_path, capsys):
+    folder, outside = tmp_path / "cutouts", tmp_path / "outside"
+    folder.mkdir(), outside.mkdir()
+    _stamp(folder / "c0.npz", 0)
+    _stamp(outside / "secret.npz", 1)
+    (folder / "link.npz").symlink_to(outside / "secret.npz")  # a file link out of the folder
+    (folder / "again.npz").symlink_to(folder / "c0.npz")  # a second name for a listed file
+    (folder / "sub").symlink_to(outside, target_is_directory=True)  # a folder link out of it
+    src = CutoutFolderSource(str(folder))
+    assert [p.name for p in src.files] == ["c0.npz"] and src.num_rows == 1
+    assert "3 symlink(s)" in capsys.readouterr().err
+    assert [f for b in src.batches() for f in b.source_file] == ["c0.npz"]
+    assert src.fetch(["c0.npz"], [0]).shape == (1, 3, 64, 64)
+    for name in ("link.npz", "again.npz", "sub/secret.npz"):
+        with pytest.raises(DataError, match="leaves the cutout folder|symlinks are not followed"):
+            src.fetch([name], [0])
+
+
+def test_a_folder_of_only_symlinks_has_no_cutouts(tmp_path):
+    folder = tmp_path / "cutouts"
+    folder.mkdir()
+    _stamp(tmp_path / "c0.npz", 0)
+    (folder / "c0.npz").symlink_to(tmp_path / "c0.npz")
+    with pytest.raises(DataError, match="no parquet tier and no"):
+        CutoutFolderSource(str(folder))
