@@ -3,6 +3,8 @@ tiers are, without following symlinks; `fetch` reads only the files it lists."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from tierfactory import fake_stamp
@@ -41,3 +43,20 @@ def test_a_folder_of_only_symlinks_has_no_cutouts(tmp_path):
     (folder / "c0.npz").symlink_to(tmp_path / "c0.npz")
     with pytest.raises(DataError, match="no parquet tier and no"):
         CutoutFolderSource(str(folder))
+
+
+def test_grade_comes_from_the_npz_meta_tier(tmp_path):
+    """The six shared DR10 candidates are grade 'B' (their `meta_tier`); a stamp without one has a null grade."""
+    from darkhaloscope.stamps.codec import npz_text
+
+    shared = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "dr10_cutouts"
+    if not shared.is_dir():
+        pytest.skip(f"real DR10 cutouts not found at {shared} (the ../shared folder is missing)")
+    (b,) = CutoutFolderSource(str(shared)).batches()
+    assert b.meta["grade"].to_pylist() == ["B"] * 6 and b.valid.all()
+    _stamp(tmp_path / "c0.npz", 0)
+    (b,) = CutoutFolderSource(str(tmp_path)).batches()
+    assert b.meta["grade"].to_pylist() == [None]
+    blob = (shared / "sample_cutout.npz").read_bytes()
+    assert npz_text(blob, "meta_tier") == "B" and npz_text(blob, "meta_ra") is None  # a float, not a string
+    assert npz_text(blob, "absent") is None and npz_text(b"not a zip", "meta_tier") is None

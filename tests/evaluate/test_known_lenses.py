@@ -26,7 +26,7 @@ def test_known_lens_section(demo, real_scores_of_shared, tmp_path):
     known = tmp_path / "known.parquet"
     t = pq.read_table(real_scores_of_shared)
     grades = ["A", "B", "B", "A", "B", "B"][: t.num_rows]
-    pq.write_table(t.append_column("grade", pa.array(grades)).replace_schema_metadata(
+    pq.write_table(t.set_column(t.column_names.index("grade"), "grade", pa.array(grades)).replace_schema_metadata(
         pq.read_schema(real_scores_of_shared).metadata), known)
     out = tmp_path / "report"
     assert main(["evaluate", str(demo["scores"]), "--out", str(out), "--no-data", "--known-lenses", str(known),
@@ -67,3 +67,14 @@ def real_scores_of_shared(demo, real_cutouts_dir, tmp_path):
     assert main(["score", "--checkpoint", str(demo["checkpoint"]), "--data", str(dr10_dir), "--out", str(out),
                  "--quiet"]) == 0
     return out
+
+
+def test_known_lenses_of_a_cutout_folder_keep_their_npz_grade(demo, real_scores_of_shared, tmp_path):
+    """The shared DR10 candidates carry their grade as the npz member meta_tier ('B'): `dhs score` of the folder
+    writes it as `grade`, and the section has a 'grade B' row (was: every candidate 'ungraded')."""
+    assert set(pq.read_table(real_scores_of_shared)["grade"].to_pylist()) == {"B"}
+    out = tmp_path / "report"
+    assert main(["evaluate", str(demo["scores"]), "--out", str(out), "--no-data", "--known-lenses",
+                 str(real_scores_of_shared), "--set", "n_boot=20", "--set", "baselines=false"]) == 0
+    m = json.loads((out / "metrics.json").read_text())["known_lenses"]
+    assert set(m["recall"]) == {"all", "grade B"} and m["recall"]["grade B"]["0.01"]["n"] == m["n"] == 6

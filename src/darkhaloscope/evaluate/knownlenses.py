@@ -5,7 +5,8 @@ KNOWN is a scores file of real lenses (from `dhs score`), or data to score with 
 with no label, are real lenses: never controls. For each FPR of `known_lens_fprs` (1e-2, 1e-3), the threshold
 is set on the controls of SCORES (the evaluated split, normally test: the first control score the threshold
 passes is the k-th highest, k = floor(FPR x controls)); the section gives the recall of the real lenses there
-(all and per grade, with Wilson 95% intervals), a headline line, and a gallery of the real lenses sorted by
+(all and per grade: the `grade` column, which a scored cutout folder takes from each npz's `meta_tier`;
+with Wilson 95% intervals), a headline line, and a gallery of the real lenses sorted by
 score. Metrics land in metrics.json under `known_lenses`.
 """
 
@@ -20,6 +21,7 @@ import pyarrow.parquet as pq
 from darkhaloscope.common import ranking as M
 from darkhaloscope.errors import MissingInputError, UsageError
 from darkhaloscope.evaluate import plots
+from darkhaloscope.evaluate.sources import GRADE_COLUMN
 from darkhaloscope.common.report import Code
 
 
@@ -85,7 +87,8 @@ def known_lens_section(known: str, scores, cfg, ev, fig_dir: Path, *, checkpoint
         ev.metrics["known_lenses"] = {"source": known, "n": int(lens.sum()), "note": why}
         return
     grade = np.asarray([str(g) if g not in (None, "") else "ungraded"
-                        for g in (t["grade"].to_pylist() if "grade" in names else [None] * t.num_rows)], dtype=object)
+                        for g in (t[GRADE_COLUMN].to_pylist() if GRADE_COLUMN in names else [None] * t.num_rows)],
+                       dtype=object)
     ops = thresholds_on_controls(ctrl, cfg.known_lens_fprs)
     graded = sorted(set(grade[lens]))
     groups = {"all": lens} | ({} if graded == ["ungraded"] else  # no grades at all: no per-grade rows

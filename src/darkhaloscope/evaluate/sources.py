@@ -19,15 +19,16 @@ import pyarrow as pa
 
 from darkhaloscope.errors import DataError, StampDecodeError
 from darkhaloscope.stamps.batch import decode_tier_batch, labels_of
-from darkhaloscope.stamps.codec import decode_batch
+from darkhaloscope.stamps.codec import decode_batch, npz_text
 from darkhaloscope.stamps.fs import S3Options, is_s3
-from darkhaloscope.stamps.schema import (CTRL_STAMP_COLUMN, PACKED_STAMP_COLUMN, STAMP_COLUMN, STAMP_SIZE,
-                                          SPLIT_COLUMN)
+from darkhaloscope.stamps.schema import (CTRL_STAMP_COLUMN, NPZ_GRADE_KEY, PACKED_STAMP_COLUMN, STAMP_COLUMN,
+                                          STAMP_SIZE, SPLIT_COLUMN)
 from darkhaloscope.stamps.pack import check_packed_complete
 from darkhaloscope.stamps.tier import Tier, local_files, open_tier
 
 STAMP_COLUMNS = (STAMP_COLUMN, CTRL_STAMP_COLUMN, PACKED_STAMP_COLUMN)
 CUTOUT_SUFFIXES = (".npz", ".fits", ".fits.gz", ".fit")
+GRADE_COLUMN = "grade"  # a cutout folder's per-file grade; the column `dhs evaluate --known-lenses` groups by
 
 
 @dataclass
@@ -112,10 +113,17 @@ def centre_crop(img: np.ndarray, where: str) -> np.ndarray:
 
 def read_cutout(path: Path) -> np.ndarray:
     """One npz (codec layouts) or FITS (3-band cube in the primary or first image HDU) cutout."""
+    return read_graded_cutout(path)[0]
+
+
+def read_graded_cutout(path: Path) -> tuple[np.ndarray, str | None]:
+    """`read_cutout` and the candidate's grade: an npz's `meta_tier` member (the DR10 lens candidates carry
+    'A'/'B'/'C' there), None for FITS or an npz without one."""
     where = str(path)
     if path.suffix == ".npz":
-        res = decode_batch(pa.array([path.read_bytes()], pa.binary()), where=[where], on_error="raise")
-        return res.images[0]
+        blob = path.read_bytes()
+        res = decode_batch(pa.array([blob], pa.binary()), where=[where], on_error="raise")
+        return res.images[0], npz_text(blob, NPZ_GRADE_KEY)
     from astropy.io import fits
 
     try:
@@ -128,11 +136,13 @@ def read_cutout(path: Path) -> np.ndarray:
     img = centre_crop(np.asarray(data, dtype=np.float32), where)
     if not np.isfinite(img).all():
         raise StampDecodeError("NaN/Inf pixels in the central 64x64", where)
-    return img
+    return img, None
 
 
 class CutoutFolderSource:
-    """A local folder of single-stamp cutout files (*.npz, *.fits[.gz]); labels unknown. Listed as tiers
+    """A local folder of single-stamp cutout files (*.npz, *.fits[.gz]); labels unknown, metadata columns
+    `file` and `grade` (an npz's `meta_tier`, null when absent: `dhs evaluate --known-lenses` recall per
+    grade). Listed as tiers
     are (`stamps.tier.local_files`): symlinks inside the folder are not followed, so a link out of it is
     never read and a second name for a file is not scored twice."""
 
@@ -152,13 +162,15 @@ class CutoutFolderSource:
             images = np.zeros((len(chunk), 3, STAMP_SIZE, STAMP_SIZE), np.float32)
             valid = np.ones(len(chunk), bool)
             errors: dict[int, str] = {}
+            grades: list[str | None] = [None] * len(chunk)
             for i, p in enumerate(chunk):
                 try:
-                    images[i] = read_cutout(p)
+                    images[i], grades[i] = read_graded_cutout(p)
                 except StampDecodeError as e:
                     valid[i], errors[i] = False, str(e)
             rel = [p.relative_to(self.root).as_posix() for p in chunk]
-            yield SourceBatch(images, valid, errors, None, pa.table({"file": rel}), rel, np.zeros(len(chunk), np.int64))
+            meta = pa.table({"file": rel, GRADE_COLUMN: pa.array(grades, pa.string())})
+            yield SourceBatch(images, valid, errors, None, meta, rel, np.zeros(len(chunk), np.int64))
 
     def fetch(self, source_file: list[str], source_row: list[int], column: str | None = None) -> np.ndarray:
         """Stamps of files named relative to the folder (from a scores file: data, so they must stay inside)."""

@@ -201,6 +201,23 @@ def _decode_into(blob, out: np.ndarray, bands: Sequence[str]) -> None:
                      f"{', '.join(NPZ_BAND_KEYS)} or '{NPZ_CUTOUT_KEY}'")
 
 
+MAX_TEXT_BYTES = 1024 + NPY_HEADER_SLACK  # a scalar string member (a grade, an id); anything longer is not read
+
+
+def npz_text(blob, name: str) -> str | None:
+    """The scalar string member `name` of one npz blob (e.g. a DR10 cutout's `meta_tier` grade); None when it
+    is absent, not a scalar unicode string, longer than MAX_TEXT_BYTES or unreadable (never pickled objects)."""
+    try:
+        members = _zip_members(blob)
+        if name not in members:
+            return None
+        a = np.lib.format.read_array(io.BytesIO(bytes(_member_bytes(blob, members[name], name, MAX_TEXT_BYTES))),
+                                     allow_pickle=False)
+    except (ValueError, *_CORRUPT):
+        return None
+    return str(a[()]) if a.ndim == 0 and a.dtype.kind == "U" else None
+
+
 def blob_views(blobs) -> list:
     """Rows of a pyarrow binary column as zero-copy memoryviews (None for nulls); other sequences as is."""
     if isinstance(blobs, pa.ChunkedArray):
