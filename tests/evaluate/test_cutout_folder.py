@@ -47,7 +47,7 @@ def test_a_folder_of_only_symlinks_has_no_cutouts(tmp_path):
 
 def test_grade_comes_from_the_npz_meta_tier(tmp_path):
     """The six shared DR10 candidates are grade 'B' (their `meta_tier`); a stamp without one has a null grade."""
-    from darkhaloscope.stamps.codec import npz_text
+    from darkhaloscope.stamps.codec import npz_scalar
 
     shared = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "dr10_cutouts"
     if not shared.is_dir():
@@ -58,5 +58,18 @@ def test_grade_comes_from_the_npz_meta_tier(tmp_path):
     (b,) = CutoutFolderSource(str(tmp_path)).batches()
     assert b.meta["grade"].to_pylist() == [None]
     blob = (shared / "sample_cutout.npz").read_bytes()
-    assert npz_text(blob, "meta_tier") == "B" and npz_text(blob, "meta_ra") is None  # a float, not a string
-    assert npz_text(blob, "absent") is None and npz_text(b"not a zip", "meta_tier") is None
+    assert npz_scalar(blob, "meta_tier") == "B" and npz_scalar(blob, "meta_ra") == pytest.approx(359.85571289)
+    assert npz_scalar(blob, "cutout") is None  # not 0-d (and larger than a scalar may be)
+    assert npz_scalar(blob, "absent") is None and npz_scalar(b"not a zip", "meta_tier") is None
+
+
+def test_a_huge_metadata_member_is_not_read(tmp_path):
+    """A `meta_tier` that declares more than a scalar can hold (here 8 MB of zeros, deflated to ~8 kB) is None,
+    refused from its declared size before inflating."""
+    import io
+
+    from darkhaloscope.stamps.codec import npz_scalar
+
+    buf = io.BytesIO()
+    np.savez_compressed(buf, meta_tier=np.zeros(1_000_000), meta_psfsize_r=1.3)
+    assert npz_scalar(buf.getvalue(), "meta_tier") is None and npz_scalar(buf.getvalue(), "meta_psfsize_r") == 1.3

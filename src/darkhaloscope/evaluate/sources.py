@@ -19,7 +19,7 @@ import pyarrow as pa
 
 from darkhaloscope.errors import DataError, StampDecodeError
 from darkhaloscope.stamps.batch import decode_tier_batch, labels_of
-from darkhaloscope.stamps.codec import decode_batch, npz_text
+from darkhaloscope.stamps.codec import decode_batch, npz_scalar
 from darkhaloscope.stamps.fs import S3Options, is_s3
 from darkhaloscope.stamps.schema import (CTRL_STAMP_COLUMN, NPZ_GRADE_KEY, PACKED_STAMP_COLUMN, STAMP_COLUMN,
                                           STAMP_SIZE, SPLIT_COLUMN)
@@ -123,7 +123,8 @@ def read_graded_cutout(path: Path) -> tuple[np.ndarray, str | None]:
     if path.suffix == ".npz":
         blob = path.read_bytes()
         res = decode_batch(pa.array([blob], pa.binary()), where=[where], on_error="raise")
-        return res.images[0], npz_text(blob, NPZ_GRADE_KEY)
+        grade = npz_scalar(blob, NPZ_GRADE_KEY)
+        return res.images[0], grade if isinstance(grade, str) else None
     from astropy.io import fits
 
     try:

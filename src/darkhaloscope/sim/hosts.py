@@ -170,15 +170,14 @@ PSF_COLUMNS = tuple((f"psfsize_{b}", f"psf_fwhm_used_{b}") for b in BANDS)  # ti
 
 def _npz_psf(blobs: list[bytes]) -> np.ndarray | None:
     """(M, 3) PSF FWHM (arcsec) from each npz's metadata, nan where absent; None when no file has any."""
-    import io
+    from darkhaloscope.stamps.codec import npz_scalar
 
     out = np.full((len(blobs), len(BANDS)), np.nan)
     for i, blob in enumerate(blobs):
-        with np.load(io.BytesIO(blob), allow_pickle=False) as z:
-            for j, keys in enumerate(PSF_META_KEYS):
-                key = next((k for k in keys if k in z.files), None)
-                if key is not None and z[key].shape == ():
-                    out[i, j] = float(z[key])
+        for j, keys in enumerate(PSF_META_KEYS):
+            value = next((v for v in (npz_scalar(blob, k) for k in keys) if v is not None), None)
+            if isinstance(value, (int, float)):
+                out[i, j] = float(value)
     return None if np.isnan(out).all() else out
 
 

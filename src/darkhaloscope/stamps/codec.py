@@ -201,21 +201,22 @@ def _decode_into(blob, out: np.ndarray, bands: Sequence[str]) -> None:
                      f"{', '.join(NPZ_BAND_KEYS)} or '{NPZ_CUTOUT_KEY}'")
 
 
-MAX_TEXT_BYTES = 1024 + NPY_HEADER_SLACK  # a scalar string member (a grade, an id); anything longer is not read
+MAX_SCALAR_BYTES = 1024 + NPY_HEADER_SLACK  # a 0-d metadata member (a grade, a PSF size); anything longer is not read
 
 
-def npz_text(blob, name: str) -> str | None:
-    """The scalar string member `name` of one npz blob (e.g. a DR10 cutout's `meta_tier` grade); None when it
-    is absent, not a scalar unicode string, longer than MAX_TEXT_BYTES or unreadable (never pickled objects)."""
+def npz_scalar(blob, name: str) -> str | float | int | bool | None:
+    """The 0-d member `name` of one npz blob as a Python value (e.g. a DR10 cutout's `meta_tier` grade 'B' or its
+    `meta_psfsize_r` in arcsec); None when it is absent, not 0-d, not a string / number / bool, longer than
+    MAX_SCALAR_BYTES or unreadable. Bounded like the pixel members (a zip bomb is not inflated); never unpickles."""
     try:
         members = _zip_members(blob)
         if name not in members:
             return None
-        a = np.lib.format.read_array(io.BytesIO(bytes(_member_bytes(blob, members[name], name, MAX_TEXT_BYTES))),
+        a = np.lib.format.read_array(io.BytesIO(bytes(_member_bytes(blob, members[name], name, MAX_SCALAR_BYTES))),
                                      allow_pickle=False)
     except (ValueError, *_CORRUPT):
         return None
-    return str(a[()]) if a.ndim == 0 and a.dtype.kind == "U" else None
+    return a.item() if a.ndim == 0 and a.dtype.kind in "Ufiub" else None
 
 
 def blob_views(blobs) -> list:
