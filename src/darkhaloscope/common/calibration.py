@@ -64,6 +64,11 @@ def reliability_bins(labels, probs, n_bins: int = 15) -> tuple[np.ndarray, np.nd
 def ece(labels, probs, n_bins: int = 15) -> float:
     """Expected calibration error: sum over bins of n_b / N |fraction of lenses - mean probability|."""
     _, count, sum_p, sum_y = reliability_bins(labels, probs, n_bins)
+    return ece_of_bins(count, sum_p, sum_y)
+
+
+def ece_of_bins(count: np.ndarray, sum_p: np.ndarray, sum_y: np.ndarray) -> float:
+    """The ECE from `reliability_bins`' sums: sum over bins of |sum of labels - sum of probabilities| / N."""
     n = max(int(count.sum()), 1)
     nz = count > 0
     return float(np.sum(np.abs(sum_y[nz] - sum_p[nz])) / n)

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from darkhaloscope.common.calibration import reliability_bins
+from darkhaloscope.common.calibration import ece_of_bins, reliability_bins
 from darkhaloscope.common.ranking import (Metric, check_inputs, false_positives_per_million,
                                             precision_at_prevalence, wilson_interval)
 
@@ -34,10 +34,8 @@ def reliability(labels, probs, n_bins: int = 15) -> Reliability:
     with np.errstate(invalid="ignore", divide="ignore"):
         mean_score, frac = sum_p / count, sum_y / count
     lo, hi = wilson_interval(sum_y, count)
-    n = max(len(p), 1)
-    ece = float(np.nansum(count / n * np.abs(frac - mean_score)))
     brier = float(np.mean((p - y) ** 2)) if len(p) else float("nan")
-    return Reliability(edges, count, mean_score, frac, lo, hi, ece, brier)
+    return Reliability(edges, count, mean_score, frac, lo, hi, ece_of_bins(count, sum_p, sum_y), brier)
 
 
 @dataclass(frozen=True)
