@@ -24,6 +24,3 @@ def redact(text: str) -> str:
             text = text.replace(value, "***")
     return text
 
-
-def redact_argv(argv: list[str]) -> list[str]:
-    return [redact(a) for a in argv]

@@ -146,3 +146,11 @@ def test_out_holding_another_tier_is_refused(tiny_tier, tmp_path, capsys):
     assert main(["cutouts", str(targets), "--out", str(tiny_tier), "--service-url", "http://127.0.0.1:9/x"]) == 2
     assert "was not written by `dhs cutouts`" in capsys.readouterr().err
     assert sorted(p.name for p in tiny_tier.rglob("*.parquet")) == before
+
+
+def test_fake_service_refuses_an_unknown_fault_kind():
+    """A misspelt fault would inject nothing and a test relying on it could not fail."""
+    with pytest.raises(ValueError, match="unknown fault kind"):
+        FakeCutoutService(faults={"503": 0.1})
+    with pytest.raises(ValueError, match="unknown fault kind"):
+        FakeCutoutService(fault_for={"1.0": "timeout"})

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 
 from darkhaloscope.errors import UsageError
 
+SCORE_CHOICES = ("auto", "raw", "calibrated")  # which probability `dhs evaluate` thresholds (auto: calibrated if present)
+
 
 @dataclass
 class EvaluateConfig:
@@ -35,7 +37,7 @@ class EvaluateConfig:
     known_lens_gallery: int = 24  # --known-lenses: real lenses shown, highest score first
 
     def validate(self) -> None:
-        if self.score not in ("auto", "raw", "calibrated"):
+        if self.score not in SCORE_CHOICES:
             raise UsageError(f"score={self.score!r}: choose auto, raw or calibrated")
         if not 0 <= self.threshold <= 1:
             raise UsageError(f"threshold must be a probability in [0, 1], got {self.threshold}")

@@ -34,10 +34,6 @@ from darkhaloscope.fileio import atomic_path, clean_temps
 from darkhaloscope.stamps.fs import S3Options
 from darkhaloscope.stamps.schema import LABEL_COLUMN
 
-FIRST_COLUMNS = (SCORE_COLUMN, CALIBRATED_COLUMN, LOGIT_COLUMN, CALIBRATED_LOGIT_COLUMN, LABEL_COLUMN, ROW_ID_COLUMN,
-                 "source_file", "source_row", "decode_error")
-
-
 @dataclass
 class ScoreSummary:
     out: Path

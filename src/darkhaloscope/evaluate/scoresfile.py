@@ -31,7 +31,6 @@ CALIBRATED_COLUMN = "score_calibrated"  # sigmoid(logit / T), T fitted on val by
 CALIBRATED_LOGIT_COLUMN = "logit_calibrated"  # logit / T
 MEMBER_PREFIX = "logit_m"  # committee scores: logit_m0, logit_m1, ... one per member (evaluate.committee)
 SPREAD_COLUMN = "logit_spread"  # committee scores: standard deviation of the member logits
-SCORE_CHOICES = ("auto", "raw", "calibrated")  # which probability `dhs evaluate` thresholds (auto: calibrated if present)
 LOGIT_COLUMN = "logit"
 ROW_ID_COLUMN = "row_id"
 IMAGE_STAT_PREFIX = "img_"  # image statistics written by `dhs score`

@@ -55,6 +55,9 @@ class FakeCutoutService:
                         self.images.append(np.moveaxis(np.nan_to_num(d["cutout"].astype(np.float32)), 2, 0))
         self.faults = dict(faults or {})
         self.fault_for = dict(fault_for or {})
+        unknown = sorted((set(self.faults) | set(self.fault_for.values())) - set(FAULTS))
+        if unknown:  # a misspelt kind would otherwise inject nothing, and the test using it could not fail
+            raise ValueError(f"unknown fault kind(s) {unknown}; choose from {', '.join(FAULTS)}")
         self.fault_times = fault_times
         self.slow_s, self.seed, self.latency_s = slow_s, seed, latency_s
         self.requests: Counter = Counter()  # ra string -> requests served
