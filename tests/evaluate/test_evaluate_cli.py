@@ -133,6 +133,10 @@ def test_operating_point_at_fixed_fpr_and_fallback(tmp_path):
     m = json.loads((tmp_path / "b" / "metrics.json").read_text())
     assert m["threshold"]["fp"] == 0 and m["threshold"]["recall"] == m["tpr0"]["value"]
     assert m["operating_point"]["rule"].startswith("the point above every control: FPR 0.0001 is not resolvable")
+    # no false positive seen: the false positives per million are an upper bound (rule of three), and say so
+    head = (tmp_path / "b" / "report.md").read_text().split("## ")[0].replace("\\", "")
+    assert re.search(r"at most [\d,]+ false positives per million galaxies \(no false positive among [\d,]+ "
+                     r"controls: FPR <= [\d.e-]+ \(95% upper bound\) used\)", head), head
     # threshold_fpr=null: the probability threshold
     assert main(["evaluate", str(scores), "--out", str(tmp_path / "c"), *fast, "--set", "threshold_fpr=null"]) == 0
     m = json.loads((tmp_path / "c" / "metrics.json").read_text())

@@ -194,7 +194,8 @@ def calibration_section(s: Scores, r: Ranked, thr: float, cfg: EvaluateConfig, f
     if pt and pt.precision is not None:
         ev.headline.append(f"At the operating point ({rule}, {s.score_column} >= {_fmt(op['score'], 3)}) and "
                            f"prevalence {pt.prevalence:g}: precision {_fmt(pt.precision, 3)}, "
-                           f"{fmt_num(pt.fp_per_million)} false positives per million galaxies")
+                           f"{'at most ' if pt.fpr == 0 else ''}{fmt_num(pt.fp_per_million)} false positives "
+                           f"per million galaxies{f' ({pt.note})' if pt.fpr == 0 else ''}")
     sec.figure(plots.reliability(rel, fig_dir / "reliability.png"), "Reliability diagram")
 
 
