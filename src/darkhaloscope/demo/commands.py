@@ -5,8 +5,8 @@
 
 from __future__ import annotations
 
-DEMO_TIMES = ("measured 2026-12-01 on a 2-core box at load ~10-13: full demo 1,083 s, --quick 171 s; "
-              "CPU time 357 s / 68 s; benchmarks/RESULTS.md")  # the figures of benchmarks/RESULTS.md
+DEMO_TIMES = ("measured 2026-12-01 on a 2-core box: full demo 184 s at load 0.5-2.8 (1,083 s at load ~10-13), "
+              "--quick 39 s at load 1.2-1.7 (171 s at load ~10); benchmarks/RESULTS.md")  # the figures of benchmarks/RESULTS.md
 
 
 def register(sub, bench_sub) -> None:
