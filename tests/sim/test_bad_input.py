@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -95,3 +97,19 @@ def test_tier_without_controls_cannot_give_hosts(tmp_path, capsys):
     src = make_tier(tmp_path / "only_injections", rows_per_split=6, files_per_split=1, control_frac=0)
     assert _run(tmp_path, "--hosts", str(src)) == 1
     assert "no control rows" in capsys.readouterr().err
+
+
+def test_host_folder_is_listed_as_score_lists_cutouts(tmp_path, capsys):
+    """`--hosts FOLDER` reads subfolders and skips symlinks (a link out of the folder is not read), as `dhs score`
+    and tiers do; the hosts are named by file."""
+    from darkhaloscope.sim.hosts import load_real_hosts
+
+    hosts = Path(_host_folder(tmp_path, 3))
+    (hosts / "more").mkdir()
+    (hosts / "h1.npz").rename(hosts / "more" / "h1.npz")
+    outside = tmp_path / "outside.npz"
+    (hosts / "h0.npz").rename(outside)
+    (hosts / "link.npz").symlink_to(outside)
+    real = load_real_hosts(str(hosts))
+    assert sorted(real.ids) == ["h1", "h2"]
+    assert "1 symlink(s)" in capsys.readouterr().err

@@ -24,7 +24,7 @@ from darkhaloscope.stamps.fs import S3Options, is_s3
 from darkhaloscope.stamps.schema import (CTRL_STAMP_COLUMN, NPZ_GRADE_KEY, PACKED_STAMP_COLUMN, STAMP_COLUMN,
                                           STAMP_SIZE, SPLIT_COLUMN)
 from darkhaloscope.stamps.pack import check_packed_complete
-from darkhaloscope.stamps.tier import Tier, local_files, open_tier
+from darkhaloscope.stamps.tier import Tier, cutout_files, open_tier
 
 STAMP_COLUMNS = (STAMP_COLUMN, CTRL_STAMP_COLUMN, PACKED_STAMP_COLUMN)
 CUTOUT_SUFFIXES = (".npz", ".fits", ".fits.gz", ".fit")
@@ -144,12 +144,12 @@ class CutoutFolderSource:
     """A local folder of single-stamp cutout files (*.npz, *.fits[.gz]); labels unknown, metadata columns
     `file` and `grade` (an npz's `meta_tier`, null when absent: `dhs evaluate --known-lenses` recall per
     grade). Listed as tiers
-    are (`stamps.tier.local_files`): symlinks inside the folder are not followed, so a link out of it is
+    are (`stamps.tier.cutout_files`): symlinks inside the folder are not followed, so a link out of it is
     never read and a second name for a file is not scored twice."""
 
     def __init__(self, folder: str, shard: tuple[int, int] = (0, 1), batch_rows: int = 256):
         self.root = Path(folder)
-        files = sorted(Path(i.path) for i in local_files(str(self.root), folder) if i.path.endswith(CUTOUT_SUFFIXES))
+        files = cutout_files(self.root, CUTOUT_SUFFIXES)
         self.names = {p.relative_to(self.root).as_posix() for p in files}  # every file listed, all shards
         if not files:
             raise DataError(f"{folder}: no parquet tier and no *.npz / *.fits cutouts inside; point --data at a "

@@ -5,7 +5,8 @@
   0.03-0.3 nmgy, like the real DR10 cutouts' 0.03-0.19), plus random neighbour galaxies and stars; returned pre-PSF, per band.
   A host is fully determined by (seed, host index), so every use of a host shows the same galaxy.
 - Real (`load_real_hosts`): a folder of `.npz` files (DR10 cutout layout `cutout` (H, W, 3), or the
-  Phase 4c `image_g/r/z` layout), or a Phase 4c tier (local or s3://), whose CONTROL rows become hosts.
+  Phase 4c `image_g/r/z` layout; listed as `dhs score` lists a cutout folder: subfolders included, symlinks
+  not followed), or a Phase 4c tier (local or s3://), whose CONTROL rows become hosts.
   Their noise and PSF are real: only the arc is added, convolved with the host's own PSF size when its
   metadata carries one (npz `meta_psfsize_{g,r,z}` / `psfsize_{g,r,z}`, tier columns `psfsize_{g,r,z}` or
   `psf_fwhm_used_{g,r,z}`, FWHM in arcsec), else with drawn conditions.
@@ -226,4 +227,6 @@ def load_real_hosts(path: str, s3=None, limit: int = 5000) -> RealHosts:
         return _load_npz_files([p], p).checked()
     if p.is_file() or any(p.rglob("*.parquet")):
         return _load_tier_controls(str(p), s3, limit).checked()
-    return _load_npz_files(sorted(p.glob("*.npz")), p).checked()
+    from darkhaloscope.stamps.tier import cutout_files
+
+    return _load_npz_files(cutout_files(p, (".npz",)), p).checked()

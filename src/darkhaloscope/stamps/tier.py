@@ -16,6 +16,7 @@ import posixpath
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Iterator, Sequence
 
 import numpy as np
@@ -268,6 +269,13 @@ def local_files(root: str, uri: str) -> list[pafs.FileInfo]:
         print(f"note: {uri}: {len(links)} symlink(s) inside the tier not followed (a link leaves the tier, loops "
               f"or names a file twice; first: {posixpath.relpath(sorted(links)[0], root)})", file=sys.stderr)
     return out
+
+
+def cutout_files(folder: str | Path, suffixes: tuple[str, ...]) -> list[Path]:
+    """The files below local folder `folder` whose names end with one of `suffixes`, sorted, listed as tiers are
+    (`local_files`: symlinks not followed). The one listing of a folder of cutouts: `dhs score --data FOLDER`,
+    `dhs candidates`, `dhs simulate --hosts FOLDER`."""
+    return sorted(Path(i.path) for i in local_files(str(folder), str(folder)) if i.path.endswith(suffixes))
 
 
 def open_tier(uri: str, s3: S3Options | None = None, *, threads: int = 16) -> Tier:
