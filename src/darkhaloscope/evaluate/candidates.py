@@ -12,7 +12,6 @@ data folder. Every file is written atomically.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -21,7 +20,7 @@ import pyarrow.parquet as pq
 
 from darkhaloscope.common.report import Figure, Report, Section, Table, fmt_num, write_report
 from darkhaloscope.errors import DataError, MissingInputError, UsageError
-from darkhaloscope.evaluate.scoresfile import METADATA_KEY
+from darkhaloscope.evaluate.scoresfile import read_provenance
 from darkhaloscope.fileio import atomic_path
 
 PNG_UPSCALE = 3  # each 64x64 stamp is drawn as 192x192 px (nearest neighbour)
@@ -42,8 +41,7 @@ def _rank(path: Path) -> tuple[list[dict], str | None]:
     if "score" not in t.column_names or "source_file" not in t.column_names:
         raise DataError(f"{path}: missing column(s) {', '.join(c for c in ('score', 'source_file') if c not in t.column_names)};"
                         " give a scores file written by `dhs score`")
-    meta = (pf.schema_arrow.metadata or {}).get(METADATA_KEY)
-    data = json.loads(meta).get("data") if meta else None
+    data = read_provenance(pf.schema_arrow).get("data")
     key = "logit" if "logit" in t.column_names else "score"
     value = np.asarray(t[key].to_numpy(zero_copy_only=False), np.float64)
     order = [int(i) for i in np.argsort(-np.where(np.isfinite(value), value, -np.inf), kind="stable")

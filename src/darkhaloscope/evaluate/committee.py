@@ -20,7 +20,6 @@ no calibrated columns. Rank fractions depend on the rows scored together, so `--
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,8 +29,8 @@ import pyarrow.parquet as pq
 
 from darkhaloscope.errors import UsageError
 from darkhaloscope.evaluate.scoresfile import (CALIBRATED_COLUMN, CALIBRATED_LOGIT_COLUMN, LOGIT_COLUMN,
-                                              MEMBER_PREFIX, METADATA_KEY, SCORE_COLUMN, SPREAD_COLUMN,
-                                              is_member_column)
+                                              MEMBER_PREFIX, SCORE_COLUMN, SPREAD_COLUMN, is_member_column,
+                                              read_provenance)
 
 COMBINE = ("logit", "rank")  # how member outputs become the committee's
 
@@ -120,7 +119,7 @@ def apply_rank_average(path: Path) -> None:
     valid = np.isfinite(q)
     with np.errstate(divide="ignore", invalid="ignore"):
         logit = np.log(q) - np.log1p(-q)
-    provenance = json.loads((pf.schema_arrow.metadata or {}).get(METADATA_KEY, b"{}"))
+    recorded = read_provenance(pf.schema_arrow)
 
     def tables():
         start = 0
@@ -133,4 +132,4 @@ def apply_rank_average(path: Path) -> None:
                 t = t.set_column(t.column_names.index(name), name,
                                  pa.array(v.astype(np.float32), mask=~valid[sl]))
             yield t
-    write_scores(tables(), path, provenance)
+    write_scores(tables(), path, recorded)

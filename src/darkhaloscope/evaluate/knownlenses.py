@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 from darkhaloscope.common import ranking as M
 from darkhaloscope.errors import MissingInputError, UsageError
 from darkhaloscope.evaluate import plots
+from darkhaloscope.evaluate.scoresfile import read_provenance
 from darkhaloscope.evaluate.sources import GRADE_COLUMN
 from darkhaloscope.common.report import Code
 
@@ -69,7 +70,7 @@ def known_lens_section(known: str, scores, cfg, ev, fig_dir: Path, *, checkpoint
     """Add the real-lens section, headline line and metrics (see the module docstring)."""
     path = _known_scores(known, checkpoint, out_dir, s3, log)
     t = pq.read_table(path)
-    meta = (pq.read_schema(path).metadata or {}).get(b"darkhaloscope.scores")
+    info = read_provenance(pq.read_schema(path))
     names = t.column_names
     score = np.asarray(t["score"].to_numpy(zero_copy_only=False), float)
     label = t["label"].to_pylist() if "label" in names else [None] * t.num_rows
@@ -123,19 +124,17 @@ def known_lens_section(known: str, scores, cfg, ev, fig_dir: Path, *, checkpoint
     ev.metrics["known_lenses"] = {"source": known, "scores_file": str(path), "n": int(lens.sum()),
                                   "n_controls": int(len(ctrl)), "value": what, "recall": dict(recall)}
     notes: list[str] = []
-    for caption, fig in _gallery(t, meta, known, lens, score, grade, cfg, fig_dir, notes):
+    for caption, fig in _gallery(t, info, known, lens, score, grade, cfg, fig_dir, notes):
         sec.figure(fig, caption)
     for line in notes:
         sec.text(line)
 
 
-def _gallery(t, meta, known, lens, score, grade, cfg, fig_dir: Path, lines: list[str]):
+def _gallery(t, info: dict, known, lens, score, grade, cfg, fig_dir: Path, lines: list[str]):
     """The real lenses, highest score first (needs the scored stamps: the data recorded in the scores file)."""
-    import json
-
     from darkhaloscope.evaluate.sources import open_source
 
-    data = json.loads(meta).get("data") if meta else None
+    data = info.get("data")
     if not data or "source_file" not in t.column_names:
         lines.append("Gallery not made: the scores file records no data to read the stamps from.")
         return []

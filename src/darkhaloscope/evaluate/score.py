@@ -28,7 +28,7 @@ from darkhaloscope.errors import DataError, UsageError
 from darkhaloscope.evaluate.baselines import image_statistics
 from darkhaloscope.evaluate.config import ScoreConfig
 from darkhaloscope.evaluate.scoresfile import (CALIBRATED_COLUMN, CALIBRATED_LOGIT_COLUMN, LOGIT_COLUMN,
-                                              METADATA_KEY, ROW_ID_COLUMN, SCORE_COLUMN)
+                                              METADATA_KEY, ROW_ID_COLUMN, SCORE_COLUMN, read_provenance)
 from darkhaloscope.evaluate.sources import SourceBatch, open_source
 from darkhaloscope.fileio import atomic_path, clean_temps
 from darkhaloscope.stamps.fs import S3Options
@@ -279,7 +279,6 @@ def merge_parts(parts: list[Path], out: Path) -> None:
             pf = pq.ParquetFile(p)
             for i in range(pf.num_row_groups):
                 yield pf.read_row_group(i)
-    provenance = json.loads((pq.ParquetFile(parts[0]).schema_arrow.metadata or {}).get(METADATA_KEY, b"{}"))
-    write_scores(tables(), out, provenance)
+    write_scores(tables(), out, read_provenance(pq.read_schema(parts[0])))
     for p in parts:
         p.unlink()

@@ -102,6 +102,12 @@ def is_member_column(name: str) -> bool:
     return name.startswith(MEMBER_PREFIX) and name[len(MEMBER_PREFIX):].isdigit()
 
 
+def read_provenance(schema: pa.Schema) -> dict:
+    """What `dhs score` recorded in a scores file's schema metadata (checkpoint, `data` scored, ...); {} if none."""
+    meta = (schema.metadata or {}).get(METADATA_KEY)
+    return json.loads(meta) if meta else {}
+
+
 def read_scores(path: str | Path, split: str = "auto", score: str = "auto") -> Scores:
     """Read a scores parquet file; keep rows of `split` ('auto': test when present, else all; 'all').
     `score`: the probability to threshold: raw (`score`), calibrated (`score_calibrated`, with
@@ -120,8 +126,7 @@ def read_scores(path: str | Path, split: str = "auto", score: str = "auto") -> S
         raise DataError(f"{path}: missing column(s) {', '.join(missing)} (have: {', '.join(table.column_names[:12])}); "
                         "a scores file needs `score` (probability) and `label` (1 lens, 0 control): write it with "
                         "`dhs score`")
-    meta = pf.schema_arrow.metadata or {}
-    info = json.loads(meta[METADATA_KEY]) if METADATA_KEY in meta else {}
+    info = read_provenance(pf.schema_arrow)
     table, note, kept = _select_split(table, split, path)
     labelled = pc.is_valid(table[LABEL_COLUMN])
     n_unlabelled = table.num_rows - pc.sum(labelled.cast(pa.int64())).as_py() if table.num_rows else 0
