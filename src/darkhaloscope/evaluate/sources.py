@@ -24,7 +24,7 @@ from darkhaloscope.stamps.fs import S3Options, is_s3
 from darkhaloscope.stamps.schema import (CTRL_STAMP_COLUMN, NPZ_GRADE_KEY, PACKED_STAMP_COLUMN, STAMP_COLUMN,
                                           STAMP_SIZE, SPLIT_COLUMN)
 from darkhaloscope.stamps.pack import check_packed_complete
-from darkhaloscope.stamps.tier import Tier, cutout_files, open_tier
+from darkhaloscope.stamps.tier import Tier, cutout_files, is_local_tier, open_tier
 
 STAMP_COLUMNS = (STAMP_COLUMN, CTRL_STAMP_COLUMN, PACKED_STAMP_COLUMN)
 CUTOUT_SUFFIXES = (".npz", ".fits", ".fits.gz", ".fit")
@@ -191,7 +191,7 @@ class CutoutFolderSource:
 def open_source(data: str, s3: S3Options | None = None, *, split: str | None = None, cutout_ok_only: bool = False,
                 shard: tuple[int, int] = (0, 1)):
     """A TierSource for parquet data (local or s3://), else a CutoutFolderSource for a folder of cutouts."""
-    if is_s3(data) or not Path(data).is_dir() or any(Path(data).rglob("*.parquet")):
+    if is_s3(data) or is_local_tier(data):
         return TierSource(data, s3, split, cutout_ok_only, shard)
     return CutoutFolderSource(data, shard)
 

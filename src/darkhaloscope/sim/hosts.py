@@ -225,8 +225,8 @@ def load_real_hosts(path: str, s3=None, limit: int = 5000) -> RealHosts:
         raise MissingInputError(f"--hosts {p}: no such file or folder; give a folder of DR10 .npz cutouts or a tier")
     if p.is_file() and p.suffix == ".npz":
         return _load_npz_files([p], p).checked()
-    if p.is_file() or any(p.rglob("*.parquet")):
-        return _load_tier_controls(str(p), s3, limit).checked()
-    from darkhaloscope.stamps.tier import cutout_files
+    from darkhaloscope.stamps.tier import cutout_files, is_local_tier
 
+    if is_local_tier(p):
+        return _load_tier_controls(str(p), s3, limit).checked()
     return _load_npz_files(cutout_files(p, (".npz",)), p).checked()

@@ -271,6 +271,13 @@ def local_files(root: str, uri: str) -> list[pafs.FileInfo]:
     return out
 
 
+def is_local_tier(path: str | Path) -> bool:
+    """Whether local `path` is read as a tier (a file, or a folder with a parquet file below it) rather than as a
+    folder of cutouts: the one rule of `dhs score --data` and `dhs simulate --hosts`."""
+    p = Path(path)
+    return not p.is_dir() or any(p.rglob("*.parquet"))
+
+
 def cutout_files(folder: str | Path, suffixes: tuple[str, ...]) -> list[Path]:
     """The files below local folder `folder` whose names end with one of `suffixes`, sorted, listed as tiers are
     (`local_files`: symlinks not followed). The one listing of a folder of cutouts: `dhs score --data FOLDER`,
