@@ -41,14 +41,28 @@ def test_columns_mean_spread_and_calibrated_mean():
     assert np.allclose(rank_fractions(np.array([5.0, 1.0, 5.0, np.nan])), [4 / 6, 1 / 6, 4 / 6, np.nan], equal_nan=True)
 
 
+def _member(name, pre=PreprocessConfig(), chans=3, meta=(), bands=("g", "r", "z")):
+    return Member(name, create_model("small_cnn", in_chans=chans), pre,
+                  {"config": {"meta_columns": list(meta)}, "bands": None if bands is None else list(bands)})
+
+
 def test_mismatched_members_refused_naming_the_setting():
-    def member(name, pre=PreprocessConfig(), chans=3, meta=()):
-        return Member(name, create_model("small_cnn", in_chans=chans), pre, {"config": {"meta_columns": list(meta)}})
-    check_compatible([member("a"), member("b")])
+    assert check_compatible([_member("a"), _member("b")]) is None
     with pytest.raises(UsageError, match=r"differ in preprocess\.norm: a has 'annulus', b has 'stamp'"):
-        check_compatible([member("a"), member("b", PreprocessConfig(norm="stamp"))])
-    with pytest.raises(UsageError, match=r"differ in input bands \(channels\): a has 3, c has 1"):
-        check_compatible([member("a"), member("b"), member("c", chans=1)])
+        check_compatible([_member("a"), _member("b", PreprocessConfig(norm="stamp"))])
+    with pytest.raises(UsageError, match=r"differ in input bands: a has \['g', 'r', 'z'\], c has \['g', 'r', 'i'\]"):
+        check_compatible([_member("a"), _member("b"), _member("c", bands="gri")])  # same channel count, other bands
+    with pytest.raises(UsageError, match=r"differ in meta_columns"):
+        check_compatible([_member("a"), _member("b", meta=["psfdepth_r"])])
+
+
+def test_members_without_band_names_compared_by_channel_count():
+    """Checkpoints written before band names were recorded: compared by the channel count they have, said."""
+    note = check_compatible([_member("a"), _member("old", bands=None)])
+    assert note == "committee input bands compared (by channel count: old records no band names, an older checkpoint)"
+    with pytest.raises(UsageError, match=r"differ in input bands \(by channel count: c records no band names, an "
+                                         r"older checkpoint\): a has 3, c has 1; score them separately"):
+        check_compatible([_member("a"), _member("b"), _member("c", chans=1, bands=None)])
 
 
 def test_committee_scores_in_one_pass(demo, second, tmp_path, capsys):
@@ -90,6 +104,29 @@ def test_committee_refusals(demo, second, tmp_path, capsys):
     assert main(["score", "--checkpoint", str(demo["checkpoint"]), "--checkpoint", str(second), "--combine", "rank",
                  "--shard", "0/2", *args]) == 2
     assert not (tmp_path / "x.parquet").exists()
+    capsys.readouterr()
+
+    ck = load_checkpoint(second)
+    assert ck["bands"] == ["g", "r", "z"]  # recorded by dhs train
+    ck["bands"] = ["g", "r", "i"]
+    save_checkpoint({k: v for k, v in ck.items() if k not in ("format", "version")}, other)
+    assert main(["score", "--checkpoint", str(demo["checkpoint"]), "--checkpoint", str(other), *args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"{demo['checkpoint']} has ['g', 'r', 'z'], {other} has ['g', 'r', 'i']" in err[0]
+    assert not (tmp_path / "x.parquet").exists()
+
+
+def test_committee_with_an_older_checkpoint_says_bands_were_compared_by_count(demo, second, tmp_path, capsys):
+    ck = load_checkpoint(second)
+    del ck["bands"]  # as written before checkpoints recorded band names
+    old = tmp_path / "old.pt"
+    save_checkpoint({k: v for k, v in ck.items() if k not in ("format", "version")}, old)
+    out = tmp_path / "c.parquet"
+    assert main(["score", "--checkpoint", str(demo["checkpoint"]), "--checkpoint", str(old), "--data",
+                 str(demo["tier"]), "--out", str(out), "--quiet"]) == 0
+    assert f"note: committee input bands compared (by channel count: {old} records no band names" in capsys.readouterr().err
+    members = json.loads(pq.ParquetFile(out).schema_arrow.metadata[b"darkhaloscope.scores"])["committee"]["members"]
+    assert [m["bands"] for m in members] == [["g", "r", "z"], None]
 
 
 def _committee_file(path, n=4000, seed=0):

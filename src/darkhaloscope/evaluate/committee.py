@@ -4,9 +4,11 @@
     dhs score ... --combine rank          # mean rank instead of mean logit
 
 The data are decoded and preprocessed once per batch; every member scores the same tensors. Members must
-share the preprocessing (every `preprocess.*` key), the input bands (channels of the first layer) and the
-scalar inputs (`meta_columns`): otherwise one line names the first mismatch (exit 2), since a committee
-of members that saw differently normalised stamps would average numbers that mean different things.
+share the preprocessing (every `preprocess.*` key), the input bands (the band names each checkpoint
+records, in channel order) and the scalar inputs (`meta_columns`): otherwise one line names the members
+and the first mismatch (exit 2), since a committee of members that saw differently normalised stamps, or
+other bands, would average numbers that mean different things. A checkpoint written before band names
+were recorded is compared by what it has, the channel count of its first layer, and a note says so.
 
 Columns written beside the usual ones: `logit_m0`, `logit_m1`, ... (each member's logit, in the order of
 the --checkpoint flags) and `logit_spread` (standard deviation of the member logits, the disagreement).
@@ -46,11 +48,17 @@ class Member:
     def temperature(self) -> float | None:
         return (self.meta.get("calibration") or {}).get("temperature")
 
+    @property
+    def bands(self) -> list[str] | None:
+        """Input band names in channel order, as recorded by `dhs train`; None in an older checkpoint."""
+        bands = self.meta.get("bands")
+        return None if bands is None else list(bands)
+
     def describe(self) -> dict:
         from darkhaloscope.evaluate.score import weights_epoch
 
         return {"checkpoint": self.checkpoint, "model": self.meta.get("model"), "epoch": weights_epoch(self.meta),
-                "seed": self.meta["config"].get("seed"), "temperature": self.temperature}
+                "seed": self.meta["config"].get("seed"), "temperature": self.temperature, "bands": self.bands}
 
 
 def input_channels(model) -> int:
@@ -61,30 +69,40 @@ def input_channels(model) -> int:
     raise UsageError("model has no convolution: cannot tell its input bands")
 
 
-def check_compatible(members: list[Member]) -> None:
-    """UsageError (one line) naming the first setting in which a member differs from the first member."""
+def _inputs(m: Member, by_name: bool) -> dict:
+    """What a member's input has to agree on: preprocessing, bands (names, or channel count), meta_columns."""
+    return {**{f"preprocess.{k}": v for k, v in vars(m.preprocess).items()},
+            "input bands": m.bands if by_name else input_channels(m.model),
+            "meta_columns": list(m.meta["config"].get("meta_columns") or [])}
+
+
+def check_compatible(members: list[Member]) -> str | None:
+    """UsageError (one line) naming the first setting in which a member differs from the first member.
+    Returns a note when some member records no band names (an older checkpoint): bands were then compared
+    by channel count only."""
+    old = [m.checkpoint for m in members if m.bands is None]
+    how = "" if not old else (f" (by channel count: {', '.join(old)} record{'s' if len(old) == 1 else ''} no "
+                              "band names, an older checkpoint)")
     first = members[0]
-    ref = {**{f"preprocess.{k}": v for k, v in vars(first.preprocess).items()},
-           "input bands (channels)": input_channels(first.model),
-           "meta_columns": list(first.meta["config"].get("meta_columns") or [])}
+    ref = _inputs(first, by_name=not old)
     for m in members[1:]:
-        got = {**{f"preprocess.{k}": v for k, v in vars(m.preprocess).items()},
-               "input bands (channels)": input_channels(m.model),
-               "meta_columns": list(m.meta["config"].get("meta_columns") or [])}
+        got = _inputs(m, by_name=not old)
         for key in ref.keys() | got.keys():
             if ref.get(key) != got.get(key):
-                raise UsageError(f"committee members differ in {key}: {first.checkpoint} has {ref.get(key)!r}, "
+                what = f"{key}{how}" if key == "input bands" else key
+                raise UsageError(f"committee members differ in {what}: {first.checkpoint} has {ref.get(key)!r}, "
                                  f"{m.checkpoint} has {got.get(key)!r}; score them separately")
+    return f"committee input bands compared{how}" if old else None
 
 
-def load_members(checkpoints: list[str], device, s3=None) -> list[Member]:
+def load_members(checkpoints: list[str], device, s3=None) -> tuple[list[Member], str | None]:
+    """(members, note of `check_compatible` or None); mismatched members refused."""
     from darkhaloscope.train.checkpoint import load_for_inference
 
     if len(set(map(str, checkpoints))) != len(checkpoints):
         raise UsageError(f"the same checkpoint is given twice among {', '.join(map(str, checkpoints))}")
     members = [Member(str(c), *load_for_inference(c, device, s3)) for c in checkpoints]
-    check_compatible(members)
-    return members
+    return members, check_compatible(members) if len(members) > 1 else None
 
 
 def committee_columns(member_logits: np.ndarray, temperatures: list[float | None]) -> dict[str, np.ndarray]:

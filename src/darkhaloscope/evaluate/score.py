@@ -40,6 +40,7 @@ class ScoreSummary:
     rows: int  # rows written (this rank)
     failed: int  # rows whose stamp did not decode (score null)
     seconds: float
+    note: str | None = None  # a caveat to print (a committee member whose bands were compared by count only)
 
     @property
     def stamps_per_s(self) -> float:
@@ -233,7 +234,7 @@ def score_data(checkpoint: str | list[str], data: str, out: str | Path, cfg: Sco
         k, n = shard
         shard = (k * info.world_size + info.rank, n * info.world_size)
         part = out if info.world_size == 1 else out.with_name(f"{out.stem}.rank{info.rank:03d}{out.suffix}")
-        members = committee.load_members(checkpoints, device, s3)
+        members, note = committee.load_members(checkpoints, device, s3)
         models, pre, meta = [m.model for m in members], members[0].preprocess, members[0].meta
         meta_cols = tuple(getattr(models[0], "meta_columns", ()) or ())
         temps = [m.temperature for m in members]
@@ -267,7 +268,7 @@ def score_data(checkpoint: str | list[str], data: str, out: str | Path, cfg: Sco
                 merge_parts([out.with_name(f"{out.stem}.rank{r:03d}{out.suffix}") for r in range(info.world_size)], out)
                 if ranked:
                     committee.apply_rank_average(out)
-        return ScoreSummary(out, rows, failed, seconds)
+        return ScoreSummary(out, rows, failed, seconds, note)
     finally:
         distributed.teardown(info)
 

@@ -5,8 +5,8 @@
     load_for_inference("RUN/best.pt")  -> (model in eval mode, PreprocessConfig, meta)
 
 A checkpoint holds model, optimizer, scheduler, grad scaler, the RNG states (torch, CUDA, numpy, python,
-the augmentation generator), the data cursor (epoch, batches done), the resolved config and the package
-version. It is written to a temp file and renamed, so a kill -9 during the write leaves the previous
+the augmentation generator), the data cursor (epoch, batches done), the resolved config (model name and
+preprocessing included), the input band names (`bands`) and the package version. It is written to a temp file and renamed, so a kill -9 during the write leaves the previous
 file whole; it is read back with `torch.load(weights_only=True)` (no pickled code is ever executed).
 With `--checkpoint_uri s3://bucket/prefix` each saved file is uploaded (retried with backoff), and
 `--resume auto` on an empty run folder (a fresh Colab session) pulls last.pt from there.
@@ -180,8 +180,10 @@ def find_resume(run_dir: Path, resume: str | None, mirror: Mirror | None) -> Pat
 def load_for_inference(path_or_uri: str | Path, device: str | torch.device = "cpu", s3: S3Options | None = None):
     """(model in eval mode on `device`, PreprocessConfig, meta) from a `dhs train` checkpoint.
 
-    meta: {'config', 'epoch', 'step', 'best', 'version', 'git_commit', 'model', 'calibration'} (calibration:
-    {'temperature', 'ece_raw', 'ece_calibrated', 'split', 'n', 'step'} fitted on val, or None). Score with
+    meta: {'config', 'epoch', 'step', 'best', 'version', 'git_commit', 'model', 'calibration', 'bands'}
+    (calibration: {'temperature', 'ece_raw', 'ece_calibrated', 'split', 'n', 'step'} fitted on val, or None;
+    bands: the input band names in channel order, None in a checkpoint written before they were recorded;
+    the preprocessing is config['preprocess']). Score with
     `model(prepare_batch(x.to(device), preprocess, train=False))` -> logits (B,).
     """
     from darkhaloscope.models import create_model
@@ -209,6 +211,6 @@ def load_for_inference(path_or_uri: str | Path, device: str | torch.device = "cp
     if cfg.get("channels_last", False):
         model = model.to(memory_format=torch.channels_last)
     preprocess = PreprocessConfig(**cfg["preprocess"])
-    meta = {k: ckpt.get(k) for k in ("epoch", "step", "best", "version", "git_commit", "calibration")}
+    meta = {k: ckpt.get(k) for k in ("epoch", "step", "best", "version", "git_commit", "calibration", "bands")}
     meta.update(config=cfg, model=cfg["model"])
     return model, preprocess, meta

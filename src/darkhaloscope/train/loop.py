@@ -31,7 +31,7 @@ from darkhaloscope.errors import RefusedError, UsageError
 from darkhaloscope.fileio import atomic_write_text, clean_temps
 from darkhaloscope.models import create_model, load_init
 from darkhaloscope.stamps.fs import S3Options
-from darkhaloscope.stamps.schema import check_model_inputs
+from darkhaloscope.stamps.schema import BANDS, check_model_inputs
 from darkhaloscope.stamps.tier import open_tier
 from darkhaloscope.train import checkpoint as ckp
 from darkhaloscope.train import distributed as dd
@@ -250,6 +250,7 @@ class _Trainer:
                  "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(), "rng": rngs,
                  "cursor": self.train_stream.state_dict(), "step": s.step, "epoch": s.epoch,
                  "best": s.best, "initial_loss": s.initial_loss, "config": config_to_dict(self.cfg),
+                 "bands": list(BANDS),  # input channels in order (a committee compares them by name)
                  "git_commit": run_info([])["git_commit"], "world_size": self.info.world_size,
                  # temperature fitted on val for these weights (absent from a save between validations)
                  "calibration": self.calibration if (self.calibration or {}).get("step") == s.step else None}
