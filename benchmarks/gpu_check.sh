@@ -11,7 +11,8 @@
 #
 # Knobs (env): DHS_GPU_CHECK_ROWS (simulated rows, 12000), DHS_GPU_CHECK_STEPS (timed steps, 60),
 # DHS_GPU_CHECK_BATCH (256), DHS_GPU_CHECK_WORKERS (loader workers, cores - 2), DHS_GPU_CHECK_EPOCHS (2),
-# DHS_GPU_CHECK_MODELS (default: every registered model, `dhs bench train --model all`),
+# DHS_GPU_CHECK_MODELS (default: every registered model, `dhs bench train --model all`; timm:NAME models too
+# where timm is installed: pip install -e '.[cuda]'),
 # DHS_GPU_CHECK_TRAIN_MODEL (resnet18: the model of the short real training run).
 # Installs nothing heavy: uses the machine's torch (pip-installs torch only when it is missing), and this
 # package with --no-deps. Results: OUT_DIR/summary.txt and the JSON files beside it.
@@ -65,7 +66,7 @@ fi
 for MODEL in $MODELS; do
   log "bench train $MODEL ($DEV, $PREC, channels_last, batch $BATCH, $WORKERS workers)"
   dhs bench train --model "$MODEL" --device "$DEV" --precision "$PREC" --channels-last --batch-size "$BATCH" \
-    --steps "$STEPS" --warmup-steps 5 --data "$DATA" --num-workers "$WORKERS" --json > "$OUT/bench_$MODEL.json"
+    --steps "$STEPS" --warmup-steps 5 --data "$DATA" --num-workers "$WORKERS" --json > "$OUT/bench_${MODEL//:/_}.json"
 done
 
 log "real training run: $FIRST, $EPOCHS epoch(s)"
@@ -91,9 +92,10 @@ summ = json.loads((out / "run" / "summary.json").read_text())
 print(f"dhs train {first}: {len(rows)} epoch(s), {summ['steps']} steps in {t1 - t0:.1f} s wall "
       f"(incl. start-up and validation); epoch samples/s {[r['samples_per_s'] for r in rows]}; "
       f"val AUROC {[round(r['val_auroc'], 4) for r in rows]}")
-if not (out / f"bench_{first}.json").is_file():
+bench_first = out / f"bench_{first.replace(':', '_')}.json"
+if not bench_first.is_file():
     sys.exit(0)  # the trained model was not among DHS_GPU_CHECK_MODELS: no goal line
-r = json.loads((out / f"bench_{first}.json").read_text())
+r = json.loads(bench_first.read_text())
 goal = r["pipeline_train_samples_per_s"] >= 10_000 and r["limit"] == "model step"
 print(f"goal ({first}) >= 10,000 samples/s with the loader not the bottleneck: {'MET' if goal else 'NOT MET'}")
 PY

@@ -23,7 +23,7 @@ LAYERS = {"errors": 0, "fileio": 0, "config": 0, "configargs": 0, "redaction": 0
 TORCH_FREE = {"errors", "fileio", "config", "configargs", "redaction", "common", "__init__", "stamps", "sim", "survey", "audit"}
 # Known upward imports being removed (file -> why); delete the entry with the fix, never add one
 PENDING: dict[str, str] = {}
-HEAVY = ("torch", "lenstronomy", "matplotlib", "pyarrow", "scipy", "sklearn", "astropy")
+HEAVY = ("torch", "lenstronomy", "matplotlib", "pyarrow", "scipy", "sklearn", "astropy", "timm", "torchvision")
 
 
 def _package_of(path: Path) -> str:

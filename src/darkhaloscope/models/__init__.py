@@ -2,6 +2,7 @@
 
 Registered nets: `nets` (ResNets, small_cnn), `efficientnet`, `convnext`; their params and FLOPs per stamp
 are the README table (`python -m darkhaloscope.models.table`). `--init FILE`: `models.init.load_init`.
+`create_model("timm:NAME")`: any timm architecture where timm imports (`models.timm_backend`, optional).
 """
 
 from darkhaloscope.models import convnext as _convnext  # noqa: F401  (each module registers its models)

@@ -9,6 +9,9 @@ features with an attribute `num_features = F`. `create_model` puts the one class
 (`LensClassifier`), so every model has the same output contract: one logit per stamp, shape (B,),
 to be used with `BCEWithLogitsLoss` (sigmoid(logit) = P(lens)).
 
+`create_model("timm:NAME")` builds a timm architecture instead (`models.timm_backend`: optional, imported
+only for such names; same output contract, no metadata inputs).
+
 Scalar metadata inputs are checked against the schema: injection metadata (theta_e, arc_snr, src_*, ...)
 is null/zero for controls and leaks the label, so asking for it raises RefusedError (exit 3).
 Exercised by `dhs train --model=NAME` and `dhs bench train --model NAME`.
@@ -22,6 +25,7 @@ import torch
 from torch import nn
 
 from darkhaloscope.errors import UsageError
+from darkhaloscope.models.timm_backend import PREFIX as TIMM_PREFIX, create_timm_model  # timm itself: lazily
 from darkhaloscope.stamps.schema import check_model_inputs
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
@@ -73,10 +77,16 @@ class LensClassifier(nn.Module):
         return self.head(f).squeeze(1)
 
 
-def create_model(name: str, *, meta_columns: list[str] | tuple[str, ...] = (), **kw) -> LensClassifier:
-    """Build the registered model `name`; `kw` go to its builder. Unknown name -> UsageError listing the names."""
+def create_model(name: str, *, meta_columns: list[str] | tuple[str, ...] = (), **kw) -> nn.Module:
+    """Build the registered model `name` (`kw` go to its builder), or `timm:NAME` through timm. Unknown name ->
+    UsageError listing the names."""
+    if name.startswith(TIMM_PREFIX):
+        if meta_columns or kw:
+            raise UsageError(f"model {name}: timm models take no meta_columns or builder arguments")
+        return create_timm_model(name[len(TIMM_PREFIX):])
     if name not in _REGISTRY:
-        raise UsageError(f"unknown model {name!r}; choose one of: {', '.join(list_models())}")
+        raise UsageError(f"unknown model {name!r}; choose one of: {', '.join(list_models())}, or "
+                         f"{TIMM_PREFIX}NAME for a timm architecture (needs the [cuda] extra: timm)")
     check_model_inputs(list(meta_columns))  # RefusedError (exit 3) for label-leaking columns
     try:
         backbone = _REGISTRY[name](**kw)

@@ -32,13 +32,18 @@ def model_rows() -> list[dict]:
     return rows
 
 
+TIMM_NOTE = ("Besides these, `--model timm:NAME` builds any timm architecture with its stem adapted to 64x64 "
+             "(optional: `pip install 'darkhaloscope[cuda]'` on a CUDA machine; see below).")
+
+
 def markdown_table(rows: list[dict] | None = None) -> str:
+    """The registered models (params, FLOPs) and, after a blank line, the note on the timm route."""
     lines = list(HEADER)
     for r in rows if rows is not None else model_rows():
         p = r["params"] / 1e6
         lines.append(f"| `{r['name']}` | {r['description']} | {p:.3f} M | {r['gflops']:.3g} |" if p < 1 else
                      f"| `{r['name']}` | {r['description']} | {p:.2f} M | {r['gflops']:.3g} |")
-    return "\n".join(lines)
+    return "\n".join(lines + ["", TIMM_NOTE])
 
 
 def _split(path: Path) -> tuple[str, str, str]:

@@ -4,6 +4,7 @@
     torchrun --nproc_per_node=2 -m darkhaloscope train --data TIER --out RUN --device=cpu
     dhs bench train --model resnet18 --batch-size 256 --precision bf16 [--data TIER] [--json]
     dhs bench train --model all --batch-size 256 --precision bf16      # every registered model
+    dhs bench train --model timm:efficientnetv2_rw_s                    # a timm net (the [cuda] extra)
 
 Every TrainConfig key is also a flag (`--lr=1e-3`, `--batch-size 64`, `--preprocess.norm=stamp`, or
 `--set lr=1e-3`); `dhs train --help` lists them with their defaults and units. Without --config/--preset
@@ -132,8 +133,10 @@ def register(subparsers, bench_subparsers) -> None:
     p.set_defaults(func=cmd_train)
 
     b = bench_subparsers.add_parser("train", help="samples/s of the training step: synthetic tensors vs the input pipeline")
-    b.add_argument("--model", default="resnet18", help="registered model name, or all (every registered model in "
-                   "turn; --json then prints a list)")
+    b.add_argument("--model", default="resnet18", help="registered model name (README models table; a wrong "
+                   "name lists them), timm:NAME for a timm architecture with its stem adapted to 64x64 (needs "
+                   "timm: pip install 'darkhaloscope[cuda]' on a CUDA machine), or all (every registered model "
+                   "in turn; --json then prints a list)")
     b.add_argument("--batch-size", type=int, default=256, help="stamps per step")
     b.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"))
     b.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True)

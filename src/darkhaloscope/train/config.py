@@ -26,7 +26,7 @@ class TrainConfig:
     mined: str = ""  # tier of hard negatives from `dhs mine`, mixed into the train split ("" = none)
     mined_repeat: int = 1  # times each mined negative is read per epoch: its weight against the other rows
     # model
-    model: str = "resnet18"  # registry name (`dhs bench train --help` lists them)
+    model: str = "resnet18"  # registry name (a wrong one lists them) or timm:NAME (the [cuda] extra)
     meta_columns: list[str] = field(default_factory=list)  # scalar model inputs; label-leaking ones refused
     init: str | None = None  # local state dict (whole model, backbone only, or a dhs checkpoint) to start from
     # optimisation (Phase 5: AdamW lr 3e-4 wd 0.01, cosine)
