@@ -1,5 +1,6 @@
 """Fixtures for the evaluate tests: synthetic scores files, and one small simulated tier (paired controls)
-with a briefly trained small_cnn, shared by the score / probe tests of the session."""
+with a briefly trained small_cnn, shared by the score / probe tests of the session, and a second checkpoint
+of it (other weights) for committees."""
 
 from __future__ import annotations
 
@@ -25,3 +26,20 @@ def demo(tmp_path_factory) -> dict[str, Path]:
     scores = root / "scores.parquet"
     assert main(["score", "--checkpoint", str(ckpt), "--data", str(tier), "--out", str(scores), "--quiet"]) == 0
     return {"tier": tier, "checkpoint": ckpt, "scores": scores, "root": root}
+
+
+@pytest.fixture(scope="session")
+def second(demo, tmp_path_factory):
+    """A second committee member: the demo checkpoint with other weights (seed 7), other temperature."""
+    import torch
+
+    from darkhaloscope.models import create_model
+    from darkhaloscope.train.checkpoint import load_checkpoint, save_checkpoint
+
+    ck = load_checkpoint(demo["checkpoint"])
+    torch.manual_seed(7)
+    ck["model"] = create_model("small_cnn").state_dict()
+    ck["calibration"] = {**ck["calibration"], "temperature": 2.0}
+    path = tmp_path_factory.mktemp("member") / "best.pt"
+    save_checkpoint({k: v for k, v in ck.items() if k not in ("format", "version")}, path)
+    return path

@@ -19,18 +19,6 @@ from darkhaloscope.stamps.normalise import PreprocessConfig
 from darkhaloscope.train.checkpoint import load_checkpoint, save_checkpoint
 
 
-@pytest.fixture(scope="module")
-def second(demo, tmp_path_factory):
-    """A second member: the demo checkpoint with other weights (seed 7), other temperature."""
-    ck = load_checkpoint(demo["checkpoint"])
-    torch.manual_seed(7)
-    ck["model"] = create_model("small_cnn").state_dict()
-    ck["calibration"] = {**ck["calibration"], "temperature": 2.0}
-    path = tmp_path_factory.mktemp("member") / "best.pt"
-    save_checkpoint({k: v for k, v in ck.items() if k not in ("format", "version")}, path)
-    return path
-
-
 def test_columns_mean_spread_and_calibrated_mean():
     z = np.array([[1.0, -2.0, 0.0], [3.0, 2.0, 0.0]])
     c = committee_columns(z, [1.0, 2.0])

@@ -265,7 +265,8 @@ def score_data(checkpoint: str | list[str], data: str, out: str | Path, cfg: Sco
         if info.world_size > 1:
             distributed.barrier(info)
             if info.is_main:
-                merge_parts([out.with_name(f"{out.stem}.rank{r:03d}{out.suffix}") for r in range(info.world_size)], out)
+                merge_parts([out.with_name(f"{out.stem}.rank{r:03d}{out.suffix}") for r in range(info.world_size)], out,
+                            shard=(k, n))
                 if ranked:
                     committee.apply_rank_average(out)
         return ScoreSummary(out, rows, failed, seconds, note)
@@ -273,13 +274,14 @@ def score_data(checkpoint: str | list[str], data: str, out: str | Path, cfg: Sco
         distributed.teardown(info)
 
 
-def merge_parts(parts: list[Path], out: Path) -> None:
-    """Concatenate per-rank scores files into `out` (atomic) and remove the parts."""
+def merge_parts(parts: list[Path], out: Path, shard: tuple[int, int]) -> None:
+    """Concatenate per-rank scores files into `out` (atomic) and remove the parts. `shard`: what the merged
+    file holds (the --shard asked for; each part recorded its own rank's share)."""
     def tables():
         for p in parts:
             pf = pq.ParquetFile(p)
             for i in range(pf.num_row_groups):
                 yield pf.read_row_group(i)
-    write_scores(tables(), out, read_provenance(pq.read_schema(parts[0])))
+    write_scores(tables(), out, read_provenance(pq.read_schema(parts[0])) | {"shard": list(shard)})
     for p in parts:
         p.unlink()
