@@ -1,6 +1,7 @@
 """`dhs train --model timm:NAME` records the name in its checkpoint, and `dhs score` rebuilds the same net
 from it (the fake timm of tests/faketimm.py); without timm, scoring that checkpoint is one error line."""
 
+import json
 import sys
 
 import numpy as np
@@ -20,6 +21,7 @@ def test_timm_checkpoint_scored_with_the_same_net(demo, tmp_path, monkeypatch, c
     assert main(["train", "--data", str(demo["tier"]), "--out", str(run), "--model=timm:fake_efficientnet",
                  "--device=cpu", "--precision=fp32", "--num_workers=0", "--batch_size=32", "--epochs=1",
                  "--progress=false", "--val_batch_size=64"]) == 0
+    assert json.loads((run / "run.json").read_text())["timm"] == "0.0+fake"
     ck = load_checkpoint(run / "best.pt")
     assert ck["config"]["model"] == "timm:fake_efficientnet" and "backbone.conv_stem.weight" in ck["model"]
     model, pre, meta = load_for_inference(run / "best.pt")

@@ -84,11 +84,12 @@ class TimmClassifier(nn.Module):
 
     meta_columns: tuple[str, ...] = ()
 
-    def __init__(self, net: nn.Module, timm_name: str, stem: str | None):
+    def __init__(self, net: nn.Module, timm_name: str, stem: str | None, timm_version: str | None = None):
         super().__init__()
         self.backbone = net
         self.timm_name = timm_name
         self.stem = stem  # what adapt_stem changed (None: not adapted)
+        self.timm_version = timm_version  # the net's layers are timm's: `dhs train` writes it into run.json
 
     def forward(self, x: torch.Tensor, meta: torch.Tensor | None = None) -> torch.Tensor:
         if meta is not None:
@@ -129,7 +130,7 @@ def create_timm_model(name: str) -> TimmClassifier:
     if stem is None:
         print(f"warning: {PREFIX}{name}: no known stem to adapt (conv_stem, conv1 + maxpool, stem); built as timm "
               "defines it, which may downsample 64x64 stamps 4x or more before its first stage", file=sys.stderr)
-    model = TimmClassifier(net, name, stem)
+    model = TimmClassifier(net, name, stem, getattr(timm, "__version__", None))
     _check_runs_on_stamps(model)
     return model
 

@@ -148,6 +148,8 @@ class _Trainer:
         info = run_info(self.argv) | {"resumed_from": self.resumed_from, "world_size": self.info.world_size,
                                       "device": str(self.device), "precision": self.precision,
                                       "torch": torch.__version__, "class_counts": _counts_json(self.counts)}
+        if getattr(self.model, "timm_version", None):  # a timm:NAME model: the timm that built it
+            info["timm"] = self.model.timm_version
         atomic_write_text(self.run_dir / "run.json", _json(info))
 
     def _build(self) -> None:
