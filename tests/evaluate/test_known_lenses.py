@@ -20,6 +20,8 @@ def test_thresholds_on_controls_by_hand():
     ops = thresholds_on_controls(ctrl, [1e-2, 1e-3])
     assert ops[1e-2] == (989.0, 0.010)  # 10 controls (990..999) lie above: FPR exactly 1e-2
     assert ops[1e-3] == (998.0, 0.001)
+    # 0.29 x 100 = 28.999999999999996 in float64: still 29 controls may pass (ranking.allowed_false_positives)
+    assert thresholds_on_controls(np.arange(100, dtype=float), [0.29])[0.29] == (70.0, 0.29)
 
 
 def test_known_lens_section(demo, real_scores_of_shared, tmp_path):

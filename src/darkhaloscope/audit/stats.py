@@ -9,19 +9,16 @@ looking at arcs? Exercised by `dhs audit DATA`.
 from __future__ import annotations
 
 import numpy as np
-from scipy.stats import rankdata
 
+from darkhaloscope.common import ranking
 from darkhaloscope.stamps.schema import BANDS, ZEROPOINT_AB, pixel_radius
 
 
 def auroc(labels: np.ndarray, scores: np.ndarray) -> float:
-    """AUROC of `scores` for label 1 vs 0 (ties count one half; Mann-Whitney U); NaN with one class."""
-    y = np.asarray(labels) == 1
-    n_pos, n_neg = int(y.sum()), int((~y).sum())
-    if n_pos == 0 or n_neg == 0:
-        return float("nan")
-    ranks = rankdata(np.asarray(scores, dtype=np.float64))
-    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+    """AUROC of `scores` for label 1 vs 0 as a plain float, NaN with one class: `common.ranking.auroc` (the
+    one ROC of the package, ties counting one half) for the audit's columns and probes."""
+    v = ranking.auroc(np.asarray(labels) == 1, np.asarray(scores, dtype=np.float64)).value
+    return float("nan") if v is None else float(v)
 
 
 def separation(auc: float) -> float:

@@ -170,6 +170,23 @@ def average_precision(labels, scores=None) -> Metric:
     return Metric(float(np.sum(np.diff(tp) * precision) / g.n_pos), "", g.n_pos, g.n_neg)
 
 
+def allowed_false_positives(fpr: float, n_neg: int) -> int:
+    """The integer number of negatives an operating point at `fpr` may pass: floor(fpr x n_neg), robust to
+    float error (0.29 x 100 is 28.999999999999996 in float64, and 29 negatives are allowed)."""
+    return int(np.floor(fpr * n_neg * (1 + 1e-12)))
+
+
+def control_threshold(control_values, fpr: float) -> tuple[float, float]:
+    """(threshold, achieved FPR) set on controls alone: a value passes when > threshold, and at most
+    `allowed_false_positives(fpr, n)` controls pass (the rule of `tpr_at_fpr`; ties can make it fewer). With
+    none allowed the threshold is the highest control (FPR 0)."""
+    v = np.sort(np.asarray(control_values, dtype=np.float64))[::-1]
+    if not len(v):
+        raise DataError("no control scores to set a threshold on")
+    thr = float(v[min(allowed_false_positives(fpr, len(v)), len(v) - 1)])
+    return thr, float((v > thr).mean())
+
+
 def tpr_at_fpr(labels, scores=None, fpr: float = 1e-3) -> Metric:
     """Highest TPR among operating points with FPR <= `fpr` (no interpolation between points).
 
@@ -180,7 +197,7 @@ def tpr_at_fpr(labels, scores=None, fpr: float = 1e-3) -> Metric:
     if (u := _undefined(g)) is not None:
         return u
     tp, fp = g.cumulative()
-    allowed_fp = np.floor(fpr * g.n_neg * (1 + 1e-12))  # integer number of false positives allowed
+    allowed_fp = allowed_false_positives(fpr, g.n_neg)
     k = int(np.flatnonzero(fp <= allowed_fp)[-1])  # fp is non-decreasing: last admissible point
     thr = float(g.thresholds[k - 1]) if k else float("inf")
     if allowed_fp < 1:

@@ -4,7 +4,7 @@ KNOWN is a scores file of real lenses (from `dhs score`), or data to score with 
 `dhs cutouts`, a folder of npz/FITS cutouts such as ../shared/data/dr10_cutouts). Its rows with label 1, or
 with no label, are real lenses: never controls. For each FPR of `known_lens_fprs` (1e-2, 1e-3), the threshold
 is set on the controls of SCORES (the evaluated split, normally test: the first control score the threshold
-passes is the k-th highest, k = floor(FPR x controls)); the section gives the recall of the real lenses there
+passes is the k-th highest, k = floor(FPR x controls), the rule of every operating point); the section gives the recall of the real lenses there
 (all and per grade: the `grade` column, which a scored cutout folder takes from each npz's `meta_tier`;
 with Wilson 95% intervals), a headline line, and a gallery of the real lenses sorted by
 score. Metrics land in metrics.json under `known_lenses`.
@@ -37,14 +37,9 @@ def is_scores_file(path: str) -> bool:
 
 
 def thresholds_on_controls(control_values: np.ndarray, fprs) -> dict[float, tuple[float, float]]:
-    """{fpr: (threshold, achieved fpr)}: a value counts as 'lens' when > threshold; achieved FPR <= fpr."""
-    v = np.sort(np.asarray(control_values, float))[::-1]
-    out = {}
-    for f in fprs:
-        k = int(np.floor(f * len(v)))
-        thr = float(v[min(k, len(v) - 1)])
-        out[f] = (thr, float((v > thr).mean()))
-    return out
+    """{fpr: (threshold, achieved fpr)}: a value counts as 'lens' when > threshold; achieved FPR <= fpr
+    (`common.ranking.control_threshold`, the allowed-false-positive rule of every operating point)."""
+    return {f: M.control_threshold(control_values, f) for f in fprs}
 
 
 def _known_scores(known: str, checkpoint: str | None, out_dir: Path, s3, log) -> Path:
