@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from darkhaloscope.common.calibration import sigmoid
 from darkhaloscope.evaluate import calibration, plots, selection
 from darkhaloscope.common import ranking as M
 from darkhaloscope.evaluate.baselines import run_baselines
@@ -43,7 +44,7 @@ class Ranked:
             return float(np.log(p) - np.log1p(-p))
 
     def to_prob(self, v: float) -> float:
-        return float(1 / (1 + np.exp(-v))) if self.by_logit else v
+        return float(sigmoid(v)) if self.by_logit else v
 
 
 def rank_values(s: Scores) -> Ranked:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from darkhaloscope.common.calibration import sigmoid
 from darkhaloscope.errors import UsageError
 from darkhaloscope.common import ranking as M
 from darkhaloscope.evaluate import plots
@@ -49,7 +50,7 @@ def occlusion_maps(score_fn, images: np.ndarray, patch: int, stride: int, rng: n
     """(N, H, W) mean drop of the probability when a patch x patch square covering the pixel is occluded."""
     n, _, h, w = images.shape
     med, sigma = sky_stats(images)
-    base = 1 / (1 + np.exp(-score_fn(images)))
+    base = sigmoid(score_fn(images))
     starts = [(y, x) for y in range(0, h - patch + 1, stride) for x in range(0, w - patch + 1, stride)]
     maps = np.zeros((n, h, w))
     cover = np.zeros((h, w))
@@ -60,7 +61,7 @@ def occlusion_maps(score_fn, images: np.ndarray, patch: int, stride: int, rng: n
         for j, (y, x) in enumerate(starts):
             batch[j, :, y:y + patch, x:x + patch] = (med[i][:, None, None] + sigma[i][:, None, None]
                                                       * rng.normal(size=(3, patch, patch)))
-        drop = base[i] - 1 / (1 + np.exp(-score_fn(batch)))
+        drop = base[i] - sigmoid(score_fn(batch))
         for j, (y, x) in enumerate(starts):
             maps[i, y:y + patch, x:x + patch] += drop[j]
     return maps / np.maximum(cover, 1)
@@ -213,7 +214,7 @@ def _paired(scores, idx, y, images, logits, source, ranked, thr, rng, score_fn) 
     t_prob = ranked.to_prob(thr)
     for name, lg in (("injection (host + arc)", logits[lens][ok]), ("host alone (paired control)", score_fn(ctrl)),
                      ("arc alone on sky noise", score_fn(arc)), ("controls (for reference)", logits[y == 0])):
-        p = 1 / (1 + np.exp(-lg))
+        p = sigmoid(lg)
         k, n = int((p >= t_prob).sum()), len(p)
         lo, hi = M.wilson_interval(k, n)
         res[name] = {"n": n, "mean_prob": float(p.mean()) if n else 0.0, "frac_hit": k / n if n else 0.0,

@@ -13,6 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from darkhaloscope.common.calibration import sigmoid
 from darkhaloscope.fileio import atomic_path
 
 
@@ -36,7 +37,7 @@ def synthetic_scores_table(n: int, *, lens_frac: float = 0.5, separation: float 
     logit = rng.normal(-3.0, 1.2, n) + 2.0 * (psf - 1.25)
     logit[lens] = rng.normal(separation * np.log10(snr[lens]) - 0.5 * separation, 1.0)
     logit = logit.astype(np.float32)
-    score = (1 / (1 + np.exp(-logit.astype(np.float64)))).astype(np.float32)
+    score = sigmoid(logit).astype(np.float32)
     split = np.array(splits)[rng.integers(0, len(splits), n)]
     return pa.table({
         "score": score, "logit": logit, "label": label,
