@@ -1,27 +1,16 @@
 """Every registered model: forward/backward on a (B, 3, 64, 64) batch, logits of shape (B,); registry errors."""
 
 import math
-from pathlib import Path
 
 import pytest
 import torch
 
 from darkhaloscope.errors import RefusedError, UsageError
 from darkhaloscope.models import count_params, create_model, forward_flops, list_models, register_model
-from darkhaloscope.models.table import markdown_table, read_readme_table
+from darkhaloscope.models.table import markdown_table
+from modelparams import README_TABLE, every_model
 
-
-README = Path(__file__).resolve().parents[2] / "README.md"
-HEAVY_GFLOPS = 1.0  # models above this forward cost run in the slow tier (batch-2 CPU passes take seconds)
-
-
-def _params(name):
-    """Parametrize over every registered model; the heavy ones are marked slow."""
-    return pytest.param(name, marks=pytest.mark.slow) if README_TABLE.get(name, (0, 0))[1] > HEAVY_GFLOPS else name
-
-
-README_TABLE = read_readme_table(README)
-MODELS = [_params(n) for n in list_models()]
+MODELS = every_model()
 
 
 @pytest.mark.parametrize("name", MODELS)

@@ -7,8 +7,7 @@ import pytest
 from darkhaloscope.cli import main
 from darkhaloscope.models import list_models
 from darkhaloscope.train import bench
-
-HEAVY_GFLOPS = 1.0  # models above this forward cost (README table) run in the slow tier
+from modelparams import every_model
 
 
 def test_bench_train_json_with_data(train_tier, capsys):
@@ -36,13 +35,7 @@ def test_bench_train_fp16_on_cpu_is_a_usage_error(capsys):
     assert "fp16 needs a CUDA device" in capsys.readouterr().err
 
 
-def _bench_params():
-    from darkhaloscope.models import create_model, forward_flops
-    return [pytest.param(n, marks=pytest.mark.slow) if forward_flops(create_model(n)) > HEAVY_GFLOPS * 1e9 else n
-            for n in list_models()]
-
-
-@pytest.mark.parametrize("name", _bench_params())
+@pytest.mark.parametrize("name", every_model())
 def test_bench_train_covers_every_registered_model(name, capsys):
     assert main(["bench", "train", "--model", name, "--batch-size", "2", "--steps", "1", "--warmup-steps", "0",
                  "--device", "cpu", "--precision", "bf16", "--json"]) == 0
