@@ -76,20 +76,14 @@ def image_features(images: np.ndarray, centre_radius_pix: float = 4.0, backgroun
 
 def probe_auroc(features: np.ndarray, labels: np.ndarray, seed: int = 0, folds: int = 5) -> float:
     """Cross-validated AUROC of a standardised logistic regression on all image statistics."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedKFold, cross_val_predict
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
+    from darkhaloscope.common.logistic import cv_decision_function
 
     y = labels.astype(np.int8)
     folds = int(min(folds, (y == 0).sum(), (y == 1).sum()))
     if folds < 2:
         return float("nan")
     x = np.nan_to_num(features, nan=0.0, posinf=0.0, neginf=0.0)
-    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
-    cv = StratifiedKFold(folds, shuffle=True, random_state=seed)
-    scores = cross_val_predict(model, x, y, cv=cv, method="decision_function")
-    return auroc(y, scores)
+    return auroc(y, cv_decision_function(x, y, folds=folds, seed=seed, max_iter=2000))
 
 
 SHORTCUT_AUROC = 0.85  # image statistics reaching this AUROC without arcs = a shortcut (AuditConfig default)

@@ -73,11 +73,7 @@ def logistic_baseline(name: str, X: np.ndarray, labels: np.ndarray, cnn_scores: 
                       *, max_rows: int = 100_000, folds: int = 5, seed: int = 0) -> BaselineResult | str:
     """Cross-validated logistic regression (median-imputed, standardised) on a random subsample of at most
     `max_rows` rows. Returns a one-line reason instead when it cannot be fitted."""
-    from sklearn.impute import SimpleImputer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedKFold, cross_val_predict
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
+    from darkhaloscope.common.logistic import cv_decision_function
 
     if not features:
         return f"{name}: no usable columns"
@@ -92,9 +88,7 @@ def logistic_baseline(name: str, X: np.ndarray, labels: np.ndarray, cnn_scores: 
     n_min = int(min((y == 1).sum(), (y == 0).sum()))
     if n_min < 2:
         return f"{name}: needs both classes (have {int((y == 1).sum())} lenses, {int((y == 0).sum())} controls)"
-    model = make_pipeline(SimpleImputer(strategy="median"), StandardScaler(), LogisticRegression(max_iter=500))
-    cv = StratifiedKFold(n_splits=min(folds, n_min), shuffle=True, random_state=seed)
-    pred = cross_val_predict(model, X, y, cv=cv, method="decision_function")
+    pred = cv_decision_function(X, y, folds=min(folds, n_min), seed=seed, max_iter=500, impute=True)
     return BaselineResult(name, features, auroc(y, pred), auroc(y, s), len(y))
 
 
