@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import difflib
+import functools
 import inspect
 import re
 import typing
@@ -62,6 +63,13 @@ def config_source(section: str, config: str | None = None, preset: str | None = 
 def field_comments(cls) -> dict[str, str]:
     """{field: its trailing '# comment'} from the dataclass source. A comment line below continues it when
     its text is indented deeper than the field or the comment has an open parenthesis (else it is a heading)."""
+    return dict(_field_comments(cls))
+
+
+@functools.cache
+def _field_comments(cls) -> dict[str, str]:
+    """`field_comments`, read once per class: every parser build (each `dhs` call, each `cli.main` of the
+    tests) asks again, and reading the source is most of the parser's cost."""
     try:
         src = inspect.getsource(cls)
     except (OSError, TypeError):
