@@ -104,15 +104,17 @@ def _default_text(f: dataclasses.Field) -> str:
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, cls, section: str, *, skip: tuple[str, ...] = (),
-                         config_flag: str = "--config") -> None:
+                         config_flag: str = "--config", preset_flag: bool = True) -> None:
     """`--config`, `--preset`, `--set` and one flag per key of `cls` (except `skip`, which the command
-    spells its own way). Values stay text until `config_from_args` types and validates them."""
+    spells its own way). Values stay text until `config_from_args` types and validates them.
+    `preset_flag=False`: the command gives `--preset` another meaning (dhs review: the planned run's)."""
     presets = list_presets(section)
     names = f" (presets: {', '.join(presets)})" if presets else ""
     g = parser.add_argument_group(f"settings ({cls.__name__}; defaults below, in the units given)")
     g.add_argument(config_flag, dest="config", default=None, metavar="NAME_OR_FILE",
-                   help=f"YAML of {cls.__name__} keys, or the name of a preset{names}")
-    g.add_argument("--preset", default=None, metavar="NAME", help=f"a preset shipped with darkhaloscope{names}")
+                   help=f"YAML of {cls.__name__} keys" + (f", or the name of a preset{names}" if presets else ""))
+    if preset_flag:
+        g.add_argument("--preset", default=None, metavar="NAME", help=f"a preset shipped with darkhaloscope{names}")
     g.add_argument("--set", dest="set", action="append", default=[], metavar="KEY=VALUE",
                    help="same as --KEY=VALUE (repeatable)")
     _add_key_flags(g, cls, "", skip)

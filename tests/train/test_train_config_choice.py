@@ -32,6 +32,24 @@ def test_review_plans_with_what_train_would_use(capsys):
     assert _train_config(review, say=print).num_workers == 8  # a train preset by name
 
 
+def test_review_preset_is_the_planned_runs_train_preset(capsys, tmp_path):
+    """`dhs review --preset NAME` (what the 'no --config' line suggests) plans with the train preset, exactly
+    as `dhs train --preset NAME`; an unknown name lists the train presets; --config and --preset together
+    are refused."""
+    parser = build_parser()
+    for name in ("gpu", "cpu-demo"):
+        review = parse_args(parser, ["review", "--data", "d", "--out", "r.md", "--preset", name])
+        assert _train_config(review, say=print) == train_config(parse_args(parser, ["train", "--out", "r", "--preset", name]))
+    assert capsys.readouterr().out == ""  # a preset was chosen: no "using preset" line
+    assert main(["review", "--data", str(tmp_path), "--out", str(tmp_path / "r.md"), "--preset", "cpu_demo"]) == 2
+    err = capsys.readouterr().err
+    assert "no preset 'cpu_demo' for dhs train; presets: cpu-demo, gpu" in err and "did you mean" in err
+    assert main(["review", "--data", str(tmp_path), "--out", str(tmp_path / "r.md"), "--preset", "gpu",
+                 "--config", "gpu"]) == 2
+    assert "give --config or --preset, not both" in capsys.readouterr().err
+    assert not (tmp_path / "r.md").exists()
+
+
 def test_training_prints_progress_lines_when_stderr_is_not_a_terminal(train_tier, tmp_path, capsys, monkeypatch):
     import darkhaloscope.common.progress as progress
 

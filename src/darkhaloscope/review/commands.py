@@ -1,7 +1,7 @@
 """CLI of the review package: `dhs review` (the GO/NO-GO before a long training run).
 
-    dhs review --data s3://bucket/stamps/train_tier/ --out review.md [--run RUN] [--config NAME_OR_FILE]
-               [--planned_rows=10000000] [--quick]                  # exit 0 GO, 3 NO-GO; review.json beside
+    dhs review --data s3://bucket/stamps/train_tier/ --out review.md [--run RUN] [--config NAME_OR_FILE
+               | --preset NAME] [--planned_rows=10000000] [--quick]                  # exit 0 GO, 3 NO-GO; review.json beside
 """
 
 from __future__ import annotations
@@ -26,15 +26,18 @@ def register(sub, bench_sub) -> None:
                    help="the planned run's TrainConfig: a YAML file or a train preset "
                    f"({', '.join(list_presets('train'))}); default RUN/config.yaml with --run, else what "
                    "`dhs train` would use here (its defaults, or the cpu-demo preset without CUDA)")
+    p.add_argument("--preset", dest="train_preset", default=None, metavar="NAME",
+                   help=f"the planned run's train preset ({', '.join(list_presets('train'))}), as `dhs train "
+                   "--preset NAME` would use it (dhs review has no presets of its own)")
     p.add_argument("--out", required=True, help="Markdown report to write (review.json / review.html beside it)")
     p.add_argument("--quick", action="store_true", help="smaller measurements (review config QUICK preset)")
-    add_config_arguments(p, ReviewConfig, "review", config_flag="--review-config")
+    add_config_arguments(p, ReviewConfig, "review", config_flag="--review-config", preset_flag=False)
     add_s3_arguments(p)
     p.set_defaults(func=cmd_review)
 
 
 def _train_config(args, say):
-    """The planned run: --config, else RUN/config.yaml, else exactly what `dhs train` would resolve."""
+    """The planned run: --config / --preset, else RUN/config.yaml, else exactly what `dhs train` would resolve."""
     import argparse
 
     from darkhaloscope.config import load_config
@@ -42,8 +45,8 @@ def _train_config(args, say):
     from darkhaloscope.train.commands import train_config
     from darkhaloscope.train.config import TrainConfig
 
-    if args.train_config:
-        return load_config(TrainConfig, config_source("train", args.train_config))
+    if args.train_config or args.train_preset:
+        return load_config(TrainConfig, config_source("train", args.train_config, args.train_preset))
     if args.run and (Path(args.run) / "config.yaml").is_file():
         return load_config(TrainConfig, Path(args.run) / "config.yaml")
     return train_config(argparse.Namespace(), say=say)
