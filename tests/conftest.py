@@ -1,13 +1,21 @@
-"""Shared fixtures: a tiny Phase 4c tier made from random stamps, and a local S3 server (moto)."""
+"""Shared fixtures: a tiny Phase 4c tier made from random stamps, and a local S3 server (moto).
+
+The tests run torch, OpenBLAS and OpenMP with one thread (`OMP_NUM_THREADS=1`, inherited by the `dhs`
+subprocesses; an explicit value in the environment wins): their tensors and fits are tiny, and on the
+2-core dev box a second thread only spins (tests/train: 60 s CPU and 63 s wall with two threads, 27 s and
+30 s with one, 2026-12-01 at load ~3)."""
 
 from __future__ import annotations
 
 import os
-import socket
-import sys
-from pathlib import Path
 
-import pytest
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # before numpy / torch load their thread pools
+
+import socket  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
 
