@@ -50,6 +50,7 @@ def test_known_lens_data_needs_checkpoint(demo, real_cutouts_dir, tmp_path, caps
     rc = main(["evaluate", str(demo["scores"]), "--out", str(tmp_path / "r"), "--no-data", "--known-lenses",
                str(real_cutouts_dir), "--set", "n_boot=20"])
     assert rc == 2 and "pass --checkpoint" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()  # refused before the analysis: no figures, no report
 
 
 DR10 = Path(os.environ.get("DHS_SHARED", Path(__file__).resolve().parents[2].parent / "shared")) / "data" / "dr10_cutouts"

@@ -42,14 +42,22 @@ def thresholds_on_controls(control_values: np.ndarray, fprs) -> dict[float, tupl
     return {f: M.control_threshold(control_values, f) for f in fprs}
 
 
-def _known_scores(known: str, checkpoint: str | None, out_dir: Path, s3, log) -> Path:
+def check_known_lenses(known: str, checkpoint: str | None) -> bool:
+    """Refuse a KNOWN that cannot be used, before any work: missing, or data without --checkpoint to
+    score it. True when KNOWN is already a scores file."""
     if is_scores_file(known):
-        return Path(known)
+        return True
     if not Path(known).exists() and "://" not in known:
         raise MissingInputError(f"--known-lenses {known}: no such file or folder")
     if not checkpoint:
         raise UsageError(f"--known-lenses {known} is data, not a scores file: pass --checkpoint to score it, or "
                          "score it first with `dhs score`")
+    return False
+
+
+def _known_scores(known: str, checkpoint: str | None, out_dir: Path, s3, log) -> Path:
+    if check_known_lenses(known, checkpoint):
+        return Path(known)
     from darkhaloscope.config import load_config
     from darkhaloscope.evaluate.config import ScoreConfig
     from darkhaloscope.evaluate.score import score_data

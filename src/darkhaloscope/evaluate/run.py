@@ -25,6 +25,10 @@ def evaluate_scores(scores_path: str | Path, out: str | Path, cfg: EvaluateConfi
     from darkhaloscope.evaluate.scoresfile import read_scores
 
     say = log or (lambda m: None)
+    if known_lenses:
+        from darkhaloscope.evaluate.knownlenses import check_known_lenses
+
+        check_known_lenses(known_lenses, checkpoint)  # a usage error before the analysis, not after it
     scores = read_scores(scores_path, cfg.split, cfg.score)
     out = Path(out)
     source, reason = resolve_source(scores, data, use_recorded_data, s3, checkpoint)
