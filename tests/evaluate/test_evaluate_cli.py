@@ -50,11 +50,23 @@ def test_report_files_metrics_and_figures(tmp_path, capsys):
     assert "wrote" in capsys.readouterr().out
 
 
-def test_one_class_scores_are_undefined_with_reason(tmp_path):
-    t = synthetic_scores_table(500, lens_frac=1.0, seed=2)
-    pq.write_table(t, tmp_path / "s.parquet")
-    out = tmp_path / "rep"
-    assert main(["evaluate", str(tmp_path / "s.parquet"), "--out", str(out), *FAST]) == 0
+@pytest.fixture(scope="module")
+def one_class_report(tmp_path_factory):
+    """`dhs evaluate` of 500 lenses and no control (one report shared by the one-class tests): (folder, stdout +
+    stderr)."""
+    import contextlib
+    import io
+
+    tmp = tmp_path_factory.mktemp("oneclass")
+    pq.write_table(synthetic_scores_table(500, lens_frac=1.0, seed=2), tmp / "s.parquet")
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(printed):
+        assert main(["evaluate", str(tmp / "s.parquet"), "--out", str(tmp / "rep"), *FAST]) == 0
+    return tmp / "rep", printed.getvalue()
+
+
+def test_one_class_scores_are_undefined_with_reason(one_class_report):
+    out = one_class_report[0]
     text = (out / "metrics.json").read_text()
     m = json.loads(text)
     assert m["auroc"]["value"] is None and "only one class" in m["auroc"]["reason"]
@@ -158,15 +170,14 @@ def test_headline_operating_point_is_fpr_1e3_with_p05_table_below(tmp_path):
     assert not re.search(r"\d\.\d+e\+0\d", md), re.findall(r".{30}\d\.\d+e\+0\d", md)  # no 9.999e+04
 
 
-def test_one_class_test_split_prints_no_none(tmp_path):
-    """#14 item 22: a one-class split printed 'None true positives'."""
-    t = synthetic_scores_table(500, lens_frac=1.0, seed=2)
-    pq.write_table(t, tmp_path / "s.parquet")
-    assert main(["evaluate", str(tmp_path / "s.parquet"), "--out", str(tmp_path / "r"), *FAST]) == 0
+def test_one_class_test_split_prints_no_none(one_class_report):
+    """#14 item 22: a one-class split printed 'None true positives' (also tests/hostile/test_reports.py, slow)."""
+    out, printed = one_class_report
+    assert "wrote" in printed and "None " not in printed and "None true positives" not in printed
     for name in ("report.md", "report.html"):
-        text = re.sub(r"base64,[^\"]+", "", (tmp_path / "r" / name).read_text())
+        text = re.sub(r"base64,[^\"]+", "", (out / name).read_text())
         assert "None" not in text and "nan" not in text.lower().replace("nanomag", ""), name
-    md = (tmp_path / "r" / "report.md").read_text()
+    md = (out / "report.md").read_text()
     assert "TPR0 (lenses above every control) undefined (only one class" in md
 
 

@@ -36,6 +36,7 @@ def test_markdown_image_in_split_value_is_not_embedded_by_evaluate(tmp_path, cap
         assert b64 not in html and "SECRETMARK" not in html and "Traceback" not in err
 
 
+@pytest.mark.slow  # the fast tier: tests/evaluate/test_evaluate_cli.py::test_one_class_test_split_prints_no_none
 def test_one_class_split_never_says_none(tmp_path, capsys):
     pq.write_table(synthetic_scores_table(200, lens_frac=1.0, seed=4), tmp_path / "s.parquet")
     rc, out, err = dhs(capsys, "evaluate", tmp_path / "s.parquet", "--out", tmp_path / "r", "--no-data",
