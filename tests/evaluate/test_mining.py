@@ -51,3 +51,26 @@ def test_train_counts_mined_rows(demo, tmp_path):
     mixed = StampStream(str(demo["tier"]), "train", 8, mined=str(mined), mined_repeat=3)
     assert mixed.num_rows() == base.num_rows() + 12
     assert {f.relpath.split("/")[0] for f in mixed.files[len(base.files):]} == {"_mined0", "_mined1", "_mined2"}
+
+
+def test_mined_copies_keep_ids_of_their_own(demo, tmp_path):
+    """A hand-made mined tier that keeps stamp_id, read mined_repeat=2 times: each copy's row ids carry its
+    `_mined<r>/` prefix, so the loader's disjoint-rows check sees no row twice (it said 'read twice ... a bug
+    in the input pipeline' before)."""
+    import pyarrow.compute as pc
+
+    from darkhaloscope.train.data import StampStream, make_loader
+    from darkhaloscope.train.guards import check_disjoint_rows
+
+    src = sorted((demo["tier"] / "region_split=train").glob("*.parquet"))[0]
+    t = pq.read_table(src)
+    t = t.filter(pc.equal(t["is_control"], 1)).slice(0, 5)
+    assert "stamp_id" in t.column_names
+    (tmp_path / "hand" / "region_split=train").mkdir(parents=True)
+    pq.write_table(t, tmp_path / "hand" / "region_split=train" / "part-0.parquet")
+    stream = StampStream(str(demo["tier"]), "train", 8, mined=str(tmp_path / "hand"), mined_repeat=2)
+    ids = [i for b in make_loader(stream, num_workers=0) for i in b["row_id"]]
+    copies = [i for i in ids if i.startswith("_mined")]
+    assert len(copies) == 10 and len(set(ids)) == len(ids)
+    assert {i.split("/", 1)[1] for i in copies} == set(t["stamp_id"].to_pylist())
+    check_disjoint_rows([ids])

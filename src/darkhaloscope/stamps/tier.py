@@ -41,6 +41,7 @@ class TierFile:
     row_group_rows: list[int]  # rows in each row group
     columns: list[str]
     size_bytes: int = 0
+    id_prefix: str = ""  # prepended to the row ids read from this file (the copies of a mined tier: `_mined<r>/`)
     # the footer read by open_tier, reused by every later open: one request less per file on s3://
     metadata: pq.FileMetaData | None = field(default=None, repr=False, compare=False)
 

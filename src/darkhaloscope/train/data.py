@@ -275,12 +275,13 @@ def make_loader(stream: StampStream, num_workers: int = 0, pin_memory: bool = Fa
 
 def mined_files(mined: str, tier, split: str, repeat: int, s3: S3Options | None = None) -> list:
     """The files of a `dhs mine` tier as files of `split` of `tier`, each `repeat` times under its own relpath
-    (`_mined<r>/...`), so every copy gets row ids of its own."""
+    (`_mined<r>/...`), so every copy gets row ids of its own: its stamp_id (a hand-made tier may keep one; `dhs
+    mine` renames it mined_stamp_id) or relpath:row, prefixed with `_mined<r>/`."""
     extra = open_tier(mined, s3)
     if type(extra.fs) is not type(tier.fs) or extra.is_packed != tier.is_packed:
         raise UsageError(f"mined={mined}: must be on the same kind of filesystem, in the same stamp format (npz or "
                          f"packed), as the training data {tier.uri}")
-    return [dataclasses.replace(f, relpath=f"_mined{r}/{f.relpath}", split=split)
+    return [dataclasses.replace(f, relpath=f"_mined{r}/{f.relpath}", split=split, id_prefix=f"_mined{r}/")
             for r in range(repeat) for f in extra.files]
 
 

@@ -102,7 +102,8 @@ class WindowReader:
         except (DataError, TypeError) as e:
             raise DataError(f"{self.tier.describe(ub.file)} row group {row_group}: {e}") from None
         id_col = next((c for c in ID_COLUMNS if c in part.table.column_names), None)
-        self.ids[at:at + m] = part.table[id_col].to_pylist() if id_col else part.row_ids()
+        ids = part.table[id_col].to_pylist() if id_col else part.row_ids()
+        self.ids[at:at + m] = [f"{ub.file.id_prefix}{i}" for i in ids] if ub.file.id_prefix else ids
         if errors and ub.file.relpath not in self.warned:
             self.warned.add(ub.file.relpath)
             i = min(errors)
