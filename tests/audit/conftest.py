@@ -16,14 +16,14 @@ from darkhaloscope.cli import main  # noqa: E402
 
 @pytest.fixture(scope="session")
 def sim_tier(tmp_path_factory) -> Path:
-    """`dhs simulate`: 360 rows (train/val/test 70/15/15, half controls), paired controls, 3 files per split.
+    """`dhs simulate`: 240 rows (train/val/test 70/15/15, half controls), paired controls, 3 files per split.
 
     The audit checks read the tier's columns and image statistics, not the fine structure of the arcs, so
     the simulator's costliest realism is off (no sub-pixel sampling, no Poisson noise of the added light,
     no star-forming knots): same rows, hosts, arcs and confusers, ~half the time."""
     out = tmp_path_factory.mktemp("sim")
     cheap = ["--supersample=1", "--photon_noise=false", "--src_knots=0,0"]
-    rc = main(["simulate", "--out", str(out), "--tier", "fair", "--rows", "360", "--seed", "7", "--pair",
-               "--rows-per-file", "120", "--set", f"row_group_rows={ROW_GROUP_ROWS}", "--workers", "1", "-q", *cheap])
+    rc = main(["simulate", "--out", str(out), "--tier", "fair", "--rows", "240", "--seed", "7", "--pair",
+               "--rows-per-file", "80", "--set", f"row_group_rows={ROW_GROUP_ROWS}", "--workers", "1", "-q", *cheap])
     assert rc == 0
     return out / "fair"
