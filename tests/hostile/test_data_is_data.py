@@ -109,19 +109,17 @@ def test_pickle_checkpoint_is_refused(tier, tmp_path, capsys, monkeypatch):
     assert rc == 1 and "evil.pt" in err and not (tmp_path / "PWNED_BY_PICKLE").exists()
 
 
-def test_script_in_ids_is_escaped_in_the_html_report(tmp_path, capsys):
-    from darkhaloscope.evaluate.synthetic import synthetic_scores_table
-    import pyarrow as pa
-
-    t = synthetic_scores_table(200, seed=1)
-    ids = [f"<script>alert({i})</script>" for i in range(t.num_rows)]
-    t = t.set_column(t.column_names.index("row_id"), "row_id", pa.array(ids))
-    pq.write_table(t, tmp_path / "s.parquet")
-    rc, _, err = dhs(capsys, "evaluate", tmp_path / "s.parquet", "--out", tmp_path / "r", "--no-data",
-                     "--set", "n_boot=50")
+def test_script_in_ids_is_escaped_in_the_html_report(tier, checkpoint, tmp_path, capsys):
+    """`<script>` stamp ids, scored, then shown by `dhs candidates`: escaped in candidates.html. (This ran
+    `dhs evaluate --no-data` on synthetic scores, whose report shows no id at all: it could not fail.)"""
+    rewrite_column(tier, "stamp_id", lambda v, rel: [f"<script>alert({i})</script>{x}" for i, x in enumerate(v)])
+    rc, _, _ = dhs(capsys, "score", "--checkpoint", checkpoint, "--data", tier, "--out", tmp_path / "s.parquet",
+                   "--quiet")
     assert rc == 0
-    html = (tmp_path / "r" / "report.html").read_text()
-    assert "<script>alert(" not in html
+    rc, _, _ = dhs(capsys, "candidates", tmp_path / "s.parquet", "--top", "6", "--out", tmp_path / "c")
+    assert rc == 0
+    html = (tmp_path / "c" / "candidates.html").read_text()
+    assert "<script>alert(" not in html and html.count("&lt;script&gt;alert(") >= 6  # shown, as text
 
 
 def test_zip_bomb_row_is_refused_by_audit_and_score(tier, checkpoint, tmp_path, capsys):
