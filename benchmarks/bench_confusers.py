@@ -4,12 +4,15 @@ than "blue light near a red galaxy"?
     PYTHONPATH=src python benchmarks/bench_confusers.py --out /tmp/bench_confusers --workers 2
 
 Two arms, side by side in one run, each a small_cnn trained as the demo trains it (the cpu-demo train preset,
-8 epochs, a 4,000-row tier, 70/15/15, half controls):
-- before: the tier recipe the demo used before issue #10, as far as SimConfig keys reach it (no confusers,
+`demo.stages.SIZES["full"]` epochs, tier seed 1, train seed 1, 70/15/15, half controls):
+- before: 4,000 rows of the tier recipe the demo used before issue #10, as far as SimConfig keys reach it (no confusers,
   peak arc S/N log-uniform 5-60, theta_E uniform 0.5-3", sources r 20-25, host r-z 0.7-1.2 without colour
   gradient, isotropic noise correlation 0.35, no photon noise, smooth Sersic sources). The new PSF medians
   (g 1.45", r 1.3", z 1.2") are module constants and apply to both arms.
-- after: the new default tier (`dhs simulate` defaults: 30% of controls carry confusers, realistic signal).
+- after: the full demo's tier (`dhs simulate` defaults, realistic signal, with the demo's overrides: half of the
+  controls carry confusers; `SIZES["full"].rows` rows).
+`--after-run RUN` / `--before-run RUN` measure an existing run folder (its best.pt) instead of training one, e.g.
+the run a `dhs demo` left in DIR/run.
 Both are scored on one freshly simulated held-out tier (another seed, new defaults, split test only) where
 75% of the rows are controls and 60% of those carry a confuser (the kinds in equal shares), so that the
 threshold passing 1% of the PLAIN controls rests on ~1,200 plain controls. Reported per arm: AUROC lenses
@@ -29,7 +32,7 @@ import numpy as np
 BEFORE = {"confusers": "0", "arc_snr_dist": "loguniform:5:60", "theta_e_dist": "uniform",
           "theta_e_arcsec": "0.5,3.0", "src_mag_r": "20,25", "host_r_z": "0.7,1.2", "host_grad_dex": "0,0",
           "noise_corr_lag1": "0.35,0.35", "photon_noise": "false", "src_knots": "0,0", "src_second_prob": "0"}
-AFTER: dict[str, str] = {}  # the defaults
+BEFORE_ROWS = 4000  # the demo's tier size before issue #10
 HELD_OUT = {"confusers": "0.6", "controls": "0.75", "splits": "test=1"}
 FPR = 0.01  # operating point: passes 1% of the plain controls
 
@@ -43,6 +46,13 @@ def simulate(out: Path, tier: str, rows: int, seed: int, overrides: dict, worker
     return out / tier
 
 
+def demo_arms() -> dict[str, tuple[int, dict]]:
+    """arm -> (rows, SimConfig overrides): "after" is exactly the full demo's tier."""
+    from darkhaloscope.demo.stages import SIZES
+
+    return {"before": (BEFORE_ROWS, BEFORE), "after": (SIZES["full"].rows, dict(SIZES["full"].sim))}
+
+
 def train_like_demo(tier: Path, run_dir: Path, epochs: int) -> Path:
     from darkhaloscope.config import load_config
     from darkhaloscope.train.config import TrainConfig
@@ -51,7 +61,7 @@ def train_like_demo(tier: Path, run_dir: Path, epochs: int) -> Path:
     from darkhaloscope.configargs import preset_path
 
     cfg = load_config(TrainConfig, preset_path("train", "cpu-demo"),
-                      {"data": str(tier), "epochs": epochs, "progress": False, "seed": 0})
+                      {"data": str(tier), "epochs": epochs, "progress": False, "seed": 1})
     summary = train(cfg, run_dir, argv=["bench_confusers"])
     print(f"  best val AUROC {summary['best'].get('val_auroc', float('nan')):.4f} ({summary['steps']} steps)")
     return run_dir / "best.pt"
@@ -86,9 +96,10 @@ def _pct(d: dict | None) -> str:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", required=True)
-    p.add_argument("--rows", type=int, default=4000, help="rows of each training tier (the demo's 4,000)")
     p.add_argument("--eval-rows", type=int, default=4000, help="rows of the held-out tier")
-    p.add_argument("--epochs", type=int, default=8, help="the demo's 8")
+    p.add_argument("--epochs", type=int, default=None, help="default: the full demo's")
+    p.add_argument("--before-run", default=None, help="measure this run folder as the 'before' arm (no training)")
+    p.add_argument("--after-run", default=None, help="measure this run folder as the 'after' arm (no training)")
     p.add_argument("--workers", type=int, default=2)
     args = p.parse_args(argv)
     out = Path(args.out)
@@ -96,14 +107,22 @@ def main(argv=None) -> int:
     held = simulate(out / "data", "held_out", args.eval_rows, 99, HELD_OUT, args.workers)
     print(f"held-out tier: {time.perf_counter() - t0:.0f} s")
     results = {}
-    for arm, overrides in (("before", BEFORE), ("after", AFTER)):
+    from darkhaloscope.demo.stages import SIZES
+
+    epochs = args.epochs or SIZES["full"].epochs
+    given = {"before": args.before_run, "after": args.after_run}
+    for arm, (rows, overrides) in demo_arms().items():
         t = time.perf_counter()
-        tier = simulate(out / "data", arm, args.rows, 1, overrides, args.workers)
-        t_sim = time.perf_counter() - t
-        ckpt = train_like_demo(tier, out / f"run_{arm}", args.epochs)
-        t_train = time.perf_counter() - t - t_sim
+        t_sim = t_train = None
+        if given[arm]:
+            ckpt = Path(given[arm]) / "best.pt"
+        else:
+            tier = simulate(out / "data", arm, rows, 1, overrides, args.workers)
+            t_sim = time.perf_counter() - t
+            ckpt = train_like_demo(tier, out / f"run_{arm}", epochs)
+            t_train = time.perf_counter() - t - t_sim
         results[arm] = {**measure(ckpt, held, out / f"scores_{arm}.parquet"), "simulate_s": t_sim, "train_s": t_train}
-        print(f"{arm}: simulate {t_sim:.0f} s, train {t_train:.0f} s")
+        print(f"{arm}: " + (f"simulate {t_sim:.0f} s, train {t_train:.0f} s" if t_sim else f"measured {ckpt}"))
     results["total_s"] = time.perf_counter() - t0
     (out / "results.json").write_text(json.dumps(results, indent=1, default=str) + "\n")
     kinds = [k for k in results["after"]["confuser_fpr"] if k not in ("plain controls",)]
