@@ -24,18 +24,22 @@ def _torchrun_score(out, *args):
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env={**env, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert sorted(p.name for p in out.parent.iterdir()) == [out.name]  # rank parts merged and removed
+    return proc
 
 
 @pytest.mark.slow
 def test_torchrun_score_equals_single_process(demo, tmp_path):
     out = tmp_path / "scores_ddp.parquet"
-    _torchrun_score(out, "--checkpoint", str(demo["checkpoint"]), "--data", str(demo["tier"]))
+    proc = _torchrun_score(out, "--checkpoint", str(demo["checkpoint"]), "--data", str(demo["tier"]))
     single = pq.read_table(demo["scores"]).sort_by("row_id")
     merged = pq.read_table(out).sort_by("row_id")
     ids = merged["row_id"].to_pylist()
     assert len(set(ids)) == len(ids) and ids == single["row_id"].to_pylist()  # every row exactly once
     np.testing.assert_allclose(merged["logit"].to_numpy(), single["logit"].to_numpy(), rtol=1e-5, atol=1e-5)
     assert merged["label"].to_pylist() == single["label"].to_pylist()
+    # one report, by rank 0, counting the rows of every rank (each rank printed its own share before)
+    said = [line for line in proc.stdout.splitlines() if line.startswith("scored ")]
+    assert len(said) == 1 and said[0].startswith(f"scored {len(ids):,} stamps"), proc.stdout
 
 
 @pytest.mark.slow

@@ -54,6 +54,8 @@ def run_score(args) -> int:
                    shard=parse_shard(args.shard), progress=not args.quiet, run=run_info(getattr(args, "argv", None)),
                    combine=args.combine)
     who = f" with a committee of {len(args.checkpoint)} (mean {args.combine})" if len(args.checkpoint) > 1 else ""
+    if not s.is_main:  # torchrun: rank 0 reports the merged file for all ranks
+        return 0
     if s.note:
         print(f"note: {s.note}", file=sys.stderr)
     print(f"scored {s.rows:,} stamps{who} ({s.failed:,} failed to decode, score left empty) in {s.seconds:.1f} s "

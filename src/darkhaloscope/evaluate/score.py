@@ -37,10 +37,11 @@ from darkhaloscope.stamps.schema import LABEL_COLUMN
 @dataclass
 class ScoreSummary:
     out: Path
-    rows: int  # rows written (this rank)
+    rows: int  # rows written (all ranks under torchrun)
     failed: int  # rows whose stamp did not decode (score null)
     seconds: float
     note: str | None = None  # a caveat to print (a committee member whose bands were compared by count only)
+    is_main: bool = True  # False on the other ranks of a torchrun: only rank 0 reports
 
     @property
     def stamps_per_s(self) -> float:
@@ -263,13 +264,14 @@ def score_data(checkpoint: str | list[str], data: str, out: str | Path, cfg: Sco
             committee.apply_rank_average(out)
         seconds = time.perf_counter() - t0
         if info.world_size > 1:
-            distributed.barrier(info)
+            counts = distributed.all_gather_objects((rows, failed), info)  # also the barrier before the merge
+            rows, failed = sum(c[0] for c in counts), sum(c[1] for c in counts)
             if info.is_main:
                 merge_parts([out.with_name(f"{out.stem}.rank{r:03d}{out.suffix}") for r in range(info.world_size)], out,
                             shard=(k, n))
                 if ranked:
                     committee.apply_rank_average(out)
-        return ScoreSummary(out, rows, failed, seconds, note)
+        return ScoreSummary(out, rows, failed, seconds, note, is_main=info.is_main)
     finally:
         distributed.teardown(info)
 
