@@ -56,17 +56,18 @@ def test_known_lens_data_needs_checkpoint(demo, real_cutouts_dir, tmp_path, caps
 DR10 = Path(os.environ.get("DHS_SHARED", Path(__file__).resolve().parents[2].parent / "shared")) / "data" / "dr10_cutouts"
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def real_cutouts_dir():
     if not DR10.is_dir():
         pytest.skip(f"real DR10 cutouts not found at {DR10} (the ../shared folder is missing)")
     return DR10
 
 
-@pytest.fixture
-def real_scores_of_shared(demo, real_cutouts_dir, tmp_path):
+@pytest.fixture(scope="module")
+def real_scores_of_shared(demo, real_cutouts_dir, tmp_path_factory):
+    """The shared DR10 cutouts scored by the demo checkpoint, once for the module (the tests only read it)."""
     dr10_dir = real_cutouts_dir
-    out = tmp_path / "real_scores.parquet"
+    out = tmp_path_factory.mktemp("known") / "real_scores.parquet"
     assert main(["score", "--checkpoint", str(demo["checkpoint"]), "--data", str(dr10_dir), "--out", str(out),
                  "--quiet"]) == 0
     return out
