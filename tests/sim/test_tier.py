@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from darkhaloscope.cli import main
+from darkhaloscope.errors import UsageError
 from darkhaloscope.sim.build import simulate_tier
 from darkhaloscope.sim.simconfig import SimConfig
 from darkhaloscope.stamps.batch import decode_tier_batch
@@ -117,9 +118,56 @@ def test_interrupted_run_leaves_no_partial_file(tmp_path, monkeypatch):
     leftovers = [p for p in root.rglob("*") if p.is_file()]
     assert not [p for p in leftovers if p.name.endswith(".tmp")]
     assert not (root / "manifest.json").exists()
-    for p in leftovers:  # whatever was written is whole and readable
+    parts = [p for p in leftovers if p.suffix == ".parquet"]
+    assert {p.name for p in leftovers} - {p.name for p in parts} == {"simulate-plan.json"}  # the build's fingerprint
+    for p in parts:  # whatever was written is whole and readable
         assert pq.read_table(p).num_rows > 0
-    assert len(leftovers) >= 1  # the first chunk finished before the interrupt
+    assert len(parts) >= 1  # the first chunk finished before the interrupt
+
+
+def test_resume_continues_an_interrupted_build_byte_identically(tmp_path, monkeypatch):
+    """A killed build (here: interrupted inside its third chunk) continued with --resume keeps its whole
+    chunks untouched and ends byte-identical to an uninterrupted build, manifest included."""
+    import darkhaloscope.sim.build as build
+
+    fresh = simulate_tier(tmp_path / "fresh", "t", rows=40, seed=3, config=FAST)
+    real, calls = build.render_row, {"n": 0}
+
+    def flaky(ctx, i, keep_ctrl=False):
+        calls["n"] += 1
+        if calls["n"] == 36:  # warm-up row + 2 chunks of 16 done, inside the third
+            raise KeyboardInterrupt
+        return real(ctx, i, keep_ctrl)
+
+    monkeypatch.setattr(build, "render_row", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        simulate_tier(tmp_path / "cut", "t", rows=40, seed=3, config=FAST)
+    monkeypatch.setattr(build, "render_row", real)
+    root = tmp_path / "cut" / "t"
+    kept = {p: p.stat().st_mtime_ns for p in root.rglob("*.parquet")}
+    assert kept and not (root / "manifest.json").exists()
+    with pytest.raises(UsageError, match="--resume continues it"):  # without --resume: refused, says how
+        simulate_tier(tmp_path / "cut", "t", rows=40, seed=3, config=FAST)
+    with pytest.raises(UsageError, match="seed: was 3, now 4"):  # another build: refused, names the difference
+        simulate_tier(tmp_path / "cut", "t", rows=40, seed=4, config=FAST, resume=True)
+    with pytest.raises(UsageError, match="config.supersample"):
+        simulate_tier(tmp_path / "cut", "t", rows=40, seed=3, config=SimConfig(supersample=1, rows_per_file=16),
+                      resume=True)
+    m = simulate_tier(tmp_path / "cut", "t", rows=40, seed=3, config=FAST, resume=True)
+    assert m["chunks_resumed"] == 2 and m["rows_rendered"] == 8
+    assert {p: p.stat().st_mtime_ns for p in kept} == kept  # the whole chunks were not rewritten
+    assert _files(root) == _files(tmp_path / "fresh" / "t")
+    strip = lambda d: {k: v for k, v in d.items() if k not in ("command", "elapsed_s")}  # noqa: E731
+    assert strip(json.loads((root / "manifest.json").read_text())) == strip(
+        json.loads((tmp_path / "fresh" / "t" / "manifest.json").read_text()))
+    assert fresh["files"] == m["files"]
+
+
+def test_resume_without_an_earlier_build_is_refused(tmp_path):
+    rc = main(["simulate", "--out", str(tmp_path), "--tier", "t", "--rows", "12", "--seed", "2", "-q", "--resume"])
+    assert rc == 2 and not (tmp_path / "t").exists()
+    with pytest.raises(UsageError, match="contradict"):
+        simulate_tier(tmp_path, "t", rows=12, seed=2, config=FAST, resume=True, overwrite=True)
 
 
 def test_refuses_to_overwrite_existing_files(tmp_path):

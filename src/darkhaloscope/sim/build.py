@@ -10,7 +10,9 @@ The plan (`make_plan`) decides, before any pixel is rendered, each row's split, 
 split row counts follow `splits`, every split gets `controls` x its rows as controls (at least one of
 each class, by construction), and every host belongs to exactly one split. Rows are then rendered in
 chunks of `rows_per_file`; chunk c writes one file per split, atomically (temp file + rename), so an
-interrupted run leaves only whole files. `--shard K/N` builds the chunks c with c % N == K (0-based K),
+interrupted run leaves only whole files, and `--resume` continues it: the build's fingerprint (rows, seed,
+shard, config, version: `simulate-plan*.json`, written before the first chunk) must match, chunks whose files
+are all there are kept (byte-identical to what a fresh build writes), the others are rendered. `--shard K/N` builds the chunks c with c % N == K (0-based K),
 so the N shards' files together are byte-identical to the unsharded build. `--workers` renders chunks
 in parallel processes.
 
@@ -201,12 +203,51 @@ def _build_chunk(root: str, tier: str, chunk: int, on_row=None) -> tuple[int, in
     return chunk, len(rows)
 
 
+def plan_file_name(shard: str | None) -> str:
+    k, n = parse_shard(shard)
+    return "simulate-plan.json" if n == 1 else f"simulate-plan-shard-{k:04d}-of-{n:04d}.json"
+
+
+def build_fingerprint(tier: str, rows: int, seed: int, cfg: SimConfig, shard: str | None) -> dict:
+    """What decides every byte of a build: a resumed build must match it exactly."""
+    from darkhaloscope.config import run_info
+
+    return {"tier": tier, "rows": rows, "seed": seed, "shard": shard or "0/1",
+            "config": json.loads(json.dumps(asdict(cfg))), "version": run_info(None)["version"]}
+
+
+def check_resumable(root: Path, fingerprint: dict) -> None:
+    """UsageError unless `root` holds the fingerprint of an earlier build with these same arguments."""
+    path = root / plan_file_name(fingerprint["shard"])
+    try:
+        before = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UsageError(f"--resume: {path} does not exist, so there is no build of this tier (shard) to continue; "
+                         "drop --resume to start one, or --overwrite to replace what is there") from None
+    except (OSError, ValueError) as e:
+        raise UsageError(f"--resume: {path} is unreadable ({e}); rebuild with --overwrite") from None
+    differ = sorted(k for k in set(before) | set(fingerprint) if k != "config" and before.get(k) != fingerprint.get(k))
+    cb, cn = before.get("config") or {}, fingerprint["config"]
+    differ += sorted(f"config.{k}" for k in set(cb) | set(cn) if cb.get(k) != cn.get(k))
+    if differ:
+        shown = "; ".join(f"{k}: was {_get(before, k)!r}, now {_get(fingerprint, k)!r}" for k in differ[:4])
+        raise UsageError(f"--resume: this build differs from the one in {root} ({shown}); give the same "
+                         "arguments to continue it, or --overwrite to replace it")
+
+
+def _get(d: dict, key: str):
+    return d.get("config", {}).get(key[7:]) if key.startswith("config.") else d.get(key)
+
+
 def prepare(out, tier: str, rows: int, seed: int, cfg: SimConfig, shard: str | None = None, s3=None,
-            overwrite: bool = False) -> tuple[SimContext, list[int], Path]:
+            overwrite: bool = False, resume: bool = False) -> tuple[SimContext, list[int], Path]:
     """Validate everything and load hosts; return the context, this shard's chunks and the tier root.
 
-    Raises before anything is written: bad config, unreadable hosts, output files already present.
+    Raises before anything is written: bad config, unreadable hosts, output files already present (unless
+    `overwrite`, or `resume` with the fingerprint of the same build).
     """
+    if resume and overwrite:
+        raise UsageError("--resume and --overwrite contradict each other: continue the build or replace it")
     cfg.validate()
     if not tier or "/" in tier or tier.startswith("."):
         raise UsageError(f"--tier {tier!r}: give a plain folder name such as demo or train_stamp64")
@@ -220,11 +261,15 @@ def prepare(out, tier: str, rows: int, seed: int, cfg: SimConfig, shard: str | N
     ctx = SimContext(cfg, seed, plan, real, grid_points(parse_grid(cfg.grid)), parse_snr_dist(cfg.arc_snr_dist))
     n_chunks = -(-rows // cfg.rows_per_file)
     chunks = [c for c in range(n_chunks) if c % n == k]
-    if not overwrite:
+    if resume:
+        check_resumable(root, build_fingerprint(tier, rows, seed, cfg, shard))
+    elif not overwrite:
         for c in chunks:
             for p in chunk_files(root, c, plan, cfg).values():
                 if p.exists():
-                    raise UsageError(f"{p} already exists; choose another --out/--tier or pass --overwrite")
+                    again = (" (an interrupted build of it: --resume continues it with the same arguments)"
+                             if (root / plan_file_name(shard)).exists() else "")
+                    raise UsageError(f"{p} already exists{again}; choose another --out/--tier or pass --overwrite")
     return ctx, chunks, root
 
 
@@ -244,19 +289,25 @@ def _check_writable(out, root: Path) -> None:
 
 def simulate_tier(out, tier: str, rows: int, seed: int, config: SimConfig | None = None, *, workers: int = 1,
                   shard: str | None = None, s3=None, overwrite: bool = False, progress: bool = False,
-                  preview: str | None = None, argv: list[str] | None = None) -> dict:
-    """Build (this shard of) a tier and write its manifest (and a preview PNG); return the manifest dict."""
+                  preview: str | None = None, argv: list[str] | None = None, resume: bool = False) -> dict:
+    """Build (this shard of) a tier and write its manifest (and a preview PNG); return the manifest dict.
+    `resume`: continue an interrupted build with the same arguments (its complete chunks are kept)."""
     global _CTX
     cfg = config or SimConfig()
     if preview is not None and not str(preview).lower().endswith(".png"):
         raise UsageError(f"--preview {preview}: must name a .png file")
-    ctx, chunks, root = prepare(out, tier, rows, seed, cfg, shard, s3, overwrite)
+    ctx, chunks, root = prepare(out, tier, rows, seed, cfg, shard, s3, overwrite, resume)
     clean_temps(root, recursive=True)  # half-written chunks of a killed run
+    fingerprint = build_fingerprint(tier, rows, seed, cfg, shard)
+    todo = [c for c in chunks if not all(p.exists() for p in chunk_files(root, c, ctx.plan, cfg).values())] \
+        if resume else chunks
+    root.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(root / plan_file_name(shard), json.dumps(fingerprint, indent=1, sort_keys=True) + "\n")
     render_row(ctx, 0)  # warm-up (numba JIT in lenstronomy) before forking workers inherit it
     t0 = time.perf_counter()
     _CTX = ctx
     try:
-        _run_chunks(str(root), tier, chunks, workers, sum(len(chunk_rows(c, rows, cfg)) for c in chunks), progress)
+        _run_chunks(str(root), tier, todo, workers, sum(len(chunk_rows(c, rows, cfg)) for c in todo), progress)
     finally:
         _CTX = None
     elapsed = time.perf_counter() - t0
@@ -264,12 +315,16 @@ def simulate_tier(out, tier: str, rows: int, seed: int, config: SimConfig | None
     k, n = parse_shard(shard)
     if overwrite and n == 1:  # a rebuild replaces the whole tier: drop files of an older, larger build
         keep = {root / f for f in manifest["files"]}
-        for old in list(root.glob("region_split=*/part-*.parquet")) + list(root.glob("manifest-shard-*.json")):
+        for old in (list(root.glob("region_split=*/part-*.parquet")) + list(root.glob("manifest-shard-*.json"))
+                    + list(root.glob("simulate-plan-shard-*.json"))):
             if old not in keep:
                 old.unlink()
     name = "manifest.json" if n == 1 else f"manifest-shard-{k:04d}-of-{n:04d}.json"
     atomic_write_text(root / name, json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     manifest["elapsed_s"] = elapsed
+    # (not in the file: a resumed build's manifest is the fresh build's)
+    manifest["chunks_resumed"] = len(chunks) - len(todo)
+    manifest["rows_rendered"] = sum(len(chunk_rows(c, rows, cfg)) for c in todo)
     if preview is not None:
         from darkhaloscope.sim.preview import write_preview
 

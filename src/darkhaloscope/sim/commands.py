@@ -34,6 +34,8 @@ def register(subparsers, bench_subparsers) -> None:
                    help="parameter grid, e.g. theta_e=0.75,1.0,1.5,2.0 src_dmag=1,2 (sets SimConfig grid)")
     p.add_argument("--preview", default=None, help="write a PNG of injections next to their hosts")
     p.add_argument("--overwrite", action="store_true", help="replace this tier (unsharded: also removes part files of an older build)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted build given the same arguments: "
+                   "its complete chunks are kept (byte-identical to a fresh build's), the rest are rendered")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     add_config_arguments(p, SimConfig, "simulate", skip=("grid",))
     add_s3_arguments(p)
@@ -70,7 +72,7 @@ def run_simulate(args) -> int:
     cfg = sim_config(args)
     workers = args.workers if args.workers > 0 else (os.cpu_count() or 1)
     m = simulate_tier(args.out, args.tier, args.rows, args.seed, cfg, workers=workers, shard=args.shard,
-                      s3=s3_options_from_args(args), overwrite=args.overwrite, progress=not args.quiet,
+                      s3=s3_options_from_args(args), overwrite=args.overwrite, resume=args.resume, progress=not args.quiet,
                       preview=args.preview)
     table = Table(title=f"{escape(args.out)}/{escape(args.tier)} (shard {m['shard']}, seed {m['seed']})")
     for col in ("split", "controls", "injections", "hosts"):
@@ -79,8 +81,10 @@ def run_simulate(args) -> int:
         table.add_row(escape(split), str(c["controls"]), str(c["injections"]), str(c["hosts"]))
     console = Console()
     console.print(table)
-    rate = m["rows_written"] / max(m["elapsed_s"], 1e-9)
-    console.print(f"{m['rows_written']} stamps in {m['elapsed_s']:.1f} s ({rate:,.0f} stamps/s, {workers} "
+    rate = m["rows_rendered"] / max(m["elapsed_s"], 1e-9)
+    kept = (f" ({m['rows_written'] - m['rows_rendered']} of them kept from the interrupted build, "
+            f"{m['chunks_resumed']} chunk(s))" if m["chunks_resumed"] else "")
+    console.print(f"{m['rows_written']} stamps{kept} in {m['elapsed_s']:.1f} s ({rate:,.0f} stamps/s, {workers} "
                   f"worker(s)); {len(m['files'])} parquet file(s) + manifest"
                   + (f"; preview {m['preview']}" if "preview" in m else ""))
     return 0
