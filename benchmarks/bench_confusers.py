@@ -13,6 +13,11 @@ Two arms, side by side in one run, each a small_cnn trained as the demo trains i
   controls carry confusers; `SIZES["full"].rows` rows).
 `--after-run RUN` / `--before-run RUN` measure an existing run folder (its best.pt) instead of training one, e.g.
 the run a `dhs demo` left in DIR/run.
+At GPU scale (what the goals need; benchmarks/gpu_check.sh runs it with DHS_GPU_CHECK_CONFUSERS=1):
+
+    python benchmarks/bench_confusers.py --out B --arms after --rows 60000 --preset gpu --model resnet18_s2 \
+        --epochs 12 --workers 16 --train-set device=cuda
+
 Both are scored on one freshly simulated held-out tier (another seed, new defaults, split test only) where
 75% of the rows are controls and 60% of those carry a confuser (the kinds in equal shares), so that the
 threshold passing 1% of the PLAIN controls rests on ~1,200 plain controls. Reported per arm: AUROC lenses
@@ -53,15 +58,16 @@ def demo_arms() -> dict[str, tuple[int, dict]]:
     return {"before": (BEFORE_ROWS, BEFORE), "after": (SIZES["full"].rows, dict(SIZES["full"].sim))}
 
 
-def train_like_demo(tier: Path, run_dir: Path, epochs: int) -> Path:
+def train_like_demo(tier: Path, run_dir: Path, epochs: int, preset: str = "cpu-demo",
+                    extra: dict | None = None) -> Path:
     from darkhaloscope.config import load_config
     from darkhaloscope.train.config import TrainConfig
     from darkhaloscope.train.loop import train
 
     from darkhaloscope.configargs import preset_path
 
-    cfg = load_config(TrainConfig, preset_path("train", "cpu-demo"),
-                      {"data": str(tier), "epochs": epochs, "progress": False, "seed": 1})
+    cfg = load_config(TrainConfig, preset_path("train", preset),
+                      {"data": str(tier), "epochs": epochs, "progress": False, "seed": 1, **(extra or {})})
     summary = train(cfg, run_dir, argv=["bench_confusers"])
     print(f"  best val AUROC {summary['best'].get('val_auroc', float('nan')):.4f} ({summary['steps']} steps)")
     return run_dir / "best.pt"
@@ -101,7 +107,16 @@ def main(argv=None) -> int:
     p.add_argument("--before-run", default=None, help="measure this run folder as the 'before' arm (no training)")
     p.add_argument("--after-run", default=None, help="measure this run folder as the 'after' arm (no training)")
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--arms", default="before,after", help="arms to run: before, after or both (default)")
+    p.add_argument("--rows", type=int, default=None, help="rows of the 'after' tier (default: the full demo's)")
+    p.add_argument("--preset", default="cpu-demo", help="train preset of both arms (gpu on a CUDA machine)")
+    p.add_argument("--model", default=None, help="model of both arms (default: the preset's)")
+    p.add_argument("--train-set", nargs="*", default=[], metavar="KEY=VALUE", help="more TrainConfig overrides")
     args = p.parse_args(argv)
+    arms = [a.strip() for a in args.arms.split(",") if a.strip()]
+    if not arms or set(arms) - {"before", "after"}:
+        p.error(f"--arms {args.arms!r}: choose before, after or before,after")
+    extra = dict(kv.split("=", 1) for kv in args.train_set) | ({"model": args.model} if args.model else {})
     out = Path(args.out)
     t0 = time.perf_counter()
     held = simulate(out / "data", "held_out", args.eval_rows, 99, HELD_OUT, args.workers)
@@ -112,6 +127,9 @@ def main(argv=None) -> int:
     epochs = args.epochs or SIZES["full"].epochs
     given = {"before": args.before_run, "after": args.after_run}
     for arm, (rows, overrides) in demo_arms().items():
+        if arm not in arms:
+            continue
+        rows = args.rows if arm == "after" and args.rows else rows
         t = time.perf_counter()
         t_sim = t_train = None
         if given[arm]:
@@ -119,23 +137,24 @@ def main(argv=None) -> int:
         else:
             tier = simulate(out / "data", arm, rows, 1, overrides, args.workers)
             t_sim = time.perf_counter() - t
-            ckpt = train_like_demo(tier, out / f"run_{arm}", epochs)
+            ckpt = train_like_demo(tier, out / f"run_{arm}", epochs, args.preset, extra)
             t_train = time.perf_counter() - t - t_sim
         results[arm] = {**measure(ckpt, held, out / f"scores_{arm}.parquet"), "simulate_s": t_sim, "train_s": t_train}
         print(f"{arm}: " + (f"simulate {t_sim:.0f} s, train {t_train:.0f} s" if t_sim else f"measured {ckpt}"))
     results["total_s"] = time.perf_counter() - t0
     (out / "results.json").write_text(json.dumps(results, indent=1, default=str) + "\n")
-    kinds = [k for k in results["after"]["confuser_fpr"] if k not in ("plain controls",)]
-    print("\n| measure | before | after |\n|---|---|---|")
+    ran = [a for a in ("before", "after") if a in results]
+    kinds = [k for k in results[ran[-1]]["confuser_fpr"] if k not in ("plain controls",)]
+    print("\n| measure | " + " | ".join(ran) + " |\n|---|" + "---|" * len(ran))
     for name, f in (("AUROC lenses vs plain controls", lambda r: f"{r['auroc_lens_vs_plain']:.4f}"),
                     ("AUROC lenses vs confusers", lambda r: f"{r['auroc_lens_vs_confusers']:.4f}"),
                     ("recall at plain-control FPR 1%", lambda r: _pct(r["recall"])),
                     ("recall at it, sources r 23-24", lambda r: _pct(r["recall_r23_24"]))):
-        print(f"| {name} | {f(results['before'])} | {f(results['after'])} |")
+        print(f"| {name} | " + " | ".join(f(results[a]) for a in ran) + " |")
     for k in kinds:
         cells = [f"{_pct(results[a]['confuser_fpr'][k]['fpr'])}, AUROC {results[a]['confuser_fpr'][k]['auroc_vs_lenses']:.3f}"
-                 for a in ("before", "after")]
-        print(f"| {k}: share above the plain-1% threshold | {cells[0]} | {cells[1]} |")
+                 for a in ran]
+        print(f"| {k}: share above the plain-1% threshold | " + " | ".join(cells) + " |")
     print(f"\ntotal {results['total_s']:.0f} s")
     return 0
 

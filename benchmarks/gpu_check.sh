@@ -14,6 +14,10 @@
 # DHS_GPU_CHECK_MODELS (default: every registered model, `dhs bench train --model all`; timm:NAME models too
 # where timm is installed: pip install -e '.[cuda]'),
 # DHS_GPU_CHECK_TRAIN_MODEL (resnet18: the model of the short real training run).
+# DHS_GPU_CHECK_CONFUSERS=1 also runs the issue-10 confuser benchmark at GPU scale (about 3-5 min more):
+# benchmarks/bench_confusers.py --arms after on DHS_GPU_CHECK_CONFUSER_ROWS (40000) rows, model
+# DHS_GPU_CHECK_CONFUSER_MODEL (resnet18_s2), DHS_GPU_CHECK_CONFUSER_EPOCHS (10) epochs, preset gpu;
+# its table goes to OUT_DIR/confusers.txt and the end of summary.txt.
 # Installs nothing heavy: uses the machine's torch (pip-installs torch only when it is missing), and this
 # package with --no-deps. Results: OUT_DIR/summary.txt and the JSON files beside it.
 set -euo pipefail
@@ -99,4 +103,12 @@ r = json.loads(bench_first.read_text())
 goal = r["pipeline_train_samples_per_s"] >= 10_000 and r["limit"] == "model step"
 print(f"goal ({first}) >= 10,000 samples/s with the loader not the bottleneck: {'MET' if goal else 'NOT MET'}")
 PY
+if [[ "${DHS_GPU_CHECK_CONFUSERS:-0}" == 1 ]]; then
+  CM=${DHS_GPU_CHECK_CONFUSER_MODEL:-resnet18_s2}
+  log "confuser benchmark: $CM, ${DHS_GPU_CHECK_CONFUSER_ROWS:-40000} rows, ${DHS_GPU_CHECK_CONFUSER_EPOCHS:-10} epochs"
+  python benchmarks/bench_confusers.py --out "$OUT/confusers" --arms after --workers "$CORES" \
+    --rows "${DHS_GPU_CHECK_CONFUSER_ROWS:-40000}" --epochs "${DHS_GPU_CHECK_CONFUSER_EPOCHS:-10}" --preset gpu \
+    --model "$CM" --train-set device="$DEV" precision="$PREC" num_workers="$WORKERS" | tee "$OUT/confusers.txt"
+  { echo "confusers ($CM, bench_confusers.py --arms after):"; grep '^|' "$OUT/confusers.txt"; } >> "$OUT/summary.txt"
+fi
 log "done: $OUT/summary.txt"
