@@ -28,6 +28,9 @@ def test_review_plans_with_what_train_would_use(capsys):
     parser = build_parser()
     review = parse_args(parser, ["review", "--data", "d", "--out", "r.md"])
     assert _train_config(review, say=print) == train_config(parse_args(parser, ["train", "--out", "r"]))
+    if not torch.cuda.is_available():  # the line names review's own flags (review has no --model)
+        said = capsys.readouterr().out
+        assert "using preset cpu-demo" in said and "give --preset=NAME or --config=FILE" in said and "--model" not in said
     review = parse_args(parser, ["review", "--data", "d", "--out", "r.md", "--config", "gpu"])
     assert _train_config(review, say=print).num_workers == 8  # a train preset by name
 

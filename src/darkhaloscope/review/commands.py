@@ -49,7 +49,7 @@ def _train_config(args, say):
         return load_config(TrainConfig, config_source("train", args.train_config, args.train_preset))
     if args.run and (Path(args.run) / "config.yaml").is_file():
         return load_config(TrainConfig, Path(args.run) / "config.yaml")
-    return train_config(argparse.Namespace(), say=say)
+    return train_config(argparse.Namespace(), say=say, choose="give --preset=NAME or --config=FILE to plan another run")
 
 
 def _review_config(args):

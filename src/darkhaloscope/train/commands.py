@@ -38,7 +38,7 @@ LOADER_NORMS = {"numpy": "batched numpy median/MAD over the whole stamp (the nai
                 "none": "decode only (training normalises on the device)"}
 
 
-def train_config(args, say=None):
+def train_config(args, say=None, choose: str | None = None):
     """The TrainConfig of `dhs train` (and of the run `dhs review` plans): --config/--preset, else the
     CPU preset on a machine without CUDA (`train.config.auto_preset`), then the overrides."""
     from darkhaloscope.configargs import given_overrides, preset_path
@@ -46,7 +46,7 @@ def train_config(args, say=None):
 
     default = None
     if not getattr(args, "config", None) and not getattr(args, "preset", None):
-        name, why = auto_preset(given_overrides(args))
+        name, why = auto_preset(given_overrides(args), *([choose] if choose else []))
         if name:
             default = preset_path("train", name)
             (say or (lambda m: print(m, file=sys.stderr)))(why)

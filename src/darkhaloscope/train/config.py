@@ -88,10 +88,11 @@ class TrainConfig:
                              "held-out rows")
 
 
-def auto_preset(overrides: dict) -> tuple[str | None, str]:
+def auto_preset(overrides: dict, choose: str = "give --preset=NAME, --config=FILE or --model=NAME to choose"
+                ) -> tuple[str | None, str]:
     """(preset name or None, the one line that says why) for a run given no --config/--preset: the CPU
     preset when no CUDA device would be used and no model was asked for; the defaults (the GPU recipe,
-    resnet18) otherwise."""
+    resnet18) otherwise. `choose`: how the command's user picks another (its own flags)."""
     device = str(overrides.get("device", "auto"))
     if "model" in overrides or device.startswith("cuda"):
         return None, ""
@@ -101,4 +102,4 @@ def auto_preset(overrides: dict) -> tuple[str | None, str]:
         if torch.cuda.is_available():
             return None, ""
     return CPU_PRESET, (f"no --config and no CUDA device: using preset {CPU_PRESET} (small_cnn sized for CPU "
-                        "cores); give --preset=NAME, --config=FILE or --model=NAME to choose")
+                        f"cores); {choose}")
