@@ -183,6 +183,28 @@ def test_leaking_metadata_columns(sim_tier, tmp_path):
     assert main(["audit", str(tmp_path / "t"), "-q", *small]) == 0
 
 
+def test_columns_of_one_class_are_one_warning(sim_tier, tmp_path):
+    """A real tier's layout (`dhs cutouts`): negatives carry Tractor columns the lenses lack, lenses a grade the
+    negatives lack. One warning names them all (was one per column, each telling the user to edit the schema);
+    a column that separates by its values is still a warning of its own."""
+    def real_like(t, rel):
+        ctrl = np.asarray(t["is_control"].to_numpy(), int) == 1
+        n = t.num_rows
+        for name in ("flux_r", "sersic", "shape_r"):
+            t = t.append_column(name, pa.array([1.0 + i if c else None for i, c in enumerate(ctrl)], pa.float64()))
+        t = t.append_column("grade", pa.array([None if c else "AB"[i % 2] for i, c in enumerate(ctrl)], pa.string()))
+        return t.append_column("quality_flag", pa.array(np.where(ctrl, 0.2, 0.9) + 0.01 * np.arange(n)))
+    r = run_audit(str(mutate(sim_tier, tmp_path / "t", real_like)))
+    warnings = r.find("leakage", "warning")
+    grouped = [f for f in warnings if "filled for one class only" in f.message]
+    assert len(grouped) == 1, r.to_markdown()
+    assert set(grouped[0].details["columns"]) == {"flux_r", "sersic", "shape_r", "grade"}
+    assert "only controls: flux_r, sersic, shape_r" in grouped[0].message
+    assert "only injections (lenses): grade" in grouped[0].message and "meta_columns" in grouped[0].message
+    single = [f.details["column"] for f in warnings if "column" in f.details]
+    assert single == ["quality_flag"], r.to_markdown()
+
+
 def test_bright_centre_shortcut_warning(sim_tier, tmp_path):
     """Injections much brighter in the centre than controls: separable without looking at arcs."""
     yy, xx = np.mgrid[:64, :64] - 31.5

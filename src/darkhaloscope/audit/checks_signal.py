@@ -5,7 +5,8 @@ Exercised by `dhs audit DATA`.
   max(AUROC, 1-AUROC)) and its null fraction per class, on the cheap pass's metadata sample. Declared
   injection metadata that separate the classes are expected (info, never a model input); any other
   column that does is a warning, observing conditions included (controls and injections observed
-  differently).
+  differently); columns filled for one class only (a real tier's Tractor columns, which its lenses lack)
+  are one warning together.
 - shortcut: AUROC of crude image statistics alone, and of a cross-validated logistic regression on all of
   them, on the decoded sample. High values: a network can separate the classes without seeing arcs.
 - paired: with `ctrl_stamp_npz`, injection - control must vanish far from the arc and carry positive flux.
@@ -33,6 +34,12 @@ def _describe(col: str, r: dict) -> str:
     return f"{col} (AUROC {auc}, null {r['null_frac_injections']:.0%} inj / {r['null_frac_controls']:.0%} ctrl)"
 
 
+def _one_class_only(r: dict) -> bool:
+    """Null in every row of one class and filled in some rows of the other."""
+    a, b = r["null_frac_injections"], r["null_frac_controls"]
+    return bool(np.isfinite(a) and np.isfinite(b) and max(a, b) >= 1.0 and min(a, b) < 1.0)
+
+
 @register_check("leakage")
 def check_leakage(ctx: AuditContext) -> list[Finding]:
     cfg = ctx.config
@@ -46,19 +53,31 @@ def check_leakage(ctx: AuditContext) -> list[Finding]:
     leaking = {c: r for c, r in results.items()
                if r["separation"] >= cfg.leak_auroc or r["null_frac_diff"] >= cfg.leak_null_frac_diff}
     expected = [c for c in leaking if is_forbidden_input(c)]
+    one_class = [c for c in leaking if c not in expected and _one_class_only(leaking[c])]
     out = []
     if expected:
         out.append(Finding("leakage", "info", f"{len(expected)} declared injection metadata column(s) separate the "
                            f"classes, as expected; never model inputs: {first_examples(expected, 8)}",
                            {"columns": {c: leaking[c] for c in expected}}))
+    if one_class:  # one finding, not one per column: e.g. a real tier's Tractor columns, which its lenses lack
+        has = {c: "controls" if leaking[c]["null_frac_injections"] >= 1.0 else "injections (lenses)" for c in one_class}
+        kinds = sorted(set(has.values()))
+        out.append(Finding("leakage", "warning", f"{len(one_class)} column(s) are filled for one class only ("
+                           + "; ".join(f"only {k}: {first_examples([c for c in one_class if has[c] == k], 8)}"
+                                       for k in kinds)
+                           + "): their presence alone gives the label, so they must never be model inputs "
+                           "(meta_columns); in a `dhs cutouts` tier this is by construction (negatives carry their "
+                           "Tractor row, lenses their catalog's grade), elsewhere check how the tier was made",
+                           {"columns": {c: {**leaking[c], "filled_for": has[c]} for c in one_class}}))
     for c, r in leaking.items():
-        if c in expected:
+        if c in expected or c in one_class:
             continue
         observing = c in OBSERVING_COLUMNS or c.lower().startswith(OBSERVING_PREFIXES)
         why = ("controls and injections were observed differently; a network can learn the difference: draw "
                "both from the same hosts / observing conditions" if observing else
-               "an undeclared column separates the classes: it must never be a model input (add it to "
-               "schema.INJECTION_METADATA_COLUMNS if it describes the injection) and check how it was made")
+               "an undeclared column separates the classes: it must never be a model input (meta_columns); "
+               "check how it was made (a column that describes the injection belongs in "
+               "schema.INJECTION_METADATA_COLUMNS)")
         out.append(Finding("leakage", "warning", f"{_describe(c, r)} separates the classes; {why}",
                            {"column": c, **r, "observing": observing}))
     out.append(Finding("leakage", "info", f"{len(results)} metadata column(s) checked on {len(y)} row(s); "
