@@ -20,6 +20,10 @@ def test_thresholds_on_controls_by_hand():
     ops = thresholds_on_controls(ctrl, [1e-2, 1e-3])
     assert ops[1e-2] == (989.0, 0.010)  # 10 controls (990..999) lie above: FPR exactly 1e-2
     assert ops[1e-3] == (998.0, 0.001)
+    from darkhaloscope.evaluate.knownlenses import fpr_to_find
+
+    # a lens at 989.5 is beaten by the 10 controls 990..999: found at FPR 0.01; ties count as found-at (>=)
+    np.testing.assert_allclose(fpr_to_find(np.array([989.5, 999.0, 1e9, -1.0]), ctrl), [0.010, 0.001, 0.0, 1.0])
     # 0.29 x 100 = 28.999999999999996 in float64: still 29 controls may pass (ranking.allowed_false_positives)
     assert thresholds_on_controls(np.arange(100, dtype=float), [0.29])[0.29] == (70.0, 0.29)
 
@@ -43,6 +47,10 @@ def test_known_lens_section(demo, real_scores_of_shared, tmp_path):
     assert m["recall"]["all"]["0.01"]["found"] == found and m["recall"]["all"]["0.01"]["threshold"] == pytest.approx(thr)
     md = (out / "report.md").read_text()
     assert "## Real lenses" in md and "Real lenses: recall" in md and "grade A" in md
+    # each real lens's FPR-to-find: the share of test controls at or above its logit, lowest first
+    want = sorted(float((ctrl >= v).mean()) for v in t["logit"].to_numpy())
+    assert [r["fpr_to_find"] for r in m["per_lens"]] == pytest.approx(want)
+    assert {r["id"] for r in m["per_lens"]} == set(t["file"].to_pylist()) and "FPR to find each: " in md
     assert (out / "figures" / "known_lenses.png").is_file() and "known_lenses.png" in md
 
 

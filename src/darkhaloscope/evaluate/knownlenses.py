@@ -55,6 +55,23 @@ def check_known_lenses(known: str, checkpoint: str | None) -> bool:
     return False
 
 
+MAX_LISTED = 10  # real lenses whose FPR-to-find the headline lists one by one
+
+
+def fpr_to_find(lens_values: np.ndarray, control_values: np.ndarray) -> np.ndarray:
+    """Per lens, the FPR of the threshold that just finds it: the share of controls scoring >= its value."""
+    c = np.sort(np.asarray(control_values, dtype=np.float64))
+    above = len(c) - np.searchsorted(c, np.asarray(lens_values, dtype=np.float64), side="left")
+    return above / max(len(c), 1)
+
+
+def _lens_ids(t) -> list:
+    for col in ("file", "stamp_id", "row_id", "name"):
+        if col in t.column_names:
+            return [str(v) for v in t[col].to_pylist()]
+    return [f"row {i}" for i in range(t.num_rows)]
+
+
 def _known_scores(known: str, checkpoint: str | None, out_dir: Path, s3, log) -> Path:
     if check_known_lenses(known, checkpoint):
         return Path(known)
@@ -122,10 +139,21 @@ def known_lens_section(known: str, scores, cfg, ev, fig_dir: Path, *, checkpoint
         sec.text(line)
     sec.table(["lenses", "N"] + [f"recall at FPR {f:g}" for f in ops], rows)
     all_rec = recall["all"]
+    per_lens = fpr_to_find(value[lens], ctrl)
+    ids = _lens_ids(t)
+    each = sorted(({"id": i, "grade": g, what: float(v), "fpr_to_find": f} for i, g, v, f in
+                   zip(np.asarray(ids, dtype=object)[lens], grade[lens], value[lens], per_lens)),
+                  key=lambda r: r["fpr_to_find"])
+    shown = ", ".join(f"{r['fpr_to_find']:.2g}" for r in each[:MAX_LISTED])
+    shown += f" (+{len(each) - MAX_LISTED} more)" if len(each) > MAX_LISTED else ""
+    sec.text(f"The FPR at which each real lens would be found (the share of the {len(ctrl)} controls scoring at least "
+             f"as high), lowest first: {shown}.")
     ev.headline.append("Real lenses: " + ", ".join(f"recall {v['found']}/{v['n']} ({v['recall']:.0%}) at FPR {f}"
-                                                  for f, v in all_rec.items()) + f" ({Path(known).name})")
+                                                  for f, v in all_rec.items()) + f" ({Path(known).name}); "
+                       f"FPR to find each: {shown}")
     ev.metrics["known_lenses"] = {"source": known, "scores_file": str(path), "n": int(lens.sum()),
-                                  "n_controls": int(len(ctrl)), "value": what, "recall": dict(recall)}
+                                  "n_controls": int(len(ctrl)), "value": what, "recall": dict(recall),
+                                  "per_lens": each}
     notes: list[str] = []
     for caption, fig in _gallery(t, info, known, lens, score, grade, cfg, fig_dir, notes):
         sec.figure(fig, caption)
