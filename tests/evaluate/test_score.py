@@ -114,6 +114,25 @@ def test_undecodable_stamp_is_kept_with_reason_and_left_out_by_evaluate(demo, tm
     assert m["n_rows"] == 15 and "1 row(s) whose stamp failed to decode" in m["rows"]
 
 
+def test_data_of_which_no_stamp_decodes_is_refused(demo, tmp_path, capsys):
+    """Stamps without the model's z band (a g/r tier): exit 1, one error line naming the file, row and reason,
+    and no scores file (it was a file of 16 empty scores, exit 0)."""
+    from darkhaloscope.stamps.codec import encode_stamp
+    from tierfactory import make_tier
+
+    tier = make_tier(tmp_path / "tier", rows_per_split=16, files_per_split=1, row_group_size=8, splits=("test",))
+    f = next(tier.rglob("*.parquet"))
+    t = pq.read_table(f)
+    gr = [encode_stamp(np.zeros((2, 64, 64), np.float32), bands=("g", "r")) for _ in range(t.num_rows)]
+    pq.write_table(t.set_column(t.column_names.index("stamp_npz"), "stamp_npz", pa.array(gr, pa.binary())), f)
+    out = tmp_path / "s.parquet"
+    capsys.readouterr()
+    assert main(["score", "--checkpoint", str(demo["checkpoint"]), "--data", str(tier), "--out", str(out), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("error:") == 1 and "none of the 16 stamps decoded" in err and "row 0" in err and "image_z" in err
+    assert not out.exists() and not list(tmp_path.glob(".*.tmp"))
+
+
 @pytest.mark.slow
 def test_evaluate_with_model_probes_and_galleries(demo, tmp_path):
     out = tmp_path / "rep"

@@ -183,6 +183,7 @@ def write_scores(batches: Iterator[pa.Table], out: Path, provenance: dict) -> tu
     """Stream tables into one parquet file (atomic); returns (rows, rows with null score)."""
     rows = failed = 0
     writer = None
+    first_error = None  # (source_file, source_row, reason) of the first stamp that did not decode
     with atomic_path(out) as tmp:
         try:
             for t in batches:
@@ -193,8 +194,16 @@ def write_scores(batches: Iterator[pa.Table], out: Path, provenance: dict) -> tu
                 writer.write_table(t)
                 rows += t.num_rows
                 failed += t[SCORE_COLUMN].null_count
+                if first_error is None and t[SCORE_COLUMN].null_count:
+                    i = t[SCORE_COLUMN].is_null().to_pylist().index(True)
+                    first_error = tuple(t[c][i].as_py() for c in ("source_file", "source_row", "decode_error"))
             if writer is None:
                 raise DataError(f"no rows to score (empty data or shard); nothing written to {out}")
+            if failed == rows:  # nothing a user can use: refuse rather than write a file of empty scores
+                f, r, why = first_error
+                raise DataError(f"none of the {rows:,} stamps decoded ({f} row {r}: {why}); nothing written to {out}: "
+                                "every stamp needs the bands the model was trained on and finite pixels; "
+                                "`dhs audit DATA` lists the bad rows")
         finally:
             if writer is not None:
                 writer.close()
