@@ -50,7 +50,7 @@ def test_known_lens_section(demo, real_scores_of_shared, tmp_path):
     # each real lens's FPR-to-find: the share of test controls at or above its logit, lowest first
     want = sorted(float((ctrl >= v).mean()) for v in t["logit"].to_numpy())
     assert [r["fpr_to_find"] for r in m["per_lens"]] == pytest.approx(want)
-    assert {r["id"] for r in m["per_lens"]} == set(t["file"].to_pylist()) and "FPR to find each: " in md
+    assert {r["id"] for r in m["per_lens"]} == set(t["row_id"].to_pylist()) and "FPR to find each: " in md
     assert (out / "figures" / "known_lenses.png").is_file() and "known_lenses.png" in md
 
 

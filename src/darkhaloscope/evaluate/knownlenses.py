@@ -65,11 +65,10 @@ def fpr_to_find(lens_values: np.ndarray, control_values: np.ndarray) -> np.ndarr
     return above / max(len(c), 1)
 
 
-def _lens_ids(t) -> list:
-    for col in ("file", "stamp_id", "row_id", "name"):
-        if col in t.column_names:
-            return [str(v) for v in t[col].to_pylist()]
-    return [f"row {i}" for i in range(t.num_rows)]
+def _lens_ids(t) -> list[str]:
+    """Each row's id as the report shows it: its row_id (every `dhs score` file has one), else its file."""
+    col = "row_id" if "row_id" in t.column_names else "source_file"
+    return [str(v) for v in t[col].to_pylist()]
 
 
 def _known_scores(known: str, checkpoint: str | None, out_dir: Path, s3, log) -> Path:
@@ -176,7 +175,7 @@ def _gallery(t, info: dict, known, lens, score, grade, cfg, fig_dir: Path, lines
     idx = idx[np.argsort(-score[idx], kind="stable")][: cfg.known_lens_gallery]
     files, rows = t["source_file"].to_pylist(), t["source_row"].to_pylist()
     images = open_source(data).fetch([files[i] for i in idx], [int(rows[i]) for i in idx])
-    ids = t["row_id"].to_pylist() if "row_id" in t.column_names else [files[i] for i in range(t.num_rows)]
+    ids = _lens_ids(t)
     captions = [f"p={score[i]:.3g} {grade[i]}\n{str(ids[i])[-28:]}".replace("$", r"\$") for i in idx]
     return [("real lenses, highest score first", plots.gallery(images, captions, "Real lenses by score",
                                                                fig_dir / "known_lenses.png"))]
