@@ -73,7 +73,12 @@ def train(cfg: TrainConfig, out_dir, argv: list[str] | None = None, *, resume: s
         refusal = dd.broadcast_object(refusal, info)  # every rank stops, or none
         if refusal:
             raise UsageError(refusal)
-        return _Trainer(cfg, Path(out_dir), argv, s3, info, device, on_save).run(resume)
+        summary = _Trainer(cfg, Path(out_dir), argv, s3, info, device, on_save).run(resume)
+        # every rank done with its last collective before any destroys the group: a gloo rank that tore down
+        # while the other still finished its epoch was now and then aborted ('terminate called without an
+        # active exception', exit -6); only on success, so a failed rank never waits here for a dead one
+        dd.barrier(info)
+        return summary
     finally:
         dd.teardown(info)
 
