@@ -170,10 +170,12 @@ def average_precision(labels, scores=None) -> Metric:
     return Metric(float(np.sum(np.diff(tp) * precision) / g.n_pos), "", g.n_pos, g.n_neg)
 
 
-def allowed_false_positives(fpr: float, n_neg: int) -> int:
+def allowed_false_positives(fpr: float, n_neg):
     """The integer number of negatives an operating point at `fpr` may pass: floor(fpr x n_neg), robust to
-    float error (0.29 x 100 is 28.999999999999996 in float64, and 29 negatives are allowed)."""
-    return int(np.floor(fpr * n_neg * (1 + 1e-12)))
+    float error (0.29 x 100 is 28.999999999999996 in float64, and 29 negatives are allowed). An int for one
+    count, a float array of the same shape for an array of counts (the bootstrap's replicates)."""
+    allowed = np.floor(fpr * np.asarray(n_neg, dtype=np.float64) * (1 + 1e-12))
+    return int(allowed) if allowed.ndim == 0 else allowed
 
 
 def control_threshold(control_values, fpr: float) -> tuple[float, float]:

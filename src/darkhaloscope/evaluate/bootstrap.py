@@ -78,7 +78,7 @@ def _ap_mat(pos, neg, **_):
 
 def _tpr_at_fpr_mat(pos, neg, fpr=1e-3, **_):
     tp, fp = _cum(pos, neg)
-    allowed = np.floor(fpr * fp[:, -1:] * (1 + 1e-12))
+    allowed = M.allowed_false_positives(fpr, fp[:, -1:])
     ok = fp <= allowed  # prefix of True per row (fp non-decreasing)
     k = ok.sum(axis=1) - 1
     return tp[np.arange(len(tp)), k] / tp[:, -1]
