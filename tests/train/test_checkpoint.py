@@ -129,3 +129,15 @@ def test_time_based_checkpoints(train_tier, tmp_path, monkeypatch):
                  "--max_train_rows=64", "--checkpoint_every_minutes=1e-9", "--max_val_rows=16"]) == 0
     # 4 steps: a time-based save after steps 1-3 (the interval is always over), then the epoch-end save
     assert saves == [(1, ("last.pt",)), (2, ("last.pt",)), (3, ("last.pt",)), (4, ("best.pt", "last.pt"))]
+
+
+@pytest.mark.parametrize("key, value", [("coords", "polar"), ("pooling", ["radial"])])
+def test_checkpoint_with_unknown_position_settings_is_one_line(tmp_path, key, value):
+    """A checkpoint naming position planes or a pooling this version does not know (a newer version, or edited)."""
+    from darkhaloscope.models import create_model
+
+    path = tmp_path / "ck.pt"
+    cfg = {"model": "small_cnn", "preprocess": {}, key: value}
+    ckp.save_checkpoint({"model": create_model("small_cnn").state_dict(), "config": cfg}, path)
+    with pytest.raises(DataError, match=f"{key}=.* is not known to this version"):
+        ckp.load_for_inference(path)

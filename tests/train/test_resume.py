@@ -49,6 +49,15 @@ def test_resume_with_other_batch_size_is_refused(train_tier, tmp_path, capsys):
     assert rc == 2 and "batch_size=16 (now 8)" in capsys.readouterr().err
 
 
+def test_resume_with_other_position_planes_is_refused(train_tier, tmp_path, capsys):
+    run = tmp_path / "r"
+    assert main(["train", "--data", str(train_tier), "--out", str(run), *SMALL, "--epochs=1"]) == 0
+    rc = main(["train", "--data", str(train_tier), "--out", str(run), *SMALL, "--epochs=2", "--coords=r",
+               "--pooling=radial", "--resume", "auto"])
+    assert rc == 2 and ("holds model 'small_cnn' (coords=none, pooling=avg) but the config asks for 'small_cnn' "
+                        "(coords=r, pooling=radial)") in capsys.readouterr().err
+
+
 def test_resume_epoch_boundary_continues_next_epoch(train_tier, tmp_path):
     run = tmp_path / "r"
     assert main(["train", "--data", str(train_tier), "--out", str(run), *SMALL, "--epochs=1"]) == 0

@@ -47,13 +47,18 @@ def test_train_cli_reaches_high_auroc_and_writes_run_folder(train_tier, tmp_path
     assert summary["best"]["step"] == best_row["step"] and summary["shard_check"]["overlap"] == 0
 
 
-def test_best_checkpoint_scores_like_training_validation(train_tier, tmp_path):
-    cfg = load_config(TrainConfig, None, [f"--data={train_tier}", *FAST, "--epochs=2"])
+@pytest.mark.parametrize("coords, pooling", [("none", "avg"), ("r", "radial")])
+def test_best_checkpoint_scores_like_training_validation(train_tier, tmp_path, coords, pooling):
+    """Inference rebuilds the trained model (position planes and pooling included) and scores val as training did."""
+    cfg = load_config(TrainConfig, None, [f"--data={train_tier}", *FAST, "--epochs=2", f"--coords={coords}",
+                                          f"--pooling={pooling}"])
     summary = train(cfg, tmp_path / "run")
     ck = load_checkpoint(summary["paths"]["best"])  # weights_only=True inside
     assert {"model", "optimizer", "scheduler", "scaler", "rng", "cursor", "config", "version", "step"} <= set(ck)
     model, pcfg, meta = load_for_inference(summary["paths"]["best"])
     assert not model.training and meta["step"] == summary["best"]["step"] and meta["model"] == "small_cnn"
+    assert model.coords == coords and meta["config"]["coords"] == coords
+    assert model.pooling_name == pooling and meta["config"]["pooling"] == pooling
     stream = StampStream(str(train_tier), "val", 64, shuffle=False)
     labels, logits = [], []
     with torch.no_grad():
@@ -71,6 +76,7 @@ def test_presets_load_and_hold_only_changes():
     assert {"cpu-demo", "gpu"} <= set(list_presets("train"))
     cpu = load_config(TrainConfig, preset_path("train", "cpu-demo"))
     assert cpu.model == "small_cnn" and cpu.device == "cpu" and cpu.weight_decay == TrainConfig().weight_decay
+    assert (cpu.coords, cpu.pooling) == ("r", "radial")  # the demo's finder knows where the lens galaxy is
     gpu = load_config(TrainConfig, preset_path("train", "gpu"))
     assert (gpu.model, gpu.lr, gpu.num_workers) == ("resnet18", 3e-4, 8)
 
@@ -81,6 +87,8 @@ def test_presets_load_and_hold_only_changes():
     (["--precision=fp8"], 2, "precision"),
     (["--model=vgg"], 2, "unknown model 'vgg'"),
     (["--train_split=val"], 2, "held-out"),
+    (["--coords=radius"], 2, "coords='radius': choose one of none, r, xyr"),
+    (["--pooling=max"], 2, "pooling='max': choose one of avg, radial, grid"),
 ])
 def test_bad_settings_exit_2(train_tier, tmp_path, capsys, args, code, msg):
     with pytest.raises(SystemExit) if "unknown config key" in msg else _noop():

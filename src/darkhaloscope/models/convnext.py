@@ -60,8 +60,15 @@ class ConvNeXt(nn.Module):
                 nn.init.trunc_normal_(m.weight, std=0.02)
                 nn.init.zeros_(m.bias)
 
+    def forward_map(self, x):
+        """(B, C, S, S) -> the last feature map (B, dims[-1], h, w), before pooling and the final norm."""
+        return self.stages(self.stem(x))
+
+    def pool_map(self, m):
+        return self.norm(m.mean((2, 3)))
+
     def forward(self, x):
-        return self.norm(self.stages(self.stem(x)).mean((2, 3)))
+        return self.pool_map(self.forward_map(x))
 
 
 @register_model

@@ -107,8 +107,15 @@ class EfficientNet(nn.Module):
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
 
+    def forward_map(self, x):
+        """(B, C, S, S) -> the last feature map (B, head, h, w), before pooling."""
+        return self.head(self.blocks(self.stem(x)))
+
+    def pool_map(self, m):
+        return self.pool(m).flatten(1)
+
     def forward(self, x):
-        return self.pool(self.head(self.blocks(self.stem(x)))).flatten(1)
+        return self.pool_map(self.forward_map(x))
 
 
 @register_model

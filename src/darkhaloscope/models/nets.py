@@ -91,8 +91,15 @@ class ResNet(nn.Module):
             if isinstance(m, (BasicBlock, Bottleneck)):
                 m.zero_init_last_bn()
 
+    def forward_map(self, x):
+        """(B, C, S, S) -> the last feature map (B, F, h, w), before pooling."""
+        return self.layers(self.stem(x))
+
+    def pool_map(self, m):
+        return self.pool(m).flatten(1)
+
     def forward(self, x):
-        return self.pool(self.layers(self.stem(x))).flatten(1)
+        return self.pool_map(self.forward_map(x))
 
 
 @register_model
@@ -139,5 +146,12 @@ class SmallCNN(nn.Module):
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.num_features = w[3]
 
+    def forward_map(self, x):
+        """(B, C, S, S) -> the last feature map (B, F, S/8, S/8), before pooling."""
+        return self.features(x)
+
+    def pool_map(self, m):
+        return self.pool(m).flatten(1)
+
     def forward(self, x):
-        return self.pool(self.features(x)).flatten(1)
+        return self.pool_map(self.forward_map(x))

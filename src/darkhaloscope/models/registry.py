@@ -9,6 +9,11 @@ features with an attribute `num_features = F`. `create_model` puts the one class
 (`LensClassifier`), so every model has the same output contract: one logit per stamp, shape (B,),
 to be used with `BCEWithLogitsLoss` (sigmoid(logit) = P(lens)).
 
+`create_model(NAME, coords="r")` appends position planes (`models.coords`: the radius from the stamp centre,
+or x, y and r) to the 3 bands; the backbone is built with that many more input channels.
+`create_model(NAME, pooling="radial")` pools the backbone's last feature map in rings about the stamp centre
+instead of globally (`models.pooling`: avg, radial, grid), so the logit knows where a feature lies.
+
 `create_model("timm:NAME")` builds a timm architecture instead (`models.timm_backend`: optional, imported
 only for such names; same output contract, no metadata inputs).
 
@@ -25,8 +30,11 @@ import torch
 from torch import nn
 
 from darkhaloscope.errors import UsageError
+from darkhaloscope.models.coords import add_coord_planes
+from darkhaloscope.models.pooling import make_pooling
 from darkhaloscope.models.timm_backend import PREFIX as TIMM_PREFIX, create_timm_model  # timm itself: lazily
-from darkhaloscope.stamps.schema import check_model_inputs
+from darkhaloscope.stamps.normalise import check_coords, check_pooling
+from darkhaloscope.stamps.schema import BANDS, check_model_inputs
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
 _DESCRIPTIONS: dict[str, str] = {}
@@ -53,19 +61,25 @@ def describe_models() -> dict[str, str]:
 
 
 class LensClassifier(nn.Module):
-    """Backbone features (+ optional scalar metadata through a small MLP) -> one logit per stamp, shape (B,)."""
+    """(Bands + position planes ->) backbone features (+ optional scalar metadata through a small MLP) -> one
+    logit per stamp, shape (B,)."""
 
-    def __init__(self, backbone: nn.Module, meta_columns: tuple[str, ...] = (), meta_hidden: int = 32):
+    def __init__(self, backbone: nn.Module, meta_columns: tuple[str, ...] = (), meta_hidden: int = 32,
+                 coords: str = "none", pooling: str = "avg"):
         super().__init__()
         self.backbone = backbone
+        self.coords = coords
+        self.pooling_name = pooling
+        self.pooling = make_pooling(pooling, backbone, len(BANDS) + len(check_coords(coords)))
         self.meta_columns = tuple(meta_columns)
-        n_feat = int(backbone.num_features)
+        n_feat = int(backbone.num_features if self.pooling is None else self.pooling.num_features)
         self.meta = (nn.Sequential(nn.Linear(len(self.meta_columns), meta_hidden), nn.ReLU(inplace=True))
                      if self.meta_columns else None)
         self.head = nn.Linear(n_feat + (meta_hidden if self.meta_columns else 0), 1)
 
     def forward(self, x: torch.Tensor, meta: torch.Tensor | None = None) -> torch.Tensor:
-        f = self.backbone(x)
+        x = add_coord_planes(x, self.coords)
+        f = self.backbone(x) if self.pooling is None else self.pooling(self.backbone.forward_map(x))
         if self.meta is not None:
             if meta is None or meta.shape != (x.shape[0], len(self.meta_columns)):
                 got = None if meta is None else tuple(meta.shape)
@@ -77,22 +91,29 @@ class LensClassifier(nn.Module):
         return self.head(f).squeeze(1)
 
 
-def create_model(name: str, *, meta_columns: list[str] | tuple[str, ...] = (), **kw) -> nn.Module:
-    """Build the registered model `name` (`kw` go to its builder), or `timm:NAME` through timm. Unknown name ->
-    UsageError listing the names."""
+def create_model(name: str, *, meta_columns: list[str] | tuple[str, ...] = (), coords: str = "none",
+                 pooling: str = "avg", **kw) -> nn.Module:
+    """Build the registered model `name` (`kw` go to its builder), or `timm:NAME` through timm, taking the 3
+    bands plus the position planes of `coords`, its last feature map pooled by `pooling` (models.pooling).
+    Unknown name -> UsageError listing the names."""
+    n_in = len(BANDS) + len(check_coords(coords))
+    check_pooling(pooling)
     if name.startswith(TIMM_PREFIX):
         if meta_columns or kw:
             raise UsageError(f"model {name}: timm models take no meta_columns or builder arguments")
-        return create_timm_model(name[len(TIMM_PREFIX):])
+        if pooling != "avg":
+            raise UsageError(f"model {name}: timm models pool as timm builds them (pooling=avg); pooling={pooling} "
+                             "is for the built-in models")
+        return create_timm_model(name[len(TIMM_PREFIX):], coords=coords)
     if name not in _REGISTRY:
         raise UsageError(f"unknown model {name!r}; choose one of: {', '.join(list_models())}, or "
                          f"{TIMM_PREFIX}NAME for a timm architecture (needs the [cuda] extra: timm)")
     check_model_inputs(list(meta_columns))  # RefusedError (exit 3) for label-leaking columns
     try:
-        backbone = _REGISTRY[name](**kw)
+        backbone = _REGISTRY[name](**kw) if n_in == len(BANDS) else _REGISTRY[name](in_chans=n_in, **kw)
     except TypeError as e:
         raise UsageError(f"model {name!r}: bad argument(s) {kw}: {e}") from None
-    return LensClassifier(backbone, tuple(meta_columns))
+    return LensClassifier(backbone, tuple(meta_columns), coords=coords, pooling=pooling)
 
 
 def count_params(model: nn.Module) -> int:

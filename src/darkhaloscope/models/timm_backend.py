@@ -34,6 +34,8 @@ import torch
 from torch import nn
 
 from darkhaloscope.errors import UsageError
+from darkhaloscope.models.coords import add_coord_planes
+from darkhaloscope.stamps.normalise import check_coords
 from darkhaloscope.stamps.schema import STAMP_SIZE
 
 PREFIX = "timm:"  # `--model timm:NAME`
@@ -84,9 +86,11 @@ class TimmClassifier(nn.Module):
 
     meta_columns: tuple[str, ...] = ()
 
-    def __init__(self, net: nn.Module, timm_name: str, stem: str | None, timm_version: str | None = None):
+    def __init__(self, net: nn.Module, timm_name: str, stem: str | None, timm_version: str | None = None,
+                 coords: str = "none"):
         super().__init__()
         self.backbone = net
+        self.coords = coords  # position planes appended to the bands (models.coords)
         self.timm_name = timm_name
         self.stem = stem  # what adapt_stem changed (None: not adapted)
         self.timm_version = timm_version  # the net's layers are timm's: `dhs train` writes it into run.json
@@ -94,7 +98,7 @@ class TimmClassifier(nn.Module):
     def forward(self, x: torch.Tensor, meta: torch.Tensor | None = None) -> torch.Tensor:
         if meta is not None:
             raise UsageError(f"model timm:{self.timm_name} takes no metadata (meta_columns)")
-        out = self.backbone(x)
+        out = self.backbone(add_coord_planes(x, self.coords))
         if out.shape != (x.shape[0], 1):
             raise UsageError(f"timm:{self.timm_name} returned shape {tuple(out.shape)}, expected ({x.shape[0]}, 1): "
                              "it does not honour num_classes=1; use another timm model")
@@ -115,14 +119,15 @@ def import_timm():
     return timm
 
 
-def create_timm_model(name: str) -> TimmClassifier:
-    """`timm:NAME` -> TimmClassifier (pretrained=False, 3 input channels, one logit, stem adapted)."""
+def create_timm_model(name: str, coords: str = "none") -> TimmClassifier:
+    """`timm:NAME` -> TimmClassifier (pretrained=False, 3 input channels + the planes of `coords`, one logit,
+    stem adapted)."""
     if not name or ":" in name:  # timm's own sources (hf-hub:, local-dir:) would fetch a config
         raise UsageError(f"model {PREFIX}{name}: name one timm architecture, e.g. {PREFIX}efficientnetv2_rw_s "
                          "(no hub or file sources: nothing is downloaded)")
     timm = import_timm()
     try:
-        net = timm.create_model(name, pretrained=False, in_chans=3, num_classes=1)
+        net = timm.create_model(name, pretrained=False, in_chans=3 + len(check_coords(coords)), num_classes=1)
     except (RuntimeError, ValueError) as e:  # timm: "Unknown model (NAME)"
         raise UsageError(f"model {PREFIX}{name}: {str(e).strip().splitlines()[0][:200]}; "
                          "timm.list_models() names the valid ones") from None
@@ -130,7 +135,7 @@ def create_timm_model(name: str) -> TimmClassifier:
     if stem is None:
         print(f"warning: {PREFIX}{name}: no known stem to adapt (conv_stem, conv1 + maxpool, stem); built as timm "
               "defines it, which may downsample 64x64 stamps 4x or more before its first stage", file=sys.stderr)
-    model = TimmClassifier(net, name, stem, getattr(timm, "__version__", None))
+    model = TimmClassifier(net, name, stem, getattr(timm, "__version__", None), coords=coords)
     _check_runs_on_stamps(model)
     return model
 

@@ -174,7 +174,7 @@ def checkpoint_section(data: str, tcfg: TrainConfig, rcfg: ReviewConfig, counts:
         else:
             sec.add("checkpoint mirror", "info", "no checkpoint_uri configured: checkpoints stay on local disk "
                     "(a Colab disconnect loses them)")
-    params = count_params(create_model(tcfg.model))
+    params = count_params(create_model(tcfg.model, coords=tcfg.coords, pooling=tcfg.pooling))
     size = params * 4 * 3  # weights + two AdamW moments, float32
     sec.add("checkpoint size and cadence", "info", f"{tcfg.model}: ~{size / 2**20:.0f} MiB per last.pt, written every "
             f"{tcfg.checkpoint_every_minutes:g} min / {tcfg.checkpoint_every_steps or 'no'} steps and each epoch, "

@@ -13,6 +13,32 @@ from darkhaloscope.errors import UsageError
 # 'annulus': statistics from an outer ring (default); 'stamp': whole stamp (leaks arc flux); 'none': cast only
 NORM_CHOICES = ("annulus", "stamp", "none")
 
+# Position planes a model may append to the 3 bands (`TrainConfig.coords`, built in `models.coords`): each
+# pixel's offset from the stamp centre (where the lens galaxy sits) in units of COORD_SCALE_PX pixels.
+COORD_PLANES: dict[str, tuple[str, ...]] = {"none": (), "r": ("r",), "xyr": ("x", "y", "r")}
+COORD_SCALE_PX = 16.0  # 16 px = 4.2": the planes span ~0-2.8 over a 64x64 stamp, like normalised pixels
+
+
+# How a backbone's last feature map becomes the features the logit is read from (`TrainConfig.pooling`, built
+# in `models.pooling`): avg = global average (translation invariant: where a feature lies is lost); radial =
+# averages in rings about the stamp centre; grid = global average + a coarse grid of a few reduced channels.
+POOLINGS = ("avg", "radial", "grid")
+
+
+def check_pooling(name: str) -> str:
+    if name not in POOLINGS:
+        raise UsageError(f"pooling={name!r}: choose one of {', '.join(POOLINGS)} (avg: global average; radial: "
+                         "averages in rings about the stamp centre; grid: + a coarse grid of positions)")
+    return name
+
+
+def check_coords(name: str) -> tuple[str, ...]:
+    """The planes of `coords` setting `name`; UsageError naming the choices."""
+    if name not in COORD_PLANES:
+        raise UsageError(f"coords={name!r}: choose one of {', '.join(COORD_PLANES)} (position planes appended to "
+                         "the bands: none, the radius r, or x, y and r)")
+    return COORD_PLANES[name]
+
 
 @dataclass
 class PreprocessConfig:

@@ -187,7 +187,7 @@ def load_for_inference(path_or_uri: str | Path, device: str | torch.device = "cp
     `model(prepare_batch(x.to(device), preprocess, train=False))` -> logits (B,).
     """
     from darkhaloscope.models import create_model
-    from darkhaloscope.stamps.normalise import PreprocessConfig
+    from darkhaloscope.stamps.normalise import COORD_PLANES, POOLINGS, PreprocessConfig
 
     ckpt = load_checkpoint(path_or_uri, s3)
     cfg = ckpt.get("config")
@@ -200,7 +200,13 @@ def load_for_inference(path_or_uri: str | Path, device: str | torch.device = "cp
         raise DataError(f"checkpoint {path_or_uri}: preprocess settings {', '.join(extra) or repr(cfg.get('preprocess'))} "
                         f"are not known to this version (known: {', '.join(sorted(known))}); score it with the "
                         "darkhaloscope version that trained it")
-    model = create_model(cfg["model"], meta_columns=cfg.get("meta_columns") or ())
+    arch = {"coords": cfg.get("coords", "none"), "pooling": cfg.get("pooling", "avg")}  # absent: written before them
+    for key, value in arch.items():
+        known = COORD_PLANES if key == "coords" else POOLINGS
+        if not isinstance(value, str) or value not in known:
+            raise DataError(f"checkpoint {path_or_uri}: {key}={str(value)[:40]!r} is not known to this version "
+                            f"(known: {', '.join(known)}); score it with the darkhaloscope version that trained it")
+    model = create_model(cfg["model"], meta_columns=cfg.get("meta_columns") or (), **arch)
     try:
         model.load_state_dict(ckpt["model"])
     except (RuntimeError, KeyError, TypeError, ValueError) as e:

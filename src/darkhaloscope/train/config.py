@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from darkhaloscope.errors import UsageError
-from darkhaloscope.stamps.normalise import PreprocessConfig
+from darkhaloscope.stamps.normalise import PreprocessConfig, check_coords, check_pooling
 
 CPU_PRESET = "cpu-demo"  # what `dhs train` / `dhs review` use without --config on a machine without CUDA
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # auto: bf16 on a CUDA device that has it, fp32 elsewhere
@@ -27,6 +27,10 @@ class TrainConfig:
     mined_repeat: int = 1  # times each mined negative is read per epoch: its weight against the other rows
     # model
     model: str = "resnet18"  # registry name (a wrong one lists them) or timm:NAME (the [cuda] extra)
+    coords: str = "none"  # position planes appended to the bands: none | r (radius from the stamp centre) | xyr
+    #                       (x, y offsets and r), in units of 16 px (models.coords)
+    pooling: str = "avg"  # last feature map -> features: avg (global) | radial (rings about the stamp centre) |
+    #                       grid (+ coarse grid of positions) (models.pooling)
     meta_columns: list[str] = field(default_factory=list)  # scalar model inputs; label-leaking ones refused
     init: str | None = None  # local state dict (whole model, backbone only, or a dhs checkpoint) to start from
     # optimisation (Phase 5: AdamW lr 3e-4 wd 0.01, cosine)
@@ -68,6 +72,8 @@ class TrainConfig:
 
     def validate(self) -> None:
         self.preprocess.validate()
+        check_coords(self.coords)
+        check_pooling(self.pooling)
         if self.precision not in PRECISIONS:
             raise UsageError(f"precision={self.precision!r}: choose one of {', '.join(PRECISIONS)}")
         if self.on_error not in ("skip", "raise"):

@@ -163,7 +163,7 @@ class _Trainer:
         np.random.seed(cfg.seed)
         random.seed(cfg.seed)
         mf = torch.channels_last if cfg.channels_last else torch.preserve_format
-        model = create_model(cfg.model)
+        model = create_model(cfg.model, coords=cfg.coords, pooling=cfg.pooling)
         if cfg.init:
             loaded = load_init(model, cfg.init)
             if info.is_main:
@@ -204,9 +204,15 @@ class _Trainer:
                       + "; starting from step 0")
             return
         ck = ckp.load_checkpoint(path, map_location=self.device)
-        if ck["config"]["model"] != self.cfg.model:
-            raise UsageError(f"{path} holds model {ck['config']['model']!r} but the config asks for {self.cfg.model!r}; "
-                             "use the same model or a new --out folder")
+        arch = ("model", "coords", "pooling")  # what decides the weights' shapes (absent keys: the old defaults)
+        held = {k: ck["config"].get(k, TrainConfig.__dataclass_fields__[k].default) for k in arch}
+        want = {k: getattr(self.cfg, k) for k in arch}
+        if held != want:  # name the model, and the other settings only where they differ
+            differ = [k for k in arch[1:] if held[k] != want[k]]
+            had, asks = (f"{d['model']!r}" + (f" ({', '.join(f'{k}={d[k]}' for k in differ)})" if differ else "")
+                         for d in (held, want))
+            raise UsageError(f"{path} holds model {had} but the config asks for {asks}; use the same model or a new "
+                             "--out folder")
         self.model.load_state_dict(ck["model"])
         self.optimizer.load_state_dict(ck["optimizer"])
         self.scheduler.load_state_dict(ck["scheduler"])
