@@ -42,14 +42,15 @@ def null_auroc_sigma(n_pos: int, n_neg: int) -> float:
     return math.sqrt((n_pos + n_neg + 1) / (12.0 * n_pos * n_neg))
 
 
-def _model(name: str, seed: int, device: torch.device):
+def _model(name: str, tcfg: TrainConfig, seed: int, device: torch.device):
+    """`name` with the planned run's position planes and pooling (they change the net and its first loss)."""
     torch.manual_seed(seed)
-    return create_model(name).to(device)
+    return create_model(name, coords=tcfg.coords, pooling=tcfg.pooling).to(device)
 
 
 def initial_loss(name: str, batch: dict, tcfg: TrainConfig, device: torch.device) -> float:
     """Mean BCE (nats) of a freshly initialised `name` on one real batch, in training mode like step 1."""
-    model = _model(name, tcfg.seed, device)
+    model = _model(name, tcfg, tcfg.seed, device)
     x = prepare_batch(batch["image"].to(device), tcfg.preprocess, train=False)
     with torch.no_grad():
         logits = model(x).float().cpu().numpy()
@@ -58,7 +59,7 @@ def initial_loss(name: str, batch: dict, tcfg: TrainConfig, device: torch.device
 
 def overfit_one_batch(name: str, batch: dict, tcfg: TrainConfig, rcfg: ReviewConfig, device) -> tuple[float, int]:
     """Train on one batch until its BCE < overfit_max_loss or overfit_steps; returns (loss, steps)."""
-    model = _model(name, tcfg.seed, device)
+    model = _model(name, tcfg, tcfg.seed, device)
     step_fn = Stepper(model, lr=rcfg.overfit_lr, weight_decay=0.0, total_steps=rcfg.overfit_steps, device=device,
                       grad_clip_norm=tcfg.grad_clip_norm)  # constant learning rate, fp32
     x = prepare_batch(batch["image"].to(device), tcfg.preprocess, train=False)
@@ -77,7 +78,7 @@ def shuffled_label_auroc(name: str, data: str, tcfg: TrainConfig, rcfg: ReviewCo
                          shuffle: bool = True):
     """Train `shuffled_steps` steps with labels permuted within each batch (shuffle=False: the true labels,
     for comparison); return (val AUROC Metric, val BCE in nats against the true labels)."""
-    model = _model(name, tcfg.seed + 1, device)
+    model = _model(name, tcfg, tcfg.seed + 1, device)
     step_fn = Stepper(model, lr=rcfg.overfit_lr, weight_decay=tcfg.weight_decay, total_steps=rcfg.shuffled_steps,
                       device=device, grad_clip_norm=tcfg.grad_clip_norm)
     gen = torch.Generator().manual_seed(tcfg.seed)
