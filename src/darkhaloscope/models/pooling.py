@@ -19,6 +19,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from darkhaloscope.errors import UsageError
 from darkhaloscope.stamps.normalise import check_pooling
 from darkhaloscope.stamps.schema import STAMP_SIZE
 
@@ -78,6 +79,7 @@ def make_pooling(name: str, backbone: nn.Module, in_chans: int) -> nn.Module | N
     if name == "avg":
         return None
     if not hasattr(backbone, "forward_map"):
-        raise TypeError(f"pooling={name} needs a backbone with forward_map (the built-in models have one)")
+        raise UsageError(f"pooling={name}: this model has no Cartesian feature map to pool ({type(backbone).__name__} "
+                         "pools its own features, e.g. polar_cnn over angle); use pooling=avg")
     cls = RadialPool if name == "radial" else GridPool
     return cls(int(backbone.num_features), map_side(backbone, in_chans))
