@@ -16,9 +16,9 @@
 # DHS_GPU_CHECK_TRAIN_MODEL (resnet18: the model of the short real training run).
 # DHS_GPU_CHECK_CONFUSERS=1 also runs the issue-10 confuser benchmark at GPU scale (about 3-5 min more):
 # benchmarks/bench_confusers.py --arms after on DHS_GPU_CHECK_CONFUSER_ROWS (40000) rows, model
-# DHS_GPU_CHECK_CONFUSER_MODEL (resnet18_s2), DHS_GPU_CHECK_CONFUSER_EPOCHS (10) epochs, preset gpu, plus the
-# TrainConfig overrides DHS_GPU_CHECK_CONFUSER_SET ("coords=r pooling=radial": the position-aware recipe of
-# the CPU demo, README "Where the lens is"; set it to "" for the GPU preset's global average pooling);
+# DHS_GPU_CHECK_CONFUSER_MODEL (polar_cnn, the CPU demo's net, README "Where the lens is"; e.g. resnet18_s2 with
+# DHS_GPU_CHECK_CONFUSER_SET="coords=r pooling=radial" for a large Cartesian net that knows the centre),
+# DHS_GPU_CHECK_CONFUSER_EPOCHS (10) epochs, preset gpu, plus the TrainConfig overrides DHS_GPU_CHECK_CONFUSER_SET;
 # its table goes to OUT_DIR/confusers.txt and the end of summary.txt.
 # Installs nothing heavy: uses the machine's torch (pip-installs torch only when it is missing), and this
 # package with --no-deps. Results: OUT_DIR/summary.txt and the JSON files beside it.
@@ -106,12 +106,12 @@ goal = r["pipeline_train_samples_per_s"] >= 10_000 and r["limit"] == "model step
 print(f"goal ({first}) >= 10,000 samples/s with the loader not the bottleneck: {'MET' if goal else 'NOT MET'}")
 PY
 if [[ "${DHS_GPU_CHECK_CONFUSERS:-0}" == 1 ]]; then
-  CM=${DHS_GPU_CHECK_CONFUSER_MODEL:-resnet18_s2}
+  CM=${DHS_GPU_CHECK_CONFUSER_MODEL:-polar_cnn}
   log "confuser benchmark: $CM, ${DHS_GPU_CHECK_CONFUSER_ROWS:-40000} rows, ${DHS_GPU_CHECK_CONFUSER_EPOCHS:-10} epochs"
   python benchmarks/bench_confusers.py --out "$OUT/confusers" --arms after --workers "$CORES" \
     --rows "${DHS_GPU_CHECK_CONFUSER_ROWS:-40000}" --epochs "${DHS_GPU_CHECK_CONFUSER_EPOCHS:-10}" --preset gpu \
     --model "$CM" --train-set device="$DEV" precision="$PREC" num_workers="$WORKERS" \
-    ${DHS_GPU_CHECK_CONFUSER_SET-coords=r pooling=radial} | tee "$OUT/confusers.txt"
-  { echo "confusers ($CM ${DHS_GPU_CHECK_CONFUSER_SET-coords=r pooling=radial}, bench_confusers.py --arms after):"; grep '^|' "$OUT/confusers.txt"; } >> "$OUT/summary.txt"
+    ${DHS_GPU_CHECK_CONFUSER_SET:-} | tee "$OUT/confusers.txt"
+  { echo "confusers ($CM ${DHS_GPU_CHECK_CONFUSER_SET:-}, bench_confusers.py --arms after):"; grep '^|' "$OUT/confusers.txt"; } >> "$OUT/summary.txt"
 fi
 log "done: $OUT/summary.txt"

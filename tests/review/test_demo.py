@@ -28,7 +28,7 @@ def test_demo_quick_exits_0_with_reports_and_auroc_bound(demo_dir):
     assert keys == ["data", "sanity", "throughput", "memory", "checkpoint", "run"]
     checks = {c["check"]: c for s in review["sections"] for c in s["checks"]}
     assert checks["single-batch overfit"]["severity"] == "pass" and checks["single-batch overfit"]["details"]["loss"] < 0.05
-    assert abs(checks["initial loss (small_cnn)"]["details"]["loss"] - 0.6931) < 0.25
+    assert abs(checks["initial loss (polar_cnn)"]["details"]["loss"] - 0.6931) < 0.25
     assert checks["save / kill / resume"]["severity"] == "pass"
     assert checks["save / kill / resume"]["details"]["killed_at"]["batches_done"] > 0  # killed mid-epoch
     assert checks["best val AUROC"]["severity"] == "pass"
@@ -80,7 +80,7 @@ def test_demo_and_review_wording(demo_dir):
     assert rows["audit debug tier (expect NO-GO)"]["result"].endswith("regenerate that split with both classes")
     assert rows["train on debug tier (expect refusal)"]["result"].endswith("or pick other splits with "
                                                                             "--train_split / --val_split")
-    assert "epochs count from 0" in rows["train small_cnn"]["result"]
+    assert "epochs count from 0" in rows["train (cpu-demo preset)"]["result"]
     md = (demo_dir / "report" / "review.md").read_text()
     html = (demo_dir / "report" / "review.html").read_text()
     assert "darkhaloscope ?" not in md and "commit ?" not in md  # the footer names the version

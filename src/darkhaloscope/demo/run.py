@@ -2,7 +2,7 @@
 DIR/demo_summary.json. Exit 0 when every stage is as expected (test AUROC at least the size's bound in
 `stages.SIZES`: 0.75 for the full demo, 0.95 for --quick), else 1.
 
-    dhs demo --out demo_out            # 12,000 simulated stamps, small_cnn, 8 epochs (times: README)
+    dhs demo --out demo_out            # 12,000 simulated stamps, polar_cnn, 8 epochs (times: README)
     dhs demo --out demo_out --quick    # 600 stamps with bright arcs, 3 epochs (a smoke test)
     dhs demo --out demo_out --real-hosts ../shared/data/dr10_cutouts   # + a tier on real DR10 hosts
 """
@@ -28,7 +28,7 @@ STAGES: list[tuple[str, Callable[[S.Demo], tuple[str, bool]], bool]] = [
     ("audit demo tier (expect GO)", S.audit_demo, False),
     ("audit real-host tier (expect GO)", S.audit_real, True),
     ("train on debug tier (expect refusal)", S.refuse_debug, False),
-    ("train small_cnn", S.train, False),
+    ("train (cpu-demo preset)", S.train, False),
     ("score test split", S.score, False),
     ("score real lens candidates", S.score_candidates, False),
     ("evaluate test split", S.evaluate, False),
@@ -57,7 +57,7 @@ def run_demo(out: str | Path, *, quick: bool = False, real_hosts: str | None = N
                seed=seed, real_hosts=real_hosts, train_config=cfg_path, command=command,
                real_candidates=real_candidates,
                say=lambda m: console.print(Text(m, style="dim")))
-    console.print(Text(f"{command}: {d.size.rows:,} simulated stamps, small_cnn on CPU, {d.workers} worker(s); "
+    console.print(Text(f"{command}: {d.size.rows:,} simulated stamps, {d.tcfg().model} on CPU, {d.workers} worker(s); "
                        f"everything goes to {out}/"))
     rows, t_start = [], time.perf_counter()
     for name, fn, needs_real in STAGES:

@@ -5,7 +5,7 @@
     real_hosts      (--real-hosts) a small tier injecting arcs into real DR10 cutouts
     audit_debug     audit says NO-GO on the debug tier, naming the split; audit_demo / audit_real: GO
     refuse_debug    `dhs train` refuses the debug tier (exit 3)
-    train           small_cnn on CPU -> DIR/run/best.pt
+    train           the cpu-demo preset's net (polar_cnn) on CPU -> DIR/run/best.pt
     score           the test split -> DIR/scores/test.parquet (score_real: the real-host tier)
     score_candidates  the real DR10 lens candidates (../shared/data/dr10_cutouts; positives, never controls)
                     -> DIR/scores/real_candidates.parquet, for the report's real-lens section
@@ -30,7 +30,7 @@ MIN_TEST_AUROC = 0.95  # the test AUROC --quick promises (its bright-arc smoke t
 class DemoSize:
     rows: int  # stamps of the demo tier, all splits (70/15/15), half controls
     real_rows: int  # stamps of the real-host tier (--real-hosts)
-    epochs: int  # small_cnn epochs on CPU
+    epochs: int  # training epochs on CPU (the cpu-demo preset's net)
     sim: dict[str, str] = field(default_factory=dict)  # SimConfig overrides (the arcs the demo injects)
     n_boot: int = 1000  # bootstrap replicates of `dhs evaluate`
     probes: bool = True  # model probes (core mask, occlusion maps) in the evaluation report

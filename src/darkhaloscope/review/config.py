@@ -26,8 +26,9 @@ class ReviewConfig:
     # --- data
     audit_sample_rows: int = 2000  # stamps the audit decodes for its pixel checks
     # --- training-code sanity (real batches of DATA)
-    sanity_model: str = "auto"  # auto: the planned model on CUDA, small_cnn on CPU (a ResNet-18 step takes
-    # seconds on 2 cores); the planned model's initial loss is always measured
+    sanity_model: str = "auto"  # auto: the planned model on CUDA or when it is CPU-sized (small_cnn, polar_cnn),
+    # else small_cnn on CPU (a ResNet-18 step takes seconds on 2 cores); the planned model's initial loss is
+    # always measured
     sanity_batch_size: int = 32  # stamps of the batch that must be overfitted
     initial_loss_tolerance: float = 0.25  # |initial BCE - ln 2| above this (nats) -> blocking
     overfit_steps: int = 300  # at most this many steps on one batch ...

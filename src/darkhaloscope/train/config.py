@@ -2,7 +2,7 @@
 
     cfg = load_config(TrainConfig, None, ["--epochs=3", "--preprocess.norm=annulus"])
 
-The defaults below are the only ones; presets (`darkhaloscope/presets/train/*.yaml`: `cpu-demo`, small_cnn
+The defaults below are the only ones; presets (`darkhaloscope/presets/train/*.yaml`: `cpu-demo`, polar_cnn
 on 2 CPU cores; `gpu`, loader sizes for a GPU node) hold only what they change. Exercised by
 `dhs train --data DATA --out RUN [--preset NAME | --config FILE] [--key=value ...]`.
 """
@@ -107,5 +107,5 @@ def auto_preset(overrides: dict, choose: str = "give --preset=NAME, --config=FIL
 
         if torch.cuda.is_available():
             return None, ""
-    return CPU_PRESET, (f"no --config and no CUDA device: using preset {CPU_PRESET} (small_cnn sized for CPU "
+    return CPU_PRESET, (f"no --config and no CUDA device: using preset {CPU_PRESET} (a small net sized for CPU "
                         f"cores); {choose}")
