@@ -141,3 +141,10 @@ def test_checkpoint_with_unknown_position_settings_is_one_line(tmp_path, key, va
     ckp.save_checkpoint({"model": create_model("small_cnn").state_dict(), "config": cfg}, path)
     with pytest.raises(DataError, match=f"{key}=.* is not known to this version"):
         ckp.load_for_inference(path)
+
+
+def test_arch_defaults_are_the_train_config_defaults():
+    """An old checkpoint (no coords / pooling keys) is rebuilt as TrainConfig's defaults build a net."""
+    from darkhaloscope.train.config import TrainConfig
+
+    assert ckp.ARCH_DEFAULTS == {k: getattr(TrainConfig(), k) for k in ckp.ARCH_DEFAULTS}

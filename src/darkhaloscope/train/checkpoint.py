@@ -30,6 +30,8 @@ from darkhaloscope.fileio import atomic_path, atomic_write_bytes
 from darkhaloscope.stamps.fs import S3Options, fsspec_filesystem, is_s3, s3_fault
 
 FORMAT = "darkhaloscope-checkpoint/1"  # bumped when the layout changes
+# config keys that shape the net, as a checkpoint written before they existed was built (TrainConfig defaults)
+ARCH_DEFAULTS = {"coords": "none", "pooling": "avg"}
 LAST, BEST = "last.pt", "best.pt"
 
 
@@ -200,7 +202,7 @@ def load_for_inference(path_or_uri: str | Path, device: str | torch.device = "cp
         raise DataError(f"checkpoint {path_or_uri}: preprocess settings {', '.join(extra) or repr(cfg.get('preprocess'))} "
                         f"are not known to this version (known: {', '.join(sorted(known))}); score it with the "
                         "darkhaloscope version that trained it")
-    arch = {"coords": cfg.get("coords", "none"), "pooling": cfg.get("pooling", "avg")}  # absent: written before them
+    arch = {k: cfg.get(k, ARCH_DEFAULTS[k]) for k in ("coords", "pooling")}  # absent: written before them
     for key, value in arch.items():
         known = COORD_PLANES if key == "coords" else POOLINGS
         if not isinstance(value, str) or value not in known:

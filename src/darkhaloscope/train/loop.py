@@ -205,7 +205,7 @@ class _Trainer:
             return
         ck = ckp.load_checkpoint(path, map_location=self.device)
         arch = ("model", "coords", "pooling")  # what decides the weights' shapes (absent keys: the old defaults)
-        held = {k: ck["config"].get(k, TrainConfig.__dataclass_fields__[k].default) for k in arch}
+        held = {k: ck["config"].get(k, ckp.ARCH_DEFAULTS.get(k)) for k in arch}
         want = {k: getattr(self.cfg, k) for k in arch}
         if held != want:  # name the model, and the other settings only where they differ
             differ = [k for k in arch[1:] if held[k] != want[k]]
