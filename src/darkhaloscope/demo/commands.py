@@ -8,7 +8,7 @@ from __future__ import annotations
 DEMO_TIMES = ("measured 2026-12-01 on a 2-core box: full demo (12,000 stamps, polar_cnn) 320 s with the box to "
               "itself (load 1.9-2.1: its own two cores; the former small_cnn demo took 623 s at load 2.3-2.9 beside "
               "another job), "
-              "--quick 39 s at load 1.2-1.7 (171 s at load ~10); benchmarks/RESULTS.md")  # the figures of benchmarks/RESULTS.md
+              "--quick 34 s at load 0.6-1.0 (171 s at load ~10, the former small_cnn); benchmarks/RESULTS.md")  # the figures of benchmarks/RESULTS.md
 
 
 def register(sub, bench_sub) -> None:
