@@ -67,7 +67,7 @@ def test_unknown_coords_refused_naming_the_choices(bad):
 
 # ---- pooling (`--pooling`): models.pooling ------------------------------------------------------------------
 
-@pytest.mark.parametrize("name", [m for m in every_model() if m != "polar_cnn"])  # it pools over angle itself
+@pytest.mark.parametrize("name", [m for m in every_model() if not str(m).startswith("polar_")])  # they pool over angle
 @pytest.mark.parametrize("pooling", ["radial", "grid"])
 def test_every_model_takes_the_poolings(name, pooling):
     torch.manual_seed(0)

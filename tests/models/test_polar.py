@@ -72,3 +72,37 @@ def test_refuses_a_pooling_it_cannot_take_and_takes_coords():
         create_model("polar_cnn", pooling="radial")
     assert create_model("polar_cnn", coords="r")(torch.randn(2, 3, S, S)).shape == (2,)
     assert math.isclose(create_model("polar_cnn").backbone.num_features, 96 * 8)
+
+
+def test_polar_fourier_adds_turn_invariant_harmonics_to_the_same_mean():
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, S, S)
+    x[..., 0, :] = 0
+    x[..., :, 0] = 0
+    four, plain = create_model("polar_fourier").eval(), create_model("polar_cnn").eval()
+    plain.backbone.load_state_dict(four.backbone.state_dict())  # same convolutions
+    with torch.no_grad():
+        fa, fb = four.backbone(x), four.backbone(_turn(x))
+        f0 = plain.backbone(x)
+    assert fa.shape == (2, 96 * 5 * 8)
+    assert torch.allclose(fa, fb, atol=1e-4 * fa.abs().max().item())  # |c_m| ignore the turn's phase shift
+    m0 = fa.view(2, 96, 5, 8)[:, :, 0]  # channel-major: (F, 1 + M, radius bins); m = 0 is the mean over angle
+    assert torch.allclose(m0.reshape(2, -1), f0, atol=1e-5)
+    assert fa.view(2, 96, 5, 8)[:, :, 1:].abs().sum() > 0  # a random image has angular structure
+
+
+def test_a_lopsided_image_has_odd_harmonics_a_symmetric_one_even_ones():
+    from darkhaloscope.models.polar import PolarCNN
+    net = PolarCNN(harmonics=4).eval()
+    for blk in net.blocks:  # identity-like convolutions: each map is the (non-negative) image, smoothed
+        torch.nn.init.zeros_(blk.conv.weight)
+        blk.conv.weight.data[:, :, 1, 1] = 1.0
+    spot = lambda dx: np.exp(-0.5 * ((dx[0]) ** 2 + dx[1] ** 2) / 2.0)  # noqa: E731
+    one = _image(lambda x, y: spot((x - 10, y)))
+    two = _image(lambda x, y: spot((x - 10, y)) + spot((x + 10, y)))
+    with torch.no_grad():
+        a1 = net(one.expand(1, 3, S, S)).view(96, 5, 8)[0]
+        a2 = net(two.expand(1, 3, S, S)).view(96, 5, 8)[0]
+    r = int(a1[0].argmax())  # the radius bin of the spots
+    assert a1[1, r] > 0.3 * a1[0, r]  # one spot: strong m = 1
+    assert a2[1, r] < 0.05 * a2[0, r] and a2[2, r] > 0.3 * a2[0, r]  # a pair half a turn apart: no m = 1, strong m = 2

@@ -35,7 +35,7 @@ from darkhaloscope.train.guards import LN2
 from darkhaloscope.train.step import Stepper, predict_logits
 
 CPU_SANITY_MODEL = "small_cnn"  # what `sanity_model: auto` trains on a CPU when the planned net is too slow there
-CPU_SIZED = ("small_cnn", "polar_cnn")  # nets whose training steps take milliseconds on CPU: trained as planned
+CPU_SIZED = ("small_cnn", "polar_cnn", "polar_fourier")  # nets whose training steps take milliseconds on CPU: trained as planned
 
 
 def null_auroc_sigma(n_pos: int, n_neg: int) -> float:

@@ -14,8 +14,9 @@ import pyarrow as pa
 
 from darkhaloscope.errors import DataError, RefusedError, StampDecodeError
 from darkhaloscope.stamps.codec import decode_batch, nonfinite_rows
-from darkhaloscope.stamps.schema import (BANDS, LABEL_COLUMN, LABEL_SOURCE_COLUMN, PACKED_STAMP_COLUMN,
-                                          STAMP_COLUMN, STAMP_SIZE, label_from_is_control)
+from darkhaloscope.stamps.schema import (BANDS, CONFUSER_COLUMN, CONFUSER_POOL, LABEL_COLUMN, LABEL_SOURCE_COLUMN,
+                                          PACKED_STAMP_COLUMN, POOL_COLUMN, STAMP_COLUMN, STAMP_SIZE,
+                                          label_from_is_control)
 from darkhaloscope.stamps.tier import TierBatch
 
 
@@ -39,6 +40,18 @@ def labels_of(table: pa.Table) -> np.ndarray | None:
     if LABEL_SOURCE_COLUMN in table.column_names:
         return label_from_is_control(table[LABEL_SOURCE_COLUMN])
     return None
+
+
+def hard_negatives_of(table: pa.Table) -> np.ndarray | None:
+    """(N,) bool: the rows that carry a look-alike: `confuser_kind` set (`dhs simulate --confusers`) or `pool`
+    'confuser' (`dhs catalog`'s hard-confuser cut); None when the table has neither column."""
+    marks = []
+    if CONFUSER_COLUMN in table.column_names:
+        marks.append(table[CONFUSER_COLUMN].is_valid().to_numpy(zero_copy_only=False))
+    if POOL_COLUMN in table.column_names:
+        pool = table[POOL_COLUMN].to_pylist()
+        marks.append(np.array([p == CONFUSER_POOL for p in pool], bool))
+    return np.logical_or.reduce(marks) if marks else None
 
 
 PACKED_STAMP_BYTES = len(BANDS) * STAMP_SIZE * STAMP_SIZE * 2  # float16 (3, 64, 64)

@@ -59,6 +59,10 @@ INJECTION_METADATA_COLUMNS: tuple[str, ...] = (
 # and for injections, so they too leak the label (and the control's kind). Never a model input.
 CONFUSER_COLUMN = "confuser_kind"
 CONTROL_METADATA_COLUMNS: tuple[str, ...] = (CONFUSER_COLUMN,)
+# Real tiers (`dhs catalog` -> `dhs cutouts`) say where a row was drawn: positive | random | confuser (a negative
+# meeting a hard-confuser cut). With `confuser_kind`, what `dhs train --confuser_weight` weights.
+POOL_COLUMN, CONFUSER_POOL = "pool", "confuser"
+HARD_NEGATIVE_COLUMNS: tuple[str, ...] = (CONFUSER_COLUMN, POOL_COLUMN)
 NEVER_MODEL_INPUT_PREFIXES: tuple[str, ...] = ("src_", "arc_", "lens_", "shear_", "theta_e", "confuser_")
 # Observing-condition metadata: exists for controls too; allowed as model inputs.
 OBSERVING_COLUMNS: tuple[str, ...] = (

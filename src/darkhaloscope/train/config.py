@@ -9,6 +9,8 @@ on 2 CPU cores; `gpu`, loader sizes for a GPU node) hold only what they change. 
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass, field
 
 from darkhaloscope.errors import UsageError
@@ -25,6 +27,9 @@ class TrainConfig:
     val_split: str = "val"  # region_split value validated on (best checkpoint chosen on its AUROC)
     mined: str = ""  # tier of hard negatives from `dhs mine`, mixed into the train split ("" = none)
     mined_repeat: int = 1  # times each mined negative is read per epoch: its weight against the other rows
+    confuser_weight: float = 1.0  # loss weight of a negative that carries a look-alike (confuser_kind set, or pool
+    #   'confuser' in a `dhs catalog` tier) against 1 for every other row: > 1 ranks look-alikes below plain
+    #   galaxies, the regime of a search at prevalence 1e-4 (benchmarks/RESULTS.md, section confusers)
     # model
     model: str = "resnet18"  # registry name (a wrong one lists them) or timm:NAME (the [cuda] extra)
     coords: str = "none"  # position planes appended to the bands: none | r (radius from the stamp centre) | xyr
@@ -87,6 +92,8 @@ class TrainConfig:
             raise UsageError(f"lr={self.lr} must be > 0")
         if self.mined_repeat < 1:
             raise UsageError(f"mined_repeat={self.mined_repeat} must be >= 1")
+        if not (self.confuser_weight > 0 and math.isfinite(self.confuser_weight)):
+            raise UsageError(f"confuser_weight={self.confuser_weight} must be a finite number > 0 (1 = no weighting)")
         if self.weight_decay < 0:
             raise UsageError(f"weight_decay={self.weight_decay} must be >= 0")
         if self.train_split == self.val_split:

@@ -5,7 +5,7 @@
     loader = make_loader(stream, num_workers=8, pin_memory=True)
     for epoch in range(start_epoch, epochs):
         stream.set_epoch(epoch)
-        for batch in loader:                   # {"image", "label", "row_id", "n_skipped"}
+        for batch in loader:                   # {"image", "label", "row_id", "n_skipped"} (+ "weight")
             x = prepare_batch(batch["image"].to(dev), pcfg, train=True, generator=gen)
             ...                                # a checkpoint saved here stores stream.state_dict()
 
@@ -61,8 +61,8 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from darkhaloscope.errors import DataError, DHSError, UsageError
 from darkhaloscope.stamps.fs import S3Options, is_s3
-from darkhaloscope.stamps.schema import (CUTOUT_OK_COLUMN, LABEL_COLUMN, LABEL_SOURCE_COLUMN, PACKED_STAMP_COLUMN,
-                                          STAMP_COLUMN)
+from darkhaloscope.stamps.schema import (CUTOUT_OK_COLUMN, HARD_NEGATIVE_COLUMNS, LABEL_COLUMN, LABEL_SOURCE_COLUMN,
+                                          PACKED_STAMP_COLUMN, STAMP_COLUMN)
 from darkhaloscope.stamps.tier import open_tier
 from darkhaloscope.train.data_plan import EpochPlan
 from darkhaloscope.train.data_reader import WindowReader
@@ -78,7 +78,8 @@ class StampStream(IterableDataset):
     def __init__(self, data: str, split: str, batch_size: int, *, shuffle: bool = True, seed: int = 0,
                  shuffle_buffer: int = 4096, cutout_ok_only: bool = True, s3: S3Options | None = None,
                  cache_dir: str | None = None, rank: int = 0, world_size: int = 1, on_error: str = "skip",
-                 max_rows: int | None = None, decode_threads: int = 1, mined: str = "", mined_repeat: int = 1):
+                 max_rows: int | None = None, decode_threads: int = 1, mined: str = "", mined_repeat: int = 1,
+                 hard_weight: float = 1.0):
         if batch_size < 1 or shuffle_buffer < 1:
             raise UsageError(f"batch_size ({batch_size}) and shuffle_buffer ({shuffle_buffer}) must be >= 1")
         if seed < 0:
@@ -91,6 +92,7 @@ class StampStream(IterableDataset):
         self.shuffle, self.seed, self.shuffle_buffer = shuffle, int(seed), int(shuffle_buffer)
         self.cutout_ok_only, self.on_error, self.decode_threads = cutout_ok_only, on_error, int(decode_threads)
         self.rank, self.world_size = int(rank), int(world_size)
+        self.hard_weight = float(hard_weight)
         self.cache_dir = str(cache_dir) if cache_dir and is_s3(self.data) else None  # local data: no cache
         self.tier = open_tier(self.data, s3)
         if mined:  # the mined files become files of this split of the tier (self.tier is read everywhere)
@@ -183,7 +185,7 @@ class StampStream(IterableDataset):
         """The batches t = role, role + workers, ... (t >= start) of this rank, in order."""
         reader = WindowReader(self.tier, self.files, split=self.split, cutout_ok_only=self.cutout_ok_only,
                               on_error=self.on_error, decode_threads=self.decode_threads, packed=self.packed,
-                              cache_dir=self.cache_dir)
+                              cache_dir=self.cache_dir, hard_weight=self.hard_weight)
         for window in self.plan.worker_windows(self.epoch, self.rank, role, workers, start, self.shuffle_buffer,
                                                self.shuffle, self.seed):
             yield from reader.batches(window)
@@ -201,6 +203,11 @@ class StampStream(IterableDataset):
             if not ({LABEL_COLUMN, LABEL_SOURCE_COLUMN} & set(f.columns)):
                 raise DataError(f"{self.tier.describe(f)} has no {LABEL_SOURCE_COLUMN} (or {LABEL_COLUMN}) column,"
                                 " so its rows have no label; training needs it")
+        if self.hard_weight != 1.0 and not any(set(HARD_NEGATIVE_COLUMNS) & set(f.columns) for f in self.files):
+            raise UsageError(f"confuser_weight={self.hard_weight:g}, but no file of split '{self.split}' of {self.data} "
+                             f"has a {' or '.join(HARD_NEGATIVE_COLUMNS)} column, so no row would be weighted: "
+                             "simulate the tier with --confusers F, build it with `dhs catalog` (its pool column), "
+                             "or drop confuser_weight")
 
     def _unit_rows(self) -> list[tuple[int, int, int]]:
         """(file index, row group, rows kept) for every row group of the split, in tier order: from the

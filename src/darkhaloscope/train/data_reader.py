@@ -20,8 +20,9 @@ import torch
 
 from darkhaloscope.errors import DataError, StampDecodeError
 from darkhaloscope.fileio import atomic_path
-from darkhaloscope.stamps.batch import decode_tier_batch, labels_of, stamp_column
-from darkhaloscope.stamps.schema import BANDS, LABEL_COLUMN, LABEL_SOURCE_COLUMN, PACKED_STAMP_COLUMN, STAMP_SIZE
+from darkhaloscope.stamps.batch import decode_tier_batch, hard_negatives_of, labels_of, stamp_column
+from darkhaloscope.stamps.schema import (BANDS, HARD_NEGATIVE_COLUMNS, LABEL_COLUMN, LABEL_SOURCE_COLUMN,
+                                          PACKED_STAMP_COLUMN, STAMP_SIZE)
 from darkhaloscope.stamps.tier import Tier, TierBatch, TierFile
 from darkhaloscope.train.data_plan import Window
 
@@ -33,15 +34,19 @@ F16_EXPONENT_MASK = 0x7C00  # float16 bits: exponent all ones = Inf or NaN
 
 
 class WindowReader:
-    """Decodes the windows of one worker and yields its batches: {"image", "label", "row_id", "n_skipped"}."""
+    """Decodes the windows of one worker and yields its batches: {"image", "label", "row_id", "n_skipped"},
+    plus "weight" (per-row loss weight: `hard_weight` for negatives that carry a look-alike, else 1) when
+    hard_weight != 1."""
 
     def __init__(self, tier: Tier, files: list[TierFile], *, split: str | None, cutout_ok_only: bool,
-                 on_error: str, decode_threads: int, packed: bool, cache_dir: str | None):
+                 on_error: str, decode_threads: int, packed: bool, cache_dir: str | None, hard_weight: float = 1.0):
         self.tier, self.files, self.split, self.cutout_ok_only = tier, files, split, cutout_ok_only
+        self.hard_weight = float(hard_weight)
         self.on_error, self.decode_threads, self.cache_dir = on_error, decode_threads, cache_dir
         self.dtype = np.float16 if packed else np.float32  # packed: half the bytes to move; cast on the device
         self.images = np.zeros((0, len(BANDS), STAMP_SIZE, STAMP_SIZE), self.dtype)  # window buffer, reused
         self.labels = np.zeros(0, np.float32)
+        self.weights = np.zeros(0, np.float32)
         self.ids = np.zeros(0, object)
         self.valid = np.zeros(0, bool)
         self.carry: tuple | None = None  # rows of the last window not yet emitted (< one batch)
@@ -64,7 +69,7 @@ class WindowReader:
                 raise AssertionError("epoch plan and window rows disagree")  # a plan bug, never the data
             rows = self._gather(order[cursor:cursor + take])
             cursor += take
-            yield _to_batch(*rows)
+            yield _to_batch(*rows, weighted=self.hard_weight != 1.0)
         if cursor < len(order):
             self.carry = self._gather(order[cursor:])
 
@@ -75,7 +80,7 @@ class WindowReader:
 
     # ---- internals ---------------------------------------------------------------------------------
     def _gather(self, idx: np.ndarray) -> tuple:
-        rows = (self.images[idx], self.labels[idx], self.ids[idx], self.valid[idx])
+        rows = (self.images[idx], self.labels[idx], self.ids[idx], self.valid[idx], self.weights[idx])
         if self.carry:
             rows = tuple(np.concatenate([c, r]) for c, r in zip(self.carry, rows))
             self.carry = None
@@ -85,6 +90,7 @@ class WindowReader:
         if len(self.images) < n:
             self.images = np.empty((n, len(BANDS), STAMP_SIZE, STAMP_SIZE), self.dtype)
             self.labels, self.ids, self.valid = np.empty(n, np.float32), np.empty(n, object), np.empty(n, bool)
+            self.weights = np.empty(n, np.float32)
 
     def _decode_piece(self, file_index: int, row_group: int, lo: int, hi: int, *, at: int) -> int:
         ub = self._unit(file_index, row_group)
@@ -101,6 +107,11 @@ class WindowReader:
             self.labels[at:at + m] = labels_of(part.table)
         except (DataError, TypeError) as e:
             raise DataError(f"{self.tier.describe(ub.file)} row group {row_group}: {e}") from None
+        weights = self.weights[at:at + m]
+        weights[:] = 1.0
+        hard = hard_negatives_of(part.table) if self.hard_weight != 1.0 else None
+        if hard is not None:
+            weights[hard & (self.labels[at:at + m] == 0)] = self.hard_weight
         id_col = next((c for c in ID_COLUMNS if c in part.table.column_names), None)
         ids = part.table[id_col].to_pylist() if id_col else part.row_ids()
         self.ids[at:at + m] = [f"{ub.file.id_prefix}{i}" for i in ids] if ub.file.id_prefix else ids
@@ -139,6 +150,8 @@ class WindowReader:
         pf = pq.ParquetFile(self._local_copy(f)) if self.cache_dir else self.tier.open_parquet(f)
         label = LABEL_COLUMN if LABEL_COLUMN in f.columns else LABEL_SOURCE_COLUMN
         cols = [stamp_column(f.columns), label] + [c for c in ID_COLUMNS if c in f.columns][:1]
+        if self.hard_weight != 1.0:
+            cols += [c for c in HARD_NEGATIVE_COLUMNS if c in f.columns]
         ub = self.tier.read_row_group(f, row_group, cols, split=self.split, cutout_ok_only=self.cutout_ok_only, pf=pf)
         self.unit = ((file_index, row_group), ub, pf)
         return ub
@@ -163,9 +176,13 @@ class WindowReader:
         return str(dst)
 
 
-def _to_batch(images: np.ndarray, labels: np.ndarray, ids: np.ndarray, valid: np.ndarray) -> dict:
+def _to_batch(images: np.ndarray, labels: np.ndarray, ids: np.ndarray, valid: np.ndarray, weights: np.ndarray,
+              *, weighted: bool) -> dict:
     n_bad = int(len(valid) - valid.sum())
     if n_bad:
-        images, labels, ids = images[valid], labels[valid], ids[valid]
-    return {"image": torch.from_numpy(images), "label": torch.from_numpy(labels),
-            "row_id": [str(i) for i in ids], "n_skipped": n_bad}
+        images, labels, ids, weights = images[valid], labels[valid], ids[valid], weights[valid]
+    batch = {"image": torch.from_numpy(images), "label": torch.from_numpy(labels),
+             "row_id": [str(i) for i in ids], "n_skipped": n_bad}
+    if weighted:
+        batch["weight"] = torch.from_numpy(weights)
+    return batch

@@ -173,7 +173,8 @@ class _Trainer:
                          world_size=info.world_size, on_error=cfg.on_error, decode_threads=cfg.decode_threads)
         self.train_stream = StampStream(cfg.data, cfg.train_split, cfg.batch_size, shuffle=True,
                                         shuffle_buffer=cfg.shuffle_buffer, max_rows=cfg.max_train_rows,
-                                        mined=cfg.mined, mined_repeat=cfg.mined_repeat, **stream_kw)
+                                        mined=cfg.mined, mined_repeat=cfg.mined_repeat,
+                                        hard_weight=cfg.confuser_weight, **stream_kw)
         self.val_stream = StampStream(cfg.data, cfg.val_split, cfg.val_batch_size, shuffle=False,
                                       max_rows=cfg.max_val_rows, **stream_kw)
         pin = self.device.type == "cuda"
@@ -351,10 +352,11 @@ class _Trainer:
         for batch in self.train_loader:
             x = batch["image"].to(self.device, non_blocking=True)
             y = batch["label"].to(self.device, non_blocking=True)
+            w = batch["weight"].to(self.device, non_blocking=True) if "weight" in batch else None
             x = prepare_batch(x, cfg.preprocess, train=True, generator=self.aug)
             lrs.append(self.scheduler.get_last_lr()[0])  # the lr this step uses
             pending.append(train_step(net, x, y, self.optimizer, self.scheduler, self.scaler, device=self.device,
-                                      precision=self.precision, grad_clip_norm=cfg.grad_clip_norm))
+                                      precision=self.precision, grad_clip_norm=cfg.grad_clip_norm, weight=w))
             s.step += 1
             s.batches_done += 1
             samples += len(y)

@@ -55,11 +55,16 @@ def make_scheduler(optimizer, total_steps: int, warmup_frac: float, min_lr_frac:
 
 
 def train_step(model, x, y, optimizer, scheduler, scaler, *, device, precision: str,
-               grad_clip_norm: float) -> torch.Tensor:
-    """Forward, BCEWithLogits, backward, clip, step. Returns the detached loss (no host sync)."""
+               grad_clip_norm: float, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Forward, BCEWithLogits (per-row `weight`: the weighted mean sum(w l) / sum(w)), backward, clip, step.
+    Returns the detached loss (no host sync)."""
     with autocast(device, precision):
         logits = model(x)
-    loss = nn.functional.binary_cross_entropy_with_logits(logits.float(), y)
+    if weight is None:
+        loss = nn.functional.binary_cross_entropy_with_logits(logits.float(), y)
+    else:
+        per_row = nn.functional.binary_cross_entropy_with_logits(logits.float(), y, reduction="none")
+        loss = (per_row * weight).sum() / weight.sum()
     optimizer.zero_grad(set_to_none=True)
     scaler.scale(loss).backward()
     if grad_clip_norm > 0:
