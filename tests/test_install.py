@@ -34,4 +34,4 @@ def test_wheel_holds_the_presets_and_an_installed_copy_resolves_them(tmp_path):
              "print(c.PRESET_DIR, load_config(TrainConfig, c.config_source('train', 'cpu-demo')).model)")
     out = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env={"PYTHONPATH": str(target),
                          "PATH": "/usr/bin:/bin"}, capture_output=True, text=True, check=True).stdout
-    assert out.startswith(str(target)) and out.split()[-1] == "polar_cnn"
+    assert out.startswith(str(target)) and out.split()[-1] == "polar_fourier"

@@ -28,7 +28,7 @@ def test_demo_quick_exits_0_with_reports_and_auroc_bound(demo_dir):
     assert keys == ["data", "sanity", "throughput", "memory", "checkpoint", "run"]
     checks = {c["check"]: c for s in review["sections"] for c in s["checks"]}
     assert checks["single-batch overfit"]["severity"] == "pass" and checks["single-batch overfit"]["details"]["loss"] < 0.05
-    assert abs(checks["initial loss (polar_cnn)"]["details"]["loss"] - 0.6931) < 0.25
+    assert abs(checks["initial loss (polar_fourier)"]["details"]["loss"] - 0.6931) < 0.25
     assert checks["save / kill / resume"]["severity"] == "pass"
     assert checks["save / kill / resume"]["details"]["killed_at"]["batches_done"] > 0  # killed mid-epoch
     assert checks["best val AUROC"]["severity"] == "pass"

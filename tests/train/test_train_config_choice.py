@@ -17,7 +17,7 @@ needs_cpu_only = pytest.mark.skipif(torch.cuda.is_available(), reason="the CPU c
 @needs_cpu_only
 def test_train_without_config_on_cpu_takes_the_cpu_preset_and_says_so(capsys):
     cfg = train_config(parse_args(build_parser(), ["train", "--out", "r"]))
-    assert (cfg.model, cfg.device, cfg.batch_size) == ("polar_cnn", "cpu", 64)
+    assert (cfg.model, cfg.device, cfg.batch_size) == ("polar_fourier", "cpu", 64)
     assert "using preset cpu-demo" in capsys.readouterr().err
     cfg = train_config(parse_args(build_parser(), ["train", "--out", "r", "--model=resnet18"]))
     assert (cfg.model, cfg.num_workers) == ("resnet18", 2)  # asked for a model: the plain defaults

@@ -75,7 +75,7 @@ def test_presets_load_and_hold_only_changes():
 
     assert {"cpu-demo", "gpu"} <= set(list_presets("train"))
     cpu = load_config(TrainConfig, preset_path("train", "cpu-demo"))
-    assert cpu.model == "polar_cnn" and cpu.device == "cpu" and cpu.weight_decay == TrainConfig().weight_decay
+    assert cpu.model == "polar_fourier" and cpu.device == "cpu" and cpu.weight_decay == TrainConfig().weight_decay
     gpu = load_config(TrainConfig, preset_path("train", "gpu"))
     assert (gpu.model, gpu.lr, gpu.num_workers) == ("resnet18", 3e-4, 8)
 

@@ -5,7 +5,7 @@
     real_hosts      (--real-hosts) a small tier injecting arcs into real DR10 cutouts
     audit_debug     audit says NO-GO on the debug tier, naming the split; audit_demo / audit_real: GO
     refuse_debug    `dhs train` refuses the debug tier (exit 3)
-    train           the cpu-demo preset's net (polar_cnn) on CPU -> DIR/run/best.pt
+    train           the cpu-demo preset's net (polar_fourier) on CPU -> DIR/run/best.pt
     score           the test split -> DIR/scores/test.parquet (score_real: the real-host tier)
     score_candidates  the real DR10 lens candidates (../shared/data/dr10_cutouts; positives, never controls)
                     -> DIR/scores/real_candidates.parquet, for the report's real-lens section
@@ -32,6 +32,7 @@ class DemoSize:
     real_rows: int  # stamps of the real-host tier (--real-hosts)
     epochs: int  # training epochs on CPU (the cpu-demo preset's net)
     sim: dict[str, str] = field(default_factory=dict)  # SimConfig overrides (the arcs the demo injects)
+    train: dict[str, object] = field(default_factory=dict)  # TrainConfig overrides on top of the cpu-demo preset
     n_boot: int = 1000  # bootstrap replicates of `dhs evaluate`
     probes: bool = True  # model probes (core mask, occlusion maps) in the evaluation report
     quick_review: bool = False  # the review's QUICK preset
@@ -101,7 +102,8 @@ class Demo:
         from darkhaloscope.config import load_config
         from darkhaloscope.train.config import TrainConfig
 
-        base = {"data": str(self.good), "epochs": self.size.epochs, "progress": False, "seed": self.seed}
+        base = {"data": str(self.good), "epochs": self.size.epochs, "progress": False, "seed": self.seed,
+                **self.size.train}
         return load_config(TrainConfig, self.train_config, {**base, **overrides})
 
 
