@@ -3,7 +3,7 @@ than "blue light near a red galaxy"?
 
     PYTHONPATH=src python benchmarks/bench_confusers.py --out /tmp/bench_confusers --workers 2
 
-Two arms, side by side in one run, each a small_cnn trained as the demo trains it (the cpu-demo train preset,
+Two arms, side by side in one run, each the cpu-demo preset's net trained as the demo trains it (that preset,
 `demo.stages.SIZES["full"]` epochs, tier seed 1, train seed 1, 70/15/15, half controls):
 - before: 4,000 rows of the tier recipe the demo used before issue #10, as far as SimConfig keys reach it (no confusers,
   peak arc S/N log-uniform 5-60, theta_E uniform 0.5-3", sources r 20-25, host r-z 0.7-1.2 without colour
@@ -22,7 +22,9 @@ Both are scored on one freshly simulated held-out tier (another seed, new defaul
 75% of the rows are controls and 60% of those carry a confuser (the kinds in equal shares), so that the
 threshold passing 1% of the PLAIN controls rests on ~1,200 plain controls. Reported per arm: AUROC lenses
 vs plain controls and vs confusers (all and per kind), the share of each kind above that threshold, and
-recall at it overall and for sources at r 23-24. Writes OUT/results.json and prints a markdown table.
+recall at it overall and for sources at r 23-24, and how many of the real DR10 lens candidates (`--real`,
+default ../shared/data/dr10_cutouts; positives only) lie above it, with the plain-control FPR needed to find
+each. Writes OUT/results.json and prints a markdown table.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ BEFORE = {"confusers": "0", "arc_snr_dist": "loguniform:5:60", "theta_e_dist": "
 BEFORE_ROWS = 4000  # the demo's tier size before issue #10
 HELD_OUT = {"confusers": "0.6", "controls": "0.75", "splits": "test=1"}
 FPR = 0.01  # operating point: passes 1% of the plain controls
+REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "dr10_cutouts"  # the six real grade-B candidates
 
 
 def simulate(out: Path, tier: str, rows: int, seed: int, overrides: dict, workers: int) -> Path:
@@ -73,7 +76,7 @@ def train_like_demo(tier: Path, run_dir: Path, epochs: int, preset: str = "cpu-d
     return run_dir / "best.pt"
 
 
-def measure(checkpoint: Path, held_out: Path, scores: Path) -> dict:
+def measure(checkpoint: Path, held_out: Path, scores: Path, real: Path | None = REAL) -> dict:
     from darkhaloscope.common import ranking as M
     from darkhaloscope.evaluate.analysis import rank_values
     from darkhaloscope.evaluate.confusers import confuser_metrics
@@ -88,11 +91,26 @@ def measure(checkpoint: Path, held_out: Path, scores: Path) -> dict:
     keep = (s.labels == 1) | plain
     key = f"{FPR:g}"
     r2324 = next((b for b in m["recall"].get(key, {}).get("src_mag_r", []) if b["bin"] == "23-24"), None)
-    return {"auroc_lens_vs_plain": M.auroc(s.labels[keep], r.values[keep]).value,
+    found = None
+    if real is not None and Path(real).is_dir():  # real candidates: the plain-control FPR at which each is found
+        import pyarrow.parquet as pq
+
+        out = score_data(str(checkpoint), str(real), scores.with_name(scores.stem + "_real.parquet"),
+                         ScoreConfig(device="cpu"), progress=False).out
+        real_scores = pq.read_table(out, columns=["score"])["score"].to_numpy()  # unlabelled: not read_scores
+        plain_scores = s.scores[plain]
+        fpr_each = sorted(float((plain_scores >= v).mean()) for v in real_scores)
+        found = {"k": sum(f <= FPR for f in fpr_each), "n": len(fpr_each), "fpr_to_find": fpr_each}
+    return {"auroc_lens_vs_plain": M.auroc(s.labels[keep], r.values[keep]).value, "real_candidates": found,
             "auroc_lens_vs_confusers": m["kinds"]["all confusers"]["auroc_vs_lenses"],
             "confuser_fpr": {k: {"fpr": d["fpr"][key], "auroc_vs_lenses": d["auroc_vs_lenses"], "n": d["n"]}
                              for k, d in m["kinds"].items()},
             "recall": m["recall"].get(key, {}).get("all"), "recall_r23_24": r2324, "metrics": m}
+
+
+def _real(r: dict) -> str:
+    f = r.get("real_candidates")
+    return "n/a" if not f else f"{f['k']}/{f['n']} ({', '.join(f'{x:.3g}' for x in f['fpr_to_find'])})"
 
 
 def _pct(d: dict | None) -> str:
@@ -112,6 +130,7 @@ def main(argv=None) -> int:
     p.add_argument("--preset", default="cpu-demo", help="train preset of both arms (gpu on a CUDA machine)")
     p.add_argument("--model", default=None, help="model of both arms (default: the preset's)")
     p.add_argument("--train-set", nargs="*", default=[], metavar="KEY=VALUE", help="more TrainConfig overrides")
+    p.add_argument("--real", default=str(REAL), help="folder of real lens-candidate cutouts ('' = none)")
     args = p.parse_args(argv)
     arms = [a.strip() for a in args.arms.split(",") if a.strip()]
     if not arms or set(arms) - {"before", "after"}:
@@ -139,7 +158,8 @@ def main(argv=None) -> int:
             t_sim = time.perf_counter() - t
             ckpt = train_like_demo(tier, out / f"run_{arm}", epochs, args.preset, extra)
             t_train = time.perf_counter() - t - t_sim
-        results[arm] = {**measure(ckpt, held, out / f"scores_{arm}.parquet"), "simulate_s": t_sim, "train_s": t_train}
+        results[arm] = {**measure(ckpt, held, out / f"scores_{arm}.parquet", Path(args.real) if args.real else None),
+                        "simulate_s": t_sim, "train_s": t_train}
         print(f"{arm}: " + (f"simulate {t_sim:.0f} s, train {t_train:.0f} s" if t_sim else f"measured {ckpt}"))
     results["total_s"] = time.perf_counter() - t0
     (out / "results.json").write_text(json.dumps(results, indent=1, default=str) + "\n")
@@ -149,7 +169,8 @@ def main(argv=None) -> int:
     for name, f in (("AUROC lenses vs plain controls", lambda r: f"{r['auroc_lens_vs_plain']:.4f}"),
                     ("AUROC lenses vs confusers", lambda r: f"{r['auroc_lens_vs_confusers']:.4f}"),
                     ("recall at plain-control FPR 1%", lambda r: _pct(r["recall"])),
-                    ("recall at it, sources r 23-24", lambda r: _pct(r["recall_r23_24"]))):
+                    ("recall at it, sources r 23-24", lambda r: _pct(r["recall_r23_24"])),
+                    ("real candidates above it (FPR to find each)", _real)):
         print(f"| {name} | " + " | ".join(f(results[a]) for a in ran) + " |")
     for k in kinds:
         cells = [f"{_pct(results[a]['confuser_fpr'][k]['fpr'])}, AUROC {results[a]['confuser_fpr'][k]['auroc_vs_lenses']:.3f}"
