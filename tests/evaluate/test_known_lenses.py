@@ -90,3 +90,42 @@ def test_known_lenses_of_a_cutout_folder_keep_their_npz_grade(demo, real_scores_
                  str(real_scores_of_shared), "--set", "n_boot=20", "--set", "baselines=false"]) == 0
     m = json.loads((out / "metrics.json").read_text())["known_lenses"]
     assert set(m["recall"]) == {"all", "grade B"} and m["recall"]["grade B"]["0.01"]["n"] == m["n"] == 6
+
+
+def test_real_lens_recall_also_at_the_plain_control_thresholds(demo, real_scores_of_shared, tmp_path):
+    """#10: the confuser section sets its threshold on the plain controls; so does the real-lens section's
+    extra row when some controls carry a look-alike, and only then."""
+    sc = pq.read_table(demo["scores"])
+    split = np.asarray(sc["region_split"].to_pylist(), dtype=object)
+    ctrl_idx = np.flatnonzero((sc["label"].to_numpy() == 0) & (split == "test"))  # evaluate reads the test split
+    logit = sc["logit"].to_numpy()
+    top = ctrl_idx[np.argsort(-logit[ctrl_idx])][: max(2, len(ctrl_idx) // 3)]  # the highest controls: look-alikes
+    kinds = [None] * sc.num_rows
+    for i in top:
+        kinds[i] = "ring"
+    col = sc.column_names.index("confuser_kind") if "confuser_kind" in sc.column_names else None
+    marked = (sc.set_column(col, "confuser_kind", pa.array(kinds, pa.string())) if col is not None
+              else sc.append_column("confuser_kind", pa.array(kinds, pa.string())))
+    scores = tmp_path / "scores.parquet"
+    pq.write_table(marked.replace_schema_metadata(sc.schema.metadata), scores)
+    out = tmp_path / "report"
+    args = ["--no-data", "--known-lenses", str(real_scores_of_shared), "--set", "n_boot=20", "--set", "baselines=false"]
+    assert main(["evaluate", str(scores), "--out", str(out), *args]) == 0
+    m = json.loads((out / "metrics.json").read_text())["known_lenses"]
+    plain = np.sort(logit[np.setdiff1d(ctrl_idx, top)])[::-1]
+    assert m["n_plain_controls"] == len(plain)
+    real = pq.read_table(real_scores_of_shared)["logit"].to_numpy()
+    thr = plain[int(np.floor(1e-2 * len(plain)))]
+    assert m["recall_vs_plain"]["0.01"]["found"] == int((real > thr).sum())
+    assert m["recall_vs_plain"]["0.01"]["found"] >= m["recall"]["all"]["0.01"]["found"]  # look-alikes removed
+    want = sorted(float((plain >= v).mean()) for v in real)
+    assert sorted(r["fpr_to_find_plain"] for r in m["per_lens"]) == pytest.approx(want)
+    md = (out / "report.md").read_text()
+    assert "thresholds on the" in md and "plain controls" in md and "at the plain-control thresholds" in md
+    # no look-alike among the controls: no extra row
+    plain_only = tmp_path / "plain.parquet"
+    pq.write_table(marked.set_column(marked.column_names.index("confuser_kind"), "confuser_kind",
+                                     pa.array([None] * sc.num_rows, pa.string())).replace_schema_metadata(
+        sc.schema.metadata), plain_only)
+    assert main(["evaluate", str(plain_only), "--out", str(tmp_path / "r2"), *args]) == 0
+    assert "recall_vs_plain" not in json.loads((tmp_path / "r2" / "metrics.json").read_text())["known_lenses"]

@@ -7,7 +7,10 @@ is set on the controls of SCORES (the evaluated split, normally test: the first 
 passes is the k-th highest, k = floor(FPR x controls), the rule of every operating point); the section gives the recall of the real lenses there
 (all and per grade: the `grade` column, which a scored cutout folder takes from each npz's `meta_tier`;
 with Wilson 95% intervals), a headline line, and a gallery of the real lenses sorted by
-score. Metrics land in metrics.json under `known_lenses`.
+score. When the evaluated controls include look-alikes (`confuser_kind`), the recall is also given at the
+thresholds set on the PLAIN controls alone (the rule of the confuser section, so both sections of the
+report speak of one threshold): metrics key `recall_vs_plain`, and each lens's `fpr_to_find_plain`.
+Metrics land in metrics.json under `known_lenses`.
 """
 
 from __future__ import annotations
@@ -65,6 +68,15 @@ def fpr_to_find(lens_values: np.ndarray, control_values: np.ndarray) -> np.ndarr
     return above / max(len(c), 1)
 
 
+def _plain_controls(scores, values: np.ndarray) -> np.ndarray | None:
+    """The values of the controls that carry no look-alike, when some controls do carry one; else None."""
+    if scores.confuser_kind is None:
+        return None
+    ctrl = scores.labels == 0
+    plain = ctrl & np.array([k is None for k in scores.confuser_kind], bool)
+    return values[plain] if plain.any() and plain.sum() < ctrl.sum() else None
+
+
 def _lens_ids(t) -> list[str]:
     """Each row's id as the report shows it: its row_id (every `dhs score` file has one), else its file."""
     col = "row_id" if "row_id" in t.column_names else "source_file"
@@ -100,6 +112,7 @@ def known_lens_section(known: str, scores, cfg, ev, fig_dir: Path, *, checkpoint
     value = np.asarray(t["logit"].to_numpy(zero_copy_only=False), float) if use_logit else score
     raw_scores = scores.raw_scores if scores.raw_scores is not None else scores.scores
     ctrl = (model_logits if use_logit else raw_scores)[scores.labels == 0]
+    plain = _plain_controls(scores, model_logits if use_logit else raw_scores)
     title = "Real lenses"
     if not lens.any() or len(ctrl) == 0:
         why = "no real lens with a score" if not lens.any() else "no controls in the evaluated scores"
@@ -134,25 +147,43 @@ def known_lens_section(known: str, scores, cfg, ev, fig_dir: Path, *, checkpoint
     if unresolved:
         lines.append(f"Only {len(ctrl)} controls: FPR {', '.join(unresolved)} not resolved (the threshold is the "
                      f"highest control score; FPR f needs >= 1/f controls); evaluate more controls.")
+    vs_plain = {}
+    if plain is not None:  # the confuser section's thresholds: on the plain controls alone
+        n = int(lens.sum())
+        cells = [f"all, thresholds on the {len(plain)} plain controls (no look-alike)", n]
+        for f, (thr, achieved) in thresholds_on_controls(plain, cfg.known_lens_fprs).items():
+            k = int((value[lens] > thr).sum())
+            lo, hi = M.wilson_interval(np.array([k]), np.array([n]))
+            vs_plain[f"{f:g}"] = {"recall": k / n, "found": k, "n": n, "ci95": [float(lo[0]), float(hi[0])],
+                                  "threshold": thr, "achieved_fpr": achieved}
+            cells.append(f"{k}/{n} = {k / n:.0%} [{lo[0]:.0%}, {hi[0]:.0%}]")
+        rows.append(cells)
+        lines.append(f"{len(ctrl) - len(plain)} of the {len(ctrl)} controls carry a look-alike (confuser_kind): the last "
+                     "row sets the thresholds on the plain controls alone, as the confuser section does.")
     for line in lines:
         sec.text(line)
     sec.table(["lenses", "N"] + [f"recall at FPR {f:g}" for f in ops], rows)
     all_rec = recall["all"]
     per_lens = fpr_to_find(value[lens], ctrl)
     ids = _lens_ids(t)
-    each = sorted(({"id": i, "grade": g, what: float(v), "fpr_to_find": f} for i, g, v, f in
-                   zip(np.asarray(ids, dtype=object)[lens], grade[lens], value[lens], per_lens)),
+    per_lens_plain = fpr_to_find(value[lens], plain) if plain is not None else [None] * int(lens.sum())
+    each = sorted(({"id": i, "grade": g, what: float(v), "fpr_to_find": f,
+                    **({} if fp is None else {"fpr_to_find_plain": float(fp)})} for i, g, v, f, fp in
+                   zip(np.asarray(ids, dtype=object)[lens], grade[lens], value[lens], per_lens, per_lens_plain)),
                   key=lambda r: r["fpr_to_find"])
     shown = ", ".join(f"{r['fpr_to_find']:.2g}" for r in each[:MAX_LISTED])
     shown += f" (+{len(each) - MAX_LISTED} more)" if len(each) > MAX_LISTED else ""
     sec.text(f"The FPR at which each real lens would be found (the share of the {len(ctrl)} controls scoring at least "
              f"as high), lowest first: {shown}.")
+    plain_text = ("; at the plain-control thresholds: " + ", ".join(
+        f"{v['found']}/{v['n']} at FPR {f}" for f, v in vs_plain.items())) if vs_plain else ""
     ev.headline.append("Real lenses: " + ", ".join(f"recall {v['found']}/{v['n']} ({v['recall']:.0%}) at FPR {f}"
-                                                  for f, v in all_rec.items()) + f" ({Path(known).name}); "
+                                                  for f, v in all_rec.items()) + f" ({Path(known).name}){plain_text}; "
                        f"FPR to find each: {shown}")
     ev.metrics["known_lenses"] = {"source": known, "scores_file": str(path), "n": int(lens.sum()),
                                   "n_controls": int(len(ctrl)), "value": what, "recall": dict(recall),
-                                  "per_lens": each}
+                                  "per_lens": each,
+                                  **({"recall_vs_plain": vs_plain, "n_plain_controls": len(plain)} if vs_plain else {})}
     notes: list[str] = []
     for caption, fig in _gallery(t, info, known, lens, score, grade, cfg, fig_dir, notes):
         sec.figure(fig, caption)
