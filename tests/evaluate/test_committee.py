@@ -53,6 +53,7 @@ def test_members_without_band_names_compared_by_channel_count():
         check_compatible([_member("a"), _member("b"), _member("c", chans=1, bands=None)])
 
 
+@pytest.mark.slow  # trains a second member (the fast tier keeps the committee's unit tests)
 def test_committee_scores_in_one_pass(demo, second, tmp_path, capsys):
     out = tmp_path / "c.parquet"
     assert main(["score", "--checkpoint", str(demo["checkpoint"]), "--checkpoint", str(second),
@@ -78,6 +79,7 @@ def test_committee_scores_in_one_pass(demo, second, tmp_path, capsys):
     assert np.allclose(r["logit"].to_numpy(), np.log(q / (1 - q)), atol=1e-5)  # evaluate ranks by it
 
 
+@pytest.mark.slow  # trains a second member (the fast tier keeps the committee's unit tests)
 def test_committee_refusals(demo, second, tmp_path, capsys):
     args = ["--data", str(demo["tier"]), "--out", str(tmp_path / "x.parquet"), "--quiet"]
     assert main(["score", "--checkpoint", str(demo["checkpoint"]), "--checkpoint", str(demo["checkpoint"]), *args]) == 2
@@ -104,6 +106,7 @@ def test_committee_refusals(demo, second, tmp_path, capsys):
     assert not (tmp_path / "x.parquet").exists()
 
 
+@pytest.mark.slow  # trains a second member (the fast tier keeps the committee's unit tests)
 def test_committee_with_an_older_checkpoint_says_bands_were_compared_by_count(demo, second, tmp_path, capsys):
     ck = load_checkpoint(second)
     del ck["bands"]  # as written before checkpoints recorded band names
