@@ -77,10 +77,30 @@ def test_reported_magnification_is_lensed_over_unlensed_flux_of_the_injected_arc
 def test_psf_is_normalised_and_has_the_requested_fwhm(kind):
     k = psf_kernel(1.2, 3.5, kind)
     assert k.sum() == pytest.approx(1.0, abs=1e-12)
-    assert k.shape == (25, 25) and np.unravel_index(k.argmax(), k.shape) == (12, 12)
+    assert k.shape == (63, 63) and np.unravel_index(k.argmax(), k.shape) == (31, 31)
     half = 0.6  # arcsec: the profile at FWHM/2 is half the peak
     assert PSF_PROFILES[kind](np.array(half ** 2), 1.2, 3.5) / PSF_PROFILES[kind](np.array(0.0), 1.2, 3.5) == \
         pytest.approx(0.5)
+
+
+def test_a_bright_star_has_no_kernel_edge_in_the_stamp():
+    """A 17.5 mag star (the brightest the hosts draw) near the corner of a stamp, through a wide r PSF: its wings
+    fall smoothly, with no step where the kernel ends (a 12-px kernel left a
+    square 4-7 sky sigma bright around such stars)."""
+    from scipy.signal import fftconvolve
+
+    from darkhaloscope.sim.inject import add_point_source
+    from darkhaloscope.sim.observing import PSF_HALF_SIZE_PIX, mag_to_nmgy
+
+    star = np.zeros((64, 64))
+    add_point_source(star, float(mag_to_nmgy(17.5)), -7.0, -7.0)  # 26.7 px left of and below the centre
+    img = fftconvolve(star, psf_kernel(2.0, 3.25, "moffat"), mode="same")
+    sigma_r = BAND_MODELS["r"].pixel_sigma_nmgy
+    h = PSF_HALF_SIZE_PIX
+    # the star sits on pixel (5, 5): the kernel ends h px out; the drop past it is < 0.1 sky sigma
+    assert img.min() > -1e-12 and img[5 + h, 5] - img[5 + h + 1, 5] < 0.1 * sigma_r
+    assert img[5 + h - 1, 5] - img[5 + h, 5] > 0  # still falling smoothly there
+    assert img[36, 5] > 0 and img[5, 36] > 0  # its wings reach 31 px
 
 
 def test_noise_calibrated_to_measured_dr10_sigma():

@@ -33,7 +33,8 @@ from darkhaloscope.stamps.schema import PIXEL_SCALE_ARCSEC, ZEROPOINT_AB
 
 PSF_FWHM_BIN_ARCSEC = 0.02  # kernels are cached per FWHM bin; the binned value is what is recorded
 PSF_BETA_BIN = 0.25  # Moffat beta bin
-PSF_HALF_SIZE_PIX = 12  # kernel is (2*12+1)^2 pixels = 6.5" on a side (> 99% of a 2" FWHM Moffat)
+PSF_HALF_SIZE_PIX = 31  # kernel (2*31+1)^2 px = 16.5" on a side: at its edge a 17.5 mag star's Moffat wings are
+# < 0.1 sky sigma (a 12-px kernel cut them into a visible square, 4-7 sigma at its edge; +20% simulate time)
 PSF_SUPERSAMPLE = 5  # sub-pixels per pixel side when integrating the PSF over pixels
 FWHM_RANGE_ARCSEC = (0.7, 2.2)  # clip of drawn seeing
 DEPTH_SCATTER_MAG = 0.25  # 1-sigma scatter of the 5-sigma depth around its median
@@ -206,7 +207,7 @@ def photon_noise(rng: np.random.Generator, light_nmgy: np.ndarray, bands, sigma_
 
 @functools.lru_cache(maxsize=4096)
 def psf_kernel(fwhm_arcsec: float, beta: float = 3.5, kind: str = "moffat") -> np.ndarray:
-    """Pixel-integrated PSF kernel, (25, 25) float64, centred, normalised to sum 1 (read-only)."""
+    """Pixel-integrated PSF kernel, (63, 63) float64, centred, normalised to sum 1 (read-only)."""
     if kind not in PSF_PROFILES:
         raise UsageError(f"unknown PSF kind {kind!r}; choose one of {', '.join(PSF_PROFILES)}")
     n = 2 * PSF_HALF_SIZE_PIX + 1

@@ -51,7 +51,7 @@ class RowResult:
 
 
 def psf_stack(cond: Conditions, kind: str) -> np.ndarray:
-    """(3, 25, 25) normalised PSF kernels of a stamp, one per band."""
+    """(3, 63, 63) normalised PSF kernels of a stamp, one per band."""
     return np.stack([psf_kernel(f, cond.beta, kind) for f in cond.fwhm_arcsec])
 
 
