@@ -79,7 +79,7 @@ def train_like_demo(tier: Path, run_dir: Path, epochs: int, preset: str = "cpu-d
 def measure(checkpoint: Path, held_out: Path, scores: Path, real: Path | None = REAL) -> dict:
     from darkhaloscope.common import ranking as M
     from darkhaloscope.evaluate.analysis import rank_values
-    from darkhaloscope.evaluate.confusers import confuser_metrics
+    from darkhaloscope.evaluate.confusers import confuser_metrics, plain_controls
     from darkhaloscope.evaluate.score import ScoreConfig, score_data
     from darkhaloscope.evaluate.scoresfile import read_scores
 
@@ -87,7 +87,7 @@ def measure(checkpoint: Path, held_out: Path, scores: Path, real: Path | None = 
     s = read_scores(scores, split="all", score="raw")
     r = rank_values(s)
     m = confuser_metrics(s.labels, r.values, s.confuser_kind, s.columns, [FPR])
-    plain = (s.labels == 0) & np.array([k is None for k in s.confuser_kind])
+    plain = plain_controls(s.labels, s.confuser_kind)
     keep = (s.labels == 1) | plain
     key = f"{FPR:g}"
     r2324 = next((b for b in m["recall"].get(key, {}).get("src_mag_r", []) if b["bin"] == "23-24"), None)

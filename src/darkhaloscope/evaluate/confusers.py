@@ -52,14 +52,20 @@ def _binned_recall(v: np.ndarray, hit: np.ndarray, edges) -> list[dict]:
     return rows
 
 
+def plain_controls(labels: np.ndarray, kinds: np.ndarray | None) -> np.ndarray:
+    """(N,) bool: controls that carry no look-alike (all controls when there is no confuser_kind column)."""
+    has = np.array([k is not None for k in kinds], bool) if kinds is not None else np.zeros(len(labels), bool)
+    return (labels == 0) & ~has
+
+
 def confuser_metrics(labels: np.ndarray, values: np.ndarray, kinds: np.ndarray | None,
                      columns: dict[str, np.ndarray], fprs) -> dict:
     """Operating points on plain controls; per-kind FPR and AUROC vs lenses; recall by source mag and theta_E."""
-    has = np.array([k is not None for k in kinds]) if kinds is not None else np.zeros(len(labels), bool)
-    plain = (labels == 0) & ~has
+    plain = plain_controls(labels, kinds)
+    has = (labels == 0) & ~plain
     ops = operating_points(labels, values, plain, fprs)
     lens = labels == 1
-    groups = {"plain controls": plain, "all confusers": (labels == 0) & has}
+    groups = {"plain controls": plain, "all confusers": has}
     for k in sorted({k for k in kinds if k is not None} if kinds is not None else ()):
         groups[str(k)] = (labels == 0) & (kinds == k)
     out = {"operating_points": {f"{f:g}": op for f, op in ops.items()}, "kinds": {}, "recall": {}}

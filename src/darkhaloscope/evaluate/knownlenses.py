@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 from darkhaloscope.common import ranking as M
 from darkhaloscope.errors import MissingInputError, UsageError
 from darkhaloscope.evaluate import plots
+from darkhaloscope.evaluate.confusers import plain_controls
 from darkhaloscope.evaluate.scoresfile import read_provenance
 from darkhaloscope.evaluate.sources import GRADE_COLUMN
 from darkhaloscope.common.report import Code
@@ -72,9 +73,8 @@ def _plain_controls(scores, values: np.ndarray) -> np.ndarray | None:
     """The values of the controls that carry no look-alike, when some controls do carry one; else None."""
     if scores.confuser_kind is None:
         return None
-    ctrl = scores.labels == 0
-    plain = ctrl & np.array([k is None for k in scores.confuser_kind], bool)
-    return values[plain] if plain.any() and plain.sum() < ctrl.sum() else None
+    plain = plain_controls(scores.labels, scores.confuser_kind)
+    return values[plain] if plain.any() and plain.sum() < (scores.labels == 0).sum() else None
 
 
 def _lens_ids(t) -> list[str]:
