@@ -5,7 +5,7 @@ import torch
 
 from darkhaloscope.config import load_config
 from darkhaloscope.errors import UsageError
-from darkhaloscope.models import count_params, create_model
+from darkhaloscope.models import count_params, create_model, pools_itself
 from darkhaloscope.models.coords import add_coord_planes, coord_planes
 from darkhaloscope.models.pooling import GridPool, RadialPool, ring_masks
 from darkhaloscope.stamps.normalise import COORD_PLANES, COORD_SCALE_PX
@@ -67,7 +67,7 @@ def test_unknown_coords_refused_naming_the_choices(bad):
 
 # ---- pooling (`--pooling`): models.pooling ------------------------------------------------------------------
 
-@pytest.mark.parametrize("name", [m for m in every_model() if not str(m).startswith("polar_")])  # they pool over angle
+@pytest.mark.parametrize("name", [m for m in every_model() if not pools_itself(getattr(m, "values", [m])[0])])
 @pytest.mark.parametrize("pooling", ["radial", "grid"])
 def test_every_model_takes_the_poolings(name, pooling):
     torch.manual_seed(0)
@@ -77,6 +77,15 @@ def test_every_model_takes_the_poolings(name, pooling):
     assert y.shape == (2,) and torch.isfinite(y).all()
     y.sum().backward()
     assert model.head.weight.shape[1] == model.pooling.num_features > model.backbone.num_features
+
+
+@pytest.mark.parametrize("name", every_model())
+def test_pools_itself_marks_exactly_the_models_without_a_cartesian_map(name):
+    """The registry's mark agrees with the backbone; such a model refuses --pooling radial/grid in one line."""
+    assert pools_itself(name) == (not hasattr(create_model(name).backbone, "forward_map"))
+    if pools_itself(name):
+        with pytest.raises(UsageError, match="pools its own features.*pooling=avg"):
+            create_model(name, pooling="radial")
 
 
 def test_rings_cover_the_map_once_and_are_centred():

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from darkhaloscope.errors import RefusedError, UsageError
-from darkhaloscope.models import count_params, create_model, forward_flops, list_models, register_model
+from darkhaloscope.models import count_params, create_model, forward_flops, list_models, pools_itself, register_model
 from darkhaloscope.models.table import markdown_table
 from modelparams import README_TABLE, every_model
 
@@ -64,7 +64,7 @@ def test_stems_keep_arcs_resolved():
     x = torch.zeros(1, 3, 64, 64)
     for name in list_models():
         backbone = create_model(name).backbone
-        if name.startswith("polar_"):  # resampled to 24 radii 1 px apart x 64 angles; blocks never pool the radius
+        if pools_itself(name):  # polar: resampled to 24 radii 1 px apart x 64 angles; blocks never pool the radius
             from darkhaloscope.models.polar import N_RADII, to_polar
             assert backbone.blocks(to_polar(x, backbone.grid)).shape[-2] == N_RADII
             continue

@@ -11,7 +11,7 @@ from darkhaloscope.models import nets as _nets  # noqa: F401
 from darkhaloscope.models import polar as _polar  # noqa: F401
 from darkhaloscope.models.init import load_init
 from darkhaloscope.models.registry import (LensClassifier, count_params, create_model, describe_models,
-                                           forward_flops, list_models, register_model)
+                                           forward_flops, list_models, pools_itself, register_model)
 
 __all__ = ["LensClassifier", "count_params", "create_model", "describe_models", "forward_flops",
-           "list_models", "load_init", "register_model"]
+           "list_models", "load_init", "pools_itself", "register_model"]

@@ -16,7 +16,7 @@ far more easily than on the Cartesian stamp, where the same shapes appear at eve
 harmonics m = 1..HARMONICS of the last map (8 angles): how the light is arranged around the centre, still
 unchanged by a turn (a turn only shifts the phases). One image on one side is strong in m = 1; an image and
 its counter-image half a turn away in even m; a full ring has none. The mean over angle cannot tell these
-apart; on the confuser benchmark the harmonics raise lens vs look-alike AUROC from 0.85-0.89 to NN (3 seeds,
+apart; on the confuser benchmark the harmonics raise lens vs look-alike AUROC from 0.85-0.89 to 0.925-0.926 (3 seeds,
 benchmarks/RESULTS.md, section confusers, session 5) for 4% more parameters.
 
 Built for 64x64 stamps (the pole is pixel size//2, as `schema.pixel_radius`); 0.08 M params, 0.044 GFLOPs
@@ -99,13 +99,13 @@ class PolarCNN(nn.Module):
         return F.avg_pool1d(f, RADIAL_POOL).flatten(1)
 
 
-@register_model
+@register_model(pools_itself=True)
 def polar_cnn(in_chans: int = 3, width: int = 16) -> nn.Module:
     """Small CNN on the stamp resampled to (radius, angle) about the centre, circular in angle (0.08 M params)."""
     return PolarCNN(in_chans, width)
 
 
-@register_model
+@register_model(pools_itself=True)
 def polar_fourier(in_chans: int = 3, width: int = 16) -> nn.Module:
     """polar_cnn + amplitudes of the angular harmonics m = 1..4 (turn-invariant arrangement; 0.08 M params)."""
     return PolarCNN(in_chans, width, HARMONICS)

@@ -38,16 +38,28 @@ from darkhaloscope.stamps.schema import BANDS, check_model_inputs
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
 _DESCRIPTIONS: dict[str, str] = {}
+_POOLS_ITSELF: set[str] = set()  # backbones with no Cartesian feature map (no `forward_map`): --pooling=avg only
 
 
-def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-    """Decorator: register a backbone builder under its function name (first docstring line = description)."""
+def register_model(fn: Callable[..., nn.Module] | None = None, *, pools_itself: bool = False):
+    """Decorator: register a backbone builder under its function name (first docstring line = description).
+    `@register_model(pools_itself=True)` marks a backbone that pools its own features (e.g. over angle) and
+    has no Cartesian map for `--pooling` radial/grid."""
+    if fn is None:
+        return lambda f: register_model(f, pools_itself=pools_itself)
     name = fn.__name__
     if name in _REGISTRY:
         raise ValueError(f"model {name!r} is registered twice")
     _REGISTRY[name] = fn
     _DESCRIPTIONS[name] = (fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else ""
+    if pools_itself:
+        _POOLS_ITSELF.add(name)
     return fn
+
+
+def pools_itself(name: str) -> bool:
+    """True for a registered model whose backbone pools its own features (no `--pooling` radial/grid)."""
+    return name in _POOLS_ITSELF
 
 
 def list_models() -> list[str]:
