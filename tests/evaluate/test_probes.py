@@ -98,3 +98,14 @@ def test_occlusion_wording_matches_the_figure(tmp_path, monkeypatch):
     assert plots.OCCLUSION_LEGEND in text and "bright =" not in text
     assert titles and all(plots.OCCLUSION_LEGEND in t for t in titles)
     assert plots.OCCLUSION_LEGEND.startswith("red = ")
+
+
+def test_gallery_shows_data_captions_verbatim_even_with_dollar_signs(tmp_path):
+    """A stamp id or kind from a tier is data: '$\\frac{$' or '$\\nosuchcmd$' must not reach matplotlib's
+    mathtext parser (it raises on them) and must be drawn as written."""
+    from darkhaloscope.evaluate import plots
+
+    stamps = np.random.default_rng(0).normal(0, 1e-3, (2, 3, 64, 64)).astype(np.float32)
+    hostile = ["p=0.9 ring $\\frac{$", "p=0.8 $\\nosuchcmd$ id"]
+    out = plots.gallery(stamps, hostile, "Hostile captions", tmp_path / "g.png")
+    assert out.exists() and out.stat().st_size > 1000

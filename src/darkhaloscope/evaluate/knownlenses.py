@@ -207,6 +207,6 @@ def _gallery(t, info: dict, known, lens, score, grade, cfg, fig_dir: Path, lines
     files, rows = t["source_file"].to_pylist(), t["source_row"].to_pylist()
     images = open_source(data).fetch([files[i] for i in idx], [int(rows[i]) for i in idx])
     ids = _lens_ids(t)
-    captions = [f"p={score[i]:.3g} {grade[i]}\n{str(ids[i])[-28:]}".replace("$", r"\$") for i in idx]
+    captions = [f"p={score[i]:.3g} {grade[i]}\n{str(ids[i])[-28:]}" for i in idx]  # gallery: verbatim, no mathtext
     return [("real lenses, highest score first", plots.gallery(images, captions, "Real lenses by score",
                                                                fig_dir / "known_lenses.png"))]

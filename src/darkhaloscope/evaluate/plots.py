@@ -191,7 +191,8 @@ OCCLUSION_LEGEND = "red = the score falls when that region is covered (the model
 
 
 def gallery(images: np.ndarray, captions: list[str], title: str, path: Path, overlays=None, cols: int = 6) -> Path:
-    """g/r/z composites with a caption each; optional (N, H, W) overlay maps (e.g. occlusion) drawn beside."""
+    """g/r/z composites with a caption each (shown verbatim: '$' in data never starts mathtext); optional (N, H, W)
+    overlay maps (e.g. occlusion) drawn beside."""
     n = len(images)
     per = 2 if overlays is not None else 1
     vmax = float(np.max(np.abs(overlays))) or 1e-6 if overlays is not None else 0.0  # one scale for the gallery
@@ -205,7 +206,7 @@ def gallery(images: np.ndarray, captions: list[str], title: str, path: Path, ove
         r, c = divmod(i, cols)
         ax = axes[r * cols * per + c * per]
         ax.imshow(lupton_rgb(images[i], stamp_noise(images[i])), origin="lower")
-        ax.set_title(captions[i], fontsize=6)
+        ax.set_title(captions[i], fontsize=6, parse_math=False)  # captions hold data strings: never mathtext
         if overlays is not None:
             ax2 = axes[r * cols * per + c * per + 1]
             ax2.imshow(overlays[i], origin="lower", cmap="RdBu_r", vmin=-vmax, vmax=vmax)

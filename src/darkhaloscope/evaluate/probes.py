@@ -102,7 +102,7 @@ def caption(scores, i: int) -> str:
         v = scores.columns.get(col)
         if v is not None and np.isfinite(v[i]):
             parts.append(fmt.format(v[i]))
-    return " ".join(parts) + "\n" + scores.row_id(i)[-28:].replace("$", r"\$")  # data: no matplotlib mathtext
+    return " ".join(parts) + "\n" + scores.row_id(i)[-28:]  # plots.gallery shows it verbatim (no mathtext)
 
 
 def run_data_sections(scores, ranked, thr: float, cfg, ev, fig_dir: Path, *, source, reason: str,
