@@ -86,7 +86,7 @@ def measure(checkpoint: Path, held_out: Path, scores: Path, real: Path | None = 
     score_data(str(checkpoint), str(held_out), scores, ScoreConfig(device="cpu"), progress=False)
     s = read_scores(scores, split="all", score="raw")
     r = rank_values(s)
-    m = confuser_metrics(s.labels, r.values, s.confuser_kind, s.columns, [FPR])
+    m = confuser_metrics(s.labels, r.values, s.confuser_kind, s.columns, [FPR], s.confuser_variant)
     plain = plain_controls(s.labels, s.confuser_kind)
     keep = (s.labels == 1) | plain
     key = f"{FPR:g}"

@@ -41,6 +41,21 @@ def test_fpr_per_kind_at_the_threshold_set_on_plain_controls():
     assert [(b["bin"], b["n"]) for b in rec["theta_e_arcsec"]] == [("1-1.5", 20)]
 
 
+def test_variants_get_their_own_rows_under_their_kind():
+    """With `confuser_variant` the table splits each kind: 5 round rings above every plain control, 5 partial ones
+    at the bottom, while the kind's own row stays the whole."""
+    labels, values, kinds, cols = _arrays()
+    values[105:110] = 0.0
+    variants = np.array([None] * 100 + ["full round"] * 5 + ["partial"] * 5 + ["beside"] * 10 + [None] * 20, dtype=object)
+    m = confuser_metrics(labels, values, kinds, cols, [0.05], variants)
+    k = m["kinds"]
+    assert list(k) == ["plain controls", "all confusers", "disk", "disk: beside", "ring", "ring: full round", "ring: partial"]
+    assert k["ring: full round"]["fpr"]["0.05"]["k"] == 5 and k["ring: partial"]["fpr"]["0.05"]["k"] == 0
+    assert k["ring"]["fpr"]["0.05"]["rate"] == 0.5 and k["ring: full round"]["n"] == 5
+    assert confuser_metrics(labels, values, kinds, cols, [0.05])["kinds"].keys() == {
+        "plain controls", "all confusers", "disk", "ring"}  # no variant column: kinds only
+
+
 def test_operating_point_not_resolvable_with_too_few_plain_controls():
     labels, values, kinds, cols = _arrays()
     m = confuser_metrics(labels, values, kinds, cols, [1e-3])
@@ -51,13 +66,15 @@ def test_operating_point_not_resolvable_with_too_few_plain_controls():
 def test_evaluate_report_has_the_confuser_section(tmp_path):
     labels, values, kinds, cols = _arrays()
     path = tmp_path / "scores.parquet"
+    variants = [None if k is None else "partial" if k == "ring" else "beside" for k in kinds]
     pq.write_table(pa.table({"score": values, "label": labels, "confuser_kind": pa.array(list(kinds), pa.string()),
+                             "confuser_variant": pa.array(variants, pa.string()),
                              "src_mag_r": cols["src_mag_r"], "theta_e_arcsec": cols["theta_e_arcsec"]}), path)
     out = tmp_path / "ev"
     assert main(["evaluate", str(path), "--out", str(out), "--no-data", "--set", "n_boot=20",
                  "--set", "fpr_targets=0.05"]) == 0
     md = (out / "report.md").read_text()
-    assert "Confusers and recall by source" in md and "| `ring` | 10 |" in md
+    assert "Confusers and recall by source" in md and "| `ring` | 10 |" in md and "| `ring: partial` | 10 |" in md
     assert "Confusers: 0.5 of 20 pass" in md
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["confusers"]["kinds"]["disk"]["fpr"]["0.05"]["rate"] == 0.0

@@ -10,7 +10,7 @@ import pytest
 
 from darkhaloscope.cli import main
 from darkhaloscope.sim.build import SimContext, make_plan
-from darkhaloscope.sim.confusers import CONFUSER_KINDS, render_confuser
+from darkhaloscope.sim.confusers import CONFUSER_KINDS, CONFUSER_VARIANTS, render_confuser
 from darkhaloscope.sim.observing import pixel_sigma_nmgy
 from darkhaloscope.sim.params import grid_points, parse_snr_dist
 from darkhaloscope.sim.render import render_row
@@ -23,7 +23,7 @@ SEEDS = range(12)
 
 def _draws(kind: str):
     for s in SEEDS:
-        body, knots = render_confuser(np.random.default_rng([7, s]), kind)
+        body, knots, _ = render_confuser(np.random.default_rng([7, s]), kind)
         yield body, knots, body + knots
 
 
@@ -40,6 +40,48 @@ def test_ring_light_lies_on_a_ring_with_nothing_at_its_centre():
         mean_r = (img * R_ARCSEC).sum()
         assert 0.4 < mean_r < 3.3  # (inclined: 0.5-1 axis ratio of a 0.8-3" ring)
         assert img[np.abs(R_ARCSEC - mean_r) < 1.0].sum() > 0.6  # concentrated in an annulus
+
+
+def _variants(kind: str, n: int = 60) -> dict[str, list[np.ndarray]]:
+    out: dict[str, list[np.ndarray]] = {}
+    for s in range(n):
+        body, knots, variant = render_confuser(np.random.default_rng([9, s]), kind)
+        out.setdefault(variant, []).append(body + knots)
+    return out
+
+
+@pytest.mark.parametrize("kind", list(CONFUSER_KINDS))
+def test_every_variant_of_every_kind_is_drawn_and_named(kind):
+    assert set(_variants(kind)) == set(CONFUSER_VARIANTS[kind])
+    assert set(CONFUSER_VARIANTS) == set(CONFUSER_KINDS)
+
+
+def _angular_cover(img, n: int = 12) -> float:
+    """Share of n angular sectors about the centre holding at least 1/(10 n) of the light."""
+    y, x = np.indices(img.shape) - img.shape[0] // 2
+    sector = ((np.arctan2(y, x) + np.pi) / (2 * np.pi) * n).astype(int) % n
+    per = np.bincount(sector.ravel(), weights=img.ravel(), minlength=n) / img.sum()
+    return float((per > 1 / (10 * n)).mean())
+
+
+def test_ring_variants_are_what_they_say():
+    """Full rings go all the way round, partial ones leave a gap; a full round ring is round, an inclined one not."""
+    v = _variants("ring", 120)
+    assert min(_angular_cover(i) for i in v["full round"] + v["full inclined"]) == 1.0
+    assert np.median([_angular_cover(i) for i in v["partial"]]) < 0.9
+    assert min(_axis_ratio(i) for i in v["full round"]) > 0.7 > np.median([_axis_ratio(i) for i in v["full inclined"]])
+
+
+def test_companion_variants_are_what_they_say():
+    """A round companion or a tangential streak lies on one side of the host; an opposite pair on both."""
+    def dipole(img):  # |light-weighted mean of exp(i angle)| off the centre: 1 all on one side, 0 balanced
+        y, x = np.indices(img.shape) - img.shape[0] // 2
+        w = img * (np.hypot(x, y) > 2)
+        return abs((w * np.exp(1j * np.arctan2(y, x))).sum()) / w.sum()
+    v = _variants("companion", 90)
+    assert min(dipole(i) for i in v["round"] + v["tangential"]) > 0.8
+    assert max(dipole(i) for i in v["opposite pair"]) < 0.65  # the second one 0.4-1x as bright, 180 +- 14 deg away
+    assert np.median([_axis_ratio(i) for i in v["tangential"]]) < np.median([_axis_ratio(i) for i in v["round"]])
 
 
 def test_companions_sit_1_to_4_arcsec_off_the_centre():
@@ -127,4 +169,6 @@ def test_tier_records_confuser_kind_and_it_is_never_a_model_input(tmp_path):
     ctrl = t[t.is_control == 1]
     assert t.loc[t.is_control == 0, "confuser_kind"].isna().all()
     assert set(ctrl.confuser_kind.dropna()) <= set(CONFUSER_KINDS) and ctrl.confuser_kind.notna().sum() >= 6
-    assert is_forbidden_input("confuser_kind")
+    assert (t.confuser_variant.isna() == t.confuser_kind.isna()).all()  # a variant exactly where a kind is
+    assert all(v in CONFUSER_VARIANTS[k] for k, v in zip(ctrl.confuser_kind, ctrl.confuser_variant) if isinstance(k, str))
+    assert is_forbidden_input("confuser_kind") and is_forbidden_input("confuser_variant")

@@ -59,8 +59,9 @@ def plain_controls(labels: np.ndarray, kinds: np.ndarray | None) -> np.ndarray:
 
 
 def confuser_metrics(labels: np.ndarray, values: np.ndarray, kinds: np.ndarray | None,
-                     columns: dict[str, np.ndarray], fprs) -> dict:
-    """Operating points on plain controls; per-kind FPR and AUROC vs lenses; recall by source mag and theta_E."""
+                     columns: dict[str, np.ndarray], fprs, variants: np.ndarray | None = None) -> dict:
+    """Operating points on plain controls; per-kind (and, given `variants`, per 'kind: variant') FPR and AUROC
+    vs lenses; recall by source mag and theta_E."""
     plain = plain_controls(labels, kinds)
     has = (labels == 0) & ~plain
     ops = operating_points(labels, values, plain, fprs)
@@ -68,6 +69,8 @@ def confuser_metrics(labels: np.ndarray, values: np.ndarray, kinds: np.ndarray |
     groups = {"plain controls": plain, "all confusers": has}
     for k in sorted({k for k in kinds if k is not None} if kinds is not None else ()):
         groups[str(k)] = (labels == 0) & (kinds == k)
+        for v in sorted({v for v in variants[groups[str(k)]] if v is not None} if variants is not None else ()):
+            groups[f"{k}: {v}"] = groups[str(k)] & (variants == v)
     out = {"operating_points": {f"{f:g}": op for f, op in ops.items()}, "kinds": {}, "recall": {}}
     for name, sel in groups.items():
         if not sel.any():
@@ -98,7 +101,7 @@ def confuser_section(s, r, thr: float, cfg, fig_dir: Path, ev) -> None:
     """Report section (and metrics['confusers']); the headline gains the confuser FPR at the first point."""
     if s.confuser_kind is None and "src_mag_r" not in s.columns and "theta_e_arcsec" not in s.columns:
         return
-    m = confuser_metrics(s.labels, r.values, s.confuser_kind, s.columns, cfg.fpr_targets)
+    m = confuser_metrics(s.labels, r.values, s.confuser_kind, s.columns, cfg.fpr_targets, s.confuser_variant)
     ev.metrics["confusers"] = m
     fkeys = [k for k, op in m["operating_points"].items() if op["threshold"] is not None]
     sec = ev.add_section("confusers", "Confusers and recall by source")
@@ -112,8 +115,9 @@ def confuser_section(s, r, thr: float, cfg, fig_dir: Path, ev) -> None:
         rows = [[name if name in ("plain controls", "all confusers") else Code(name), d["n"],
                  "n/a" if d["auroc_vs_lenses"] is None else f"{d['auroc_vs_lenses']:.4f}"]
                 + [_fmt_rate(d["fpr"][k]) for k in fkeys] for name, d in m["kinds"].items()]
-        sec.text("False-positive rate per ", Code("confuser_kind"), " (share above the threshold, Wilson 95% "
-                 "interval) and AUROC of the lenses against that kind alone:")
+        sec.text("False-positive rate per ", Code("confuser_kind"), " (and per ", Code("kind: confuser_variant"),
+                 " where the rows record one; share above the threshold, Wilson 95% interval) and AUROC of the "
+                 "lenses against those controls alone:")
         sec.table(["controls", "rows", "AUROC lenses vs these"] + [f"FPR at plain {k}" for k in fkeys], rows)
         conf = m["kinds"].get("all confusers")
         if conf and fkeys and conf["fpr"][fkeys[0]] is not None:
@@ -141,6 +145,8 @@ def confuser_gallery(s, values: np.ndarray, n: int, source, fig_dir: Path):
         return None
     idx = idx[np.argsort(-values[idx], kind="stable")[:n]]
     stamps = source.fetch(*s.locate(idx))
-    captions = [f"p={s.scores[i]:.3g} {s.confuser_kind[i]}\n{s.row_id(i)[-28:]}" for i in idx]
+    variant = s.confuser_variant if s.confuser_variant is not None else [None] * len(s)
+    captions = [f"p={s.scores[i]:.3g} {s.confuser_kind[i]}{f': {variant[i]}' if variant[i] else ''}\n{s.row_id(i)[-28:]}"
+                for i in idx]
     name = "highest-scoring confusers"
     return name, plots.gallery(stamps, captions, name.capitalize(), fig_dir / "gallery_confusers.png")

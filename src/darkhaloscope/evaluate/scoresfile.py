@@ -24,7 +24,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from darkhaloscope.errors import DataError, MissingInputError, UsageError
-from darkhaloscope.stamps.schema import CONFUSER_COLUMN, ID_COLUMNS, LABEL_COLUMN, SPLIT_COLUMN, is_forbidden_input
+from darkhaloscope.stamps.schema import (CONFUSER_COLUMN, CONFUSER_VARIANT_COLUMN, ID_COLUMNS, LABEL_COLUMN, SPLIT_COLUMN,
+                                         is_forbidden_input)
 
 SCORE_COLUMN = "score"  # probability in [0, 1]: sigmoid(logit)
 CALIBRATED_COLUMN = "score_calibrated"  # sigmoid(logit / T), T fitted on val by `dhs train` (when the checkpoint has it)
@@ -62,6 +63,7 @@ class Scores:
     raw_scores: np.ndarray | None = None  # sigmoid(logit) when `scores` holds the calibrated probability
     raw_logits: np.ndarray | None = None  # the model's logit when `logits` holds logit / T
     confuser_kind: np.ndarray | None = None  # (N,) object: the control's simulated look-alike kind, None: none
+    confuser_variant: np.ndarray | None = None  # (N,) object: which variant of that kind (None: none / not recorded)
     members: dict[str, np.ndarray] = field(default_factory=dict)  # committee: {logit_m<i>: member logits}
 
     def model_logits(self) -> np.ndarray | None:
@@ -173,11 +175,12 @@ def read_scores(path: str | Path, split: str = "auto", score: str = "auto") -> S
             continue
         cols[name] = _float(table, name)
     src = {c: table[c] for c in (SOURCE_FILE_COLUMN, SOURCE_ROW_COLUMN) if c in table.column_names}
-    kinds = (np.asarray(table[CONFUSER_COLUMN].cast(pa.string()).to_pylist(), dtype=object)
-             if CONFUSER_COLUMN in table.column_names else None)
+    kinds, variants = (np.asarray(table[c].cast(pa.string()).to_pylist(), dtype=object) if c in table.column_names
+                       else None for c in (CONFUSER_COLUMN, CONFUSER_VARIANT_COLUMN))
     return Scores(str(path), labels.astype(np.int8), scores, logits, row_ids, cols, note, info, int(n_unlabelled),
                   int(n_unscored), src.get(SOURCE_FILE_COLUMN), src.get(SOURCE_ROW_COLUMN), kept, score_column, raw,
-                  raw_logits, kinds, dict(sorted(members.items(), key=lambda kv: int(kv[0][len(MEMBER_PREFIX):]))))
+                  raw_logits, kinds, variants,
+                  dict(sorted(members.items(), key=lambda kv: int(kv[0][len(MEMBER_PREFIX):]))))
 
 
 def _float(table: pa.Table, name: str) -> np.ndarray:

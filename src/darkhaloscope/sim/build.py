@@ -42,8 +42,8 @@ from darkhaloscope.sim.params import grid_points, parse_grid, parse_snr_dist, pa
 from darkhaloscope.sim.render import render_row
 from darkhaloscope.sim.simconfig import SimConfig
 from darkhaloscope.stamps.codec import encode_stamp
-from darkhaloscope.stamps.schema import (BANDS, CONTROL_METADATA_COLUMNS, CTRL_STAMP_COLUMN, CUTOUT_OK_COLUMN, INJECTION_METADATA_COLUMNS,
-                                          STAMP_COLUMN)
+from darkhaloscope.stamps.schema import (BANDS, CONFUSER_COLUMN, CONFUSER_VARIANT_COLUMN, CONTROL_METADATA_COLUMNS,
+                                          CTRL_STAMP_COLUMN, CUTOUT_OK_COLUMN, INJECTION_METADATA_COLUMNS, STAMP_COLUMN)
 
 
 @dataclass
@@ -148,7 +148,7 @@ def _arrow_type(name: str) -> pa.DataType:
         return pa.binary()
     if name in ("is_control", CUTOUT_OK_COLUMN):
         return pa.int32()
-    if name in ("stamp_id", "host_id", "confuser_kind"):
+    if name in ("stamp_id", "host_id", CONFUSER_COLUMN, CONFUSER_VARIANT_COLUMN):
         return pa.string()
     return pa.float64()
 

@@ -4,18 +4,22 @@
     dhs simulate ... --confusers 0.5 --set confuser_kinds=ring,spiral
 
 A fraction `confusers` of the controls carries one of these kinds (recorded in `confuser_kind`, null
-for plain controls; metadata, never a model input):
+for plain controls, and the variant drawn in `confuser_variant`, e.g. `ring` `full round`; metadata, never
+a model input), so a report can say which variants pass a finder, not only which kinds:
 
 - `ring`: a star-forming ring (resonance / collisional ring) around the host, radius 0.8-3", inclined
   (axis ratio 0.5-1, minor semi-axis >= 0.7"), full or partial (120-360 deg), with 3-10 blue star-forming knots on it. No light
-  at its centre beyond the host.
+  at its centre beyond the host. Variants `full round` (axis ratio >= 0.8: an Einstein ring's shape),
+  `full inclined`, `partial`.
 - `spiral`: two logarithmic arms (pitch 12-30 deg) from 0.4-0.8" out to 2-4", inclined, with blue knots,
-  plus a faint exponential disk.
+  plus a faint exponential disk (variant `two-arm`).
 - `companion`: blue compact galaxies at 1-4": one round, one elongated along the tangent (an arc-like
-  straight streak), or two on opposite sides (a double-image look-alike).
+  straight streak), or two on opposite sides (a double-image look-alike). Variants `round`, `tangential`,
+  `opposite pair`.
 - `disk`: an edge-on / disky blue galaxy (axis ratio 0.1-0.3), through the centre or beside it (1-3").
+  Variants `through centre`, `beside`.
 - `tidal`: merger / tidal-tail light: one or two curved tails that leave the host's edge on circles NOT
-  centred on the host, plus a faint companion at a tail's root.
+  centred on the host, plus a faint companion at a tail's root. Variants `one tail`, `two tails`.
 
 Brightness and colour overlap the injected arcs' by construction: each confuser draws a "shadow" arc with
 exactly the injections' recipe (`render.draw_arc`: lens, source, magnitude, colours) and takes its peak
@@ -41,6 +45,7 @@ from darkhaloscope.stamps.schema import PIXEL_SCALE_ARCSEC, STAMP_SIZE
 DEPOSIT_SS = 2  # sub-pixels per pixel side of the grid that curves and knots are deposited on
 KNOT_SIGMA_ARCSEC = (0.08, 0.18)  # Gaussian sigma of a star-forming knot (unresolved to barely resolved)
 KNOT_BLUEING_MAG = (0.0, 0.4)  # knots are bluer in g-r than the body by this much (clipped to src_g_r)
+ROUND_RING_Q = 0.8  # a full ring at least this round (axis ratio) is variant `full round`: an Einstein ring's shape
 
 
 class Layers:
@@ -51,6 +56,7 @@ class Layers:
         self.size = size
         self.body = np.zeros((size, size))
         self.knots = np.zeros((size, size))
+        self.variant = ""  # set by the painter: which variant of its kind it drew
 
     def _tube(self, x, y, w, sigma_arcsec: float) -> np.ndarray:
         """Points (x, y) arcsec (0, 0 = stamp centre pixel) of weights w, each a Gaussian of `sigma_arcsec`:
@@ -111,6 +117,7 @@ def ring(rng: np.random.Generator, lay: Layers) -> None:
     x, y = _incline(radius * np.cos(t), radius * np.sin(t), q, rng.uniform(0, math.pi))
     lay.curve(x, y, rng.uniform(0.7, 1.3, len(t)), width)
     _knots_along(rng, lay, x, y, int(rng.integers(3, 11)), rng.uniform(0.3, 1.0) * span / (2 * math.pi))
+    lay.variant = "partial" if span < 2 * math.pi else "full round" if q >= ROUND_RING_Q else "full inclined"
 
 
 def spiral(rng: np.random.Generator, lay: Layers) -> None:
@@ -129,10 +136,12 @@ def spiral(rng: np.random.Generator, lay: Layers) -> None:
     lay.curve(x, y, np.tile(r * np.exp(-r / r1), 2), rng.uniform(0.12, 0.3))
     _knots_along(rng, lay, x, y, int(rng.integers(4, 12)), rng.uniform(0.3, 0.8))
     _sersic_blob(lay, rng.uniform(0.1, 0.4), rng.uniform(1.0, 2.0), 1.0, q, pa, 0.0, 0.0)
+    lay.variant = "two-arm"
 
 
 def companion(rng: np.random.Generator, lay: Layers) -> None:
     variant = rng.integers(3)  # 0: one round, 1: one elongated along the tangent, 2: an opposite pair
+    lay.variant = ("round", "tangential", "opposite pair")[variant]
     phi = rng.uniform(0, 2 * math.pi)
     positions = [(rng.uniform(1.0, 4.0), phi)]
     if variant == 2:
@@ -150,6 +159,7 @@ def companion(rng: np.random.Generator, lay: Layers) -> None:
 
 def disk(rng: np.random.Generator, lay: Layers) -> None:
     through = rng.uniform() < 0.5
+    lay.variant = "through centre" if through else "beside"
     d, a = (0.0, 0.0) if through else (rng.uniform(1.0, 3.0), rng.uniform(0, 2 * math.pi))
     pa = rng.uniform(0, math.pi)
     reff = rng.uniform(0.6, 2.0)
@@ -162,7 +172,9 @@ def disk(rng: np.random.Generator, lay: Layers) -> None:
 
 def tidal(rng: np.random.Generator, lay: Layers) -> None:
     start = rng.uniform(0, 2 * math.pi)
-    for k in range(1 if rng.uniform() < 0.5 else 2):
+    n_tails = 1 if rng.uniform() < 0.5 else 2
+    lay.variant = "one tail" if n_tails == 1 else "two tails"
+    for k in range(n_tails):
         a0 = start + k * math.pi
         r_root = rng.uniform(0.6, 1.5)
         root = np.array([r_root * math.cos(a0), r_root * math.sin(a0)])
@@ -191,6 +203,13 @@ CONFUSER_KINDS: dict[str, Callable[[np.random.Generator, Layers], None]] = {
     "ring": ring, "spiral": spiral, "companion": companion, "disk": disk, "tidal": tidal,
 }
 
+# The variants each painter draws (`confuser_variant`), in a fixed order for reports.
+CONFUSER_VARIANTS: dict[str, tuple[str, ...]] = {
+    "ring": ("full round", "full inclined", "partial"), "spiral": ("two-arm",),
+    "companion": ("round", "tangential", "opposite pair"), "disk": ("through centre", "beside"),
+    "tidal": ("one tail", "two tails"),
+}
+
 
 def parse_kinds(text: str) -> tuple[str, ...]:
     """'ring,spiral' -> ('ring', 'spiral'); UsageError naming an unknown kind."""
@@ -205,13 +224,14 @@ def parse_kinds(text: str) -> tuple[str, ...]:
     return kinds
 
 
-def render_confuser(rng: np.random.Generator, kind: str) -> tuple[np.ndarray, np.ndarray]:
-    """Pre-PSF (body, knots) images of one confuser of `kind`, (S, S) each, total flux normalised to 1."""
+def render_confuser(rng: np.random.Generator, kind: str) -> tuple[np.ndarray, np.ndarray, str]:
+    """Pre-PSF (body, knots) images of one confuser of `kind`, (S, S) each, total flux normalised to 1, and
+    the variant drawn (`confuser_variant`)."""
     lay = Layers()
     CONFUSER_KINDS[kind](rng, lay)
     body, knots = lay.body, lay.knots
     total = body.sum() + knots.sum()
-    return body / total, knots / total
+    return body / total, knots / total, lay.variant
 
 
 def knot_colour(rng: np.random.Generator, g_r: float, src_g_r: tuple[float, float]) -> float:

@@ -161,13 +161,14 @@ def _with_photon_noise(ctx, rng, light: np.ndarray, cond: Conditions) -> np.ndar
 
 
 def _confuser(ctx, kind: str, rng, cond: Conditions, psfs: np.ndarray, host_phi: float,
-              host_mag_r: float) -> np.ndarray:
+              host_mag_r: float) -> tuple[np.ndarray, str]:
     """(3, S, S) nmgy after PSF: a confuser of `kind` with the peak r S/N and colours of a shadow arc drawn
-    exactly as an injection's would be (so brightness and colour overlap the arcs' by construction)."""
+    exactly as an injection's would be (so brightness and colour overlap the arcs' by construction); and
+    the variant drawn."""
     point = ctx.grid_points[int(rng.integers(len(ctx.grid_points)))]
     shadow, meta = draw_arc(ctx, point, rng, cond, psfs, host_phi, host_mag_r)
     g_r, r_z = meta["src_mag_g"] - meta["src_mag_r"], meta["src_mag_r"] - meta["src_mag_z"]
-    body, knots = render_confuser(rng, kind)
+    body, knots, variant = render_confuser(rng, kind)
     # knots bluer than the body by dk mag, the whole exactly as blue as the shadow arc (g/r flux ratio)
     dk = 10 ** (0.4 * rng.uniform(*KNOT_BLUEING_MAG))
     f_knots = float(knots.sum())
@@ -175,7 +176,7 @@ def _confuser(ctx, kind: str, rng, cond: Conditions, psfs: np.ndarray, host_phi:
     z_ratio = 10 ** (0.4 * r_z)
     light = (convolve_bands(body, psfs) * np.array([g_body, 1.0, z_ratio])[:, None, None]
              + convolve_bands(knots, psfs) * np.array([g_body * dk, 1.0, z_ratio])[:, None, None])
-    return light * (float(shadow[R].max()) / max(float(light[R].max()), 1e-30))
+    return light * (float(shadow[R].max()) / max(float(light[R].max()), 1e-30)), variant
 
 
 def render_row(ctx, i: int, keep_ctrl: bool = False) -> RowResult:
@@ -192,9 +193,9 @@ def render_row(ctx, i: int, keep_ctrl: bool = False) -> RowResult:
         cols[f"psfdepth_{b}"] = d
     if is_control:
         kind = ctx.plan.confuser_kind(i)
-        cols["confuser_kind"] = kind
+        cols["confuser_kind"], cols["confuser_variant"] = kind, None
         if kind is not None:
-            light = _confuser(ctx, kind, rng, cond, psfs, host_phi, host_mag_r)
+            light, cols["confuser_variant"] = _confuser(ctx, kind, rng, cond, psfs, host_phi, host_mag_r)
             host_img = host_img + _with_photon_noise(ctx, rng, light, cond)
         return RowResult(cols, host_img.astype(np.float32), None)
     point = ctx.grid_points[int(ctx.plan.inj_idx[i]) % len(ctx.grid_points)]

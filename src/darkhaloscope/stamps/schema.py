@@ -12,7 +12,7 @@ A tier is a folder (or s3:// prefix) of parquet files, usually hive-partitioned 
 - injection metadata (`theta_e_arcsec`, `src_dmag`, `arc_snr`, ...): describe the injection; they are
   null/zero for controls and therefore LEAK THE LABEL. They must never be a model input.
 - `confuser_kind` string: the kind of unlensed look-alike a control carries (null: none, and for
-  injections); also never a model input.
+  injections), `confuser_variant` which variant of it (e.g. `full round` ring); also never model inputs.
 
 `label_from_is_control` is the only place the label is derived. Nothing else re-derives it.
 """
@@ -57,8 +57,8 @@ INJECTION_METADATA_COLUMNS: tuple[str, ...] = (
 )
 # Metadata of controls that carry a simulated look-alike (`dhs simulate --confusers`): null for plain controls
 # and for injections, so they too leak the label (and the control's kind). Never a model input.
-CONFUSER_COLUMN = "confuser_kind"
-CONTROL_METADATA_COLUMNS: tuple[str, ...] = (CONFUSER_COLUMN,)
+CONFUSER_COLUMN, CONFUSER_VARIANT_COLUMN = "confuser_kind", "confuser_variant"
+CONTROL_METADATA_COLUMNS: tuple[str, ...] = (CONFUSER_COLUMN, CONFUSER_VARIANT_COLUMN)
 # Real tiers (`dhs catalog` -> `dhs cutouts`) say where a row was drawn: positive | random | confuser (a negative
 # meeting a hard-confuser cut). With `confuser_kind`, what `dhs train --confuser_weight` weights.
 POOL_COLUMN, CONFUSER_POOL = "pool", "confuser"
