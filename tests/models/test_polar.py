@@ -106,3 +106,24 @@ def test_a_lopsided_image_has_odd_harmonics_a_symmetric_one_even_ones():
     r = int(a1[0].argmax())  # the radius bin of the spots
     assert a1[1, r] > 0.3 * a1[0, r]  # one spot: strong m = 1
     assert a2[1, r] < 0.05 * a2[0, r] and a2[2, r] > 0.3 * a2[0, r]  # a pair half a turn apart: no m = 1, strong m = 2
+
+
+def test_quarter_turns_about_the_host_leave_polar_fourier_unchanged():
+    """The training augmentation turns about the host pixel, the pole of the polar grid: a quarter turn is then an
+    exact shift in angle and polar_fourier's output does not move. About the array centre (the augmentation
+    before session 6) the host left the pole by 1 px and the output moved."""
+    from darkhaloscope.models.preprocess import dihedral
+
+    torch.manual_seed(0)
+    model = create_model("polar_fourier").eval()
+    host_and_arc = _image(lambda x, y: np.exp(-0.5 * (x * x + y * y) / 4) + np.exp(-0.5 * ((x - 7) ** 2 + (y - 2) ** 2)))
+    x = host_and_arc.expand(2, 3, S, S).contiguous()
+    with torch.no_grad():
+        ref = model.backbone(x)
+
+        def moved(y):
+            return float((model.backbone(y) - ref).abs().max() / ref.abs().max())
+        for e in (1, 2, 3):
+            turn = torch.full((2,), e)
+            assert moved(dihedral(x, turn)) < 1e-5
+            assert moved(dihedral(x, turn, centre="array")) > 1e-2

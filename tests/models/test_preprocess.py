@@ -80,14 +80,33 @@ def test_eval_is_deterministic_and_train_draws_from_the_generator():
 
 
 def test_augmentation_is_an_exact_pixel_permutation_and_covers_the_dihedral_group():
+    """About the array centre: torch's flips and turns; about the host pixel (what training uses): the same
+    element, rolled (modulo 64) so that pixel (32, 32) stays put."""
     x = torch.randn(8, 3, 64, 64)
-    y = dihedral(x, torch.arange(8))
+    y, host = dihedral(x, torch.arange(8), centre="array"), dihedral(x, torch.arange(8))
     for e in range(8):
         ref = torch.rot90(x[e].flip(-1) if e >= 4 else x[e], e % 4, dims=(-2, -1))
         assert torch.equal(y[e], ref)
         assert torch.equal(y[e].flatten().sort().values, x[e].flatten().sort().values)  # pixel multiset kept
+        pos = divmod(int(torch.rot90(torch.arange(4096).view(64, 64).flip(-1) if e >= 4 else torch.arange(4096).view(64, 64),
+                                     e % 4, (0, 1)).flatten().tolist().index(32 * 64 + 32)), 64)
+        assert torch.equal(host[e], ref.roll((32 - pos[0], 32 - pos[1]), dims=(-2, -1)))
+        assert torch.equal(host[e][:, 32, 32], x[e][:, 32, 32])
     aug = prepare_batch(x, PreprocessConfig(norm="none"), train=True, generator=torch.Generator().manual_seed(0))
     assert torch.equal(aug.flatten(1).sort(dim=1).values, x.flatten(1).sort(dim=1).values)
+
+
+def test_augmentation_about_the_host_keeps_every_distance_from_the_host():
+    """Each element maps the pixel at offset (dy, dx) from the host to one at the same distance (the outermost
+    row and column, 32 px out, wrap onto themselves); about the array centre the host itself moves by 1 px."""
+    from darkhaloscope.stamps.schema import pixel_radius
+
+    r = torch.from_numpy(pixel_radius(64)).float()[None, None].expand(8, 1, 64, 64)
+    assert torch.equal(dihedral(r, torch.arange(8)), r)
+    moved = dihedral(r, torch.arange(8), centre="array")[:, 0, 32, 32]
+    assert (moved == 0).sum() == 2 and moved.max() == pytest.approx(2 ** 0.5)  # identity and one transpose keep it
+    with pytest.raises(UsageError, match="host, array"):
+        dihedral(r, torch.arange(8), centre="middle")
 
 
 def test_pooled_bands_clip_constant_stamp_and_none():

@@ -40,9 +40,10 @@ def map_side(backbone: nn.Module, in_chans: int) -> int:
 
 def ring_masks(side: int, size: int = STAMP_SIZE, edges=RING_EDGES_PX) -> torch.Tensor:
     """(rings, side, side) weights: each non-empty ring's cells, normalised to sum 1. Distances run from the
-    centre of a map cell to the centre of the stamp (the point the dihedral augmentation turns about, half a
-    pixel from the host's pixel size//2), in input pixels: a flip or a 90-degree turn of the map moves cells
-    only within their ring."""
+    centre of a map cell to the centre of the map (the stamp's centre, half a pixel from the host's pixel
+    size//2), in input pixels: a flip or a 90-degree turn of the map about its centre moves cells only within
+    their ring. The training augmentation turns stamps about the host pixel instead, which moves the map by
+    at most one input pixel, an eighth of a cell of an 8x8 map."""
     step = size / side
     c = (torch.arange(side, dtype=torch.float64) + 0.5) * step - size / 2
     yy, xx = torch.meshgrid(c, c, indexing="ij")

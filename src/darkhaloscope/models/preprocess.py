@@ -19,7 +19,14 @@ Normalised pixels are then clipped to [-clip_sigma, clip_sigma] (0 = no clip). A
 (constant pixels) is only median-subtracted. Medians are torch's lower median (no interpolation).
 
 Augmentation (train=True): one of the 8 elements of the dihedral group (flips x rot90) per stamp,
-drawn from `generator`, applied as a single gather: exact pixel permutations, no interpolation.
+drawn from `generator`, applied as a single gather: exact pixel permutations, no interpolation. They turn
+about the host pixel (size//2, the centre of every aperture and of the polar nets' grid), not about the array
+centre half a pixel away: pixel offsets from the host are negated / swapped modulo the size, so the host stays
+on its pixel and only the outermost row and column (32 px out, r >= 32 px: outside the annulus) wrap onto
+themselves. Turned about the array centre, 7 of 8 elements moved the host 1 px off the polar grid's pole in
+training but never at test time (a quarter turn moved polar_fourier's features by 12-21%; about the host, by
+1e-7, tested): fixing it raised polar_fourier's lens vs look-alike AUROC on the confuser benchmark from
+0.925-0.926 to 0.942-0.946 (3 seeds; benchmarks/RESULTS.md, section confusers, session 6).
 
 Settings: `stamps.normalise.PreprocessConfig` (torch-free). Exercised by `dhs train`, `dhs bench train` and `benchmarks/bench_pipeline.py`.
 """
@@ -105,9 +112,9 @@ def _lower_median(v: torch.Tensor) -> torch.Tensor:
 
 
 @functools.lru_cache(maxsize=16)
-def _dihedral_index(size: int, device: str) -> torch.Tensor:
-    """(8, size*size) flat source index of every output pixel for each dihedral element e:
-    e // 4 = horizontal flip first, e % 4 = number of 90-degree rotations."""
+def _array_dihedral_index(size: int, device: str) -> torch.Tensor:
+    """(8, size*size) flat source index of every output pixel for each dihedral element e about the array's
+    centre: e // 4 = horizontal flip first, e % 4 = number of 90-degree rotations."""
     base = torch.arange(size * size).view(size, size)
     maps = []
     for e in range(N_DIHEDRAL):
@@ -116,13 +123,33 @@ def _dihedral_index(size: int, device: str) -> torch.Tensor:
     return torch.stack(maps).to(device)
 
 
-def dihedral(x: torch.Tensor, element: torch.Tensor) -> torch.Tensor:
-    """Apply dihedral element element[i] (0..7) to stamp i of x (B, C, S, S): one gather over pixels, done in
-    the (B, S*S, C) view so that a channels_last input gives a channels_last output without another copy."""
+@functools.lru_cache(maxsize=16)
+def _dihedral_index(size: int, device: str) -> torch.Tensor:
+    """The same 8 elements about pixel size//2 (the host) instead: each array-centre element, then the roll
+    (modulo size) that brings the host pixel back to size//2, so it is a fixed point of every element."""
+    c = size // 2
+    maps = _array_dihedral_index(size, "cpu").view(N_DIHEDRAL, size, size)
+    out = []
+    for m in maps:  # out[p] = in[m[p]]: the host lands where m holds its index
+        y, x = divmod(int(torch.nonzero(m.flatten() == c * size + c)[0, 0]), size)
+        out.append(m.roll((c - y, c - x), dims=(0, 1)).flatten())
+    return torch.stack(out).to(device)
+
+
+DIHEDRAL_CENTRES = ("host", "array")  # host: about pixel size//2 (stamps); array: about the array's centre (maps)
+
+
+def dihedral(x: torch.Tensor, element: torch.Tensor, centre: str = "host") -> torch.Tensor:
+    """Apply dihedral element element[i] (0..7) to stamp i of x (B, C, S, S) about `centre`: one gather over
+    pixels, done in the (B, S*S, C) view so that a channels_last input gives a channels_last output without
+    another copy."""
     b, c, h, w = x.shape
     if h != w:
         raise UsageError(f"dihedral augmentation needs square stamps; got {h}x{w}")
-    index = _dihedral_index(h, str(x.device))[element.to(x.device)]  # (B, S*S)
+    if centre not in DIHEDRAL_CENTRES:
+        raise UsageError(f"dihedral centre {centre!r}: choose one of {', '.join(DIHEDRAL_CENTRES)}")
+    table = _dihedral_index if centre == "host" else _array_dihedral_index
+    index = table(h, str(x.device))[element.to(x.device)]  # (B, S*S)
     pixels_last = x.permute(0, 2, 3, 1).reshape(b, h * w, c)  # a view when x is channels_last
     out = pixels_last.gather(1, index[:, :, None].expand(b, h * w, c))
     return out.view(b, h, w, c).permute(0, 3, 1, 2)
