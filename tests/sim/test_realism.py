@@ -110,3 +110,46 @@ def test_real_hosts_use_their_own_psf_size_from_metadata(tmp_path):
     for i in range(6):
         c = render_row(ctx, i).columns
         assert (c["psf_fwhm_used_g"], c["psf_fwhm_used_r"], c["psf_fwhm_used_z"]) == (1.62, 1.46, 1.34)
+
+
+def test_shifted_psf_kernels_move_their_centroid_and_keep_their_flux():
+    from darkhaloscope.sim.observing import psf_kernel, shift_kernels
+
+    k = np.stack([psf_kernel(1.3), psf_kernel(1.5, kind="gaussian")])
+    y, x = np.indices(k.shape[1:]) - k.shape[-1] // 2
+    moved = shift_kernels(k, 0.3, -0.45)
+    for a, b in zip(k, moved):
+        assert b.sum() == pytest.approx(a.sum(), abs=1e-9)
+        assert ((b * y).sum() - (a * y).sum(), (b * x).sum() - (a * x).sum()) == pytest.approx((0.3, -0.45), abs=0.01)
+    assert shift_kernels(k, 0.0, 0.0) is k
+
+
+def test_synthetic_scenes_sit_off_the_centre_pixel_as_recorded():
+    """Each synthetic row records its offset (uniform within +-centre_offset_px per axis; its own random stream,
+    so the rest of the row is drawn as without it); the host light's centroid follows it; 0 turns it off."""
+    from darkhaloscope.sim.build import SimContext, make_plan
+    from darkhaloscope.sim.params import grid_points, parse_snr_dist
+    from darkhaloscope.sim.render import render_row
+
+    def rows(offset):
+        cfg = SimConfig(host_mag_r=(17.0, 17.5), neighbours_mean=0.0, stars_mean=0.0, centre_offset_px=offset,
+                        confusers=0.0)
+        ctx = SimContext(cfg, 5, make_plan(40, 5, cfg), None, grid_points({}), parse_snr_dist(cfg.arc_snr_dist))
+        return [render_row(ctx, i) for i in range(40)]
+
+    shifted, centred = rows(0.5), rows(0.0)
+    off = np.array([[r.columns["centre_offset_y_px"], r.columns["centre_offset_x_px"]] for r in shifted])
+    assert np.abs(off).max() <= 0.5 and off.std() > 0.2
+    assert all(r.columns["centre_offset_x_px"] == 0 == r.columns["centre_offset_y_px"] for r in centred)
+    y, x = np.indices((9, 9)) - 4
+    measured, recorded = [], []
+    for a, b in zip(shifted, centred):
+        if a.columns["is_control"]:  # the host alone: how far its light centroid (central 9x9 px) moved
+            core, ref = a.image[1, 28:37, 28:37], b.image[1, 28:37, 28:37]
+            measured.append([(core * y).sum() / core.sum() - (ref * y).sum() / ref.sum(),
+                             (core * x).sum() / core.sum() - (ref * x).sum() / ref.sum()])
+            recorded.append([a.columns["centre_offset_y_px"], a.columns["centre_offset_x_px"]])
+    measured, recorded = np.array(measured), np.array(recorded)
+    for axis in (0, 1):  # a 9x9 window centroid of a Sersic host underestimates the shift, but follows it
+        assert np.corrcoef(measured[:, axis], recorded[:, axis])[0, 1] > 0.9
+        assert (np.sign(measured[:, axis]) == np.sign(recorded[:, axis]))[np.abs(recorded[:, axis]) > 0.1].all()

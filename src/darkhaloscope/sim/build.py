@@ -156,7 +156,8 @@ def _arrow_type(name: str) -> pa.DataType:
 def column_names(cfg: SimConfig) -> list[str]:
     obs = [f"psf_fwhm_used_{b}" for b in cfg.bands] + [f"psfdepth_{b}" for b in cfg.bands]
     meta = [c for c in INJECTION_METADATA_COLUMNS if c != "injection_seed"] + list(CONTROL_METADATA_COLUMNS)
-    return (["stamp_id", "host_id", STAMP_COLUMN, "is_control", CUTOUT_OK_COLUMN, "host_mag_r", "psf_moffat_beta"]
+    return (["stamp_id", "host_id", STAMP_COLUMN, "is_control", CUTOUT_OK_COLUMN, "host_mag_r", "psf_moffat_beta",
+             "centre_offset_x_px", "centre_offset_y_px"]
             + obs + meta + ([CTRL_STAMP_COLUMN] if cfg.pair else []))
 
 

@@ -221,6 +221,17 @@ def psf_kernel(fwhm_arcsec: float, beta: float = 3.5, kind: str = "moffat") -> n
     return k
 
 
+def shift_kernels(kernels: np.ndarray, dy: float, dx: float) -> np.ndarray:
+    """(B, K, K) kernels moved by (dy, dx) pixels (Fourier shift: sub-pixel, flux kept). Convolving a scene
+    with them moves all of it off the pixel grid by that much."""
+    if dy == 0 and dx == 0:
+        return kernels
+    k = kernels.shape[-1]
+    fy, fx = np.fft.fftfreq(k)[:, None], np.fft.fftfreq(k)[None, :]
+    phase = np.exp(-2j * np.pi * (fy * dy + fx * dx))
+    return np.fft.ifft2(np.fft.fft2(kernels, axes=(-2, -1)) * phase, axes=(-2, -1)).real
+
+
 def _moffat(r2: np.ndarray, fwhm: float, beta: float) -> np.ndarray:
     alpha = fwhm / (2.0 * math.sqrt(2.0 ** (1.0 / beta) - 1.0))
     return (1.0 + r2 / alpha ** 2) ** (-beta)

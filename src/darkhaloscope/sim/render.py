@@ -19,6 +19,10 @@ Definitions (also in the README):
 - `magnification` = lensed flux in the stamp (pre-PSF) / unlensed source flux.
 - `src_dmag` = src_mag_r - host_mag_r, host_mag_r the r magnitude within 3" of the centre of the host
   stamp (without the arc).
+- `centre_offset_x_px`, `centre_offset_y_px`: where a synthetic scene's centre (host, lens, arc, look-alike)
+  lies relative to the centre of pixel (32, 32), drawn uniform within +-`centre_offset_px` (as a cutout
+  centred on a catalogue position lands anywhere in its centre pixel); applied by moving the PSF kernels,
+  so everything convolved with them moves together. 0 for real hosts (their own offset is in the pixels).
 
 Exercised by `dhs simulate` and tests/sim/test_physics.py.
 """
@@ -35,7 +39,7 @@ from darkhaloscope.sim.confusers import KNOT_BLUEING_MAG, knot_colour, render_co
 from darkhaloscope.sim.hosts import aperture_mag_r, colour_scale, draw_counts_mag, render_synthetic_host
 from darkhaloscope.sim.inject import render_clumpy_source
 from darkhaloscope.sim.observing import (Conditions, bin_fwhm, correlated_noise, depth_from_sigma, draw_conditions,
-                                         mag_to_nmgy, nmgy_to_mag, photon_noise, psf_kernel)
+                                         mag_to_nmgy, nmgy_to_mag, photon_noise, psf_kernel, shift_kernels)
 from darkhaloscope.sim.params import draw_lens, draw_source
 from darkhaloscope.stamps.schema import BANDS
 
@@ -62,8 +66,9 @@ def convolve_bands(model: np.ndarray, psfs: np.ndarray) -> np.ndarray:
     return fftconvolve(model, psfs, mode="same", axes=(1, 2))
 
 
-def _host(ctx, i: int, rng: np.random.Generator) -> tuple[np.ndarray, Conditions, np.ndarray, float]:
-    """Observed host stamp (3, S, S), its conditions, PSF stack and host phi (for lens alignment)."""
+def _host(ctx, i: int, rng: np.random.Generator) -> tuple[np.ndarray, Conditions, np.ndarray, float, tuple]:
+    """Observed host stamp (3, S, S), its conditions, PSF stack (moved by the scene's centre offset) and host
+    phi (for lens alignment), and that offset (y, x) in pixels."""
     h = int(ctx.plan.host_idx[i])
     cond = draw_conditions(rng, BANDS)
     if ctx.real is not None:
@@ -74,13 +79,15 @@ def _host(ctx, i: int, rng: np.random.Generator) -> tuple[np.ndarray, Conditions
             fwhm = tuple(bin_fwhm(float(f)) for f in ctx.real.psf_fwhm_arcsec[h])  # the host's own PSF size
         depth = tuple(depth_from_sigma(b, float(s), f) for b, s, f in zip(BANDS, sigma, fwhm))
         cond = Conditions(BANDS, fwhm, cond.beta, depth, tuple(float(s) for s in sigma))
-        return img, cond, psf_stack(cond, ctx.cfg.psf), float(rng.uniform(0, math.pi))
+        return img, cond, psf_stack(cond, ctx.cfg.psf), float(rng.uniform(0, math.pi)), (0.0, 0.0)
     host_rng = np.random.default_rng([ctx.seed, 1, h])
     model, hp = render_synthetic_host(host_rng, ctx.cfg)
-    psfs = psf_stack(cond, ctx.cfg.psf)
+    h_px = ctx.cfg.centre_offset_px  # own stream: the offset changes no other draw of the row
+    dy, dx = (float(v) for v in np.random.default_rng([ctx.seed, 2, i]).uniform(-h_px, h_px, 2)) if h_px else (0.0, 0.0)
+    psfs = shift_kernels(psf_stack(cond, ctx.cfg.psf), dy, dx)
     img = _with_photon_noise(ctx, rng, convolve_bands(model, psfs), cond)
     img = img + correlated_noise(rng, cond.sigma_nmgy, model.shape, ctx.cfg.noise_corr_lag1)
-    return img, cond, psfs, hp["phi_rad"]
+    return img, cond, psfs, hp["phi_rad"], (dy, dx)
 
 
 def draw_arc(ctx, point: dict, rng, cond: Conditions, psfs: np.ndarray, host_phi: float, host_mag_r: float):
@@ -183,11 +190,12 @@ def render_row(ctx, i: int, keep_ctrl: bool = False) -> RowResult:
     """Render row i of the plan: the observed stamp, its columns, and (pairing or `keep_ctrl`) the host
     without the arc (same noise)."""
     rng = np.random.default_rng([ctx.seed, 0, i])
-    host_img, cond, psfs, host_phi = _host(ctx, i, rng)
+    host_img, cond, psfs, host_phi, (dy, dx) = _host(ctx, i, rng)
     host_mag_r = aperture_mag_r(host_img)
     is_control = int(ctx.plan.is_control[i])
     cols = {"is_control": is_control, "host_mag_r": host_mag_r,
-            "psf_moffat_beta": cond.beta if ctx.cfg.psf == "moffat" else None}
+            "psf_moffat_beta": cond.beta if ctx.cfg.psf == "moffat" else None,
+            "centre_offset_x_px": dx, "centre_offset_y_px": dy}
     for b, f, d in zip(BANDS, cond.fwhm_arcsec, cond.depth_mag):
         cols[f"psf_fwhm_used_{b}"] = f
         cols[f"psfdepth_{b}"] = d

@@ -45,6 +45,8 @@ class SimConfig:
     # bluer outskirts, grad(g-r) about -0.05 to -0.17 mag/dex at R_eff (LRGs: about -0.1, La Barbera+ 2010)
     neighbours_mean: float = 1.0  # Poisson mean number of neighbour galaxies per synthetic stamp
     stars_mean: float = 0.3  # Poisson mean number of stars per synthetic stamp
+    centre_offset_px: float = 0.5  # synthetic scenes sit off the centre pixel by up to this, per axis, pixels
+    # (uniform): a survey cutout centred on a catalogue position puts the galaxy anywhere within its centre pixel
     # --- lens (SIE + external shear)
     theta_e_arcsec: tuple[float, float] = (0.6, 3.0)  # Einstein radius range (truncation), arcsec
     theta_e_dist: str = "lognormal:1.5:0.3"  # uniform | lognormal:MEDIAN_ARCSEC:SIGMA_LN: 87% in 1-2.5"
@@ -108,6 +110,8 @@ class SimConfig:
                                 ("host_limit", self.host_limit, 1)):
             if value < lo:
                 raise UsageError(f"--{name}={value}: must be >= {lo}")
+        if not 0 <= self.centre_offset_px <= 2:
+            raise UsageError(f"--centre_offset_px={self.centre_offset_px}: must be in [0, 2] pixels")
         if self.supersample > 16:
             raise UsageError(f"--supersample={self.supersample}: at most 16")
         check_range("theta_e_arcsec", self.theta_e_arcsec, 1e-3, 6.0)
