@@ -25,8 +25,9 @@ centre half a pixel away: pixel offsets from the host are negated / swapped modu
 on its pixel and only the outermost row and column (32 px out, r >= 32 px: outside the annulus) wrap onto
 themselves. Turned about the array centre, 7 of 8 elements moved the host 1 px off the polar grid's pole in
 training but never at test time (a quarter turn moved polar_fourier's features by 12-21%; about the host, by
-1e-7, tested): fixing it raised polar_fourier's lens vs look-alike AUROC on the confuser benchmark from
-0.925-0.926 to 0.942-0.946 (3 seeds; benchmarks/RESULTS.md, section confusers, session 6).
+1e-7, tested). On tiers whose scenes sit off the centre pixel as survey cutouts do (`dhs simulate`'s
+`centre_offset_px`), polar_fourier reaches lens vs look-alike AUROC 0.934 turning about the host pixel vs
+0.919 about the array centre (seed 1; benchmarks/RESULTS.md, section confusers, session 6).
 
 Settings: `stamps.normalise.PreprocessConfig` (torch-free). Exercised by `dhs train`, `dhs bench train` and `benchmarks/bench_pipeline.py`.
 """
