@@ -5,8 +5,8 @@
 
 from __future__ import annotations
 
-DEMO_TIMES = ("measured 2026-12-02 on a 2-core box: full demo (12,000 stamps, polar_fourier) 340 s with the box "
-              "to itself (load 0.9-1.9: its own two cores; the former small_cnn demo took 623 s at load 2.3-2.9 "
+DEMO_TIMES = ("measured 2026-12-02 on a 2-core box: full demo (12,000 stamps, polar_fourier) 331 s with the box "
+              "to itself (load 0.05-2.1: its own two cores; the former small_cnn demo took 623 s at load 2.3-2.9 "
               "beside another job), --quick 36 s at load 1.2 (171 s at load ~10, the former small_cnn); "
               "benchmarks/RESULTS.md")  # the figures of benchmarks/RESULTS.md
 
