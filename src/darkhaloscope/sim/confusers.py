@@ -117,7 +117,8 @@ def ring(rng: np.random.Generator, lay: Layers) -> None:
     x, y = _incline(radius * np.cos(t), radius * np.sin(t), q, rng.uniform(0, math.pi))
     lay.curve(x, y, rng.uniform(0.7, 1.3, len(t)), width)
     _knots_along(rng, lay, x, y, int(rng.integers(3, 11)), rng.uniform(0.3, 1.0) * span / (2 * math.pi))
-    lay.variant = "partial" if span < 2 * math.pi else "full round" if q >= ROUND_RING_Q else "full inclined"
+    full_round, full_inclined, partial = CONFUSER_VARIANTS["ring"]
+    lay.variant = partial if span < 2 * math.pi else full_round if q >= ROUND_RING_Q else full_inclined
 
 
 def spiral(rng: np.random.Generator, lay: Layers) -> None:
@@ -136,12 +137,12 @@ def spiral(rng: np.random.Generator, lay: Layers) -> None:
     lay.curve(x, y, np.tile(r * np.exp(-r / r1), 2), rng.uniform(0.12, 0.3))
     _knots_along(rng, lay, x, y, int(rng.integers(4, 12)), rng.uniform(0.3, 0.8))
     _sersic_blob(lay, rng.uniform(0.1, 0.4), rng.uniform(1.0, 2.0), 1.0, q, pa, 0.0, 0.0)
-    lay.variant = "two-arm"
+    lay.variant = CONFUSER_VARIANTS["spiral"][0]
 
 
 def companion(rng: np.random.Generator, lay: Layers) -> None:
     variant = rng.integers(3)  # 0: one round, 1: one elongated along the tangent, 2: an opposite pair
-    lay.variant = ("round", "tangential", "opposite pair")[variant]
+    lay.variant = CONFUSER_VARIANTS["companion"][variant]
     phi = rng.uniform(0, 2 * math.pi)
     positions = [(rng.uniform(1.0, 4.0), phi)]
     if variant == 2:
@@ -159,7 +160,7 @@ def companion(rng: np.random.Generator, lay: Layers) -> None:
 
 def disk(rng: np.random.Generator, lay: Layers) -> None:
     through = rng.uniform() < 0.5
-    lay.variant = "through centre" if through else "beside"
+    lay.variant = CONFUSER_VARIANTS["disk"][0 if through else 1]
     d, a = (0.0, 0.0) if through else (rng.uniform(1.0, 3.0), rng.uniform(0, 2 * math.pi))
     pa = rng.uniform(0, math.pi)
     reff = rng.uniform(0.6, 2.0)
@@ -173,7 +174,7 @@ def disk(rng: np.random.Generator, lay: Layers) -> None:
 def tidal(rng: np.random.Generator, lay: Layers) -> None:
     start = rng.uniform(0, 2 * math.pi)
     n_tails = 1 if rng.uniform() < 0.5 else 2
-    lay.variant = "one tail" if n_tails == 1 else "two tails"
+    lay.variant = CONFUSER_VARIANTS["tidal"][n_tails - 1]
     for k in range(n_tails):
         a0 = start + k * math.pi
         r_root = rng.uniform(0.6, 1.5)
@@ -203,7 +204,7 @@ CONFUSER_KINDS: dict[str, Callable[[np.random.Generator, Layers], None]] = {
     "ring": ring, "spiral": spiral, "companion": companion, "disk": disk, "tidal": tidal,
 }
 
-# The variants each painter draws (`confuser_variant`), in a fixed order for reports.
+# The variants each painter draws (`confuser_variant`; the painters name them from here by position).
 CONFUSER_VARIANTS: dict[str, tuple[str, ...]] = {
     "ring": ("full round", "full inclined", "partial"), "spiral": ("two-arm",),
     "companion": ("round", "tangential", "opposite pair"), "disk": ("through centre", "beside"),
