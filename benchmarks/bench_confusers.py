@@ -4,7 +4,7 @@ than "blue light near a red galaxy"?
     PYTHONPATH=src python benchmarks/bench_confusers.py --out /tmp/bench_confusers --workers 2
 
 Two arms, side by side in one run, each the cpu-demo preset's net trained as the demo trains it (that preset,
-`demo.stages.SIZES["full"]` epochs, tier seed 1, train seed 1, 70/15/15, half controls):
+`demo.stages.SIZES["full"]` epochs, tier seed 1 (`--tier-seed`), train seed 1, 70/15/15, half controls):
 - before: 4,000 rows of the tier recipe the demo used before issue #10, as far as SimConfig keys reach it (no confusers,
   peak arc S/N log-uniform 5-60, theta_E uniform 0.5-3", sources r 20-25, host r-z 0.7-1.2 without colour
   gradient, isotropic noise correlation 0.35, no photon noise, smooth Sersic sources). The new PSF medians
@@ -127,6 +127,7 @@ def main(argv=None) -> int:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--arms", default="before,after", help="arms to run: before, after or both (default)")
     p.add_argument("--rows", type=int, default=None, help="rows of the 'after' tier (default: the full demo's)")
+    p.add_argument("--tier-seed", type=int, default=1, help="seed of the training tiers (the held-out tier: 99)")
     p.add_argument("--preset", default="cpu-demo", help="train preset of both arms (gpu on a CUDA machine)")
     p.add_argument("--model", default=None, help="model of both arms (default: the preset's)")
     p.add_argument("--train-set", nargs="*", default=[], metavar="KEY=VALUE", help="more TrainConfig overrides")
@@ -154,7 +155,7 @@ def main(argv=None) -> int:
         if given[arm]:
             ckpt = Path(given[arm]) / "best.pt"
         else:
-            tier = simulate(out / "data", arm, rows, 1, overrides, args.workers)
+            tier = simulate(out / "data", arm, rows, args.tier_seed, overrides, args.workers)
             t_sim = time.perf_counter() - t
             ckpt = train_like_demo(tier, out / f"run_{arm}", epochs, args.preset, extra)
             t_train = time.perf_counter() - t - t_sim

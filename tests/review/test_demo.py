@@ -70,6 +70,35 @@ def test_demo_bad_real_hosts_is_a_usage_error(tmp_path, capsys):
     assert not (tmp_path / "d").exists()
 
 
+@pytest.mark.parametrize("weight", ["0", "-1", "nan", "inf"])
+def test_demo_bad_confuser_weight_is_a_usage_error(tmp_path, capsys, weight):
+    assert main(["demo", "--out", str(tmp_path / "d"), f"--confuser-weight={weight}"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --confuser-weight") and err.count("\n") == 1
+    assert not (tmp_path / "d").exists()
+
+
+def test_demo_quick_has_no_look_alikes_to_weigh(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path / "d"), "--quick", "--confuser-weight", "3"]) == 2
+    assert "--quick tier has no look-alikes" in capsys.readouterr().err
+    assert not (tmp_path / "d").exists()
+
+
+def test_demo_confuser_weight_reaches_training_and_the_command_line(tmp_path, monkeypatch):
+    """--confuser-weight W is the training config's confuser_weight and is named in the command the reports quote;
+    without it the preset's (1) stands and the command does not mention it."""
+    from darkhaloscope.demo import run as R
+
+    seen = []
+    monkeypatch.setattr(R, "STAGES", [("look", lambda d: (seen.append((d.tcfg().confuser_weight, d.command)) or "", True),
+                                       False)])
+    assert R.run_demo(tmp_path / "w", confuser_weight=3.0) == 0
+    assert R.run_demo(tmp_path / "p") == 0
+    assert seen[0][0] == 3.0 and seen[0][1].endswith("--confuser-weight 3")
+    assert seen[1][0] == 1.0 and "--confuser-weight" not in seen[1][1]
+    assert json.loads((tmp_path / "w" / "demo_summary.json").read_text())["command"].endswith("--confuser-weight 3")
+
+
 @pytest.mark.slow
 def test_demo_and_review_wording(demo_dir):
     """#13 'What a new user hit', in the demo's own output: each of these strings was printed once."""

@@ -1,6 +1,6 @@
 """CLI of the demo package: `dhs demo` (the whole toolkit on data it simulates, on CPU).
 
-    dhs demo --out demo_out [--quick] [--real-hosts ../shared/data/dr10_cutouts] [--workers N]
+    dhs demo --out demo_out [--quick] [--real-hosts ../shared/data/dr10_cutouts] [--workers N] [--confuser-weight W]
 """
 
 from __future__ import annotations
@@ -23,6 +23,9 @@ def register(sub, bench_sub) -> None:
                    help="folder of real lens-candidate cutouts scored for the report's real-lens recall (default "
                    "../shared/data/dr10_cutouts when it exists)")
     d.add_argument("--workers", type=int, default=0, help="simulation processes (default: all cores)")
+    d.add_argument("--confuser-weight", type=float, default=1.0, metavar="W",
+                   help="loss weight of look-alike negatives (dhs train --confuser_weight; default 1): W > 1 puts fewer "
+                   "look-alikes above the threshold and finds fewer real lenses there (measured: README)")
     d.set_defaults(func=cmd_demo)
 
 
@@ -36,4 +39,4 @@ def cmd_demo(args) -> int:
         raise UsageError(f"--real-candidates {args.real_candidates}: not a folder; give a folder of DR10 cutouts of "
                          "lens candidates (e.g. ../shared/data/dr10_cutouts)")
     return run_demo(args.out, quick=args.quick, real_hosts=args.real_hosts, workers=args.workers,
-                    real_candidates=args.real_candidates or REAL_CANDIDATES)
+                    real_candidates=args.real_candidates or REAL_CANDIDATES, confuser_weight=args.confuser_weight)

@@ -5,10 +5,12 @@ DIR/demo_summary.json. Exit 0 when every stage is as expected (test AUROC at lea
     dhs demo --out demo_out            # 12,000 simulated stamps, polar_fourier, 8 epochs (times: README)
     dhs demo --out demo_out --quick    # 600 stamps with bright arcs, 3 epochs (a smoke test)
     dhs demo --out demo_out --real-hosts ../shared/data/dr10_cutouts   # + a tier on real DR10 hosts
+    dhs demo --out demo_out --confuser-weight 3   # look-alikes weigh 3x in the loss (the trade: README)
 """
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from pathlib import Path
@@ -38,7 +40,8 @@ STAGES: list[tuple[str, Callable[[S.Demo], tuple[str, bool]], bool]] = [
 
 
 def run_demo(out: str | Path, *, quick: bool = False, real_hosts: str | None = None, workers: int = 0,
-             seed: int = 1, console=None, real_candidates: str | None = REAL_CANDIDATES) -> int:
+             seed: int = 1, console=None, real_candidates: str | None = REAL_CANDIDATES,
+             confuser_weight: float = 1.0) -> int:
     from rich.console import Console
     from rich.table import Table
     from rich.text import Text
@@ -52,10 +55,19 @@ def run_demo(out: str | Path, *, quick: bool = False, real_hosts: str | None = N
 
     cfg_path = preset_path("train", CPU_PRESET)  # package data: found installed editable or not
     out = Path(out)
-    command = f"dhs demo --out {out}" + (" --quick" if quick else "") + (f" --real-hosts {real_hosts}" if real_hosts else "")
-    d = S.Demo(out=out, size=S.SIZES["quick" if quick else "full"], quick=quick, workers=workers or os.cpu_count() or 1,
+    size = S.SIZES["quick" if quick else "full"]
+    if not (math.isfinite(confuser_weight) and confuser_weight > 0):
+        raise UsageError(f"--confuser-weight {confuser_weight:g}: give a finite number > 0 (1 = look-alikes weigh as "
+                         "every other row)")
+    weighted = confuser_weight != 1
+    if weighted and size.sim.get("confusers") == "0":
+        raise UsageError(f"--confuser-weight {confuser_weight:g}: the --quick tier has no look-alikes to weigh; "
+                         "drop --quick (the full demo's tier carries them) or --confuser-weight")
+    command = (f"dhs demo --out {out}" + (" --quick" if quick else "") + (f" --real-hosts {real_hosts}" if real_hosts else "")
+               + (f" --confuser-weight {confuser_weight:g}" if weighted else ""))
+    d = S.Demo(out=out, size=size, quick=quick, workers=workers or os.cpu_count() or 1,
                seed=seed, real_hosts=real_hosts, train_config=cfg_path, command=command,
-               real_candidates=real_candidates,
+               real_candidates=real_candidates, train_overrides={"confuser_weight": confuser_weight} if weighted else {},
                say=lambda m: console.print(Text(m, style="dim")))
     console.print(Text(f"{command}: {d.size.rows:,} simulated stamps, {d.tcfg().model} on CPU, {d.workers} worker(s); "
                        f"everything goes to {out}/"))

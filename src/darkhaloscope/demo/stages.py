@@ -68,6 +68,7 @@ class Demo:
     command: str  # the `dhs demo ...` line, for the reports' footers
     say: object = print  # progress lines of long stages
     real_candidates: str | None = None  # folder of real lens-candidate cutouts scored for the real-lens section
+    train_overrides: dict = field(default_factory=dict)  # TrainConfig overrides from the command line
     results: dict = field(default_factory=dict)  # stage outputs: train summary, metrics, review, ...
 
     @property
@@ -103,7 +104,7 @@ class Demo:
         from darkhaloscope.train.config import TrainConfig
 
         base = {"data": str(self.good), "epochs": self.size.epochs, "progress": False, "seed": self.seed,
-                **self.size.train}
+                **self.size.train, **self.train_overrides}
         return load_config(TrainConfig, self.train_config, {**base, **overrides})
 
 
