@@ -91,3 +91,48 @@ def test_train_with_confuser_weight_runs_and_records_it(tiny_tier, tmp_path):
     assert main(["train", "--data", str(tiny_tier), "--out", str(run), *FAST, "--epochs=1",
                  "--confuser_weight=3"]) == 0
     assert yaml.safe_load((run / "config.yaml").read_text())["confuser_weight"] == 3.0
+
+
+def test_val_loss_is_weighted_as_the_training_loss():
+    from darkhaloscope.common.calibration import bce_with_logits
+    from darkhaloscope.train.metrics import val_metrics
+
+    y, z = np.array([1, 0, 0, 1, 0, 0]), np.array([2.0, 1.5, -3.0, 0.5, 2.5, -1.0])
+    w = np.array([1.0, 5, 1, 1, 5, 1])
+    per_row = bce_with_logits(y, z)
+    weighted, plain = val_metrics(y, z, w), val_metrics(y, z)
+    assert weighted["val_loss"] == pytest.approx(float((per_row * w).sum() / w.sum()))
+    assert plain["val_loss"] == pytest.approx(float(per_row.mean())) and weighted["val_loss"] > plain["val_loss"]
+    assert {k: v for k, v in weighted.items() if k != "val_loss"} == {k: v for k, v in plain.items() if k != "val_loss"}
+
+
+def test_training_validates_with_the_look_alikes_weighted(tiny_tier, tmp_path, monkeypatch):
+    """The val split's look-alike negatives weigh W in the val loss (the review's train/val gap compares the two);
+    a val split without a look-alike column validates unweighted instead of refusing the run."""
+    from darkhaloscope.train import loop
+
+    hard = _mark_tier(tiny_tier)
+    seen = []
+    real = loop.val_metrics
+    monkeypatch.setattr(loop, "val_metrics", lambda lab, log, w=None: (seen.append(np.asarray(w)), real(lab, log, w))[1])
+    assert main(["train", "--data", str(tiny_tier), "--out", str(tmp_path / "r"), *FAST, "--epochs=1",
+                 "--confuser_weight=3"]) == 0
+    val_hard = sum(v for k, v in hard.items() if k.startswith("val-"))  # stamp ids: SPLIT-NNNNNN
+    assert val_hard and seen and sorted(set(seen[-1].tolist())) == [1.0, 3.0]
+    assert (seen[-1] == 3.0).sum() == val_hard
+
+
+def test_a_val_split_without_look_alike_columns_validates_unweighted(tiny_tier, tmp_path, monkeypatch):
+    from darkhaloscope.train import loop
+
+    _mark_tier(tiny_tier)
+    for f in tiny_tier.rglob("*.parquet"):
+        if "val" in f.parent.name:
+            t = pq.read_table(f)
+            pq.write_table(t.drop(["confuser_kind"]), f, row_group_size=8)
+    seen = []
+    real = loop.val_metrics
+    monkeypatch.setattr(loop, "val_metrics", lambda lab, log, w=None: (seen.append(np.asarray(w)), real(lab, log, w))[1])
+    assert main(["train", "--data", str(tiny_tier), "--out", str(tmp_path / "r"), *FAST, "--epochs=1",
+                 "--confuser_weight=3"]) == 0
+    assert seen and set(seen[-1].tolist()) == {1.0}

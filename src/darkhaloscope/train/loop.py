@@ -176,7 +176,8 @@ class _Trainer:
                                         mined=cfg.mined, mined_repeat=cfg.mined_repeat,
                                         hard_weight=cfg.confuser_weight, **stream_kw)
         self.val_stream = StampStream(cfg.data, cfg.val_split, cfg.val_batch_size, shuffle=False,
-                                      max_rows=cfg.max_val_rows, **stream_kw)
+                                      max_rows=cfg.max_val_rows, hard_weight=cfg.confuser_weight,
+                                      weight_optional=True, **stream_kw)  # val loss weighs rows as training does
         pin = self.device.type == "cuda"
         self.train_loader = make_loader(self.train_stream, num_workers=cfg.num_workers, pin_memory=pin,
                                         prefetch_factor=cfg.prefetch_factor)
@@ -280,18 +281,17 @@ class _Trainer:
     def _validate(self) -> dict:
         model = self.model
         model.eval()
-        labels, logits = [], []
+        labels, logits, weights = [], [], []
         self.val_stream.set_epoch(0)  # the whole val split, from its first batch, every time
         for batch in self.val_loader:
             x = prepare_batch(batch["image"].to(self.device, non_blocking=True), self.cfg.preprocess, train=False)
             logits.append(predict_logits(model, x, device=self.device, precision=self.precision).cpu())
             labels.append(batch["label"])
+            weights.append(batch["weight"] if "weight" in batch else torch.ones(len(batch["label"])))
         model.train()
-        lab = torch.cat(labels).numpy() if labels else np.zeros(0)
-        log = torch.cat(logits).numpy() if logits else np.zeros(0)
-        parts = dd.all_gather_objects((lab, log), self.info)
-        out = val_metrics(np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])) \
-            if self.info.is_main else None
+        lab, log, w = (torch.cat(v).numpy() if v else np.zeros(0) for v in (labels, logits, weights))
+        parts = dd.all_gather_objects((lab, log, w), self.info)
+        out = val_metrics(*(np.concatenate([p[i] for p in parts]) for i in range(3))) if self.info.is_main else None
         return dd.broadcast_object(out, self.info)
 
     def _after_validation(self, m: dict, train_loss: float, rate: float, epoch: int) -> None:

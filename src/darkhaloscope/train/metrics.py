@@ -17,14 +17,18 @@ from darkhaloscope.common.ranking import auroc, average_precision, tie_groups, t
 FPR_TARGETS = {"val_tpr_at_fpr_1e-2": 1e-2, "val_tpr_at_fpr_1e-3": 1e-3}  # column -> false-positive rate
 
 
-def val_metrics(labels: np.ndarray, logits: np.ndarray) -> dict[str, float | int | None]:
+def val_metrics(labels: np.ndarray, logits: np.ndarray, weights: np.ndarray | None = None
+                ) -> dict[str, float | int | None]:
     """{'val_loss', 'val_auroc', 'val_ap', 'val_tpr_at_fpr_1e-2', 'val_tpr_at_fpr_1e-3', 'val_n', 'temperature',
-    'val_ece', 'val_ece_calibrated'}: the temperature is fitted on these logits (common.calibration)."""
+    'val_ece', 'val_ece_calibrated'}: the temperature is fitted on these logits (common.calibration).
+    `weights` (per row, e.g. `confuser_weight` for look-alike negatives): val_loss is the weighted mean
+    sum(w l) / sum(w), as the training loss, so the two compare like with like; the other metrics ignore them."""
     labels = np.asarray(labels).astype(np.int8)
     logits = np.asarray(logits, dtype=np.float64)
+    w = np.ones(len(labels)) if weights is None else np.asarray(weights, dtype=np.float64)
     g = tie_groups(labels, logits)
     out: dict[str, float | int | None] = {
-        "val_loss": float(bce_with_logits(labels, logits).mean()) if len(labels) else None,
+        "val_loss": float(np.sum(w * bce_with_logits(labels, logits)) / np.sum(w)) if len(labels) else None,
         "val_auroc": auroc(g).value,
         "val_ap": average_precision(g).value,
     }
