@@ -80,6 +80,28 @@ def test_evaluate_report_has_the_confuser_section(tmp_path):
     assert metrics["confusers"]["kinds"]["disk"]["fpr"]["0.05"]["rate"] == 0.0
 
 
+@pytest.mark.parametrize("weights, said", [(None, None), ([1.0], None), ([3.0], "trained with confuser_weight 3"),
+                                           ([1.0, 3.0], "members trained with confuser_weight 1, 3"),
+                                           ("x3", None)])
+def test_report_says_when_look_alikes_were_weighted_in_training(tmp_path, weights, said):
+    from darkhaloscope.evaluate.scoresfile import METADATA_KEY
+
+    labels, values, kinds, cols = _arrays()
+    path = tmp_path / "scores.parquet"
+    t = pa.table({"score": values, "label": labels, "confuser_kind": pa.array(list(kinds), pa.string())})
+    if weights is not None:
+        t = t.replace_schema_metadata({METADATA_KEY: json.dumps({"confuser_weights": weights}).encode()})
+    pq.write_table(t, path)
+    assert main(["evaluate", str(path), "--out", str(tmp_path / "ev"), "--no-data", "--set", "n_boot=20",
+                 "--set", "fpr_targets=0.05"]) == 0
+    md = (tmp_path / "ev" / "report.md").read_text()
+    headline = next(line for line in md.splitlines() if "Confusers: 0.5 of 20 pass" in line)
+    if said is None:
+        assert "rained with confuser_weight" not in md  # (the footer quotes argv, which may name the word)
+    else:
+        assert f"**{said[0].upper() + said[1:]}**: look-alike negatives weighed" in md and f"({said})" in headline
+
+
 def test_demo_states_the_confuser_fpr_beside_the_auroc():
     from darkhaloscope.demo.stages import _confuser_line
 

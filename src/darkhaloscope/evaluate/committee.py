@@ -54,11 +54,17 @@ class Member:
         bands = self.meta.get("bands")
         return None if bands is None else list(bands)
 
+    @property
+    def confuser_weight(self) -> float:
+        """The loss weight its look-alike negatives had in training (1 = none; absent in old checkpoints)."""
+        return float(self.meta["config"].get("confuser_weight", 1.0))
+
     def describe(self) -> dict:
         from darkhaloscope.evaluate.score import weights_epoch
 
         return {"checkpoint": self.checkpoint, "model": self.meta.get("model"), "epoch": weights_epoch(self.meta),
-                "seed": self.meta["config"].get("seed"), "temperature": self.temperature, "bands": self.bands}
+                "seed": self.meta["config"].get("seed"), "temperature": self.temperature, "bands": self.bands,
+                "confuser_weight": self.confuser_weight}
 
 
 def input_channels(model) -> int:

@@ -97,6 +97,18 @@ def _fmt_rate(r: dict | None) -> str:
     return f"{r['rate']:.3f} [{r['lo']:.3f}, {r['hi']:.3f}] ({r['k']}/{r['n']})"
 
 
+def _weights_note(info: dict) -> str:
+    """'trained with confuser_weight W' ('members trained with ... W1, W2' for a committee), '' when unweighted:
+    from the scores file's provenance (`dhs score` records each checkpoint's confuser_weight)."""
+    try:
+        weights = [float(w) for w in info.get("confuser_weights") or [1.0]]
+    except (TypeError, ValueError):
+        return ""
+    if weights == [1.0]:
+        return ""
+    return ("members " if len(weights) > 1 else "") + "trained with confuser_weight " + ", ".join(f"{w:g}" for w in weights)
+
+
 def confuser_section(s, r, thr: float, cfg, fig_dir: Path, ev) -> None:
     """Report section (and metrics['confusers']); the headline gains the confuser FPR at the first point."""
     if s.confuser_kind is None and "src_mag_r" not in s.columns and "theta_e_arcsec" not in s.columns:
@@ -108,6 +120,10 @@ def confuser_section(s, r, thr: float, cfg, fig_dir: Path, ev) -> None:
     sec.text("Operating points set on the plain controls (without a confuser) of these rows: "
              + ", ".join(f"FPR {k} -> {s.score_column} >= {r.to_prob(m['operating_points'][k]['threshold']):.4g}"
                          for k in fkeys) + "." if fkeys else "No operating point is resolvable on the plain controls.")
+    weighted = _weights_note(s.info)
+    if weighted:
+        sec.text(Bold(weighted[0].upper() + weighted[1:]), ": look-alike negatives weighed that many times in the loss, which lowers the "
+                 "shares below at a cost in recall, of real lenses most (README, training: 'Look-alikes weigh more').")
     notes = [f"FPR {k}: {op['note']}" for k, op in m["operating_points"].items() if op["note"]]
     if notes:
         sec.blocks.append(Bullets(notes))
@@ -123,7 +139,8 @@ def confuser_section(s, r, thr: float, cfg, fig_dir: Path, ev) -> None:
         if conf and fkeys and conf["fpr"][fkeys[0]] is not None:
             ev.headline.append(f"Confusers: {conf['fpr'][fkeys[0]]['rate']:.3g} of {conf['n']} pass the threshold that "
                                f"passes {fkeys[0]} of plain controls; AUROC lenses vs confusers "
-                               f"{conf['auroc_vs_lenses']:.4f}")
+                               f"{conf['auroc_vs_lenses']:.4f}"
+                               + (f" ({weighted})" if weighted else ""))
     for k in fkeys:
         rec = m["recall"].get(k)
         if not rec:

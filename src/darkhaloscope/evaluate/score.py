@@ -253,6 +253,7 @@ def score_data(checkpoint: str | list[str], data: str, out: str | Path, cfg: Sco
                       [m.checkpoint for m in members], "split": split, "shard": list(shard),
                       "model": meta.get("model"), "epoch": weights_epoch(meta), "step": meta.get("step"),
                       "calibration": (meta.get("calibration") or None) if len(members) == 1 else None,
+                      "confuser_weights": sorted({m.confuser_weight for m in members}),
                       "committee": {"combine": combine, "members": [m.describe() for m in members]}
                       if len(members) > 1 else None, "run": run or {}}
         t0 = time.perf_counter()
