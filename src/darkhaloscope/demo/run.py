@@ -63,7 +63,8 @@ def run_demo(out: str | Path, *, quick: bool = False, real_hosts: str | None = N
     if weighted and size.sim.get("confusers") == "0":
         raise UsageError(f"--confuser-weight {confuser_weight:g}: the --quick tier has no look-alikes to weigh; "
                          "drop --quick (the full demo's tier carries them) or --confuser-weight")
-    command = (f"dhs demo --out {out}" + (" --quick" if quick else "") + (f" --real-hosts {real_hosts}" if real_hosts else "")
+    command = (f"dhs demo --out {out}" + (" --quick" if quick else "")
+               + (f" --real-hosts {real_hosts}" if real_hosts else "")
                + (f" --confuser-weight {confuser_weight:g}" if weighted else ""))
     d = S.Demo(out=out, size=size, quick=quick, workers=workers or os.cpu_count() or 1,
                seed=seed, real_hosts=real_hosts, train_config=cfg_path, command=command,

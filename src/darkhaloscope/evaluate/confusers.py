@@ -106,7 +106,8 @@ def _weights_note(info: dict) -> str:
         return ""
     if weights == [1.0]:
         return ""
-    return ("members " if len(weights) > 1 else "") + "trained with confuser_weight " + ", ".join(f"{w:g}" for w in weights)
+    who = "members trained" if len(weights) > 1 else "trained"
+    return f"{who} with confuser_weight " + ", ".join(f"{w:g}" for w in weights)
 
 
 def confuser_section(s, r, thr: float, cfg, fig_dir: Path, ev) -> None:
@@ -122,8 +123,9 @@ def confuser_section(s, r, thr: float, cfg, fig_dir: Path, ev) -> None:
                          for k in fkeys) + "." if fkeys else "No operating point is resolvable on the plain controls.")
     weighted = _weights_note(s.info)
     if weighted:
-        sec.text(Bold(weighted[0].upper() + weighted[1:]), ": look-alike negatives weighed that many times in the loss, which lowers the "
-                 "shares below at a cost in recall, of real lenses most (README, training: 'Look-alikes weigh more').")
+        sec.text(Bold(weighted[0].upper() + weighted[1:]), ": look-alike negatives weighed that many times in the "
+                 "loss, which lowers the shares below at a cost in recall, of real lenses most (README, training: "
+                 "'Look-alikes weigh more').")
     notes = [f"FPR {k}: {op['note']}" for k, op in m["operating_points"].items() if op["note"]]
     if notes:
         sec.blocks.append(Bullets(notes))

@@ -205,13 +205,12 @@ class StampStream(IterableDataset):
                 raise DataError(f"{self.tier.describe(f)} has no {LABEL_SOURCE_COLUMN} (or {LABEL_COLUMN}) column,"
                                 " so its rows have no label; training needs it")
         if self.hard_weight != 1.0 and not any(set(HARD_NEGATIVE_COLUMNS) & set(f.columns) for f in self.files):
-            if self.weight_optional:
-                self.hard_weight = 1.0
-                return
-            raise UsageError(f"confuser_weight={self.hard_weight:g}, but no file of split '{self.split}' of {self.data} "
-                             f"has a {' or '.join(HARD_NEGATIVE_COLUMNS)} column, so no row would be weighted: "
-                             "simulate the tier with --confusers F, build it with `dhs catalog` (its pool column), "
-                             "or drop confuser_weight")
+            if not self.weight_optional:
+                raise UsageError(f"confuser_weight={self.hard_weight:g}, but no file of split '{self.split}' of "
+                                 f"{self.data} has a {' or '.join(HARD_NEGATIVE_COLUMNS)} column, so no row would be weighted: "
+                                 "simulate the tier with --confusers F, build it with `dhs catalog` (its pool column), "
+                                 "or drop confuser_weight")
+            self.hard_weight = 1.0
 
     def _unit_rows(self) -> list[tuple[int, int, int]]:
         """(file index, row group, rows kept) for every row group of the split, in tier order: from the
