@@ -52,6 +52,8 @@ def test_known_lens_section(demo, real_scores_of_shared, tmp_path):
     assert [r["fpr_to_find"] for r in m["per_lens"]] == pytest.approx(want)
     assert {r["id"] for r in m["per_lens"]} == set(t["row_id"].to_pylist()) and "FPR to find each: " in md
     assert (out / "figures" / "known_lenses.png").is_file() and "known_lenses.png" in md
+    assert m["n_look_alike_controls"] + m["n_plain_controls"] == m["n_controls"]  # the demo's tier carries them
+    assert "Look-alikes that come with them" in md
 
 
 def test_known_lens_data_needs_checkpoint(demo, real_cutouts_dir, tmp_path, capsys):
@@ -120,16 +122,24 @@ def test_real_lens_recall_also_at_the_plain_control_thresholds(demo, real_scores
     assert m["recall_vs_plain"]["0.01"]["found"] >= m["recall"]["all"]["0.01"]["found"]  # look-alikes removed
     want = sorted(float((plain >= v).mean()) for v in real)
     assert sorted(r["fpr_to_find_plain"] for r in m["per_lens"]) == pytest.approx(want)
+    look = logit[top]  # what comes with each real lens: the share of look-alikes scoring at least as high
+    assert m["n_look_alike_controls"] == len(look)
+    want_look = sorted(float((look >= v).mean()) for v in real)
+    assert sorted(r["look_alikes_to_find"] for r in m["per_lens"]) == pytest.approx(want_look)
     md = (out / "report.md").read_text()
     assert "thresholds on the" in md and "plain controls" in md and "at the plain-control thresholds" in md
+    assert f"Look-alikes that come with them: to find k of the {len(real)} real lenses" in md
+    assert ", ".join(f"{x:.2g}" for x in want_look[:10]) + "." in md
     # no look-alike among the controls (all null, or no column): no extra row
-    from darkhaloscope.evaluate.knownlenses import _plain_controls
+    from darkhaloscope.evaluate.knownlenses import _plain_and_look_alikes
     from darkhaloscope.evaluate.scoresfile import read_scores
 
     values = np.arange(sc.num_rows, dtype=float)
-    assert _plain_controls(read_scores(scores, split="all"), values) is not None
+    plain_values, look_values = _plain_and_look_alikes(read_scores(scores, split="all"), values)
+    n_controls = int((sc["label"].to_numpy() == 0).sum())  # every split: read with split="all"
+    assert len(look_values) == len(top) and len(plain_values) == n_controls - len(top)
     plain_only = tmp_path / "plain.parquet"
     pq.write_table(marked.set_column(marked.column_names.index("confuser_kind"), "confuser_kind",
                                      pa.array([None] * sc.num_rows, pa.string())).replace_schema_metadata(
         sc.schema.metadata), plain_only)
-    assert _plain_controls(read_scores(plain_only, split="all"), values) is None
+    assert _plain_and_look_alikes(read_scores(plain_only, split="all"), values) == (None, None)

@@ -69,12 +69,14 @@ def fpr_to_find(lens_values: np.ndarray, control_values: np.ndarray) -> np.ndarr
     return above / max(len(c), 1)
 
 
-def _plain_controls(scores, values: np.ndarray) -> np.ndarray | None:
-    """The values of the controls that carry no look-alike, when some controls do carry one; else None."""
+def _plain_and_look_alikes(scores, values: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """(values of the controls without a look-alike, values of those with one) when the controls hold both;
+    (None, None) otherwise (no confuser_kind, none set, or every control carries one)."""
     if scores.confuser_kind is None:
-        return None
+        return None, None
     plain = plain_controls(scores.labels, scores.confuser_kind)
-    return values[plain] if plain.any() and plain.sum() < (scores.labels == 0).sum() else None
+    look = (scores.labels == 0) & ~plain
+    return (values[plain], values[look]) if plain.any() and look.any() else (None, None)
 
 
 def _lens_ids(t) -> list[str]:
@@ -112,7 +114,7 @@ def known_lens_section(known: str, scores, cfg, ev, fig_dir: Path, *, checkpoint
     value = np.asarray(t["logit"].to_numpy(zero_copy_only=False), float) if use_logit else score
     raw_scores = scores.raw_scores if scores.raw_scores is not None else scores.scores
     ctrl = (model_logits if use_logit else raw_scores)[scores.labels == 0]
-    plain = _plain_controls(scores, model_logits if use_logit else raw_scores)
+    plain, look = _plain_and_look_alikes(scores, model_logits if use_logit else raw_scores)
     title = "Real lenses"
     if not lens.any() or len(ctrl) == 0:
         why = "no real lens with a score" if not lens.any() else "no controls in the evaluated scores"
@@ -166,15 +168,24 @@ def known_lens_section(known: str, scores, cfg, ev, fig_dir: Path, *, checkpoint
     all_rec = recall["all"]
     per_lens = fpr_to_find(value[lens], ctrl)
     ids = _lens_ids(t)
-    per_lens_plain = fpr_to_find(value[lens], plain) if plain is not None else [None] * int(lens.sum())
+    none = [None] * int(lens.sum())
+    per_lens_plain = fpr_to_find(value[lens], plain) if plain is not None else none
+    per_lens_look = fpr_to_find(value[lens], look) if look is not None else none
     each = sorted(({"id": i, "grade": g, what: float(v), "fpr_to_find": f,
-                    **({} if fp is None else {"fpr_to_find_plain": float(fp)})} for i, g, v, f, fp in
-                   zip(np.asarray(ids, dtype=object)[lens], grade[lens], value[lens], per_lens, per_lens_plain)),
+                    **({} if fp is None else {"fpr_to_find_plain": float(fp)}),
+                    **({} if fl is None else {"look_alikes_to_find": float(fl)})} for i, g, v, f, fp, fl in
+                   zip(np.asarray(ids, dtype=object)[lens], grade[lens], value[lens], per_lens, per_lens_plain,
+                       per_lens_look)),
                   key=lambda r: r["fpr_to_find"])
     shown = ", ".join(f"{r['fpr_to_find']:.2g}" for r in each[:MAX_LISTED])
     shown += f" (+{len(each) - MAX_LISTED} more)" if len(each) > MAX_LISTED else ""
     sec.text(f"The FPR at which each real lens would be found (the share of the {len(ctrl)} controls scoring at least "
              f"as high), lowest first: {shown}.")
+    if look is not None:  # what comes with each real lens found: the look-alikes scoring at least as high
+        firsts = sorted(r["look_alikes_to_find"] for r in each)[:MAX_LISTED]
+        sec.text(f"Look-alikes that come with them: to find k of the {len(each)} real lenses, the share of the "
+                 f"{len(look)} look-alike controls scoring at least as high as the k-th best, k = 1, 2, ...: "
+                 + ", ".join(f"{x:.2g}" for x in firsts) + ".")
     plain_text = ("; at the plain-control thresholds: " + ", ".join(
         f"{v['found']}/{v['n']} at FPR {f}" for f, v in vs_plain.items())) if vs_plain else ""
     ev.headline.append("Real lenses: " + ", ".join(f"recall {v['found']}/{v['n']} ({v['recall']:.0%}) at FPR {f}"
@@ -183,7 +194,8 @@ def known_lens_section(known: str, scores, cfg, ev, fig_dir: Path, *, checkpoint
     ev.metrics["known_lenses"] = {"source": known, "scores_file": str(path), "n": int(lens.sum()),
                                   "n_controls": int(len(ctrl)), "value": what, "recall": dict(recall),
                                   "per_lens": each,
-                                  **({"recall_vs_plain": vs_plain, "n_plain_controls": len(plain)} if vs_plain else {})}
+                                  **({"recall_vs_plain": vs_plain, "n_plain_controls": len(plain)} if vs_plain else {}),
+                                  **({"n_look_alike_controls": len(look)} if look is not None else {})}
     notes: list[str] = []
     for caption, fig in _gallery(t, info, known, lens, score, grade, cfg, fig_dir, notes):
         sec.figure(fig, caption)
