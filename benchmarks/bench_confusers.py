@@ -24,7 +24,9 @@ threshold passing 1% of the PLAIN controls rests on ~1,200 plain controls. Repor
 vs plain controls and vs confusers (all and per kind), the share of each kind above that threshold, and
 recall at it overall and for sources at r 23-24, and how many of the real DR10 lens candidates (`--real`,
 default ../shared/data/dr10_cutouts; positives only) lie above it, with the plain-control FPR needed to find
-each. Writes OUT/results.json and prints a markdown table.
+each, and, at the threshold anchored on the k-th best real candidate, the share of look-alikes and plain
+controls above it and the recall there (`anchored`; the table prints k = 4). Writes OUT/results.json and
+prints a markdown table.
 """
 
 from __future__ import annotations
@@ -100,7 +102,8 @@ def measure(checkpoint: Path, held_out: Path, scores: Path, real: Path | None = 
         real_scores = pq.read_table(out, columns=["score"])["score"].to_numpy()  # unlabelled: not read_scores
         plain_scores = s.scores[plain]
         fpr_each = sorted(float((plain_scores >= v).mean()) for v in real_scores)
-        found = {"k": sum(f <= FPR for f in fpr_each), "n": len(fpr_each), "fpr_to_find": fpr_each}
+        found = {"k": sum(f <= FPR for f in fpr_each), "n": len(fpr_each), "fpr_to_find": fpr_each,
+                 "anchored": _anchored(real_scores, s.scores, s.labels, plain)}
     return {"auroc_lens_vs_plain": M.auroc(s.labels[keep], r.values[keep]).value, "real_candidates": found,
             "auroc_lens_vs_confusers": m["kinds"]["all confusers"]["auroc_vs_lenses"],
             "confuser_fpr": {k: {"fpr": d["fpr"][key], "auroc_vs_lenses": d["auroc_vs_lenses"], "n": d["n"]}
@@ -108,9 +111,28 @@ def measure(checkpoint: Path, held_out: Path, scores: Path, real: Path | None = 
             "recall": m["recall"].get(key, {}).get("all"), "recall_r23_24": r2324, "metrics": m}
 
 
+def _anchored(real_scores, scores, labels, plain) -> list[dict]:
+    """Thresholds anchored on the real candidates: at the k-th highest real score (k = 1..n), the share of
+    look-alikes and of plain controls scoring at least as high, and the recall of the simulated lenses there."""
+    look = scores[(labels == 0) & ~plain]
+    out = []
+    for k, t in enumerate(sorted(real_scores, reverse=True), 1):
+        out.append({"find": k, "look_alikes": float((look >= t).mean()) if len(look) else None,
+                    "plain": float((scores[plain] >= t).mean()), "recall": float((scores[labels == 1] >= t).mean())})
+    return out
+
+
 def _real(r: dict) -> str:
     f = r.get("real_candidates")
     return "n/a" if not f else f"{f['k']}/{f['n']} ({', '.join(f'{x:.3g}' for x in f['fpr_to_find'])})"
+
+
+def _at_four(r: dict) -> str:
+    a = (r.get("real_candidates") or {}).get("anchored") or []
+    row = next((x for x in a if x["find"] == 4), None)
+    if row is None or row["look_alikes"] is None:
+        return "n/a"
+    return f"{row['look_alikes']:.3f} / {row['plain']:.4f}, {row['recall']:.3f}"
 
 
 def _pct(d: dict | None) -> str:
@@ -171,7 +193,8 @@ def main(argv=None) -> int:
                     ("AUROC lenses vs confusers", lambda r: f"{r['auroc_lens_vs_confusers']:.4f}"),
                     ("recall at plain-control FPR 1%", lambda r: _pct(r["recall"])),
                     ("recall at it, sources r 23-24", lambda r: _pct(r["recall_r23_24"])),
-                    ("real candidates above it (FPR to find each)", _real)):
+                    ("real candidates above it (FPR to find each)", _real),
+                    ("look-alikes / plain above, recall, at the threshold finding 4 real", _at_four)):
         print(f"| {name} | " + " | ".join(f(results[a]) for a in ran) + " |")
     for k in kinds:
         cells = [f"{_pct(results[a]['confuser_fpr'][k]['fpr'])}, AUROC {results[a]['confuser_fpr'][k]['auroc_vs_lenses']:.3f}"
