@@ -100,8 +100,10 @@ def measure(checkpoint: Path, held_out: Path, scores: Path, real: Path | None = 
         out = score_data(str(checkpoint), str(real), scores.with_name(scores.stem + "_real.parquet"),
                          ScoreConfig(device="cpu"), progress=False).out
         real_scores = pq.read_table(out, columns=["score"])["score"].to_numpy()  # unlabelled: not read_scores
+        from darkhaloscope.evaluate.knownlenses import fpr_to_find
+
         plain_scores = s.scores[plain]
-        fpr_each = sorted(float((plain_scores >= v).mean()) for v in real_scores)
+        fpr_each = sorted(map(float, fpr_to_find(real_scores, plain_scores)))
         found = {"k": sum(f <= FPR for f in fpr_each), "n": len(fpr_each), "fpr_to_find": fpr_each,
                  "anchored": _anchored(real_scores, s.scores, s.labels, plain)}
     return {"auroc_lens_vs_plain": M.auroc(s.labels[keep], r.values[keep]).value, "real_candidates": found,
@@ -113,13 +115,16 @@ def measure(checkpoint: Path, held_out: Path, scores: Path, real: Path | None = 
 
 def _anchored(real_scores, scores, labels, plain) -> list[dict]:
     """Thresholds anchored on the real candidates: at the k-th highest real score (k = 1..n), the share of
-    look-alikes and of plain controls scoring at least as high, and the recall of the simulated lenses there."""
+    look-alikes and of plain controls scoring at least as high, and the recall of the simulated lenses there
+    (`evaluate.knownlenses.fpr_to_find`, the rule of the report's real-lens section)."""
+    from darkhaloscope.evaluate.knownlenses import fpr_to_find
+
+    top = np.sort(np.asarray(real_scores, dtype=np.float64))[::-1]
     look = scores[(labels == 0) & ~plain]
-    out = []
-    for k, t in enumerate(sorted(real_scores, reverse=True), 1):
-        out.append({"find": k, "look_alikes": float((look >= t).mean()) if len(look) else None,
-                    "plain": float((scores[plain] >= t).mean()), "recall": float((scores[labels == 1] >= t).mean())})
-    return out
+    shares = {name: fpr_to_find(top, v) for name, v in (("plain", scores[plain]), ("recall", scores[labels == 1]))}
+    looks = fpr_to_find(top, look) if len(look) else [None] * len(top)
+    return [{"find": k, "look_alikes": None if lk is None else float(lk), "plain": float(p), "recall": float(r)}
+            for k, (lk, p, r) in enumerate(zip(looks, shares["plain"], shares["recall"]), 1)]
 
 
 def _real(r: dict) -> str:
