@@ -26,6 +26,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "darkhaloscope.train.commands",
     "darkhaloscope.evaluate.commands",
     "darkhaloscope.review.commands",
+    "darkhaloscope.grade.commands",
     "darkhaloscope.demo.commands",
 )
 

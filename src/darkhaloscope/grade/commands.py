@@ -1,0 +1,47 @@
+"""CLI of the grade package: `dhs grade add / progress` (and the web app, export and report).
+
+    dhs grade add scores.parquet --db grades.sqlite --top 500 [--data DATA]   # create / extend the database
+    dhs grade progress --db grades.sqlite                                     # graded / total per grader
+"""
+
+from __future__ import annotations
+
+
+def register(sub, bench_sub) -> None:
+    p = sub.add_parser("grade", help="grade the top candidates by eye: database, web app, export, report",
+                       description="Human grading of scored candidates (A sure lens, B probable, C possible, "
+                       "N not a lens, S skip), stored in one SQLite database several graders share.")
+    gsub = p.add_subparsers(dest="grade_command", metavar="WHAT")
+    p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
+
+    a = gsub.add_parser("add", help="create the grades database (or extend it) with the best rows of a scores file")
+    a.add_argument("scores", help="scores parquet file written by `dhs score`")
+    a.add_argument("--db", required=True, help="grades database (SQLite) to create or extend")
+    a.add_argument("--top", type=int, default=None, help="add only the N best-scored rows (default: all)")
+    a.add_argument("--data", default=None, help="where the scored stamps are now, when they moved since `dhs score`")
+    a.set_defaults(func=cmd_add)
+
+    g = gsub.add_parser("progress", help="graded / total per grader")
+    g.add_argument("--db", required=True, help="grades database (SQLite)")
+    g.set_defaults(func=cmd_progress)
+
+
+def cmd_add(args) -> int:
+    from darkhaloscope.grade.store import open_store
+
+    with open_store(args.db, create=True) as store:
+        n = store.add_candidates(args.scores, top=args.top, data=args.data)
+        print(f"{args.db}: {n['added']:,} candidate(s) added, {n['updated']:,} updated; {store.count():,} in all")
+    return 0
+
+
+def cmd_progress(args) -> int:
+    from darkhaloscope.grade.store import open_store
+
+    with open_store(args.db, create=False) as store:
+        prog = store.progress()
+    total = prog.pop("total")
+    print(f"{total:,} candidate(s)")
+    for grader, n in prog.items():
+        print(f"  {grader:<20} {n:>7,} graded ({100 * n / total if total else 0:.1f}%)")
+    return 0
