@@ -82,8 +82,9 @@ def measure(checkpoint: Path, held_out: Path, scores: Path, real: Path | None = 
     from darkhaloscope.common import ranking as M
     from darkhaloscope.evaluate.analysis import rank_values
     from darkhaloscope.evaluate.confusers import confuser_metrics, plain_controls
-    from darkhaloscope.evaluate.score import ScoreConfig, score_data
-    from darkhaloscope.evaluate.scoresfile import read_scores
+    from darkhaloscope.score.config import ScoreConfig
+    from darkhaloscope.score.infer import score_data
+    from darkhaloscope.score.scoresfile import read_scores
 
     score_data(str(checkpoint), str(held_out), scores, ScoreConfig(device="cpu"), progress=False)
     s = read_scores(scores, split="all", score="raw")

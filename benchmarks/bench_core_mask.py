@@ -35,10 +35,10 @@ def main() -> None:
 
     from darkhaloscope.common.ranking import auroc
     from darkhaloscope.evaluate.probes import mask_core
-    from darkhaloscope.evaluate.score import infer
+    from darkhaloscope.score.infer import infer
     from darkhaloscope.stamps.codec import decode_batch
     from darkhaloscope.stamps.tier import open_tier
-    from darkhaloscope.train.checkpoint import load_for_inference
+    from darkhaloscope.runtime.loading import load_for_inference
 
     files = open_tier(args.data).files_for(args.split)  # a local hive-partitioned tier
     t = pa.concat_tables([pq.read_table(f.path, columns=["stamp_npz", "is_control", "theta_e_arcsec"]) for f in files])

@@ -40,10 +40,10 @@ def bench_score(args) -> dict:
     import torch
 
     from darkhaloscope.cli import main
-    from darkhaloscope.evaluate.config import ScoreConfig
-    from darkhaloscope.evaluate.score import infer, score_data
-    from darkhaloscope.train.checkpoint import load_for_inference
-    from darkhaloscope.train.distributed import resolve_device
+    from darkhaloscope.score.config import ScoreConfig
+    from darkhaloscope.score.infer import infer, score_data
+    from darkhaloscope.runtime.loading import load_for_inference
+    from darkhaloscope.runtime.distributed import resolve_device
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

@@ -1,4 +1,6 @@
-"""Shared fixtures: a tiny Phase 4c tier made from random stamps, and a local S3 server (moto).
+"""Shared fixtures: a tiny Phase 4c tier made from random stamps, a local S3 server (moto), and one small
+simulated tier with a briefly trained small_cnn (`demo`, session-scoped: shared by the score, committee, probe and
+report tests) plus a second checkpoint of it (other weights) for committees.
 
 The tests run torch, OpenBLAS and OpenMP with one thread (`OMP_NUM_THREADS=1`, inherited by the `dhs`
 subprocesses; an explicit value in the environment wins): their tensors and fits are tiny, and on the
@@ -19,6 +21,7 @@ import pytest  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from darkhaloscope.cli import main  # noqa: E402
 from tierfactory import make_tier  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
@@ -76,3 +79,41 @@ def s3_bucket(s3_server):
     name = f"dhs-{uuid.uuid4().hex[:12]}"
     boto3.client("s3", endpoint_url=s3_server, region_name="us-east-1").create_bucket(Bucket=name)
     return s3_server, name
+
+
+TRAIN_FAST = ["--model=small_cnn", "--device=cpu", "--precision=fp32", "--channels_last=false", "--num_workers=0",
+              "--batch_size=32", "--lr=3e-3", "--progress=false", "--val_batch_size=64", "--epochs=1"]
+
+
+@pytest.fixture(scope="session")
+def demo(tmp_path_factory) -> dict[str, Path]:
+    """{'tier', 'checkpoint', 'scores'}: `dhs simulate --pair` (120 rows) -> `dhs train` -> `dhs score`.
+    The subjects here are scoring, reports and probes, not the arcs' fine structure: the simulator's
+    costliest realism is off (sub-pixel sampling, Poisson noise of the added light, knots)."""
+    root = tmp_path_factory.mktemp("evaldemo")
+    assert main(["simulate", "--out", str(root), "--tier", "t", "--rows", "120", "--seed", "3", "--pair",
+                 "--workers", "1", "--rows-per-file", "40", "-q", "--supersample=1", "--photon_noise=false",
+                 "--src_knots=0,0"]) == 0
+    tier = root / "t"
+    assert main(["train", "--data", str(tier), "--out", str(root / "run"), *TRAIN_FAST]) == 0
+    ckpt = root / "run" / "best.pt"
+    scores = root / "scores.parquet"
+    assert main(["score", "--checkpoint", str(ckpt), "--data", str(tier), "--out", str(scores), "--quiet"]) == 0
+    return {"tier": tier, "checkpoint": ckpt, "scores": scores, "root": root}
+
+
+@pytest.fixture(scope="session")
+def second(demo, tmp_path_factory):
+    """A second committee member: the demo checkpoint with other weights (seed 7), other temperature."""
+    import torch
+
+    from darkhaloscope.models import create_model
+    from darkhaloscope.train.checkpoint import load_checkpoint, save_checkpoint
+
+    ck = load_checkpoint(demo["checkpoint"])
+    torch.manual_seed(7)
+    ck["model"] = create_model("small_cnn").state_dict()
+    ck["calibration"] = {**ck["calibration"], "temperature": 2.0}
+    path = tmp_path_factory.mktemp("member") / "best.pt"
+    save_checkpoint({k: v for k, v in ck.items() if k not in ("format", "version")}, path)
+    return path

@@ -24,6 +24,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "darkhaloscope.survey.commands",
     "darkhaloscope.audit.commands",
     "darkhaloscope.train.commands",
+    "darkhaloscope.score.commands",
     "darkhaloscope.evaluate.commands",
     "darkhaloscope.review.commands",
     "darkhaloscope.grade.commands",

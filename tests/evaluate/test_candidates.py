@@ -11,8 +11,8 @@ import pyarrow.parquet as pq
 from tierfactory import fake_stamp, make_tier
 
 from darkhaloscope.cli import main
-from darkhaloscope.evaluate.scoresfile import METADATA_KEY
-from darkhaloscope.evaluate.sources import open_source
+from darkhaloscope.score.scoresfile import METADATA_KEY
+from darkhaloscope.score.sources import open_source
 from darkhaloscope.stamps.codec import encode_stamp
 
 EVIL = "<img src=x onerror=alert(1)>\n![leak](/etc/hostname)"

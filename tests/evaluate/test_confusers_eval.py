@@ -84,7 +84,7 @@ def test_evaluate_report_has_the_confuser_section(tmp_path):
                                            ([1.0, 3.0], "members trained with confuser_weight 1, 3"),
                                            ("x3", None)])
 def test_report_says_when_look_alikes_were_weighted_in_training(tmp_path, weights, said):
-    from darkhaloscope.evaluate.scoresfile import METADATA_KEY
+    from darkhaloscope.score.scoresfile import METADATA_KEY
 
     labels, values, kinds, cols = _arrays()
     path = tmp_path / "scores.parquet"

@@ -132,7 +132,7 @@ def test_real_lens_recall_also_at_the_plain_control_thresholds(demo, real_scores
     assert ", ".join(f"{x:.2g}" for x in want_look[:10]) + "." in md
     # no look-alike among the controls (all null, or no column): no extra row
     from darkhaloscope.evaluate.knownlenses import _plain_and_look_alikes
-    from darkhaloscope.evaluate.scoresfile import read_scores
+    from darkhaloscope.score.scoresfile import read_scores
 
     values = np.arange(sc.num_rows, dtype=float)
     plain_values, look_values = _plain_and_look_alikes(read_scores(scores, split="all"), values)

@@ -43,8 +43,8 @@ def test_occlusion_map_peaks_where_the_score_looks():
 def test_coalesce_merges_small_batches_keeping_order_errors_and_unknown_labels():
     import pyarrow as pa
 
-    from darkhaloscope.evaluate.score import _labels_array, coalesce
-    from darkhaloscope.evaluate.sources import SourceBatch
+    from darkhaloscope.score.infer import _labels_array, coalesce
+    from darkhaloscope.score.sources import SourceBatch
 
     def sb(n, start, labels, err=None):
         return SourceBatch(np.full((n, 3, 64, 64), start, np.float32), np.ones(n, bool), err or {}, labels,
@@ -70,8 +70,8 @@ def test_occlusion_wording_matches_the_figure(tmp_path, monkeypatch):
     from darkhaloscope.evaluate.analysis import rank_values
     from darkhaloscope.evaluate.config import EvaluateConfig
     from darkhaloscope.evaluate.report import Evaluation
-    from darkhaloscope.evaluate.scoresfile import METADATA_KEY, read_scores
-    from darkhaloscope.evaluate.sources import open_source
+    from darkhaloscope.score.scoresfile import METADATA_KEY, read_scores
+    from darkhaloscope.score.sources import open_source
 
     tier = make_tier(tmp_path / "tier", rows_per_split=8, files_per_split=1, splits=("test",))
     rows = [(f, int(r), int(lab)) for b in open_source(str(tier)).batches()

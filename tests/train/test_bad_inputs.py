@@ -52,7 +52,7 @@ def test_bad_values_exit_2_before_reading(tmp_path, bad, capsys):
 
 def test_load_for_inference_of_a_foreign_file(tmp_path):
     from darkhaloscope.errors import DataError
-    from darkhaloscope.train.checkpoint import load_for_inference
+    from darkhaloscope.runtime.loading import load_for_inference
 
     torch.save({"state_dict": {}}, tmp_path / "other.pt")
     with pytest.raises(DataError, match="not written by this version of `dhs train`"):

@@ -13,6 +13,7 @@ import torch
 from darkhaloscope.cli import main
 from darkhaloscope.errors import DataError, MissingInputError
 from darkhaloscope.fileio import clean_temps
+from darkhaloscope.runtime.loading import load_for_inference
 from darkhaloscope.stamps.fs import S3Options
 from darkhaloscope.train import checkpoint as ckp
 from darkhaloscope.train import loop
@@ -98,7 +99,7 @@ def test_mirror_to_local_s3_and_resume_on_a_fresh_machine(train_tier, tmp_path, 
     steps = read_jsonl(fresh / "steps.jsonl")
     assert [s["step"] for s in steps] == [7, 8]
     assert steps == read_jsonl(ref / "steps.jsonl")[6:]  # same losses as an uninterrupted run
-    model, pcfg, meta = ckp.load_for_inference(f"{uri}/best.pt", s3=s3)
+    model, pcfg, meta = load_for_inference(f"{uri}/best.pt", s3=s3)
     assert meta["model"] == "small_cnn" and pcfg.norm == "annulus"
 
 
@@ -140,7 +141,7 @@ def test_checkpoint_with_unknown_position_settings_is_one_line(tmp_path, key, va
     cfg = {"model": "small_cnn", "preprocess": {}, key: value}
     ckp.save_checkpoint({"model": create_model("small_cnn").state_dict(), "config": cfg}, path)
     with pytest.raises(DataError, match=f"{key}=.* is not known to this version"):
-        ckp.load_for_inference(path)
+        load_for_inference(path)
 
 
 def test_arch_defaults_are_the_train_config_defaults():

@@ -92,7 +92,7 @@ def test_train_with_confuser_weight_runs_and_records_it(tiny_tier, tmp_path):
                  "--confuser_weight=3"]) == 0
     assert yaml.safe_load((run / "config.yaml").read_text())["confuser_weight"] == 3.0
     # dhs score records it, so that `dhs evaluate` can say the model was trained so
-    from darkhaloscope.evaluate.scoresfile import read_provenance
+    from darkhaloscope.score.scoresfile import read_provenance
 
     assert main(["score", "--data", str(tiny_tier), "--checkpoint", str(run / "best.pt"), "--split", "val",
                  "--out", str(tmp_path / "s.parquet")]) == 0

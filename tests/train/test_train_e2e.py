@@ -10,7 +10,7 @@ import yaml
 from trainhelpers import FAST, read_jsonl
 from darkhaloscope.cli import main
 from darkhaloscope.config import load_config
-from darkhaloscope.train.checkpoint import load_checkpoint, load_for_inference
+from darkhaloscope.runtime.loading import load_checkpoint, load_for_inference
 from darkhaloscope.train.config import TrainConfig
 from darkhaloscope.train.data import StampStream, make_loader
 from darkhaloscope.train.loop import train

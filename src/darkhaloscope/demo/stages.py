@@ -194,8 +194,8 @@ def train(d: Demo) -> tuple[str, bool]:
 
 
 def score(d: Demo) -> tuple[str, bool]:
-    from darkhaloscope.evaluate.config import ScoreConfig
-    from darkhaloscope.evaluate.score import score_data
+    from darkhaloscope.score.config import ScoreConfig
+    from darkhaloscope.score.infer import score_data
 
     s = score_data(str(d.run_dir / "best.pt"), str(d.good), d.scores, ScoreConfig(device="cpu"), split="test",
                    progress=False)
@@ -237,8 +237,8 @@ def _confuser_line(metrics: dict) -> str:
 
 def score_candidates(d: Demo) -> tuple[str, bool]:
     """Score the real DR10 lens candidates (all positives); a missing folder is one line, not a failure."""
-    from darkhaloscope.evaluate.config import ScoreConfig
-    from darkhaloscope.evaluate.score import score_data
+    from darkhaloscope.score.config import ScoreConfig
+    from darkhaloscope.score.infer import score_data
 
     folder = d.real_candidates
     if not folder or not Path(folder).is_dir():
@@ -250,9 +250,9 @@ def score_candidates(d: Demo) -> tuple[str, bool]:
 
 
 def score_real(d: Demo) -> tuple[str, bool]:
-    from darkhaloscope.evaluate.config import ScoreConfig
+    from darkhaloscope.score.config import ScoreConfig
     from darkhaloscope.common.ranking import auroc
-    from darkhaloscope.evaluate.score import score_data
+    from darkhaloscope.score.infer import score_data
 
     s = score_data(str(d.run_dir / "best.pt"), str(d.real), d.out / "scores" / "real_hosts.parquet",
                    ScoreConfig(device="cpu"), progress=False)

@@ -1,2 +1,2 @@
-"""Honest evaluation of a lens finder: `dhs score` (model -> scores file) and `dhs evaluate` (scores file ->
-metrics, selection function, calibration, figures, report). `metrics` is plain numpy and torch-free."""
+"""Honest evaluation of a lens finder from a scores file (written by `dhs score`, package `score`): `dhs evaluate`
+(metrics, selection function, calibration, figures, report) and `dhs candidates` (the top of the ranked list)."""

@@ -26,7 +26,7 @@ from darkhaloscope.audit.stats import shortcut_verdict
 from darkhaloscope.evaluate.confusers import confuser_section
 from darkhaloscope.evaluate.report import Evaluation
 from darkhaloscope.common.report import Bullets, fmt_num, fmt_rate
-from darkhaloscope.evaluate.scoresfile import Scores
+from darkhaloscope.score.scoresfile import Scores
 
 
 @dataclass

@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 
 from darkhaloscope.common.report import Figure, Report, Section, Table, fmt_num, write_report
 from darkhaloscope.errors import DataError, MissingInputError, UsageError
-from darkhaloscope.evaluate.scoresfile import read_provenance
+from darkhaloscope.score.scoresfile import read_provenance
 from darkhaloscope.fileio import atomic_path
 
 PNG_UPSCALE = 3  # each 64x64 stamp is drawn as 192x192 px (nearest neighbour)
@@ -53,14 +53,14 @@ def _rank(path: Path) -> tuple[list[dict], str | None]:
 
 
 def _folder_rows(folder: Path) -> list[dict]:
-    from darkhaloscope.evaluate.sources import CutoutFolderSource
+    from darkhaloscope.score.sources import CutoutFolderSource
 
     src = CutoutFolderSource(str(folder))
     return [{"source_file": p.relative_to(src.root).as_posix(), "source_row": 0} for p in src.files]
 
 
 def _fetch(data: str, rows: list[dict], s3=None) -> np.ndarray:
-    from darkhaloscope.evaluate.sources import open_source
+    from darkhaloscope.score.sources import open_source
     from darkhaloscope.stamps.fs import is_s3
 
     if not is_s3(data) and not Path(data).exists():

@@ -20,7 +20,7 @@ import numpy as np
 from darkhaloscope.common import ranking as M
 from darkhaloscope.common.calibration import sigmoid
 from darkhaloscope.evaluate.report import Evaluation
-from darkhaloscope.evaluate.scoresfile import CALIBRATED_COLUMN, Scores
+from darkhaloscope.score.scoresfile import CALIBRATED_COLUMN, Scores
 
 BIG_ROWS = 100_000  # above this, at most BIG_BOOT bootstrap replicates
 BIG_BOOT = 100

@@ -25,8 +25,8 @@ from darkhaloscope.common import ranking as M
 from darkhaloscope.errors import MissingInputError, UsageError
 from darkhaloscope.evaluate import plots
 from darkhaloscope.evaluate.confusers import plain_controls
-from darkhaloscope.evaluate.scoresfile import read_provenance
-from darkhaloscope.evaluate.sources import GRADE_COLUMN
+from darkhaloscope.score.scoresfile import read_provenance
+from darkhaloscope.score.sources import GRADE_COLUMN
 from darkhaloscope.common.report import Code
 
 
@@ -89,8 +89,8 @@ def _known_scores(known: str, checkpoint: str | None, out_dir: Path, s3, log) ->
     if check_known_lenses(known, checkpoint):
         return Path(known)
     from darkhaloscope.config import load_config
-    from darkhaloscope.evaluate.config import ScoreConfig
-    from darkhaloscope.evaluate.score import score_data
+    from darkhaloscope.score.config import ScoreConfig
+    from darkhaloscope.score.infer import score_data
 
     path = out_dir / "known_lenses_scores.parquet"
     score_data(checkpoint, known, path, load_config(ScoreConfig), s3=s3, progress=False)
@@ -205,7 +205,7 @@ def known_lens_section(known: str, scores, cfg, ev, fig_dir: Path, *, checkpoint
 
 def _gallery(t, info: dict, known, lens, score, grade, cfg, fig_dir: Path, lines: list[str]):
     """The real lenses, highest score first (needs the scored stamps: the data recorded in the scores file)."""
-    from darkhaloscope.evaluate.sources import open_source
+    from darkhaloscope.score.sources import open_source
 
     data = info.get("data")
     if not data or "source_file" not in t.column_names:

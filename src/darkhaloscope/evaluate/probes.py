@@ -23,7 +23,7 @@ from darkhaloscope.common import ranking as M
 from darkhaloscope.evaluate import plots
 from darkhaloscope.common.report import Code
 from darkhaloscope.evaluate.confusers import confuser_gallery
-from darkhaloscope.evaluate.sources import open_source
+from darkhaloscope.score.sources import open_source
 from darkhaloscope.stamps.fs import is_s3
 from darkhaloscope.stamps.robust import median_sigma
 from darkhaloscope.stamps.schema import CTRL_STAMP_COLUMN, pixel_radius
@@ -138,9 +138,9 @@ def run_data_sections(scores, ranked, thr: float, cfg, ev, fig_dir: Path, *, sou
 
 
 def _model_scorer(checkpoint: str, s3):
-    from darkhaloscope.evaluate.score import infer
-    from darkhaloscope.train.checkpoint import load_for_inference
-    from darkhaloscope.train.distributed import resolve_device
+    from darkhaloscope.score.infer import infer
+    from darkhaloscope.runtime.loading import load_for_inference
+    from darkhaloscope.runtime.distributed import resolve_device
 
     device = resolve_device("auto")
     model, pre, _ = load_for_inference(checkpoint, device, s3)

@@ -22,7 +22,7 @@ def evaluate_scores(scores_path: str | Path, out: str | Path, cfg: EvaluateConfi
     from darkhaloscope.evaluate.analysis import analyse
     from darkhaloscope.evaluate.probes import resolve_source, run_data_sections
     from darkhaloscope.evaluate.report import write_report
-    from darkhaloscope.evaluate.scoresfile import read_scores
+    from darkhaloscope.score.scoresfile import read_scores
 
     say = log or (lambda m: None)
     if known_lenses:
@@ -45,7 +45,7 @@ def evaluate_scores(scores_path: str | Path, out: str | Path, cfg: EvaluateConfi
         known_lens_section(known_lenses, scores, cfg, ev, out / "figures", checkpoint=checkpoint, out_dir=out, s3=s3,
                            log=lambda m: say(f"  {m}"))
     if before_mining:
-        from darkhaloscope.evaluate.mining import before_after_section
+        from darkhaloscope.evaluate.mining_report import before_after_section
 
         before_after_section(before_mining, scores, cfg, ev)
     return ev, write_report(ev, out, run or {})

@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from darkhaloscope.errors import DataError, MissingInputError, UsageError
-from darkhaloscope.evaluate.scoresfile import (IMAGE_STAT_PREFIX, LOGIT_COLUMN, ROW_ID_COLUMN, SCORE_COLUMN,
-                                               SOURCE_FILE_COLUMN, SOURCE_ROW_COLUMN, read_provenance)
+from darkhaloscope.score.scoresfile import (IMAGE_STAT_PREFIX, LOGIT_COLUMN, ROW_ID_COLUMN, SCORE_COLUMN,
+                                            SOURCE_FILE_COLUMN, SOURCE_ROW_COLUMN, read_provenance)
 from darkhaloscope.stamps.schema import SPLIT_COLUMN
 
 NOT_METADATA = {SCORE_COLUMN, LOGIT_COLUMN, ROW_ID_COLUMN, SOURCE_FILE_COLUMN, SOURCE_ROW_COLUMN, SPLIT_COLUMN,

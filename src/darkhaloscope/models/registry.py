@@ -116,7 +116,7 @@ def create_model(name: str, *, meta_columns: list[str] | tuple[str, ...] = (), c
         if pooling != "avg":
             raise UsageError(f"model {name}: timm models pool as timm builds them (pooling=avg); pooling={pooling} "
                              "is for the built-in models")
-        return create_timm_model(name[len(TIMM_PREFIX):], coords=coords)
+        return create_timm_model(name[len(TIMM_PREFIX):], coords=coords, builtin=list_models())
     if name not in _REGISTRY:
         raise UsageError(f"unknown model {name!r}; choose one of: {', '.join(list_models())}, or "
                          f"{TIMM_PREFIX}NAME for a timm architecture (needs the [cuda] extra: timm)")

@@ -105,27 +105,26 @@ class TimmClassifier(nn.Module):
         return out.squeeze(1)
 
 
-def import_timm():
-    """The timm module, or UsageError in one line saying why not and what to do."""
+def import_timm(builtin: list[str] = ()):
+    """The timm module, or UsageError in one line saying why not and what to do (naming the `builtin` models
+    to use instead: the registry passes them, so this module never imports the registry)."""
     try:
         import timm
     except Exception as e:  # noqa: BLE001 - ImportError, or torchvision's RuntimeError beside a CPU torch
-        from darkhaloscope.models.registry import list_models
-
         msg = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
         raise UsageError(f"timm models need timm, which does not import here ({type(e).__name__}: {msg}); on a "
                          f"CUDA machine install it with pip install 'darkhaloscope[{EXTRA}]', or use a built-in "
-                         f"model: {', '.join(list_models())}") from None
+                         f"model: {', '.join(builtin)}") from None
     return timm
 
 
-def create_timm_model(name: str, coords: str = "none") -> TimmClassifier:
+def create_timm_model(name: str, coords: str = "none", builtin: list[str] = ()) -> TimmClassifier:
     """`timm:NAME` -> TimmClassifier (pretrained=False, 3 input channels + the planes of `coords`, one logit,
-    stem adapted)."""
+    stem adapted). `builtin`: the registry's own model names, for the message when timm does not import."""
     if not name or ":" in name:  # timm's own sources (hf-hub:, local-dir:) would fetch a config
         raise UsageError(f"model {PREFIX}{name}: name one timm architecture, e.g. {PREFIX}efficientnetv2_rw_s "
                          "(no hub or file sources: nothing is downloaded)")
-    timm = import_timm()
+    timm = import_timm(builtin)
     try:
         net = timm.create_model(name, pretrained=False, in_chans=3 + len(check_coords(coords)), num_classes=1)
     except (RuntimeError, ValueError) as e:  # timm: "Unknown model (NAME)"

@@ -64,7 +64,7 @@ def run_review(data: str, run: str | Path | None = None, tcfg: TrainConfig | Non
     from darkhaloscope.review.throughput import throughput_section
     from darkhaloscope.stamps.counts import class_counts
     from darkhaloscope.stamps.tier import open_tier
-    from darkhaloscope.train.distributed import resolve_device
+    from darkhaloscope.runtime.distributed import resolve_device
 
     tcfg = tcfg or TrainConfig()
     rcfg = rcfg or ReviewConfig()

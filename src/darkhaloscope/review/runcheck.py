@@ -65,11 +65,12 @@ def shortcut_probes(best: Path, data: str, split: str, rows: int, device, s3=Non
     """Core-masked AUROC and the image-statistics baseline of the best checkpoint on `rows` stamps of `split`."""
     import torch
 
-    from darkhaloscope.evaluate.baselines import image_statistics, logistic_baseline
+    from darkhaloscope.evaluate.baselines import logistic_baseline
+    from darkhaloscope.score.imagestats import image_statistics
     from darkhaloscope.evaluate.probes import mask_core
-    from darkhaloscope.evaluate.score import infer
+    from darkhaloscope.score.infer import infer
     from darkhaloscope.train.data import iter_batches as batches
-    from darkhaloscope.train.checkpoint import load_for_inference
+    from darkhaloscope.runtime.loading import load_for_inference
 
     model, pre, _ = load_for_inference(best, device, s3)
     parts = list(batches(data, split, 256, s3=s3, shuffle=False, max_rows=rows))

@@ -252,7 +252,7 @@ def local_files(root: str, uri: str) -> list[pafs.FileInfo]:
     """Every file below local folder `root` without following symlinks: a link either leaves the tier
     (never read), loops inside it, or is a second name for a file or folder that is listed under its own
     name anyway (counted twice). The links skipped are said once on stderr. Tiers and cutout folders
-    (`evaluate.sources.CutoutFolderSource`) are both listed with it."""
+    (`score.sources.CutoutFolderSource`) are both listed with it."""
     out: list[pafs.FileInfo] = []
     links: list[str] = []
     stack = [root]

@@ -18,7 +18,7 @@ import time
 import torch
 
 from darkhaloscope.models import count_params, create_model, forward_flops
-from darkhaloscope.train.distributed import resolve_device
+from darkhaloscope.runtime.distributed import resolve_device
 from darkhaloscope.models.preprocess import PreprocessConfig, prepare_batch
 from darkhaloscope.train.step import (make_optimizer, make_scheduler, predict_logits, resolve_precision,
                                       train_step)

@@ -34,7 +34,7 @@ from darkhaloscope.stamps.fs import S3Options
 from darkhaloscope.stamps.schema import BANDS, check_model_inputs
 from darkhaloscope.stamps.tier import open_tier
 from darkhaloscope.train import checkpoint as ckp
-from darkhaloscope.train import distributed as dd
+from darkhaloscope.runtime import distributed as dd
 from darkhaloscope.train import guards
 from darkhaloscope.train.config import TrainConfig
 from darkhaloscope.train.data import StampStream, make_loader

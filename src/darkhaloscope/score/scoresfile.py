@@ -3,7 +3,7 @@
 Columns: `score` (probability of "lens", float: sigmoid of the logit), `score_calibrated` (sigmoid(logit / T)
 with the temperature T fitted on the validation split by `dhs train`; absent when the checkpoint has none),
 `logit` (float), `logit_calibrated` (logit / T), for a committee `logit_m0`, `logit_m1`, ... and
-`logit_spread` (evaluate.committee), `label` (int8, 1 lens/injection,
+`logit_spread` (score.committee), `label` (int8, 1 lens/injection,
 0 control, null when unknown), `row_id` ("relpath:row" or the tier's stamp_id), `region_split`, then
 every metadata column of the tier (ids, injection metadata, observing conditions) and `img_*` image
 statistics computed while scoring (used by the image-statistics baseline). The parquet key-value
@@ -24,13 +24,13 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from darkhaloscope.errors import DataError, MissingInputError, UsageError
-from darkhaloscope.stamps.schema import (CONFUSER_COLUMN, CONFUSER_VARIANT_COLUMN, ID_COLUMNS, LABEL_COLUMN, SPLIT_COLUMN,
-                                         is_forbidden_input)
+from darkhaloscope.stamps.schema import (CONFUSER_COLUMN, CONFUSER_VARIANT_COLUMN, ID_COLUMNS, LABEL_COLUMN,
+                                         SPLIT_COLUMN, is_forbidden_input)
 
 SCORE_COLUMN = "score"  # probability in [0, 1]: sigmoid(logit)
 CALIBRATED_COLUMN = "score_calibrated"  # sigmoid(logit / T), T fitted on val by `dhs train` (when the checkpoint has it)
 CALIBRATED_LOGIT_COLUMN = "logit_calibrated"  # logit / T
-MEMBER_PREFIX = "logit_m"  # committee scores: logit_m0, logit_m1, ... one per member (evaluate.committee)
+MEMBER_PREFIX = "logit_m"  # committee scores: logit_m0, logit_m1, ... one per member (score.committee)
 SPREAD_COLUMN = "logit_spread"  # committee scores: standard deviation of the member logits
 LOGIT_COLUMN = "logit"
 ROW_ID_COLUMN = "row_id"

@@ -11,8 +11,8 @@ import pytest
 import pyarrow.parquet as pq
 
 from darkhaloscope.cli import main
-from darkhaloscope.evaluate.committee import rank_fractions
-from darkhaloscope.evaluate.scoresfile import read_provenance
+from darkhaloscope.score.committee import rank_fractions
+from darkhaloscope.score.scoresfile import read_provenance
 
 
 def _torchrun_score(out, *args):

@@ -12,7 +12,7 @@ import faketimm
 from darkhaloscope.cli import main
 from darkhaloscope.models.preprocess import prepare_batch
 from darkhaloscope.stamps.codec import decode_batch
-from darkhaloscope.train.checkpoint import load_checkpoint, load_for_inference
+from darkhaloscope.runtime.loading import load_checkpoint, load_for_inference
 
 
 def test_timm_checkpoint_scored_with_the_same_net(demo, tmp_path, monkeypatch, capsys):

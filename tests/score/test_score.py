@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from darkhaloscope.cli import main
-from darkhaloscope.evaluate.scoresfile import METADATA_KEY
+from darkhaloscope.score.scoresfile import METADATA_KEY
 from darkhaloscope.stamps.tier import open_tier
 
 
@@ -37,7 +37,7 @@ def test_scores_file_has_every_row_id_and_metadata(demo):
 
 def test_scores_use_the_training_preprocessing(demo):
     from darkhaloscope.stamps.batch import decode_tier_batch
-    from darkhaloscope.train.checkpoint import load_for_inference
+    from darkhaloscope.runtime.loading import load_for_inference
     from darkhaloscope.models.preprocess import prepare_batch
 
     model, pre, _ = load_for_inference(demo["checkpoint"])

@@ -1,4 +1,4 @@
-"""The cutout-folder reader behind `dhs score --data FOLDER` (evaluate.sources.CutoutFolderSource): listed as
+"""The cutout-folder reader behind `dhs score --data FOLDER` (score.sources.CutoutFolderSource): listed as
 tiers are, without following symlinks; `fetch` reads only the files it lists."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 from tierfactory import fake_stamp
 
 from darkhaloscope.errors import DataError
-from darkhaloscope.evaluate.sources import CutoutFolderSource
+from darkhaloscope.score.sources import CutoutFolderSource
 from darkhaloscope.stamps.codec import encode_stamp
 
 

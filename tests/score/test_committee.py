@@ -12,7 +12,7 @@ import torch
 from darkhaloscope.cli import main
 from darkhaloscope.common.calibration import sigmoid
 from darkhaloscope.errors import UsageError
-from darkhaloscope.evaluate.committee import Member, check_compatible, committee_columns, rank_fractions
+from darkhaloscope.score.committee import Member, check_compatible, committee_columns, rank_fractions
 from darkhaloscope.evaluate.committee_report import paired_bootstrap
 from darkhaloscope.models import create_model
 from darkhaloscope.stamps.normalise import PreprocessConfig

@@ -30,9 +30,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from darkhaloscope.errors import UsageError
-from darkhaloscope.evaluate.scoresfile import (CALIBRATED_COLUMN, CALIBRATED_LOGIT_COLUMN, LOGIT_COLUMN,
-                                              MEMBER_PREFIX, SCORE_COLUMN, SPREAD_COLUMN, is_member_column,
-                                              read_provenance)
+from darkhaloscope.score.scoresfile import (CALIBRATED_COLUMN, CALIBRATED_LOGIT_COLUMN, LOGIT_COLUMN, MEMBER_PREFIX,
+                                            SCORE_COLUMN, SPREAD_COLUMN, is_member_column, read_provenance)
 
 COMBINE = ("logit", "rank")  # how member outputs become the committee's
 
@@ -60,7 +59,7 @@ class Member:
         return float(self.meta["config"].get("confuser_weight", 1.0))
 
     def describe(self) -> dict:
-        from darkhaloscope.evaluate.score import weights_epoch
+        from darkhaloscope.score.writer import weights_epoch
 
         return {"checkpoint": self.checkpoint, "model": self.meta.get("model"), "epoch": weights_epoch(self.meta),
                 "seed": self.meta["config"].get("seed"), "temperature": self.temperature, "bands": self.bands,
@@ -103,7 +102,7 @@ def check_compatible(members: list[Member]) -> str | None:
 
 def load_members(checkpoints: list[str], device, s3=None) -> tuple[list[Member], str | None]:
     """(members, note of `check_compatible` or None); mismatched members refused."""
-    from darkhaloscope.train.checkpoint import load_for_inference
+    from darkhaloscope.runtime.loading import load_for_inference
 
     if len(set(map(str, checkpoints))) != len(checkpoints):
         raise UsageError(f"the same checkpoint is given twice among {', '.join(map(str, checkpoints))}")
@@ -134,7 +133,7 @@ def rank_fractions(z: np.ndarray) -> np.ndarray:
 
 def apply_rank_average(path: Path) -> None:
     """Rewrite scores file `path` (atomically) with score = mean member rank fraction, logit = its logit."""
-    from darkhaloscope.evaluate.score import write_scores
+    from darkhaloscope.score.writer import write_scores
 
     pf = pq.ParquetFile(path)
     names = [c for c in pf.schema_arrow.names if is_member_column(c)]

@@ -21,9 +21,9 @@ from darkhaloscope.errors import DataError, StampDecodeError
 from darkhaloscope.stamps.batch import decode_tier_batch, labels_of
 from darkhaloscope.stamps.codec import decode_batch, npz_scalar
 from darkhaloscope.stamps.fs import S3Options, is_s3
-from darkhaloscope.stamps.schema import (CTRL_STAMP_COLUMN, NPZ_GRADE_KEY, PACKED_STAMP_COLUMN, STAMP_COLUMN,
-                                          STAMP_SIZE, SPLIT_COLUMN)
 from darkhaloscope.stamps.pack import check_packed_complete
+from darkhaloscope.stamps.schema import (CTRL_STAMP_COLUMN, NPZ_GRADE_KEY, PACKED_STAMP_COLUMN, SPLIT_COLUMN,
+                                         STAMP_COLUMN, STAMP_SIZE)
 from darkhaloscope.stamps.tier import Tier, cutout_files, is_local_tier, open_tier
 
 STAMP_COLUMNS = (STAMP_COLUMN, CTRL_STAMP_COLUMN, PACKED_STAMP_COLUMN)

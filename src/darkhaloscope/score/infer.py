@@ -11,7 +11,6 @@ Exercise: `dhs score --checkpoint CKPT --data DATA --out scores.parquet`; `dhs b
 
 from __future__ import annotations
 
-import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -20,19 +19,20 @@ from typing import Iterator
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 import torch
 
 from darkhaloscope.common.calibration import sigmoid
 from darkhaloscope.errors import DataError, UsageError
-from darkhaloscope.evaluate.baselines import image_statistics
-from darkhaloscope.evaluate.config import ScoreConfig
-from darkhaloscope.evaluate.scoresfile import (CALIBRATED_COLUMN, CALIBRATED_LOGIT_COLUMN, LOGIT_COLUMN,
-                                              METADATA_KEY, ROW_ID_COLUMN, SCORE_COLUMN, read_provenance)
-from darkhaloscope.evaluate.sources import SourceBatch, open_source
-from darkhaloscope.fileio import atomic_path, clean_temps
+from darkhaloscope.fileio import clean_temps
+from darkhaloscope.score.config import ScoreConfig
+from darkhaloscope.score.imagestats import image_statistics
+from darkhaloscope.score.scoresfile import (CALIBRATED_COLUMN, CALIBRATED_LOGIT_COLUMN, LOGIT_COLUMN, ROW_ID_COLUMN,
+                                            SCORE_COLUMN)
+from darkhaloscope.score.sources import SourceBatch, open_source
+from darkhaloscope.score.writer import merge_parts, weights_epoch, write_scores
 from darkhaloscope.stamps.fs import S3Options
 from darkhaloscope.stamps.schema import LABEL_COLUMN
+
 
 @dataclass
 class ScoreSummary:
@@ -164,69 +164,14 @@ def batch_table(b: SourceBatch, logits: np.ndarray, stats: bool, calibrated: np.
     return pa.table(cols)
 
 
-def _conform(t: pa.Table, schema: pa.Schema, where: str) -> pa.Table:
-    """Reorder / cast `t` to `schema`: absent columns become nulls, extra columns are dropped."""
-    arrays = []
-    for field in schema:
-        if field.name in t.column_names:
-            try:
-                arrays.append(t[field.name].cast(field.type))
-            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-                raise DataError(f"{where}: column {field.name} is {t[field.name].type}, but {field.type} in the "
-                                "first file; make the tier's schema consistent") from None
-        else:
-            arrays.append(pa.nulls(t.num_rows, field.type))
-    return pa.Table.from_arrays(arrays, schema=schema)
-
-
-def write_scores(batches: Iterator[pa.Table], out: Path, provenance: dict) -> tuple[int, int]:
-    """Stream tables into one parquet file (atomic); returns (rows, rows with null score)."""
-    rows = failed = 0
-    writer = None
-    first_error = None  # (source_file, source_row, reason) of the first stamp that did not decode
-    with atomic_path(out) as tmp:
-        try:
-            for t in batches:
-                if writer is None:
-                    schema = t.schema.with_metadata({METADATA_KEY: json.dumps(provenance).encode()})
-                    writer = pq.ParquetWriter(tmp, schema, compression="zstd")
-                t = _conform(t, writer.schema, str(out))
-                writer.write_table(t)
-                rows += t.num_rows
-                failed += t[SCORE_COLUMN].null_count
-                if first_error is None and t[SCORE_COLUMN].null_count:
-                    i = t[SCORE_COLUMN].is_null().to_pylist().index(True)
-                    first_error = tuple(t[c][i].as_py() for c in ("source_file", "source_row", "decode_error"))
-            if writer is None:
-                raise DataError(f"no rows to score (empty data or shard); nothing written to {out}")
-            if failed == rows:  # nothing a user can use: refuse rather than write a file of empty scores
-                f, r, why = first_error
-                raise DataError(f"none of the {rows:,} stamps decoded ({f} row {r}: {why}); nothing written to {out}: "
-                                "every stamp needs the bands the model was trained on and finite pixels; "
-                                "`dhs audit DATA` lists the bad rows")
-        finally:
-            if writer is not None:
-                writer.close()
-    return rows, failed
-
-
-def weights_epoch(meta: dict) -> int | None:
-    """The epoch the checkpoint's weights were validated at, counted from 0 as in metrics.csv and the training
-    log (a checkpoint's own 'epoch' is the resume cursor: after epoch 7 it reads 8)."""
-    best = meta.get("best") or {}
-    if best.get("step") is not None and best.get("step") == meta.get("step"):
-        return best.get("epoch")
-    return meta.get("epoch")
-
-
 def score_data(checkpoint: str | list[str], data: str, out: str | Path, cfg: ScoreConfig, *,
                s3: S3Options | None = None, split: str | None = None, shard: tuple[int, int] = (0, 1),
                progress: bool = True, run: dict | None = None, combine: str = "logit") -> ScoreSummary:
     """Score every stamp of `data` with `checkpoint` (or a committee: a list of them, see
-    evaluate.committee) into `out` (see the module docstring)."""
+    score.committee) into `out` (see the module docstring)."""
     from darkhaloscope.common.progress import Progress
-    from darkhaloscope.evaluate import committee
-    from darkhaloscope.train import distributed
+    from darkhaloscope.runtime import distributed
+    from darkhaloscope.score import committee
 
     checkpoints = [checkpoint] if isinstance(checkpoint, (str, Path)) else list(checkpoint)
     if combine not in committee.COMBINE:
@@ -284,16 +229,3 @@ def score_data(checkpoint: str | list[str], data: str, out: str | Path, cfg: Sco
         return ScoreSummary(out, rows, failed, seconds, note, is_main=info.is_main)
     finally:
         distributed.teardown(info)
-
-
-def merge_parts(parts: list[Path], out: Path, shard: tuple[int, int]) -> None:
-    """Concatenate per-rank scores files into `out` (atomic) and remove the parts. `shard`: what the merged
-    file holds (the --shard asked for; each part recorded its own rank's share)."""
-    def tables():
-        for p in parts:
-            pf = pq.ParquetFile(p)
-            for i in range(pf.num_row_groups):
-                yield pf.read_row_group(i)
-    write_scores(tables(), out, read_provenance(pq.read_schema(parts[0])) | {"shard": list(shard)})
-    for p in parts:
-        p.unlink()

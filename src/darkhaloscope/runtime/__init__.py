@@ -1,0 +1,2 @@
+"""What training and inference share at run time: the device and torchrun set-up (`distributed`) and
+reading a checkpoint for inference (`loading`)."""
