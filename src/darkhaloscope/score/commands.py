@@ -42,7 +42,8 @@ def run_mine(args) -> int:
     from darkhaloscope.score.mining import mine_tier
 
     m = mine_tier(args.checkpoint, args.data, args.top, args.out, split=None if args.split == "all" else args.split,
-                  s3=s3_options_from_args(args), progress=not args.quiet, argv=getattr(args, "argv", None))
+                  s3=s3_options_from_args(args), progress=not args.quiet, argv=getattr(args, "argv", None),
+                  overwrite=args.overwrite)
     print(f"dhs mine: kept the {m['rows']:,} highest-scoring of {m['negatives_scored']:,} negatives (logit >= "
           f"{m['kth_logit']:.3g}) -> {args.out}; train with --mined={args.out}")
     return 0
@@ -70,6 +71,7 @@ def register(sub, bench_sub) -> None:
     m.add_argument("--top", type=int, required=True, help="negatives to keep (highest scores first)")
     m.add_argument("--out", required=True, help="tier folder to write (OUT/region_split=<split>/part-00000.parquet)")
     m.add_argument("--split", default="train", help="split mined (default train; 'all' for every row)")
+    m.add_argument("--overwrite", action="store_true", help="replace a previous `dhs mine` output in --out")
     m.add_argument("--quiet", action="store_true", help="no progress bar")
     add_s3_arguments(m)
     m.set_defaults(func=run_mine)

@@ -8,7 +8,8 @@ share the preprocessing (every `preprocess.*` key), the input bands (the band na
 records, in channel order) and the scalar inputs (`meta_columns`): otherwise one line names the members
 and the first mismatch (exit 2), since a committee of members that saw differently normalised stamps, or
 other bands, would average numbers that mean different things. A checkpoint written before band names
-were recorded is compared by what it has, the channel count of its first layer, and a note says so.
+were recorded is compared by what it has, the channel count of its first layer, and a note says so. Members
+holding identical weights (a byte copy of best.pt, best.pt and last.pt of one step) are refused naming both.
 
 Columns written beside the usual ones: `logit_m0`, `logit_m1`, ... (each member's logit, in the order of
 the --checkpoint flags) and `logit_spread` (standard deviation of the member logits, the disagreement).
@@ -107,7 +108,37 @@ def load_members(checkpoints: list[str], device, s3=None) -> tuple[list[Member],
     if len(set(map(str, checkpoints))) != len(checkpoints):
         raise UsageError(f"the same checkpoint is given twice among {', '.join(map(str, checkpoints))}")
     members = [Member(str(c), *load_for_inference(c, device, s3)) for c in checkpoints]
-    return members, check_compatible(members) if len(members) > 1 else None
+    if len(members) == 1:
+        return members, None
+    note = check_compatible(members)
+    check_distinct(members)
+    return members, note
+
+
+def weights_digest(model) -> str:
+    """sha256 of a model's weights (every state-dict tensor's name, dtype, shape and bytes, in order)."""
+    import hashlib
+
+    import torch
+
+    h = hashlib.sha256()
+    for name, t in model.state_dict().items():
+        a = t.detach().cpu().contiguous().reshape(-1)
+        h.update(f"{name}|{a.dtype}|{tuple(t.shape)}|".encode())
+        h.update(a.view(torch.uint8).numpy().tobytes() if a.numel() else b"")
+    return h.hexdigest()
+
+
+def check_distinct(members: list[Member]) -> None:
+    """UsageError naming two members with identical weights (a byte copy of best.pt, or best.pt and last.pt
+    saved at one step): their average is one model, and logit_spread 0 would read as full agreement."""
+    seen: dict[str, str] = {}
+    for m in members:
+        d = weights_digest(m.model)
+        if d in seen:
+            raise UsageError(f"committee members {seen[d]} and {m.checkpoint} hold identical weights (the same "
+                             "model twice); give checkpoints of different runs or steps")
+        seen[d] = m.checkpoint
 
 
 def committee_columns(member_logits: np.ndarray, temperatures: list[float | None]) -> dict[str, np.ndarray]:

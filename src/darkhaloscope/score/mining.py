@@ -10,6 +10,9 @@ those rows, stamps and all, into `OUT/region_split=<split>/part-00000.parquet` w
 `mined_logit`, `mined_rank`; `is_control` is 1. Their `stamp_id` is kept as `mined_stamp_id`, so the rows get
 ids of their own in training (they may repeat rows of the training tier). The scores of every negative stay
 in `OUT/_mined_scores.parquet`; `OUT/manifest.json` records the checkpoint, data, K and the score of the K-th.
+Refused before any work (exit 2): a split that is not a plain folder name (`--split ../../X` never reaches a
+path), an OUT that is the input tier, inside it or holding it, and an OUT already holding files (unless
+`--overwrite`, which replaces only what a previous `dhs mine` wrote there).
 """
 
 from __future__ import annotations
@@ -23,11 +26,50 @@ import pyarrow.parquet as pq
 
 from darkhaloscope.errors import DataError, UsageError
 from darkhaloscope.fileio import atomic_path, atomic_write_text
-from darkhaloscope.stamps.schema import LABEL_SOURCE_COLUMN, SPLIT_COLUMN
+from darkhaloscope.stamps.schema import LABEL_SOURCE_COLUMN, SPLIT_COLUMN, check_split_name
+
+SCORES_NAME, MANIFEST_NAME, PART_NAME = "_mined_scores.parquet", "manifest.json", "part-00000.parquet"
+
+
+def check_mine_destination(data: str, out: str, split: str | None, overwrite: bool) -> Path:
+    """Refuse (UsageError) a split that is not a plain folder name, an OUT overlapping the input tier, and an
+    OUT holding files without `overwrite`; with it, remove the files a previous `dhs mine` wrote (only those)."""
+    from darkhaloscope.stamps.fs import is_s3
+
+    if split is not None:
+        try:
+            check_split_name(split, "--split")
+        except DataError as e:
+            raise UsageError(str(e).replace("; fix the tier or drop the row", "; give a split of the tier")) from None
+    if is_s3(out):
+        raise UsageError(f"--out {out}: dhs mine writes a local folder; mine locally, then copy the folder up")
+    root = Path(out)
+    if not is_s3(data):
+        src, dst = Path(data).resolve(), root.resolve()
+        if dst == src or src in dst.parents or dst in src.parents:
+            raise UsageError(f"--out {out} is the input tier {data}, inside it or holds it: mining would replace "
+                             "the rows it reads; choose another --out")
+    if root.exists() and not root.is_dir():
+        raise UsageError(f"--out {out} is a file; give a folder for the mined tier")
+    present = sorted(p.name for p in root.iterdir()) if root.is_dir() else []
+    if present and not overwrite:
+        raise UsageError(f"--out {out} already holds {', '.join(present[:4])}{' ...' if len(present) > 4 else ''}; "
+                         "pass --overwrite to replace a previous `dhs mine` output (or choose another --out)")
+    if present:
+        ours = [root / SCORES_NAME, root / MANIFEST_NAME, *root.glob(f"{SPLIT_COLUMN}=*/{PART_NAME}")]
+        other = [p for p in root.rglob("*") if p.is_file() and p not in ours]
+        if other:
+            raise UsageError(f"--out {out} holds {other[0].relative_to(root)}, which `dhs mine` did not write; "
+                             "--overwrite replaces only a previous mine output: choose another --out")
+        for p in ours:
+            p.unlink(missing_ok=True)
+        for d in root.glob(f"{SPLIT_COLUMN}=*"):
+            d.rmdir()
+    return root
 
 
 def mine_tier(checkpoint: str, data: str, top: int, out: str, *, split: str | None = "train", s3=None,
-              progress: bool = False, argv: list[str] | None = None) -> dict:
+              progress: bool = False, argv: list[str] | None = None, overwrite: bool = False) -> dict:
     from darkhaloscope.config import load_config, run_info
     from darkhaloscope.score.config import ScoreConfig
     from darkhaloscope.score.infer import score_data
@@ -35,9 +77,9 @@ def mine_tier(checkpoint: str, data: str, top: int, out: str, *, split: str | No
 
     if top < 1:
         raise UsageError(f"--top {top}: must be >= 1")
+    root = check_mine_destination(data, out, split, overwrite)
     tier = open_tier(data, s3)  # DataError for a folder without parquet: mining copies tier rows
-    root = Path(out)
-    scores_path = root / "_mined_scores.parquet"
+    scores_path = root / SCORES_NAME
     cfg = load_config(ScoreConfig, None, {"cutout_ok_only": True})
     score_data(checkpoint, data, scores_path, cfg, s3=s3, split=split, progress=progress)
     t = pq.read_table(scores_path, columns=["logit", "score", "label", "source_file", "source_row"])
@@ -71,11 +113,11 @@ def mine_tier(checkpoint: str, data: str, top: int, out: str, *, split: str | No
         .append_column("mined_score", pa.array(np.asarray(t["score"].to_numpy(zero_copy_only=False), float)[pick])) \
         .append_column("mined_rank", pa.array(np.arange(len(pick), dtype=np.int32)))
     out_split = split or "train"
-    with atomic_path(root / f"region_split={out_split}" / "part-00000.parquet") as tmp:
+    with atomic_path(root / f"{SPLIT_COLUMN}={out_split}" / PART_NAME) as tmp:
         pq.write_table(table, tmp, row_group_size=256)
     info = run_info(argv)
     manifest = {"checkpoint": str(checkpoint), "data": data, "split": split, "top": top, "rows": len(pick),
                 "negatives_scored": int(len(neg)), "kth_logit": float(logit[pick[-1]]),
                 "scores": scores_path.name, "version": info["version"], "command": info["command"]}
-    atomic_write_text(root / "manifest.json", json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    atomic_write_text(root / MANIFEST_NAME, json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     return manifest

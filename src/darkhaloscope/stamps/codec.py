@@ -128,7 +128,7 @@ def _member_bytes(blob, info: tuple[int, int, int, int], name: str = "member", l
 
 def _npy_array(raw) -> np.ndarray:
     """A read-only view of the array stored in .npy bytes `raw` (header parsed once per distinct header)."""
-    if raw[:6] != _NPY_MAGIC:
+    if bytes(raw[:6]) != _NPY_MAGIC:  # bytes(): a view of any format compares by byte
         raise ValueError("member is not a .npy array")
     major = raw[6]
     if major == 1:
@@ -230,7 +230,9 @@ def blob_views(blobs) -> list:
         n = len(blobs)
         off_type = np.int64 if pa.types.is_large_binary(blobs.type) else np.int32
         offsets = np.frombuffer(offsets_buf, off_type, count=blobs.offset + n + 1)[blobs.offset:].tolist()
-        data = memoryview(data_buf) if data_buf is not None else memoryview(b"")
+        # Arrow's buffers are signed-char ('b') views: cast to bytes ('B'), or a stored member's magic
+        # b"\x93NUMPY" compares unequal to its own bytes (stored npz members were never decoded)
+        data = memoryview(data_buf).cast("B") if data_buf is not None else memoryview(b"")
         views = [data[offsets[i]:offsets[i + 1]] for i in range(n)]
         if blobs.null_count:
             for i in np.flatnonzero(blobs.is_null().to_numpy(zero_copy_only=False)):

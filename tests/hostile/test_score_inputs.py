@@ -1,0 +1,113 @@
+"""Hostile input on the inference side (issue #26): `dhs mine` paths (items 1, 2), image readers' decoded-size
+bounds and bad FITS rows (4, 8), stored npz members (6), duplicated known lenses (13), committees of identical
+members (14) and control bytes from data in reports and terminal lines (16)."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from hostilehelpers import dhs, files_under, flat_tier, rewrite_column
+
+
+def _digest(root):
+    return {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in files_under(root)}
+
+
+def test_mine_split_with_dots_is_refused(tmp_path, capsys, checkpoint):
+    src = flat_tier(tmp_path / "in")
+    rewrite_column(src, "region_split", lambda v, rel: ["../../../ESCAPED" if s == "train" else s for s in v])
+    before = files_under(tmp_path)
+    rc, _, err = dhs(capsys, "mine", "--checkpoint", checkpoint, "--data", src, "--top", "3",
+                     "--out", tmp_path / "a" / "b" / "OUT", "--split", "../../../ESCAPED", "--quiet")
+    assert rc == 2 and "'../../../ESCAPED' is not a plain split name" in err
+    assert files_under(tmp_path) == before and not list(tmp_path.rglob("ESCAPED"))
+
+
+@pytest.mark.parametrize("where", ["same", "inside", "holding"])
+def test_mine_out_overlapping_the_input_is_refused(tmp_path, capsys, checkpoint, tier, where):
+    out = {"same": tier, "inside": tier / "region_split=train", "holding": tier.parent}[where]
+    before = _digest(tier)
+    rc, _, err = dhs(capsys, "mine", "--checkpoint", checkpoint, "--data", tier, "--top", "3", "--out", out, "--quiet")
+    assert rc == 2 and "is the input tier" in err
+    assert _digest(tier) == before
+
+
+def test_mine_existing_out_needs_overwrite(tmp_path, capsys, checkpoint, tier):
+    out = tmp_path / "mined"
+    rc, _, _ = dhs(capsys, "mine", "--checkpoint", checkpoint, "--data", tier, "--top", "3", "--out", out, "--quiet")
+    assert rc == 0
+    before = _digest(out)
+    rc, _, err = dhs(capsys, "mine", "--checkpoint", checkpoint, "--data", tier, "--top", "2", "--out", out, "--quiet")
+    assert rc == 2 and "already holds" in err and "--overwrite" in err and _digest(out) == before
+    rc, _, _ = dhs(capsys, "mine", "--checkpoint", checkpoint, "--data", tier, "--top", "2", "--out", out, "--quiet",
+                   "--overwrite")
+    assert rc == 0
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine\n")
+    rc, _, err = dhs(capsys, "mine", "--checkpoint", checkpoint, "--data", tier, "--top", "2", "--out", other,
+                     "--quiet", "--overwrite")
+    assert rc == 2 and "did not write" in err and (other / "notes.txt").read_text() == "mine\n"
+
+
+@pytest.mark.parametrize("how", ["byte copy", "last.pt of the same step"])
+def test_committee_of_identical_members_is_refused(tmp_path, capsys, checkpoint, tier, how):
+    import shutil
+
+    import torch
+
+    from darkhaloscope.train.checkpoint import load_checkpoint, save_checkpoint
+
+    twin = checkpoint.parent / "last.pt"
+    if how == "byte copy":
+        shutil.copyfile(checkpoint, tmp_path / "copy.pt")
+        twin = tmp_path / "copy.pt"
+    else:  # another file, other metadata, the same weights
+        ck = load_checkpoint(checkpoint)
+        ck["epoch"], ck["step"] = 1, 7
+        save_checkpoint({k: v for k, v in ck.items() if k not in ("format", "version")}, twin)
+    rc, _, err = dhs(capsys, "score", "--checkpoint", checkpoint, "--checkpoint", twin, "--data", tier,
+                     "--out", tmp_path / "s.parquet", "--quiet")
+    assert rc == 2 and "identical weights" in err and str(checkpoint) in err and str(twin) in err
+    assert not (tmp_path / "s.parquet").exists()
+    ck = load_checkpoint(checkpoint)  # one weight changed: a committee again
+    with torch.no_grad():
+        next(iter(ck["model"].values())).view(-1)[0] += 1.0
+    save_checkpoint({k: v for k, v in ck.items() if k not in ("format", "version")}, tmp_path / "other.pt")
+    rc, _, _ = dhs(capsys, "score", "--checkpoint", checkpoint, "--checkpoint", tmp_path / "other.pt", "--data",
+                   tier, "--out", tmp_path / "s.parquet", "--quiet")
+    assert rc == 0
+
+
+def _scores(path):
+    import pyarrow.parquet as pq
+
+    return pq.read_table(path).to_pandas()
+
+
+def test_stored_npz_members_decode(tmp_path, capsys, checkpoint, tier):
+    """`np.savez` files (stored members) in a cutout folder, and a tier of stored stamps as `dhs cutouts
+    --compress=false` writes: every row decodes in score (they failed with 'member is not a .npy array')."""
+    import numpy as np
+    import pyarrow as pa
+
+    from darkhaloscope.stamps.codec import decode_batch, encode_stamp
+
+    def stored(values, rel):
+        imgs = decode_batch(pa.array(values, pa.binary())).images
+        return pa.array([encode_stamp(im, compress=False) for im in imgs], pa.binary())
+
+    rewrite_column(tier, "stamp_npz", stored)
+    rc, out, _ = dhs(capsys, "score", "--checkpoint", checkpoint, "--data", tier, "--out", tmp_path / "t.parquet",
+                     "--quiet")
+    assert rc == 0 and "(0 failed to decode" in out and _scores(tmp_path / "t.parquet")["score"].notna().all()
+    folder = tmp_path / "cutouts"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    np.savez(folder / "dr10.npz", cutout=rng.normal(0, 0.01, (101, 101, 3)).astype(np.float32))
+    np.savez(folder / "bands.npz", **{f"image_{b}": rng.normal(0, 0.01, (64, 64)) for b in "grz"})
+    rc, out, _ = dhs(capsys, "score", "--checkpoint", checkpoint, "--data", folder, "--out", tmp_path / "c.parquet",
+                     "--quiet")
+    assert rc == 0 and "scored 2 stamps" in out and "(0 failed to decode" in out
