@@ -111,9 +111,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def _fail(e: DHSError) -> int:
     """One `error:` line, credentials redacted, and the error's exit code."""
+    from darkhaloscope.common.report.render import printable
     from darkhaloscope.redaction import redact
 
-    print(f"error: {redact(' '.join(str(e).split()))}", file=sys.stderr)
+    print(f"error: {printable(redact(' '.join(str(e).split())))}", file=sys.stderr)  # data strings: no ESC
     return e.exit_code
 
 

@@ -111,3 +111,28 @@ def test_stored_npz_members_decode(tmp_path, capsys, checkpoint, tier):
     rc, out, _ = dhs(capsys, "score", "--checkpoint", checkpoint, "--data", folder, "--out", tmp_path / "c.parquet",
                      "--quiet")
     assert rc == 0 and "scored 2 stamps" in out and "(0 failed to decode" in out
+
+
+def test_control_bytes_from_data_never_reach_reports_or_terminal(tmp_path, capsys, checkpoint):
+    """An id and a grade holding ESC sequences (`cat` of a report would run them): shown as `\\x1b` text in
+    candidates.md / .html / .json, the evaluate headline and error lines."""
+    import numpy as np
+
+    folder = tmp_path / "cutouts"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for name, grade in (("\x1b[31mred\x1b]0;title\x07", "\x1b[2JA"), ("plain", "B")):
+        np.savez_compressed(folder / f"{name}.npz", cutout=rng.normal(0, 0.01, (101, 101, 3)).astype(np.float32),
+                            meta_tier=np.array(grade))
+    scores = tmp_path / "s.parquet"
+    assert dhs(capsys, "score", "--checkpoint", checkpoint, "--data", folder, "--out", scores, "--quiet")[0] == 0
+    rc, out, err = dhs(capsys, "candidates", scores, "--data", folder, "--out", tmp_path / "c", "--top", "5")
+    assert rc == 0 and "\x1b" not in out + err
+    for ext in ("md", "html", "json"):
+        text = (tmp_path / "c" / f"candidates.{ext}").read_text()
+        assert "\x1b" not in text and "\x07" not in text, ext
+        assert ("\\u001b" if ext == "json" else "x1b") in text, ext  # shown, as text
+    src = flat_tier(tmp_path / "tier")
+    rewrite_column(src, "region_split", lambda v, rel: ["\x1b[31mX" if s == "val" else s for s in v])
+    rc, out, err = dhs(capsys, "pack", src, tmp_path / "packed")
+    assert rc == 1 and "\x1b" not in err and "\\x1b[31mX" in err

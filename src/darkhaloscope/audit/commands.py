@@ -14,6 +14,7 @@ import json
 import time
 from pathlib import Path
 
+from darkhaloscope.common.report.render import printable
 from darkhaloscope.audit.config import AuditConfig
 from darkhaloscope.config import run_info
 from darkhaloscope.configargs import add_config_arguments, config_from_args, given_argv
@@ -64,7 +65,7 @@ def run_audit_command(args) -> int:
     if args.markdown:
         atomic_write_text(args.markdown, report.to_markdown(Path(args.markdown).parent))
     if args.quiet:
-        print(report.headline())
+        print(printable(report.headline(), keep="\n"))
     else:
         report.render()
     return report.exit_code

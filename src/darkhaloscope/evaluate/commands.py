@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+from darkhaloscope.common.report.render import printable
 from darkhaloscope.config import run_info, save_config
 from darkhaloscope.configargs import add_config_arguments, config_from_args
 from darkhaloscope.errors import UsageError
@@ -29,9 +30,9 @@ def run_evaluate(args, cfg: EvaluateConfig | None = None) -> int:
                                 checkpoint=args.checkpoint, s3=s3_options_from_args(args),
                                 known_lenses=getattr(args, "known_lenses", None),
                                 before_mining=getattr(args, "before_mining", None),
-                                run=run_info(getattr(args, "argv", None)), log=lambda m: print(m, file=sys.stderr))
+                                run=run_info(getattr(args, "argv", None)), log=lambda m: print(printable(m, keep="\n"), file=sys.stderr))
     save_config(cfg, out / "evaluate_config.yaml")
-    print("\n".join(ev.headline + [f"WARNING: {w}" for w in ev.warnings]))
+    print(printable("\n".join(ev.headline + [f"WARNING: {w}" for w in ev.warnings]), keep="\n"))  # data: no ESC
     print(f"wrote {paths['md']}, {paths['html']}, {paths['json']} in {time.perf_counter() - t0:.1f} s")
     return 0
 

@@ -36,6 +36,7 @@ def cmd_add(args) -> int:
 
 
 def cmd_progress(args) -> int:
+    from darkhaloscope.common.report.render import printable
     from darkhaloscope.grade.store import open_store
 
     with open_store(args.db, create=False) as store:
@@ -43,5 +44,5 @@ def cmd_progress(args) -> int:
     total = prog.pop("total")
     print(f"{total:,} candidate(s)")
     for grader, n in prog.items():
-        print(f"  {grader:<20} {n:>7,} graded ({100 * n / total if total else 0:.1f}%)")
+        print(f"  {printable(grader):<20} {n:>7,} graded ({100 * n / total if total else 0:.1f}%)")
     return 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from darkhaloscope.common.report.render import printable
 from darkhaloscope.configargs import add_config_arguments, config_from_args, list_presets
 from darkhaloscope.errors import MissingInputError, UsageError
 from darkhaloscope.review.config import ReviewConfig
@@ -73,10 +74,10 @@ def cmd_review(args) -> int:
     if not str(args.out).endswith(".md"):
         raise UsageError(f"--out {args.out}: name a Markdown file, e.g. review.md (review.json is written beside it)")
     console = Console(stderr=True)
-    tcfg, rcfg = _train_config(args, say=lambda m: console.print(m, style="dim", markup=False)), _review_config(args)
+    tcfg, rcfg = _train_config(args, say=lambda m: console.print(printable(m, keep="\n"), style="dim", markup=False)), _review_config(args)
     argv = getattr(args, "argv", None) or sys.argv[1:]
     rv = run_review(args.data, args.run, tcfg, rcfg, s3=s3_options_from_args(args), out=args.out,
-                    info=run_info(argv), say=lambda m: console.print(m, style="dim", markup=False))
+                    info=run_info(argv), say=lambda m: console.print(printable(m, keep="\n"), style="dim", markup=False))
     rv.render(Console())
     print(f"wrote {args.out} and {Path(args.out).with_suffix('.json')}")
     return rv.exit_code

@@ -13,7 +13,7 @@ This package sits below every layer that writes a report (it imports only fileio
 from darkhaloscope.common.report.format import fmt_duration, fmt_num, fmt_rate
 from darkhaloscope.common.report.model import (LEVELS, Bold, Bullets, Code, Figure, Finding, Para, Report, Section,
                                         Table)
-from darkhaloscope.common.report.render import md_escape, to_html, to_markdown, write_report
+from darkhaloscope.common.report.render import md_escape, printable, to_html, to_markdown, write_report
 
 __all__ = ["LEVELS", "Bold", "Bullets", "Code", "Figure", "Finding", "Para", "Report", "Section", "Table",
-           "fmt_duration", "fmt_num", "fmt_rate", "md_escape", "to_html", "to_markdown", "write_report"]
+           "fmt_duration", "fmt_num", "fmt_rate", "md_escape", "printable", "to_html", "to_markdown", "write_report"]

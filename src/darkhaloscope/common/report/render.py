@@ -2,7 +2,9 @@
 
     write_report(rep, out_dir, "review")  # review.md, review.html, review.json (each written atomically)
 
-Markdown: every string is escaped (`md_escape`), so text from data stays text. HTML: built from the
+Markdown: every string is escaped (`md_escape`), so text from data stays text. Control characters from
+data (ESC of a terminal escape sequence, BEL, bidi overrides) are shown as `\x1b`-style text in every format
+(`printable`), so `cat report.md` never runs an escape sequence; JSON escapes them itself (`\u001b`). HTML: built from the
 model (never by parsing the Markdown) with every string `html.escape`d; a `Figure` is embedded as
 base64 only when it resolves to a PNG inside the report's own folder. JSON: `Report.data`, sanitised
 by `jsonio.json_safe` (NaN / inf -> null). Exercise: `dhs evaluate SCORES --out DIR`.
@@ -28,9 +30,23 @@ _MD_LINE_START = re.compile(r"^(\s*)(?:(>|[-+*=](?=\s|$)|#+(?=\s|$)|=+\s*$)|(\d+
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
+# C0 / C1 control characters and DEL, and the invisible bidi / direction controls (a "Trojan source" id)
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(text, keep: str = "") -> str:
+    """`text` with every control character (except those in `keep`, e.g. "\\n") written as visible text:
+    ESC -> `\\x1b`, U+202E -> `\\u202e`. For every place a data string is shown: reports and terminal lines."""
+    def shown(m: re.Match) -> str:
+        c = m.group(0)
+        return c if c in keep else (f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}")
+    return _CONTROL.sub(shown, str(text))
+
+
 def one_line(text) -> str:
-    """Any line break (\\n, \\r, \\u2028, form feed, ...) becomes a space: a data string is one line."""
-    return " ".join(str(text).splitlines())
+    """Any line break (\\n, \\r, \\u2028, form feed, ...) becomes a space: a data string is one line; other
+    control characters become visible text (`printable`)."""
+    return printable(" ".join(str(text).splitlines()))
 
 
 def md_escape(text) -> str:
@@ -129,7 +145,7 @@ def to_markdown(rep: Report, root: Path) -> str:
 
 # ---- HTML -----------------------------------------------------------------------------------------
 def _h(text) -> str:
-    return html.escape(str(text), quote=True)
+    return html.escape(printable(text, keep="\n\t"), quote=True)
 
 
 def _html_spans(p: Para) -> str:
