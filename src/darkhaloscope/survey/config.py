@@ -71,6 +71,8 @@ class CutoutConfig:
     backoff_s: float = 1.0  # first retry delay, s; doubles per attempt (with jitter); a Retry-After overrides
     backoff_max_s: float = 60.0  # longest single wait, s
     timeout_s: float = 30.0  # connect / read timeout per request, s
+    request_deadline_s: float = 120.0  # whole reply (headers + body) must arrive within this, s; else a timeout
+    max_reply_mb: float = 16.0  # a reply body larger than this (MiB) is refused unread, never cached (64x64x3: 50 KB)
     max_nan_frac: float = 0.02  # a band with more non-finite pixels is invalid (cutout_ok=0); fewer are set to 0
     rows_per_file: int = 500  # targets per tier file (region_split=<s>/part-<k>.parquet)
     compress: bool = True  # deflate stamp_npz (smaller tier, ~1 ms CPU more per cutout)
@@ -79,6 +81,8 @@ class CutoutConfig:
     def validate(self) -> None:
         if self.concurrency < 1:
             raise UsageError(f"--concurrency={self.concurrency}: must be >= 1")
+        if not (self.request_deadline_s > 0 and self.max_reply_mb > 0 and self.timeout_s > 0):
+            raise UsageError("timeout_s, request_deadline_s and max_reply_mb must be > 0 (bounds of every request)")
         if self.max_tries < 1 or self.rows_per_file < 1 or self.size < 8:
             raise UsageError("max_tries and rows_per_file must be >= 1, size >= 8")
         if not self.service_url.startswith(("http://", "https://")):

@@ -12,6 +12,10 @@ Faults, chosen per request by a seeded hash of (ra, dec, attempt): `faults` maps
 or `fault_for` maps the exact `ra` string of a request to a kind for every attempt, or for the first
 `fault_times` attempts only. Kinds: `429` (with Retry-After: 1), `500`, `slow` (waits `slow_s` first),
 `truncate` (drops the connection half-way through the body), `nan` (band g all NaN), `two_band` (a g,r cube).
+Hostile replies (issue #26): `404`; `huge` (a FITS header then `huge_bytes` of zeros, Content-Length given);
+`endless` (a chunked body that never ends); `drip` (the body one byte every `drip_s`, Content-Length given);
+and cubes whose header lies: `bscale_text` (BSCALE = 'abc'), `naxis_text` (NAXIS1 = 'abc'), `naxis_negative`
+(NAXIS1 = -64), `naxis_overflow` (axes whose product overflows int64), `naxis_huge` (3x30000x30000 claimed).
 """
 
 from __future__ import annotations
@@ -27,7 +31,12 @@ from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 
-FAULTS = ("429", "500", "slow", "truncate", "nan", "two_band")
+FAULTS = ("429", "500", "slow", "truncate", "nan", "two_band", "404", "huge", "endless", "drip", "bscale_text",
+          "naxis_text", "naxis_negative", "naxis_overflow", "naxis_huge")
+# header cards a hostile reply rewrites (key -> 70-character value field), per fault kind
+_LIES = {"bscale_text": {"BSCALE": "'abc'"}, "naxis_text": {"NAXIS1": "'abc'"}, "naxis_negative": {"NAXIS1": "-64"},
+         "naxis_overflow": {"NAXIS1": str(2 ** 62), "NAXIS2": str(2 ** 62)},
+         "naxis_huge": {"NAXIS1": "30000", "NAXIS2": "30000", "NAXIS3": "3"}}
 NOISE_NMGY = {"g": 0.0018, "r": 0.0030, "z": 0.0080}  # robust sky sigma of the shared DR10 cutouts
 
 
@@ -46,7 +55,7 @@ def _fits_bytes(cube: np.ndarray, bands: str) -> bytes:
 class FakeCutoutService:
     def __init__(self, cutout_dir: str | Path | None = None, faults: dict[str, float] | None = None,
                  fault_for: dict[str, str] | None = None, fault_times: int | None = None, slow_s: float = 0.3,
-                 seed: int = 0, latency_s: float = 0.0):
+                 seed: int = 0, latency_s: float = 0.0, huge_bytes: int = 64 << 20, drip_s: float = 0.2):
         self.images = []
         if cutout_dir is not None and Path(cutout_dir).is_dir():
             for p in sorted(Path(cutout_dir).glob("*.npz")):
@@ -60,6 +69,7 @@ class FakeCutoutService:
             raise ValueError(f"unknown fault kind(s) {unknown}; choose from {', '.join(FAULTS)}")
         self.fault_times = fault_times
         self.slow_s, self.seed, self.latency_s = slow_s, seed, latency_s
+        self.huge_bytes, self.drip_s = huge_bytes, drip_s
         self.requests: Counter = Counter()  # ra string -> requests served
         self.times: dict[str, list[float]] = {}  # ra string -> time.monotonic() of each request
         self.served: Counter = Counter()  # fault kind (or 'ok') -> count
@@ -134,8 +144,8 @@ class FakeCutoutService:
             self.served[kind or "ok"] += 1
         if self.latency_s:
             time.sleep(self.latency_s)
-        if kind in ("429", "500"):
-            body = b"busy" if kind == "429" else b"server error"
+        if kind in ("429", "500", "404"):
+            body = {"429": b"busy", "500": b"server error", "404": b"no such cutout"}[kind]
             h.send_response(int(kind))
             if kind == "429":
                 h.send_header("Retry-After", "1")
@@ -150,6 +160,10 @@ class FakeCutoutService:
         body = self.cube(ra, dec, size, bands)
         if kind == "nan":
             body = self._nan_band(body, size, len(bands))
+        if kind in _LIES:
+            body = self._lie(body, _LIES[kind])
+        if kind in ("huge", "endless", "drip"):
+            return self._hostile_body(h, kind, body)
         h.send_response(200)
         h.send_header("Content-Type", "application/fits")
         h.send_header("Content-Length", str(len(body)))
@@ -160,6 +174,50 @@ class FakeCutoutService:
             h.close_connection = True
             return
         h.wfile.write(body)
+
+    def _hostile_body(self, h: BaseHTTPRequestHandler, kind: str, body: bytes) -> None:
+        """Replies that never end, or end after far too many bytes or far too long (until the client hangs up)."""
+        h.close_connection = True
+        h.send_response(200)
+        h.send_header("Content-Type", "application/fits")
+        if kind == "endless":
+            h.send_header("Transfer-Encoding", "chunked")
+        else:
+            h.send_header("Content-Length", str(len(body) + self.huge_bytes if kind == "huge" else len(body)))
+        h.end_headers()
+        try:
+            if kind == "drip":
+                for i in range(len(body)):
+                    h.wfile.write(body[i:i + 1])
+                    h.wfile.flush()
+                    time.sleep(self.drip_s)
+            elif kind == "huge":
+                h.wfile.write(body)
+                zeros = bytes(1 << 20)
+                for start in range(0, self.huge_bytes, len(zeros)):
+                    h.wfile.write(zeros[: min(len(zeros), self.huge_bytes - start)])
+            else:
+                chunk = bytes(1 << 16)
+                while True:
+                    h.wfile.write(b"%x\r\n" % len(chunk) + chunk + b"\r\n")
+        except OSError:  # the client hung up: what a bounded client does
+            pass
+
+    @staticmethod
+    def _lie(body: bytes, cards: dict[str, str]) -> bytes:
+        """`body` with the header cards in `cards` rewritten (value field right-justified like FITS does)."""
+        out, todo = bytearray(body), dict(cards)
+        for i in range(0, 2880 * 4, 80):
+            key = out[i:i + 8].decode("ascii").strip()
+            if key in todo:
+                out[i + 10:i + 80] = todo.pop(key).rjust(20).ljust(70).encode("ascii")
+            elif key == "END":  # cards the header lacks go where END was (blank cards follow it in its block)
+                for k, (name, value) in enumerate(todo.items()):
+                    out[i + 80 * k:i + 80 * (k + 1)] = f"{name:<8}= {value:>20}".ljust(80).encode("ascii")
+                j = i + 80 * len(todo)
+                out[j:j + 80] = b"END".ljust(80)
+                break
+        return bytes(out)
 
     @staticmethod
     def _nan_band(body: bytes, size: int, planes: int) -> bytes:

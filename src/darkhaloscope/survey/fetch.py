@@ -8,6 +8,10 @@
   Retry-After (seconds or an HTTP date; else exponential backoff).
 - Retries with exponential backoff and jitter on 429, 5xx, timeouts, dropped connections and incomplete or
   non-FITS bodies, up to `max_tries`; other 4xx are permanent.
+- Every request is bounded (issue #26): a reply body over `max_reply_mb` is refused (by its Content-Length
+  unread, else once that many bytes arrived) and never cached; a reply not complete within
+  `request_deadline_s` (a server dripping bytes, an endless chunked body) is cut off as a timeout. So one
+  cutout costs at most max_tries x (timeout_s + request_deadline_s) plus the backoffs.
 - The cache holds one file per request, named by the SHA-256 of the URL, written as a temp file + rename (a
   killed run leaves whole files only); a FITS body and a permanent error are cached, a transient failure is
   not (a rerun tries again).
@@ -36,6 +40,15 @@ class FetchResult:
     reason: str  # '' on success, else why it failed
     from_cache: bool = False
     permanent: bool = False  # a failure that a retry would repeat (4xx other than 429)
+
+
+def _cut(sock, late: threading.Event) -> None:
+    """Shut a connection down from the deadline timer: the blocked read returns at once."""
+    late.set()
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
 
 
 class RateLimiter:
@@ -103,6 +116,8 @@ class CutoutClient:
         if err.is_file():
             return FetchResult(None, err.read_text(), True, True)
         try:
+            if path.stat().st_size > self.cfg.max_reply_mb * (1 << 20):
+                return None  # (not written by this client under this bound: refetch, bounded)
             body = path.read_bytes()
         except FileNotFoundError:
             return None
@@ -130,18 +145,36 @@ class CutoutClient:
         self._local.conn = None
 
     def _get_once(self, url: str) -> tuple[int, bytes | None, str, float | None]:
-        """(status, body, reason, retry_after); status 0 for a network failure."""
+        """(status, body, reason, retry_after); status 0 for a network failure, -1 for an unusable 200 reply,
+        -2 for a reply over `max_reply_mb` (final: a retry would get the same)."""
         conn, target = self._connection(url)
+        timer = None
         try:
+            if conn.sock is None:
+                conn.connect()  # bounded by timeout_s; the deadline below covers everything after it
+            late = threading.Event()
+            timer = threading.Timer(self.cfg.request_deadline_s, _cut, (conn.sock, late))
+            timer.daemon = True
+            timer.start()
             conn.request("GET", target, headers={"User-Agent": self.cfg.user_agent, "Accept": "application/fits"})
             resp = conn.getresponse()
-            body = resp.read()
-            if resp.will_close:
+            body = self._read_bounded(resp)
+            if body is None or resp.will_close or late.is_set():
                 self._drop_connection()
+            if late.is_set():
+                raise TimeoutError
+            if body is None:
+                return -2, None, f"reply larger than max_reply_mb={self.cfg.max_reply_mb:g} MiB (not read further)", None
         except (OSError, http.client.HTTPException) as e:
             self._drop_connection()
+            if timer is not None and late.is_set():
+                return 0, None, f"timed out: no whole reply within request_deadline_s=" \
+                    f"{self.cfg.request_deadline_s:g} s", None  # the service answers: not 'unreachable'
             what = "timed out" if isinstance(e, (socket.timeout, TimeoutError)) else f"{type(e).__name__}: {e}"
             return 0, None, f"network error ({what})".splitlines()[0], None
+        finally:
+            if timer is not None:
+                timer.cancel()
         if resp.status == 200:
             try:
                 read_fits_image(body)
@@ -151,6 +184,26 @@ class CutoutClient:
         phrase = "".join(ch for ch in str(resp.reason)[:80] if ch.isprintable())  # the server's text: data
         return resp.status, None, f"HTTP {resp.status} {phrase}".strip(), \
             retry_after_seconds(resp.getheader("Retry-After"))
+
+    def _read_bounded(self, resp: http.client.HTTPResponse) -> bytes | None:
+        """The body, or None once it is known to exceed max_reply_mb (Content-Length, or bytes received)."""
+        limit = int(self.cfg.max_reply_mb * (1 << 20))
+        length = resp.getheader("Content-Length")
+        if length is not None and length.strip().isdigit() and int(length) > limit:
+            return None
+        parts, got = [], 0
+        while resp.length != 0:  # (None: chunked or until the server closes)
+            part = resp.read1(1 << 16)  # returns what one read brings: a drip cannot hold the loop
+            if not part:
+                if resp.length:  # Content-Length not reached: the connection ended early
+                    raise http.client.IncompleteRead(b"".join(parts), resp.length)
+                break
+            got += len(part)
+            if got > limit:
+                return None
+            parts.append(part)
+        resp.close()  # as read() does: the keep-alive connection is ready for the next request
+        return b"".join(parts)
 
     def fetch(self, url: str, max_tries: int | None = None) -> FetchResult:
         path = self.cache_path(url)
@@ -169,6 +222,8 @@ class CutoutClient:
                 self._cache_put(path, body)
                 self._count("fetched")
                 return FetchResult(body, "")
+            if status == -2:  # not retried now (the same bytes would come), not cached: a rerun tries again
+                return FetchResult(None, reason)
             if 400 <= status < 500 and status not in (408, 429):
                 if path is not None:
                     self._cache_put(path.with_suffix(".err"), reason.encode())

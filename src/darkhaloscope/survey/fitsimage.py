@@ -6,13 +6,24 @@
 Parsing the primary HDU directly (80-byte cards in 2880-byte blocks, big-endian data, BSCALE/BZERO) costs
 ~0.1 ms per cutout where `astropy.io.fits` costs a few ms: `dhs cutouts` must stay under 5 ms of CPU per
 cutout (benchmarks/RESULTS.md). Tests check it against astropy on the same bytes.
+
+Every header value is checked before it is used: a text or negative NAXISn, a text BSCALE/BZERO, axis sizes
+whose product overflows, or more than `MAX_DECODED_PIXELS` pixels (a header claiming a huge cube) raise
+`FitsFormatError` before anything is allocated; a reply never becomes a traceback.
 """
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
+# The one bound on the pixels any FITS image is decoded into (cutout replies here, cutout folders in `score`):
+# 4,194,304 pixels (16 MiB as float32) holds a 3-band 1024x1024 cube, 85x the 3x101x101 DR10 cutouts; a
+# header claiming 3x10000x10000 (a decompression bomb, or a lie) is refused before any allocation.
+MAX_DECODED_PIXELS = 4 * 1024 * 1024
 _BLOCK = 2880
+_MAX_HEADER_BLOCKS = 100  # 288 KB of header cards (the service sends 1-2 blocks)
 _DTYPES = {8: ">u1", 16: ">i2", 32: ">i4", 64: ">i8", -32: ">f4", -64: ">f8"}
 
 
@@ -36,8 +47,36 @@ def _value(text: str):
             return text
 
 
-def read_fits_image(body: bytes) -> tuple[np.ndarray, dict]:
-    """(planes, H, W) float32 array (a 2-D image becomes 1 plane) and the primary header as {key: value}."""
+def _number(header: dict, key: str, default):
+    """A numeric header value; FitsFormatError naming the card for text, NaN or infinity."""
+    value = header.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise FitsFormatError(f"FITS header {key} = {str(value)[:20]!r} is not a finite number")
+    return value
+
+
+def image_shape(header: dict, max_pixels: int = MAX_DECODED_PIXELS) -> tuple[int, ...]:
+    """The data shape, C order ((NAXIS3,) NAXIS2, NAXIS1), checked: whole numbers >= 1 whose product is at
+    most `max_pixels`. FitsFormatError otherwise, before anything is allocated."""
+    naxis = header.get("NAXIS", 0)
+    if isinstance(naxis, bool) or not isinstance(naxis, int) or not 2 <= naxis <= 3:
+        raise FitsFormatError(f"unsupported FITS image (NAXIS {str(naxis)[:20]!r}); expected a 2-D or 3-D cube")
+    shape = []
+    for k in range(naxis, 0, -1):
+        n = header.get(f"NAXIS{k}")
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise FitsFormatError(f"FITS header NAXIS{k} = {str(n)[:20]!r}: expected a whole number >= 1")
+        shape.append(n)
+    count = math.prod(shape)  # Python ints: no overflow
+    if count > max_pixels:
+        raise FitsFormatError(f"FITS image of {'x'.join(map(str, shape))} pixels is larger than the "
+                              f"{max_pixels:,}-pixel bound (MAX_DECODED_PIXELS); refused before decoding")
+    return tuple(shape)
+
+
+def read_fits_image(body: bytes, max_pixels: int = MAX_DECODED_PIXELS) -> tuple[np.ndarray, dict]:
+    """(planes, H, W) float32 array (a 2-D image becomes 1 plane) and the primary header as {key: value}.
+    FitsFormatError for anything else, including more than `max_pixels` pixels."""
     if body[:9] != b"SIMPLE  =":
         raise FitsFormatError("not a FITS file (no SIMPLE card)")
     header: dict = {}
@@ -45,6 +84,8 @@ def read_fits_image(body: bytes) -> tuple[np.ndarray, dict]:
     while True:
         if pos + _BLOCK > len(body):
             raise FitsFormatError("FITS header truncated (no END card)")
+        if pos >= _BLOCK * _MAX_HEADER_BLOCKS:
+            raise FitsFormatError(f"FITS header longer than {_MAX_HEADER_BLOCKS} blocks without an END card")
         block = body[pos:pos + _BLOCK].decode("ascii", "replace")
         pos += _BLOCK
         done = False
@@ -58,17 +99,18 @@ def read_fits_image(body: bytes) -> tuple[np.ndarray, dict]:
                 header[key] = _value(card[10:])
         if done:
             break
-    bitpix, naxis = header.get("BITPIX"), header.get("NAXIS", 0)
-    if bitpix not in _DTYPES or not isinstance(naxis, int) or not 2 <= naxis <= 3:
-        raise FitsFormatError(f"unsupported FITS image (BITPIX {bitpix}, NAXIS {naxis}); expected a 2-D or 3-D cube")
-    shape = tuple(int(header.get(f"NAXIS{k}", 0)) for k in range(naxis, 0, -1))  # C order: (NAXIS3,) NAXIS2, NAXIS1
-    count = int(np.prod(shape))
+    bitpix = header.get("BITPIX")
+    if isinstance(bitpix, bool) or bitpix not in _DTYPES:
+        raise FitsFormatError(f"unsupported FITS image (BITPIX {str(bitpix)[:20]!r}); expected 8, 16, 32, 64, -32 "
+                              "or -64")
+    shape = image_shape(header, max_pixels)
+    scale, zero = _number(header, "BSCALE", 1), _number(header, "BZERO", 0)
+    count = math.prod(shape)
     dtype = np.dtype(_DTYPES[bitpix])
     if pos + count * dtype.itemsize > len(body):
         raise FitsFormatError(f"FITS data truncated: {len(body) - pos} of {count * dtype.itemsize} bytes")
     data = np.frombuffer(body, dtype=dtype, count=count, offset=pos).reshape(shape)
     out = data.astype(np.float32)
-    scale, zero = header.get("BSCALE", 1), header.get("BZERO", 0)
     if scale != 1 or zero != 0:
         out = (out * np.float32(scale) + np.float32(zero)).astype(np.float32)
     return (out[None] if out.ndim == 2 else out), header

@@ -1,0 +1,71 @@
+"""`dhs cutouts` against hostile replies of the loopback cutout service (issue #26 items 3, 7, 10, 15, 17):
+bounded reply size and time, lying FITS headers, a target list's own region_split, runs where every cutout
+fails, and secrets in `--service-url`. Each case ends as rows with `cutout_ok=0` and a reason, or one
+`error:` line, never a traceback or a hang."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from darkhaloscope.survey.config import CutoutConfig
+from darkhaloscope.survey.fakeservice import FakeCutoutService
+from hostilehelpers import dhs
+
+FAST = ["--rate-limit", "0", "--backoff_s=0.01", "--max_tries=2", "--timeout_s=2", "-q"]
+
+
+def targets(path, n: int, **extra) -> str:
+    split = np.asarray(["train", "val", "test"])[np.arange(n) % 3]
+    pq.write_table(pa.table({"target_id": [f"t{i:03d}" for i in range(n)], "ra": 150 + 0.01 * np.arange(n),
+                             "dec": np.full(n, 2.0), "label": (np.arange(n) % 2).astype(np.int8),
+                             "split": split.tolist(), **extra}), path)
+    return str(path)
+
+
+def ra_key(ra: float) -> str:
+    return CutoutConfig().url(ra, 0).split("ra=")[1].split("&")[0]
+
+
+def rows(out) -> dict:
+    t = pa.concat_tables([pq.read_table(p) for p in sorted(out.glob("region_split=*/*.parquet"))])
+    return {r["stamp_id"]: r for r in t.to_pylist()}
+
+
+def test_huge_endless_and_dripping_replies_end_as_rows_in_bounded_time(tmp_path, capsys):
+    t = targets(tmp_path / "t.parquet", 4)
+    with FakeCutoutService(huge_bytes=64 << 20, drip_s=0.2) as svc:
+        svc.fault_for = {ra_key(150.01): "huge", ra_key(150.02): "endless", ra_key(150.03): "drip"}
+        t0 = time.monotonic()
+        rc, _, err = dhs(capsys, "cutouts", t, "--out", tmp_path / "tier", "--service-url", svc.url, *FAST,
+                         "--max_reply_mb=1", "--request_deadline_s=0.5")
+        elapsed = time.monotonic() - t0
+    assert rc == 0, err
+    assert elapsed < 10  # drip: 2 tries x 0.5 s deadline; huge / endless: cut at 1 MiB
+    r = rows(tmp_path / "tier")
+    assert r["t000"]["cutout_ok"] == 1
+    assert "larger than max_reply_mb=1 MiB" in r["t001"]["cutout_reason"] and r["t001"]["cutout_ok"] == 0
+    assert "larger than max_reply_mb=1 MiB" in r["t002"]["cutout_reason"] and r["t002"]["cutout_ok"] == 0
+    assert "no whole reply within request_deadline_s=0.5 s" in r["t003"]["cutout_reason"]
+    cached = sorted(p.stat().st_size for p in (tmp_path / "tier" / "_cache").rglob("*") if p.is_file())
+    assert len(cached) == 1 and cached[0] < 100_000  # only the good reply; nothing over the limit stored
+
+
+@pytest.mark.parametrize("kind,why", [
+    ("bscale_text", "BSCALE = 'abc' is not a finite number"), ("naxis_text", "NAXIS1 = 'abc'"),
+    ("naxis_negative", "NAXIS1 = '-64'"), ("naxis_overflow", "larger than the 4,194,304-pixel bound"),
+    ("naxis_huge", "3x30000x30000 pixels is larger than the 4,194,304-pixel bound")])
+def test_lying_fits_header_is_a_failed_row_and_a_rerun_survives(kind, why, tmp_path, capsys):
+    t = targets(tmp_path / "t.parquet", 2)
+    with FakeCutoutService(fault_for={ra_key(150.01): kind}) as svc:
+        for _ in range(2):  # the rerun refetches the bad reply (not cached) and ends the same way
+            rc, _, err = dhs(capsys, "cutouts", t, "--out", tmp_path / "tier", "--service-url", svc.url, *FAST)
+            assert rc == 0, err
+            r = rows(tmp_path / "tier")
+            assert r["t000"]["cutout_ok"] == 1 and r["t001"]["cutout_ok"] == 0
+            assert r["t001"]["cutout_reason"].startswith("invalid body: FITS ") and why in r["t001"]["cutout_reason"]
