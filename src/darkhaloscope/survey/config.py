@@ -58,6 +58,9 @@ class CatalogConfig:
         parse_fractions(self.splits, "--splits")
 
 
+_OUR_PARAMS = ("ra", "dec", "layer", "pixscale", "bands", "size")  # query parameters CutoutConfig.url sets
+
+
 @dataclass
 class CutoutConfig:
     service_url: str = "https://www.legacysurvey.org/viewer/fits-cutout"  # Legacy Surveys FITS cutout endpoint
@@ -91,7 +94,12 @@ class CutoutConfig:
             raise UsageError(f"bands={self.bands!r}: use letters from grz, e.g. grz")
 
     def url(self, ra: float, dec: float) -> str:
-        from urllib.parse import quote
+        """The request URL: the query of `service_url` (e.g. `?token=...`, kept) merged with ours (ours win)."""
+        from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
-        return (f"{self.service_url}?ra={ra:.7f}&dec={dec:.7f}&layer={quote(self.layer)}&pixscale={self.pixscale:g}"
+        ours = (f"ra={ra:.7f}&dec={dec:.7f}&layer={quote(self.layer)}&pixscale={self.pixscale:g}"
                 f"&bands={self.bands}&size={self.size}")
+        parts = urlsplit(self.service_url)
+        theirs = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in _OUR_PARAMS]
+        query = f"{urlencode(theirs)}&{ours}" if theirs else ours
+        return urlunsplit((parts.scheme, parts.netloc, parts.path, query, ""))

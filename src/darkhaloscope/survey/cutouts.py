@@ -11,7 +11,10 @@ file has the same fingerprint and no transient failure, and refetches nothing th
 
 Each row: `stamp_id` (the target_id), `stamp_npz` (image_g/r/z float32 nanomaggies; null when the cutout is
 unusable), `is_control` (1 - label), `cutout_ok`, `cutout_reason` ('' when ok), `nan_frac`, `psfsize_<band>`
-when the service's header gives it, `cutout_url`, and every target column but `label`.
+when the service's header gives it, `cutout_url` (secret-looking query parameters such as `token=` shown as
+`***`), and every target column but `label` and `region_split` (the split is where the row is placed).
+A run in which no cutout is usable writes its files and manifest, then fails: exit 4 when every failure is one
+a later retry may fix (429, 5xx, network, timeouts), else exit 1.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ import pyarrow.parquet as pq
 from darkhaloscope.common.progress import Progress
 from darkhaloscope.errors import DataError, EnvironmentFault, UsageError
 from darkhaloscope.fileio import atomic_path, atomic_write_text
+from darkhaloscope.redaction import redact
 from darkhaloscope.stamps.codec import encode_stamp
 from darkhaloscope.stamps.schema import CUTOUT_OK_COLUMN, LABEL_SOURCE_COLUMN, SPLITS, STAMP_COLUMN
 from darkhaloscope.survey.config import CutoutConfig
@@ -40,6 +44,8 @@ from darkhaloscope.survey.fetch import CutoutClient, FetchResult
 from darkhaloscope.survey.fitsimage import read_fits_image, validate_cutout
 from darkhaloscope.survey.tables import find_column, read_table
 
+PARTITION_COLUMN = "region_split"  # the tier's split folder; a target list's own column of that name is dropped
+TRANSIENT_REASON = re.compile(r"^(HTTP (408|429|5\d\d)\b|network error|timed out)")  # a retry later may fix it
 FINGERPRINT_KEY = b"dhs_cutouts_chunk"
 TRANSIENT_KEY = b"dhs_cutouts_transient_failures"
 
@@ -147,14 +153,31 @@ def build_cutout_tier(targets_paths: Sequence[str], out: str, cfg: CutoutConfig 
             for r in pending.pop(0):
                 results.append(r)
                 bar.advance(1)
-            _write_chunk(path, targets, rows, [urls[i] for i in rows], results, fp, cfg)
+            _write_chunk(path, targets, rows, [redact(urls[i]) for i in rows], results, fp, cfg)
     elapsed = time.perf_counter() - t0
     for old in root.glob("region_split=*/part-*.parquet"):
         if old not in {root / f"region_split={s}" / f"part-{k:05d}.parquet" for s, k, _ in chunks}:
             old.unlink()  # left by an earlier build of a longer target list
     manifest = _manifest(root, chunks, targets_paths, cfg, argv)
     atomic_write_text(root / "manifest.json", json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    _fail_if_none_usable(root, manifest)
     return {**manifest, "elapsed_s": elapsed, "fetch": dict(client.stats), "chunks_written": len(todo)}
+
+
+def _fail_if_none_usable(root: Path, manifest: dict) -> None:
+    """A tier without one usable cutout is a failed run (its files stay: a rerun retries what may recover)."""
+    counts = manifest["counts"].values()
+    total = sum(c["lenses"] + c["controls"] for c in counts)
+    if total == 0 or sum(c["lenses_ok"] + c["controls_ok"] for c in counts) > 0:
+        return
+    reasons = manifest["failure_reasons"]
+    top = "; ".join(f"{n} x {why}" for why, n in list(reasons.items())[:3])
+    if all(TRANSIENT_REASON.match(why) for why in reasons):
+        raise EnvironmentFault(f"{root}: none of the {total} cutouts could be fetched ({top}); the service is "
+                               "refusing or failing: wait and run the same command again (failed fetches are "
+                               "retried, cached replies kept)")
+    raise DataError(f"{root}: none of the {total} cutouts is usable ({top}); check the targets (inside the "
+                    "survey footprint?) and --service-url / --layer (manifest.json lists every reason)")
 
 
 def _check_ours(root: Path) -> None:
@@ -177,7 +200,7 @@ def _preflight(client: CutoutClient, url: str, cfg: CutoutConfig) -> None:
     """One request before anything is written: an unreachable service is one error line, not N failed rows."""
     res = client.fetch(url, max_tries=2)
     if res.body is None and res.reason.startswith("network error"):
-        raise EnvironmentFault(f"cannot reach the cutout service at {cfg.service_url} ({res.reason}); check "
+        raise EnvironmentFault(f"cannot reach the cutout service at {redact(cfg.service_url)} ({res.reason}); check "
                                "--service-url and the network")
 
 
@@ -214,7 +237,7 @@ def _write_chunk(path: Path, targets: pa.Table, rows: np.ndarray, urls: list[str
             **{k: pa.array(v, pa.float64()) for k, v in psf.items() if any(x is not None for x in v)},
             "cutout_url": pa.array(urls, pa.string())}
     for c in part.column_names:
-        if c not in cols and c not in ("label", "target_id"):
+        if c not in cols and c not in ("label", "target_id", PARTITION_COLUMN):
             cols[c] = part[c]
     table = pa.table(cols).replace_schema_metadata({FINGERPRINT_KEY: fingerprint.encode(),
                                                     TRANSIENT_KEY: str(transient).encode()})
@@ -242,8 +265,9 @@ def _manifest(root: Path, chunks, targets_paths, cfg: CutoutConfig, argv) -> dic
             c[f"{kind}_ok"] += ok
             if not ok:
                 c["failed"] += 1
-                reasons[re.sub(r"\d+(\.\d+)?", "N", why.split(" after ")[0])] += 1
+                reasons[re.sub(r"\d+(\.\d+)?%", "N%", why.split(" after ")[0])] += 1  # '37% non-finite': one kind
     info = run_info(argv)
+    config = {**asdict(cfg), "service_url": redact(cfg.service_url)}
     return {"counts": counts, "failure_reasons": dict(reasons.most_common()), "files": files,
-            "targets": [str(p) for p in targets_paths], "config": json.loads(json.dumps(asdict(cfg))),
+            "targets": [str(p) for p in targets_paths], "config": json.loads(json.dumps(config)),
             "version": info["version"], "git_commit": info["git_commit"], "command": info["command"]}
