@@ -31,13 +31,14 @@ from darkhaloscope.config import parse_shard, run_info
 from darkhaloscope.errors import DataError, MissingInputError, UsageError
 from darkhaloscope.fileio import atomic_path, atomic_write_text
 from darkhaloscope.survey.config import CatalogConfig, parse_fractions
-from darkhaloscope.survey.positives import LENSCAT, Positives, filter_positives, load_known
+from darkhaloscope.survey.positives import LENSCAT, Positives, dedupe_positions, filter_positives, load_known
 from darkhaloscope.survey.sky import SkyMatcher, healpix_index, split_of_pixels, unit_hash
 from darkhaloscope.survey.tables import read_table
 from darkhaloscope.survey.tractor import read_features
 
 POOLS = ("positive", "random", "confuser")
 OUTPUT_COLUMNS = ("target_id", "name", "ra", "dec", "label", "pool", "grade", "source_catalog", "healpix", "split")
+POSITIVE_COLUMNS = ("lens_type", "zlens", "ref")  # the positives' own columns: a catalog's are kept as cat_<name>
 
 
 def expand_files(patterns: Sequence[str]) -> list[str]:
@@ -80,7 +81,8 @@ def build_catalog(out: str, positives: Sequence[str] = (LENSCAT,), negatives: Se
     files = expand_files(negatives) if negatives else []
     if not files:
         raise UsageError("--negatives: give at least one DR10 Tractor catalog (sweep FITS or parquet; globs allowed)")
-    known = load_known(list(positives))
+    pos_notes: set[str] = set()
+    known = load_known(list(positives), pos_notes)
     exclusion = known
     if LENSCAT not in positives:
         try:
@@ -91,6 +93,12 @@ def build_catalog(out: str, positives: Sequence[str] = (LENSCAT,), negatives: Se
     if len(pos) == 0:
         raise DataError(f"no positives: {', '.join(positives)} hold {len(known)} entries, none with grade in "
                         f"{list(grades) or 'any'} and type in {list(types) or 'any'}; relax --grades/--types")
+    pos, merged = dedupe_positions(pos, cfg.dedupe_radius_arcsec)
+    if merged:
+        pos_notes.add(f"{merged} positive(s) within {cfg.dedupe_radius_arcsec:g}\" of an earlier one merged into it "
+                      "(one lens listed twice: the first listed is kept)")
+    for line in sorted(pos_notes):
+        log(f"note: {line}")
     matcher = SkyMatcher(exclusion.ra, exclusion.dec)
     notes: set[str] = set()
 
@@ -100,8 +108,9 @@ def build_catalog(out: str, positives: Sequence[str] = (LENSCAT,), negatives: Se
     excluded = 0
     for path in files:
         f = read_features(path, cfg, notes)
-        drop = matcher.within(f.ra, f.dec, cfg.exclude_radius_arcsec)
+        drop = matcher.within(f.ra, f.dec, cfg.exclude_radius_arcsec) & ~f.bad_position
         excluded += int(drop.sum())
+        drop |= f.bad_position
         pix = healpix_index(f.ra, f.dec, cfg.nside)
         footprint.update(np.unique(pix).tolist())
         split = split_of_pixels(pix, seed, fractions)
@@ -124,13 +133,31 @@ def build_catalog(out: str, positives: Sequence[str] = (LENSCAT,), negatives: Se
     neg_tables = [_select(files[i], i, file_counts[i], quotas, matcher, cfg, seed, fractions) for i in my_files]
     mine = np.full(len(pos), k_shard == 0)  # positives go in shard 0; every shard has their columns
     parts = [_positive_table(pos.select(mine), pos_pix[mine], pos_split[mine])] + [t for t in neg_tables if t.num_rows]
-    table = pa.concat_tables(parts, promote_options="permissive")
-    table = _finish(table, k_shard)
-    manifest = _manifest(table, cfg, seed, shard, files, positives, grades, types, excluded, shortfall, notes, argv)
+    table = _finish(_concat(parts, log), k_shard)
+    manifest = _manifest(table, cfg, seed, shard, files, positives, grades, types, excluded, shortfall,
+                         notes | pos_notes, argv)
+    manifest["positives_merged"] = merged
     with atomic_path(out) as tmp:
         pq.write_table(table, tmp, row_group_size=4096)
     atomic_write_text(manifest_path(out), json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     return manifest
+
+
+def _concat(parts: list[pa.Table], log) -> pa.Table:
+    """The tables, one below the other; a column typed differently in two catalogs becomes text (one note)."""
+    try:
+        return pa.concat_tables(parts, promote_options="permissive")
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        pass
+    types: dict[str, set] = defaultdict(set)
+    for t in parts:
+        for f in t.schema:
+            types[f.name].add(f.type)
+    mixed = sorted(n for n, ts in types.items() if len(ts - {pa.null()}) > 1)
+    log(f"note: column(s) {', '.join(mixed)} differ in type between the input catalogs: written as text")
+    fixed = [t.cast(pa.schema([pa.field(f.name, pa.string()) if f.name in mixed else f for f in t.schema]))
+             for t in parts]
+    return pa.concat_tables(fixed, promote_options="permissive")
 
 
 def _group_counts(split: np.ndarray, stratum: np.ndarray, confuser: np.ndarray) -> dict[tuple, int]:
@@ -179,7 +206,7 @@ def _select(path: str, file_idx: int, counts: dict, quotas: dict, matcher: SkyMa
             seed: int, fractions: dict) -> pa.Table:
     """Pass 2 on one file: the rows of each group with the smallest seeded hash, up to the file's quota."""
     f = read_features(path, cfg, set())
-    drop = matcher.within(f.ra, f.dec, cfg.exclude_radius_arcsec)
+    drop = matcher.within(f.ra, f.dec, cfg.exclude_radius_arcsec) | f.bad_position
     pix = healpix_index(f.ra, f.dec, cfg.nside)
     split = split_of_pixels(pix, seed, fractions)
     key = unit_hash(seed, file_idx, np.arange(len(f.ra)))
@@ -197,7 +224,7 @@ def _select(path: str, file_idx: int, counts: dict, quotas: dict, matcher: SkyMa
         low = name.lower()
         if low in ("ra", "dec"):
             continue
-        cols[low if low not in OUTPUT_COLUMNS else f"cat_{low}"] = cat[name]
+        cols[low if low not in OUTPUT_COLUMNS + POSITIVE_COLUMNS else f"cat_{low}"] = cat[name]
     n = len(idx)
     base = {"name": pa.array([f"{Path(path).stem}:{i}" for i in idx], pa.string()),
             "ra": pa.array(f.ra[idx]), "dec": pa.array(f.dec[idx]), "label": pa.array(np.zeros(n, np.int8)),

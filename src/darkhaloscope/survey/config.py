@@ -31,6 +31,7 @@ def parse_fractions(text: str, what: str) -> dict[str, float]:
 class CatalogConfig:
     neg_per_pos: float = 100.0  # negatives per positive, in every split
     exclude_radius_arcsec: float = 5.0  # no negative within this distance of any known lens or candidate
+    dedupe_radius_arcsec: float = 1.0  # positives closer than this are one lens listed twice: the first is kept
     nside: int = 128  # HEALPix nside of the sky split (128: 0.21 deg^2 pixels, 27.5' across)
     splits: str = "train=0.7,val=0.15,test=0.15"  # fraction of HEALPix pixels per split (seeded hash)
     confuser_frac: float = 0.15  # fraction of negatives from the hard-confuser pool (Tractor criteria)
@@ -47,6 +48,8 @@ class CatalogConfig:
     def validate(self) -> None:
         if not self.neg_per_pos > 0:
             raise UsageError(f"--neg-per-pos={self.neg_per_pos}: must be > 0")
+        if self.dedupe_radius_arcsec < 0:
+            raise UsageError(f"dedupe_radius_arcsec={self.dedupe_radius_arcsec}: must be >= 0 arcsec")
         if self.exclude_radius_arcsec < 0:
             raise UsageError(f"--exclude-radius={self.exclude_radius_arcsec}: must be >= 0 arcsec")
         if self.nside < 1 or self.nside & (self.nside - 1):

@@ -4,7 +4,8 @@
     pos.ra, pos.dec, pos.name, pos.grade, pos.source, pos.extra   # extra: other columns (lens_type, zlens, ...)
 
 `load_known` returns every entry before the grade/type filters: the exclusion list around which no
-negative may be drawn. lenscat's catalog is the CSV that the package ships (read directly: importing
+negative may be drawn. RA is wrapped into [0, 360) (counted in a note); a |DEC| > 90 refuses the list.
+`dedupe_positions` merges entries closer than a radius (one lens in two lists, or listed twice). lenscat's catalog is the CSV that the package ships (read directly: importing
 lenscat pulls in ligo.skymap and takes seconds); no network is used.
 """
 
@@ -52,7 +53,15 @@ def lenscat_csv() -> Path:
     return path
 
 
-def _load_one(source: str) -> Positives:
+def _wrap_ra(ra: np.ndarray, source: str, notes: set[str]) -> np.ndarray:
+    outside = (ra < 0) | (ra >= 360)
+    if outside.any():
+        notes.add(f"{source}: {int(outside.sum())} RA value(s) outside [0, 360) wrapped into it")
+        return np.mod(ra, 360.0)
+    return ra
+
+
+def _load_one(source: str, notes: set[str]) -> Positives:
     if source == LENSCAT:
         path = lenscat_csv()
         t = read_table(path)
@@ -61,7 +70,8 @@ def _load_one(source: str) -> Positives:
             raise DataError(f"{path}: lenscat catalog without RA/DEC columns (columns: {', '.join(t.column_names)})")
         get = lambda k: np.asarray(t[cols[k]].to_pylist(), dtype=object) if k in cols else np.full(t.num_rows, None)  # noqa: E731
         extra = {"lens_type": get("type"), "zlens": get("zlens"), "ref": get("ref")}
-        return Positives(np.asarray(get("ra"), float), np.asarray(get("dec"), float), get("name"), get("grading"),
+        return Positives(_wrap_ra(np.asarray(get("ra"), float), source, notes), np.asarray(get("dec"), float),
+                         get("name"), get("grading"),
                          np.full(t.num_rows, LENSCAT, dtype=object), extra)
     t = read_table(source)
     names = t.column_names
@@ -87,12 +97,14 @@ def _load_one(source: str) -> Positives:
         name = np.asarray([f"{Path(source).stem}-{i}" for i in range(n)], dtype=object)
     extra = {"lens_type": obj(opt["type"]), "zlens": np.full(n, None, dtype=object),
              "ref": np.full(n, None, dtype=object)}
-    return Positives(ra_v, dec_v, name, obj(opt["grade"]), np.full(n, Path(source).name, dtype=object), extra)
+    return Positives(_wrap_ra(ra_v, source, notes), dec_v, name, obj(opt["grade"]),
+                     np.full(n, Path(source).name, dtype=object), extra)
 
 
-def load_known(sources: Sequence[str]) -> Positives:
-    """Every entry of every source (no filters), concatenated in the order given."""
-    parts = [_load_one(s) for s in sources]
+def load_known(sources: Sequence[str], notes: set[str] | None = None) -> Positives:
+    """Every entry of every source (no filters), concatenated in the order given; RA wrapping noted in `notes`."""
+    notes = set() if notes is None else notes
+    parts = [_load_one(s, notes) for s in sources]
     keys = parts[0].extra.keys() if parts else ()
     cat = lambda a: np.concatenate(a) if a else np.array([], dtype=object)  # noqa: E731
     return Positives(cat([p.ra for p in parts]).astype(float), cat([p.dec for p in parts]).astype(float),
@@ -108,3 +120,20 @@ def filter_positives(known: Positives, grades: Sequence[str], types: Sequence[st
             w = {g.lower() for g in wanted}
             keep &= np.asarray([v is not None and str(v).lower() in w for v in values], dtype=bool)
     return known.select(keep)
+
+
+def dedupe_positions(pos: Positives, radius_arcsec: float) -> tuple[Positives, int]:
+    """`pos` without entries closer than `radius_arcsec` to an earlier kept one, and how many were merged."""
+    from darkhaloscope.survey.sky import unit_vectors
+
+    if len(pos) < 2 or radius_arcsec <= 0:
+        return pos, 0
+    from scipy.spatial import cKDTree
+
+    chord = 2 * np.sin(np.radians(radius_arcsec / 3600.0) / 2)
+    pairs = cKDTree(unit_vectors(pos.ra, pos.dec)).query_pairs(chord, output_type="ndarray")
+    dup = np.zeros(len(pos), dtype=bool)
+    for i, j in sorted(map(tuple, pairs)):  # i < j: the earlier entry absorbs the later one, unless merged itself
+        if not dup[i]:
+            dup[j] = True
+    return pos.select(~dup), int(dup.sum())

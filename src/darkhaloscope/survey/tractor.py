@@ -4,7 +4,10 @@
 
 Columns used when present (any case): RA, DEC (required), TYPE, NOBS_Z (stratum = nobs_z bin x TYPE),
 FLUX_G, FLUX_R (nanomaggies), SERSIC, SHAPE_R (arcsec), SHAPE_E1, SHAPE_E2 (confuser criteria). A missing
-column drops what needs it and adds one line to `notes` (printed once by the command).
+column drops what needs it and adds one line to `notes` (printed once by the command). A numeric column held
+as text ("3") is read as numbers with a note; one that is not numbers is one DataError naming file, column and
+row. RA is wrapped into [0, 360); rows with |DEC| > 90 are flagged `bad_position` (never drawn), both counted
+in a note.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ class Features:
     dec: np.ndarray
     stratum: np.ndarray  # object: 'nobs_z<3|DEV', ... ('all' when neither column exists)
     confuser: np.ndarray  # bool: meets at least one hard-confuser criterion
+    bad_position: np.ndarray  # bool: |DEC| > 90 (their DEC is set to 0 here so pixels can be computed)
 
 
 def _mag(flux: np.ndarray) -> np.ndarray:
@@ -49,13 +53,21 @@ def read_features(path: str, cfg: CatalogConfig, notes: set[str]) -> Features:
     n = t.num_rows
 
     def num(w):
-        return np.asarray(t[col[w]].to_numpy(zero_copy_only=False), dtype=float)
+        return numeric_column(t[col[w]], f"{path}: column {col[w]}", notes)
 
     ra, dec = num("RA"), num("DEC")
     bad = ~(np.isfinite(ra) & np.isfinite(dec))
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         raise DataError(f"{path} row {i}: RA/DEC not finite; fix the catalog or drop the row")
+    outside = (ra < 0) | (ra >= 360)
+    if outside.any():
+        ra = np.mod(ra, 360.0)
+        notes.add(f"{path}: {int(outside.sum())} RA value(s) outside [0, 360) wrapped into it")
+    bad_position = np.abs(dec) > 90
+    if bad_position.any():
+        dec = np.where(bad_position, 0.0, dec)
+        notes.add(f"{path}: {int(bad_position.sum())} row(s) with |DEC| > 90 dropped (not a sky position)")
     codes = np.zeros(n, np.int64)  # stratum of each row as an integer, labelled once per distinct value
     labels = np.asarray(["all"], dtype=object)
     if col["NOBS_Z"] is not None:
@@ -76,7 +88,37 @@ def read_features(path: str, cfg: CatalogConfig, notes: set[str]) -> Features:
     else:
         notes.add("negatives have no TYPE column: no stratification by Tractor morphology")
     stratum = labels[codes]
-    return Features(ra, dec, stratum, _confusers(col, num, types, n, cfg, notes))
+    return Features(ra, dec, stratum, _confusers(col, num, types, n, cfg, notes), bad_position)
+
+
+def numeric_column(values: pa.ChunkedArray | pa.Array, what: str, notes: set[str]) -> np.ndarray:
+    """float64 values of a column; text holding numbers is converted (with a note), other text is a DataError
+    naming the first bad row; nulls become NaN."""
+    if not (pa.types.is_string(values.type) or pa.types.is_large_string(values.type)
+            or pa.types.is_binary(values.type)):
+        try:
+            return np.asarray(values.to_numpy(zero_copy_only=False), dtype=float)
+        except (TypeError, ValueError, pa.ArrowException):
+            raise DataError(f"{what} is {values.type}, not numbers; fix the catalog") from None
+    text = pc.utf8_trim_whitespace(values.cast(pa.string()))
+    try:
+        out = np.asarray(pc.cast(pc.if_else(pc.equal(text, ""), None, text), pa.float64())
+                         .to_numpy(zero_copy_only=False), dtype=float)
+        notes.add(f"{what} holds numbers as text: read as numbers")
+        return out
+    except pa.ArrowInvalid:
+        pass  # find the first value that is not a number, for the message
+    out = np.full(len(text), np.nan)
+    for i, v in enumerate(text.to_pylist()):
+        if v is None or v == "":
+            continue
+        try:
+            out[i] = float(v)
+        except ValueError:
+            raise DataError(f"{what} row {i}: {v[:20]!r} is not a number (a DR10 sweep holds numbers there); fix "
+                            "or drop the column") from None
+    notes.add(f"{what} holds numbers as text: read as numbers")
+    return out
 
 
 def _confusers(col, num, types, n: int, cfg: CatalogConfig, notes: set[str]) -> np.ndarray:
