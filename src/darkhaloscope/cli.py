@@ -3,19 +3,22 @@
 Each role package has a `commands.py` with `register(subparsers, bench_subparsers)` that adds its
 subcommands; a subcommand's handler takes the parsed args and returns an exit status. `DHSError`s
 become a one-line `error: ...` on stderr (credentials redacted) and their exit status (1 data, 2 usage,
-3 refused / NO-GO, 4 environment: disk full, service unreachable; README "Reliability").
+3 refused / NO-GO, 4 environment: disk full, service unreachable; README "Reliability"). Every command's
+output (`--out` / OUT) is locked for its run (`darkhaloscope.outlock`): a second writer is refused.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import re
 import sys
 
 from darkhaloscope import __version__
 from darkhaloscope.config import did_you_mean, unknown_key_message
 from darkhaloscope.errors import DHSError, DiskFullError, EnvironmentFault, is_disk_full
+from darkhaloscope.outlock import output_lock
 
 # Role packages that contribute subcommands, in the order the pipeline runs.
 COMMAND_MODULES: tuple[str, ...] = (
@@ -94,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.func(args) or 0)
+        with output_lock(_output_of(args), note=lambda s: print(s, file=sys.stderr)):
+            return int(args.func(args) or 0)
     except DHSError as e:
         return _fail(e)
     except (OSError, RuntimeError) as e:  # a fault of the machine, not a bug: one line, exit 4
@@ -107,6 +111,15 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def _output_of(args: argparse.Namespace) -> str | None:
+    """What the command writes (its --out / OUT), locked against a second writer; None under torchrun ranks
+    other than 0 (they share rank 0's --out and write nothing)."""
+    out = getattr(args, "out", None)
+    if out is None or os.environ.get("RANK", "0") not in ("", "0"):
+        return None
+    return str(out)
 
 
 def _fail(e: DHSError) -> int:
