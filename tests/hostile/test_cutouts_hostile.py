@@ -58,6 +58,24 @@ def test_huge_endless_and_dripping_replies_end_as_rows_in_bounded_time(tmp_path,
     assert len(cached) == 1 and cached[0] < 100_000  # only the good reply; nothing over the limit stored
 
 
+def test_client_bounds_reply_size_and_time(tmp_path):
+    """The fast-tier twin of the test above, on the client alone: bytes and seconds both bounded."""
+    from darkhaloscope.survey.fetch import CutoutClient
+
+    with FakeCutoutService(drip_s=0.1) as svc:
+        cfg = CutoutConfig(service_url=svc.url, rate_limit_per_s=0, max_tries=1, max_reply_mb=0.5,
+                           request_deadline_s=0.4)
+        client = CutoutClient(cfg, tmp_path / "cache")
+        svc.fault_for = {ra_key(1.0): "huge", ra_key(2.0): "endless", ra_key(3.0): "drip"}
+        t0 = time.monotonic()
+        got = {ra: client.fetch(cfg.url(ra, 0)) for ra in (1.0, 2.0, 3.0)}
+        assert time.monotonic() - t0 < 4
+        assert client.fetch(cfg.url(4.0, 0)).body is not None  # the client still works after cutting three
+    assert got[1.0].reason == got[2.0].reason == "reply larger than max_reply_mb=0.5 MiB (not read further)"
+    assert got[3.0].reason.startswith("timed out: no whole reply within request_deadline_s=0.4 s")
+    assert len([p for p in (tmp_path / "cache").rglob("*") if p.is_file()]) == 1
+
+
 @pytest.mark.parametrize("kind,why", [
     ("bscale_text", "BSCALE = 'abc' is not a finite number"), ("naxis_text", "NAXIS1 = 'abc'"),
     ("naxis_negative", "NAXIS1 = '-64'"), ("naxis_overflow", "larger than the 4,194,304-pixel bound"),

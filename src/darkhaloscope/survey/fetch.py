@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import email.utils
 import hashlib
+import heapq
 import http.client
 import os
 import random
@@ -42,13 +43,51 @@ class FetchResult:
     permanent: bool = False  # a failure that a retry would repeat (4xx other than 429)
 
 
-def _cut(sock, late: threading.Event) -> None:
-    """Shut a connection down from the deadline timer: the blocked read returns at once."""
-    late.set()
-    try:
-        sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
+class Deadlines:
+    """One watchdog thread for every request of a client: `arm(sock, seconds)` -> a ticket; when the time
+    passes before `disarm(ticket)`, the socket is shut down (a blocked read returns at once) and the ticket's
+    `late` flag is set. Cheaper than a timer thread per request (the 5 ms CPU budget per cutout)."""
+
+    def __init__(self):
+        self._heap: list = []
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._count = 0
+
+    def arm(self, sock, seconds: float) -> dict:
+        ticket = {"sock": sock, "late": False, "done": False}
+        with self._cond:
+            self._count += 1
+            heapq.heappush(self._heap, (time.monotonic() + seconds, self._count, ticket))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="dhs-cutout-deadlines", daemon=True)
+                self._thread.start()
+            self._cond.notify()
+        return ticket
+
+    def disarm(self, ticket: dict) -> None:
+        with self._cond:
+            ticket["done"] = True
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while self._heap and self._heap[0][2]["done"]:
+                    heapq.heappop(self._heap)
+                if not self._heap:
+                    self._cond.wait()
+                    continue
+                due, _, ticket = self._heap[0]
+                wait = due - time.monotonic()
+                if wait > 0:
+                    self._cond.wait(wait)
+                    continue
+                heapq.heappop(self._heap)
+                ticket["late"] = True
+            try:
+                ticket["sock"].shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
 
 class RateLimiter:
@@ -90,6 +129,7 @@ class CutoutClient:
         self.cfg = cfg
         self.cache = Path(cache_dir) if cache_dir else None
         self.limiter = RateLimiter(cfg.rate_limit_per_s)
+        self.deadlines = Deadlines()
         self._local = threading.local()
         self.stats = {"fetched": 0, "cached": 0, "retries": 0}
         self._stats_lock = threading.Lock()
@@ -148,33 +188,31 @@ class CutoutClient:
         """(status, body, reason, retry_after); status 0 for a network failure, -1 for an unusable 200 reply,
         -2 for a reply over `max_reply_mb` (final: a retry would get the same)."""
         conn, target = self._connection(url)
-        timer = None
+        ticket = None
         try:
             if conn.sock is None:
                 conn.connect()  # bounded by timeout_s; the deadline below covers everything after it
-            late = threading.Event()
-            timer = threading.Timer(self.cfg.request_deadline_s, _cut, (conn.sock, late))
-            timer.daemon = True
-            timer.start()
+            ticket = self.deadlines.arm(conn.sock, self.cfg.request_deadline_s)
             conn.request("GET", target, headers={"User-Agent": self.cfg.user_agent, "Accept": "application/fits"})
             resp = conn.getresponse()
             body = self._read_bounded(resp)
-            if body is None or resp.will_close or late.is_set():
+            self.deadlines.disarm(ticket)  # from here `late` is final
+            if body is None or resp.will_close or ticket["late"]:
                 self._drop_connection()
-            if late.is_set():
+            if ticket["late"]:
                 raise TimeoutError
             if body is None:
                 return -2, None, f"reply larger than max_reply_mb={self.cfg.max_reply_mb:g} MiB (not read further)", None
         except (OSError, http.client.HTTPException) as e:
             self._drop_connection()
-            if timer is not None and late.is_set():
+            if ticket is not None and ticket["late"]:
                 return 0, None, f"timed out: no whole reply within request_deadline_s=" \
                     f"{self.cfg.request_deadline_s:g} s", None  # the service answers: not 'unreachable'
             what = "timed out" if isinstance(e, (socket.timeout, TimeoutError)) else f"{type(e).__name__}: {e}"
             return 0, None, f"network error ({what})".splitlines()[0], None
         finally:
-            if timer is not None:
-                timer.cancel()
+            if ticket is not None:
+                self.deadlines.disarm(ticket)
         if resp.status == 200:
             try:
                 read_fits_image(body)
