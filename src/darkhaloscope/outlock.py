@@ -35,7 +35,8 @@ class OutputLockedError(RefusedError):
 
 
 def lock_path(out: str | os.PathLike) -> Path:
-    p = Path(out).absolute()
+    """`.<name>.dhs-lock` beside the output, symlinks resolved: two spellings of one folder share one lock."""
+    p = Path(out).resolve()
     return p.with_name(f".{p.name}{LOCK_SUFFIX}")
 
 

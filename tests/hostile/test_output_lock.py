@@ -65,6 +65,18 @@ def test_output_lock_reclaims_a_dead_holder_refuses_a_live_or_foreign_one(tmp_pa
     assert lock_path(out).exists()
 
 
+def test_two_spellings_of_one_output_share_its_lock(tmp_path):
+    from darkhaloscope.outlock import OutputLockedError
+
+    (tmp_path / "data").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "data")
+    with output_lock(tmp_path / "data" / "tier"):
+        for other in (tmp_path / "link" / "tier", tmp_path / "data" / ".." / "data" / "tier"):
+            with pytest.raises(OutputLockedError):
+                with output_lock(other):
+                    pass
+
+
 @pytest.mark.slow  # ~3 s idle, 10 s on this loaded box: imports, a fake service
 def test_stale_lock_of_a_dead_process_is_reclaimed_another_hosts_is_not(tmp_path, capsys):
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
