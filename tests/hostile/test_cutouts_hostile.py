@@ -106,6 +106,7 @@ def test_target_list_region_split_column_never_overrides_the_split_folder(tmp_pa
 
 
 @pytest.mark.parametrize("kind,code,why", [("404", 1, "2 x HTTP 404 Not Found"),
+                                           ("small", 1, "2 x wrong shape 12x12 (expected 64x64)"),
                                            ("429", 4, "2 x HTTP 429 Too Many Requests")])
 def test_run_where_every_cutout_fails_exits_non_zero_and_keeps_digits(kind, code, why, tmp_path, capsys):
     t = targets(tmp_path / "t.parquet", 2)

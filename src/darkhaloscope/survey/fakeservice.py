@@ -11,8 +11,8 @@ Gaussian noise seeded by ra/dec, or pure sky noise without one; the same request
 Faults, chosen per request by a seeded hash of (ra, dec, attempt): `faults` maps a kind to its probability,
 or `fault_for` maps the exact `ra` string of a request to a kind for every attempt, or for the first
 `fault_times` attempts only. Kinds: `429` (with Retry-After: 1), `500`, `slow` (waits `slow_s` first),
-`truncate` (drops the connection half-way through the body), `nan` (band g all NaN), `two_band` (a g,r cube).
-Hostile replies (issue #26): `404`; `huge` (a FITS header then `huge_bytes` of zeros, Content-Length given);
+`truncate` (drops the connection half-way through the body), `nan` (band g all NaN), `two_band` (a g,r cube),
+`small` (a 12x12 cube whatever the size asked). Hostile replies (issue #26): `404`; `huge` (a FITS header then `huge_bytes` of zeros, Content-Length given);
 `endless` (a chunked body that never ends); `drip` (the body one byte every `drip_s`, Content-Length given);
 and cubes whose header lies: `bscale_text` (BSCALE = 'abc'), `naxis_text` (NAXIS1 = 'abc'), `naxis_negative`
 (NAXIS1 = -64), `naxis_overflow` (axes whose product overflows int64), `naxis_huge` (3x30000x30000 claimed).
@@ -31,7 +31,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 
-FAULTS = ("429", "500", "slow", "truncate", "nan", "two_band", "404", "huge", "endless", "drip", "bscale_text",
+FAULTS = ("429", "500", "slow", "truncate", "nan", "two_band", "small", "404", "huge", "endless", "drip", "bscale_text",
           "naxis_text", "naxis_negative", "naxis_overflow", "naxis_huge")
 # header cards a hostile reply rewrites (key -> 70-character value field), per fault kind
 _LIES = {"bscale_text": {"BSCALE": "'abc'"}, "naxis_text": {"NAXIS1": "'abc'"}, "naxis_negative": {"NAXIS1": "-64"},
@@ -157,6 +157,8 @@ class FakeCutoutService:
             time.sleep(self.slow_s)
         if kind == "two_band":
             bands = bands[:2]
+        if kind == "small":
+            size = 12
         body = self.cube(ra, dec, size, bands)
         if kind == "nan":
             body = self._nan_band(body, size, len(bands))
