@@ -21,7 +21,7 @@ PKG = Path(__file__).resolve().parents[1] / "src" / "darkhaloscope"
 LAYERS = {"errors": 0, "fileio": 0, "outlock": 0, "config": 0, "configargs": 0, "redaction": 0, "common": 0,
           "__init__": 0,
           "stamps": 1, "sim": 2, "survey": 2, "audit": 3, "models": 4, "runtime": 5, "train": 6, "score": 6,
-          "evaluate": 7, "review": 8, "grade": 8, "demo": 9, "cli": 10, "__main__": 11}
+          "evaluate": 7, "review": 8, "grade": 8, "demo": 9, "cli": 10, "clidoc": 11, "__main__": 11}
 TORCH_FREE = {"errors", "fileio", "outlock", "config", "configargs", "redaction", "common", "__init__", "stamps", "sim",
               "survey", "audit"}
 # Known upward imports being removed (file -> why); delete the entry with the fix, never add one

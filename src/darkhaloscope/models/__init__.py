@@ -1,7 +1,8 @@
 """Models for 64x64 g/r/z stamps, chosen by name: `create_model("resnet18")` -> logits of shape (B,).
 
 Registered nets: `nets` (ResNets, small_cnn), `polar` (polar_cnn, polar_fourier), `efficientnet`, `convnext`; their params and FLOPs per stamp
-are the README table (`python -m darkhaloscope.models.table`). `--init FILE`: `models.init.load_init`.
+are the manual's table in docs/models.md (`python -m darkhaloscope.models.table`).
+`--init FILE`: `models.init.load_init`.
 `create_model("timm:NAME")`: any timm architecture where timm imports (`models.timm_backend`, optional).
 """
 

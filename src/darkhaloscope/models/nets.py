@@ -1,6 +1,6 @@
 """ResNets (18, 34, 50) and the small CPU net for 64x64 g/r/z stamps (`dhs bench train --model NAME`).
 
-Params and FLOPs of every registered model: the README table (`python -m darkhaloscope.models.table`).
+Params and FLOPs of every registered model: the table in docs/models.md (`python -m darkhaloscope.models.table`).
 
 Why this stem: the ImageNet stem (7x7 stride 2 + maxpool) divides the resolution by 4 before the first
 residual block; on a 64x64 stamp whose arcs are 1-3" (4-12 pixels) wide in radius, that leaves a 16x16

@@ -1,9 +1,9 @@
-"""The README table of registered models: params and forward FLOPs per 64x64 stamp, counted by torch.
+"""The manual's table of registered models: params and forward FLOPs per 64x64 stamp, counted by torch.
 
-    python -m darkhaloscope.models.table                 # print the table
-    python -m darkhaloscope.models.table --readme README.md   # rewrite the table block in README.md
+    python -m darkhaloscope.models.table                          # print the table
+    python -m darkhaloscope.models.table --page docs/models.md    # rewrite the table block in the manual
 
-The table in README.md is written by this module (between `<!-- models-table -->` markers), and
+The table in docs/models.md is written by this module (between `<!-- models-table -->` markers), and
 tests/models/test_models.py checks the numbers written there against `forward_flops` (within 5%), so a
 change to a net that moves its FLOPs fails the tests until the table is regenerated.
 """
@@ -47,7 +47,7 @@ def markdown_table(rows: list[dict] | None = None) -> str:
 
 
 def _split(path: Path) -> tuple[str, str, str]:
-    """(text before the block, the block, text after it) of a README with the table markers."""
+    """(text before the block, the block, text after it) of a page with the table markers."""
     text = Path(path).read_text(encoding="utf-8")
     if BEGIN not in text or END not in text:
         raise DataError(f"{path}: no {BEGIN} ... {END} block; add the markers where the models table goes")
@@ -56,8 +56,8 @@ def _split(path: Path) -> tuple[str, str, str]:
     return head, block, tail
 
 
-def read_readme_table(path: str | Path) -> dict[str, tuple[float, float]]:
-    """{name: (params, GFLOPs)} as written in the README's models table."""
+def read_table(path: str | Path) -> dict[str, tuple[float, float]]:
+    """{name: (params, GFLOPs)} as written in the models table of a page (docs/models.md)."""
     block = _split(Path(path))[1]
     out = {}
     for line in block.strip().splitlines():
@@ -67,18 +67,19 @@ def read_readme_table(path: str | Path) -> dict[str, tuple[float, float]]:
     return out
 
 
-def write_readme_table(path: str | Path) -> None:
+def write_table(path: str | Path) -> None:
     head, _, tail = _split(Path(path))
     atomic_write_text(path, f"{head}{BEGIN}\n{markdown_table()}\n{END}{tail}")
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--readme", default=None, help="rewrite the table block of this README instead of printing")
+    ap.add_argument("--page", default=None,
+                    help="rewrite the table block of this page (docs/models.md) instead of printing")
     args = ap.parse_args(argv)
-    if args.readme:
-        write_readme_table(args.readme)
-        print(f"wrote the models table into {args.readme}")
+    if args.page:
+        write_table(args.page)
+        print(f"wrote the models table into {args.page}")
     else:
         print(markdown_table())
     return 0
