@@ -17,7 +17,7 @@ import sys
 
 from darkhaloscope.cli import build_parser
 
-USAGE_WIDTH = 100  # columns of the usage blocks: fixed, so the page does not depend on the terminal
+USAGE_WIDTH = 88  # columns of the usage blocks: fixed, so the page does not depend on the terminal
 REGENERATE = "python -m darkhaloscope.clidoc > docs/cli.md"
 _CODE = re.compile(r"(`[^`]*`)")
 
