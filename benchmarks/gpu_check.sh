@@ -16,7 +16,7 @@
 # DHS_GPU_CHECK_TRAIN_MODEL (resnet18: the model of the short real training run).
 # DHS_GPU_CHECK_CONFUSERS=1 also runs the issue-10 confuser benchmark at GPU scale (about 3-5 min more):
 # benchmarks/bench_confusers.py --arms after on DHS_GPU_CHECK_CONFUSER_ROWS (40000) rows, model
-# DHS_GPU_CHECK_CONFUSER_MODEL (polar_fourier, the CPU demo's net, README "Where the lens is"; e.g. resnet18_s2 with
+# DHS_GPU_CHECK_CONFUSER_MODEL (polar_fourier, the CPU demo's net, docs/models.md "Where the lens is"; e.g. resnet18_s2 with
 # DHS_GPU_CHECK_CONFUSER_SET="coords=r pooling=radial" for a large Cartesian net that knows the centre),
 # DHS_GPU_CHECK_CONFUSER_EPOCHS (10) epochs, preset gpu, plus the TrainConfig overrides DHS_GPU_CHECK_CONFUSER_SET;
 # its table goes to OUT_DIR/confusers.txt and the end of summary.txt.

@@ -3,7 +3,7 @@
 Each role package has a `commands.py` with `register(subparsers, bench_subparsers)` that adds its
 subcommands; a subcommand's handler takes the parsed args and returns an exit status. `DHSError`s
 become a one-line `error: ...` on stderr (credentials redacted) and their exit status (1 data, 2 usage,
-3 refused / NO-GO, 4 environment: disk full, service unreachable; README "Reliability"). Every command's
+3 refused / NO-GO, 4 environment: disk full, service unreachable; docs/reliability.md). Every command's
 output (`--out` / OUT) is locked for its run (`darkhaloscope.outlock`): a second writer is refused.
 """
 

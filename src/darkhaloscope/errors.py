@@ -1,7 +1,7 @@
 """Typed errors that the CLI turns into one-line messages and exit codes.
 
 Every message names the file / row / column / URL concerned and says what to do about it. Exit codes
-(the table in README "Reliability"): 0 ok / GO, 1 bad data, 2 usage, 3 refused / NO-GO, 4 environment
+(the table in docs/reliability.md): 0 ok / GO, 1 bad data, 2 usage, 3 refused / NO-GO, 4 environment
 (disk full, unreachable or misconfigured service, missing credentials). Exercised by every `dhs` command.
 """
 

@@ -39,5 +39,5 @@ def test_audit_s3_one_class_tier_is_no_go(sim_tier, s3_bucket, tmp_path):
     assert r.verdict == "NO-GO"
     assert "split 'val' has 18 injection(s) (is_control=0) and 0 control(s)" in \
         " ".join(f.message for f in r.find("balance", "error"))
-    # an empty prefix is a missing input: exit 2 like every command (README, Reliability)
+    # an empty prefix is a missing input: exit 2 like every command (docs/reliability.md)
     assert main(["audit", f"s3://{bucket}/stamps/nothing-here", "--s3-endpoint-url", endpoint, "-q"]) == 2

@@ -1,5 +1,5 @@
 """Helpers of the hostile-input suite: tiny tiers with one bad value in them, and `dhs` runs that must end
-in one `error:` line (never a traceback) with the documented exit code (README "Reliability"). A uniquely
+in one `error:` line (never a traceback) with the documented exit code (docs/reliability.md). A uniquely
 named module: `from conftest import` is ambiguous when several test folders are collected together."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Faults are named errors with one exit code per fault in every command (README "Reliability"):
+"""Faults are named errors with one exit code per fault in every command (docs/reliability.md):
 duplicated stamp_id, missing inputs, text / null labels, malformed checkpoints, outputs that exist,
 S3 endpoints that are down, silent, bucket-less or credential-less. Issue #14 items 5, 13-15, 19, 21."""
 

@@ -71,7 +71,7 @@ def test_unreachable_endpoint_fails_fast_in_one_line_without_credentials(monkeyp
     code = main(["bench", "loader", "s3://bucket/tier", "--s3-endpoint-url", endpoint])
     elapsed = time.monotonic() - t0
     out, err = capsys.readouterr()
-    assert code == 4 and elapsed < 30  # an environment fault (README, exit codes)
+    assert code == 4 and elapsed < 30  # an environment fault (docs/reliability.md, exit codes)
     assert err.startswith("error: s3://bucket/tier: S3 endpoint") and len(err.strip().splitlines()) == 1
     assert "unreachable or not answering" in err and "--s3-endpoint-url" in err
     assert secret not in out + err and "AKIAIOSFODNN7EXAMPLE" not in out + err

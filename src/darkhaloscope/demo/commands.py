@@ -25,7 +25,7 @@ def register(sub, bench_sub) -> None:
     d.add_argument("--workers", type=int, default=0, help="simulation processes (default: all cores)")
     d.add_argument("--confuser-weight", type=float, default=1.0, metavar="W",
                    help="loss weight of look-alike negatives (dhs train --confuser_weight; default 1): W > 1 puts fewer "
-                   "look-alikes above the threshold and finds fewer real lenses there (measured: README)")
+                   "look-alikes above the threshold and finds fewer real lenses there (measured: docs/models.md)")
     d.set_defaults(func=cmd_demo)
 
 

@@ -2,10 +2,10 @@
 DIR/demo_summary.json. Exit 0 when every stage is as expected (test AUROC at least the size's bound in
 `stages.SIZES`: 0.75 for the full demo, 0.95 for --quick), else 1.
 
-    dhs demo --out demo_out            # 12,000 simulated stamps, polar_fourier, 8 epochs (times: README)
+    dhs demo --out demo_out            # 12,000 simulated stamps, polar_fourier, 8 epochs (times: docs/index.md)
     dhs demo --out demo_out --quick    # 600 stamps with bright arcs, 3 epochs (a smoke test)
     dhs demo --out demo_out --real-hosts ../shared/data/dr10_cutouts   # + a tier on real DR10 hosts
-    dhs demo --out demo_out --confuser-weight 3   # look-alikes weigh 3x in the loss (the trade: README)
+    dhs demo --out demo_out --confuser-weight 3   # look-alikes weigh 3x in the loss (the trade: docs/models.md)
 """
 
 from __future__ import annotations

@@ -124,7 +124,7 @@ def confuser_section(s, r, thr: float, cfg, fig_dir: Path, ev) -> None:
     weighted = _weights_note(s.info)
     if weighted:
         sec.text(Bold(weighted[0].upper() + weighted[1:]), ": look-alike negatives weighed that many times in the "
-                 "loss, which lowers the shares below at a cost in recall, of real lenses most (README, training: "
+                 "loss, which lowers the shares below at a cost in recall, of real lenses most (manual: docs/models.md, "
                  "'Look-alikes weigh more').")
     notes = [f"FPR {k}: {op['note']}" for k, op in m["operating_points"].items() if op["note"]]
     if notes:

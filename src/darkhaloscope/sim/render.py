@@ -10,7 +10,7 @@ brightness never depends on the host's: it is either drawn (`src_mag_r`, uniform
 set from a target peak S/N drawn from `arc_snr_dist` (the geometry is redrawn, up to 20 times, when the
 magnitude this needs falls outside `src_mag_r`: rejection that keeps sources in the allowed range).
 
-Definitions (also in the README):
+Definitions (also in the manual, docs/simulator.md):
 - `arc_snr` = max over pixels of the PSF-convolved injected r-band flux / the r-band per-pixel sky sigma
   (peak per-pixel S/N of the arc, the users' definition).
 - `arc_snr_sum` = sum of the injected r flux over the arc pixels / (sigma_r sqrt(N_arc pixels)), arc

@@ -133,7 +133,7 @@ def register(subparsers, bench_subparsers) -> None:
     p.set_defaults(func=cmd_train)
 
     b = bench_subparsers.add_parser("train", help="samples/s of the training step: synthetic tensors vs the input pipeline")
-    b.add_argument("--model", default="resnet18", help="registered model name (README models table; a wrong "
+    b.add_argument("--model", default="resnet18", help="registered model name (docs/models.md; a wrong "
                    "name lists them), timm:NAME for a timm architecture with its stem adapted to 64x64 (needs "
                    "timm: pip install 'darkhaloscope[cuda]' on a CUDA machine), or all (every registered model "
                    "in turn; --json then prints a list)")
