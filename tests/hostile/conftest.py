@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+import threading
 from pathlib import Path
 
 import pytest
@@ -27,3 +29,26 @@ def checkpoint(tmp_path) -> Path:
     model = create_model("small_cnn")
     return save_checkpoint({"model": model.state_dict(), "config": config_to_dict(cfg), "epoch": 0, "step": 0,
                             "best": {}}, tmp_path / "ckpt" / "best.pt")
+
+
+@pytest.fixture
+def silent_endpoint():
+    """An 'S3 endpoint' that accepts connections and never answers."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(64)
+    held, stop = [], threading.Event()
+
+    def accept():
+        srv.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(srv.accept()[0])
+            except OSError:
+                pass
+    threading.Thread(target=accept, daemon=True).start()
+    yield f"http://127.0.0.1:{srv.getsockname()[1]}"
+    stop.set()
+    srv.close()
+    for c in held:
+        c.close()

@@ -4,8 +4,6 @@ S3 endpoints that are down, silent, bucket-less or credential-less. Issue #14 it
 
 from __future__ import annotations
 
-import socket
-import threading
 import time
 
 import pyarrow as pa
@@ -90,29 +88,6 @@ def test_existing_outputs_are_refused_before_any_work(tier, checkpoint, tmp_path
     (tmp_path / "file").write_text("keep me")
     rc, _, err = dhs(capsys, "evaluate", tmp_path / "nope.parquet", "--out", tmp_path / "file")
     assert rc == 2 and "is a file" in err and (tmp_path / "file").read_text() == "keep me"
-
-
-@pytest.fixture
-def silent_endpoint():
-    """An 'S3 endpoint' that accepts connections and never answers."""
-    srv = socket.socket()
-    srv.bind(("127.0.0.1", 0))
-    srv.listen(64)
-    held, stop = [], threading.Event()
-
-    def accept():
-        srv.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                held.append(srv.accept()[0])
-            except OSError:
-                pass
-    threading.Thread(target=accept, daemon=True).start()
-    yield f"http://127.0.0.1:{srv.getsockname()[1]}"
-    stop.set()
-    srv.close()
-    for c in held:
-        c.close()
 
 
 @pytest.mark.slow

@@ -136,3 +136,40 @@ def test_control_bytes_from_data_never_reach_reports_or_terminal(tmp_path, capsy
     rewrite_column(src, "region_split", lambda v, rel: ["\x1b[31mX" if s == "val" else s for s in v])
     rc, out, err = dhs(capsys, "pack", src, tmp_path / "packed")
     assert rc == 1 and "\x1b" not in err and "\\x1b[31mX" in err
+
+
+S3_ENV = {"DHS_S3_READ_TIMEOUT_S": "1", "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+          "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+def test_s3_upload_to_a_silent_endpoint_is_bounded(tmp_path, monkeypatch, silent_endpoint):
+    """Mirror.upload (the checkpoint mirror of `dhs train`, and review's S3 probe) against an endpoint that
+    accepts and never answers: one EnvironmentFault (exit 4) within 3 x the read timeout + 1 s/MB (it hung)."""
+    import time
+
+    from darkhaloscope.errors import EnvironmentFault
+    from darkhaloscope.stamps.fs import S3Options
+    from darkhaloscope.train.checkpoint import Mirror
+
+    for k, v in {**S3_ENV, "DHS_S3_READ_TIMEOUT_S": "0.5"}.items():
+        monkeypatch.setenv(k, v)
+    local = tmp_path / "last.pt"
+    local.write_bytes(b"x" * 200_000)
+    t0 = time.perf_counter()
+    with pytest.raises(EnvironmentFault, match=r"not answering: the upload of 0\.2 MB did not finish within 1\.7 s"):
+        Mirror("s3://bucket/run", S3Options(endpoint_url=silent_endpoint)).upload(local)
+    assert time.perf_counter() - t0 < 20
+
+
+@pytest.mark.slow  # trains one step in a fresh process (~15 s)
+def test_train_with_a_silent_checkpoint_mirror_exits_4(tmp_path, tier, silent_endpoint):
+    import time
+
+    from hostilehelpers import TRAIN_FAST, dhs_subprocess
+
+    t0 = time.perf_counter()
+    p = dhs_subprocess("train", "--data", tier, "--out", tmp_path / "run", *TRAIN_FAST,
+                       "--checkpoint_uri", "s3://bucket/run", "--s3-endpoint-url", silent_endpoint, env=S3_ENV,
+                       timeout=240)
+    assert p.returncode == 4 and p.stderr.count("error:") == 1 and "not answering" in p.stderr, p.stderr
+    assert time.perf_counter() - t0 < 120

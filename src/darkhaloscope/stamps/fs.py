@@ -21,6 +21,7 @@ if TYPE_CHECKING:  # pyarrow is imported where it is used: `dhs --help` stays fa
 S3_CONNECT_TIMEOUT_S = 5.0  # seconds to open a TCP connection to the endpoint
 S3_REQUEST_TIMEOUT_S = 30.0  # seconds a request may wait for the next bytes (read timeout); $DHS_S3_READ_TIMEOUT_S
 S3_MAX_ATTEMPTS = 3  # tries per request before an error reaches the user (the only retry layer)
+S3_MIN_WRITE_BYTES_S = 1_000_000  # bytes/s an upload may not fall below: its deadline grows 1 s per MB
 
 
 def read_timeout_s() -> float:
@@ -30,6 +31,35 @@ def read_timeout_s() -> float:
         return max(0.1, float(os.environ.get("DHS_S3_READ_TIMEOUT_S", S3_REQUEST_TIMEOUT_S)))
     except ValueError:
         return S3_REQUEST_TIMEOUT_S
+
+
+def write_timeout_s(nbytes: int) -> float:
+    """Wall-clock bound on one S3 upload of `nbytes`: S3_MAX_ATTEMPTS x the read timeout, plus 1 s per MB
+    (S3_MIN_WRITE_BYTES_S). The SDK's timeouts do not cover a request body the endpoint never reads, so an
+    endpoint that accepts and never answers would hold a write forever without it."""
+    return S3_MAX_ATTEMPTS * read_timeout_s() + nbytes / S3_MIN_WRITE_BYTES_S
+
+
+def call_with_deadline(fn, seconds: float, fault):
+    """fn() run in a daemon thread; `fault()` (an exception to raise) when it has not returned within
+    `seconds`. The abandoned call is left to the process's exit: a blocked socket cannot be interrupted."""
+    import threading
+
+    box: dict = {}
+
+    def run():
+        try:
+            box["value"] = fn()
+        except BaseException as e:  # noqa: BLE001 - re-raised in the caller's thread
+            box["error"] = e
+    t = threading.Thread(target=run, name="dhs-deadline", daemon=True)
+    t.start()
+    t.join(seconds)
+    if t.is_alive():
+        raise fault()
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")
 
 
 _NO_CREDENTIALS = ("NoCredentialsError", "PartialCredentialsError", "Unable to locate credentials",

@@ -8,7 +8,8 @@ A checkpoint holds model, optimizer, scheduler, grad scaler, the RNG states (tor
 the augmentation generator), the data cursor (epoch, batches done), the resolved config (model name and
 preprocessing included), the input band names (`bands`) and the package version. It is written to a temp file and renamed, so a kill -9 during the write leaves the previous
 file whole; it is read back with `torch.load(weights_only=True)` (no pickled code is ever executed).
-With `--checkpoint_uri s3://bucket/prefix` each saved file is uploaded (retried with backoff), and
+With `--checkpoint_uri s3://bucket/prefix` each saved file is uploaded (retried with backoff; each upload
+bounded in wall-clock time, `stamps.fs.write_timeout_s`, ending in one exit-4 line), and
 `--resume auto` on an empty run folder (a fresh Colab session) pulls last.pt from there.
 Exercised by `dhs train ... --resume auto` and by scoring (`load_for_inference`).
 """
@@ -23,10 +24,11 @@ import numpy as np
 import torch
 
 from darkhaloscope import __version__
-from darkhaloscope.errors import DataError, MissingInputError
+from darkhaloscope.errors import DataError, DHSError, EnvironmentFault, MissingInputError
 from darkhaloscope.fileio import atomic_path, atomic_write_bytes
 from darkhaloscope.runtime.loading import ARCH_DEFAULTS, FORMAT, load_checkpoint  # noqa: F401 (re-exported)
-from darkhaloscope.stamps.fs import S3Options, fsspec_filesystem, is_s3, s3_fault
+from darkhaloscope.stamps.fs import (S3Options, call_with_deadline, fsspec_filesystem, is_s3, redact, s3_fault,
+                                     write_timeout_s)
 
 LAST, BEST = "last.pt", "best.pt"
 
@@ -84,7 +86,7 @@ class Mirror:
         for attempt in range(self.tries):
             try:
                 return fn()
-            except FileNotFoundError:
+            except (FileNotFoundError, DHSError):
                 raise
             except Exception as e:  # noqa: BLE001 - network errors come in many types
                 fault = s3_fault(e, self.uri, self.s3) if is_s3(self.uri) else None
@@ -103,7 +105,15 @@ class Mirror:
         if not is_s3(self.uri):  # a local folder (or a mounted drive): atomic copy
             self._retry(f"mirroring {local} to {remote}", lambda: atomic_write_bytes(remote, Path(local).read_bytes()))
         else:
-            self._retry(f"uploading {local} to {self.uri}/{Path(local).name}", lambda: fs.put_file(str(local), remote))
+            nbytes = Path(local).stat().st_size
+            seconds = write_timeout_s(nbytes)
+            endpoint = redact((self.s3.endpoint_url if self.s3 else None) or "the default AWS endpoint")
+            fault = lambda: EnvironmentFault(  # noqa: E731
+                f"{self.uri}/{Path(local).name}: S3 endpoint {endpoint} unreachable or not answering: the upload of "
+                f"{nbytes / 1e6:.1f} MB did not finish within {seconds:.1f} s (3 x the read timeout, "
+                "$DHS_S3_READ_TIMEOUT_S, + 1 s per MB); check --s3-endpoint-url / AWS_ENDPOINT_URL and the network")
+            self._retry(f"uploading {local} to {self.uri}/{Path(local).name}",
+                        lambda: call_with_deadline(lambda: fs.put_file(str(local), remote), seconds, fault))
             fs.invalidate_cache()
         return f"{self.uri}/{Path(local).name}"
 
