@@ -173,3 +173,109 @@ def test_train_with_a_silent_checkpoint_mirror_exits_4(tmp_path, tier, silent_en
                        timeout=240)
     assert p.returncode == 4 and p.stderr.count("error:") == 1 and "not answering" in p.stderr, p.stderr
     assert time.perf_counter() - t0 < 120
+
+
+def _fits(header: dict, data: bytes = b"") -> bytes:
+    """A FITS primary HDU written card by card (values verbatim: a hostile header is easy to write)."""
+    cards = [f"{k:<8}= {v:>20}".ljust(80) for k, v in {"SIMPLE": "T", **header}.items()] + ["END".ljust(80)]
+    head = "".join(cards).encode()
+    head += b" " * (-len(head) % 2880)
+    return head + data + b"\0" * (-len(data) % 2880)
+
+
+def _cube_header(shape, bitpix=-32, **extra) -> dict:
+    return {"BITPIX": bitpix, "NAXIS": len(shape), **{f"NAXIS{k + 1}": n for k, n in enumerate(reversed(shape))},
+            **extra}
+
+
+def _bad_fits_folder(folder):
+    """Good npz / FITS / FITS.gz / FITS-with-an-image-extension cutouts plus the hostile FITS files of #26."""
+    import gzip
+    import zlib
+
+    import numpy as np
+
+    folder.mkdir()
+    rng = np.random.default_rng(1)
+    cube = rng.normal(0, 0.01, (3, 80, 80)).astype(">f4")
+    np.savez_compressed(folder / "good.npz", cutout=np.moveaxis(cube, 0, -1).astype(np.float32))
+    (folder / "good.fits").write_bytes(_fits(_cube_header(cube.shape), cube.tobytes()))
+    (folder / "good_gz.fits.gz").write_bytes(gzip.compress(_fits(_cube_header(cube.shape), cube.tobytes())))
+    ext = _fits({"BITPIX": 8, "NAXIS": 0, "EXTEND": "T"}) + \
+        _fits(_cube_header(cube.shape), cube.tobytes()).replace(b"SIMPLE  =                    T",
+                                                                 b"XTENSION= 'IMAGE   '          ", 1)
+    (folder / "good_ext.fits").write_bytes(ext)
+    (folder / "bad_bscale.fits").write_bytes(_fits(_cube_header(cube.shape, BSCALE="'abc'"), cube.tobytes()))
+    (folder / "truncated.fits").write_bytes(_fits(_cube_header(cube.shape), cube.tobytes())[:2880 + 5000])
+    (folder / "huge_header.fits").write_bytes(_fits(_cube_header((3, 30000, 30000))))
+    # a decompression bomb: 3x1300x1300 float32 (20 MB) of zeros gzipped into ~20 KB (the bound is 4.2 M px;
+    # benchmarks/RESULTS.md times the 3x10000x10000 one of the issue)
+    z = zlib.compressobj(1, zlib.DEFLATED, 31)
+    head = _fits(_cube_header((3, 1300, 1300)))
+    body = z.compress(head) + z.compress(bytes(3 * 1300 * 1300 * 4))
+    (folder / "bomb.fits.gz").write_bytes(body + z.flush())
+    return {"good.npz", "good.fits", "good_gz.fits.gz", "good_ext.fits"}, \
+        {"bad_bscale.fits": "BSCALE", "truncated.fits": "truncated", "huge_header.fits": "pixel bound",
+         "bomb.fits.gz": "pixel bound"}
+
+
+def test_image_readers_refuse_bombs_and_bad_fits_with_a_reason(tmp_path):
+    """The cutout reader: each hostile file is a StampDecodeError with its reason; the gzip bomb and an
+    npz declaring more than MAX_DECODED_PIXELS are refused from their headers in well under a second."""
+    import time
+
+    import numpy as np
+
+    from darkhaloscope.errors import StampDecodeError
+    from darkhaloscope.score.sources import read_cutout
+
+    good, bad = _bad_fits_folder(tmp_path / "cut")
+    np.savez_compressed(tmp_path / "cut" / "big.npz", cutout=np.zeros((1200, 1200, 3), np.float32))  # 4.3 M px
+    bad["big.npz"] = "pixel bound"
+    for name in good:
+        assert read_cutout(tmp_path / "cut" / name).shape == (3, 64, 64)
+    for name, why in bad.items():
+        t0 = time.perf_counter()
+        with pytest.raises(StampDecodeError, match=why):
+            read_cutout(tmp_path / "cut" / name)
+        assert time.perf_counter() - t0 < 0.5, name
+
+
+@pytest.mark.slow  # score, candidates and evaluate in turn (~25 s); the reader's fast test is above
+def test_bad_and_bomb_fits_cutouts_become_rows_with_reasons(tmp_path, capsys, checkpoint, tier):
+    """One hostile FITS in a cutout folder (bad BSCALE, truncated, a header claiming 3x30000x30000, a gzip bomb
+    declaring 20 MB) is a row with an empty score and its reason in score, candidates and evaluate
+    --known-lenses; the bomb is refused from its header, never decompressed (it was scored as a valid stamp)."""
+    import time
+
+    import pyarrow.parquet as pq
+
+    from darkhaloscope.score.sources import read_cutout
+    from darkhaloscope.errors import StampDecodeError
+
+    good, bad = _bad_fits_folder(tmp_path / "cut")
+    t0 = time.perf_counter()
+    with pytest.raises(StampDecodeError, match="pixel bound"):
+        read_cutout(tmp_path / "cut" / "bomb.fits.gz")
+    assert time.perf_counter() - t0 < 0.5
+    rc, out, _ = dhs(capsys, "score", "--checkpoint", checkpoint, "--data", tmp_path / "cut",
+                     "--out", tmp_path / "s.parquet", "--quiet")
+    assert rc == 0 and f"scored {len(good) + len(bad)} stamps" in out and f"({len(bad)} failed to decode" in out
+    t = pq.read_table(tmp_path / "s.parquet").to_pandas().set_index("source_file")
+    assert t.loc[sorted(good), "score"].notna().all() and t.loc[sorted(bad), "score"].isna().all()
+    for name, why in bad.items():
+        assert why in t.loc[name, "decode_error"], (name, t.loc[name, "decode_error"])
+    rc, _, _ = dhs(capsys, "candidates", tmp_path / "cut", "--out", tmp_path / "cands", "--top", "20")
+    import json
+
+    shown = {c["source_file"]: c.get("not_decoded") for c in
+             json.loads((tmp_path / "cands" / "candidates.json").read_text())["candidates"]}
+    assert rc == 0 and set(shown) == good | set(bad) and all(why in shown[name] for name, why in bad.items())
+    assert "pixel bound" in (tmp_path / "cands" / "candidates.md").read_text()
+    rc, _, _ = dhs(capsys, "score", "--checkpoint", checkpoint, "--data", tier, "--out", tmp_path / "ev.parquet",
+                   "--quiet")
+    rc, out, err = dhs(capsys, "evaluate", tmp_path / "ev.parquet", "--out", tmp_path / "rep", "--no-data",
+                       "--known-lenses", tmp_path / "s.parquet", "--set", "n_boot=20",
+                       "--set", "baselines=false")
+    assert rc == 0, err
+    assert json.loads((tmp_path / "rep" / "metrics.json").read_text())["known_lenses"]["n"] == len(good)

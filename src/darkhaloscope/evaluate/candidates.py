@@ -66,7 +66,12 @@ def _fetch(data: str, rows: list[dict], s3=None) -> np.ndarray:
     if not is_s3(data) and not Path(data).exists():
         raise MissingInputError(f"the scored data {data} is not here; point --data at the tier or cutout folder")
     src = open_source(data, s3)  # a cutout folder refuses source_file paths that leave it
-    return src.fetch([str(r["source_file"]) for r in rows], [int(r["source_row"] or 0) for r in rows])
+    images = src.fetch([str(r["source_file"]) for r in rows], [int(r["source_row"] or 0) for r in rows])
+    for r in rows:  # a cutout that does not decode stays a row, with its reason (its composite is blank)
+        why = getattr(src, "fetch_errors", {}).get(str(r["source_file"]))
+        if why:
+            r["not_decoded"] = why
+    return images
 
 
 def write_png(image: np.ndarray, path: Path) -> Path:

@@ -19,15 +19,17 @@ import pyarrow as pa
 
 from darkhaloscope.errors import DataError, StampDecodeError
 from darkhaloscope.stamps.batch import decode_tier_batch, labels_of
-from darkhaloscope.stamps.codec import decode_batch, npz_scalar
+from darkhaloscope.stamps.codec import MAX_CUTOUT_BYTES, decode_batch, npz_scalar
 from darkhaloscope.stamps.fs import S3Options, is_s3
 from darkhaloscope.stamps.pack import check_packed_complete
-from darkhaloscope.stamps.schema import (CTRL_STAMP_COLUMN, NPZ_GRADE_KEY, PACKED_STAMP_COLUMN, SPLIT_COLUMN,
+from darkhaloscope.stamps.schema import (CTRL_STAMP_COLUMN, MAX_DECODED_PIXELS, NPZ_GRADE_KEY, PACKED_STAMP_COLUMN, SPLIT_COLUMN,
                                          STAMP_COLUMN, STAMP_SIZE)
 from darkhaloscope.stamps.tier import Tier, cutout_files, is_local_tier, open_tier
+from darkhaloscope.survey.fitsimage import FitsFormatError, read_fits_cube
 
 STAMP_COLUMNS = (STAMP_COLUMN, CTRL_STAMP_COLUMN, PACKED_STAMP_COLUMN)
 CUTOUT_SUFFIXES = (".npz", ".fits", ".fits.gz", ".fit")
+MAX_CUTOUT_FILE_BYTES = MAX_CUTOUT_BYTES + (1 << 20)  # an npz cutout file: its array plus 1 MB of members / zip
 GRADE_COLUMN = "grade"  # a cutout folder's per-file grade; the column `dhs evaluate --known-lenses` groups by
 
 
@@ -111,6 +113,21 @@ def centre_crop(img: np.ndarray, where: str) -> np.ndarray:
     return np.ascontiguousarray(img[:, y0:y0 + STAMP_SIZE, x0:x0 + STAMP_SIZE], dtype=np.float32)
 
 
+def read_fits_file(path: Path) -> np.ndarray:
+    """The first 3-D image of a .fits / .fit / .fits.gz file, streamed header first (gzip decompressed only as
+    far as the declared, bounded size: `survey.fitsimage.read_fits_cube`). FitsFormatError for any fault."""
+    import gzip
+    import zlib
+
+    try:
+        with open(path, "rb") as f:
+            gz = f.read(2) == b"\x1f\x8b"
+            f.seek(0)
+            return read_fits_cube(gzip.GzipFile(fileobj=f) if gz else f)
+    except (OSError, EOFError, zlib.error) as e:  # a corrupt or truncated gzip stream
+        raise FitsFormatError(f"not a readable FITS file ({type(e).__name__}: {str(e)[:80]})") from None
+
+
 def read_cutout(path: Path) -> np.ndarray:
     """One npz (codec layouts) or FITS (3-band cube in the primary or first image HDU) cutout."""
     return read_graded_cutout(path)[0]
@@ -121,19 +138,18 @@ def read_graded_cutout(path: Path) -> tuple[np.ndarray, str | None]:
     'A'/'B'/'C' there), None for FITS or an npz without one."""
     where = str(path)
     if path.suffix == ".npz":
+        size = path.stat().st_size
+        if size > MAX_CUTOUT_FILE_BYTES:
+            raise StampDecodeError(f"npz file of {size:,} bytes is larger than any cutout within the "
+                                   f"{MAX_DECODED_PIXELS:,}-pixel bound (MAX_DECODED_PIXELS); refused unread", where)
         blob = path.read_bytes()
         res = decode_batch(pa.array([blob], pa.binary()), where=[where], on_error="raise")
         grade = npz_scalar(blob, NPZ_GRADE_KEY)
         return res.images[0], grade if isinstance(grade, str) else None
-    from astropy.io import fits
-
     try:
-        with fits.open(path, memmap=False) as hdul:
-            data = next((h.data for h in hdul if getattr(h, "data", None) is not None and h.data.ndim == 3), None)
-    except OSError as e:
-        raise StampDecodeError(f"not a readable FITS file ({e})", where) from None
-    if data is None:
-        raise StampDecodeError("no 3-D image HDU (expected a g/r/z cube)", where)
+        data = read_fits_file(path)
+    except FitsFormatError as e:
+        raise StampDecodeError(str(e), where) from None
     img = centre_crop(np.asarray(data, dtype=np.float32), where)
     if not np.isfinite(img).all():
         raise StampDecodeError("NaN/Inf pixels in the central 64x64", where)
@@ -156,6 +172,7 @@ class CutoutFolderSource:
                             "tier or a folder of cutouts")
         self.files = files[shard[0]::shard[1]]
         self.num_rows, self.batch_rows, self.has_ctrl = len(self.files), batch_rows, False
+        self.fetch_errors: dict[str, str] = {}  # file -> why `fetch` gave zeros for it
 
     def batches(self, threads: int = 1) -> Iterator[SourceBatch]:
         for start in range(0, len(self.files), self.batch_rows):
@@ -174,7 +191,8 @@ class CutoutFolderSource:
             yield SourceBatch(images, valid, errors, None, meta, rel, np.zeros(len(chunk), np.int64))
 
     def fetch(self, source_file: list[str], source_row: list[int], column: str | None = None) -> np.ndarray:
-        """Stamps of files named relative to the folder (from a scores file: data, so they must stay inside)."""
+        """Stamps of files named relative to the folder (from a scores file: data, so they must stay inside).
+        A file that does not decode gives zeros, as a bad tier row does, and its reason in `fetch_errors`."""
         root = self.root.resolve()
         paths = [(self.root / f).resolve() for f in source_file]
         bad = next((f for f, p in zip(source_file, paths) if not p.is_relative_to(root)), None)
@@ -184,8 +202,13 @@ class CutoutFolderSource:
         if bad is not None:
             raise DataError(f"source_file {bad!r} is not a cutout file of {self.root} (symlinks are not followed); "
                             "was the scores file made from this folder?")
-        return np.stack([read_cutout(p) for p in paths]) if paths else \
-            np.zeros((0, 3, STAMP_SIZE, STAMP_SIZE), np.float32)
+        out = np.zeros((len(paths), 3, STAMP_SIZE, STAMP_SIZE), np.float32)
+        for i, (f, p) in enumerate(zip(source_file, paths)):
+            try:
+                out[i] = read_cutout(p)
+            except StampDecodeError as e:
+                self.fetch_errors[Path(f).as_posix()] = str(e)
+        return out
 
 
 def open_source(data: str, s3: S3Options | None = None, *, split: str | None = None, cutout_ok_only: bool = False,

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ast
 import io
+import math
 import struct
 import zipfile
 import zlib
@@ -28,7 +29,7 @@ import numpy as np
 import pyarrow as pa
 
 from darkhaloscope.errors import StampDecodeError
-from darkhaloscope.stamps.schema import BANDS, NPZ_BAND_KEYS, NPZ_CUTOUT_KEY, STAMP_SIZE
+from darkhaloscope.stamps.schema import BANDS, MAX_DECODED_PIXELS, NPZ_BAND_KEYS, NPZ_CUTOUT_KEY, STAMP_SIZE
 
 _EOCD_SIG = b"PK\x05\x06"
 _CDIR_SIG = b"PK\x01\x02"
@@ -105,7 +106,7 @@ def _zip64_sizes(blob: bytes, xpos: int, xlen: int, csize: int, usize: int, off:
 
 NPY_HEADER_SLACK = 4096  # bytes: a .npy header is 128 in practice; anything beyond is refused
 MAX_BAND_BYTES = STAMP_SIZE * STAMP_SIZE * 8 + NPY_HEADER_SLACK  # one (64, 64) float64 band
-MAX_CUTOUT_BYTES = 512 * 512 * 3 * 8 + NPY_HEADER_SLACK  # a DR10 cutout up to 512x512x3 float64 (they are 101x101)
+MAX_CUTOUT_BYTES = MAX_DECODED_PIXELS * 8 + NPY_HEADER_SLACK  # a cutout of MAX_DECODED_PIXELS float64 (DR10: 101x101x3)
 
 
 def _member_bytes(blob, info: tuple[int, int, int, int], name: str = "member", limit: int = MAX_BAND_BYTES):
@@ -147,7 +148,10 @@ def _npy_array(raw) -> np.ndarray:
         if len(_HEADER_CACHE) < 256:
             _HEADER_CACHE[header] = parsed
     dtype, shape, fortran = parsed
-    count = int(np.prod(shape)) if shape else 1
+    count = math.prod(shape)  # Python ints: a lying header cannot overflow it
+    if count > MAX_DECODED_PIXELS:
+        raise ValueError(f"array of shape {shape} is larger than the {MAX_DECODED_PIXELS:,}-pixel bound "
+                         "(MAX_DECODED_PIXELS); refused before decoding")
     arr = np.frombuffer(raw, dtype=dtype, count=count, offset=start + hlen)
     return arr.reshape(shape, order="F" if fortran else "C")
 

@@ -80,6 +80,11 @@ def pixel_radius(size: int = STAMP_SIZE) -> np.ndarray:
     return np.hypot(c[:, None], c[None, :])
 
 
+# The one bound on the pixels any image reader decodes (npz members, FITS cutout files and service replies):
+# 4,194,304 pixels (16 MiB as float32) holds a 3-band 1024x1024 cube, 85x the 3x101x101 DR10 cutouts; a
+# header claiming 3x10000x10000 (a decompression bomb, or a lie) is refused before any allocation.
+MAX_DECODED_PIXELS = 4 * 1024 * 1024
+
 _SPLIT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 

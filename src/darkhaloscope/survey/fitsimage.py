@@ -18,10 +18,8 @@ import math
 
 import numpy as np
 
-# The one bound on the pixels any FITS image is decoded into (cutout replies here, cutout folders in `score`):
-# 4,194,304 pixels (16 MiB as float32) holds a 3-band 1024x1024 cube, 85x the 3x101x101 DR10 cutouts; a
-# header claiming 3x10000x10000 (a decompression bomb, or a lie) is refused before any allocation.
-MAX_DECODED_PIXELS = 4 * 1024 * 1024
+from darkhaloscope.stamps.schema import MAX_DECODED_PIXELS  # the one bound of every image reader
+
 _BLOCK = 2880
 _MAX_HEADER_BLOCKS = 100  # 288 KB of header cards (the service sends 1-2 blocks)
 _DTYPES = {8: ">u1", 16: ">i2", 32: ">i4", 64: ">i8", -32: ">f4", -64: ">f8"}
@@ -74,46 +72,101 @@ def image_shape(header: dict, max_pixels: int = MAX_DECODED_PIXELS) -> tuple[int
     return tuple(shape)
 
 
+def _read_header(read) -> dict:
+    """Header cards of one HDU as {key: value}, from `read(n)` (bytes of the file or stream, in order)."""
+    header: dict = {}
+    for _ in range(_MAX_HEADER_BLOCKS):
+        raw = read(_BLOCK)
+        if len(raw) < _BLOCK:
+            raise FitsFormatError("FITS header truncated (no END card)")
+        block = raw.decode("ascii", "replace")
+        for i in range(0, _BLOCK, 80):
+            card = block[i:i + 80]
+            key = card[:8].strip()
+            if key == "END":
+                return header
+            if card[8:10] == "= " and key:
+                header[key] = _value(card[10:])
+    raise FitsFormatError(f"FITS header longer than {_MAX_HEADER_BLOCKS} blocks without an END card")
+
+
+def _dtype(header: dict) -> np.dtype:
+    bitpix = header.get("BITPIX")
+    if isinstance(bitpix, bool) or bitpix not in _DTYPES:
+        raise FitsFormatError(f"unsupported FITS image (BITPIX {str(bitpix)[:20]!r}); expected 8, 16, 32, 64, -32 "
+                              "or -64")
+    return np.dtype(_DTYPES[bitpix])
+
+
+def _decode(raw, header: dict, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """(planes, H, W) float32 of the data bytes `raw`, BSCALE / BZERO applied (checked first)."""
+    scale, zero = _number(header, "BSCALE", 1), _number(header, "BZERO", 0)
+    count = math.prod(shape)
+    if len(raw) < count * dtype.itemsize:
+        raise FitsFormatError(f"FITS data truncated: {len(raw)} of {count * dtype.itemsize} bytes")
+    out = np.frombuffer(raw, dtype=dtype, count=count).reshape(shape).astype(np.float32)
+    if scale != 1 or zero != 0:
+        with np.errstate(over="ignore", invalid="ignore"):  # overflow -> inf: caught as non-finite pixels
+            out = (out * np.float32(scale) + np.float32(zero)).astype(np.float32)
+    return out[None] if out.ndim == 2 else out
+
+
 def read_fits_image(body: bytes, max_pixels: int = MAX_DECODED_PIXELS) -> tuple[np.ndarray, dict]:
     """(planes, H, W) float32 array (a 2-D image becomes 1 plane) and the primary header as {key: value}.
     FitsFormatError for anything else, including more than `max_pixels` pixels."""
     if body[:9] != b"SIMPLE  =":
         raise FitsFormatError("not a FITS file (no SIMPLE card)")
-    header: dict = {}
-    pos = 0
-    while True:
-        if pos + _BLOCK > len(body):
-            raise FitsFormatError("FITS header truncated (no END card)")
-        if pos >= _BLOCK * _MAX_HEADER_BLOCKS:
-            raise FitsFormatError(f"FITS header longer than {_MAX_HEADER_BLOCKS} blocks without an END card")
-        block = body[pos:pos + _BLOCK].decode("ascii", "replace")
-        pos += _BLOCK
-        done = False
-        for i in range(0, _BLOCK, 80):
-            card = block[i:i + 80]
-            key = card[:8].strip()
-            if key == "END":
-                done = True
-                break
-            if card[8:10] == "= " and key:
-                header[key] = _value(card[10:])
-        if done:
-            break
-    bitpix = header.get("BITPIX")
-    if isinstance(bitpix, bool) or bitpix not in _DTYPES:
-        raise FitsFormatError(f"unsupported FITS image (BITPIX {str(bitpix)[:20]!r}); expected 8, 16, 32, 64, -32 "
-                              "or -64")
+    view, pos = memoryview(body), 0
+
+    def read(n: int) -> bytes:
+        nonlocal pos
+        pos += n
+        return bytes(view[pos - n:pos])
+    header = _read_header(read)
+    dtype = _dtype(header)
     shape = image_shape(header, max_pixels)
-    scale, zero = _number(header, "BSCALE", 1), _number(header, "BZERO", 0)
-    count = math.prod(shape)
-    dtype = np.dtype(_DTYPES[bitpix])
-    if pos + count * dtype.itemsize > len(body):
-        raise FitsFormatError(f"FITS data truncated: {len(body) - pos} of {count * dtype.itemsize} bytes")
-    data = np.frombuffer(body, dtype=dtype, count=count, offset=pos).reshape(shape)
-    out = data.astype(np.float32)
-    if scale != 1 or zero != 0:
-        out = (out * np.float32(scale) + np.float32(zero)).astype(np.float32)
-    return (out[None] if out.ndim == 2 else out), header
+    return _decode(view[pos:pos + math.prod(shape) * dtype.itemsize], header, shape, dtype), header
+
+
+MAX_FITS_HDUS = 8  # HDUs read before the 3-D cube must have been found (a cutout has 1 or 2)
+
+
+def read_fits_cube(stream, max_pixels: int = MAX_DECODED_PIXELS) -> np.ndarray:
+    """The first 3-D image of a FITS file (primary HDU or an IMAGE extension), read from the binary stream
+    `stream` (a gzip.GzipFile streams .fits.gz) header first: each HDU's declared size is checked against
+    `max_pixels` before its data are read, and no more than that many pixels' bytes are ever decompressed
+    (a 1 MB .fits.gz declaring 3x10000x10000 is refused in milliseconds). FitsFormatError for anything
+    else: no cube, truncated data, text BSCALE, too many HDUs. Tile-compressed images are not read."""
+    budget = max_pixels * 8  # data bytes that may be read through (skipped HDUs included)
+
+    pending = [stream.read(_BLOCK)]  # the first block, read to check the SIMPLE card
+
+    def read(n: int) -> bytes:
+        return pending.pop() if pending and n == _BLOCK else stream.read(n)
+    if pending[0][:9] != b"SIMPLE  =":
+        raise FitsFormatError("not a FITS file (no SIMPLE card)")
+    for _ in range(MAX_FITS_HDUS):
+        header = _read_header(read)
+        naxis = header.get("NAXIS", 0)
+        dtype = _dtype(header)
+        if naxis == 3:
+            shape = image_shape(header, max_pixels)
+            return _decode(read(math.prod(shape) * dtype.itemsize), header, shape, dtype)
+        if isinstance(naxis, bool) or not isinstance(naxis, int) or not 0 <= naxis <= 999:
+            raise FitsFormatError(f"FITS header NAXIS = {str(naxis)[:20]!r}: expected a whole number")
+        dims = [header.get(f"NAXIS{k}") for k in range(1, naxis + 1)]
+        if any(isinstance(n, bool) or not isinstance(n, int) or n < 0 for n in dims):
+            raise FitsFormatError("FITS header NAXISn: expected whole numbers >= 0")
+        pcount, gcount = _number(header, "PCOUNT", 0), _number(header, "GCOUNT", 1)
+        nbytes = dtype.itemsize * int(gcount) * (int(pcount) + math.prod(dims)) if naxis else 0
+        nbytes = -(-nbytes // _BLOCK) * _BLOCK
+        budget -= nbytes
+        if nbytes < 0 or budget < 0:
+            raise FitsFormatError(f"FITS file holds more data before its 3-D image than the {max_pixels:,}-pixel "
+                                  "bound (MAX_DECODED_PIXELS) allows; refused")
+        if len(read(nbytes)) < nbytes:
+            raise FitsFormatError("FITS file truncated before a 3-D image (expected a g/r/z cube)")
+    raise FitsFormatError(f"no 3-D image HDU in the first {MAX_FITS_HDUS} (expected a g/r/z cube)")
 
 
 def cube_bands(header: dict, planes: int, requested: tuple[str, ...]) -> list[str]:
