@@ -21,7 +21,7 @@ def write_scores(path: Path, n: int = 20, *, seed: int = 0, ids: list | None = N
             "row_id": ids if ids is not None else [f"c{i:03d}" for i in perm],
             "source_file": [f"region_split=test/part-{i % 2}.parquet" for i in perm],
             "source_row": [int(i) for i in perm], "region_split": ["test"] * n,
-            "ra": 150.0 + perm / 100, "dec": 2.0 - perm / 100, "img_mean": rng.normal(size=n),
+            "ra": 150.5 + perm / 100, "dec": 2.5 + perm / 100, "img_mean": rng.normal(size=n),
             "brickname": [f"1500p0{i % 3}" for i in perm]}
     table = pa.table({k: v for k, v in cols.items() if k not in drop})
     meta = {b"darkhaloscope.scores": json.dumps({"data": data, "checkpoint": "run/best.pt", "epoch": 1}).encode()}

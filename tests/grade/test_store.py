@@ -118,7 +118,7 @@ def test_candidates_from_scores_file(tmp_path):
         c = s.candidate("c002")
         assert (c["source_file"], c["source_row"], c["data"], c["split"]) == \
             ("region_split=test/part-0.parquet", 2, "tier", "test")
-        assert c["ra"] == pytest.approx(150.02) and c["metadata"]["brickname"] == "1500p02"
+        assert c["ra"] == pytest.approx(150.52) and c["metadata"]["brickname"] == "1500p02"
         assert "img_mean" not in c["metadata"] and len(c["checkpoint_hash"]) == 16
         assert s.add_candidates(tmp_path / "s.parquet", top=7, data="moved") == {"added": 2, "updated": 5}
         assert s.candidate("c000")["data"] == "moved"

@@ -2,6 +2,8 @@
 
     dhs grade add scores.parquet --db grades.sqlite --top 500 [--data DATA]   # create / extend the database
     dhs grade progress --db grades.sqlite                                     # graded / total per grader
+    dhs grade export --db grades.sqlite --out graded.parquet                  # one row per candidate, consensus
+    dhs grade report --db grades.sqlite --out grade_report/                   # agreement, purity, false positives
 """
 
 from __future__ import annotations
@@ -25,6 +27,16 @@ def register(sub, bench_sub) -> None:
     g.add_argument("--db", required=True, help="grades database (SQLite)")
     g.set_defaults(func=cmd_progress)
 
+    e = gsub.add_parser("export", help="the graded table: one row per candidate with its consensus grade")
+    e.add_argument("--db", required=True, help="grades database (SQLite)")
+    e.add_argument("--out", required=True, help="parquet file to write (replaced atomically)")
+    e.set_defaults(func=cmd_export)
+
+    r = gsub.add_parser("report", help="agreement, purity of the top-N, score vs grade, false positives by tag")
+    r.add_argument("--db", required=True, help="grades database (SQLite)")
+    r.add_argument("--out", required=True, help="folder for grade.md, grade.html, grade.json")
+    r.set_defaults(func=cmd_report)
+
 
 def cmd_add(args) -> int:
     from darkhaloscope.grade.store import open_store
@@ -45,4 +57,24 @@ def cmd_progress(args) -> int:
     print(f"{total:,} candidate(s)")
     for grader, n in prog.items():
         print(f"  {printable(grader):<20} {n:>7,} graded ({100 * n / total if total else 0:.1f}%)")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from darkhaloscope.grade.export import export_graded
+    from darkhaloscope.grade.store import open_store
+
+    with open_store(args.db, create=False) as store:
+        counts = export_graded(store, args.out)
+    print(f"{args.out}: " + ", ".join(f"{n:,} {g}" for g, n in counts.items()))
+    return 0
+
+
+def cmd_report(args) -> int:
+    from darkhaloscope.grade.report import write_grade_report
+    from darkhaloscope.grade.store import open_store
+
+    with open_store(args.db, create=False) as store:
+        paths = write_grade_report(store, args.out)
+    print(f"wrote {paths['md']} (+ .html, .json)")
     return 0

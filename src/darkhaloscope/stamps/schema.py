@@ -46,6 +46,8 @@ HOST_ID_COLUMNS: tuple[str, ...] = ("host_id", "galaxy_id", "objid")
 NPZ_BAND_KEYS: tuple[str, ...] = tuple(f"image_{b}" for b in BANDS)  # Phase 4c npz layout
 NPZ_CUTOUT_KEY = "cutout"  # DR10 cutout layout: (H, W, 3) g/r/z, centre-cropped to 64
 NPZ_GRADE_KEY = "meta_tier"  # DR10 cutout files: the lens candidate's grade (A/B/C), a scalar string
+GRADED_METADATA_KEY = b"darkhaloscope.graded"  # parquet key-value metadata marking a `dhs grade export` table
+GRADED_GRADE_COLUMN = "grade"  # in that table: the consensus letter A/B/C/N of human graders (null: ungraded)
 
 # Metadata that describe the injection: label leaks, never a model input.
 INJECTION_METADATA_COLUMNS: tuple[str, ...] = (

@@ -3,9 +3,11 @@
     pos = load_positives(["lenscat", "my_lenses.csv"], grades=("confident",), types=("galaxy",))
     pos.ra, pos.dec, pos.name, pos.grade, pos.source, pos.extra   # extra: other columns (lens_type, zlens, ...)
 
-`load_known` returns every entry before the grade/type filters: the exclusion list around which no
-negative may be drawn. RA is wrapped into [0, 360) (counted in a note); a |DEC| > 90 refuses the list.
-`dedupe_positions` merges entries closer than a radius (one lens in two lists, or listed twice). lenscat's catalog is the CSV that the package ships (read directly: importing
+A `dhs grade export` table is a list too: its graded candidates, the consensus letter (A/B/C/N) as the grade
+(`--grades A,B`: the graded lenses). `load_known` returns every entry before the grade/type filters: the
+exclusion list around which no negative may be drawn. RA is wrapped into [0, 360) (counted in a note); a
+|DEC| > 90 refuses the list. `dedupe_positions` merges entries closer than a radius (one lens in two lists, or
+listed twice). lenscat's catalog is the CSV that the package ships (read directly: importing
 lenscat pulls in ligo.skymap and takes seconds); no network is used.
 """
 
@@ -19,6 +21,7 @@ from typing import Sequence
 import numpy as np
 
 from darkhaloscope.errors import DataError, UsageError
+from darkhaloscope.stamps.schema import GRADED_GRADE_COLUMN, GRADED_METADATA_KEY
 from darkhaloscope.survey.tables import find_column, read_table
 
 LENSCAT = "lenscat"
@@ -74,6 +77,8 @@ def _load_one(source: str, notes: set[str]) -> Positives:
                          get("name"), get("grading"),
                          np.full(t.num_rows, LENSCAT, dtype=object), extra)
     t = read_table(source)
+    if GRADED_METADATA_KEY in (t.schema.metadata or {}):
+        t = _graded(t, source)
     names = t.column_names
     ra, dec = find_column(names, "ra", source), find_column(names, "dec", source)
     opt = {k: find_column(names, k, source, required=False) for k in ("name", "grade", "type")}
@@ -99,6 +104,22 @@ def _load_one(source: str, notes: set[str]) -> Positives:
              "ref": np.full(n, None, dtype=object)}
     return Positives(_wrap_ra(ra_v, source, notes), dec_v, name, obj(opt["grade"]),
                      np.full(n, Path(source).name, dtype=object), extra)
+
+
+def _graded(t, source: str):
+    """A `dhs grade export` table: its graded candidates (the consensus letter is the grade; ungraded ones are
+    no entries); each needs the sky position the scored data carried."""
+    import pyarrow.compute as pc
+
+    t = t.filter(pc.is_valid(t[GRADED_GRADE_COLUMN]))
+    ra, dec = (np.asarray(t[c].to_numpy(zero_copy_only=False), float) for c in ("ra", "dec"))
+    missing = ~(np.isfinite(ra) & np.isfinite(dec))
+    if missing.any():
+        i = int(np.flatnonzero(missing)[0])
+        raise DataError(f"{source}: graded candidate {t['name'][i].as_py()!r} has no RA/DEC ({int(missing.sum())} of "
+                        f"{t.num_rows} graded): the scored stamps carried no sky position, so they cannot be catalog "
+                        "positives; grade candidates scored from cutouts with ra/dec (`dhs cutouts`)")
+    return t
 
 
 def load_known(sources: Sequence[str], notes: set[str] | None = None) -> Positives:
