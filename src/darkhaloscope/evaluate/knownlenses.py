@@ -10,7 +10,10 @@ with Wilson 95% intervals), a headline line, and a gallery of the real lenses so
 score. When the evaluated controls include look-alikes (`confuser_kind`), the recall is also given at the
 thresholds set on the PLAIN controls alone (the rule of the confuser section, so both sections of the
 report speak of one threshold): metrics key `recall_vs_plain`, and each lens's `fpr_to_find_plain`.
-Metrics land in metrics.json under `known_lenses`.
+Metrics land in metrics.json under `known_lenses`. KNOWN may also be a `dhs grade export` table: its
+candidates graded A or B are the real lenses (per grade: the consensus letter), with the scores recorded when
+they were scored for grading; to score them with another model, export them with `--lenses-folder DIR` and
+pass that folder with `--checkpoint`.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from darkhaloscope.evaluate import plots
 from darkhaloscope.evaluate.confusers import plain_controls
 from darkhaloscope.score.scoresfile import read_provenance
 from darkhaloscope.score.sources import GRADE_COLUMN
+from darkhaloscope.stamps.schema import GRADED_GRADE_COLUMN, GRADED_LENS_GRADES, GRADED_METADATA_KEY
 from darkhaloscope.common.report import Code
 
 
@@ -80,8 +84,9 @@ def _plain_and_look_alikes(scores, values: np.ndarray) -> tuple[np.ndarray | Non
 
 
 def _lens_ids(t) -> list[str]:
-    """Each row's id as the report shows it: its row_id (every `dhs score` file has one), else its file."""
-    col = "row_id" if "row_id" in t.column_names else "source_file"
+    """Each row's id as the report shows it: its row_id (every `dhs score` file has one), a graded export's
+    candidate_id, else its file."""
+    col = next(c for c in ("row_id", "candidate_id", "source_file") if c in t.column_names)
     return [str(v) for v in t[col].to_pylist()]
 
 
@@ -103,11 +108,16 @@ def known_lens_section(known: str, scores, cfg, ev, fig_dir: Path, *, checkpoint
     """Add the real-lens section, headline line and metrics (see the module docstring)."""
     path = _known_scores(known, checkpoint, out_dir, s3, log)
     t = pq.read_table(path)
-    info = read_provenance(pq.read_schema(path))
+    schema = pq.read_schema(path)
+    info = read_provenance(schema)
     names = t.column_names
     score = np.asarray(t["score"].to_numpy(zero_copy_only=False), float)
     label = t["label"].to_pylist() if "label" in names else [None] * t.num_rows
     lens = np.asarray([lab != 0 for lab in label]) & np.isfinite(score)
+    graded_export = GRADED_METADATA_KEY in (schema.metadata or {})
+    if graded_export:  # a `dhs grade export`: the graders' A/B are the lenses, whatever the scored label
+        lens = np.asarray([g in GRADED_LENS_GRADES for g in t[GRADED_GRADE_COLUMN].to_pylist()]) & np.isfinite(score)
+        info = {"data": next((d for d in t["data"].to_pylist() if d), None)}
     # the model's own logits on both sides (a calibration temperature would rescale one file's values only)
     model_logits = scores.model_logits()
     use_logit = "logit" in names and model_logits is not None
@@ -145,6 +155,10 @@ def known_lens_section(known: str, scores, cfg, ev, fig_dir: Path, *, checkpoint
     lines: list[str] = []
     sec.text(f"{int(lens.sum())} real lens(es) from ", Code(Path(known).name), " (positives, never controls), scored "
              f"by the same model. Thresholds set on the {len(ctrl)} evaluated controls at FPR {fpr_text}.")
+    if graded_export:
+        lines.append("These are the candidates people graded A or B (a dhs grade export), with the scores recorded "
+                     "when they were scored for grading: compare them only with scores of that checkpoint (to score "
+                     "them with another, export them with --lenses-folder and pass the folder with --checkpoint).")
     unresolved = [f"{f:g}" for f in ops if len(ctrl) * f < 1]
     if unresolved:
         lines.append(f"Only {len(ctrl)} controls: FPR {', '.join(unresolved)} not resolved (the threshold is the "

@@ -4,6 +4,7 @@
     dhs grade progress --db grades.sqlite                                     # graded / total per grader
     dhs grade export --db grades.sqlite --out graded.parquet                  # one row per candidate, consensus
     dhs grade report --db grades.sqlite --out grade_report/                   # agreement, purity, false positives
+    dhs grade export ... --negatives-tier NEG/ --lenses-folder LENSES/         # the loop (grade.loop)
 """
 
 from __future__ import annotations
@@ -30,6 +31,13 @@ def register(sub, bench_sub) -> None:
     e = gsub.add_parser("export", help="the graded table: one row per candidate with its consensus grade")
     e.add_argument("--db", required=True, help="grades database (SQLite)")
     e.add_argument("--out", required=True, help="parquet file to write (replaced atomically)")
+    e.add_argument("--negatives-tier", default=None, metavar="DIR",
+                   help="also write the N-graded candidates (train split or none) as a hard-negative tier for "
+                   "`dhs train --mined=DIR`")
+    e.add_argument("--lenses-folder", default=None, metavar="DIR",
+                   help="also write the A/B-graded stamps as npz cutouts for `dhs evaluate --known-lenses DIR`")
+    e.add_argument("--data", default=None, help="where the graded stamps are now (default: what `dhs score` recorded)")
+    e.add_argument("--overwrite", action="store_true", help="replace a previous --negatives-tier output")
     e.set_defaults(func=cmd_export)
 
     r = gsub.add_parser("report", help="agreement, purity of the top-N, score vs grade, false positives by tag")
@@ -61,12 +69,24 @@ def cmd_progress(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from darkhaloscope.grade.export import export_graded
+    from darkhaloscope.grade.export import export_graded, graded_rows
+    from darkhaloscope.grade.loop import write_lenses_folder, write_negatives_tier
     from darkhaloscope.grade.store import open_store
 
     with open_store(args.db, create=False) as store:
         counts = export_graded(store, args.out)
+        rows = graded_rows(store) if args.negatives_tier or args.lenses_folder else []
     print(f"{args.out}: " + ", ".join(f"{n:,} {g}" for g, n in counts.items()))
+    if args.negatives_tier:
+        m = write_negatives_tier(rows, args.negatives_tier, data=args.data, overwrite=args.overwrite)
+        skipped = m["left_out_val_test"]
+        note = f" ({skipped:,} of val/test splits left out)" if skipped else ""
+        print(f"{args.negatives_tier}: {m['rows']:,} N-graded stamps as hard negatives{note}; train with "
+              f"--mined={args.negatives_tier}")
+    if args.lenses_folder:
+        n = write_lenses_folder(rows, args.lenses_folder, data=args.data)
+        print(f"{args.lenses_folder}: {n:,} A/B-graded stamps; evaluate with --known-lenses {args.lenses_folder} "
+              "--checkpoint CKPT")
     return 0
 
 

@@ -19,12 +19,13 @@ import math
 from collections import Counter
 from dataclasses import dataclass, field
 
+from darkhaloscope.common.ranking import wilson_interval
 from darkhaloscope.grade.store import GRADE_VALUE, TAGS
+from darkhaloscope.stamps.schema import GRADED_LENS_GRADES
 
 LETTERS = ("A", "B", "C", "N")  # the graded categories, best first (S is no grade)
 CUTS = ((2.5, "A"), (1.5, "B"), (0.5, "C"))  # mean grade -> consensus letter; below the last: N
-LENS = ("A", "B")  # consensus letters that count as a lens (purity, positives, known lenses)
-WILSON_Z = 1.959963984540054  # 95% two-sided normal quantile
+LENS = GRADED_LENS_GRADES  # consensus letters that count as a lens (purity, positives, known lenses)
 TOP_NS = (10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)  # top-N by score at which purity is given
 
 
@@ -100,15 +101,10 @@ def fleiss_kappa(counts: list[list[int]]) -> float | None:
     return (p_bar - p_e) / (1 - p_e)
 
 
-def wilson(k: int, n: int, z: float = WILSON_Z) -> tuple[float, float]:
-    """Wilson score interval of a proportion k / n (95% by default); (nan, nan) when n == 0."""
-    if n == 0:
-        return (math.nan, math.nan)
-    p = k / n
-    den = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / den
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
-    return (max(0.0, centre - half), min(1.0, centre + half))
+def wilson(k: int, n: int) -> tuple[float, float]:
+    """Wilson score 95% interval of k / n (common.ranking.wilson_interval); (nan, nan) when n == 0."""
+    lo, hi = wilson_interval(k, n)
+    return float(lo), float(hi)
 
 
 def grader_vs_consensus(latest: list[dict]) -> dict[str, dict]:

@@ -4,7 +4,8 @@ Columns: `candidate_id` (and `name`, the same id: what `dhs catalog --positives`
 the scored data had none), `grade` (the consensus letter A/B/C/N, null when nobody graded it), `grade_mean`
 (A=3 .. N=0), `n_A`, `n_B`, `n_C`, `n_N`, `n_S` (skips), `n_graders`, `graders`, `tag` (the majority tag),
 `tags` ("ring:2,spiral:1"), `score`, `rank`, `split`, `checkpoint_hash`, `data`, `source_file`, `source_row`
-(where the stamp is) and the id columns the scores file carried (stamp_id, host_id, objid, brickname, label).
+(where the stamp is) and the columns the scores file carried: ids (stamp_id, host_id, objid, brickname), label
+and logit (the model's, as `dhs evaluate --known-lenses` compares it).
 The parquet key-value metadata `darkhaloscope.graded` marks the file as a graded export, so `dhs catalog
 --positives graded.parquet --grades A,B` and `dhs evaluate --known-lenses graded.parquet` know to read it.
 
@@ -20,7 +21,7 @@ from darkhaloscope.grade.consensus import LETTERS, consensus
 from darkhaloscope.grade.store import GradeStore, now_utc
 from darkhaloscope.stamps.schema import GRADED_METADATA_KEY, ID_COLUMNS, LABEL_COLUMN
 
-CARRIED = tuple(c for c in ID_COLUMNS if c not in ("row_id", "ra", "dec")) + (LABEL_COLUMN,)  # from metadata
+CARRIED = tuple(c for c in ID_COLUMNS if c not in ("row_id", "ra", "dec")) + (LABEL_COLUMN, "logit")  # from metadata
 
 
 def graded_rows(store: GradeStore) -> list[dict]:
@@ -70,8 +71,10 @@ def export_graded(store: GradeStore, out: str | Path, argv: list[str] | None = N
 
 
 def _carried(pa, values: list):
-    """A carried id column: integers stay integers, anything else becomes text."""
+    """A carried column: integers stay integers, numbers floats, anything else becomes text."""
     present = [v for v in values if v is not None]
     if present and all(isinstance(v, int) and not isinstance(v, bool) for v in present):
         return pa.array(values, pa.int64())
+    if present and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in present):
+        return pa.array(values, pa.float64())
     return pa.array([None if v is None else str(v) for v in values], pa.string())

@@ -22,7 +22,7 @@ from darkhaloscope.score.scoresfile import (IMAGE_STAT_PREFIX, LOGIT_COLUMN, ROW
                                             SOURCE_FILE_COLUMN, SOURCE_ROW_COLUMN, read_provenance)
 from darkhaloscope.stamps.schema import SPLIT_COLUMN
 
-NOT_METADATA = {SCORE_COLUMN, LOGIT_COLUMN, ROW_ID_COLUMN, SOURCE_FILE_COLUMN, SOURCE_ROW_COLUMN, SPLIT_COLUMN,
+NOT_METADATA = {SCORE_COLUMN, ROW_ID_COLUMN, SOURCE_FILE_COLUMN, SOURCE_ROW_COLUMN, SPLIT_COLUMN,
                 "decode_error"}
 HASH_CHARS = 16  # hex characters kept of a checkpoint's sha256 (collisions are no concern at 64 bits)
 

@@ -68,6 +68,39 @@ def check_mine_destination(data: str, out: str, split: str | None, overwrite: bo
     return root
 
 
+def write_negative_rows(tier, data: str, files: list[str], rows: list[int], root: Path, split: str,
+                        extra: dict[str, pa.Array]) -> int:
+    """Copy rows (tier file relpath, row) of `tier`, stamps and all, in this order, into
+    ROOT/region_split=SPLIT/part-00000.parquet as hard negatives: `is_control` 1, `stamp_id` kept as
+    `mined_stamp_id`, the `extra` columns appended. `dhs mine` and `dhs grade export --negatives-tier` write
+    their tiers with it; `dhs train --mined` reads them."""
+    by_rel = {f.relpath: f for f in tier.files}
+    per_file: dict[str, list[tuple[int, int]]] = {}
+    for rank, (rel, row) in enumerate(zip(files, rows)):
+        per_file.setdefault(rel, []).append((rank, int(row)))
+    parts, ranks = [], []
+    for rel, items in per_file.items():  # one file in memory at a time
+        if rel not in by_rel:
+            raise DataError(f"{data}: scored file {rel} is no longer in the tier; was it rewritten? Score again")
+        whole = pq.ParquetFile(by_rel[rel].path, filesystem=tier.fs).read()
+        parts.append(whole.take(pa.array([r for _, r in items], pa.int64())))
+        ranks += [k for k, _ in items]
+    table = pa.concat_tables(parts, promote_options="permissive").take(pa.array(np.argsort(ranks), pa.int64()))
+    if SPLIT_COLUMN in table.column_names:
+        table = table.drop_columns([SPLIT_COLUMN])
+    if "stamp_id" in table.column_names:
+        table = table.rename_columns(["mined_stamp_id" if c == "stamp_id" else c for c in table.column_names])
+    ones = pa.array(np.ones(len(files), np.int32))
+    table = (table.drop_columns([LABEL_SOURCE_COLUMN]) if LABEL_SOURCE_COLUMN in table.column_names else table) \
+        .append_column(LABEL_SOURCE_COLUMN, ones)
+    for name, values in extra.items():
+        table = table.drop_columns([name]) if name in table.column_names else table
+        table = table.append_column(name, values)
+    with atomic_path(root / f"{SPLIT_COLUMN}={split}" / PART_NAME) as tmp:
+        pq.write_table(table, tmp, row_group_size=256)
+    return table.num_rows
+
+
 def mine_tier(checkpoint: str, data: str, top: int, out: str, *, split: str | None = "train", s3=None,
               progress: bool = False, argv: list[str] | None = None, overwrite: bool = False) -> dict:
     from darkhaloscope.config import load_config, run_info
@@ -90,31 +123,10 @@ def mine_tier(checkpoint: str, data: str, top: int, out: str, *, split: str | No
         raise DataError(f"{data}: no scored negatives{f' in split {split}' if split else ''} to mine")
     pick = neg[np.argsort(-logit[neg], kind="stable")[:top]]
     files, rows = t["source_file"].to_pylist(), t["source_row"].to_pylist()
-    by_rel = {f.relpath: f for f in tier.files}
-    per_file: dict[str, list[tuple[int, int]]] = {}
-    for rank, i in enumerate(pick):
-        per_file.setdefault(files[i], []).append((rank, int(rows[i])))
-    parts, ranks = [], []
-    for rel, items in per_file.items():  # one file in memory at a time
-        if rel not in by_rel:
-            raise DataError(f"{data}: scored file {rel} is no longer in the tier; was it rewritten? Mine again")
-        whole = pq.ParquetFile(by_rel[rel].path, filesystem=tier.fs).read()
-        parts.append(whole.take(pa.array([r for _, r in items], pa.int64())))
-        ranks += [k for k, _ in items]
-    table = pa.concat_tables(parts, promote_options="permissive").take(pa.array(np.argsort(ranks), pa.int64()))
-    if SPLIT_COLUMN in table.column_names:
-        table = table.drop_columns([SPLIT_COLUMN])
-    if "stamp_id" in table.column_names:
-        table = table.rename_columns(["mined_stamp_id" if c == "stamp_id" else c for c in table.column_names])
-    ones = pa.array(np.ones(len(pick), np.int32))
-    table = (table.drop_columns([LABEL_SOURCE_COLUMN]) if LABEL_SOURCE_COLUMN in table.column_names else table) \
-        .append_column(LABEL_SOURCE_COLUMN, ones) \
-        .append_column("mined_logit", pa.array(logit[pick])) \
-        .append_column("mined_score", pa.array(np.asarray(t["score"].to_numpy(zero_copy_only=False), float)[pick])) \
-        .append_column("mined_rank", pa.array(np.arange(len(pick), dtype=np.int32)))
-    out_split = split or "train"
-    with atomic_path(root / f"{SPLIT_COLUMN}={out_split}" / PART_NAME) as tmp:
-        pq.write_table(table, tmp, row_group_size=256)
+    score = np.asarray(t["score"].to_numpy(zero_copy_only=False), float)
+    write_negative_rows(tier, data, [files[i] for i in pick], [int(rows[i]) for i in pick], root, split or "train",
+                        {"mined_logit": pa.array(logit[pick]), "mined_score": pa.array(score[pick]),
+                         "mined_rank": pa.array(np.arange(len(pick), dtype=np.int32))})
     info = run_info(argv)
     manifest = {"checkpoint": str(checkpoint), "data": data, "split": split, "top": top, "rows": len(pick),
                 "negatives_scored": int(len(neg)), "kth_logit": float(logit[pick[-1]]),

@@ -48,6 +48,7 @@ NPZ_CUTOUT_KEY = "cutout"  # DR10 cutout layout: (H, W, 3) g/r/z, centre-cropped
 NPZ_GRADE_KEY = "meta_tier"  # DR10 cutout files: the lens candidate's grade (A/B/C), a scalar string
 GRADED_METADATA_KEY = b"darkhaloscope.graded"  # parquet key-value metadata marking a `dhs grade export` table
 GRADED_GRADE_COLUMN = "grade"  # in that table: the consensus letter A/B/C/N of human graders (null: ungraded)
+GRADED_LENS_GRADES: tuple[str, ...] = ("A", "B")  # consensus letters that make a graded candidate a lens
 
 # Metadata that describe the injection: label leaks, never a model input.
 INJECTION_METADATA_COLUMNS: tuple[str, ...] = (
