@@ -279,3 +279,56 @@ def test_bad_and_bomb_fits_cutouts_become_rows_with_reasons(tmp_path, capsys, ch
                        "--set", "baselines=false")
     assert rc == 0, err
     assert json.loads((tmp_path / "rep" / "metrics.json").read_text())["known_lenses"]["n"] == len(good)
+
+
+def test_duplicate_cutouts_are_found_by_bytes_and_by_sky_position(tmp_path):
+    import pyarrow as pa
+
+    from darkhaloscope.score.sources import CutoutFolderSource, identical_files, merged_duplicates
+
+    for name, data in (("a.npz", b"x" * 100), ("b.npz", b"x" * 100), ("c.npz", b"y" * 100), ("d.npz", b"x" * 99)):
+        (tmp_path / name).write_bytes(data)
+    files = sorted(tmp_path.glob("*.npz"))
+    assert identical_files(files) == {tmp_path / "b.npz": tmp_path / "a.npz"}
+    src = CutoutFolderSource(str(tmp_path))
+    assert src.duplicates == {"b.npz": "a.npz"} and src.num_rows == 3 and "1 cutout file(s)" in src.note
+    t = pa.table({"ra": [10.0, 10.0 + 0.5 / 3600, 20.0, None], "dec": [0.0, 0.0, 0.0, None]})
+    repeat, n, line = merged_duplicates(t, {"duplicates_merged": {"b.npz": "a.npz"}})
+    assert repeat.tolist() == [False, True, False, False] and n == 2 and "1 file(s) holding the same bytes" in line
+
+
+@pytest.mark.slow  # two scorings and an evaluation (~20 s); the fast twin is above
+def test_one_lens_under_several_names_counts_once(tmp_path, capsys, checkpoint, tier):
+    """One npz saved under 4 names, and two files of one sky position: `dhs score` reads the 4 byte-identical
+    files once (a note says so) and `dhs evaluate --known-lenses` counts 3 lenses, saying 4 were merged (it
+    counted 7)."""
+    import json
+    import shutil
+
+    import numpy as np
+
+    folder = tmp_path / "known"
+    folder.mkdir()
+    rng = np.random.default_rng(2)
+
+    def save(name, ra, dec):
+        np.savez_compressed(folder / name, cutout=rng.normal(0, 0.01, (101, 101, 3)).astype(np.float32),
+                            ra=np.array(ra), dec=np.array(dec), meta_tier=np.array("A"))
+    save("lens.npz", 150.0, 2.0)
+    for k in range(3):
+        shutil.copyfile(folder / "lens.npz", folder / f"lens_copy{k}.npz")
+    save("other.npz", 151.0, 2.0)
+    save("other_again.npz", 151.0 + 0.3 / 3600, 2.0)  # 0.3" away: the same lens
+    save("third.npz", 152.0, -1.0)
+    assert dhs(capsys, "score", "--checkpoint", checkpoint, "--data", tier, "--out", tmp_path / "ev.parquet",
+               "--quiet")[0] == 0
+    rc, out, err = dhs(capsys, "score", "--checkpoint", checkpoint, "--data", folder, "--out",
+                       tmp_path / "k.parquet", "--quiet")
+    assert rc == 0 and "scored 4 stamps" in out and "3 cutout file(s)" in err and "merged" in err
+    rc, out, err = dhs(capsys, "evaluate", tmp_path / "ev.parquet", "--out", tmp_path / "rep", "--no-data",
+                       "--known-lenses", tmp_path / "k.parquet", "--set", "n_boot=20", "--set", "baselines=false")
+    assert rc == 0, err
+    m = json.loads((tmp_path / "rep" / "metrics.json").read_text())["known_lenses"]
+    assert m["n"] == 3 and m["duplicates_merged"] == 4
+    assert "Duplicates merged, each lens counted once: 3 file(s) holding the same bytes as another and 1 cutout(s)" \
+        in (tmp_path / "rep" / "report.md").read_text().replace("\\", "")

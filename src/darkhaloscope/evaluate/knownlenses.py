@@ -29,7 +29,7 @@ from darkhaloscope.errors import MissingInputError, UsageError
 from darkhaloscope.evaluate import plots
 from darkhaloscope.evaluate.confusers import plain_controls
 from darkhaloscope.score.scoresfile import read_provenance
-from darkhaloscope.score.sources import GRADE_COLUMN
+from darkhaloscope.score.sources import GRADE_COLUMN, merged_duplicates
 from darkhaloscope.stamps.schema import GRADED_GRADE_COLUMN, GRADED_LENS_GRADES, GRADED_METADATA_KEY
 from darkhaloscope.common.report import Code
 
@@ -118,6 +118,8 @@ def known_lens_section(known: str, scores, cfg, ev, fig_dir: Path, *, checkpoint
     if graded_export:  # a `dhs grade export`: the graders' A/B are the lenses, whatever the scored label
         lens = np.asarray([g in GRADED_LENS_GRADES for g in t[GRADED_GRADE_COLUMN].to_pylist()]) & np.isfinite(score)
         info = {"data": next((d for d in t["data"].to_pylist() if d), None)}
+    repeat, n_merged, merged = merged_duplicates(t, info)  # one lens saved under several names counts once
+    lens &= ~repeat
     # the model's own logits on both sides (a calibration temperature would rescale one file's values only)
     model_logits = scores.model_logits()
     use_logit = "logit" in names and model_logits is not None
@@ -152,7 +154,7 @@ def known_lens_section(known: str, scores, cfg, ev, fig_dir: Path, *, checkpoint
     what = "logit" if use_logit else "score"
     fpr_text = ", ".join(f"{f:g} ({what} > {thr:.3g}, achieved {a:.2g})" for f, (thr, a) in ops.items())
     sec = ev.add_section("known_lenses", title)
-    lines: list[str] = []
+    lines: list[str] = [merged] if merged else []
     sec.text(f"{int(lens.sum())} real lens(es) from ", Code(Path(known).name), " (positives, never controls), scored "
              f"by the same model. Thresholds set on the {len(ctrl)} evaluated controls at FPR {fpr_text}.")
     if graded_export:
@@ -207,7 +209,7 @@ def known_lens_section(known: str, scores, cfg, ev, fig_dir: Path, *, checkpoint
                        f"FPR to find each: {shown}")
     ev.metrics["known_lenses"] = {"source": known, "scores_file": str(path), "n": int(lens.sum()),
                                   "n_controls": int(len(ctrl)), "value": what, "recall": dict(recall),
-                                  "per_lens": each,
+                                  "per_lens": each, "duplicates_merged": n_merged,
                                   **({"recall_vs_plain": vs_plain, "n_plain_controls": len(plain)} if vs_plain else {}),
                                   **({"n_look_alike_controls": len(look)} if look is not None else {})}
     notes: list[str] = []

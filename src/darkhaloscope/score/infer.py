@@ -200,7 +200,9 @@ def score_data(checkpoint: str | list[str], data: str, out: str | Path, cfg: Sco
                       "calibration": (meta.get("calibration") or None) if len(members) == 1 else None,
                       "confuser_weights": sorted({m.confuser_weight for m in members}),
                       "committee": {"combine": combine, "members": [m.describe() for m in members]}
-                      if len(members) > 1 else None, "run": run or {}}
+                      if len(members) > 1 else None, "run": run or {},
+                      "duplicates_merged": getattr(source, "duplicates", None) or None}
+        note = "; ".join(n for n in (note, getattr(source, "note", None)) if n) or None
         t0 = time.perf_counter()
         with Progress(source.num_rows, "score", unit="stamps", enabled=progress and info.is_main) as bar:
             def tables():

@@ -113,8 +113,8 @@ def centre_crop(img: np.ndarray, where: str) -> np.ndarray:
     return np.ascontiguousarray(img[:, y0:y0 + STAMP_SIZE, x0:x0 + STAMP_SIZE], dtype=np.float32)
 
 
-def read_fits_file(path: Path) -> np.ndarray:
-    """The first 3-D image of a .fits / .fit / .fits.gz file, streamed header first (gzip decompressed only as
+def read_fits_file(path: Path) -> tuple[np.ndarray, dict]:
+    """The first 3-D image of a .fits / .fit / .fits.gz file and its header, streamed header first (gzip decompressed only as
     far as the declared, bounded size: `survey.fitsimage.read_fits_cube`). FitsFormatError for any fault."""
     import gzip
     import zlib
@@ -133,9 +133,17 @@ def read_cutout(path: Path) -> np.ndarray:
     return read_graded_cutout(path)[0]
 
 
-def read_graded_cutout(path: Path) -> tuple[np.ndarray, str | None]:
-    """`read_cutout` and the candidate's grade: an npz's `meta_tier` member (the DR10 lens candidates carry
-    'A'/'B'/'C' there), None for FITS or an npz without one."""
+def _degrees(*values) -> float | None:
+    for v in values:
+        if isinstance(v, (int, float, np.number)) and not isinstance(v, bool) and np.isfinite(v):
+            return float(v)
+    return None
+
+
+def read_graded_cutout(path: Path) -> tuple[np.ndarray, str | None, tuple[float | None, float | None]]:
+    """`read_cutout`, the candidate's grade (an npz's `meta_tier` member: the DR10 lens candidates carry
+    'A'/'B'/'C' there; None for FITS or an npz without one) and its sky position (ra, dec) in degrees where
+    the file gives one (npz `ra` / `dec` members, FITS `RA` / `DEC` or `CRVAL1` / `CRVAL2` cards), else None."""
     where = str(path)
     if path.suffix == ".npz":
         size = path.stat().st_size
@@ -145,21 +153,51 @@ def read_graded_cutout(path: Path) -> tuple[np.ndarray, str | None]:
         blob = path.read_bytes()
         res = decode_batch(pa.array([blob], pa.binary()), where=[where], on_error="raise")
         grade = npz_scalar(blob, NPZ_GRADE_KEY)
-        return res.images[0], grade if isinstance(grade, str) else None
+        pos = _degrees(npz_scalar(blob, "ra")), _degrees(npz_scalar(blob, "dec"))
+        return res.images[0], grade if isinstance(grade, str) else None, pos
     try:
-        data = read_fits_file(path)
+        data, header = read_fits_file(path)
     except FitsFormatError as e:
         raise StampDecodeError(str(e), where) from None
     img = centre_crop(np.asarray(data, dtype=np.float32), where)
     if not np.isfinite(img).all():
         raise StampDecodeError("NaN/Inf pixels in the central 64x64", where)
-    return img, None
+    radec = str(header.get("CTYPE1", "")).upper().startswith("RA")
+    return img, None, (_degrees(header.get("RA"), header.get("CRVAL1") if radec else None),
+                       _degrees(header.get("DEC"), header.get("CRVAL2") if radec else None))
+
+
+def identical_files(files: list[Path]) -> dict[Path, Path]:
+    """{file: the earlier file holding the same bytes}: one cutout saved under several names. Only files
+    sharing a size are hashed (sha256, read in 1 MiB chunks), so a folder of distinct files costs one stat each."""
+    import hashlib
+    from collections import defaultdict
+
+    by_size: dict[int, list[Path]] = defaultdict(list)
+    for p in files:
+        by_size[p.stat().st_size].append(p)
+    same: dict[Path, Path] = {}
+    for group in (g for g in by_size.values() if len(g) > 1):
+        first: dict[str, Path] = {}
+        for p in group:
+            h = hashlib.sha256()
+            with open(p, "rb") as f:
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    h.update(chunk)
+            digest = h.hexdigest()
+            if digest in first:
+                same[p] = first[digest]
+            else:
+                first[digest] = p
+    return same
 
 
 class CutoutFolderSource:
     """A local folder of single-stamp cutout files (*.npz, *.fits[.gz]); labels unknown, metadata columns
-    `file` and `grade` (an npz's `meta_tier`, null when absent: `dhs evaluate --known-lenses` recall per
-    grade). Listed as tiers
+    `file`, `grade` (an npz's `meta_tier`, null when absent: `dhs evaluate --known-lenses` recall per
+    grade) and `ra` / `dec` (degrees, where the file gives them). A file holding the same bytes as an earlier
+    one (one cutout saved under several names) is read once: `duplicates` maps each such name to the kept
+    one and `note` says how many were merged. Listed as tiers
     are (`stamps.tier.cutout_files`): symlinks inside the folder are not followed, so a link out of it is
     never read and a second name for a file is not scored twice."""
 
@@ -170,6 +208,13 @@ class CutoutFolderSource:
         if not files:
             raise DataError(f"{folder}: no parquet tier and no *.npz / *.fits cutouts inside; point --data at a "
                             "tier or a folder of cutouts")
+        same = identical_files(files)
+        self.duplicates = {p.relative_to(self.root).as_posix(): q.relative_to(self.root).as_posix()
+                           for p, q in same.items()}
+        self.note = None if not same else (
+            f"{len(same)} cutout file(s) of {folder} hold the same bytes as another and were merged into it "
+            f"(first: {next(iter(self.duplicates))} = {next(iter(self.duplicates.values()))})")
+        files = [p for p in files if p not in same]
         self.files = files[shard[0]::shard[1]]
         self.num_rows, self.batch_rows, self.has_ctrl = len(self.files), batch_rows, False
         self.fetch_errors: dict[str, str] = {}  # file -> why `fetch` gave zeros for it
@@ -181,13 +226,16 @@ class CutoutFolderSource:
             valid = np.ones(len(chunk), bool)
             errors: dict[int, str] = {}
             grades: list[str | None] = [None] * len(chunk)
+            pos: list[tuple[float | None, float | None]] = [(None, None)] * len(chunk)
             for i, p in enumerate(chunk):
                 try:
-                    images[i], grades[i] = read_graded_cutout(p)
+                    images[i], grades[i], pos[i] = read_graded_cutout(p)
                 except StampDecodeError as e:
                     valid[i], errors[i] = False, str(e)
             rel = [p.relative_to(self.root).as_posix() for p in chunk]
-            meta = pa.table({"file": rel, GRADE_COLUMN: pa.array(grades, pa.string())})
+            meta = pa.table({"file": rel, GRADE_COLUMN: pa.array(grades, pa.string()),
+                             "ra": pa.array([a for a, _ in pos], pa.float64()),
+                             "dec": pa.array([d for _, d in pos], pa.float64())})
             yield SourceBatch(images, valid, errors, None, meta, rel, np.zeros(len(chunk), np.int64))
 
     def fetch(self, source_file: list[str], source_row: list[int], column: str | None = None) -> np.ndarray:
@@ -217,4 +265,27 @@ def open_source(data: str, s3: S3Options | None = None, *, split: str | None = N
     if is_s3(data) or is_local_tier(data):
         return TierSource(data, s3, split, cutout_ok_only, shard)
     return CutoutFolderSource(data, shard)
+
+
+SAME_LENS_ARCSEC = 1.0  # two known-lens cutouts centred closer than this are one lens (as `dhs catalog` merges)
+
+
+def merged_duplicates(table: pa.Table, provenance: dict) -> tuple[np.ndarray, int, str | None]:
+    """Rows of a scores table that repeat an earlier lens: (mask of the repeats, how many lenses were merged
+    in all, one line saying so or None). Counts the files `dhs score` already merged for holding the same
+    bytes (`duplicates_merged` in the provenance) and marks rows whose `ra` / `dec` lie within
+    SAME_LENS_ARCSEC of an earlier row's, so one lens saved under several names counts once."""
+    from darkhaloscope.survey.sky import near_duplicates
+
+    by_bytes = len(provenance.get("duplicates_merged") or {})
+    repeat = np.zeros(table.num_rows, bool)
+    if "ra" in table.column_names and "dec" in table.column_names:
+        ra, dec = (np.asarray(table[c].to_numpy(zero_copy_only=False), float) for c in ("ra", "dec"))
+        repeat = near_duplicates(ra, dec, SAME_LENS_ARCSEC) >= 0
+    n_sky = int(repeat.sum())
+    if not by_bytes and not n_sky:
+        return repeat, 0, None
+    parts = ([f"{by_bytes} file(s) holding the same bytes as another"] if by_bytes else []) + \
+        ([f"{n_sky} cutout(s) within {SAME_LENS_ARCSEC:g}\" of an earlier one"] if n_sky else [])
+    return repeat, by_bytes + n_sky, f"Duplicates merged, each lens counted once: {' and '.join(parts)}."
 

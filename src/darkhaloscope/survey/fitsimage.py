@@ -131,8 +131,8 @@ def read_fits_image(body: bytes, max_pixels: int = MAX_DECODED_PIXELS) -> tuple[
 MAX_FITS_HDUS = 8  # HDUs read before the 3-D cube must have been found (a cutout has 1 or 2)
 
 
-def read_fits_cube(stream, max_pixels: int = MAX_DECODED_PIXELS) -> np.ndarray:
-    """The first 3-D image of a FITS file (primary HDU or an IMAGE extension), read from the binary stream
+def read_fits_cube(stream, max_pixels: int = MAX_DECODED_PIXELS) -> tuple[np.ndarray, dict]:
+    """The first 3-D image of a FITS file and its header (primary HDU or an IMAGE extension), read from the binary stream
     `stream` (a gzip.GzipFile streams .fits.gz) header first: each HDU's declared size is checked against
     `max_pixels` before its data are read, and no more than that many pixels' bytes are ever decompressed
     (a 1 MB .fits.gz declaring 3x10000x10000 is refused in milliseconds). FitsFormatError for anything
@@ -151,7 +151,7 @@ def read_fits_cube(stream, max_pixels: int = MAX_DECODED_PIXELS) -> np.ndarray:
         dtype = _dtype(header)
         if naxis == 3:
             shape = image_shape(header, max_pixels)
-            return _decode(read(math.prod(shape) * dtype.itemsize), header, shape, dtype)
+            return _decode(read(math.prod(shape) * dtype.itemsize), header, shape, dtype), header
         if isinstance(naxis, bool) or not isinstance(naxis, int) or not 0 <= naxis <= 999:
             raise FitsFormatError(f"FITS header NAXIS = {str(naxis)[:20]!r}: expected a whole number")
         dims = [header.get(f"NAXIS{k}") for k in range(1, naxis + 1)]

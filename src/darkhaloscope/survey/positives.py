@@ -145,16 +145,7 @@ def filter_positives(known: Positives, grades: Sequence[str], types: Sequence[st
 
 def dedupe_positions(pos: Positives, radius_arcsec: float) -> tuple[Positives, int]:
     """`pos` without entries closer than `radius_arcsec` to an earlier kept one, and how many were merged."""
-    from darkhaloscope.survey.sky import unit_vectors
+    from darkhaloscope.survey.sky import near_duplicates
 
-    if len(pos) < 2 or radius_arcsec <= 0:
-        return pos, 0
-    from scipy.spatial import cKDTree
-
-    chord = 2 * np.sin(np.radians(radius_arcsec / 3600.0) / 2)
-    pairs = cKDTree(unit_vectors(pos.ra, pos.dec)).query_pairs(chord, output_type="ndarray")
-    dup = np.zeros(len(pos), dtype=bool)
-    for i, j in sorted(map(tuple, pairs)):  # i < j: the earlier entry absorbs the later one, unless merged itself
-        if not dup[i]:
-            dup[j] = True
+    dup = near_duplicates(pos.ra, pos.dec, radius_arcsec) >= 0
     return pos.select(~dup), int(dup.sum())

@@ -59,6 +59,24 @@ def unit_vectors(ra_deg: np.ndarray, dec_deg: np.ndarray) -> np.ndarray:
     return np.stack([c * np.cos(ra), c * np.sin(ra), np.sin(dec)], axis=1)
 
 
+def near_duplicates(ra_deg, dec_deg, radius_arcsec: float) -> np.ndarray:
+    """(N,) int: for each position, the index of the earlier kept position within `radius_arcsec` that
+    absorbs it, or -1 (kept). An entry absorbed itself absorbs nothing; NaN positions are always kept."""
+    ra, dec = np.asarray(ra_deg, float), np.asarray(dec_deg, float)
+    into = np.full(len(ra), -1, np.int64)
+    ok = np.flatnonzero(np.isfinite(ra) & np.isfinite(dec))
+    if len(ok) < 2 or radius_arcsec <= 0:
+        return into
+    from scipy.spatial import cKDTree
+
+    chord = 2 * np.sin(np.radians(radius_arcsec / 3600.0) / 2)
+    pairs = cKDTree(unit_vectors(ra[ok], dec[ok])).query_pairs(chord, output_type="ndarray")
+    for i, j in sorted(map(tuple, ok[pairs] if len(pairs) else [])):  # i < j: the earlier absorbs the later
+        if into[i] < 0 and into[j] < 0:
+            into[j] = i
+    return into
+
+
 class SkyMatcher:
     """Positions to match against (e.g. every known lens); `within` flags rows closer than a radius."""
 
