@@ -124,8 +124,12 @@ def test_control_bytes_from_data_never_reach_reports_or_terminal(tmp_path, capsy
     for name, grade in (("\x1b[31mred\x1b]0;title\x07", "\x1b[2JA"), ("plain", "B")):
         np.savez_compressed(folder / f"{name}.npz", cutout=rng.normal(0, 0.01, (101, 101, 3)).astype(np.float32),
                             meta_tier=np.array(grade))
+    import shutil
+
+    shutil.copyfile(folder / "\x1b[31mred\x1b]0;title\x07.npz", folder / "\x1b[1mcopy.npz")  # named in a note
     scores = tmp_path / "s.parquet"
-    assert dhs(capsys, "score", "--checkpoint", checkpoint, "--data", folder, "--out", scores, "--quiet")[0] == 0
+    rc, _, err = dhs(capsys, "score", "--checkpoint", checkpoint, "--data", folder, "--out", scores, "--quiet")
+    assert rc == 0 and "merged" in err and "\x1b" not in err and "\\x1b[1mcopy.npz" in err
     rc, out, err = dhs(capsys, "candidates", scores, "--data", folder, "--out", tmp_path / "c", "--top", "5")
     assert rc == 0 and "\x1b" not in out + err
     for ext in ("md", "html", "json"):

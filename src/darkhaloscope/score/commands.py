@@ -11,6 +11,7 @@ from darkhaloscope.stamps.fs import add_s3_arguments, s3_options_from_args
 
 
 def run_score(args) -> int:
+    from darkhaloscope.common.report.render import printable
     from darkhaloscope.score.infer import score_data
     from darkhaloscope.config import parse_shard
 
@@ -22,7 +23,7 @@ def run_score(args) -> int:
     if not s.is_main:  # torchrun: rank 0 reports the merged file for all ranks
         return 0
     if s.note:
-        print(f"note: {s.note}", file=sys.stderr)
+        print(f"note: {printable(s.note)}", file=sys.stderr)  # names files of the data: no ESC
     print(f"scored {s.rows:,} stamps{who} ({s.failed:,} failed to decode, score left empty) in {s.seconds:.1f} s "
           f"= {s.stamps_per_s:,.0f} stamps/s -> {s.out}")
     return 0
