@@ -92,7 +92,11 @@ def write_lenses_folder(rows: list[dict], out: str | Path, *, data: str | None =
     src = _one_data(lenses, data, f"--lenses-folder {out}")
     if not Path(src).exists() and "://" not in src:
         raise MissingInputError(f"{src}: the graded stamps' data is not here; point --data at the tier or folder")
-    images = open_source(src).fetch([r["source_file"] for r in lenses], [int(r["source_row"]) for r in lenses])
+    source = open_source(src)
+    images = source.fetch([r["source_file"] for r in lenses], [int(r["source_row"]) for r in lenses])
+    bad = next(iter(getattr(source, "fetch_errors", {}).items()), None)  # a cutout folder gives zeros for these
+    if bad is not None:
+        raise DataError(f"{src}: graded cutout {bad[0]} no longer decodes ({bad[1]}); was the folder changed?")
     index = io.StringIO()
     w = csv.writer(index)
     w.writerow(["file", "candidate_id", "grade", "grade_mean", "score"])
