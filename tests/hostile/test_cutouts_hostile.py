@@ -63,14 +63,19 @@ def test_client_bounds_reply_size_and_time(tmp_path):
     from darkhaloscope.survey.fetch import CutoutClient
 
     with FakeCutoutService(drip_s=0.1) as svc:
-        cfg = CutoutConfig(service_url=svc.url, rate_limit_per_s=0, max_tries=1, max_reply_mb=0.5,
-                           request_deadline_s=0.4)
-        client = CutoutClient(cfg, tmp_path / "cache")
+        # each bound on its own client, the other one loose: on a loaded machine streaming 0.5 MiB can take
+        # longer than a tight deadline, which would then (rightly) fire first
+        sized = CutoutConfig(service_url=svc.url, rate_limit_per_s=0, max_tries=1, max_reply_mb=0.5,
+                             request_deadline_s=60)
+        timed = CutoutConfig(service_url=svc.url, rate_limit_per_s=0, max_tries=1, max_reply_mb=64,
+                             request_deadline_s=0.4)
+        by_size, by_time = CutoutClient(sized, tmp_path / "cache"), CutoutClient(timed, tmp_path / "cache")
         svc.fault_for = {ra_key(1.0): "huge", ra_key(2.0): "endless", ra_key(3.0): "drip"}
+        got = {ra: by_size.fetch(sized.url(ra, 0)) for ra in (1.0, 2.0)}
         t0 = time.monotonic()
-        got = {ra: client.fetch(cfg.url(ra, 0)) for ra in (1.0, 2.0, 3.0)}
-        assert time.monotonic() - t0 < 4
-        assert client.fetch(cfg.url(4.0, 0)).body is not None  # the client still works after cutting three
+        got[3.0] = by_time.fetch(timed.url(3.0, 0))
+        assert time.monotonic() - t0 < 10  # cut at 0.4 s; the drip alone would take minutes
+        assert by_size.fetch(sized.url(4.0, 0)).body is not None  # the client still works after cutting two
     assert got[1.0].reason == got[2.0].reason == "reply larger than max_reply_mb=0.5 MiB (not read further)"
     assert got[3.0].reason.startswith("timed out: no whole reply within request_deadline_s=0.4 s")
     assert len([p for p in (tmp_path / "cache").rglob("*") if p.is_file()]) == 1
