@@ -2,6 +2,7 @@
 
     dhs grade add scores.parquet --db grades.sqlite --top 500 [--data DATA]   # create / extend the database
     dhs grade progress --db grades.sqlite                                     # graded / total per grader
+    dhs grade serve scores.parquet --db grades.sqlite --top 500               # the web app (grade.serve)
     dhs grade export --db grades.sqlite --out graded.parquet                  # one row per candidate, consensus
     dhs grade report --db grades.sqlite --out grade_report/                   # agreement, purity, false positives
     dhs grade export ... --negatives-tier NEG/ --lenses-folder LENSES/         # the loop (grade.loop)
@@ -23,6 +24,8 @@ def register(sub, bench_sub) -> None:
     a.add_argument("--top", type=int, default=None, help="add only the N best-scored rows (default: all)")
     a.add_argument("--data", default=None, help="where the scored stamps are now, when they moved since `dhs score`")
     a.set_defaults(func=cmd_add)
+
+    add_serve_parser(gsub)
 
     g = gsub.add_parser("progress", help="graded / total per grader")
     g.add_argument("--db", required=True, help="grades database (SQLite)")
@@ -98,3 +101,25 @@ def cmd_report(args) -> int:
         paths = write_grade_report(store, args.out)
     print(f"wrote {paths['md']} (+ .html, .json)")
     return 0
+
+
+def add_serve_parser(gsub) -> None:
+    s = gsub.add_parser("serve", help="the grading web app: one candidate per screen, keyboard first",
+                        description="Add the best candidates of SCORES to the grades database and serve the "
+                        "grading page (bound to 127.0.0.1 unless --host; any other host needs an access token).")
+    s.add_argument("scores", help="scores parquet file written by `dhs score`")
+    s.add_argument("--db", required=True, help="grades database (SQLite) to create or extend")
+    s.add_argument("--top", type=int, default=None, help="add only the N best-scored rows (default: all)")
+    s.add_argument("--data", default=None, help="where the scored stamps are now, when they moved since `dhs score`")
+    s.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only; "
+                   "0.0.0.0 shares it and requires an access token)")
+    s.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
+    s.add_argument("--token", default=None, help="access token graders must present (default: generated and "
+                   "printed once when --host is not loopback)")
+    s.set_defaults(func=cmd_serve)
+
+
+def cmd_serve(args) -> int:
+    from darkhaloscope.grade.serve import run_serve
+
+    return run_serve(args)
