@@ -162,3 +162,18 @@ def test_demo_help_times_are_the_measured_ones(capsys):
         assert number in results and number in quick_start, number
     demo_lines = [line for line in (readme + quick_start).splitlines() if "dhs demo" in line]
     assert demo_lines and not any("~2 min" in line or "84-263" in line for line in demo_lines)
+
+
+@pytest.mark.slow
+def test_demo_candidates_open_for_grading(demo_dir, tmp_path):
+    """The command `dhs demo` ends with takes its scores file as it is: ids unique, stamps where it says."""
+    from darkhaloscope.demo.run import grade_command
+    from darkhaloscope.grade.pixels import PixelCache
+    from darkhaloscope.grade.store import open_store
+
+    cmd = grade_command(demo_dir / "scores" / "test.parquet", demo_dir).split()
+    assert cmd[:3] == ["dhs", "grade", "serve"] and cmd[4] == "--db"
+    with open_store(tmp_path / "g.sqlite", create=True) as store:
+        assert store.add_candidates(cmd[3], top=int(cmd[-1]))["added"] == 90  # the whole test split (< --top)
+        first = store.candidate(store.queue("ana")[0])
+        assert PixelCache().views(first).error is None  # its stamp is read and every panel rendered

@@ -21,6 +21,7 @@ from darkhaloscope.errors import UsageError
 from darkhaloscope.common.jsonio import write_json
 
 REAL_CANDIDATES = "../shared/data/dr10_cutouts"  # real DR10 lens candidates beside a checkout (CI layout)
+GRADE_TOP = 200  # candidates the printed `dhs grade serve` command adds: the top of the test split
 # (stage name, function, runs only with --real-hosts); a later stage is one more line here
 STAGES: list[tuple[str, Callable[[S.Demo], tuple[str, bool]], bool]] = [
     ("simulate demo tier", S.simulate, False),
@@ -98,4 +99,10 @@ def run_demo(out: str | Path, *, quick: bool = False, real_hosts: str | None = N
     if problems:
         console.print(Text.assemble(("demo failed", "bold red"), ": " + "; ".join(problems)))
         return 1
+    console.print(Text(f"grade its best candidates by eye: {grade_command(d.scores, out)}"))
     return 0
+
+
+def grade_command(scores: Path, out: Path) -> str:
+    """The one command that opens the demo's scored candidates in the grading web app (docs/grading.md)."""
+    return f"dhs grade serve {scores} --db {out / 'grades.sqlite'} --top {GRADE_TOP}"

@@ -8,8 +8,11 @@ Routes (JSON unless said; every POST passes grade.security's CSRF check):
     GET  /api/candidate?id=&grader=   {candidate_id, rank, score, ids, metadata, stamp_error, images, mine}
     GET  /api/image?id=&view=     one PNG panel (grade.images.VIEWS) of a candidate in the database
     GET  /api/progress            {grader: graded, ..., total}
-    POST /api/grade   {candidate_id, grader, grade, tag, client_token}  -> {row, progress}
-    POST /api/undo    {grader, client_token}                            -> {candidate_id, progress}
+    POST /api/grade   {candidate_id, grader, grade, tag, client_token}  -> {row}
+    POST /api/undo    {grader, client_token}                            -> {candidate_id}
+
+A POST answers as soon as its row is committed; progress (a count over every grade: ~0.25 s with 8,000 grades
+on the dev box) is a separate GET the page makes at most every PROGRESS_EVERY_MS.
 
 Ids come from the query string and are looked up in the database; nothing from a request becomes a path.
 Bad input is a 4xx with {"error": one line}; the store's own checks (grader name, grade key, tag, client
@@ -127,12 +130,13 @@ def create_app(store, *, token: str | None = None, host: str = "127.0.0.1") -> G
         return _json({**{k: c.get(k) for k in keep}, "metadata": c.get("metadata") or {},
                       "stamp_error": views.error, "images": images, "mine": mine})
 
-    def image(request: Request) -> Response:
-        c = candidate_or_404(request)
+    async def image(request: Request) -> Response:
         view = request.query_params.get("view")
         if view not in VIEWS:
             raise UsageError(f"unknown view {json.dumps(str(view))[:40]}; views are {', '.join(VIEWS)}")
-        views = pixels.views(c)
+        views = pixels.cached(request.query_params.get("id", ""))  # rendered for /api/candidate a moment ago
+        if views is None:
+            views = await run_in_threadpool(lambda: pixels.views(candidate_or_404(request)))
         if views.error:
             return _json({"error": views.error}, 404)
         return Response(views.png[view], media_type="image/png",
@@ -157,12 +161,12 @@ def create_app(store, *, token: str | None = None, host: str = "127.0.0.1") -> G
             raise UsageError("candidate_id must be a string")
         row = await run_in_threadpool(store.grade, cid, d.get("grader"), d.get("grade"), d.get("tag"),
                                       d.get("client_token"))
-        return _json({"row": row, "progress": await run_in_threadpool(store.progress)})
+        return _json({"row": row})
 
     async def post_undo(request: Request) -> Response:
         d = await body(request)
         cid = await run_in_threadpool(store.undo, d.get("grader"), d.get("client_token"))
-        return _json({"candidate_id": cid, "progress": await run_in_threadpool(store.progress)})
+        return _json({"candidate_id": cid})
 
     def guarded(fn):
         """Turn DHSErrors into one-line JSON answers (404 for an id that is not in the database)."""

@@ -43,6 +43,15 @@ class PixelCache:
         self._lock = threading.Lock()
         self._busy: dict[str, threading.Lock] = {}
 
+    def cached(self, candidate_id: str) -> Views | None:
+        """The views of a candidate rendered before (so found in the database then), or None; never blocks
+        on a render: the image route answers from here in the event loop, without a thread or a query."""
+        with self._lock:
+            v = self._views.get(candidate_id)
+            if v is not None:
+                self._views.move_to_end(candidate_id)
+            return v
+
     def views(self, candidate: dict) -> Views:
         """The rendered views of a candidate dict from `store.candidate(id)` (cached)."""
         cid = candidate["candidate_id"]

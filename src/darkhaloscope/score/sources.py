@@ -24,7 +24,7 @@ from darkhaloscope.stamps.fs import S3Options, is_s3
 from darkhaloscope.stamps.pack import check_packed_complete
 from darkhaloscope.stamps.schema import (CTRL_STAMP_COLUMN, MAX_DECODED_PIXELS, NPZ_GRADE_KEY, PACKED_STAMP_COLUMN, SPLIT_COLUMN,
                                          STAMP_COLUMN, STAMP_SIZE)
-from darkhaloscope.stamps.tier import Tier, cutout_files, is_local_tier, open_tier
+from darkhaloscope.stamps.tier import Tier, TierBatch, cutout_files, is_local_tier, open_tier
 from darkhaloscope.survey.fitsimage import FitsFormatError, read_fits_cube
 
 STAMP_COLUMNS = (STAMP_COLUMN, CTRL_STAMP_COLUMN, PACKED_STAMP_COLUMN)
@@ -93,8 +93,10 @@ class TierSource:
                     blobs = pa.array([b.table[col][j].as_py() for _, j in take], pa.binary())
                     res = decode_batch(blobs, where=[f"{rel} row {r}" for _, r in take], on_error="mask")
                     imgs = res.images
-                else:
-                    imgs = decode_tier_batch(b, on_error="mask").images[[j for _, j in take]]
+                else:  # decode only the wanted rows (one stamp of a 128-row group for `dhs grade serve`)
+                    rows = [j for _, j in take]
+                    sub = TierBatch(b.file, b.row_group, b.table.take(rows), np.asarray(b.row_index)[rows])
+                    imgs = decode_tier_batch(sub, on_error="mask").images
                 for (i, _), img in zip(take, imgs):
                     out[i] = img
         return out

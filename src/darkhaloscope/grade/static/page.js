@@ -6,10 +6,11 @@ const TOP_VIEWS = [["asinh", "asinh"], ["linear", "linear"], ["contrast", "high 
 const BOTTOM_VIEWS = [["g", "g"], ["r", "r"], ["z", "z"], ["residual", "residual (host model subtracted)"]];
 const PREFETCH = 3;  // candidates fetched ahead (JSON + every panel)
 const RETRY_MS = 1000;  // a POST that met no server is sent again (same client token: stored once)
+const PROGRESS_EVERY_MS = 2000;  // progress counts every grade of every grader: asked for at most this often
 
 const state = {
   csrf: null, tags: [], grader: null, order: "score", ids: [], pos: 0, tag: null,
-  cache: new Map(), chain: Promise.resolve(), pending: 0, progress: {}, total: 0,
+  cache: new Map(), chain: Promise.resolve(), pending: 0, progress: {}, total: 0, progressAt: 0, progressTimer: null,
 };
 const $ = (id) => document.getElementById(id);
 
@@ -56,7 +57,6 @@ function post(path, body) {
           method: "POST", body: JSON.stringify(body),
           headers: { "content-type": "application/json", "x-dhs-csrf": state.csrf },
         });
-        if (r.progress) state.progress = r.progress;
         return r;
       } catch (e) {
         if (e.status === 403) { await session(); continue; }  // server restarted: new session, same token
@@ -68,7 +68,19 @@ function post(path, body) {
   };
   const p = state.chain.then(run);
   state.chain = p.catch(() => null);
-  return p.finally(() => { state.pending -= 1; showProgress(); });
+  return p.finally(() => { state.pending -= 1; showProgress(); refreshProgress(); });
+}
+
+// After grading, the counts are asked for again, at most every PROGRESS_EVERY_MS (the last request wins).
+function refreshProgress() {
+  if (state.progressTimer) return;
+  const wait = Math.max(0, state.progressAt + PROGRESS_EVERY_MS - Date.now());
+  state.progressTimer = setTimeout(async () => {
+    state.progressAt = Date.now();
+    try { state.progress = await api("/api/progress"); } catch (e) { /* the next grade asks again */ }
+    state.progressTimer = null;
+    showProgress();
+  }, wait);
 }
 
 function showProgress() {
@@ -231,6 +243,7 @@ function onKey(ev) {
   if (ev.target instanceof HTMLInputElement || ev.target instanceof HTMLSelectElement) return;
   if (ev.ctrlKey || ev.metaKey || ev.altKey || !state.grader) return;
   const k = ev.key;
+  if (ev.repeat && !k.startsWith("Arrow")) { ev.preventDefault(); return; }  // a held key grades once
   const up = k.length === 1 ? k.toUpperCase() : k;
   if ("ABCNS".includes(up) && up.length === 1) grade(up);
   else if (up === "U") undo();
