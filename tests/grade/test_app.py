@@ -162,3 +162,18 @@ def test_page_builds_data_with_text_only():
     html = static.joinpath("page.html").read_text()
     assert html.count("<script") == 1 and 'src="/static/page.js"' in html and " style=" not in html
     assert " on" not in html.replace("<option", "").split("<body>")[1].replace("onl", "")  # no onclick= handlers
+
+
+def test_queue_orders_through_the_route(db):
+    store, _ = db
+    c = client(store)
+    h = csrf(c)
+    by_score = c.get("/api/queue", params={"grader": "cy"}).json()["ids"]
+    rand = c.get("/api/queue", params={"grader": "cy", "order": "random", "seed": "7"}).json()["ids"]
+    assert sorted(rand) == sorted(by_score) and rand != by_score  # a permutation, not the score order
+    assert c.get("/api/queue", params={"grader": "cy", "order": "random", "seed": "7"}).json()["ids"] == rand
+    split = by_score[5]  # ana and bo disagree most on this one: it comes first for cy
+    for grader, grade in (("ana", "A"), ("bo", "N"), ("ana", "C"), ("bo", "C")):
+        cid = split if grader == "ana" or grade == "N" else by_score[6]
+        assert post(c, "/api/grade", {"candidate_id": cid, "grader": grader, "grade": grade}, h).status_code == 200
+    assert c.get("/api/queue", params={"grader": "cy", "order": "disagreement"}).json()["ids"][0] == split
