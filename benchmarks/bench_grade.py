@@ -5,12 +5,12 @@
 1. builds a 10,000-stamp tier (Gaussian hosts, half with a ring; 128-row row groups as `dhs simulate`
    writes) and a scores file over it, unless they exist, and a fresh grades database of all 10,000;
 2. **next candidate**: for `--candidates` candidates in queue order, never seen by the server before (cold:
-   the stamp is read from the tier and every panel rendered), GET /api/candidate then the 7 panels one after
-   another (the page fetches them in parallel and ahead of time: this is the worst case the page can meet);
+   the stamp is read from the tier and every panel rendered), GET /api/candidate then its PNG strip of
+   panels (the page fetches both ahead of time: this is the worst case the page can meet);
    p50 / p95 / max of the JSON, the panels and both together, plus GET /api/queue of 10,000;
 3. **on screen**, in headless Chromium (when chromium, chromedriver and selenium are here): a grader presses N
-   every `--pace` s; the time from the key press to the next candidate shown with all 7 panels decoded and
-   a frame painted, measured in the page (performance.now()): what the page's prefetch makes of 2.;
+   every `--pace` s; the time from the key press to the next candidate shown with its 7 panels drawn (the
+   strip decoded before) and a frame painted, measured in the page (performance.now()): what the page's prefetch makes of 2.;
 4. **8 clients at once**: 8 processes post 1,000 grades each (own grader, own client tokens) as fast as the
    server answers: every grade stored once, none twice, grades/s;
 5. **kill -9**: the same with a fresh database, the server SIGKILLed after ~`--kill-after` s and started again
@@ -126,9 +126,8 @@ def latency(port: int, n: int) -> dict:
         status, body, _ = c.request("GET", "/api/candidate?" + urlencode({"id": cid, "grader": "bench"}))
         t1 = time.perf_counter()
         assert status == 200, body
-        for url in json.loads(body)["images"].values():
-            s, png, _ = c.request("GET", url)
-            assert s == 200 and png[:4] == b"\x89PNG"
+        s, png, _ = c.request("GET", json.loads(body)["image"])
+        assert s == 200 and png[:4] == b"\x89PNG"
         t2 = time.perf_counter()
         js.append((t1 - t0) * 1e3)
         img.append((t2 - t1) * 1e3)
@@ -143,9 +142,7 @@ const before = document.body.dataset.candidate;
 const t0 = performance.now();
 document.body.dispatchEvent(new KeyboardEvent("keydown", {key: "N", bubbles: true}));
 (function poll() {
-  const imgs = [...document.querySelectorAll("#stage img")];
-  if (document.body.dataset.candidate !== before && imgs.length === 7 &&
-      imgs.every((i) => i.complete && i.naturalWidth > 0)) {
+  if (document.body.dataset.candidate !== before && document.querySelectorAll("#stage canvas").length === 7) {
     requestAnimationFrame(() => done(performance.now() - t0));
   } else {
     setTimeout(poll, 1);
@@ -294,7 +291,7 @@ def main(argv=None):
     print("| measure | figure |\n|---|---|")
     print(f"| GET /api/queue ({lat['queue_len']:,} ids) | {lat['queue_ms']:.0f} ms |")
     print(f"| next candidate, cold: JSON (stamp read + 7 panels rendered) | {f(lat['json'])} ms |")
-    print(f"| next candidate, cold: the 7 PNG panels one by one | {f(lat['images'])} ms |")
+    print(f"| next candidate, cold: the PNG strip of its 7 panels | {f(lat['images'])} ms |")
     print(f"| next candidate, cold: JSON + panels ({args.candidates} candidates, server side) | {f(lat['total'])} ms |")
     if eye:
         print(f"| **next candidate on screen in Chromium, key press -> painted ({eye['n']} presses, one every "

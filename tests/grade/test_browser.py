@@ -96,6 +96,18 @@ def latest(store, grader: str) -> dict[str, tuple]:
     return {g["candidate_id"]: (g["grade"], g["tag"]) for g in store.latest_grades() if g["grader"] == grader}
 
 
+def exported(store, tmp_path: Path) -> dict[str, tuple]:
+    """{candidate: (grade, tag)} of one grader's candidates as `dhs grade export` writes them (S: a skip)."""
+    import pyarrow.parquet as pq
+
+    from darkhaloscope.cli import main
+
+    out = tmp_path / "graded.parquet"
+    assert main(["grade", "export", "--db", str(store.path), "--out", str(out)]) == 0
+    rows = pq.read_table(out).to_pylist()
+    return {r["candidate_id"]: (r["grade"] or "S", r["tag"]) for r in rows if r["n_graders"] or r["n_S"]}
+
+
 # 20 key sequences: a tag key (1-6) before a grade, or a grade alone
 SCRIPT = ["A", "3B", "N", "1N", "C", "S", "B", "6N", "A", "5N", "C", "2N", "B", "S", "4C", "A", "N", "B", "1C", "N"]
 
@@ -108,9 +120,10 @@ def test_grade_20_by_keyboard_undo_reload_and_continue(served, tmp_path):
         sign_in(d, srv.url, "ana")
         assert d.find_element(By.ID, "cid").text == EVIL  # the hostile id is text, not markup
         assert d.execute_script("return document.querySelectorAll('img[src=\"x\"]').length") == 0
-        assert len(d.find_elements(By.CSS_SELECTOR, "#stage img")) == 7
-        wait(lambda: d.execute_script("return [...document.querySelectorAll('#stage img')]"
-                                      ".every(i => i.complete && i.naturalWidth === 64)"))
+        assert len(d.find_elements(By.CSS_SELECTOR, "#stage canvas")) == 7
+        drawn = d.execute_script("return [...document.querySelectorAll('#stage canvas')].map(c => "
+                                 "c.getContext('2d').getImageData(0, 0, 64, 64).data.reduce((a, b) => a + b, 0))")
+        assert len(drawn) == 7 and min(drawn) > 64 * 64 * 255  # every panel drawn (alpha alone is 64*64*255)
         snap(d, tmp_path, "01-first-candidate")
         typed = {}
         for keys in SCRIPT:
@@ -145,6 +158,7 @@ def test_grade_20_by_keyboard_undo_reload_and_continue(served, tmp_path):
         wait(lambda: saved(d))
         assert latest(store, "ana") == typed
         assert [h["grade"] for h in store.history(back)] == ["C", "N"]
+        assert exported(store, tmp_path) == typed  # `dhs grade export` holds what was typed
         snap(d, tmp_path, "03-after-reload")
     finally:
         d.quit()

@@ -5,8 +5,8 @@ Routes (JSON unless said; every POST passes grade.security's CSRF check):
     GET  /                        the page (grade/static/page.html; its script and style under /static/)
     GET  /api/session             sets the session cookie; {csrf, grades, tags, orders, views, total}
     GET  /api/queue?grader=&order=score|disagreement|random&seed=   {ids: the grader's queue, progress}
-    GET  /api/candidate?id=&grader=   {candidate_id, rank, score, ids, metadata, stamp_error, images, mine}
-    GET  /api/image?id=&view=     one PNG panel (grade.images.VIEWS) of a candidate in the database
+    GET  /api/candidate?id=&grader=   {candidate_id, rank, score, ids, metadata, stamp_error, image, views, mine}
+    GET  /api/image?id=           the PNG strip of a candidate's panels (grade.images.VIEWS, side by side)
     GET  /api/progress            {grader: graded, ..., total}
     POST /api/grade   {candidate_id, grader, grade, tag, client_token}  -> {row}
     POST /api/undo    {grader, client_token}                            -> {candidate_id}
@@ -124,22 +124,20 @@ def create_app(store, *, token: str | None = None, host: str = "127.0.0.1") -> G
         views = pixels.views(c)
         grader = request.query_params.get("grader")
         mine = standing_grade(store.history(c["candidate_id"]), grader) if grader else None
-        images = {} if views.error else {v: "/api/image?" + urlencode({"id": c["candidate_id"], "view": v})
-                                         for v in VIEWS}
+        image = None if views.error else "/api/image?" + urlencode({"id": c["candidate_id"]})
         keep = ("candidate_id", "rank", "score", "split", "checkpoint_hash", "source_file", "source_row", "ra", "dec")
         return _json({**{k: c.get(k) for k in keep}, "metadata": c.get("metadata") or {},
-                      "stamp_error": views.error, "images": images, "mine": mine})
+                      "stamp_error": views.error, "image": image, "views": list(VIEWS), "mine": mine})
 
     async def image(request: Request) -> Response:
-        view = request.query_params.get("view")
-        if view not in VIEWS:
-            raise UsageError(f"unknown view {json.dumps(str(view))[:40]}; views are {', '.join(VIEWS)}")
+        if not request.query_params.get("id"):
+            raise UsageError("give ?id=CANDIDATE_ID")
         views = pixels.cached(request.query_params.get("id", ""))  # rendered for /api/candidate a moment ago
         if views is None:
             views = await run_in_threadpool(lambda: pixels.views(candidate_or_404(request)))
         if views.error:
             return _json({"error": views.error}, 404)
-        return Response(views.png[view], media_type="image/png",
+        return Response(views.png, media_type="image/png",
                         headers={"cache-control": f"private, max-age={IMAGE_MAX_AGE_S}"})
 
     def progress(request: Request) -> Response:

@@ -10,8 +10,10 @@ Views (`VIEWS`, in page order):
 - `g`, `r`, `z`: each band alone, grey, asinh of its S/N.
 - `residual`: the stamp minus a smooth elliptical model of the host (grade.residual), as an asinh composite.
 
-PNGs are 64 x 64, row 0 at the bottom (as the `dhs evaluate` galleries and `dhs candidates`); the page scales
-them up with nearest-neighbour. Encoded here with zlib (no imaging library: ~0.1 ms per panel).
+The panels go out as one PNG, side by side in VIEWS order (64 x 448 pixels, RGB; the single bands grey): one
+request per candidate instead of seven, which is what the page waits for on a loaded server. Row 0 is at the
+bottom (as the `dhs evaluate` galleries and `dhs candidates`); the page cuts the strip into its panels and
+scales them up with nearest-neighbour. Encoded here with zlib (no imaging library).
 Exercised by `dhs grade serve` and tests/grade/test_images.py.
 """
 
@@ -59,8 +61,8 @@ def _band(snr: np.ndarray) -> np.ndarray:
     return np.clip(np.arcsinh(np.maximum(snr, 0.0) / 2.0) / np.arcsinh(BAND_MAX_SNR / 2.0), 0.0, 1.0)
 
 
-def render_views(image: np.ndarray) -> dict[str, bytes]:
-    """Every view of one (3, H, W) g/r/z stamp in nanomaggies -> {view name: PNG bytes}."""
+def render_views(image: np.ndarray) -> bytes:
+    """Every view of one (3, H, W) g/r/z stamp in nanomaggies -> one PNG strip of the panels in VIEWS order."""
     image = np.nan_to_num(np.asarray(image, np.float64))
     noise = stamp_noise(image)
     snr = image / noise.reshape(3, 1, 1)
@@ -73,4 +75,5 @@ def render_views(image: np.ndarray) -> dict[str, bytes]:
         "z": _band(snr[2]),
         "residual": lupton_rgb(residual(image, noise), noise, max_snr=RESIDUAL_MAX_SNR),
     }
-    return {name: png_bytes(panels[name][::-1]) for name in VIEWS}
+    rgb = [p if p.ndim == 3 else np.repeat(p[..., None], 3, axis=-1) for p in (panels[name] for name in VIEWS)]
+    return png_bytes(np.concatenate(rgb, axis=1)[::-1])

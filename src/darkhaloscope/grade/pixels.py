@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,14 +22,14 @@ import numpy as np
 from darkhaloscope.errors import DHSError, MissingInputError
 from darkhaloscope.stamps.fs import is_s3
 
-CACHE_CANDIDATES = 256  # rendered candidates kept (~7 x 10 KiB each): a grader's way back and the prefetched ones
+CACHE_CANDIDATES = 256  # rendered candidates kept (~70 KiB each): a grader's way back and the prefetched ones
 
 
 @dataclass
 class Views:
-    """One candidate's panels: {view: PNG bytes}, or `error` (why its stamp cannot be shown)."""
+    """One candidate's panels (one PNG strip, grade.images), or `error` (why its stamp cannot be shown)."""
 
-    png: dict[str, bytes] = field(default_factory=dict)
+    png: bytes = b""
     error: str | None = None
 
 

@@ -101,10 +101,15 @@ function candidateUrl(id) {
   return "/api/candidate?" + new URLSearchParams({ id: id, grader: state.grader });
 }
 
+// A candidate: its JSON and its panel strip, fetched and decoded before it is shown (and ahead of time).
 function fetchCandidate(id, fresh) {
   if (fresh || !state.cache.has(id)) {
-    const p = api(candidateUrl(id)).then((c) => {
-      for (const url of Object.values(c.images)) { const im = new Image(); im.src = url; }
+    const p = api(candidateUrl(id)).then(async (c) => {
+      if (c.image) {
+        const strip = new Image();
+        strip.src = c.image;
+        try { await strip.decode(); c.strip = strip; } catch (e) { c.stamp_error = "the panels did not load: " + e.message; }
+      }
       return c;
     });
     p.catch(() => state.cache.delete(id));
@@ -117,14 +122,20 @@ function prefetch() {
   for (let k = 1; k <= PREFETCH && state.pos + k < state.ids.length; k++) fetchCandidate(state.ids[state.pos + k]);
 }
 
-function figure(url, caption) {
+// One panel: the k-th 64-pixel square of the strip, drawn on a canvas the page scales up pixel for pixel.
+function figure(strip, k, caption) {
   const f = document.createElement("figure");
-  const im = document.createElement("img");
-  im.src = url;
-  im.alt = caption;
+  const size = strip.naturalHeight;
+  const cv = document.createElement("canvas");
+  cv.width = size;
+  cv.height = size;
+  const ctx = cv.getContext("2d");
+  ctx.imageSmoothingEnabled = false;
+  ctx.drawImage(strip, k * size, 0, size, size, 0, 0, size, size);
+  cv.setAttribute("aria-label", caption);
   const cap = document.createElement("figcaption");
   cap.textContent = caption;
-  f.append(im, cap);
+  f.append(cv, cap);
   return f;
 }
 
@@ -141,9 +152,9 @@ function render(c) {
   bottom.replaceChildren();
   gone.hidden = !c.stamp_error;
   gone.textContent = c.stamp_error || "";
-  if (!c.stamp_error) {
-    for (const [v, cap] of TOP_VIEWS) top.append(figure(c.images[v], cap));
-    for (const [v, cap] of BOTTOM_VIEWS) bottom.append(figure(c.images[v], cap));
+  if (!c.stamp_error && c.strip) {
+    for (const [v, cap] of TOP_VIEWS) top.append(figure(c.strip, c.views.indexOf(v), cap));
+    for (const [v, cap] of BOTTOM_VIEWS) bottom.append(figure(c.strip, c.views.indexOf(v), cap));
   }
   $("position").textContent = `${state.pos + 1} of ${state.ids.length} in your queue (${state.order})`;
   $("cid").textContent = c.candidate_id;
