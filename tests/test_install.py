@@ -1,4 +1,4 @@
-"""A non-editable install carries the presets: the wheel holds them and an installed copy finds them from
+"""A non-editable install carries the presets (and the grading page): the wheel holds them and an installed copy finds them from
 any folder (what `pip install . && dhs demo --quick` needs). Builds a wheel: slow."""
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ def test_wheel_holds_the_presets_and_an_installed_copy_resolves_them(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     shipped = sorted(n for n in names if n.startswith("darkhaloscope/presets/"))
     assert "darkhaloscope/presets/train/cpu-demo.yaml" in shipped and "darkhaloscope/presets/train/gpu.yaml" in shipped
+    for page in ("page.html", "page.js", "page.css"):  # `dhs grade serve` reads its page from the package
+        assert f"darkhaloscope/grade/static/{page}" in names, page
     target = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(target)  # a wheel is installed by unpacking it
     probe = ("import darkhaloscope.configargs as c; from darkhaloscope.train.config import TrainConfig; "
