@@ -35,17 +35,24 @@ class EvaluateConfig:
     known_lens_fprs: list[float] = field(default_factory=lambda: [1e-2, 1e-3])  # --known-lenses: recall at these
     #   FPRs, each threshold set on the evaluated controls
     known_lens_gallery: int = 24  # --known-lenses: real lenses shown, highest score first
+    noise_match_fprs: list[float] = field(default_factory=lambda: [1e-2, 1e-1])  # --known-lenses with --checkpoint:
+    #   recall at these FPRs of the controls brought to each lens's own sky noise (docs/real-lenses.md)
+    noise_match_bins: int = 4  # quantile bins of the lenses' noise; the controls are re-noised once per bin
+    noise_match_controls: int = 2000  # controls re-noised per bin at most (a seeded sample when there are more)
 
     def validate(self) -> None:
         if self.score not in SCORE_CHOICES:
             raise UsageError(f"score={self.score!r}: choose auto, raw or calibrated")
         if not 0 <= self.threshold <= 1:
             raise UsageError(f"threshold must be a probability in [0, 1], got {self.threshold}")
-        for name in ("fpr_targets", "tpr_targets", "prevalences", "known_lens_fprs"):
+        for name in ("fpr_targets", "tpr_targets", "prevalences", "known_lens_fprs", "noise_match_fprs"):
             bad = [v for v in getattr(self, name) if not 0 < v < 1]
             if bad:
                 raise UsageError(f"{name} must lie strictly between 0 and 1, got {bad}")
         if self.threshold_fpr is not None and not 0 < self.threshold_fpr < 1:
             raise UsageError(f"threshold_fpr must lie strictly between 0 and 1, got {self.threshold_fpr}")
+        if self.noise_match_bins < 1 or self.noise_match_controls < 10:
+            raise UsageError(f"noise_match_bins must be >= 1 and noise_match_controls >= 10, got "
+                             f"{self.noise_match_bins} and {self.noise_match_controls}")
         if self.n_boot < 10:
             raise UsageError(f"n_boot must be >= 10 for a 95% interval, got {self.n_boot}")

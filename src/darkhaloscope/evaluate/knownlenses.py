@@ -1,37 +1,43 @@
-"""Real-lens recall in the evaluation report: `dhs evaluate SCORES --known-lenses KNOWN`.
+"""Real-lens recall, the numbers: `known_lens_metrics` (rendered by evaluate.knownlenses_report).
 
 KNOWN is a scores file of real lenses (from `dhs score`), or data to score with `--checkpoint` (a tier from
-`dhs cutouts`, a folder of npz/FITS cutouts such as ../shared/data/dr10_cutouts). Its rows with label 1, or
-with no label, are real lenses: never controls. For each FPR of `known_lens_fprs` (1e-2, 1e-3), the threshold
-is set on the controls of SCORES (the evaluated split, normally test: the first control score the threshold
-passes is the k-th highest, k = floor(FPR x controls), the rule of every operating point); the section gives the recall of the real lenses there
-(all and per grade: the `grade` column, which a scored cutout folder takes from each npz's `meta_tier`;
-with Wilson 95% intervals), a headline line, and a gallery of the real lenses sorted by
-score. When the evaluated controls include look-alikes (`confuser_kind`), the recall is also given at the
-thresholds set on the PLAIN controls alone (the rule of the confuser section, so both sections of the
-report speak of one threshold): metrics key `recall_vs_plain`, and each lens's `fpr_to_find_plain`.
-Metrics land in metrics.json under `known_lenses`. KNOWN may also be a `dhs grade export` table: its
-candidates graded A or B are the real lenses (per grade: the consensus letter), with the scores recorded when
-they were scored for grading; to score them with another model, export them with `--lenses-folder DIR` and
-pass that folder with `--checkpoint`.
+`dhs cutouts`, a folder of npz/FITS cutouts such as ../shared/data/ps1_sled_lenses). Its rows with label 1,
+or with no label, are real lenses: never controls. Lenses and controls are compared on the model's own
+logits (a calibration temperature would rescale one file's values only); thresholds are shown as the
+evaluated file's probability (the calibrated score when it has one), as every other section shows them.
+
+- At the evaluated controls: for each FPR of `known_lens_fprs`, the threshold set on the controls of SCORES
+  (`common.ranking.control_threshold`: k = floor(FPR x controls) may pass); an FPR the controls cannot
+  resolve (controls x FPR < 1) is reported as such, never with a recall. With look-alikes among the
+  controls (`confuser_kind`), also at the thresholds set on the plain controls alone (the confuser section's
+  rule): `recall_vs_plain`, and each lens's `fpr_to_find_plain` and `look_alikes_to_find`.
+- Noise-matched (`evaluate.noisematch`, attached by the report when it has the stamps and the model): at
+  thresholds set on the controls brought to each lens's own sky noise.
+- Groups: all, per grade (the `grade` column) and per survey (the folder's `meta_survey`) when they differ.
+- Duplicates (files `dhs score` merged for holding the same bytes, cutouts within 1" of an earlier one:
+  `score.sources.merged_duplicates`) count once; the section says how many were merged.
+KNOWN may also be a `dhs grade export` table: its candidates graded A or B are the real lenses (per grade: the
+consensus letter), with the scores recorded when they were scored for grading; to score them with another
+model, export them with `--lenses-folder DIR` and pass that folder with `--checkpoint`.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
 
 from darkhaloscope.common import ranking as M
+from darkhaloscope.common.calibration import sigmoid
 from darkhaloscope.errors import MissingInputError, UsageError
-from darkhaloscope.evaluate import plots
 from darkhaloscope.evaluate.confusers import plain_controls
-from darkhaloscope.score.scoresfile import read_provenance
+from darkhaloscope.evaluate.noisematch import NoiseMatched, RecallCell, recall_table
 from darkhaloscope.score.sources import GRADE_COLUMN, merged_duplicates
 from darkhaloscope.stamps.schema import GRADED_GRADE_COLUMN, GRADED_LENS_GRADES, GRADED_METADATA_KEY
-from darkhaloscope.common.report import Code
+
+MAX_LISTED = 10  # real lenses whose FPR-to-find the headline lists one by one
 
 
 def is_scores_file(path: str) -> bool:
@@ -63,9 +69,6 @@ def check_known_lenses(known: str, checkpoint: str | None) -> bool:
     return False
 
 
-MAX_LISTED = 10  # real lenses whose FPR-to-find the headline lists one by one
-
-
 def fpr_to_find(lens_values: np.ndarray, control_values: np.ndarray) -> np.ndarray:
     """Per lens, the FPR of the threshold that just finds it: the share of controls scoring >= its value."""
     c = np.sort(np.asarray(control_values, dtype=np.float64))
@@ -83,158 +86,157 @@ def _plain_and_look_alikes(scores, values: np.ndarray) -> tuple[np.ndarray | Non
     return (values[plain], values[look]) if plain.any() and look.any() else (None, None)
 
 
-def _lens_ids(t) -> list[str]:
+def lens_ids(t) -> list[str]:
     """Each row's id as the report shows it: its row_id (every `dhs score` file has one), a graded export's
     candidate_id, else its file."""
     col = next(c for c in ("row_id", "candidate_id", "source_file") if c in t.column_names)
     return [str(v) for v in t[col].to_pylist()]
 
 
-def _known_scores(known: str, checkpoint: str | None, out_dir: Path, s3, log) -> Path:
-    if check_known_lenses(known, checkpoint):
-        return Path(known)
-    from darkhaloscope.config import load_config
-    from darkhaloscope.score.config import ScoreConfig
-    from darkhaloscope.score.infer import score_data
-
-    path = out_dir / "known_lenses_scores.parquet"
-    score_data(checkpoint, known, path, load_config(ScoreConfig), s3=s3, progress=False)
-    log(f"scored the known lenses in {known} -> {path}")
-    return path
+def is_graded_export(t) -> bool:
+    """A `dhs grade export` table: the graders' A/B are the lenses, whatever the scored label."""
+    return GRADED_METADATA_KEY in (t.schema.metadata or {})
 
 
-def known_lens_section(known: str, scores, cfg, ev, fig_dir: Path, *, checkpoint: str | None, out_dir: Path,
-                       s3=None, log=print) -> None:
-    """Add the real-lens section, headline line and metrics (see the module docstring)."""
-    path = _known_scores(known, checkpoint, out_dir, s3, log)
-    t = pq.read_table(path)
-    schema = pq.read_schema(path)
-    info = read_provenance(schema)
+def graded_export_data(t) -> str | None:
+    """The data a graded export's candidates were scored from (its `data` column)."""
+    return next((d for d in t["data"].to_pylist() if d), None) if "data" in t.column_names else None
+
+
+def to_display(scores):
+    """logit -> the probability the rest of the report thresholds (calibrated: sigmoid(logit / T))."""
+    t = (scores.info.get("calibration") or {}).get("temperature")
+    calibrated = scores.score_column != "score" and t
+    return lambda z: float(sigmoid(np.asarray(z, np.float64) / (float(t) if calibrated else 1.0)))
+
+
+@dataclass
+class KnownLensMetrics:
+    """Everything the real-lens section states, as numbers (metrics.json `known_lenses` is `as_dict()`)."""
+
+    source: str
+    scores_file: str
+    value: str  # what lenses and controls are compared on: logit or score
+    score_label: str  # the probability thresholds are shown as (the evaluated file's)
+    n: int  # real lenses counted (after duplicates are merged)
+    n_controls: int
+    rows: np.ndarray  # (n,) the lenses' rows in the known scores file
+    ids: np.ndarray  # (n,) object
+    values: np.ndarray  # (n,) logits (or scores)
+    groups: dict[str, np.ndarray]  # group -> (n,) bool
+    ops: dict[float, tuple[float, float]]  # fpr -> (threshold, achieved) on the evaluated controls
+    resolvable: dict[float, bool]
+    recall: dict[str, dict[str, RecallCell]]  # group -> fpr key -> cell
+    vs_plain: dict[str, RecallCell] = field(default_factory=dict)
+    n_plain: int | None = None
+    n_look: int | None = None
+    per_lens: list[dict] = field(default_factory=list)  # sorted by fpr_to_find
+    merged: int = 0  # duplicates merged (same bytes, or within 1" of an earlier cutout)
+    merged_note: str | None = None  # the line saying so
+    noise: NoiseMatched | None = None
+    noise_recall: dict[str, dict[str, RecallCell]] = field(default_factory=dict)
+    noise_note: str | None = None  # why the noise-matched figures are missing, or a caveat
+    unmeasured: list[str] = field(default_factory=list)  # lenses whose sky noise could not be measured
+    graded_export: bool = False  # KNOWN is a `dhs grade export` (A/B graded candidates, their recorded scores)
+
+    def attach_noise(self, nm: NoiseMatched) -> None:
+        """Add the noise-matched figures (`evaluate.noisematch.noise_matched` on these lenses, in order)."""
+        self.noise = nm
+        hits = {f"{f:g}": nm.found[f] for f in nm.fprs}
+        self.noise_recall = recall_table({g: s & nm.measured for g, s in self.groups.items()}, hits,
+                                         {f"{f:g}": nm.resolvable[f] for f in nm.fprs})
+        self.unmeasured = [str(i) for i in self.ids[~nm.measured]]
+        for r, b, sig in zip(self.per_lens_in_order(), nm.bins.bin, nm.bins.ratio):
+            r["noise_bin"] = int(b) if b >= 0 else None
+            r["noise_ratio_to_controls"] = None if not np.isfinite(sig) else float(sig)
+        for f in nm.fprs:
+            for r, found in zip(self.per_lens_in_order(), nm.found[f]):
+                r.setdefault("found_noise_matched", {})[f"{f:g}"] = bool(found)
+
+    def per_lens_in_order(self) -> list[dict]:
+        """per_lens in the lenses' own order (the list itself is sorted by fpr_to_find)."""
+        return sorted(self.per_lens, key=lambda r: r["_i"])
+
+    def as_dict(self) -> dict:
+        cells = lambda t: {g: {k: c.as_dict() for k, c in row.items()} for g, row in t.items()}  # noqa: E731
+        out = {"source": self.source, "scores_file": self.scores_file, "n": self.n, "n_controls": self.n_controls,
+               "value": self.value, "recall": cells(self.recall),
+               "not_resolvable": [f"{f:g}" for f, ok in self.resolvable.items() if not ok],
+               "per_lens": [{k: v for k, v in r.items() if k != "_i"} for r in self.per_lens],
+               "duplicates_merged": self.merged}
+        if self.vs_plain:
+            out |= {"recall_vs_plain": {k: c.as_dict() for k, c in self.vs_plain.items()},
+                    "n_plain_controls": self.n_plain}
+        if self.n_look is not None:
+            out["n_look_alike_controls"] = self.n_look
+        if self.noise is not None:
+            nm = self.noise
+            out["noise_matched"] = {
+                "recall": cells(self.noise_recall), "n_controls": nm.n_controls, "seed": nm.seed,
+                "control_sigma": nm.bins.control_sigma.tolist(), "target_sigma": nm.bins.target.tolist(),
+                "achieved_sigma": nm.achieved_sigma.tolist(), "below_controls": [list(map(int, p))
+                                                                                 for p in nm.bins.below()],
+                "unmeasured": self.unmeasured}
+        if self.noise_note:
+            out["noise_matched_note"] = self.noise_note
+        return out
+
+
+def known_lens_metrics(t, scores, cfg, *, source: str, scores_file: str, provenance: dict | None = None,
+                       surveys: dict[str, str] | None = None) -> KnownLensMetrics | None:
+    """Today's figures of the real lenses in table `t` (a scores file) against the evaluated `scores`; None
+    when there is nothing to measure (no lens with a score, or no controls). `provenance`: the scores file's
+    (the files `dhs score` merged); `surveys`: {source_file: survey}."""
     names = t.column_names
     score = np.asarray(t["score"].to_numpy(zero_copy_only=False), float)
     label = t["label"].to_pylist() if "label" in names else [None] * t.num_rows
-    lens = np.asarray([lab != 0 for lab in label]) & np.isfinite(score)
-    graded_export = GRADED_METADATA_KEY in (schema.metadata or {})
-    if graded_export:  # a `dhs grade export`: the graders' A/B are the lenses, whatever the scored label
-        lens = np.asarray([g in GRADED_LENS_GRADES for g in t[GRADED_GRADE_COLUMN].to_pylist()]) & np.isfinite(score)
-        info = {"data": next((d for d in t["data"].to_pylist() if d), None)}
-    repeat, n_merged, merged = merged_duplicates(t, info)  # one lens saved under several names counts once
-    lens &= ~repeat
-    # the model's own logits on both sides (a calibration temperature would rescale one file's values only)
+    files = t["source_file"].to_pylist() if "source_file" in names else [None] * t.num_rows
+    graded = is_graded_export(t)
+    is_lens = ([g in GRADED_LENS_GRADES for g in t[GRADED_GRADE_COLUMN].to_pylist()] if graded
+               else [lab != 0 for lab in label])
+    repeat, n_merged, merged_note = merged_duplicates(t, provenance or {})  # one lens under several names: once
+    lens = np.asarray(is_lens, bool) & np.isfinite(score) & ~repeat
     model_logits = scores.model_logits()
     use_logit = "logit" in names and model_logits is not None
     value = np.asarray(t["logit"].to_numpy(zero_copy_only=False), float) if use_logit else score
-    raw_scores = scores.raw_scores if scores.raw_scores is not None else scores.scores
-    ctrl = (model_logits if use_logit else raw_scores)[scores.labels == 0]
-    plain, look = _plain_and_look_alikes(scores, model_logits if use_logit else raw_scores)
-    title = "Real lenses"
+    raw = scores.raw_scores if scores.raw_scores is not None else scores.scores
+    all_values = model_logits if use_logit else raw
+    ctrl = all_values[scores.labels == 0]
     if not lens.any() or len(ctrl) == 0:
-        why = "no real lens with a score" if not lens.any() else "no controls in the evaluated scores"
-        ev.add_section("known_lenses", title).text(f"Not measured: {why} ({known}).")
-        ev.metrics["known_lenses"] = {"source": known, "n": int(lens.sum()), "note": why}
-        return
-    grade = np.asarray([str(g) if g not in (None, "") else "ungraded"
-                        for g in (t[GRADE_COLUMN].to_pylist() if GRADE_COLUMN in names else [None] * t.num_rows)],
-                       dtype=object)
+        return None
+    grade_col = t[GRADE_COLUMN].to_pylist() if GRADE_COLUMN in names else [None] * t.num_rows
+    grade = np.asarray([str(g) if g not in (None, "") else "ungraded" for g in grade_col], dtype=object)[lens]
+    survey = np.asarray([(surveys or {}).get(f) or "unknown survey" for f in files], dtype=object)[lens]
+    ids = np.asarray(lens_ids(t), dtype=object)[lens]
+    v = value[lens]
+    n = len(v)
+    groups = {"all": np.ones(n, bool)}
+    if sorted(set(grade)) != ["ungraded"]:  # no grades at all: no per-grade rows
+        groups |= {(f"grade {g}" if g != "ungraded" else g): grade == g for g in sorted(set(grade))}
+    if len(set(survey)) > 1:
+        groups |= {str(s): survey == s for s in sorted(set(survey))}
     ops = thresholds_on_controls(ctrl, cfg.known_lens_fprs)
-    graded = sorted(set(grade[lens]))
-    groups = {"all": lens} | ({} if graded == ["ungraded"] else  # no grades at all: no per-grade rows
-                              {(f"grade {g}" if g != "ungraded" else g): lens & (grade == g) for g in graded})
-    rows, recall = [], defaultdict(dict)
-    for gname, sel in groups.items():
-        n = int(sel.sum())
-        cells = [gname, n]
-        for f, (thr, achieved) in ops.items():
-            k = int((value[sel] > thr).sum())
-            lo, hi = M.wilson_interval(np.array([k]), np.array([n]))
-            recall[gname][f"{f:g}"] = {"recall": k / n, "found": k, "n": n, "ci95": [float(lo[0]), float(hi[0])],
-                                       "threshold": thr, "achieved_fpr": achieved}
-            cells.append(f"{k}/{n} = {k / n:.0%} [{lo[0]:.0%}, {hi[0]:.0%}]")
-        rows.append(cells)
-    what = "logit" if use_logit else "score"
-    fpr_text = ", ".join(f"{f:g} ({what} > {thr:.3g}, achieved {a:.2g})" for f, (thr, a) in ops.items())
-    sec = ev.add_section("known_lenses", title)
-    lines: list[str] = [merged] if merged else []
-    sec.text(f"{int(lens.sum())} real lens(es) from ", Code(Path(known).name), " (positives, never controls), scored "
-             f"by the same model. Thresholds set on the {len(ctrl)} evaluated controls at FPR {fpr_text}.")
-    if graded_export:
-        lines.append("These are the candidates people graded A or B (a dhs grade export), with the scores recorded "
-                     "when they were scored for grading: compare them only with scores of that checkpoint (to score "
-                     "them with another, export them with --lenses-folder and pass the folder with --checkpoint).")
-    unresolved = [f"{f:g}" for f in ops if len(ctrl) * f < 1]
-    if unresolved:
-        lines.append(f"Only {len(ctrl)} controls: FPR {', '.join(unresolved)} not resolved (the threshold is the "
-                     f"highest control score; FPR f needs >= 1/f controls); evaluate more controls.")
+    resolvable = {f: len(ctrl) * f >= 1 for f in ops}
+    key = {f: f"{f:g}" for f in ops}
+    recall = recall_table(groups, {key[f]: v > thr for f, (thr, _) in ops.items()},
+                          {key[f]: resolvable[f] for f in ops},
+                          {key[f]: {"threshold": thr, "achieved_fpr": a} for f, (thr, a) in ops.items()})
+    plain, look = _plain_and_look_alikes(scores, all_values)
     vs_plain = {}
     if plain is not None:  # the confuser section's thresholds: on the plain controls alone
-        n = int(lens.sum())
-        cells = [f"all, thresholds on the {len(plain)} plain controls (no look-alike)", n]
-        for f, (thr, achieved) in thresholds_on_controls(plain, cfg.known_lens_fprs).items():
-            k = int((value[lens] > thr).sum())
-            lo, hi = M.wilson_interval(np.array([k]), np.array([n]))
-            vs_plain[f"{f:g}"] = {"recall": k / n, "found": k, "n": n, "ci95": [float(lo[0]), float(hi[0])],
-                                  "threshold": thr, "achieved_fpr": achieved}
-            cells.append(f"{k}/{n} = {k / n:.0%} [{lo[0]:.0%}, {hi[0]:.0%}]")
-        rows.append(cells)
-        lines.append(f"{len(ctrl) - len(plain)} of the {len(ctrl)} controls carry a look-alike (confuser_kind): the last "
-                     "row sets the thresholds on the plain controls alone, as the confuser section does.")
-    for line in lines:
-        sec.text(line)
-    sec.table(["lenses", "N"] + [f"recall at FPR {f:g}" for f in ops], rows)
-    all_rec = recall["all"]
-    per_lens = fpr_to_find(value[lens], ctrl)
-    ids = _lens_ids(t)
-    none = [None] * int(lens.sum())
-    per_lens_plain = fpr_to_find(value[lens], plain) if plain is not None else none
-    per_lens_look = fpr_to_find(value[lens], look) if look is not None else none
-    each = sorted(({"id": i, "grade": g, what: float(v), "fpr_to_find": f,
+        pops = thresholds_on_controls(plain, cfg.known_lens_fprs)
+        vs_plain = recall_table({"all": groups["all"]}, {key[f]: v > thr for f, (thr, _) in pops.items()},
+                                {key[f]: len(plain) * f >= 1 for f in pops},
+                                {key[f]: {"threshold": thr, "achieved_fpr": a} for f, (thr, a) in pops.items()})["all"]
+    what = "logit" if use_logit else "score"
+    per_lens_plain = fpr_to_find(v, plain) if plain is not None else [None] * n
+    per_lens_look = fpr_to_find(v, look) if look is not None else [None] * n
+    each = sorted(({"_i": i, "id": ids[i], "grade": grade[i], what: float(v[i]), "fpr_to_find": float(f),
                     **({} if fp is None else {"fpr_to_find_plain": float(fp)}),
-                    **({} if fl is None else {"look_alikes_to_find": float(fl)})} for i, g, v, f, fp, fl in
-                   zip(np.asarray(ids, dtype=object)[lens], grade[lens], value[lens], per_lens, per_lens_plain,
-                       per_lens_look)),
+                    **({} if fl is None else {"look_alikes_to_find": float(fl)})}
+                   for i, (f, fp, fl) in enumerate(zip(fpr_to_find(v, ctrl), per_lens_plain, per_lens_look))),
                   key=lambda r: r["fpr_to_find"])
-    shown = ", ".join(f"{r['fpr_to_find']:.2g}" for r in each[:MAX_LISTED])
-    shown += f" (+{len(each) - MAX_LISTED} more)" if len(each) > MAX_LISTED else ""
-    sec.text(f"The FPR at which each real lens would be found (the share of the {len(ctrl)} controls scoring at least "
-             f"as high), lowest first: {shown}.")
-    if look is not None:  # what comes with each real lens found: the look-alikes scoring at least as high
-        firsts = sorted(r["look_alikes_to_find"] for r in each)[:MAX_LISTED]
-        sec.text(f"Look-alikes that come with them: to find k of the {len(each)} real lenses, the share of the "
-                 f"{len(look)} look-alike controls scoring at least as high as the k-th best, k = 1, 2, ...: "
-                 + ", ".join(f"{x:.2g}" for x in firsts) + ".")
-    plain_text = ("; at the plain-control thresholds: " + ", ".join(
-        f"{v['found']}/{v['n']} at FPR {f}" for f, v in vs_plain.items())) if vs_plain else ""
-    ev.headline.append("Real lenses: " + ", ".join(f"recall {v['found']}/{v['n']} ({v['recall']:.0%}) at FPR {f}"
-                                                  for f, v in all_rec.items()) + f" ({Path(known).name}){plain_text}; "
-                       f"FPR to find each: {shown}")
-    ev.metrics["known_lenses"] = {"source": known, "scores_file": str(path), "n": int(lens.sum()),
-                                  "n_controls": int(len(ctrl)), "value": what, "recall": dict(recall),
-                                  "per_lens": each, "duplicates_merged": n_merged,
-                                  **({"recall_vs_plain": vs_plain, "n_plain_controls": len(plain)} if vs_plain else {}),
-                                  **({"n_look_alike_controls": len(look)} if look is not None else {})}
-    notes: list[str] = []
-    for caption, fig in _gallery(t, info, known, lens, score, grade, cfg, fig_dir, notes):
-        sec.figure(fig, caption)
-    for line in notes:
-        sec.text(line)
-
-
-def _gallery(t, info: dict, known, lens, score, grade, cfg, fig_dir: Path, lines: list[str]):
-    """The real lenses, highest score first (needs the scored stamps: the data recorded in the scores file)."""
-    from darkhaloscope.score.sources import open_source
-
-    data = info.get("data")
-    if not data or "source_file" not in t.column_names:
-        lines.append("Gallery not made: the scores file records no data to read the stamps from.")
-        return []
-    if "://" not in data and not Path(data).exists():
-        lines.append(f"Gallery not made: the scored data {data} is not here.")
-        return []
-    idx = np.flatnonzero(lens)
-    idx = idx[np.argsort(-score[idx], kind="stable")][: cfg.known_lens_gallery]
-    files, rows = t["source_file"].to_pylist(), t["source_row"].to_pylist()
-    images = open_source(data).fetch([files[i] for i in idx], [int(rows[i]) for i in idx])
-    ids = _lens_ids(t)
-    captions = [f"p={score[i]:.3g} {grade[i]}\n{str(ids[i])[-28:]}" for i in idx]  # gallery: verbatim, no mathtext
-    return [("real lenses, highest score first", plots.gallery(images, captions, "Real lenses by score",
-                                                               fig_dir / "known_lenses.png"))]
+    return KnownLensMetrics(source, scores_file, what, scores.score_label, n, len(ctrl), np.flatnonzero(lens), ids, v, groups, ops,
+                            resolvable, recall, vs_plain, None if plain is None else len(plain),
+                            None if look is None else len(look), each, n_merged, merged_note,
+                            graded_export=graded)

@@ -26,9 +26,9 @@ def evaluate_scores(scores_path: str | Path, out: str | Path, cfg: EvaluateConfi
 
     say = log or (lambda m: None)
     if known_lenses:
-        from darkhaloscope.evaluate.knownlenses import check_known_lenses
+        from darkhaloscope.evaluate.knownlenses_report import check_known_input
 
-        check_known_lenses(known_lenses, checkpoint)  # a usage error before the analysis, not after it
+        check_known_input(known_lenses, checkpoint)  # a usage / data error before the analysis, not after it
     scores = read_scores(scores_path, cfg.split, cfg.score)
     out = Path(out)
     source, reason = resolve_source(scores, data, use_recorded_data, s3, checkpoint)
@@ -40,10 +40,10 @@ def evaluate_scores(scores_path: str | Path, out: str | Path, cfg: EvaluateConfi
     if source is not None:
         say(f"  galleries{' and model probes' if checkpoint else ''}: {time.perf_counter() - t1:.1f} s")
     if known_lenses:
-        from darkhaloscope.evaluate.knownlenses import known_lens_section
+        from darkhaloscope.evaluate.knownlenses_report import known_lens_section
 
-        known_lens_section(known_lenses, scores, cfg, ev, out / "figures", checkpoint=checkpoint, out_dir=out, s3=s3,
-                           log=lambda m: say(f"  {m}"))
+        known_lens_section(known_lenses, scores, cfg, ev, out / "figures", checkpoint=checkpoint, out_dir=out,
+                           source=source, s3=s3, log=lambda m: say(f"  {m}"))
     if before_mining:
         from darkhaloscope.evaluate.mining_report import before_after_section
 

@@ -155,7 +155,7 @@ def read_graded_cutout(path: Path) -> tuple[np.ndarray, str | None, tuple[float 
         blob = path.read_bytes()
         res = decode_batch(pa.array([blob], pa.binary()), where=[where], on_error="raise")
         grade = npz_scalar(blob, NPZ_GRADE_KEY)
-        pos = _degrees(npz_scalar(blob, "ra")), _degrees(npz_scalar(blob, "dec"))
+        pos = tuple(_degrees(npz_scalar(blob, k), npz_scalar(blob, f"meta_{k}")) for k in ("ra", "dec"))  # or meta_ra
         return res.images[0], grade if isinstance(grade, str) else None, pos
     try:
         data, header = read_fits_file(path)

@@ -1,0 +1,93 @@
+"""A folder of real-lens cutouts: one pixel scale and size (else one error line), duplicates merged and
+said, noise-matched operating points in the report (evaluate.knownfolder, evaluate.knownlenses_report)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from darkhaloscope.cli import main
+from darkhaloscope.evaluate.knownfolder import scan_cutout_folder
+
+
+def write_lens(path, seed: int, *, sigma=(0.006, 0.010, 0.023), ra=150.0, dec=2.0, scale=0.262, size=72,
+               flat_band: int | None = None):
+    """A PS1-like cutout (HWC, nanomaggies): a round galaxy and a ring on noise of the given sigma."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[:size, :size] - size // 2
+    r = np.hypot(x, y)
+    img = rng.normal(0, 1, (size, size, 3)) * np.asarray(sigma)
+    img += (0.2 * np.exp(-r / 2.5))[..., None] + (0.03 * np.exp(-0.5 * ((r - 7) / 1.2) ** 2))[..., None]
+    if flat_band is not None:
+        img[..., flat_band] = 0.0
+    np.savez_compressed(path, cutout=img.astype(np.float32), meta_ra=np.float64(ra), meta_dec=np.float64(dec),
+             meta_pixel_scale=np.float64(scale), meta_size=np.int64(size), meta_survey=np.str_("PS1-3pi (SLED)"),
+             meta_galaxy_id=np.str_(path.stem))
+
+
+def test_mixed_pixel_scales_or_sizes_are_one_error_line(tmp_path, capsys):
+    write_lens(tmp_path / "a.npz", 0)
+    write_lens(tmp_path / "b.npz", 1, ra=151.0, scale=0.25)
+    with pytest.raises(Exception, match=r"mixed pixel scales: 0.262 \(1 files, e.g. a.npz\) and 0.25"):
+        scan_cutout_folder(tmp_path)
+    (tmp_path / "b.npz").unlink()
+    write_lens(tmp_path / "c.npz", 2, ra=152.0, size=101)
+    with pytest.raises(Exception, match="mixed cutout sizes"):
+        scan_cutout_folder(tmp_path)
+    # the CLI: exit 1 (data), one error line, before any work (no checkpoint needed to be refused... but given)
+    rc = main(["evaluate", str(tmp_path / "none.parquet"), "--out", str(tmp_path / "r"), "--known-lenses",
+               str(tmp_path), "--checkpoint", "x.pt"])
+    err = capsys.readouterr().err
+    assert rc != 0 and err.count("error:") == 1
+
+
+def test_positions_of_the_shared_layout_merge_duplicates(tmp_path):
+    """The shared folders keep positions as meta_ra / meta_dec: a cutout 0.5" from another is the same lens."""
+    import pyarrow as pa
+
+    from darkhaloscope.score.sources import CutoutFolderSource, merged_duplicates
+
+    write_lens(tmp_path / "a.npz", 0, ra=10.0, dec=-5.0)
+    write_lens(tmp_path / "b.npz", 1, ra=10.0 + 0.5 / 3600, dec=-5.0)  # 0.5" away: the same lens
+    write_lens(tmp_path / "c.npz", 2, ra=10.0 + 3.0 / 3600, dec=-5.0)  # 3" away: another lens
+    meta = pa.concat_tables([b.meta for b in CutoutFolderSource(str(tmp_path)).batches()])
+    assert meta["ra"].to_pylist() == pytest.approx([10.0, 10.0 + 0.5 / 3600, 10.0 + 3.0 / 3600])
+    repeat, n, line = merged_duplicates(meta, {})
+    assert repeat.tolist() == [False, True, False] and n == 1 and "1 cutout(s) within 1\" of an earlier one" in line
+
+
+def test_known_lens_folder_noise_matched_in_the_report(demo, tmp_path):
+    """With --checkpoint and the control stamps, the section reports recall at thresholds on the controls
+    brought to the lenses' noise, labelled beside today's figure; a duplicate is merged and said; a lens with
+    a flat band is named as not measurable."""
+    folder = tmp_path / "lenses"
+    folder.mkdir()
+    for i in range(8):
+        write_lens(folder / f"L{i}.npz", i, ra=20.0 + i * 0.01, sigma=(0.006, 0.010, 0.023) if i % 2 else
+                   (0.003, 0.005, 0.012))
+    shutil.copy(folder / "L0.npz", folder / "L0_again.npz")
+    write_lens(folder / "flat.npz", 99, ra=30.0, flat_band=1)
+    out = tmp_path / "report"
+    assert main(["evaluate", str(demo["scores"]), "--out", str(out), "--checkpoint", str(demo["checkpoint"]),
+                 "--data", str(demo["tier"]), "--known-lenses", str(folder), "--set", "n_boot=20",
+                 "--set", "baselines=false", "--set", "probe_rows=20", "--set", "noise_match_bins=2",
+                 "--set", "split=all"]) == 0
+    m = json.loads((out / "metrics.json").read_text())["known_lenses"]
+    assert m["n"] == 9 and m["duplicates_merged"] == 1  # L0_again.npz: the same bytes, read once by dhs score
+    nm = m["noise_matched"]
+    assert nm["unmeasured"] == ["flat.npz:0"] or nm["unmeasured"][0].startswith("flat")
+    assert nm["recall"]["all"]["0.1"]["n"] == 8  # the flat one is out of the noise-matched figures only
+    assert m["recall"]["all"]["0.01"]["n"] == 9
+    # the controls were raised to each bin's noise (r band, within a few percent)
+    np.testing.assert_allclose(np.array(nm["achieved_sigma"])[:, 1], np.array(nm["target_sigma"])[:, 1], rtol=0.05)
+    md = (out / "report.md").read_text()
+    assert "noise-matched, FPR 0.01" in md and "at FPR 0.01 of the evaluated controls" in md
+    assert "Duplicates merged, each lens counted once" in md and "not measurable" in md and "flat" in md
+    assert "Real lenses: recall" in md and "noise-matched (controls at the lens's own depth)" in md
+    # all 60 controls: FPR 0.1 is resolvable (6 may pass), 0.01 is not and quotes no recall
+    assert nm["recall"]["all"]["0.01"]["recall"] is None and nm["recall"]["all"]["0.1"]["resolvable"]
+    found = sum(r["found_noise_matched"]["0.1"] for r in m["per_lens"])
+    assert nm["recall"]["all"]["0.1"]["found"] == found and m["recall"]["all"]["0.01"]["recall"] is None
