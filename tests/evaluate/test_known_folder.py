@@ -59,6 +59,7 @@ def test_positions_of_the_shared_layout_merge_duplicates(tmp_path):
     assert repeat.tolist() == [False, True, False] and n == 1 and "1 cutout(s) within 1\" of an earlier one" in line
 
 
+@pytest.mark.slow  # evaluates with the model probes and re-scores the controls (~1 min on a loaded box)
 def test_known_lens_folder_noise_matched_in_the_report(demo, tmp_path):
     """With --checkpoint and the control stamps, the section reports recall at thresholds on the controls
     brought to the lenses' noise, labelled beside today's figure; a duplicate is merged and said; a lens with
