@@ -25,8 +25,10 @@ vs plain controls and vs confusers (all and per kind), the share of each kind ab
 recall at it overall and for sources at r 23-24, and how many of the real DR10 lens candidates (`--real`,
 default ../shared/data/dr10_cutouts; positives only) lie above it, with the plain-control FPR needed to find
 each, and, at the threshold anchored on the k-th best real candidate, the share of look-alikes and plain
-controls above it and the recall there (`anchored`; the table prints k = 4). Writes OUT/results.json and
-prints a markdown table.
+controls above it and the recall there (`anchored`; the table prints k = 4), and how many of the 144 confirmed
+PS1 lenses (`--real-lenses`, default ../shared/data/ps1_sled_lenses) are found at thresholds on the held-out
+controls brought to each lens's own sky noise (noise-matched FPR 1% and 10%, docs/real-lenses.md) and at the
+held-out controls' FPR 1% as they are. Writes OUT/results.json and prints a markdown table.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ BEFORE_ROWS = 4000  # the demo's tier size before issue #10
 HELD_OUT = {"confusers": "0.6", "controls": "0.75", "splits": "test=1"}
 FPR = 0.01  # operating point: passes 1% of the plain controls
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "dr10_cutouts"  # the six real grade-B candidates
+PS1 = REAL.parent / "ps1_sled_lenses"  # 144 confirmed lenses in PS1 imaging (docs/real-lenses.md)
 
 
 def simulate(out: Path, tier: str, rows: int, seed: int, overrides: dict, workers: int) -> Path:
@@ -76,6 +79,36 @@ def train_like_demo(tier: Path, run_dir: Path, epochs: int, preset: str = "cpu-d
     summary = train(cfg, run_dir, argv=["bench_confusers"])
     print(f"  best val AUROC {summary['best'].get('val_auroc', float('nan')):.4f} ({summary['steps']} steps)")
     return run_dir / "best.pt"
+
+
+def measure_ps1(checkpoint: Path, held_out: Path, scores: Path, folder: Path | None) -> dict | None:
+    """The confirmed PS1 lenses found at thresholds on the held-out controls (look-alikes included) brought to
+    each lens's own noise (noise-matched FPR 1% and 10%), and at the held-out controls' FPR 1% as they are."""
+    if folder is None or not Path(folder).is_dir():
+        return None
+    from darkhaloscope.config import load_config
+    from darkhaloscope.evaluate.config import EvaluateConfig
+    from darkhaloscope.evaluate.knownlenses_report import measure_known_lenses
+
+    cfg = load_config(EvaluateConfig, None, {"split": "all", "score": "raw", "known_lens_fprs": [FPR],
+                                             "noise_match_fprs": [FPR, 0.1]})
+    t0 = time.perf_counter()
+    m = measure_known_lenses(str(folder), scores, cfg, checkpoint=str(checkpoint), data=str(held_out),
+                             out_dir=scores.with_name(scores.stem + "_ps1"), log=lambda _: None)
+    if m is None or m.noise is None:
+        return None
+    d = m.as_dict()
+    return {"n": m.n, "noise_matched": d["noise_matched"]["recall"]["all"], "at_controls": d["recall"]["all"],
+            "duplicates_merged": len(m.merged), "seconds": time.perf_counter() - t0, "seed": cfg.seed}
+
+
+def _ps1(r: dict) -> str:
+    p = r.get("ps1_lenses")
+    if not p:
+        return "n/a"
+    cell = lambda c: f"{c['found']}/{c['n']} [{c['ci95'][0]:.0%}, {c['ci95'][1]:.0%}]"  # noqa: E731
+    nm, at = p["noise_matched"], p["at_controls"][f"{FPR:g}"]
+    return f"{cell(nm[f'{FPR:g}'])} / {cell(nm['0.1'])} ({cell(at)})"
 
 
 def measure(checkpoint: Path, held_out: Path, scores: Path, real: Path | None = REAL) -> dict:
@@ -160,6 +193,7 @@ def main(argv=None) -> int:
     p.add_argument("--model", default=None, help="model of both arms (default: the preset's)")
     p.add_argument("--train-set", nargs="*", default=[], metavar="KEY=VALUE", help="more TrainConfig overrides")
     p.add_argument("--real", default=str(REAL), help="folder of real lens-candidate cutouts ('' = none)")
+    p.add_argument("--real-lenses", default=str(PS1), help="folder of confirmed real lenses ('' = none)")
     args = p.parse_args(argv)
     arms = [a.strip() for a in args.arms.split(",") if a.strip()]
     if not arms or set(arms) - {"before", "after"}:
@@ -189,6 +223,8 @@ def main(argv=None) -> int:
             t_train = time.perf_counter() - t - t_sim
         results[arm] = {**measure(ckpt, held, out / f"scores_{arm}.parquet", Path(args.real) if args.real else None),
                         "simulate_s": t_sim, "train_s": t_train}
+        results[arm]["ps1_lenses"] = measure_ps1(ckpt, held, out / f"scores_{arm}.parquet",
+                                                 Path(args.real_lenses) if args.real_lenses else None)
         print(f"{arm}: " + (f"simulate {t_sim:.0f} s, train {t_train:.0f} s" if t_sim else f"measured {ckpt}"))
     results["total_s"] = time.perf_counter() - t0
     (out / "results.json").write_text(json.dumps(results, indent=1, default=str) + "\n")
@@ -200,7 +236,8 @@ def main(argv=None) -> int:
                     ("recall at plain-control FPR 1%", lambda r: _pct(r["recall"])),
                     ("recall at it, sources r 23-24", lambda r: _pct(r["recall_r23_24"])),
                     ("real candidates above it (FPR to find each)", _real),
-                    ("look-alikes / plain above, recall, at the threshold finding 4 real", _at_four)):
+                    ("look-alikes / plain above, recall, at the threshold finding 4 real", _at_four),
+                    ("PS1 lenses at noise-matched FPR 1% / 10% (at the controls' 1% as they are)", _ps1)):
         print(f"| {name} | " + " | ".join(f(results[a]) for a in ran) + " |")
     for k in kinds:
         cells = [f"{_pct(results[a]['confuser_fpr'][k]['fpr'])}, AUROC {results[a]['confuser_fpr'][k]['auroc_vs_lenses']:.3f}"

@@ -177,3 +177,19 @@ def test_demo_candidates_open_for_grading(demo_dir, tmp_path):
         assert store.add_candidates(cmd[3], top=int(cmd[-1]))["added"] == 90  # the whole test split (< --top)
         first = store.candidate(store.queue("ana")[0])
         assert PixelCache().views(first).error is None  # its stamp is read and every panel rendered
+
+
+def test_demo_counts_the_real_lenses_at_their_own_depth_or_says_why_not(demo_dir):
+    """#24: the confirmed PS1 lenses, found at thresholds on the test controls brought to each lens's noise
+    (noise-matched FPR 1% and 10%); without ../shared, one line and no failure."""
+    from pathlib import Path
+
+    from darkhaloscope.demo.run import REAL_LENSES
+
+    summary = json.loads((demo_dir / "demo_summary.json").read_text())
+    stage = next(r for r in summary["stages"] if r["stage"] == "real lenses at their own depth")
+    if Path(REAL_LENSES).is_dir():
+        assert stage["ok"] and "noise-matched FPR" in stage["result"] or "no FPR resolvable" in stage["result"]
+        assert f"{len(list(Path(REAL_LENSES).glob('*.npz')))} real lenses" in stage["result"]
+    else:
+        assert stage["ok"] and "no real lenses here; skipped" in stage["result"]

@@ -22,6 +22,9 @@ def register(sub, bench_sub) -> None:
     d.add_argument("--real-candidates", default=None, metavar="PATH",
                    help="folder of real lens-candidate cutouts scored for the report's real-lens recall (default "
                    "../shared/data/dr10_cutouts when it exists)")
+    d.add_argument("--real-lenses", default=None, metavar="PATH",
+                   help="folder of confirmed real-lens cutouts: how many the model finds at thresholds on the test "
+                   "controls brought to each lens's noise (default ../shared/data/ps1_sled_lenses when it exists)")
     d.add_argument("--workers", type=int, default=0, help="simulation processes (default: all cores)")
     d.add_argument("--confuser-weight", type=float, default=1.0, metavar="W",
                    help="loss weight of look-alike negatives (dhs train --confuser_weight; default 1): W > 1 puts fewer "
@@ -32,11 +35,15 @@ def register(sub, bench_sub) -> None:
 def cmd_demo(args) -> int:
     from pathlib import Path
 
-    from darkhaloscope.demo.run import REAL_CANDIDATES, run_demo
+    from darkhaloscope.demo.run import REAL_CANDIDATES, REAL_LENSES, run_demo
     from darkhaloscope.errors import UsageError
 
     if args.real_candidates and not Path(args.real_candidates).is_dir():
         raise UsageError(f"--real-candidates {args.real_candidates}: not a folder; give a folder of DR10 cutouts of "
                          "lens candidates (e.g. ../shared/data/dr10_cutouts)")
+    if args.real_lenses and not Path(args.real_lenses).is_dir():
+        raise UsageError(f"--real-lenses {args.real_lenses}: not a folder; give a folder of real-lens cutouts "
+                         "(e.g. ../shared/data/ps1_sled_lenses)")
     return run_demo(args.out, quick=args.quick, real_hosts=args.real_hosts, workers=args.workers,
-                    real_candidates=args.real_candidates or REAL_CANDIDATES, confuser_weight=args.confuser_weight)
+                    real_candidates=args.real_candidates or REAL_CANDIDATES, confuser_weight=args.confuser_weight,
+                    real_lenses=args.real_lenses or REAL_LENSES)

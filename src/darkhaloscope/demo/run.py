@@ -22,6 +22,7 @@ from darkhaloscope.common.jsonio import write_json
 
 REAL_CANDIDATES = "../shared/data/dr10_cutouts"  # real DR10 lens candidates beside a checkout (CI layout)
 GRADE_TOP = 200  # candidates the printed `dhs grade serve` command adds: the top of the test split
+REAL_LENSES = "../shared/data/ps1_sled_lenses"  # 144 confirmed lenses in PS1 imaging (docs/real-lenses.md)
 # (stage name, function, runs only with --real-hosts); a later stage is one more line here
 STAGES: list[tuple[str, Callable[[S.Demo], tuple[str, bool]], bool]] = [
     ("simulate demo tier", S.simulate, False),
@@ -35,6 +36,7 @@ STAGES: list[tuple[str, Callable[[S.Demo], tuple[str, bool]], bool]] = [
     ("score test split", S.score, False),
     ("score real lens candidates", S.score_candidates, False),
     ("evaluate test split", S.evaluate, False),
+    ("real lenses at their own depth", S.real_lenses, False),
     ("score real-host tier", S.score_real, True),
     ("review demo tier + run (expect GO)", S.review, False),
 ]
@@ -42,7 +44,7 @@ STAGES: list[tuple[str, Callable[[S.Demo], tuple[str, bool]], bool]] = [
 
 def run_demo(out: str | Path, *, quick: bool = False, real_hosts: str | None = None, workers: int = 0,
              seed: int = 1, console=None, real_candidates: str | None = REAL_CANDIDATES,
-             confuser_weight: float = 1.0) -> int:
+             confuser_weight: float = 1.0, real_lenses: str | None = REAL_LENSES) -> int:
     from rich.console import Console
     from rich.table import Table
     from rich.text import Text
@@ -69,7 +71,8 @@ def run_demo(out: str | Path, *, quick: bool = False, real_hosts: str | None = N
                + (f" --confuser-weight {confuser_weight:g}" if weighted else ""))
     d = S.Demo(out=out, size=size, quick=quick, workers=workers or os.cpu_count() or 1,
                seed=seed, real_hosts=real_hosts, train_config=cfg_path, command=command,
-               real_candidates=real_candidates, train_overrides={"confuser_weight": confuser_weight} if weighted else {},
+               real_candidates=real_candidates, real_lenses=real_lenses,
+               train_overrides={"confuser_weight": confuser_weight} if weighted else {},
                say=lambda m: console.print(Text(m, style="dim")))
     console.print(Text(f"{command}: {d.size.rows:,} simulated stamps, {d.tcfg().model} on CPU, {d.workers} worker(s); "
                        f"everything goes to {out}/"))

@@ -10,6 +10,7 @@
     score_candidates  the real DR10 lens candidates (../shared/data/dr10_cutouts; positives, never controls)
                     -> DIR/scores/real_candidates.parquet, for the report's real-lens section
     evaluate        DIR/report/report.html, test AUROC >= the size's bound, the confusers' FPR (+ real-lens recall)
+    real_lenses     confirmed real lenses (../shared/data/ps1_sled_lenses): found at noise-matched FPR 1% / 10%
     review          the demo tier and the run -> DIR/report/review.md (GO expected)
 A later stage is one more function here and one line in `run.STAGES`. Exercise: `dhs demo --quick`.
 """
@@ -68,6 +69,7 @@ class Demo:
     command: str  # the `dhs demo ...` line, for the reports' footers
     say: object = print  # progress lines of long stages
     real_candidates: str | None = None  # folder of real lens-candidate cutouts scored for the real-lens section
+    real_lenses: str | None = None  # folder of confirmed real lenses (PS1 SLED): recall at their own depth
     train_overrides: dict = field(default_factory=dict)  # TrainConfig overrides from the command line
     results: dict = field(default_factory=dict)  # stage outputs: train summary, metrics, review, ...
 
@@ -247,6 +249,37 @@ def score_candidates(d: Demo) -> tuple[str, bool]:
                    ScoreConfig(device="cpu"), progress=False)
     d.results["candidate_scores"] = s.out
     return f"{s.rows} real lens candidates from {folder} scored (positives, never controls) -> {s.out}", True
+
+
+def real_lenses(d: Demo) -> tuple[str, bool]:
+    """How many confirmed real lenses (../shared/data/ps1_sled_lenses) the model finds at the thresholds set
+    on the test controls brought to each lens's own sky noise (noise-matched FPR 1% and 10%), next to the
+    DR10 candidates; a missing folder is one line, not a failure."""
+    from darkhaloscope.config import load_config
+    from darkhaloscope.evaluate.config import EvaluateConfig
+    from darkhaloscope.evaluate.knownlenses_report import measure_known_lenses
+
+    folder = d.real_lenses
+    if not folder or not Path(folder).is_dir():
+        return f"{folder or 'no folder given'}: no real lenses here; skipped", True
+    cfg = load_config(EvaluateConfig, None, {"known_lens_fprs": [1e-2], "noise_match_fprs": [1e-2, 1e-1]})
+    m = measure_known_lenses(folder, str(d.scores), cfg, checkpoint=str(d.run_dir / "best.pt"), data=str(d.good),
+                             out_dir=d.out / "scores" / "real_lenses", log=lambda m: d.say(f"  {m}"))
+    if m is None or m.noise is None:
+        return f"{folder}: not measured ({'no lens scored' if m is None else m.noise_note})", False
+    d.results["real_lenses"] = m.as_dict()
+    cells = ", ".join(f"{c.found}/{c.n} ({c.recall:.0%}, 95% CI {c.lo:.0%}-{c.hi:.0%}) at noise-matched FPR {k}"
+                      for k, c in m.noise_recall["all"].items() if c.resolvable)
+    plain = m.recall["all"]["0.01"]
+    line = f"{m.n} real lenses of {Path(folder).name}: {cells or 'no FPR resolvable'}"
+    line += f"; {plain.found}/{plain.n} at FPR 0.01 of the DR10-depth controls" if plain.resolvable else ""
+    line += f" ({len(m.merged)} duplicate(s) merged)" if m.merged else ""
+    dr10 = (d.results.get("metrics") or {}).get("known_lenses") or {}
+    nm10 = ((dr10.get("noise_matched") or {}).get("recall") or {}).get("all") or {}
+    if dr10.get("n"):
+        c10 = [f"{v['found']}/{v['n']} at noise-matched FPR {k}" for k, v in nm10.items() if v.get("resolvable")]
+        line += f"; DR10 candidates: {', '.join(c10) or 'see the report'}"
+    return line, True
 
 
 def score_real(d: Demo) -> tuple[str, bool]:

@@ -95,13 +95,14 @@ def noise_bins(lens_sigma: np.ndarray, control_sigma: np.ndarray, n_bins: int) -
 def renoise(images: np.ndarray, own_sigma: np.ndarray, target: np.ndarray, rng: np.random.Generator,
             lag1=None) -> np.ndarray:
     """Copy of `images` (N, B, H, W) with correlated Gaussian noise added so that each stamp's sky noise per
-    band becomes `target` (B,): sigma_add = sqrt(max(target^2 - own^2, 0)) (own: (N, B), its measured noise;
-    NaN counts as 0)."""
+    band becomes `target` ((B,), or (N, B) per stamp): sigma_add = sqrt(max(target^2 - own^2, 0)) (own: (N, B),
+    its measured noise; NaN counts as 0)."""
     from darkhaloscope.sim.observing import correlated_noise
 
     lag1 = default_lag1() if lag1 is None else lag1
     own = np.nan_to_num(np.asarray(own_sigma, np.float64), nan=0.0)
-    add = np.sqrt(np.clip(np.asarray(target, np.float64)[None, :] ** 2 - own ** 2, 0.0, None))  # (N, B)
+    target = np.broadcast_to(np.asarray(target, np.float64), own.shape)
+    add = np.sqrt(np.clip(target ** 2 - own ** 2, 0.0, None))  # (N, B)
     out = np.array(images, np.float32, copy=True)
     for i in range(len(out)):
         if add[i].any():

@@ -29,6 +29,9 @@ training but never at test time (a quarter turn moved polar_fourier's features b
 `centre_offset_px`), polar_fourier reaches lens vs look-alike AUROC 0.934 turning about the host pixel vs
 0.919 about the array centre (seed 1; benchmarks/RESULTS.md, section confusers, session 6).
 
+Depth augmentation (train=True, `depth_jitter_mag` > 0): each stamp made shallower by U(0, M) mag before
+it is normalised (models.depth).
+
 Settings: `stamps.normalise.PreprocessConfig` (torch-free). Exercised by `dhs train`, `dhs bench train` and `benchmarks/bench_pipeline.py`.
 """
 
@@ -175,6 +178,11 @@ def prepare_batch(x: torch.Tensor, cfg: PreprocessConfig, *, train: bool,
     if cfg.norm not in NORMALISATIONS:
         cfg.validate()  # raises UsageError naming the valid choices
     stats_pixels = NORMALISATIONS[cfg.norm]
+    if train and cfg.depth_jitter_mag > 0 and x.shape[0] > 0:  # models.depth: shallower by U(0, M) mag
+        from darkhaloscope.models.depth import shallower
+
+        pixels = stats_pixels(cfg, x.shape[-1], x.device) if stats_pixels is not None else None
+        x = shallower(x, robust_stats(x, pixels, True)[1], cfg.depth_jitter_mag, generator)[0]
     out = torch.empty(x.shape, dtype=torch.float32, device=x.device, memory_format=torch.channels_last)
     if stats_pixels is None or x.shape[0] == 0:
         out.copy_(x)

@@ -47,6 +47,8 @@ class PreprocessConfig:
     annulus_r_in_px: float = 20.0  # inner radius of the statistics ring, pixels from the stamp centre (5.2")
     annulus_r_out_px: float = 32.0  # outer radius (exclusive), pixels; 32 px = the stamp edge for 64x64
     clip_sigma: float = 10.0  # clip normalised pixels to [-clip, clip] (MAD-sigma units); 0 = no clip
+    depth_jitter_mag: float = 0.0  # training only: each stamp made shallower by U(0, this) mag of sky noise
+    #   (models.depth; 1.5: DR10's depth down to 1.5 mag shallower); 0 = off
 
     def validate(self) -> None:
         if self.norm not in NORM_CHOICES:
@@ -54,5 +56,7 @@ class PreprocessConfig:
         if self.norm == "annulus" and not 0 <= self.annulus_r_in_px < self.annulus_r_out_px:
             raise UsageError(f"annulus radii must satisfy 0 <= r_in < r_out (px); got r_in={self.annulus_r_in_px}, "
                              f"r_out={self.annulus_r_out_px}")
+        if not 0 <= self.depth_jitter_mag <= 3:
+            raise UsageError(f"depth_jitter_mag must be in [0, 3] mag (0 = off); got {self.depth_jitter_mag}")
         if self.clip_sigma < 0:
             raise UsageError(f"clip_sigma must be >= 0 (0 = no clip); got {self.clip_sigma}")
