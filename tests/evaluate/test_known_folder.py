@@ -37,11 +37,12 @@ def test_mixed_pixel_scales_or_sizes_are_one_error_line(tmp_path, capsys):
     write_lens(tmp_path / "c.npz", 2, ra=152.0, size=101)
     with pytest.raises(Exception, match="mixed cutout sizes"):
         scan_cutout_folder(tmp_path)
-    # the CLI: exit 1 (data), one error line, before any work (no checkpoint needed to be refused... but given)
+    # the CLI: exit 1 (data), one error line naming the sizes, before any work (no report folder made)
     rc = main(["evaluate", str(tmp_path / "none.parquet"), "--out", str(tmp_path / "r"), "--known-lenses",
                str(tmp_path), "--checkpoint", "x.pt"])
     err = capsys.readouterr().err
-    assert rc != 0 and err.count("error:") == 1
+    assert rc == 1 and err.count("error:") == 1 and "mixed cutout sizes: 72x72" in err
+    assert not (tmp_path / "r").exists()
 
 
 def test_positions_of_the_shared_layout_merge_duplicates(tmp_path):
@@ -75,6 +76,7 @@ def test_known_lens_folder_noise_matched_in_the_report(demo, tmp_path):
     assert main(["evaluate", str(demo["scores"]), "--out", str(out), "--checkpoint", str(demo["checkpoint"]),
                  "--data", str(demo["tier"]), "--known-lenses", str(folder), "--set", "n_boot=20",
                  "--set", "baselines=false", "--set", "probe_rows=20", "--set", "noise_match_bins=2",
+                 "--set", "noise_match_min_per_bin=4",
                  "--set", "split=all"]) == 0
     m = json.loads((out / "metrics.json").read_text())["known_lenses"]
     assert m["n"] == 9 and m["duplicates_merged"] == 1  # L0_again.npz: the same bytes, read once by dhs score

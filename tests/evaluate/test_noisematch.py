@@ -83,3 +83,10 @@ def test_noise_matched_thresholds_on_noisier_controls():
     again = N.noise_matched(lens_values, lens_sigma, ctrl, score_fn, [0.1, 0.01], n_bins=2, seed=7)
     np.testing.assert_array_equal(again.threshold[0.01], m.threshold[0.01])
     assert not N.noise_matched(lens_values, lens_sigma, ctrl[:50], score_fn, [0.01], n_bins=2).resolvable[0.01]
+
+
+def test_fewer_bins_when_few_lenses():
+    lens = np.arange(1, 7, dtype=float)[:, None].repeat(3, 1)  # 6 lenses
+    assert N.noise_bins(lens, np.ones(3), 4, min_per_bin=20).bin.tolist() == [0] * 6  # one bin, one re-scoring
+    assert len(N.noise_bins(np.ones((144, 3)), np.ones(3), 4, min_per_bin=20).target) == 4
+    assert len(N.noise_bins(np.ones((50, 3)), np.ones(3), 4, min_per_bin=20).target) == 2

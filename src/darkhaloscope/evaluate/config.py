@@ -38,6 +38,7 @@ class EvaluateConfig:
     noise_match_fprs: list[float] = field(default_factory=lambda: [1e-2, 1e-1])  # --known-lenses with --checkpoint:
     #   recall at these FPRs of the controls brought to each lens's own sky noise (docs/real-lenses.md)
     noise_match_bins: int = 4  # quantile bins of the lenses' noise; the controls are re-noised once per bin
+    noise_match_min_per_bin: int = 20  # fewer bins when there are fewer lenses than this per bin (6 lenses: 1)
     noise_match_controls: int = 2000  # controls re-noised per bin at most (a seeded sample when there are more)
 
     def validate(self) -> None:
@@ -51,8 +52,9 @@ class EvaluateConfig:
                 raise UsageError(f"{name} must lie strictly between 0 and 1, got {bad}")
         if self.threshold_fpr is not None and not 0 < self.threshold_fpr < 1:
             raise UsageError(f"threshold_fpr must lie strictly between 0 and 1, got {self.threshold_fpr}")
-        if self.noise_match_bins < 1 or self.noise_match_controls < 10:
-            raise UsageError(f"noise_match_bins must be >= 1 and noise_match_controls >= 10, got "
-                             f"{self.noise_match_bins} and {self.noise_match_controls}")
+        if self.noise_match_bins < 1 or self.noise_match_controls < 10 or self.noise_match_min_per_bin < 1:
+            raise UsageError(f"noise_match_bins and noise_match_min_per_bin must be >= 1 and noise_match_controls "
+                             f">= 10, got {self.noise_match_bins}, {self.noise_match_min_per_bin} and "
+                             f"{self.noise_match_controls}")
         if self.n_boot < 10:
             raise UsageError(f"n_boot must be >= 10 for a 95% interval, got {self.n_boot}")

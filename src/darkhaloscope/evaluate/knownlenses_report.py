@@ -126,7 +126,7 @@ def _noise_match(m: KnownLensMetrics, t, data, scores, cfg, checkpoint, source, 
     logits = _model_scorer(checkpoint, s3)
     score_fn = logits if m.value == "logit" else (lambda x: sigmoid(logits(x)))
     nm = noise_matched(m.values, sky_sigma(lens_images), ctrl_images, score_fn, cfg.noise_match_fprs,
-                       n_bins=cfg.noise_match_bins, seed=cfg.seed)
+                       n_bins=cfg.noise_match_bins, min_per_bin=cfg.noise_match_min_per_bin, seed=cfg.seed)
     m.attach_noise(nm)
     log(f"noise-matched operating points: {len(ctrl)} controls re-noised to {len(nm.bins.target)} noise level(s)")
 

@@ -7,7 +7,8 @@ threshold set on DR10-depth controls, against controls cleaner than itself. Here
   from the centre (away from the lens and its arcs); NaN where it cannot be measured (too few finite pixels,
   or a flat band).
 - `noise_bins`: the lenses in quantile bins of their noise relative to the controls' median (the median over
-  bands of sigma_lens / sigma_controls); a bin's target noise per band is the median of its lenses'.
+  bands of sigma_lens / sigma_controls), with at least `min_per_bin` lenses each (six DR10 candidates: one bin,
+  one re-scoring of the controls); a bin's target noise per band is the median of its lenses'.
 - `renoise`: each control raised to a target by Gaussian noise of sigma sqrt(target^2 - own^2) per band, with
   the lag-1 pixel correlation the simulation models (`sim.observing.correlated_noise`, `noise_corr_lag1`);
   a band whose target is below the control's own noise gets nothing (it cannot be matched by adding noise).
@@ -74,8 +75,9 @@ class NoiseBins:
         return [(k, b) for k, b in zip(*np.nonzero(self.target < BELOW_TOLERANCE * self.control_sigma))]
 
 
-def noise_bins(lens_sigma: np.ndarray, control_sigma: np.ndarray, n_bins: int) -> NoiseBins:
-    """Quantile bins (at most `n_bins`, each non-empty) of the lenses' noise ratio to the controls."""
+def noise_bins(lens_sigma: np.ndarray, control_sigma: np.ndarray, n_bins: int, min_per_bin: int = 1) -> NoiseBins:
+    """Quantile bins (at most `n_bins`, each holding >= `min_per_bin` lenses where there are that many) of the
+    lenses' noise ratio to the controls."""
     lens_sigma = np.asarray(lens_sigma, np.float64)
     ctrl = np.asarray(control_sigma, np.float64)
     ok = np.isfinite(lens_sigma).all(axis=1)
@@ -85,7 +87,7 @@ def noise_bins(lens_sigma: np.ndarray, control_sigma: np.ndarray, n_bins: int) -
     if not ok.any():
         return NoiseBins(b, np.zeros((0, len(ctrl))), ratio, ctrl)
     order = np.flatnonzero(ok)[np.argsort(ratio[ok], kind="stable")]
-    parts = [p for p in np.array_split(order, min(n_bins, len(order))) if len(p)]
+    parts = [p for p in np.array_split(order, max(1, min(n_bins, len(order) // max(min_per_bin, 1)))) if len(p)]
     for k, p in enumerate(parts):
         b[p] = k
     target = np.stack([np.median(lens_sigma[p], axis=0) for p in parts])
@@ -173,11 +175,11 @@ class NoiseMatched:
 
 
 def noise_matched(lens_values: np.ndarray, lens_sigma: np.ndarray, control_images: np.ndarray,
-                  score_fn: Callable[[np.ndarray], np.ndarray], fprs, *, n_bins: int = 4, seed: int = 0,
-                  lag1=None) -> NoiseMatched:
+                  score_fn: Callable[[np.ndarray], np.ndarray], fprs, *, n_bins: int = 4, min_per_bin: int = 1,
+                  seed: int = 0, lag1=None) -> NoiseMatched:
     """Thresholds on the controls brought to each lens's noise (see the module docstring)."""
     ctrl_sigma = sky_sigma(control_images)
-    bins = noise_bins(lens_sigma, np.nanmedian(ctrl_sigma, axis=0), n_bins)
+    bins = noise_bins(lens_sigma, np.nanmedian(ctrl_sigma, axis=0), n_bins, min_per_bin)
     n = len(lens_values)
     thr = {f: np.full(n, np.nan) for f in fprs}
     achieved = np.zeros_like(bins.target)
