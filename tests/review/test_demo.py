@@ -179,6 +179,7 @@ def test_demo_candidates_open_for_grading(demo_dir, tmp_path):
         assert PixelCache().views(first).error is None  # its stamp is read and every panel rendered
 
 
+@pytest.mark.slow
 def test_demo_counts_the_real_lenses_at_their_own_depth_or_says_why_not(demo_dir):
     """#24: the confirmed PS1 lenses, found at thresholds on the test controls brought to each lens's noise
     (noise-matched FPR 1% and 10%); without ../shared, one line and no failure."""
