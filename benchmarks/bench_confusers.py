@@ -99,7 +99,7 @@ def measure_ps1(checkpoint: Path, held_out: Path, scores: Path, folder: Path | N
         return None
     d = m.as_dict()
     return {"n": m.n, "noise_matched": d["noise_matched"]["recall"]["all"], "at_controls": d["recall"]["all"],
-            "duplicates_merged": len(m.merged), "seconds": time.perf_counter() - t0, "seed": cfg.seed}
+            "duplicates_merged": m.merged, "seconds": time.perf_counter() - t0, "seed": cfg.seed}
 
 
 def _ps1(r: dict) -> str:

@@ -273,7 +273,7 @@ def real_lenses(d: Demo) -> tuple[str, bool]:
     plain = m.recall["all"]["0.01"]
     line = f"{m.n} real lenses of {Path(folder).name}: {cells or 'no FPR resolvable'}"
     line += f"; {plain.found}/{plain.n} at FPR 0.01 of the DR10-depth controls" if plain.resolvable else ""
-    line += f" ({len(m.merged)} duplicate(s) merged)" if m.merged else ""
+    line += f" ({m.merged} duplicate(s) merged)" if m.merged else ""
     dr10 = (d.results.get("metrics") or {}).get("known_lenses") or {}
     nm10 = ((dr10.get("noise_matched") or {}).get("recall") or {}).get("all") or {}
     if dr10.get("n"):
