@@ -77,31 +77,73 @@ def draw_counts_mag(rng: np.random.Generator, lo: float, hi: float, slope: float
     return float(hi + math.log10(a + u * (b - a)) / slope)
 
 
-def render_synthetic_host(rng: np.random.Generator, cfg) -> tuple[np.ndarray, dict]:
-    """Pre-PSF (3, 64, 64) host + neighbours + stars in nanomaggies, and the host's true parameters."""
+@dataclass(frozen=True)
+class SyntheticHost:
+    """Every draw of a synthetic host (pre-PSF light, nanomaggies): the galaxy, its neighbours and stars."""
+
+    mag_r: float  # total r magnitude, AB
+    reff_arcsec: float  # r-band half-light radius (g: x 10^grad, z: x 10^-grad)
+    n_sersic: float
+    q: float
+    phi_rad: float
+    g_r: float
+    r_z: float
+    grad_dex: float  # log10 R_eff(g)/R_eff(r) = log10 R_eff(r)/R_eff(z)
+    neighbours: tuple  # ((flux_r_nmgy, reff_arcsec, n, e1, e2, x_arcsec, y_arcsec, g_r, r_z), ...)
+    stars: tuple  # ((flux_r_nmgy, x_arcsec, y_arcsec, g_r, r_z), ...)
+
+    @property
+    def e1e2(self) -> tuple[float, float]:
+        e = (1 - self.q) / (1 + self.q)
+        return e * math.cos(2 * self.phi_rad), e * math.sin(2 * self.phi_rad)
+
+
+def draw_synthetic_host(rng: np.random.Generator, cfg) -> SyntheticHost:
+    """The draws of `render_synthetic_host`, in its order (both engines paint the same host from them)."""
     mag_r = draw_counts_mag(rng, *cfg.host_mag_r, cfg.host_count_slope)
     reff = float(np.clip(10 ** rng.normal(math.log10(3.0) - 0.2 * (mag_r - 19.0), 0.1), 0.5, 8.0))
     n = rng.uniform(3.0, 5.0)
     q = rng.uniform(0.5, 1.0)
     phi = rng.uniform(0.0, math.pi)
-    e = (1 - q) / (1 + q)
     gr, rz = rng.uniform(*cfg.host_g_r), rng.uniform(*cfg.host_r_z)
     grad = rng.uniform(*cfg.host_grad_dex)  # colour gradient: R_eff grows to the blue, g > r > z
-    e1, e2 = e * math.cos(2 * phi), e * math.sin(2 * phi)
-    shapes = np.stack([render_sersic(1.0, reff * 10 ** (grad * k), n, e1, e2) for k in (1, 0, -1)])
-    model = (float(mag_to_nmgy(mag_r)) * colour_scale(gr, rz))[:, None, None] * shapes
+    neighbours = []
     for _ in range(min(rng.poisson(cfg.neighbours_mean), 4)):
         x, y = _random_offset(rng, 2.5)
-        nb = render_sersic(float(mag_to_nmgy(rng.uniform(20.0, 23.5))), rng.uniform(0.2, 0.8),
-                           rng.uniform(0.8, 2.0), *rng.uniform(-0.3, 0.3, 2), x, y, ss=4, centre_ss=4)
-        model += colour_scale(rng.uniform(0.3, 1.6), rng.uniform(0.2, 1.0))[:, None, None] * nb[None]
+        flux, nb_reff, nb_n = float(mag_to_nmgy(rng.uniform(20.0, 23.5))), rng.uniform(0.2, 0.8), rng.uniform(0.8, 2.0)
+        e1, e2 = rng.uniform(-0.3, 0.3, 2)
+        neighbours.append((flux, float(nb_reff), float(nb_n), float(e1), float(e2), x, y,
+                           float(rng.uniform(0.3, 1.6)), float(rng.uniform(0.2, 1.0))))
+    stars = []
     for _ in range(min(rng.poisson(cfg.stars_mean), 3)):
         x, y = _random_offset(rng, 3.0)
+        flux = float(mag_to_nmgy(rng.uniform(17.5, 22.0)))
+        stars.append((flux, x, y, float(rng.uniform(0.3, 1.4)), float(rng.uniform(0.0, 0.6))))
+    return SyntheticHost(float(mag_r), reff, float(n), float(q), float(phi), float(gr), float(rz), float(grad),
+                         tuple(neighbours), tuple(stars))
+
+
+def paint_synthetic_host(h: SyntheticHost) -> np.ndarray:
+    """Pre-PSF (3, 64, 64) light of a drawn host, nanomaggies."""
+    e1, e2 = h.e1e2
+    shapes = np.stack([render_sersic(1.0, h.reff_arcsec * 10 ** (h.grad_dex * k), h.n_sersic, e1, e2)
+                       for k in (1, 0, -1)])
+    model = (float(mag_to_nmgy(h.mag_r)) * colour_scale(h.g_r, h.r_z))[:, None, None] * shapes
+    for flux, reff, n, ne1, ne2, x, y, gr, rz in h.neighbours:
+        nb = render_sersic(flux, reff, n, ne1, ne2, x, y, ss=4, centre_ss=4)
+        model += colour_scale(gr, rz)[:, None, None] * nb[None]
+    for flux, x, y, gr, rz in h.stars:
         star = np.zeros((STAMP_SIZE, STAMP_SIZE))
-        add_point_source(star, float(mag_to_nmgy(rng.uniform(17.5, 22.0))), x, y)
-        model += colour_scale(rng.uniform(0.3, 1.4), rng.uniform(0.0, 0.6))[:, None, None] * star[None]
-    return model, {"mag_r": float(mag_r), "reff_arcsec": reff, "n_sersic": float(n), "q": float(q),
-                   "phi_rad": float(phi)}
+        add_point_source(star, flux, x, y)
+        model += colour_scale(gr, rz)[:, None, None] * star[None]
+    return model
+
+
+def render_synthetic_host(rng: np.random.Generator, cfg) -> tuple[np.ndarray, dict]:
+    """Pre-PSF (3, 64, 64) host + neighbours + stars in nanomaggies, and the host's true parameters."""
+    h = draw_synthetic_host(rng, cfg)
+    return paint_synthetic_host(h), {"mag_r": h.mag_r, "reff_arcsec": h.reff_arcsec, "n_sersic": h.n_sersic,
+                                     "q": h.q, "phi_rad": h.phi_rad}
 
 
 def aperture_mag_r(image: np.ndarray) -> float:

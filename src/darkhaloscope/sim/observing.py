@@ -155,16 +155,27 @@ def _kernel_weight(rho: float) -> float:
     return 0.0 if rho <= 0 else (1.0 - math.sqrt(1.0 - 2.0 * rho ** 2)) / (2.0 * rho)
 
 
+def noise_kernel_weights(lag1_xy) -> tuple[float, float]:
+    """(a_x, a_y) of the [a, 1, a] smoothing kernels that give lag-1 correlations `lag1_xy` (x, y; one
+    number: both)."""
+    rx, ry = (lag1_xy, lag1_xy) if np.isscalar(lag1_xy) else lag1_xy
+    return _kernel_weight(float(rx)), _kernel_weight(float(ry))
+
+
+def white_normals(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    """The unit normals a noise field of `shape` (bands, H, W) is smoothed from (one pixel of margin)."""
+    return rng.normal(0.0, 1.0, (shape[0], shape[1] + 2, shape[2] + 2))
+
+
 def correlated_noise(rng: np.random.Generator, sigma_nmgy, shape: tuple[int, ...], lag1_xy) -> np.ndarray:
     """Gaussian sky noise (bands, H, W) with per-pixel sigma `sigma_nmgy` (per band) and lag-1
     correlations `lag1_xy` = (along x = columns, along y = rows) between neighbouring pixels, like
     resampled coadd pixels. White noise is smoothed by the separable kernels [a, 1, a] (2a / (1 + 2a^2) =
     rho per axis) and rescaled so that the per-pixel sigma is exactly the requested one. A single number
     is the same correlation along both axes."""
-    rx, ry = (lag1_xy, lag1_xy) if np.isscalar(lag1_xy) else lag1_xy
-    ax, ay = _kernel_weight(float(rx)), _kernel_weight(float(ry))
+    ax, ay = noise_kernel_weights(lag1_xy)
     sigma = np.asarray(sigma_nmgy, dtype=np.float64).reshape(-1, 1, 1)
-    w = rng.normal(0.0, 1.0, (shape[0], shape[1] + 2, shape[2] + 2))
+    w = white_normals(rng, shape)
     w = w[:, 1:-1, :] + ay * (w[:, :-2, :] + w[:, 2:, :])
     w = w[:, :, 1:-1] + ax * (w[:, :, :-2] + w[:, :, 2:])
     return w * (sigma / math.sqrt((1.0 + 2.0 * ax * ax) * (1.0 + 2.0 * ay * ay)))

@@ -36,8 +36,9 @@ import numpy as np
 from scipy.signal import fftconvolve
 
 from darkhaloscope.sim.confusers import KNOT_BLUEING_MAG, knot_colour, render_confuser
-from darkhaloscope.sim.hosts import aperture_mag_r, colour_scale, draw_counts_mag, render_synthetic_host
-from darkhaloscope.sim.inject import render_clumpy_source
+from darkhaloscope.sim.hosts import (aperture_mag_r, colour_scale, draw_counts_mag, draw_synthetic_host,
+                                     paint_synthetic_host)
+from darkhaloscope.sim.inject import LensParams, render_clumpy_source
 from darkhaloscope.sim.observing import (Conditions, bin_fwhm, correlated_noise, depth_from_sigma, draw_conditions,
                                          mag_to_nmgy, nmgy_to_mag, photon_noise, psf_kernel, shift_kernels)
 from darkhaloscope.sim.params import draw_lens, draw_source
@@ -66,43 +67,61 @@ def convolve_bands(model: np.ndarray, psfs: np.ndarray) -> np.ndarray:
     return fftconvolve(model, psfs, mode="same", axes=(1, 2))
 
 
-def _host(ctx, i: int, rng: np.random.Generator) -> tuple[np.ndarray, Conditions, np.ndarray, float, tuple]:
-    """Observed host stamp (3, S, S), its conditions, PSF stack (moved by the scene's centre offset) and host
-    phi (for lens alignment), and that offset (y, x) in pixels."""
+def host_draws(ctx, i: int, rng: np.random.Generator):
+    """The draws of row i's host, in the row's order: (conditions, host: `SyntheticHost` or the real host's
+    index, host phi for a real host (None: the synthetic host's own), centre offset (dy, dx) pixels).
+    Shared by both engines, so that the torch engine draws exactly what this one does."""
     h = int(ctx.plan.host_idx[i])
     cond = draw_conditions(rng, BANDS)
     if ctx.real is not None:
-        img = ctx.real.images[h].astype(np.float64)
         sigma = ctx.real.sigma_nmgy[h]
         fwhm = cond.fwhm_arcsec
         if ctx.real.psf_fwhm_arcsec is not None and np.all(ctx.real.psf_fwhm_arcsec[h] > 0):
             fwhm = tuple(bin_fwhm(float(f)) for f in ctx.real.psf_fwhm_arcsec[h])  # the host's own PSF size
         depth = tuple(depth_from_sigma(b, float(s), f) for b, s, f in zip(BANDS, sigma, fwhm))
         cond = Conditions(BANDS, fwhm, cond.beta, depth, tuple(float(s) for s in sigma))
-        return img, cond, psf_stack(cond, ctx.cfg.psf), float(rng.uniform(0, math.pi)), (0.0, 0.0)
-    host_rng = np.random.default_rng([ctx.seed, 1, h])
-    model, hp = render_synthetic_host(host_rng, ctx.cfg)
+        return cond, h, float(rng.uniform(0, math.pi)), (0.0, 0.0)
+    host = draw_synthetic_host(np.random.default_rng([ctx.seed, 1, h]), ctx.cfg)
     h_px = ctx.cfg.centre_offset_px  # own stream: the offset changes no other draw of the row
     dy, dx = (float(v) for v in np.random.default_rng([ctx.seed, 2, i]).uniform(-h_px, h_px, 2)) if h_px else (0.0, 0.0)
+    return cond, host, None, (dy, dx)
+
+
+def _host(ctx, i: int, rng: np.random.Generator) -> tuple[np.ndarray, Conditions, np.ndarray, float, tuple]:
+    """Observed host stamp (3, S, S), its conditions, PSF stack (moved by the scene's centre offset) and host
+    phi (for lens alignment), and that offset (y, x) in pixels."""
+    cond, host, phi, (dy, dx) = host_draws(ctx, i, rng)
+    if ctx.real is not None:
+        return ctx.real.images[host].astype(np.float64), cond, psf_stack(cond, ctx.cfg.psf), phi, (0.0, 0.0)
+    model = paint_synthetic_host(host)
     psfs = shift_kernels(psf_stack(cond, ctx.cfg.psf), dy, dx)
     img = _with_photon_noise(ctx, rng, convolve_bands(model, psfs), cond)
     img = img + correlated_noise(rng, cond.sigma_nmgy, model.shape, ctx.cfg.noise_corr_lag1)
-    return img, cond, psfs, hp["phi_rad"], (dy, dx)
+    return img, cond, psfs, host.phi_rad, (dy, dx)
 
 
-def draw_arc(ctx, point: dict, rng, cond: Conditions, psfs: np.ndarray, host_phi: float, host_mag_r: float):
-    """Draw lens + clumpy source (grid point `point`), render the arc (3, S, S) nmgy after PSF (noiseless),
-    and its metadata."""
+@dataclass
+class ArcChoice:
+    """An accepted lens + clumpy source and its r magnitude (`arc_attempts`)."""
+
+    lens: LensParams
+    sources: list  # [(SourceParams, flux fraction)]
+    knots: tuple  # (Knot, ...)
+    mag_r: float
+    target: float | None  # the drawn target peak S/N (arc_snr_dist), else None
+
+
+def arc_attempts(ctx, point: dict, rng, sigma_r: float, host_phi: float, host_mag_r: float):
+    """Generator of the lens + source draws of one arc: yields (lens, sources, knots) and is sent back the
+    peak r flux of that geometry's unit-flux trial render (1 sample per pixel, after the r PSF); returns the
+    accepted `ArcChoice`. The renderer (numpy here, torch in inject/) drives it, so both engines draw alike."""
     cfg = ctx.cfg
-    sigma_r = cond.sigma_nmgy[R]
     target = None
     for attempt in range(MAX_SNR_TRIES):
         last = attempt == MAX_SNR_TRIES - 1
         lens = draw_lens(rng, cfg, point, host_phi, ctx.theta_e)
         sources, knots = draw_source(rng, cfg, point, lens.theta_e_arcsec)
-        # trial at 1 sample per pixel, r band only: cheap enough to redraw the geometry many times
-        trial = sum(render_clumpy_source(lens, sources, knots, ss=1))
-        peak_unit = max(float(fftconvolve(trial, psfs[R], mode="same").max()), 1e-30)
+        peak_unit = max(float((yield lens, sources, knots)), 1e-30)
         if "src_dmag" in point:
             mag_r = host_mag_r + point["src_dmag"]
         elif "src_mag_r" in point:
@@ -121,20 +140,33 @@ def draw_arc(ctx, point: dict, rng, cond: Conditions, psfs: np.ndarray, host_phi
                     and not last:
                 continue
         break
-    body, knot_img = render_clumpy_source(lens, sources, knots, ss=cfg.supersample)  # unit flux, pre-PSF
-    body_conv, knot_conv = convolve_bands(body, psfs), convolve_bands(knot_img, psfs)
+    return ArcChoice(lens, sources, knots, mag_r, target)
+
+
+def arc_colours(rng, cfg) -> tuple[float, float, float]:
+    """(g-r, r-z, knots' g-r) of an accepted arc, drawn after its geometry."""
     gr, rz = float(rng.uniform(*cfg.src_g_r)), float(rng.uniform(*cfg.src_r_z))
+    return gr, rz, knot_colour(rng, gr, cfg.src_g_r)
+
+
+def arc_flux_scales(choice: ArcChoice, colours: tuple[float, float, float]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-band (3,) nanomaggies of the unit-flux lensed body and knots layers."""
+    gr, rz, knot_gr = colours
+    flux_r = float(mag_to_nmgy(choice.mag_r))
+    return flux_r * colour_scale(gr, rz), flux_r * colour_scale(knot_gr, rz)
+
+
+def arc_metadata(choice: ArcChoice, colours, host_mag_r: float, magnification: float, peak_r: float,
+                 sum_arc_r: float, n_arc: int, sigma_r: float) -> dict:
+    """The injection columns of an arc: its draws, its magnification (lensed unit-flux sum), and the peak r
+    flux, the r flux summed over its arc pixels (> 10% of the peak) and their number."""
+    gr, rz, knot_gr = colours
+    lens, sources, knots, mag_r = choice.lens, choice.sources, choice.knots, choice.mag_r
     flux_r = float(mag_to_nmgy(mag_r))
-    knot_gr = knot_colour(rng, gr, cfg.src_g_r)
-    arc = (body_conv * (flux_r * colour_scale(gr, rz))[:, None, None]
-           + knot_conv * (flux_r * colour_scale(knot_gr, rz))[:, None, None])
     knot_frac = float(sum(k.flux_frac for k in knots))
     mag_g = float(nmgy_to_mag(flux_r * ((1 - knot_frac) * 10 ** (-0.4 * gr) + knot_frac * 10 ** (-0.4 * knot_gr))))
-    peak = float(arc[R].max())
-    mask = arc[R] > 0.1 * peak
     src = sources[0][0]
-    magnification = float(body.sum() + knot_img.sum())
-    meta = {
+    return {
         "theta_e_arcsec": lens.theta_e_arcsec, "src_dmag": mag_r - host_mag_r,
         "src_reff_arcsec": src.reff_arcsec, "src_mag_r": mag_r, "src_mag_g": mag_g, "src_mag_z": mag_r - rz,
         "src_n_sersic": src.n_sersic, "src_e1": src.e1, "src_e2": src.e2,
@@ -143,11 +175,36 @@ def draw_arc(ctx, point: dict, rng, cond: Conditions, psfs: np.ndarray, host_phi
         "src_n_sources": float(len(sources)),
         "lens_q": lens.q, "lens_phi_rad": lens.phi_rad, "shear_gamma": lens.shear_gamma,
         "shear_phi_rad": lens.shear_phi_rad, "magnification": magnification,
-        "arc_snr": peak / sigma_r,
-        "arc_snr_sum": float(arc[R][mask].sum() / (sigma_r * math.sqrt(max(int(mask.sum()), 1)))),
+        "arc_snr": peak_r / sigma_r,
+        "arc_snr_sum": float(sum_arc_r / (sigma_r * math.sqrt(max(n_arc, 1)))),
         "arc_flux_r_nmgy": flux_r * magnification,
-        "arc_snr_target": target,  # drawn from arc_snr_dist; differs from arc_snr only if it was unreachable
+        "arc_snr_target": choice.target,  # drawn from arc_snr_dist; differs from arc_snr only if it was unreachable
     }
+
+
+def draw_arc(ctx, point: dict, rng, cond: Conditions, psfs: np.ndarray, host_phi: float, host_mag_r: float):
+    """Draw lens + clumpy source (grid point `point`), render the arc (3, S, S) nmgy after PSF (noiseless),
+    and its metadata."""
+    attempts = arc_attempts(ctx, point, rng, cond.sigma_nmgy[R], host_phi, host_mag_r)
+    request = next(attempts)
+    while True:
+        lens, sources, knots = request
+        # trial at 1 sample per pixel, r band only: cheap enough to redraw the geometry many times
+        trial = sum(render_clumpy_source(lens, sources, knots, ss=1))
+        try:
+            request = attempts.send(float(fftconvolve(trial, psfs[R], mode="same").max()))
+        except StopIteration as done:
+            choice = done.value
+            break
+    body, knot_img = render_clumpy_source(choice.lens, choice.sources, choice.knots, ss=ctx.cfg.supersample)
+    body_conv, knot_conv = convolve_bands(body, psfs), convolve_bands(knot_img, psfs)  # unit flux, pre-PSF
+    colours = arc_colours(rng, ctx.cfg)
+    body_scale, knot_scale = arc_flux_scales(choice, colours)
+    arc = body_conv * body_scale[:, None, None] + knot_conv * knot_scale[:, None, None]
+    peak = float(arc[R].max())
+    mask = arc[R] > 0.1 * peak
+    meta = arc_metadata(choice, colours, host_mag_r, float(body.sum() + knot_img.sum()), peak,
+                        float(arc[R][mask].sum()), int(mask.sum()), cond.sigma_nmgy[R])
     return arc, meta
 
 
@@ -167,23 +224,47 @@ def _with_photon_noise(ctx, rng, light: np.ndarray, cond: Conditions) -> np.ndar
     return light + photon_noise(rng, light, BANDS, cond.sigma_nmgy, ctx.cfg.noise_corr_lag1)
 
 
+def confuser_point(ctx, rng) -> dict:
+    """The grid point of a confuser's shadow arc (drawn first)."""
+    return ctx.grid_points[int(rng.integers(len(ctx.grid_points)))]
+
+
+def confuser_layers(rng, kind: str, shadow_meta: dict):
+    """Pre-PSF (body, knots) light of a confuser of `kind` (numpy painters, sim/confusers.py), their per-band
+    (3,) colour scales (the whole exactly as blue as the shadow arc, knots bluer than the body by dk mag),
+    and the variant drawn."""
+    g_r = shadow_meta["src_mag_g"] - shadow_meta["src_mag_r"]
+    r_z = shadow_meta["src_mag_r"] - shadow_meta["src_mag_z"]
+    body, knots, variant = render_confuser(rng, kind)
+    dk = 10 ** (0.4 * rng.uniform(*KNOT_BLUEING_MAG))
+    f_knots = float(knots.sum())
+    g_body = 10 ** (-0.4 * g_r) / (1.0 - f_knots + dk * f_knots)
+    z_ratio = 10 ** (0.4 * r_z)
+    return body, knots, np.array([g_body, 1.0, z_ratio]), np.array([g_body * dk, 1.0, z_ratio]), variant
+
+
 def _confuser(ctx, kind: str, rng, cond: Conditions, psfs: np.ndarray, host_phi: float,
               host_mag_r: float) -> tuple[np.ndarray, str]:
     """(3, S, S) nmgy after PSF: a confuser of `kind` with the peak r S/N and colours of a shadow arc drawn
     exactly as an injection's would be (so brightness and colour overlap the arcs' by construction); and
     the variant drawn."""
-    point = ctx.grid_points[int(rng.integers(len(ctx.grid_points)))]
+    point = confuser_point(ctx, rng)
     shadow, meta = draw_arc(ctx, point, rng, cond, psfs, host_phi, host_mag_r)
-    g_r, r_z = meta["src_mag_g"] - meta["src_mag_r"], meta["src_mag_r"] - meta["src_mag_z"]
-    body, knots, variant = render_confuser(rng, kind)
-    # knots bluer than the body by dk mag, the whole exactly as blue as the shadow arc (g/r flux ratio)
-    dk = 10 ** (0.4 * rng.uniform(*KNOT_BLUEING_MAG))
-    f_knots = float(knots.sum())
-    g_body = 10 ** (-0.4 * g_r) / (1.0 - f_knots + dk * f_knots)
-    z_ratio = 10 ** (0.4 * r_z)
-    light = (convolve_bands(body, psfs) * np.array([g_body, 1.0, z_ratio])[:, None, None]
-             + convolve_bands(knots, psfs) * np.array([g_body * dk, 1.0, z_ratio])[:, None, None])
+    body, knots, body_scale, knot_scale, variant = confuser_layers(rng, kind, meta)
+    light = (convolve_bands(body, psfs) * body_scale[:, None, None]
+             + convolve_bands(knots, psfs) * knot_scale[:, None, None])
     return light * (float(shadow[R].max()) / max(float(light[R].max()), 1e-30)), variant
+
+
+def row_columns(ctx, cond: Conditions, host_mag_r: float, is_control: int, dy: float, dx: float) -> dict:
+    """The columns every row has (observing conditions, host magnitude, centre offset)."""
+    cols = {"is_control": is_control, "host_mag_r": host_mag_r,
+            "psf_moffat_beta": cond.beta if ctx.cfg.psf == "moffat" else None,
+            "centre_offset_x_px": dx, "centre_offset_y_px": dy}
+    for b, f, d in zip(BANDS, cond.fwhm_arcsec, cond.depth_mag):
+        cols[f"psf_fwhm_used_{b}"] = f
+        cols[f"psfdepth_{b}"] = d
+    return cols
 
 
 def render_row(ctx, i: int, keep_ctrl: bool = False) -> RowResult:
@@ -193,12 +274,7 @@ def render_row(ctx, i: int, keep_ctrl: bool = False) -> RowResult:
     host_img, cond, psfs, host_phi, (dy, dx) = _host(ctx, i, rng)
     host_mag_r = aperture_mag_r(host_img)
     is_control = int(ctx.plan.is_control[i])
-    cols = {"is_control": is_control, "host_mag_r": host_mag_r,
-            "psf_moffat_beta": cond.beta if ctx.cfg.psf == "moffat" else None,
-            "centre_offset_x_px": dx, "centre_offset_y_px": dy}
-    for b, f, d in zip(BANDS, cond.fwhm_arcsec, cond.depth_mag):
-        cols[f"psf_fwhm_used_{b}"] = f
-        cols[f"psfdepth_{b}"] = d
+    cols = row_columns(ctx, cond, host_mag_r, is_control, dy, dx)
     if is_control:
         kind = ctx.plan.confuser_kind(i)
         cols["confuser_kind"], cols["confuser_variant"] = kind, None

@@ -1,0 +1,211 @@
+"""`TorchEngine.render_rows(ctx, rows)`: a batch of tier rows rendered at once in torch, with the numpy engine's
+draws, so that the same seed gives the same lenses, sources, hosts, conditions and noise realisations.
+
+Every row keeps its own numpy generator (`default_rng([seed, 0, i])`, the reference engine's), and the batch is
+rendered in phases that consume each generator in the reference order:
+
+1. conditions, host draws, host noise normals (per row: `sim.render.host_draws`, `white_normals`);
+   then, for the batch, the hosts painted (inject/hosts.py), PSF-convolved, photon and sky noise added;
+2. every arc's lens + source attempts: the reference's `arc_attempts` generators are driven in lockstep, each
+   round's trial renders (1 sample per pixel, r band, after the PSF) done as one batch;
+3. the accepted arcs' colours, their supersampled renders (inject/arcs.py) and PSF convolution of the body and
+   knot layers with their colours in one FFT pass; look-alikes (confusers) take their pixels from the numpy
+   painters of sim/confusers.py (the documented fallback) and are convolved here;
+4. the arcs' and look-alikes' photon noise; the columns (`sim.render.arc_metadata`, `row_columns`).
+
+Only the per-row parameter draws (scalars) and the look-alike painters run per row in Python/numpy; every pixel
+operation is a tensor expression over the batch. Results are float32 throughout (the reference is float64):
+docs/injection.md gives the measured agreement. Exercised by `dhs simulate --engine torch` and tests/inject/.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from darkhaloscope.inject.arcs import render_lensed, source_batch
+from darkhaloscope.inject.hosts import paint_hosts
+from darkhaloscope.inject.profiles import lens_tensors
+from darkhaloscope.inject.psf import PsfBank, convolve, convolve_bands
+from darkhaloscope.sim.hosts import HOST_APERTURE_ARCSEC
+from darkhaloscope.sim.observing import noise_kernel_weights, nmgy_to_mag, sky_pixel_nmgy, white_normals
+from darkhaloscope.sim.render import (R, RowResult, arc_attempts, arc_colours, arc_flux_scales, arc_metadata,
+                                      confuser_layers, confuser_point, host_draws, row_columns)
+from darkhaloscope.stamps.schema import BANDS, PIXEL_SCALE_ARCSEC, STAMP_SIZE
+
+BATCH_ROWS = 128  # rows rendered together (a chunk is split into batches of this many: same bytes either way)
+SHAPE = (len(BANDS), STAMP_SIZE, STAMP_SIZE)
+
+
+class TorchEngine:
+    """The batched renderer on one device (float32). CPU: one intra-op thread (parallelism is `--workers`)."""
+
+    def __init__(self, device: str = "cpu", batch_rows: int = BATCH_ROWS):
+        self.device = torch.device(device)
+        if self.device.type == "cpu":
+            torch.set_num_threads(1)
+        self.batch_rows = batch_rows
+        self.psf = PsfBank(self.device)
+        self._f_sky = torch.tensor([sky_pixel_nmgy(b) for b in BANDS], dtype=torch.float32,
+                                   device=self.device).reshape(1, -1, 1, 1)
+        idx = (torch.arange(STAMP_SIZE, dtype=torch.float64) - STAMP_SIZE // 2) * PIXEL_SCALE_ARCSEC
+        self._aperture = (idx[:, None] ** 2 + idx[None, :] ** 2 <= HOST_APERTURE_ARCSEC ** 2).to(self.device)
+
+    def __call__(self, ctx, rows) -> list[RowResult]:
+        return self.render_rows(ctx, rows)
+
+    def render_rows(self, ctx, rows) -> list[RowResult]:
+        rows = list(rows)
+        out: list[RowResult] = []
+        for k in range(0, len(rows), self.batch_rows):
+            with torch.no_grad():
+                out += self._batch(ctx, rows[k:k + self.batch_rows])
+        return out
+
+    # --- noise
+    def _tensor(self, arrays) -> torch.Tensor:
+        return torch.from_numpy(np.stack(arrays)).to(self.device, torch.float32)
+
+    def _smooth(self, w: torch.Tensor, lag1) -> torch.Tensor:
+        """Unit-sigma correlated noise (B, 3, 64, 64) from white normals (B, 3, 66, 66), as
+        `sim.observing.correlated_noise`."""
+        ax, ay = noise_kernel_weights(lag1)
+        w = w[:, :, 1:-1, :] + ay * (w[:, :, :-2, :] + w[:, :, 2:, :])
+        w = w[:, :, :, 1:-1] + ax * (w[:, :, :, :-2] + w[:, :, :, 2:])
+        return w / math.sqrt((1.0 + 2.0 * ax * ax) * (1.0 + 2.0 * ay * ay))
+
+    def _photon(self, ctx, light: torch.Tensor, normals, sigma: torch.Tensor) -> torch.Tensor:
+        """Poisson noise of added light (sim.observing.photon_noise)."""
+        unit = self._smooth(self._tensor(normals), ctx.cfg.noise_corr_lag1)
+        return unit * sigma * torch.sqrt(torch.clamp(light, min=0.0) / self._f_sky)
+
+    # --- phases
+    def _hosts(self, ctx, rows, rngs, draws, spec, sigma) -> torch.Tensor:
+        """(B, 3, 64, 64) observed hosts (phase 1)."""
+        if ctx.real is not None:
+            return self._tensor([ctx.real.images[h] for _, h, _, _ in draws])
+        photon = [white_normals(rng, SHAPE) for rng in rngs] if ctx.cfg.photon_noise else None
+        sky = [white_normals(rng, SHAPE) for rng in rngs]
+        return self._observe_hosts(ctx, [d[1] for d in draws], photon, sky, spec, sigma)
+
+    def _observe_hosts(self, ctx, hosts, photon, sky, spec, sigma) -> torch.Tensor:
+        light = convolve_bands(paint_hosts(hosts, self.device), spec)
+        img = light + self._photon(ctx, light, photon, sigma) if photon is not None else light
+        return img + self._smooth(self._tensor(sky), ctx.cfg.noise_corr_lag1) * sigma
+
+    def _trial_peaks(self, requests, spec_r: torch.Tensor) -> list[float]:
+        """Peak r flux after the PSF of unit-flux geometries, 1 sample per pixel (the attempts' trials)."""
+        lens = lens_tensors([r[0] for r in requests], self.device)
+        body, knots = render_lensed(lens, source_batch(requests, self.device), ss=1)
+        trial = convolve_bands((body + knots).unsqueeze(1), spec_r.unsqueeze(1))
+        return trial.flatten(1).max(dim=1).values.double().cpu().tolist()
+
+    def _choose_arcs(self, gens, spec_r: torch.Tensor) -> list:
+        """Drive the attempt generators in lockstep (phase 2); the accepted `ArcChoice` of each."""
+        requests = {k: next(g) for k, g in enumerate(gens)}
+        choices: list = [None] * len(gens)
+        while requests:
+            ks = list(requests)
+            peaks = self._trial_peaks([requests[k] for k in ks], spec_r[ks])
+            for k, peak in zip(ks, peaks):
+                try:
+                    requests[k] = gens[k].send(peak)
+                except StopIteration as done:
+                    choices[k] = done.value
+                    del requests[k]
+        return choices
+
+    def _render_arcs(self, ctx, choices, colours, spec):
+        """(arcs (A, 3, 64, 64) after the PSF, magnification (A,)) of accepted arcs (phase 3)."""
+        lens = lens_tensors([c.lens for c in choices], self.device)
+        src = source_batch([(c.lens, c.sources, c.knots) for c in choices], self.device)
+        body, knots = render_lensed(lens, src, ss=ctx.cfg.supersample)
+        scales = [arc_flux_scales(c, col) for c, col in zip(choices, colours)]
+        coef = torch.tensor(np.array(scales), dtype=torch.float32, device=self.device)  # (A, 2, 3)
+        magnification = (body.double().sum(dim=(1, 2)) + knots.double().sum(dim=(1, 2))).cpu().tolist()
+        return convolve(torch.stack([body, knots], dim=1), spec, coef), magnification
+
+    def _batch(self, ctx, rows) -> list[RowResult]:
+        cfg, plan = ctx.cfg, ctx.plan
+        rngs = [np.random.default_rng([ctx.seed, 0, i]) for i in rows]
+        draws = [host_draws(ctx, i, rng) for i, rng in zip(rows, rngs)]
+        conds = [d[0] for d in draws]
+        offsets = [d[3] for d in draws]
+        spec = self.psf.spectra([c.fwhm_arcsec for c in conds], [c.beta for c in conds], cfg.psf,
+                                [o[0] for o in offsets], [o[1] for o in offsets])
+        sigma = torch.tensor([c.sigma_nmgy for c in conds], dtype=torch.float32, device=self.device)[:, :, None, None]
+        host = self._hosts(ctx, rows, rngs, draws, spec, sigma)
+        flux_ap = (host[:, R].double() * self._aperture).sum(dim=(1, 2)).cpu().numpy()
+        host_mag = [float(m) for m in nmgy_to_mag(flux_ap)]
+        phis = [d[2] if d[2] is not None else d[1].phi_rad for d in draws]
+
+        kinds = [plan.confuser_kind(i) if plan.is_control[i] else None for i in rows]
+        arc_rows = [j for j, i in enumerate(rows) if not plan.is_control[i] or kinds[j] is not None]
+        gens = []
+        for j in arc_rows:
+            i = rows[j]
+            point = (ctx.grid_points[int(plan.inj_idx[i]) % len(ctx.grid_points)] if not plan.is_control[i]
+                     else confuser_point(ctx, rngs[j]))
+            gens.append(arc_attempts(ctx, point, rngs[j], conds[j].sigma_nmgy[R], phis[j], host_mag[j]))
+        light = torch.zeros_like(host)
+        metas: dict[int, dict] = {}
+        variants: dict[int, str] = {}
+        if gens:
+            choices = self._choose_arcs(gens, spec[arc_rows, R])
+            colours = [arc_colours(rngs[j], cfg) for j in arc_rows]
+            arcs, magnification = self._render_arcs(ctx, choices, colours, spec[arc_rows])
+            peak = arcs[:, R].flatten(1).max(dim=1).values
+            in_arc = arcs[:, R] > 0.1 * peak[:, None, None]
+            arc_sum = (arcs[:, R].double() * in_arc).sum(dim=(1, 2)).cpu().tolist()
+            n_arc = in_arc.sum(dim=(1, 2)).cpu().tolist()
+            peak_l = peak.double().cpu().tolist()
+            for a, j in enumerate(arc_rows):
+                metas[j] = arc_metadata(choices[a], colours[a], host_mag[j], magnification[a], peak_l[a], arc_sum[a],
+                                        int(n_arc[a]), conds[j].sigma_nmgy[R])
+            light[arc_rows] = arcs
+            conf = [(a, j) for a, j in enumerate(arc_rows) if kinds[j] is not None]
+            if conf:
+                light[[j for _, j in conf]], names = self._confusers(rngs, kinds, metas, conf, peak, spec)
+                variants = {j: v for (_, j), v in zip(conf, names)}
+            noisy = light[arc_rows]
+            if cfg.photon_noise:
+                noisy = noisy + self._photon(ctx, noisy, [white_normals(rngs[j], SHAPE) for j in arc_rows],
+                                             sigma[arc_rows])
+            image = host.clone()
+            image[arc_rows] = host[arc_rows] + noisy
+        else:
+            image = host
+        return self._results(ctx, rows, conds, host_mag, offsets, kinds, metas, variants, image, host)
+
+    def _confusers(self, rngs, kinds, metas, conf, shadow_peak: torch.Tensor, spec) -> tuple[torch.Tensor, list]:
+        """(C, 3, 64, 64) look-alike light after the PSF, scaled to the peak of each one's shadow arc, and the
+        variants drawn."""
+        layers, coefs, variants = [], [], []
+        for _, j in conf:
+            body, knots, body_scale, knot_scale, variant = confuser_layers(rngs[j], kinds[j], metas[j])
+            layers.append(np.stack([body, knots]))
+            coefs.append(np.stack([body_scale, knot_scale]))
+            variants.append(variant)
+        idx = [j for _, j in conf]
+        light = convolve(self._tensor(layers), spec[idx], torch.tensor(np.array(coefs), dtype=torch.float32,
+                                                                         device=self.device))
+        peak = light[:, R].flatten(1).max(dim=1).values.double()
+        scale = shadow_peak[[a for a, _ in conf]].double() / torch.clamp(peak, min=1e-30)
+        return light * scale.to(light.dtype)[:, None, None, None], variants
+
+    def _results(self, ctx, rows, conds, host_mag, offsets, kinds, metas, variants, image, host) -> list[RowResult]:
+        images = image.cpu().numpy()
+        hosts = host.cpu().numpy() if ctx.cfg.pair else None
+        out = []
+        for j, i in enumerate(rows):
+            is_control = int(ctx.plan.is_control[i])
+            cols = row_columns(ctx, conds[j], host_mag[j], is_control, offsets[j][0], offsets[j][1])
+            if is_control:
+                cols["confuser_kind"], cols["confuser_variant"] = kinds[j], variants.get(j)
+                out.append(RowResult(cols, images[j], None))
+            else:
+                cols.update(metas[j])
+                out.append(RowResult(cols, images[j], hosts[j] if hosts is not None else None))
+        return out
