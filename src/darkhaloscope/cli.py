@@ -23,7 +23,7 @@ from darkhaloscope.outlock import output_lock
 # Role packages that contribute subcommands, in the order the pipeline runs.
 COMMAND_MODULES: tuple[str, ...] = (
     "darkhaloscope.stamps.commands",
-    "darkhaloscope.sim.commands",
+    "darkhaloscope.inject.commands",
     "darkhaloscope.survey.commands",
     "darkhaloscope.audit.commands",
     "darkhaloscope.train.commands",

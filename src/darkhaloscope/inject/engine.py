@@ -53,15 +53,16 @@ class TorchEngine:
         idx = (torch.arange(STAMP_SIZE, dtype=torch.float64) - STAMP_SIZE // 2) * PIXEL_SCALE_ARCSEC
         self._aperture = (idx[:, None] ** 2 + idx[None, :] ** 2 <= HOST_APERTURE_ARCSEC ** 2).to(self.device)
 
-    def __call__(self, ctx, rows) -> list[RowResult]:
-        return self.render_rows(ctx, rows)
+    def __call__(self, ctx, rows, keep_ctrl: bool = False) -> list[RowResult]:
+        return self.render_rows(ctx, rows, keep_ctrl)
 
-    def render_rows(self, ctx, rows) -> list[RowResult]:
+    def render_rows(self, ctx, rows, keep_ctrl: bool = False) -> list[RowResult]:
+        """`sim.render.render_row(ctx, i, keep_ctrl)` for every i in `rows`, rendered in batches."""
         rows = list(rows)
         out: list[RowResult] = []
         for k in range(0, len(rows), self.batch_rows):
             with torch.no_grad():
-                out += self._batch(ctx, rows[k:k + self.batch_rows])
+                out += self._batch(ctx, rows[k:k + self.batch_rows], keep_ctrl)
         return out
 
     # --- noise
@@ -127,7 +128,7 @@ class TorchEngine:
         magnification = (body.double().sum(dim=(1, 2)) + knots.double().sum(dim=(1, 2))).cpu().tolist()
         return convolve(torch.stack([body, knots], dim=1), spec, coef), magnification
 
-    def _batch(self, ctx, rows) -> list[RowResult]:
+    def _batch(self, ctx, rows, keep_ctrl: bool) -> list[RowResult]:
         cfg, plan = ctx.cfg, ctx.plan
         rngs = [np.random.default_rng([ctx.seed, 0, i]) for i in rows]
         draws = [host_draws(ctx, i, rng) for i, rng in zip(rows, rngs)]
@@ -177,7 +178,8 @@ class TorchEngine:
             image[arc_rows] = host[arc_rows] + noisy
         else:
             image = host
-        return self._results(ctx, rows, conds, host_mag, offsets, kinds, metas, variants, image, host)
+        hosts = host.cpu().numpy() if ctx.cfg.pair or keep_ctrl else None
+        return self._results(ctx, rows, conds, host_mag, offsets, kinds, metas, variants, image, hosts)
 
     def _confusers(self, rngs, kinds, metas, conf, shadow_peak: torch.Tensor, spec) -> tuple[torch.Tensor, list]:
         """(C, 3, 64, 64) look-alike light after the PSF, scaled to the peak of each one's shadow arc, and the
@@ -195,9 +197,8 @@ class TorchEngine:
         scale = shadow_peak[[a for a, _ in conf]].double() / torch.clamp(peak, min=1e-30)
         return light * scale.to(light.dtype)[:, None, None, None], variants
 
-    def _results(self, ctx, rows, conds, host_mag, offsets, kinds, metas, variants, image, host) -> list[RowResult]:
+    def _results(self, ctx, rows, conds, host_mag, offsets, kinds, metas, variants, image, hosts) -> list[RowResult]:
         images = image.cpu().numpy()
-        hosts = host.cpu().numpy() if ctx.cfg.pair else None
         out = []
         for j, i in enumerate(rows):
             is_control = int(ctx.plan.is_control[i])

@@ -16,7 +16,7 @@ are all there are kept (byte-identical to what a fresh build writes), the others
 so the N shards' files together are byte-identical to the unsharded build. `--workers` renders chunks
 in parallel processes.
 
-Exercised by `dhs simulate` (sim/commands.py) and tests/sim/test_tier.py.
+Exercised by `dhs simulate` (inject/commands.py) and tests/sim/test_tier.py.
 """
 
 from __future__ import annotations
@@ -81,6 +81,7 @@ class SimContext:
     grid_points: list[dict]
     snr_sampler: object
     theta_e: object = None  # sampler(rng) -> Einstein radius, arcsec (default: from cfg.theta_e_dist)
+    renderer: object = None  # batch renderer (ctx, rows) -> [RowResult] (the torch engine); None: render_row
 
     def __post_init__(self):
         if self.theta_e is None:
@@ -183,8 +184,8 @@ def _build_chunk(root: str, tier: str, chunk: int, on_row=None) -> tuple[int, in
     band_idx = [BANDS.index(b) for b in cfg.bands]
     names = column_names(cfg)
     per_split: dict[int, dict[str, list]] = {}
-    for i in rows:
-        res = render_row(ctx, i)
+    results = ctx.renderer(ctx, rows) if ctx.renderer is not None else (render_row(ctx, i) for i in rows)
+    for i, res in zip(rows, results):
         cols = per_split.setdefault(int(plan.split_idx[i]), {n: [] for n in names})
         h = int(plan.host_idx[i])
         vals = dict(res.columns, stamp_id=f"{tier}-{i:09d}", host_id=plan.host_id(h), cutout_ok=1)
@@ -290,11 +291,16 @@ def _check_writable(out, root: Path) -> None:
 
 def simulate_tier(out, tier: str, rows: int, seed: int, config: SimConfig | None = None, *, workers: int = 1,
                   shard: str | None = None, s3=None, overwrite: bool = False, progress: bool = False,
-                  preview: str | None = None, argv: list[str] | None = None, resume: bool = False) -> dict:
+                  preview: str | None = None, argv: list[str] | None = None, resume: bool = False,
+                  renderer=None) -> dict:
     """Build (this shard of) a tier and write its manifest (and a preview PNG); return the manifest dict.
-    `resume`: continue an interrupted build with the same arguments (its complete chunks are kept)."""
+    `resume`: continue an interrupted build with the same arguments (its complete chunks are kept).
+    `renderer`: the batch renderer of `config.engine` when it is not numpy (`inject.build.simulate` passes it)."""
     global _CTX
     cfg = config or SimConfig()
+    if (cfg.engine != "numpy") != (renderer is not None):
+        raise UsageError(f"engine {cfg.engine!r}: build through darkhaloscope.inject.build.simulate (dhs simulate), "
+                         "which passes its renderer")
     if preview is not None and not str(preview).lower().endswith(".png"):
         raise UsageError(f"--preview {preview}: must name a .png file")
     ctx, chunks, root = prepare(out, tier, rows, seed, cfg, shard, s3, overwrite, resume)
@@ -304,7 +310,10 @@ def simulate_tier(out, tier: str, rows: int, seed: int, config: SimConfig | None
         if resume else chunks
     root.mkdir(parents=True, exist_ok=True)
     atomic_write_text(root / plan_file_name(shard), json.dumps(fingerprint, indent=1, sort_keys=True) + "\n")
+    ctx.renderer = renderer
     render_row(ctx, 0)  # warm-up (numba JIT in lenstronomy) before forking workers inherit it
+    if renderer is not None:
+        renderer(ctx, [0])  # (and the torch engine's first kernels)
     t0 = time.perf_counter()
     _CTX = ctx
     try:

@@ -29,8 +29,9 @@ def write_preview(ctx, path, n: int = 8) -> list[int]:
     fig, axes = plt.subplots(nrow, ncol, figsize=(2.2 * ncol, 2.35 * nrow), squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
-    for k, i in enumerate(rows):
-        res = render_row(ctx, i, keep_ctrl=True)
+    renderer = getattr(ctx, "renderer", None)  # the tier's engine (torch: inject/engine.py), else the numpy one
+    results = renderer(ctx, rows, keep_ctrl=True) if renderer else [render_row(ctx, i, keep_ctrl=True) for i in rows]
+    for k, (i, res) in enumerate(zip(rows, results)):
         c = res.columns
         a_inj, a_ctl, a_arc = (axes[k // 2, 3 * (k % 2) + j] for j in range(3))
         a_inj.imshow(lupton_rgb(res.image), origin="lower")

@@ -15,6 +15,10 @@ from darkhaloscope.sim.observing import PSF_PROFILES, check_bands
 from darkhaloscope.stamps.schema import SPLITS
 
 
+ENGINES = ("numpy", "torch")  # renderers of `dhs simulate` (the numpy one is the reference)
+DEVICES = ("cpu", "cuda")  # where the torch engine runs
+
+
 @dataclass
 class SimConfig:
     # --- tier layout
@@ -33,6 +37,9 @@ class SimConfig:
     noise_corr_lag1: tuple[float, float] = (0.23, 0.31)  # noise kernel lag-1 correlation along x, y: measured
     # by observing.noise_lag1 as 0.19 (x), 0.27 (y), the medians of the real DR10 cutouts with that estimator
     photon_noise: bool = True  # added light (arc, confuser, synthetic host) carries its own Poisson noise
+    # --- engine (docs/injection.md)
+    engine: str = "numpy"  # numpy: the reference, row by row (sim/); torch: batched, float32 (inject/), same draws
+    device: str = "cpu"  # the torch engine's device: cpu | cuda
     # --- hosts
     hosts: str = ""  # "" = synthetic LRG-like hosts; else a folder of npz cutouts or a tier (its controls)
     host_reuse: int = 1  # rows per synthetic host (all uses of a host stay in one split)
@@ -102,6 +109,12 @@ class SimConfig:
         from darkhaloscope.sim.params import check_range, parse_grid, parse_snr_dist, parse_theta_e_dist
 
         parse_kinds(self.confuser_kinds)
+        if self.engine not in ENGINES:
+            raise UsageError(f"--engine={self.engine!r}: unknown engine; choose one of {', '.join(ENGINES)}")
+        if self.device not in DEVICES:
+            raise UsageError(f"--device={self.device!r}: choose one of {', '.join(DEVICES)}")
+        if self.device != "cpu" and self.engine == "numpy":
+            raise UsageError(f"--device={self.device}: the numpy engine runs on the CPU only; add --engine torch")
         check_bands(self.bands)
         if self.psf not in PSF_PROFILES:
             raise UsageError(f"--psf={self.psf}: unknown PSF; choose one of {', '.join(PSF_PROFILES)}")

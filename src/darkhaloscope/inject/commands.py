@@ -1,10 +1,16 @@
-"""`dhs simulate`: build a Phase 4c tier of injected lenses and controls (see sim/build.py).
+"""`dhs simulate`: build a Phase 4c tier of injected lenses and controls with the numpy (reference) or the torch
+engine (inject/build.py, sim/build.py); `dhs bench simulate`: their speed.
 
     dhs simulate --out data --tier demo --rows 4000 --seed 1 --workers 2 --preview demo.png
     dhs simulate --out data --tier grid_small --rows 2000 --seed 2 --arc-snr-dist none \\
         --grid theta_e=0.75,1.0,1.5,2.0 src_dmag=1,2,3
     dhs simulate --out data --tier real --rows 600 --seed 3 --hosts ../shared/data/dr10_cutouts
     dhs simulate ... --shard 3/16          # 0-based: one of 16 independent, deterministic slices
+    dhs simulate --out data --tier demo --rows 4000 --seed 1 --engine torch [--device cuda]
+    dhs bench simulate --engine torch      # torch against numpy rows/s, one run
+
+These commands live above both engines (the torch one is in inject/, a layer above sim/); nothing here imports
+torch until a torch build or bench runs.
 """
 
 from __future__ import annotations
@@ -41,12 +47,16 @@ def register(subparsers, bench_subparsers) -> None:
     add_s3_arguments(p)
     p.set_defaults(func=run_simulate)
     b = bench_subparsers.add_parser("simulate", help="injection speed vs per-band lenstronomy ImageModel.image, "
-                                    "and --workers scaling")
+                                    "and --workers scaling; --engine torch: torch vs numpy engine")
     b.add_argument("--stamps", type=int, default=200, help="stamps timed per method (default 200)")
     b.add_argument("--workers", type=int, default=0, help="workers for the scaling run (default: all cores)")
     b.add_argument("--tier-rows", dest="tier_rows", type=int, default=2000,
                    help="rows of the end-to-end tier builds (0: skip; default 2000)")
     b.add_argument("--supersample", type=int, default=4, help="supersampling of both methods (default 4)")
+    b.add_argument("--engine", choices=("numpy", "torch"), default="numpy",
+                   help="numpy: the reference against lenstronomy ImageModel; torch: the torch engine against the "
+                   "numpy one, whole rows per core and tier builds, in one run")
+    b.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="the torch engine's device (default cpu)")
     b.set_defaults(func=run_bench_simulate)
 
 
@@ -67,11 +77,11 @@ def run_simulate(args) -> int:
     from rich.markup import escape
     from rich.table import Table
 
-    from darkhaloscope.sim.build import simulate_tier
+    from darkhaloscope.inject.build import simulate
 
     cfg = sim_config(args)
-    workers = args.workers if args.workers > 0 else (os.cpu_count() or 1)
-    m = simulate_tier(args.out, args.tier, args.rows, args.seed, cfg, workers=workers, shard=args.shard,
+    workers = 1 if cfg.device == "cuda" else args.workers if args.workers > 0 else (os.cpu_count() or 1)
+    m = simulate(args.out, args.tier, args.rows, args.seed, cfg, workers=workers, shard=args.shard,
                       s3=s3_options_from_args(args), overwrite=args.overwrite, resume=args.resume, progress=not args.quiet,
                       preview=args.preview)
     table = Table(title=f"{escape(args.out)}/{escape(args.tier)} (shard {m['shard']}, seed {m['seed']})")
@@ -84,8 +94,9 @@ def run_simulate(args) -> int:
     rate = m["rows_rendered"] / max(m["elapsed_s"], 1e-9)
     kept = (f" ({m['rows_written'] - m['rows_rendered']} of them kept from the interrupted build, "
             f"{m['chunks_resumed']} chunk(s))" if m["chunks_resumed"] else "")
+    engine = cfg.engine if cfg.engine == "numpy" else f"{cfg.engine} on {cfg.device}"
     console.print(f"{m['rows_written']} stamps{kept} in {m['elapsed_s']:.1f} s ({rate:,.0f} stamps/s, {workers} "
-                  f"worker(s)); {len(m['files'])} parquet file(s) + manifest"
+                  f"worker(s), {engine} engine); {len(m['files'])} parquet file(s) + manifest"
                   + (f"; preview {m['preview']}" if "preview" in m else ""))
     return 0
 
@@ -99,8 +110,14 @@ def run_bench_simulate(args) -> int:
 
     cfg = load_config(SimConfig, None, {"supersample": args.supersample})
     workers = args.workers if args.workers > 0 else (os.cpu_count() or 1)
-    res = run_bench(args.stamps, workers, args.tier_rows, cfg)
-    table = Table(title=f"dhs bench simulate (supersample {cfg.supersample}, {os.cpu_count()} cores)")
+    if args.engine == "torch":
+        from darkhaloscope.inject.bench import run_compare
+
+        res = run_compare(args.stamps, workers, args.tier_rows, cfg, args.device)
+    else:
+        res = run_bench(args.stamps, workers, args.tier_rows, cfg)
+    table = Table(title=f"dhs bench simulate --engine {args.engine} (supersample {cfg.supersample}, "
+                  f"{os.cpu_count()} cores)")
     table.add_column("measure")
     table.add_column("value", justify="right")
     for k, v in res.items():

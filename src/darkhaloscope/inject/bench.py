@@ -1,0 +1,82 @@
+"""`dhs bench simulate --engine torch`: the torch engine against the numpy reference, side by side in one run.
+
+    dhs bench simulate --engine torch --stamps 256 --workers 2 --tier-rows 2000
+
+Measures, on the same plan and seed (so the same lenses, hosts and noise):
+1. whole rows per second on one core (render + npz encoding), steady state: each engine renders the rows once
+   untimed (PSF kernels cached, as in a long build), then again timed; the torch engine with one thread;
+2. `dhs simulate` end to end (plan, render, encode, parquet) with 1 and W worker processes, each engine: rows
+   per wall second and per CPU second (workers' CPU included);
+3. the load average before and after (other jobs on the machine slow both engines alike, but not evenly).
+The ratio `torch_over_numpy_per_core` is the issue's goal figure (>= 10 on the default recipe).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from dataclasses import replace
+
+from darkhaloscope.sim.bench import _cpu_s
+from darkhaloscope.sim.build import SimContext, make_plan
+from darkhaloscope.sim.params import grid_points, parse_grid, parse_snr_dist
+from darkhaloscope.sim.render import render_row
+from darkhaloscope.sim.simconfig import SimConfig
+from darkhaloscope.stamps.codec import encode_stamp
+
+
+def _context(rows: int, cfg: SimConfig, seed: int) -> SimContext:
+    return SimContext(cfg, seed, make_plan(max(rows, 6), seed, cfg), None, grid_points(parse_grid(cfg.grid)),
+                      parse_snr_dist(cfg.arc_snr_dist))
+
+
+def rows_per_s(rows: int, cfg: SimConfig, engine, seed: int = 0) -> tuple[float, float]:
+    """(rows per wall second, rows per CPU second) of whole rows + encoding on this process (one core),
+    after an untimed pass over the same rows. `engine` None: the numpy engine."""
+    ctx = _context(rows, cfg, seed)
+
+    def once():
+        results = engine(ctx, range(rows)) if engine is not None else (render_row(ctx, i) for i in range(rows))
+        for r in results:
+            encode_stamp(r.image)
+
+    once()
+    c0, t0 = time.process_time(), time.perf_counter()
+    once()
+    return rows / (time.perf_counter() - t0), rows / (time.process_time() - c0)
+
+
+def tier_rows_per_s(rows: int, workers: int, cfg: SimConfig) -> tuple[float, float]:
+    """(rows per wall second, rows per CPU second) of `dhs simulate` with `workers` processes."""
+    from darkhaloscope.inject.build import simulate
+
+    with tempfile.TemporaryDirectory() as tmp:
+        c0 = _cpu_s()
+        m = simulate(tmp, "bench", rows, 0, cfg, workers=workers)
+        cpu = _cpu_s() - c0
+    return rows / m["elapsed_s"], rows / cpu
+
+
+def run_compare(stamps: int, workers: int, tier_rows: int, cfg: SimConfig, device: str = "cpu") -> dict:
+    from darkhaloscope.inject.build import make_renderer
+
+    torch_cfg = replace(cfg, engine="torch", device=device)
+    numpy_cfg = replace(cfg, engine="numpy", device="cpu")
+    engine = make_renderer(torch_cfg)
+    out: dict = {"load_average_1min_before": os.getloadavg()[0], "rows_timed": stamps, "device": device}
+    out["numpy_rows_per_s_1core"], out["numpy_rows_per_cpu_s"] = rows_per_s(stamps, numpy_cfg, None)
+    out["torch_rows_per_s_1core"], out["torch_rows_per_cpu_s"] = rows_per_s(stamps, torch_cfg, engine)
+    out["torch_over_numpy_per_core"] = out["torch_rows_per_cpu_s"] / out["numpy_rows_per_cpu_s"]
+    if tier_rows:
+        tier = {"rows_per_file": max(1, tier_rows // (4 * max(workers, 1)))}
+        out["tier_rows"] = tier_rows
+        for name, c in (("numpy", numpy_cfg), ("torch", torch_cfg)):
+            c = replace(c, **tier)
+            for w in sorted({1, workers}):
+                wall, cpu = tier_rows_per_s(tier_rows, w, c)
+                out[f"{name}_tier_{w}_workers_rows_per_s"], out[f"{name}_tier_{w}_workers_rows_per_cpu_s"] = wall, cpu
+        out[f"torch_over_numpy_tier_{workers}_workers_wall"] = (out[f"torch_tier_{workers}_workers_rows_per_s"]
+                                                                / out[f"numpy_tier_{workers}_workers_rows_per_s"])
+    out["load_average_1min_after"] = os.getloadavg()[0]
+    return out

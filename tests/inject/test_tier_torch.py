@@ -1,0 +1,106 @@
+"""`dhs simulate --engine torch`: the numpy engine's schema and manifest, the same bytes for the same seed
+(whatever the workers or shards), `--resume`, and bad input refused in one line before anything is written."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from darkhaloscope.cli import main
+from darkhaloscope.errors import UsageError
+from darkhaloscope.inject.build import simulate
+from darkhaloscope.sim.build import simulate_tier
+from darkhaloscope.sim.simconfig import SimConfig
+
+TORCH = SimConfig(supersample=2, rows_per_file=12, engine="torch")
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*.parquet"))}
+
+
+@pytest.mark.slow  # (5-25 s: tier builds)
+def test_torch_tier_has_the_numpy_schema_and_manifest(tmp_path):
+    m_t = simulate(tmp_path / "t", "x", rows=24, seed=5, config=TORCH)
+    m_n = simulate(tmp_path / "n", "x", rows=24, seed=5, config=replace(TORCH, engine="numpy"))
+    for a, b in zip(sorted((tmp_path / "t").rglob("*.parquet")), sorted((tmp_path / "n").rglob("*.parquet"))):
+        ta, tb = pq.read_table(a), pq.read_table(b)
+        assert ta.schema == tb.schema and ta.num_rows == tb.num_rows
+        assert ta["is_control"].to_pylist() == tb["is_control"].to_pylist()
+        assert ta["theta_e_arcsec"].to_pylist() == tb["theta_e_arcsec"].to_pylist()  # the same draws
+    assert m_t["config"]["engine"] == "torch" and m_n["config"]["engine"] == "numpy"
+    assert {k: v for k, v in m_t.items() if k not in ("config", "elapsed_s", "command")} == \
+        {k: v for k, v in m_n.items() if k not in ("config", "elapsed_s", "command")}
+
+
+@pytest.mark.slow  # (5-25 s: tier builds)
+def test_same_seed_same_bytes_with_workers_and_shards(tmp_path):
+    simulate(tmp_path / "a", "t", rows=30, seed=7, config=TORCH)
+    simulate(tmp_path / "b", "t", rows=30, seed=7, config=TORCH, workers=2)
+    for k in range(2):
+        simulate(tmp_path / "s", "t", rows=30, seed=7, config=TORCH, shard=f"{k}/2")
+    simulate(tmp_path / "c", "t", rows=30, seed=8, config=TORCH)
+    fa = _files(tmp_path / "a" / "t")
+    assert fa == _files(tmp_path / "b" / "t") == _files(tmp_path / "s" / "t")
+    assert fa != _files(tmp_path / "c" / "t")
+
+
+@pytest.mark.slow  # (5-25 s: tier builds)
+def test_resume_is_byte_identical_and_refuses_another_engine(tmp_path):
+    simulate(tmp_path / "fresh", "t", rows=30, seed=3, config=TORCH)
+    simulate(tmp_path / "cut", "t", rows=30, seed=3, config=TORCH)
+    root = tmp_path / "cut" / "t"
+    last = sorted(root.rglob("part-00002.parquet"))
+    for p in last:  # as if killed inside the last chunk
+        p.unlink()
+    (root / "manifest.json").unlink()
+    with pytest.raises(UsageError, match="config.engine"):
+        simulate(tmp_path / "cut", "t", rows=30, seed=3, config=replace(TORCH, engine="numpy"), resume=True)
+    m = simulate(tmp_path / "cut", "t", rows=30, seed=3, config=TORCH, resume=True)
+    assert m["chunks_resumed"] == 2 and m["rows_rendered"] == 6
+    assert _files(root) == _files(tmp_path / "fresh" / "t")
+
+
+def test_the_torch_engine_needs_its_renderer():
+    with pytest.raises(UsageError, match="inject.build.simulate"):
+        simulate_tier("/nonexistent", "t", rows=4, seed=1, config=TORCH)
+
+
+def _run(tmp_path, *extra):
+    return main(["simulate", "--out", str(tmp_path / "out"), "--tier", "t", "--rows", "12", "--seed", "1", "-q",
+                 "--workers", "1", "--supersample", "1", *extra])
+
+
+@pytest.mark.parametrize("extra, code, words", [
+    (["--engine", "jax"], 2, "unknown engine"),
+    (["--device", "tpu"], 2, "--device"),
+    (["--device", "cuda"], 2, "numpy engine runs on the CPU only"),
+    (["--engine", "torch", "--theta_e_arcsec", "2,1"], 2, "theta_e_arcsec"),
+    (["--engine", "torch", "--arc-snr-dist", "loguniform:5:2"], 2, "0 < LO < HI"),
+])
+def test_bad_engine_input_is_one_line_and_writes_nothing(tmp_path, capsys, extra, code, words):
+    assert _run(tmp_path, *extra) == code
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "\n" not in err and words in err, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_cuda_without_cuda_is_an_environment_error(tmp_path, capsys, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert _run(tmp_path, "--engine", "torch", "--device", "cuda") == 4
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --device cuda") and "\n" not in err, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_torch_build_prints_its_engine(tmp_path, capsys):
+    assert _run(tmp_path, "--engine", "torch") == 0
+    assert "torch on cpu engine" in capsys.readouterr().out
+    manifest = json.loads((tmp_path / "out" / "t" / "manifest.json").read_text())
+    assert manifest["config"]["engine"] == "torch" and manifest["config"]["device"] == "cpu"
