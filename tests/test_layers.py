@@ -1,9 +1,9 @@
 """The package stack is one-way and `dhs --help` stays light.
 
 Layers, lowest first: base (errors, fileio, config, redaction, common/) -> stamps (no torch) -> sim, survey
--> audit -> models -> inject (the torch injection engine) -> runtime (device set-up, checkpoint loading) -> train, score (siblings) -> evaluate
--> review -> demo -> cli. Every `import darkhaloscope.X` in the source (lazy ones inside functions included) is
-read with `ast`; a module may import its own package or a strictly lower layer only (packages on one layer are
+-> audit -> models -> inject (the torch injection engine) -> runtime (device set-up, checkpoint loading)
+-> train, score (siblings) -> evaluate -> review -> demo -> cli. Every `import darkhaloscope.X` in the source
+(lazy ones inside functions included) is read with `ast`; a module may import its own package or a strictly lower layer only (packages on one layer are
 siblings and never import each other; the base modules of layer 0 may), and no chain of imports between files comes back to where it started.
 """
 
