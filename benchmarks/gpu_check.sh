@@ -20,6 +20,8 @@
 # DHS_GPU_CHECK_CONFUSER_SET="coords=r pooling=radial" for a large Cartesian net that knows the centre),
 # DHS_GPU_CHECK_CONFUSER_EPOCHS (10) epochs, preset gpu, plus the TrainConfig overrides DHS_GPU_CHECK_CONFUSER_SET;
 # its table goes to OUT_DIR/confusers.txt and the end of summary.txt.
+# The injection engines (issue 23: `dhs bench simulate --engine torch --device cuda`, DHS_GPU_CHECK_SIM_STAMPS rows,
+# 1024) are compared last; their line is appended to summary.txt.
 # Installs nothing heavy: uses the machine's torch (pip-installs torch only when it is missing), and this
 # package with --no-deps. Results: OUT_DIR/summary.txt and the JSON files beside it.
 set -euo pipefail
@@ -104,6 +106,21 @@ if not bench_first.is_file():
 r = json.loads(bench_first.read_text())
 goal = r["pipeline_train_samples_per_s"] >= 10_000 and r["limit"] == "model step"
 print(f"goal ({first}) >= 10,000 samples/s with the loader not the bottleneck: {'MET' if goal else 'NOT MET'}")
+PY
+# injection engines (issue 23): the torch engine on this device against the numpy one, same plan and seed; goal on
+# one H100: >= 50,000 injected stamps/s. DHS_GPU_CHECK_SIM_STAMPS rows each (1024); numpy's pass takes ~1 min.
+SIM_STAMPS=${DHS_GPU_CHECK_SIM_STAMPS:-1024}
+log "injection engines: torch on $DEV against numpy, $SIM_STAMPS rows each"
+dhs bench simulate --engine torch --device "$DEV" --stamps "$SIM_STAMPS" --tier-rows 0 --json > "$OUT/simulate_engines.json"
+python - "$OUT/simulate_engines.json" <<'PY' | tee -a "$OUT/summary.txt"
+import json, sys
+r = json.loads(open(sys.argv[1]).read())
+print(f"injection ({r['device']}, {r['rows_timed']} rows, steady state): torch {r['torch_rows_per_s']:,.0f} rows/s wall "
+      f"({r['torch_rows_per_cpu_s']:,.0f} per CPU s) | numpy {r['numpy_rows_per_s']:,.0f} rows/s | torch/numpy wall "
+      f"{r['torch_over_numpy_wall']:.1f}x, per CPU s {r['torch_over_numpy_per_core']:.1f}x")
+if r["device"] == "cuda":
+    goal = r["torch_rows_per_s"] >= 50_000
+    print(f"goal >= 50,000 injected stamps/s on the GPU (whole rows incl. npz encoding): {'MET' if goal else 'NOT MET'}")
 PY
 if [[ "${DHS_GPU_CHECK_CONFUSERS:-0}" == 1 ]]; then
   CM=${DHS_GPU_CHECK_CONFUSER_MODEL:-polar_fourier}

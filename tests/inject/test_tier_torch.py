@@ -104,3 +104,19 @@ def test_cli_torch_build_prints_its_engine(tmp_path, capsys):
     assert "torch on cpu engine" in capsys.readouterr().out
     manifest = json.loads((tmp_path / "out" / "t" / "manifest.json").read_text())
     assert manifest["config"]["engine"] == "torch" and manifest["config"]["device"] == "cpu"
+
+
+@pytest.mark.slow  # (~20 s: both engines, twice each)
+def test_bench_compares_the_engines_in_one_run(capsys):
+    assert main(["bench", "simulate", "--engine", "torch", "--stamps", "6", "--tier-rows", "0", "--json"]) == 0
+    res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert res["device"] == "cpu" and res["rows_timed"] == 6
+    assert res["numpy_rows_per_cpu_s"] > 0 and res["torch_rows_per_cpu_s"] > 0
+    assert res["torch_over_numpy_per_core"] == pytest.approx(res["torch_rows_per_cpu_s"] / res["numpy_rows_per_cpu_s"])
+
+
+@pytest.mark.slow  # (~12 s: matplotlib)
+def test_preview_of_a_torch_tier_shows_its_hosts(tmp_path):
+    cfg = replace(TORCH, rows_per_file=8)
+    m = simulate(tmp_path, "p", rows=8, seed=2, config=cfg, preview=str(tmp_path / "p.png"))
+    assert (tmp_path / "p.png").stat().st_size > 1000 and m["preview"].endswith("p.png")

@@ -57,6 +57,7 @@ def register(subparsers, bench_subparsers) -> None:
                    help="numpy: the reference against lenstronomy ImageModel; torch: the torch engine against the "
                    "numpy one, whole rows per core and tier builds, in one run")
     b.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="the torch engine's device (default cpu)")
+    b.add_argument("--json", action="store_true", help="print the figures as one JSON object (benchmarks/gpu_check.sh)")
     b.set_defaults(func=run_bench_simulate)
 
 
@@ -116,6 +117,11 @@ def run_bench_simulate(args) -> int:
         res = run_compare(args.stamps, workers, args.tier_rows, cfg, args.device)
     else:
         res = run_bench(args.stamps, workers, args.tier_rows, cfg)
+    if args.json:
+        import json
+
+        print(json.dumps(res))
+        return 0
     table = Table(title=f"dhs bench simulate --engine {args.engine} (supersample {cfg.supersample}, "
                   f"{os.cpu_count()} cores)")
     table.add_column("measure")

@@ -35,15 +35,16 @@ from darkhaloscope.sim.render import (R, RowResult, arc_attempts, arc_colours, a
                                       confuser_layers, confuser_point, host_draws, row_columns)
 from darkhaloscope.stamps.schema import BANDS, PIXEL_SCALE_ARCSEC, STAMP_SIZE
 
-BATCH_ROWS = 128  # rows rendered together (a chunk is split into batches of this many: same bytes either way)
+BATCH_ROWS = {"cpu": 128, "cuda": 1024}  # rows rendered together per device type (a chunk is split into batches)
 SHAPE = (len(BANDS), STAMP_SIZE, STAMP_SIZE)
 
 
 class TorchEngine:
     """The batched renderer on one device (float32). CPU: one intra-op thread (parallelism is `--workers`)."""
 
-    def __init__(self, device: str = "cpu", batch_rows: int = BATCH_ROWS):
+    def __init__(self, device: str = "cpu", batch_rows: int | None = None):
         self.device = torch.device(device)
+        batch_rows = batch_rows or BATCH_ROWS.get(self.device.type, BATCH_ROWS["cpu"])
         if self.device.type == "cpu":
             torch.set_num_threads(1)
         self.batch_rows = batch_rows
