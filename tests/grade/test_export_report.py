@@ -78,6 +78,7 @@ def test_report_numbers_and_escaping(graded_db, tmp_path):
     md = (tmp_path / "rep" / "grade.md").read_text()
     assert "<img src=x" not in html and "&lt;img src=x" in html
     assert HOSTILE not in md and "Fleiss" in md
+    assert (tmp_path / "rep" / "figures" / "purity.png").stat().st_size > 1000 and "data:image/png;base64" in html
 
 
 def test_export_as_catalog_positives(graded_db, tmp_path, capsys):

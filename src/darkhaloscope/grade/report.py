@@ -1,7 +1,7 @@
 """`dhs grade report`: what the graders found, through the project's one report model (grade.md / .html /
 .json, every string from the database escaped by the writer): progress per grader, agreement (Fleiss' kappa,
 each grader against the others), purity of the top-N by score with Wilson 95% intervals, score against grade,
-the false positives by tag, and the graded lenses.
+the false positives by tag, and the graded lenses; figures/purity.png draws the purity against N.
 
     dhs grade report --db grades.sqlite --out grade_report/
 """
@@ -9,6 +9,8 @@ the false positives by tag, and the graded lenses.
 from __future__ import annotations
 
 from pathlib import Path
+
+import numpy as np
 
 from darkhaloscope.common.report import Code, Report, Section, fmt_num, fmt_rate, write_report
 from darkhaloscope.grade import consensus as C
@@ -68,6 +70,9 @@ def build_report(store: GradeStore, out: Path, run: dict | None = None) -> Repor
     s_pur.table(["top N", "lowest score", "graded", "lenses (A/B)", "purity", "95% interval"],
                 [[f"{r['top']:,}", fmt_num(r["min_score"]), f"{r['graded']:,}", f"{r['lenses']:,}",
                   fmt_rate(r["purity"]), f"[{fmt_rate(r['low'])}, {fmt_rate(r['high'])}]"] for r in purity])
+    png = purity_figure(scores, cons, out / "figures" / "purity.png")
+    if png is not None:
+        s_pur.figure(png, "purity of the top N by score, with its Wilson 95% band")
 
     s_score = Section("score_vs_grade", "Score against grade")
     s_score.table(["consensus", "candidates", "median score", "lowest", "highest"],
@@ -88,6 +93,38 @@ def build_report(store: GradeStore, out: Path, run: dict | None = None) -> Repor
                  caption=f"{len(lenses):,} lens(es){f'; the first {LENS_ROWS} shown' if len(lenses) > LENS_ROWS else ''}")
     return Report(f"Grades: {store.path.name}", headline=head,
                   sections=[s_prog, s_agree, s_pur, s_score, s_fp, s_lens], data=doc, run=run or {})
+
+
+def purity_figure(scores: dict, cons: dict, path: Path) -> Path | None:
+    """Purity (A or B among the graded) of the top N by score against N, with its Wilson 95% band; None when
+    nothing is graded."""
+    from matplotlib.figure import Figure
+
+    from darkhaloscope.common.ranking import wilson_interval
+    from darkhaloscope.fileio import atomic_path
+
+    ranked = sorted((c for c, s in scores.items() if s is not None), key=lambda c: (-scores[c], c))
+    graded = [c in cons and cons[c].n > 0 for c in ranked]
+    lens = [g and cons[c].grade in C.LENS for c, g in zip(ranked, graded)]
+    n_graded, n_lens = np.cumsum(graded), np.cumsum(lens)
+    keep = n_graded > 0
+    if not keep.any():
+        return None
+    top = np.arange(1, len(ranked) + 1)[keep]
+    purity = n_lens[keep] / n_graded[keep]
+    lo, hi = wilson_interval(n_lens[keep], n_graded[keep])
+    fig = Figure(figsize=(6.0, 4.0), dpi=100, layout="constrained")
+    ax = fig.add_subplot()
+    ax.fill_between(top, lo, hi, color="tab:orange", alpha=0.25, linewidth=0, label="Wilson 95%")
+    ax.plot(top, purity, color="tab:orange", label="purity (consensus A or B)")
+    ax.set_xscale("log" if top[-1] >= 20 else "linear")
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("top N candidates by score")
+    ax.set_ylabel("purity among the graded")
+    ax.legend(loc="lower left")
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    return path
 
 
 def write_grade_report(store: GradeStore, out: str | Path, argv: list[str] | None = None) -> dict[str, Path]:
