@@ -9,6 +9,7 @@ because it holds nothing secret.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -62,32 +63,63 @@ def call_with_deadline(fn, seconds: float, fault):
     return box.get("value")
 
 
-_NO_CREDENTIALS = ("NoCredentialsError", "PartialCredentialsError", "Unable to locate credentials",
-                   "No credentials", "NoAuthHandlerFound")
-_DENIED = ("AccessDenied", "ACCESS_DENIED", "InvalidAccessKeyId", "SignatureDoesNotMatch", "403", "Forbidden")
-_NO_BUCKET = ("NoSuchBucket", "NO_SUCH_BUCKET", "bucket does not exist", "The specified bucket does not exist")
-_UNREACHABLE = ("EndpointConnectionError", "ConnectTimeout", "ReadTimeout", "TimeoutError", "timed out", "Timeout",
-                "NETWORK_CONNECTION", "Could not connect", "Connection refused", "ClientConnectorError",
-                "ConnectionError", "HTTPClientError", "curlCode", "Couldn't connect", "connect to server")
+# What an S3 failure is, told by its error code and exception class, never by free text: a message also
+# carries the endpoint URL, and a port such as 40375 holds "403". botocore's ClientError has
+# response["Error"]["Code"] and the HTTP status; botocore / aiohttp name connection and credential faults by
+# class; pyarrow (AWS SDK for C++) raises OSError("... AWS Error <CODE> [(HTTP status <N>)] during ...").
+_NO_CREDENTIALS = frozenset({"NoCredentialsError", "PartialCredentialsError", "NoAuthHandlerFound",
+                             "MISSING_AUTHENTICATION_TOKEN", "MissingAuthenticationToken"})
+_DENIED = frozenset({"AccessDenied", "ACCESS_DENIED", "InvalidAccessKeyId", "INVALID_ACCESS_KEY_ID",
+                     "SignatureDoesNotMatch", "SIGNATURE_DOES_NOT_MATCH", "AllAccessDisabled", "AccountProblem",
+                     "InvalidToken", "ExpiredToken", "UNRECOGNIZED_CLIENT", "Forbidden", "403"})
+_NO_BUCKET = frozenset({"NoSuchBucket", "NO_SUCH_BUCKET"})
+_UNREACHABLE = frozenset({"EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError",
+                          "ConnectionClosedError", "ClientConnectorError", "ServerTimeoutError",
+                          "ServerDisconnectedError", "ConnectionRefusedError", "ConnectionResetError",
+                          "TimeoutError", "NETWORK_CONNECTION", "REQUEST_TIMEOUT", "SERVICE_UNAVAILABLE"})
+_ARROW_CODE = re.compile(r"\bAWS Error ([A-Z_]+)(?: \(HTTP status (\d{3})\))? during ")
+
+
+def s3_error_codes(e: BaseException) -> set[str]:
+    """The codes an S3 failure carries, through its chain of causes: botocore error codes and HTTP
+    statuses, exception class names (botocore, aiohttp, OS), and the code in pyarrow's "AWS Error CODE"."""
+    codes: set[str] = set()
+    seen: set[int] = set()
+    while e is not None and id(e) not in seen and len(seen) < 8:
+        seen.add(id(e))
+        codes.update(c.__name__ for c in type(e).__mro__[:-2])  # not BaseException / object
+        response = getattr(e, "response", None)
+        if isinstance(response, dict):
+            codes.add(str((response.get("Error") or {}).get("Code") or ""))
+            status = (response.get("ResponseMetadata") or {}).get("HTTPStatusCode")
+            if status:
+                codes.add(str(status))
+        for m in _ARROW_CODE.finditer(str(e)):
+            codes.add(m.group(1))
+            if m.group(2):
+                codes.add(m.group(2))
+        e = e.__cause__ or e.__context__
+    codes.discard("")
+    return codes
 
 
 def s3_fault(e: BaseException, uri: str, s3: "S3Options | None" = None):
-    """The DHSError for a failed S3 request (None when `e` does not look like one): no credentials, access
-    denied, missing bucket or an unreachable / silent endpoint, each said in one line naming `uri`."""
+    """The DHSError for a failed S3 request (None when `e` is not one): no credentials, access denied, missing
+    bucket or an unreachable / silent endpoint, each said in one line naming `uri`. Told by error code."""
     from darkhaloscope.errors import EnvironmentFault, MissingInputError
 
-    text = f"{type(e).__name__}: {e}"
+    codes = s3_error_codes(e)
     endpoint = (s3.endpoint_url if s3 and s3.endpoint_url else None) or "the default AWS endpoint"
-    if any(k in text for k in _NO_CREDENTIALS):
+    if codes & _NO_CREDENTIALS:
         return EnvironmentFault(f"{uri}: no credentials for S3; set AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY "
                                 "(or a profile), or pass --s3-anonymous for a public bucket")
-    if any(k in text for k in _NO_BUCKET):
+    if codes & _NO_BUCKET:
         return MissingInputError(f"{uri}: the bucket does not exist at {redact(endpoint)}; check the URI and "
                                  "--s3-endpoint-url")
-    if any(k in text for k in _DENIED):
+    if codes & _DENIED:
         return EnvironmentFault(f"{uri}: access denied by {redact(endpoint)}; check the credentials and the "
                                 "bucket policy (or --s3-anonymous for a public bucket)")
-    if any(k in text for k in _UNREACHABLE):
+    if codes & _UNREACHABLE:
         return EnvironmentFault(f"{uri}: S3 endpoint {redact(endpoint)} unreachable or not answering (connect "
                                 f"timeout {S3_CONNECT_TIMEOUT_S:g} s, read timeout {read_timeout_s():g} s, "
                                 f"{S3_MAX_ATTEMPTS} tries); check --s3-endpoint-url / AWS_ENDPOINT_URL and the network")
