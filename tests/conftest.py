@@ -22,10 +22,8 @@ import pytest  # noqa: E402
 sys.path.insert(0, str(Path(__file__).parent))
 
 from darkhaloscope.cli import main  # noqa: E402
+from shareddata import DR10_DIR  # noqa: E402
 from tierfactory import make_tier  # noqa: E402
-
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-DR10_DIR = SHARED / "data" / "dr10_cutouts"
 
 
 @pytest.fixture

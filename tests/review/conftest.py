@@ -4,10 +4,9 @@ machine two intra-op threads oversubscribe and run a small CNN up to 8x slower).
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
+from shareddata import DR10_DIR
 
 
 @pytest.fixture(autouse=True)
@@ -26,7 +25,7 @@ def demo_dir(tmp_path_factory, request):
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("demo") / "demo_out"
-    hosts = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "dr10_cutouts"
+    hosts = DR10_DIR
     argv = ["demo", "--out", str(out), "--quick", "--workers", "2"] + (["--real-hosts", str(hosts)] if hosts.is_dir() else [])
     rc = main(argv)
     (out / "exit_code").write_text(str(rc))

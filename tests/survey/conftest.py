@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
-
-SHARED = Path(os.environ.get("DHS_SHARED", Path(__file__).resolve().parents[2].parent / "shared"))
-LRG = SHARED / "data" / "dr10_lrg_catalog" / "lrg_parent_catalog.parquet"
-CUTOUTS = SHARED / "data" / "dr10_cutouts"
+from shareddata import DR10_DIR as CUTOUTS
+from shareddata import LRG
 
 
 @pytest.fixture(scope="session")

@@ -75,7 +75,7 @@ def test_sweeps_strata_confusers_and_shards(tmp_path):
     lenses.write_text("name,ra,dec,grade\n" + "".join(
         f"L{i},{150 + rng.uniform(0, 2)},{2 + rng.uniform(0, 2)},{'AB'[i % 2]}\n" for i in range(40)))
     notes: list[str] = []
-    kw = dict(positives=[str(lenses)], negatives=[str(tmp_path / "sweep-*.fits")], seed=3, log=notes.append,
+    kw = dict(positives=[str(lenses)], negatives=[str(tmp_path / "sweep-*.fits")], seed=5, log=notes.append,
               cfg=CatalogConfig(neg_per_pos=10, nside=64))
     m = build_catalog(str(tmp_path / "all.parquet"), **kw)
     assert not [n for n in notes if "NOBS_Z" in n or "confuser" in n]
@@ -119,3 +119,30 @@ def test_bad_input_one_error_line(case, lrg_catalog, tmp_path, capsys):
     assert rc == 1 and err[-1].startswith("error: ") and len([e for e in err if e.startswith("error")]) == 1
     assert (neg in err[-1]) if case != "no_positives" else ("no positives" in err[-1])
     assert not list(tmp_path.glob("targets*"))
+
+
+def test_a_split_without_positives_is_refused_with_a_seed_that_works(lrg_catalog, tmp_path, capsys):
+    """Issue #25 4.2: lenscat x the LRG catalog at seed 1 leaves val without a lens (11 positives in 10
+    HEALPix pixels); refused before the second pass, naming a seed that fills every split."""
+    out = tmp_path / "targets.parquet"
+    rc = main(["catalog", "--out", str(out), "--negatives", str(lrg_catalog), "--seed", "1"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 1 and len([e for e in err if e.startswith("error:")]) == 1
+    assert "split val gets no positives" in err[-1] and "train 10, val 0, test 1" in err[-1]
+    assert "use --seed 2 (it puts positives in every split)" in err[-1]
+    assert not list(tmp_path.glob("targets*"))
+    assert main(["catalog", "--out", str(out), "--negatives", str(lrg_catalog), "--seed", "2"]) == 0
+    counts = json.loads(out.with_name("targets.manifest.json").read_text())["counts"]
+    assert all(counts[s]["positive"] > 0 for s in ("train", "val", "test"))
+
+
+def test_seed_filling_splits_by_hand():
+    from darkhaloscope.survey.sky import seed_filling_splits, split_of_pixels
+
+    fractions = {"train": 0.7, "val": 0.15, "test": 0.15}
+    pixels = np.arange(6)
+    seed = seed_filling_splits(pixels, 0, fractions)
+    assert seed is not None and seed > 0
+    assert set(split_of_pixels(pixels, seed, fractions)) == set(fractions)
+    assert all(len(set(split_of_pixels(pixels, s, fractions))) < 3 for s in range(1, seed))
+    assert seed_filling_splits(np.array([5]), 0, fractions) is None  # one pixel cannot fill three splits

@@ -154,3 +154,39 @@ def test_fake_service_refuses_an_unknown_fault_kind():
         FakeCutoutService(faults={"503": 0.1})
     with pytest.raises(ValueError, match="unknown fault kind"):
         FakeCutoutService(fault_for={"1.0": "timeout"})
+
+
+def test_a_real_tier_is_imbalanced_by_design_and_train_names_the_catalog_fix(real_cutouts, tmp_path):
+    """Issue #25 4.2 / 4.3: a `dhs cutouts` tier records the target list's --neg-per-pos; the audit calls its
+    1:10 train split as designed (info), not "imbalanced ... rebalance"; with no lenses in val, `dhs train`
+    sends the user back to `dhs catalog`, not to re-simulating. Without the manifest, the old warning."""
+    import json
+
+    from darkhaloscope.audit import run_audit
+    from darkhaloscope.errors import RefusedError
+    from darkhaloscope.stamps.tier import open_tier
+    from darkhaloscope.train.guards import check_class_counts
+
+    n = 44  # train: 3 lenses + 30 negatives; val: 11 negatives and no lens
+    split = ["train"] * 33 + ["val"] * 11
+    label = [int(i < 33 and i % 11 == 0) for i in range(n)]
+    rng = np.random.default_rng(1)
+    targets = tmp_path / "t.parquet"
+    pq.write_table(pa.table({"target_id": [f"t{i:04d}" for i in range(n)], "ra": 150 + rng.uniform(0, 1, n),
+                             "dec": 2 + rng.uniform(0, 1, n), "label": label, "split": split}), targets)
+    (tmp_path / "t.manifest.json").write_text(json.dumps({"config": {"neg_per_pos": 10.0}}))
+    with FakeCutoutService(real_cutouts) as svc:
+        m = build_cutout_tier([str(targets)], str(tmp_path / "tier"), CutoutConfig(service_url=svc.url,
+                                                                                   rate_limit_per_s=0))
+    assert m["tier_kind"] == "survey cutouts" and m["neg_per_pos"] == 10.0
+    balance = run_audit(str(tmp_path / "tier")).find("balance")
+    assert any(f.severity == "info" and "split 'train': 3 lens(es) vs 30 control(s) (1:10)" in f.message
+               and "--neg-per-pos 10" in f.message for f in balance)
+    assert not any("rebalance" in f.message for f in balance)
+    with pytest.raises(RefusedError) as refused:  # what `dhs train` says (exit 3) before it writes anything
+        check_class_counts(open_tier(str(tmp_path / "tier")), "train", "val")
+    assert "split 'val' has 0 injection(s)" in str(refused.value) and "`dhs catalog`" in str(refused.value)
+    assert "rebuild the tier with controls" not in str(refused.value)
+    (tmp_path / "tier" / "manifest.json").unlink()  # a tier of unknown origin: imbalance is worth a warning
+    assert any(f.severity == "warning" and "rebalance" in f.message
+               for f in run_audit(str(tmp_path / "tier")).find("balance"))

@@ -11,6 +11,7 @@ import pyarrow as pa
 from darkhaloscope.audit.registry import AuditContext, first_examples, register_check
 from darkhaloscope.common.report import Finding
 from darkhaloscope.stamps.counts import one_class_splits
+from darkhaloscope.stamps.provenance import SurveyDesign, survey_design
 from darkhaloscope.stamps.schema import (CUTOUT_OK_COLUMN, LABEL_COLUMN, LABEL_SOURCE_COLUMN, PACKED_STAMP_COLUMN,
                                           SPLIT_COLUMN, STAMP_COLUMN)
 
@@ -122,8 +123,16 @@ def check_balance(ctx: AuditContext) -> list[Finding]:
     for msg in one_class_splits(as_dict):
         out.append(Finding("balance", "error", f"{msg} (usable rows, cutout_ok=1); training on it learns nothing and "
                            "AUROC is undefined: regenerate that split with both classes", {"counts": as_dict}))
+    design = survey_design(ctx.tier) if counts else None
     for s, (c0, c1) in counts.items():
-        if c0 and c1 and max(c0, c1) / min(c0, c1) > cfg.max_class_ratio:
+        if not (c0 and c1 and max(c0, c1) / min(c0, c1) > cfg.max_class_ratio):
+            continue
+        if design and c0 > c1:
+            out.append(Finding("balance", "info", f"split '{s}': {c1} lens(es) vs {c0} control(s) (1:{c0 / c1:.0f}), "
+                               f"{_as_designed(design)}: real lenses are this rare in a search; ranking metrics "
+                               "(AUROC, FPR at a completeness) do not depend on the ratio",
+                               {"split": s, "controls": c0, "injections": c1, "neg_per_pos": design.neg_per_pos}))
+        else:
             out.append(Finding("balance", "warning", f"split '{s}' is imbalanced: {c1} injection(s) vs {c0} "
                                f"control(s) (ratio {max(c0, c1) / min(c0, c1):.2f} > {cfg.max_class_ratio:g}); "
                                "rebalance or weight the loss", {"split": s, "controls": c0, "injections": c1}))
@@ -139,6 +148,12 @@ def check_balance(ctx: AuditContext) -> list[Finding]:
         f"{s} {c[1]}/{c[0]}" for s, c in counts.items()) + f"; {rg_stats} of {rg_all} row group(s) counted from "
         "parquet statistics alone", {"counts": as_dict, "row_groups_from_statistics": rg_stats}))
     return out
+
+
+def _as_designed(design: SurveyDesign) -> str:
+    if design.neg_per_pos is None:
+        return "a tier of real survey cutouts (`dhs cutouts`), whose target list holds many negatives per lens"
+    return f"as its target list was built (`dhs catalog --neg-per-pos {design.neg_per_pos:g}`)"
 
 
 @register_check("usability")

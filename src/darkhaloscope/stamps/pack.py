@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import posixpath
 import re
 import time
 from collections import Counter
@@ -38,13 +37,14 @@ from darkhaloscope.errors import DataError, UsageError
 from darkhaloscope.fileio import atomic_path, atomic_write_text
 from darkhaloscope.stamps.batch import PACKED_STAMP_BYTES, decode_tier_batch
 from darkhaloscope.stamps.float16 import RangeReport, to_float16
+from darkhaloscope.stamps.provenance import PACKED_MANIFEST, read_tier_json
 from darkhaloscope.stamps.fs import is_s3
 from darkhaloscope.stamps.schema import (BANDS, CTRL_STAMP_COLUMN, LABEL_COLUMN, LABEL_SOURCE_COLUMN,
                                           PACKED_STAMP_COLUMN,
                                           SPLIT_COLUMN, STAMP_COLUMN, STAMP_SIZE, check_split_name)
 from darkhaloscope.stamps.tier import Tier, TierFile
 
-MANIFEST_NAME = "_dhs_packed.json"  # '_' prefix: open_tier skips it when listing parquet files
+MANIFEST_NAME = PACKED_MANIFEST  # '_' prefix: open_tier skips it when listing parquet files
 PACK_FORMAT = "darkhaloscope-packed"
 PACK_FORMAT_VERSION = 1
 COMPRESSIONS = {"none": ("none", None), "zstd": ("zstd", 1)}  # name -> (parquet codec, level)
@@ -265,13 +265,7 @@ def _manifest(tier: Tier, opts: PackOptions, results: list[FileResult], seconds:
 
 def read_manifest(tier: Tier) -> dict | None:
     """The `_dhs_packed.json` of a packed tier (None when absent or unreadable)."""
-    root = tier.root.rstrip("/")
-    base = posixpath.dirname(root) if root.endswith(".parquet") else root
-    try:
-        with tier.fs.open_input_stream(f"{base}/{MANIFEST_NAME}") as fh:
-            return json.loads(fh.read().decode("utf-8"))
-    except (OSError, ValueError):
-        return None
+    return read_tier_json(tier, MANIFEST_NAME)
 
 
 def check_packed_complete(tier: Tier) -> None:

@@ -32,7 +32,7 @@ from darkhaloscope.errors import DataError, MissingInputError, UsageError
 from darkhaloscope.fileio import atomic_path, atomic_write_text
 from darkhaloscope.survey.config import CatalogConfig, parse_fractions
 from darkhaloscope.survey.positives import LENSCAT, Positives, dedupe_positions, filter_positives, load_known
-from darkhaloscope.survey.sky import SkyMatcher, healpix_index, split_of_pixels, unit_hash
+from darkhaloscope.survey.sky import SkyMatcher, healpix_index, seed_filling_splits, split_of_pixels, unit_hash
 from darkhaloscope.survey.tables import read_table
 from darkhaloscope.survey.tractor import read_features
 
@@ -127,6 +127,7 @@ def build_catalog(out: str, positives: Sequence[str] = (LENSCAT,), negatives: Se
                             "give catalogs covering the positives, or --positives-anywhere")
         pos, pos_pix = pos.select(inside), pos_pix[inside]
     pos_split = split_of_pixels(pos_pix, seed, fractions)
+    _refuse_split_without_positives(pos_split, pos_pix, seed, fractions, cfg.nside)
 
     quotas, shortfall = _quotas(file_counts, pos_split, cfg)
     my_files = [i for i in range(len(files)) if i % n_shard == k_shard]
@@ -175,6 +176,22 @@ def _group_counts(split: np.ndarray, stratum: np.ndarray, confuser: np.ndarray) 
 def manifest_path(out: str | Path) -> Path:
     p = Path(out)
     return p.with_name(p.name[: -len(".parquet")] + ".manifest.json")
+
+
+def _refuse_split_without_positives(pos_split: np.ndarray, pos_pix: np.ndarray, seed: int, fractions: dict,
+                                    nside: int) -> None:
+    """DataError, before the slow second pass, when a split of `fractions` gets no positive: its lenses would
+    be missing from validation or test, `dhs cutouts` would fetch for minutes, and the audit says NO-GO."""
+    have = {s: int((pos_split == s).sum()) for s in fractions}
+    empty = [s for s, n in have.items() if n == 0]
+    if not empty:
+        return
+    alt = seed_filling_splits(pos_pix, seed, fractions)
+    fix = f"use --seed {alt} (it puts positives in every split), " if alt is not None else ""
+    counts = ", ".join(f"{s} {n}" for s, n in have.items())
+    raise DataError(f"split {' and '.join(empty)} gets no positives: the {len(pos_pix)} positives lie in "
+                    f"{len(np.unique(pos_pix))} HEALPix pixel(s) (nside {nside}) and seed {seed} gives {counts}; "
+                    f"{fix}name fewer splits (--splits train=0.8,test=0.2), or give more positives")
 
 
 def _quotas(file_counts: list[dict], pos_split: np.ndarray, cfg: CatalogConfig):

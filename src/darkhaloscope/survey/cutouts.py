@@ -38,6 +38,7 @@ from darkhaloscope.errors import DataError, EnvironmentFault, UsageError
 from darkhaloscope.fileio import atomic_path, atomic_write_text
 from darkhaloscope.redaction import redact
 from darkhaloscope.stamps.codec import encode_stamp
+from darkhaloscope.stamps.provenance import SURVEY_KIND
 from darkhaloscope.stamps.schema import CUTOUT_OK_COLUMN, LABEL_SOURCE_COLUMN, SPLITS, STAMP_COLUMN
 from darkhaloscope.survey.config import CutoutConfig
 from darkhaloscope.survey.fetch import CutoutClient, FetchResult
@@ -245,6 +246,22 @@ def _write_chunk(path: Path, targets: pa.Table, rows: np.ndarray, urls: list[str
         pq.write_table(table, tmp, row_group_size=128)
 
 
+def designed_ratio(targets_paths: Sequence[str]) -> float | None:
+    """Negatives per lens the target lists were built with (`dhs catalog --neg-per-pos`, read from each
+    list's .manifest.json); None when a list has no manifest or the lists disagree."""
+    from darkhaloscope.survey.catalog import manifest_path
+
+    ratios = set()
+    for p in targets_paths:
+        if not str(p).endswith(".parquet"):
+            return None  # a list made by hand (CSV, FITS): no catalog manifest
+        try:
+            ratios.add(float(json.loads(manifest_path(p).read_text())["config"]["neg_per_pos"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+    return ratios.pop() if len(ratios) == 1 else None
+
+
 def _manifest(root: Path, chunks, targets_paths, cfg: CutoutConfig, argv) -> dict:
     """Counts per split (lenses / controls, usable or not) and failure reasons, read back from the files."""
     from dataclasses import asdict
@@ -268,6 +285,7 @@ def _manifest(root: Path, chunks, targets_paths, cfg: CutoutConfig, argv) -> dic
                 reasons[re.sub(r"\d+(\.\d+)?%", "N%", why.split(" after ")[0])] += 1  # '37% non-finite': one kind
     info = run_info(argv)
     config = {**asdict(cfg), "service_url": redact(cfg.service_url)}
-    return {"counts": counts, "failure_reasons": dict(reasons.most_common()), "files": files,
+    return {"tier_kind": SURVEY_KIND, "neg_per_pos": designed_ratio(targets_paths),
+            "counts": counts, "failure_reasons": dict(reasons.most_common()), "files": files,
             "targets": [str(p) for p in targets_paths], "config": json.loads(json.dumps(config)),
             "version": info["version"], "git_commit": info["git_commit"], "command": info["command"]}

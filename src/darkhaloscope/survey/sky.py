@@ -53,6 +53,15 @@ def split_of_pixels(pixels: np.ndarray, seed: int, fractions: dict[str, float]) 
     return np.asarray(names, dtype=object)[idx]
 
 
+def seed_filling_splits(pixels: np.ndarray, seed: int, fractions: dict[str, float], tries: int = 1000) -> int | None:
+    """The first seed after `seed` whose `split_of_pixels` puts at least one of `pixels` in every split of
+    `fractions` (None if none of the next `tries` does): the fix to offer when a split would get no positives."""
+    for s in range(seed + 1, seed + 1 + tries):
+        if len(set(split_of_pixels(pixels, s, fractions).tolist())) == len(fractions):
+            return s
+    return None
+
+
 def unit_vectors(ra_deg: np.ndarray, dec_deg: np.ndarray) -> np.ndarray:
     ra, dec = np.radians(np.asarray(ra_deg, float)), np.radians(np.asarray(dec_deg, float))
     c = np.cos(dec)

@@ -13,6 +13,7 @@ import numpy as np
 from darkhaloscope.errors import DataError, RefusedError
 from darkhaloscope.stamps.counts import class_counts, duplicate_ids, one_class_splits
 from darkhaloscope.stamps.pack import check_packed_complete
+from darkhaloscope.stamps.provenance import survey_design
 from darkhaloscope.stamps.tier import Tier
 
 LN2 = math.log(2.0)  # BCE of a classifier that outputs p = 0.5 for every stamp (nats)
@@ -32,10 +33,13 @@ def check_class_counts(tier: Tier, train_split: str, val_split: str, *, cutout_o
     msgs = one_class_splits(counts, splits)
     if msgs:
         have = ", ".join(sorted(counts)) or "none"
+        rebuild = ("the target list put no lenses there: rebuild it with `dhs catalog` and a --seed that puts "
+                   "lenses in every split (`dhs catalog` names one), then `dhs cutouts` again"
+                   if survey_design(tier) else "rebuild the tier with controls (is_control=1) and injections "
+                   "(is_control=0) in every split")
         raise RefusedError(f"{tier.uri}: {'; '.join(msgs)} (splits present: {have}); a classifier needs both "
-                           "classes in train and val: rebuild the tier with controls (is_control=1) and "
-                           "injections (is_control=0) in every split, or pick other splits with "
-                           "--train_split / --val_split")
+                           f"classes in train and val: {rebuild}, or pick other splits with --train_split / "
+                           "--val_split")
     return {s: counts[s] for s in splits}
 
 
