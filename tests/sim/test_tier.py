@@ -170,12 +170,17 @@ def test_resume_without_an_earlier_build_is_refused(tmp_path):
         simulate_tier(tmp_path, "t", rows=12, seed=2, config=FAST, resume=True, overwrite=True)
 
 
-def test_refuses_to_overwrite_existing_files(tmp_path):
+def test_refuses_to_overwrite_existing_files(tmp_path, capsys):
+    """A finished tier is called finished (issue #25 4.9: it was called "an interrupted build")."""
     simulate_tier(tmp_path, "t", rows=12, seed=1, config=FAST)
     before = _files(tmp_path / "t")
-    rc = main(["simulate", "--out", str(tmp_path), "--tier", "t", "--rows", "12", "--seed", "2", "-q",
-               "--supersample", "2", "--rows-per-file", "16"])
-    assert rc == 2 and _files(tmp_path / "t") == before
+    argv = ["simulate", "--out", str(tmp_path), "--tier", "t", "--rows", "12", "-q", "--supersample", "2",
+            "--rows-per-file", "16"]
+    assert main([*argv, "--seed", "2"]) == 2 and _files(tmp_path / "t") == before
+    err = capsys.readouterr().err
+    assert "a finished build of other arguments" in err and "interrupted" not in err
+    assert main([*argv, "--seed", "1"]) == 2 and _files(tmp_path / "t") == before
+    assert "a finished build of these same arguments: use it as it is" in capsys.readouterr().err
 
 
 def test_overwrite_replaces_the_whole_tier(tmp_path):

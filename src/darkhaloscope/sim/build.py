@@ -210,6 +210,27 @@ def plan_file_name(shard: str | None) -> str:
     return "simulate-plan.json" if n == 1 else f"simulate-plan-shard-{k:04d}-of-{n:04d}.json"
 
 
+def manifest_file_name(shard: str | None) -> str:
+    k, n = parse_shard(shard)
+    return "manifest.json" if n == 1 else f"manifest-shard-{k:04d}-of-{n:04d}.json"
+
+
+def _existing_build(root: Path, fingerprint: dict) -> str:
+    """What is already at `root`, said in the refusal: a finished build (its manifest is written last), with
+    these arguments or others, an interrupted one (its fingerprint, no manifest), or files of unknown origin."""
+    shard = fingerprint["shard"]
+    if (root / manifest_file_name(shard)).exists():
+        try:
+            same = json.loads((root / plan_file_name(shard)).read_text()) == fingerprint
+        except (OSError, ValueError):
+            same = False
+        return (f" (a finished build of {'these same arguments: use it as it is' if same else 'other arguments'}; "
+                f"its {manifest_file_name(shard)} is written)")
+    if (root / plan_file_name(shard)).exists():
+        return " (an interrupted build of it: --resume continues it with the same arguments)"
+    return ""
+
+
 def build_fingerprint(tier: str, rows: int, seed: int, cfg: SimConfig, shard: str | None) -> dict:
     """What decides every byte of a build: a resumed build must match it exactly."""
     from darkhaloscope.config import run_info
@@ -263,15 +284,15 @@ def prepare(out, tier: str, rows: int, seed: int, cfg: SimConfig, shard: str | N
     ctx = SimContext(cfg, seed, plan, real, grid_points(parse_grid(cfg.grid)), parse_snr_dist(cfg.arc_snr_dist))
     n_chunks = -(-rows // cfg.rows_per_file)
     chunks = [c for c in range(n_chunks) if c % n == k]
+    fingerprint = build_fingerprint(tier, rows, seed, cfg, shard)
     if resume:
-        check_resumable(root, build_fingerprint(tier, rows, seed, cfg, shard))
+        check_resumable(root, fingerprint)
     elif not overwrite:
         for c in chunks:
             for p in chunk_files(root, c, plan, cfg).values():
                 if p.exists():
-                    again = (" (an interrupted build of it: --resume continues it with the same arguments)"
-                             if (root / plan_file_name(shard)).exists() else "")
-                    raise UsageError(f"{p} already exists{again}; choose another --out/--tier or pass --overwrite")
+                    raise UsageError(f"{p} already exists{_existing_build(root, fingerprint)}; choose another "
+                                     "--out/--tier or pass --overwrite")
     return ctx, chunks, root
 
 
@@ -329,8 +350,7 @@ def simulate_tier(out, tier: str, rows: int, seed: int, config: SimConfig | None
                     + list(root.glob("simulate-plan-shard-*.json"))):
             if old not in keep:
                 old.unlink()
-    name = "manifest.json" if n == 1 else f"manifest-shard-{k:04d}-of-{n:04d}.json"
-    atomic_write_text(root / name, json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    atomic_write_text(root / manifest_file_name(shard), json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     manifest["elapsed_s"] = elapsed
     # (not in the file: a resumed build's manifest is the fresh build's)
     manifest["chunks_resumed"] = len(chunks) - len(todo)
