@@ -146,3 +146,16 @@ def test_seed_filling_splits_by_hand():
     assert set(split_of_pixels(pixels, seed, fractions)) == set(fractions)
     assert all(len(set(split_of_pixels(pixels, s, fractions))) < 3 for s in range(1, seed))
     assert seed_filling_splits(np.array([5]), 0, fractions) is None  # one pixel cannot fill three splits
+
+
+def test_missing_lenscat_names_the_survey_extra(monkeypatch):
+    """Issue #25 4.10: `--positives lenscat` without lenscat says which extra installs it."""
+    import importlib.util
+
+    from darkhaloscope.errors import UsageError
+    from darkhaloscope.survey.positives import lenscat_csv
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "lenscat" else real(name, *a))
+    with pytest.raises(UsageError, match=r"darkhaloscope\[survey\]"):
+        lenscat_csv()

@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from darkhaloscope.cli import main
+from darkhaloscope.errors import UsageError
 from darkhaloscope.stamps.codec import decode_batch
 from darkhaloscope.survey.config import CutoutConfig
 from darkhaloscope.survey.cutouts import build_cutout_tier
@@ -190,3 +191,26 @@ def test_a_real_tier_is_imbalanced_by_design_and_train_names_the_catalog_fix(rea
     (tmp_path / "tier" / "manifest.json").unlink()  # a tier of unknown origin: imbalance is worth a warning
     assert any(f.severity == "warning" and "rebalance" in f.message
                for f in run_audit(str(tmp_path / "tier")).find("balance"))
+
+
+def test_rate_limit_applies_to_a_remote_service_only_unless_set():
+    """Issue #25 4.10: an offline trial on the loopback stand-in is not held to the public service's 10/s."""
+    assert CutoutConfig().requests_per_s() == 10.0
+    assert CutoutConfig(service_url="http://127.0.0.1:8123/fits-cutout").requests_per_s() == 0.0
+    assert CutoutConfig(service_url="http://localhost/fits-cutout").requests_per_s() == 0.0
+    assert CutoutConfig(service_url="http://127.0.0.1:8123/x", rate_limit_per_s=5).requests_per_s() == 5.0
+    assert CutoutConfig(rate_limit_per_s=0).requests_per_s() == 0.0
+    with pytest.raises(UsageError, match="must be >= 0"):
+        CutoutConfig(rate_limit_per_s=-1).validate()
+
+
+def test_fake_service_help_prints_help_and_serves_nothing(monkeypatch, capsys):
+    from darkhaloscope.survey import fakeservice
+
+    monkeypatch.setattr(fakeservice.FakeCutoutService, "__enter__", lambda self: pytest.fail("it served"))
+    with pytest.raises(SystemExit) as ex:
+        fakeservice.main(["--help"])
+    assert ex.value.code == 0 and "loopback stand-in" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as ex:
+        fakeservice.main(["/no/such/folder"])
+    assert ex.value.code == 2 and "no such folder" in capsys.readouterr().err

@@ -53,7 +53,8 @@ def register(subparsers, bench_subparsers) -> None:
     c.add_argument("--layer", default=None, help="survey layer (default ls-dr10)")
     c.add_argument("--concurrency", type=int, default=None, help="requests in flight (default 8)")
     c.add_argument("--rate-limit", dest="rate_limit", type=float, default=None,
-                   help="requests per second, all together (default 10; 0: no limit)")
+                   help="requests per second, all together (default 10 for a remote service, no limit on 127.0.0.1 / "
+                   "localhost; 0: no limit)")
     c.add_argument("--cache", default=None, help="cache folder of fetched cutouts (default OUT/_cache)")
     add_config_arguments(c, CutoutConfig, "cutouts", skip=tuple(CUTOUT_FLAGS.values()))
     c.add_argument("-q", "--quiet", action="store_true", help="no progress bar")

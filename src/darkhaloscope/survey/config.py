@@ -72,7 +72,10 @@ class CutoutConfig:
     size: int = 64  # cutout side, pixels
     pixscale: float = 0.262  # arcsec / pixel (native DECam / Legacy Surveys)
     concurrency: int = 8  # requests in flight
-    rate_limit_per_s: float = 10.0  # requests per second, all threads together (be polite to a public service)
+    # requests per second, all threads together; None: remote_rate_limit_per_s for a remote service and no limit
+    # on a loopback one (127.0.0.1 / localhost: the offline stand-in, fakeservice.py); 0: no limit
+    rate_limit_per_s: float | None = None
+    remote_rate_limit_per_s: float = 10.0  # the unset limit for a remote (public) service: be polite to it
     max_tries: int = 6  # attempts per cutout (429 / 5xx / timeouts / dropped or truncated replies)
     backoff_s: float = 1.0  # first retry delay, s; doubles per attempt (with jitter); a Retry-After overrides
     backoff_max_s: float = 60.0  # longest single wait, s
@@ -93,8 +96,19 @@ class CutoutConfig:
             raise UsageError("max_tries and rows_per_file must be >= 1, size >= 8")
         if not self.service_url.startswith(("http://", "https://")):
             raise UsageError(f"--service-url {self.service_url!r}: must be an http:// or https:// URL")
+        if (self.rate_limit_per_s or 0) < 0 or self.remote_rate_limit_per_s < 0:
+            raise UsageError(f"--rate-limit={self.rate_limit_per_s}: must be >= 0 (0: no limit)")
         if not self.bands or any(b not in "grz" for b in self.bands):
             raise UsageError(f"bands={self.bands!r}: use letters from grz, e.g. grz")
+
+    def requests_per_s(self) -> float:
+        """The rate limit in force (0: none): rate_limit_per_s when set, else by where the service is."""
+        from urllib.parse import urlsplit
+
+        if self.rate_limit_per_s is not None:
+            return self.rate_limit_per_s
+        loopback = (urlsplit(self.service_url).hostname or "") in ("127.0.0.1", "localhost", "::1")
+        return 0.0 if loopback else self.remote_rate_limit_per_s
 
     def url(self, ra: float, dec: float) -> str:
         """The request URL: the query of `service_url` (e.g. `?token=...`, kept) merged with ours (ours win)."""

@@ -229,13 +229,35 @@ class FakeCutoutService:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`python -m darkhaloscope.survey.fakeservice [CUTOUT_DIR]`: serve until killed; prints the URL (benchmarks)."""
+    """`python -m darkhaloscope.survey.fakeservice [CUTOUT_DIR]`: serve until killed; the URL is the first line
+    of stdout (benchmarks read it), how to use it goes to stderr. `--help` prints help and serves nothing."""
+    import argparse
     import sys
 
-    args = sys.argv[1:] if argv is None else argv
-    with FakeCutoutService(args[0] if args else None) as svc:
+    ap = argparse.ArgumentParser(prog="python -m darkhaloscope.survey.fakeservice",
+                                 description="A loopback stand-in for the Legacy Surveys FITS cutout service: serves "
+                                 "cutouts built from real DR10 stamps + noise on 127.0.0.1 until killed, for trying "
+                                 "`dhs cutouts` offline.")
+    ap.add_argument("cutout_dir", nargs="?", default=None,
+                    help="folder of DR10 cutout .npz files (e.g. ../shared/data/dr10_cutouts); without it, sky noise")
+    ap.add_argument("--faults", default="", metavar="KIND=P,...",
+                    help=f"inject faults with these probabilities per request; kinds: {', '.join(FAULTS)}")
+    args = ap.parse_args(argv)
+    if args.cutout_dir is not None and not Path(args.cutout_dir).is_dir():
+        ap.error(f"{args.cutout_dir}: no such folder (give the folder of DR10 cutout .npz files, or nothing)")
+    try:
+        faults = {k.strip(): float(v) for k, _, v in (f.partition("=") for f in args.faults.split(",") if f.strip())}
+        svc = FakeCutoutService(args.cutout_dir, faults=faults)
+    except ValueError as e:
+        ap.error(f"--faults {args.faults!r}: {e}")
+    with svc:
         print(svc.url, flush=True)
-        threading.Event().wait()
+        print(f"serving on {svc.url} until killed (Ctrl-C); try:\n  dhs cutouts targets.parquet --out tier "
+              f"--service-url {svc.url}", file=sys.stderr, flush=True)
+        try:
+            threading.Event().wait()
+        except KeyboardInterrupt:
+            pass
 
 
 if __name__ == "__main__":

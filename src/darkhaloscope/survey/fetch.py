@@ -4,7 +4,7 @@
     res = client.fetch(url)        # FetchResult(body or None, reason, from_cache, permanent)
 
 - One keep-alive connection per thread (no TCP/TLS handshake per cutout).
-- A shared rate limiter spaces requests by 1 / `rate_limit_per_s`; a 429 pauses every thread for its
+- A shared rate limiter spaces requests by 1 / `CutoutConfig.requests_per_s()`; a 429 pauses every thread for its
   Retry-After (seconds or an HTTP date; else exponential backoff).
 - Retries with exponential backoff and jitter on 429, 5xx, timeouts, dropped connections and incomplete or
   non-FITS bodies, up to `max_tries`; other 4xx are permanent.
@@ -128,7 +128,7 @@ class CutoutClient:
     def __init__(self, cfg, cache_dir: str | Path | None):
         self.cfg = cfg
         self.cache = Path(cache_dir) if cache_dir else None
-        self.limiter = RateLimiter(cfg.rate_limit_per_s)
+        self.limiter = RateLimiter(cfg.requests_per_s())
         self.deadlines = Deadlines()
         self._local = threading.local()
         self.stats = {"fetched": 0, "cached": 0, "retries": 0}

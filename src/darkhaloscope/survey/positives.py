@@ -48,7 +48,8 @@ def lenscat_csv() -> Path:
     """Path of the catalog CSV shipped by the installed lenscat package (UsageError if not installed)."""
     spec = importlib.util.find_spec("lenscat")
     if spec is None or not spec.submodule_search_locations:
-        raise UsageError("--positives lenscat: the lenscat package is not installed; `pip install lenscat` "
+        raise UsageError("--positives lenscat: the lenscat package is not installed; `pip install "
+                         "'darkhaloscope[survey]'` (or `pip install lenscat`) "
                          "or pass your own list with --positives FILE (CSV/FITS/parquet with name, ra, dec, grade)")
     path = Path(list(spec.submodule_search_locations)[0]) / "data" / "catalog.csv"
     if not path.is_file():
