@@ -134,14 +134,23 @@ def test_review_config_rejects_bad_values():
         load_config(ReviewConfig, None, {"checkpoint_steps": 2})
 
 
-def test_unreadable_tier_is_no_go_not_a_crash(tmp_path):
+def test_unreadable_tier_is_no_go_not_a_crash(tmp_path, capsys):
     bad = tmp_path / "tier" / "region_split=train"
     bad.mkdir(parents=True)
     (bad / "part-00000.parquet").write_bytes(b"not a parquet file at all")
     out = tmp_path / "r.md"
     rc = main(["review", "--data", str(tmp_path / "tier"), "--out", str(out), "--quick", "--set", "sections=data,sanity"])
     assert rc == 3
+    said = capsys.readouterr().out  # issue #25 4.11: the review.html it wrote is named
+    assert f"{out.with_suffix('.html')} (open the .html in a browser)" in said and out.with_suffix(".html").is_file()
     doc, _ = _review(out)
     assert doc["verdict"] == "NO-GO" and doc["blocking"]
     assert any("part-00000.parquet" in b["message"] for b in doc["blocking"]), doc["blocking"]
     assert all(b["command"] for b in doc["blocking"])
+
+
+def test_the_run_section_names_the_folder_as_a_folder():
+    """Issue #25 4.11: a run folder called `run` was titled "Trained run run"."""
+    from darkhaloscope.review.runcheck import run_title
+
+    assert run_title("run") == "The trained run in folder run"

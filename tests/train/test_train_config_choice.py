@@ -3,6 +3,8 @@ training prints when stderr is not a terminal."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from darkhaloscope.cli import build_parser, main, parse_args
@@ -54,11 +56,27 @@ def test_review_preset_is_the_planned_runs_train_preset(capsys, tmp_path):
 
 
 def test_training_prints_progress_lines_when_stderr_is_not_a_terminal(train_tier, tmp_path, capsys, monkeypatch):
+    """The run's steps and the epoch's own are told apart (issue #25 4.11: "epoch 2: 50/132 steps" counted the
+    whole run); the summary rounds the AUROC."""
     import darkhaloscope.common.progress as progress
 
     monkeypatch.setattr(progress, "PLAIN_EVERY_S", 0.0)
     args = [a for a in FAST if not a.startswith("--progress")]
-    assert main(["train", "--data", str(train_tier), "--out", str(tmp_path / "r"), *args, "--epochs=1",
+    assert main(["train", "--data", str(train_tier), "--out", str(tmp_path / "r"), *args, "--epochs=2",
                  "--max_train_rows=64"]) == 0
-    err = capsys.readouterr().err
-    assert "epoch 0: 1/4 steps (25%)" in err and "samples/s, loss " in err and "4/4 steps (100%)" in err
+    out, err = capsys.readouterr()
+    assert "train: 1/8 steps (12%)" in err and "epoch 0 of 0-1: 1/4 steps, " in err and "samples/s, loss " in err
+    assert "train: 5/8 steps (62%)" in err and "epoch 1 of 0-1: 1/4 steps, " in err and "8/8 steps (100%)" in err
+    assert re.search(r"best val AUROC (\d\.\d{4}|undefined) at epoch \d", out), out
+
+
+def test_cpu_demo_preset_trains_the_epochs_its_comment_and_the_demo_state():
+    """Issue #25 4.11: the preset said 6 epochs under a comment (and a demo) of 8."""
+    import darkhaloscope.configargs as c
+    from darkhaloscope.config import load_config
+    from darkhaloscope.demo.stages import SIZES
+    from darkhaloscope.train.config import TrainConfig
+
+    path = c.config_source("train", "cpu-demo")
+    stated = re.search(r"(\d+) epochs take", path.read_text())
+    assert stated and load_config(TrainConfig, path).epochs == int(stated.group(1)) == SIZES["full"].epochs

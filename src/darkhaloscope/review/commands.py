@@ -79,5 +79,6 @@ def cmd_review(args) -> int:
     rv = run_review(args.data, args.run, tcfg, rcfg, s3=s3_options_from_args(args), out=args.out,
                     info=run_info(argv), say=lambda m: console.print(printable(m, keep="\n"), style="dim", markup=False))
     rv.render(Console())
-    print(f"wrote {args.out} and {Path(args.out).with_suffix('.json')}")
+    md = Path(args.out)
+    print(f"wrote {md}, {md.with_suffix('.json')} and {md.with_suffix('.html')} (open the .html in a browser)")
     return rv.exit_code

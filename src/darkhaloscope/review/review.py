@@ -59,7 +59,7 @@ def run_review(data: str, run: str | Path | None = None, tcfg: TrainConfig | Non
                info: dict | None = None, say: Callable[[str], None] = print) -> Review:
     """Measure everything and return the Review (written to `out` as .md/.json/.html when given)."""
     from darkhaloscope.review.resources import checkpoint_section, memory_section
-    from darkhaloscope.review.runcheck import run_section
+    from darkhaloscope.review.runcheck import run_section, run_title
     from darkhaloscope.review.sanity import sanity_section
     from darkhaloscope.review.throughput import throughput_section
     from darkhaloscope.stamps.counts import class_counts
@@ -93,7 +93,7 @@ def run_review(data: str, run: str | Path | None = None, tcfg: TrainConfig | Non
          f"dhs review --data {data} --out review.md --set sections=checkpoint"),
     ]
     if run and "run" in rcfg.sections:
-        steps.append(("run", f"Trained run {run}", lambda: run_section(Path(run), str(data), tcfg.val_split, rcfg,
+        steps.append(("run", run_title(run), lambda: run_section(Path(run), str(data), tcfg.val_split, rcfg,
                                                                          device, out_dir, s3), f"ls {run}"))
     for key, title, fn, cmd in steps:
         if key not in rcfg.sections:

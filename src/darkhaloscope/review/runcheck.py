@@ -89,8 +89,13 @@ def _controls(counts: dict | None) -> int | None:
     return None if not counts else int(counts.get("0", 0))
 
 
+def run_title(run: str | Path) -> str:
+    """The run section's title: the folder named as a folder (a run folder called `run` read "Trained run run")."""
+    return f"The trained run in folder {run}"
+
+
 def run_section(run: Path, data: str, val_split: str, rcfg: ReviewConfig, device, out_dir: Path, s3=None) -> Section:
-    sec = Section("run", f"Trained run {run}")
+    sec = Section("run", run_title(run))
     t0 = time.perf_counter()
     rows, info = read_run(run)
     counts = info.get("class_counts", {}).get(val_split)

@@ -63,8 +63,9 @@ def cmd_train(args) -> int:
                     overwrite=args.overwrite)
     if summary["rank"] == 0:
         b = summary["best"]
-        print(f"best val AUROC {b.get('val_auroc')} at epoch {b.get('epoch')} (step {b.get('step')}); "
-              f"{summary['steps']} steps; run folder {summary['run_dir']}")
+        auroc = b.get("val_auroc")
+        print(f"best val AUROC {'undefined' if auroc is None else f'{auroc:.4f}'} at epoch {b.get('epoch')} "
+              f"(step {b.get('step')}); {summary['steps']:,} steps; run folder {summary['run_dir']}")
         if b.get("temperature") is not None:
             print(f"temperature {b['temperature']:.3f} fitted on {cfg.val_split} ({b['val_n']:,} stamps), stored in "
                   f"best.pt: ECE {b['val_ece']:.4f} raw -> {b['val_ece_calibrated']:.4f} calibrated")

@@ -405,7 +405,8 @@ class _Trainer:
                 if warn:
                     self.progress.print(f"warning: {warn}")
         self.log.steps([{"step": first + i, "epoch": s.epoch, "loss": float(v), "lr": lrs[i]} for i, v in enumerate(losses)])
-        self.progress.update(s.step, label=f"epoch {s.epoch}", info=f"{rate:,.0f} samples/s, loss {float(losses[-1]):.4f}")
+        self.progress.update(s.step, info=f"epoch {s.epoch} of 0-{self.cfg.epochs - 1}: {s.batches_done}/"
+                             f"{self.steps_per_epoch} steps, {rate:,.0f} samples/s, loss {float(losses[-1]):.4f}")
         return [float(v) for v in losses]
 
     def _summary(self) -> dict:
