@@ -10,7 +10,7 @@ import pytest
 
 from darkhaloscope.cli import main
 from darkhaloscope.sim.build import SimContext, make_plan
-from darkhaloscope.sim.confusers import CONFUSER_KINDS, CONFUSER_VARIANTS, render_confuser
+from darkhaloscope.sim.confusers import CONFUSER_KINDS, parse_kinds, render_confuser
 from darkhaloscope.sim.observing import pixel_sigma_nmgy
 from darkhaloscope.sim.params import grid_points, parse_snr_dist
 from darkhaloscope.sim.render import render_row
@@ -52,8 +52,7 @@ def _variants(kind: str, n: int = 60) -> dict[str, list[np.ndarray]]:
 
 @pytest.mark.parametrize("kind", list(CONFUSER_KINDS))
 def test_every_variant_of_every_kind_is_drawn_and_named(kind):
-    assert set(_variants(kind)) == set(CONFUSER_VARIANTS[kind])
-    assert set(CONFUSER_VARIANTS) == set(CONFUSER_KINDS)
+    assert set(_variants(kind)) == set(CONFUSER_KINDS[kind].variants)
 
 
 def _angular_cover(img, n: int = 12) -> float:
@@ -170,5 +169,27 @@ def test_tier_records_confuser_kind_and_it_is_never_a_model_input(tmp_path):
     assert t.loc[t.is_control == 0, "confuser_kind"].isna().all()
     assert set(ctrl.confuser_kind.dropna()) <= set(CONFUSER_KINDS) and ctrl.confuser_kind.notna().sum() >= 6
     assert (t.confuser_variant.isna() == t.confuser_kind.isna()).all()  # a variant exactly where a kind is
-    assert all(v in CONFUSER_VARIANTS[k] for k, v in zip(ctrl.confuser_kind, ctrl.confuser_variant) if isinstance(k, str))
+    assert all(v in CONFUSER_KINDS[k].variants for k, v in zip(ctrl.confuser_kind, ctrl.confuser_variant) if isinstance(k, str))
     assert is_forbidden_input("confuser_kind") and is_forbidden_input("confuser_variant")
+
+
+def test_a_new_kind_is_declared_in_one_place(monkeypatch):
+    """Issue #25 part 3: `@confuser(NAME, variants)` on a painter is all a new look-alike needs: the default
+    `confuser_kinds=all` draws it, `--confuser_kinds` accepts it, its variant is named from the declaration."""
+    import darkhaloscope.sim.confusers as confusers
+    from darkhaloscope.sim.build import make_plan
+    from darkhaloscope.sim.simconfig import SimConfig
+
+    monkeypatch.setattr(confusers, "CONFUSER_KINDS", dict(CONFUSER_KINDS))
+
+    @confusers.confuser("blob", variants=("small", "large"))
+    def blob(rng, lay):
+        lay.body[30:34, 30:34] = 1.0
+        return 1
+
+    assert parse_kinds("all") == (*CONFUSER_KINDS, "blob") and parse_kinds("blob,ring") == ("blob", "ring")
+    assert render_confuser(np.random.default_rng(0), "blob")[2] == "large"
+    plan = make_plan(60, 1, SimConfig(confusers=0.9), None)
+    assert "blob" in plan.confuser_kinds and "blob" in {plan.confuser_kind(i) for i in range(60)} - {None}
+    with pytest.raises(ValueError, match="registered twice"):
+        confusers.confuser("blob", variants=("x",))(blob)

@@ -33,6 +33,7 @@ Exercised by `dhs simulate --confusers F` and tests/sim/test_confusers.py.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -56,7 +57,6 @@ class Layers:
         self.size = size
         self.body = np.zeros((size, size))
         self.knots = np.zeros((size, size))
-        self.variant = ""  # set by the painter: which variant of its kind it drew
 
     def _tube(self, x, y, w, sigma_arcsec: float) -> np.ndarray:
         """Points (x, y) arcsec (0, 0 = stamp centre pixel) of weights w, each a Gaussian of `sigma_arcsec`:
@@ -107,7 +107,30 @@ def _sersic_blob(lay: Layers, flux: float, reff: float, n: float, q: float, pa: 
     lay.body += render_sersic(flux, reff, n, e * math.cos(2 * pa), e * math.sin(2 * pa), x, y, ss=4, centre_ss=4)
 
 
-def ring(rng: np.random.Generator, lay: Layers) -> None:
+@dataclass(frozen=True)
+class ConfuserKind:
+    """One kind of look-alike: its painter and the variants it draws (named in `confuser_variant`)."""
+
+    paint: Callable[[np.random.Generator, Layers], int]  # paints pre-PSF light; returns the index of the variant
+    variants: tuple[str, ...]
+
+
+# The registry: a kind of look-alike is declared in one place, `@confuser(NAME, variants)` on its painter.
+# `confuser_kinds=all` (SimConfig's default) draws every kind here, in this order; checks and tests read it too.
+CONFUSER_KINDS: dict[str, ConfuserKind] = {}
+
+
+def confuser(name: str, variants: tuple[str, ...]):
+    def register(paint):
+        if name in CONFUSER_KINDS:
+            raise ValueError(f"confuser kind {name!r} registered twice")
+        CONFUSER_KINDS[name] = ConfuserKind(paint, tuple(variants))
+        return paint
+    return register
+
+
+@confuser("ring", variants=("full round", "full inclined", "partial"))
+def ring(rng: np.random.Generator, lay: Layers) -> int:
     radius = rng.uniform(0.8, 3.0)
     q = rng.uniform(max(0.5, 0.7 / radius), 1.0)  # minor semi-axis >= 0.7"
     width = rng.uniform(0.08, min(0.25, radius * q / 4))  # keeps the ring's own light off its centre
@@ -117,11 +140,11 @@ def ring(rng: np.random.Generator, lay: Layers) -> None:
     x, y = _incline(radius * np.cos(t), radius * np.sin(t), q, rng.uniform(0, math.pi))
     lay.curve(x, y, rng.uniform(0.7, 1.3, len(t)), width)
     _knots_along(rng, lay, x, y, int(rng.integers(3, 11)), rng.uniform(0.3, 1.0) * span / (2 * math.pi))
-    full_round, full_inclined, partial = CONFUSER_VARIANTS["ring"]
-    lay.variant = partial if span < 2 * math.pi else full_round if q >= ROUND_RING_Q else full_inclined
+    return 2 if span < 2 * math.pi else 0 if q >= ROUND_RING_Q else 1  # partial / full round / full inclined
 
 
-def spiral(rng: np.random.Generator, lay: Layers) -> None:
+@confuser("spiral", variants=("two-arm",))
+def spiral(rng: np.random.Generator, lay: Layers) -> int:
     pitch = math.radians(rng.uniform(12, 30))
     r0, r1 = rng.uniform(0.4, 0.8), rng.uniform(2.0, 4.0)
     t = np.linspace(0, math.log(r1 / r0) / math.tan(pitch), 400)
@@ -137,12 +160,12 @@ def spiral(rng: np.random.Generator, lay: Layers) -> None:
     lay.curve(x, y, np.tile(r * np.exp(-r / r1), 2), rng.uniform(0.12, 0.3))
     _knots_along(rng, lay, x, y, int(rng.integers(4, 12)), rng.uniform(0.3, 0.8))
     _sersic_blob(lay, rng.uniform(0.1, 0.4), rng.uniform(1.0, 2.0), 1.0, q, pa, 0.0, 0.0)
-    lay.variant = CONFUSER_VARIANTS["spiral"][0]
+    return 0
 
 
-def companion(rng: np.random.Generator, lay: Layers) -> None:
-    variant = rng.integers(3)  # 0: one round, 1: one elongated along the tangent, 2: an opposite pair
-    lay.variant = CONFUSER_VARIANTS["companion"][variant]
+@confuser("companion", variants=("round", "tangential", "opposite pair"))
+def companion(rng: np.random.Generator, lay: Layers) -> int:
+    variant = int(rng.integers(3))  # 0: one round, 1: one elongated along the tangent, 2: an opposite pair
     phi = rng.uniform(0, 2 * math.pi)
     positions = [(rng.uniform(1.0, 4.0), phi)]
     if variant == 2:
@@ -156,11 +179,12 @@ def companion(rng: np.random.Generator, lay: Layers) -> None:
         d, a = positions[0]
         lay.add_knots(np.array([d * math.cos(a)]), np.array([d * math.sin(a)]), np.array([rng.uniform(0.1, 0.4)]),
                   rng.uniform(*KNOT_SIGMA_ARCSEC))
+    return variant
 
 
-def disk(rng: np.random.Generator, lay: Layers) -> None:
+@confuser("disk", variants=("through centre", "beside"))
+def disk(rng: np.random.Generator, lay: Layers) -> int:
     through = rng.uniform() < 0.5
-    lay.variant = CONFUSER_VARIANTS["disk"][0 if through else 1]
     d, a = (0.0, 0.0) if through else (rng.uniform(1.0, 3.0), rng.uniform(0, 2 * math.pi))
     pa = rng.uniform(0, math.pi)
     reff = rng.uniform(0.6, 2.0)
@@ -169,12 +193,13 @@ def disk(rng: np.random.Generator, lay: Layers) -> None:
         s = rng.uniform(-1.5, 1.5, int(rng.integers(2, 6))) * reff
         lay.add_knots(d * math.cos(a) + s * math.cos(pa), d * math.sin(a) + s * math.sin(pa),
                   rng.uniform(0.05, 0.15, len(s)), rng.uniform(*KNOT_SIGMA_ARCSEC))
+    return 0 if through else 1
 
 
-def tidal(rng: np.random.Generator, lay: Layers) -> None:
+@confuser("tidal", variants=("one tail", "two tails"))
+def tidal(rng: np.random.Generator, lay: Layers) -> int:
     start = rng.uniform(0, 2 * math.pi)
     n_tails = 1 if rng.uniform() < 0.5 else 2
-    lay.variant = CONFUSER_VARIANTS["tidal"][n_tails - 1]
     for k in range(n_tails):
         a0 = start + k * math.pi
         r_root = rng.uniform(0.6, 1.5)
@@ -197,23 +222,13 @@ def tidal(rng: np.random.Generator, lay: Layers) -> None:
                          rng.uniform(0, math.pi), *root)
         if rng.uniform() < 0.5:
             _knots_along(rng, lay, x, y, int(rng.integers(1, 4)), rng.uniform(0.05, 0.2))
-
-
-# Registry: confuser kind -> painter(rng, layers) of its pre-PSF light (relative scale; set by the caller).
-CONFUSER_KINDS: dict[str, Callable[[np.random.Generator, Layers], None]] = {
-    "ring": ring, "spiral": spiral, "companion": companion, "disk": disk, "tidal": tidal,
-}
-
-# The variants each painter draws (`confuser_variant`; the painters name them from here by position).
-CONFUSER_VARIANTS: dict[str, tuple[str, ...]] = {
-    "ring": ("full round", "full inclined", "partial"), "spiral": ("two-arm",),
-    "companion": ("round", "tangential", "opposite pair"), "disk": ("through centre", "beside"),
-    "tidal": ("one tail", "two tails"),
-}
+    return n_tails - 1
 
 
 def parse_kinds(text: str) -> tuple[str, ...]:
-    """'ring,spiral' -> ('ring', 'spiral'); UsageError naming an unknown kind."""
+    """'ring,spiral' -> ('ring', 'spiral'); 'all' -> every registered kind; UsageError naming an unknown kind."""
+    if str(text).strip() == "all":
+        return tuple(CONFUSER_KINDS)
     kinds = tuple(k.strip() for k in str(text).split(",") if k.strip())
     if not kinds:
         raise UsageError(f"--confuser_kinds={text!r}: give at least one of {', '.join(CONFUSER_KINDS)}")
@@ -229,10 +244,11 @@ def render_confuser(rng: np.random.Generator, kind: str) -> tuple[np.ndarray, np
     """Pre-PSF (body, knots) images of one confuser of `kind`, (S, S) each, total flux normalised to 1, and
     the variant drawn (`confuser_variant`)."""
     lay = Layers()
-    CONFUSER_KINDS[kind](rng, lay)
+    k = CONFUSER_KINDS[kind]
+    variant = k.variants[k.paint(rng, lay)]
     body, knots = lay.body, lay.knots
     total = body.sum() + knots.sum()
-    return body / total, knots / total, lay.variant
+    return body / total, knots / total, variant
 
 
 def knot_colour(rng: np.random.Generator, g_r: float, src_g_r: tuple[float, float]) -> float:
