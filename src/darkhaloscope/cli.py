@@ -69,8 +69,7 @@ _OVERRIDE = re.compile(r"^--([A-Za-z_][\w.-]*)(=|$)")
 
 def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
     """Parse argv. Commands with a config (`configargs.add_config_arguments`) have one flag per key, so
-    what is left over is an unknown key: name the valid ones. Commands that only collect `--set` into
-    `overrides` take a bare `--key=value` as the same override (their config loader checks the key)."""
+    what is left over is an unknown key: name the valid ones."""
     args, extra = parser.parse_known_args(argv)
     if not extra:
         return args
@@ -79,9 +78,6 @@ def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> argpa
     prog = " ".join(["dhs"] + [c for c in (getattr(args, "command", None), getattr(args, "bench_command", None)) if c])
     if cls is not None and m:
         _usage_error(prog, unknown_key_message(cls, m.group(1).replace("-", "_")))
-    if cls is None and hasattr(args, "overrides") and all(_OVERRIDE.match(x) and "=" in x for x in extra):
-        args.overrides = list(args.overrides or []) + [x[2:] for x in extra]
-        return args
     _usage_error(prog, f"unrecognized arguments: {' '.join(extra)}")
 
 

@@ -37,7 +37,7 @@ def _mark_tier(tier, kind_every: int = 3, pool: bool = False) -> dict[str, bool]
 def test_look_alike_negatives_get_the_weight_and_nothing_else_does(tiny_tier, pool):
     hard = _mark_tier(tiny_tier, pool=pool)
     assert sum(hard.values()) >= 3
-    batches = list(make_loader(StampStream(str(tiny_tier), "train", 5, seed=2, hard_weight=4.0)))
+    batches = list(make_loader(StampStream(str(tiny_tier), "train", 5, seed=2, confuser_weight=4.0)))
     seen = 0
     for b in batches:
         for rid, w, y in zip(b["row_id"], b["weight"].tolist(), b["label"].tolist()):

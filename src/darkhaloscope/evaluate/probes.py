@@ -26,7 +26,7 @@ from darkhaloscope.evaluate.confusers import confuser_gallery
 from darkhaloscope.score.sources import open_source
 from darkhaloscope.stamps.fs import is_s3
 from darkhaloscope.stamps.robust import median_sigma
-from darkhaloscope.stamps.schema import CTRL_STAMP_COLUMN, pixel_radius
+from darkhaloscope.stamps.schema import CTRL_STAMP_COLUMN, PIXEL_SCALE_ARCSEC, pixel_radius
 
 SKY_RADIUS_PIX = 28  # pixels at r >= this from the centre estimate the sky level and noise
 
@@ -174,7 +174,7 @@ def probe_section(scores, ranked, thr: float, cfg, ev, fig_dir: Path, source, sc
     if a_full.defined and a_mask.defined:
         drop = a_full.value - a_mask.value
         out["core_masked"]["auroc_drop"] = drop
-        sec.text(f"Core-masked (r < {cfg.core_radius_pix:g} px = {cfg.core_radius_pix * 0.262:.2f}\" replaced by sky "
+        sec.text(f"Core-masked (r < {cfg.core_radius_pix:g} px = {cfg.core_radius_pix * PIXEL_SCALE_ARCSEC:.2f}\" replaced by sky "
                      f"noise): AUROC {a_full.value:.4f} -> {a_mask.value:.4f} (drop {drop:+.4f}) on {len(idx):,} stamps. "
                      "A large drop means the score depends on the lens core, not only the arcs.")
         if drop > 0.1:

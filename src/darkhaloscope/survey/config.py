@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from darkhaloscope.errors import UsageError
-from darkhaloscope.stamps.schema import SPLITS
+from darkhaloscope.stamps.schema import PIXEL_SCALE_ARCSEC, SPLITS
 
 
 def parse_fractions(text: str, what: str) -> dict[str, float]:
@@ -70,7 +70,7 @@ class CutoutConfig:
     layer: str = "ls-dr10"  # survey layer of the cutout service
     bands: str = "grz"  # bands requested, in stamp order
     size: int = 64  # cutout side, pixels
-    pixscale: float = 0.262  # arcsec / pixel (native DECam / Legacy Surveys)
+    pixscale: float = PIXEL_SCALE_ARCSEC  # arcsec / pixel (native DECam / Legacy Surveys: 0.262)
     concurrency: int = 8  # requests in flight
     # requests per second, all threads together; None: remote_rate_limit_per_s for a remote service and no limit
     # on a loopback one (127.0.0.1 / localhost: the offline stand-in, fakeservice.py); 0: no limit

@@ -79,7 +79,7 @@ class StampStream(IterableDataset):
                  shuffle_buffer: int = 4096, cutout_ok_only: bool = True, s3: S3Options | None = None,
                  cache_dir: str | None = None, rank: int = 0, world_size: int = 1, on_error: str = "skip",
                  max_rows: int | None = None, decode_threads: int = 1, mined: str = "", mined_repeat: int = 1,
-                 hard_weight: float = 1.0, weight_optional: bool = False):
+                 confuser_weight: float = 1.0, weight_optional: bool = False):
         if batch_size < 1 or shuffle_buffer < 1:
             raise UsageError(f"batch_size ({batch_size}) and shuffle_buffer ({shuffle_buffer}) must be >= 1")
         if seed < 0:
@@ -92,7 +92,7 @@ class StampStream(IterableDataset):
         self.shuffle, self.seed, self.shuffle_buffer = shuffle, int(seed), int(shuffle_buffer)
         self.cutout_ok_only, self.on_error, self.decode_threads = cutout_ok_only, on_error, int(decode_threads)
         self.rank, self.world_size = int(rank), int(world_size)
-        self.hard_weight = float(hard_weight)
+        self.confuser_weight = float(confuser_weight)
         self.weight_optional = weight_optional  # a split without look-alike columns reads unweighted (validation)
         self.cache_dir = str(cache_dir) if cache_dir and is_s3(self.data) else None  # local data: no cache
         self.tier = open_tier(self.data, s3)
@@ -186,7 +186,7 @@ class StampStream(IterableDataset):
         """The batches t = role, role + workers, ... (t >= start) of this rank, in order."""
         reader = WindowReader(self.tier, self.files, split=self.split, cutout_ok_only=self.cutout_ok_only,
                               on_error=self.on_error, decode_threads=self.decode_threads, packed=self.packed,
-                              cache_dir=self.cache_dir, hard_weight=self.hard_weight)
+                              cache_dir=self.cache_dir, confuser_weight=self.confuser_weight)
         for window in self.plan.worker_windows(self.epoch, self.rank, role, workers, start, self.shuffle_buffer,
                                                self.shuffle, self.seed):
             yield from reader.batches(window)
@@ -204,13 +204,13 @@ class StampStream(IterableDataset):
             if not ({LABEL_COLUMN, LABEL_SOURCE_COLUMN} & set(f.columns)):
                 raise DataError(f"{self.tier.describe(f)} has no {LABEL_SOURCE_COLUMN} (or {LABEL_COLUMN}) column,"
                                 " so its rows have no label; training needs it")
-        if self.hard_weight != 1.0 and not any(set(HARD_NEGATIVE_COLUMNS) & set(f.columns) for f in self.files):
+        if self.confuser_weight != 1.0 and not any(set(HARD_NEGATIVE_COLUMNS) & set(f.columns) for f in self.files):
             if not self.weight_optional:
-                raise UsageError(f"confuser_weight={self.hard_weight:g}, but no file of split '{self.split}' of "
+                raise UsageError(f"confuser_weight={self.confuser_weight:g}, but no file of split '{self.split}' of "
                                  f"{self.data} has a {' or '.join(HARD_NEGATIVE_COLUMNS)} column, so no row would be weighted: "
                                  "simulate the tier with --confusers F, build it with `dhs catalog` (its pool column), "
                                  "or drop confuser_weight")
-            self.hard_weight = 1.0
+            self.confuser_weight = 1.0
 
     def _unit_rows(self) -> list[tuple[int, int, int]]:
         """(file index, row group, rows kept) for every row group of the split, in tier order: from the

@@ -35,13 +35,14 @@ F16_EXPONENT_MASK = 0x7C00  # float16 bits: exponent all ones = Inf or NaN
 
 class WindowReader:
     """Decodes the windows of one worker and yields its batches: {"image", "label", "row_id", "n_skipped"},
-    plus "weight" (per-row loss weight: `hard_weight` for negatives that carry a look-alike, else 1) when
-    hard_weight != 1."""
+    plus "weight" (per-row loss weight: `confuser_weight` for negatives that carry a look-alike, else 1) when
+    confuser_weight != 1."""
 
     def __init__(self, tier: Tier, files: list[TierFile], *, split: str | None, cutout_ok_only: bool,
-                 on_error: str, decode_threads: int, packed: bool, cache_dir: str | None, hard_weight: float = 1.0):
+                 on_error: str, decode_threads: int, packed: bool, cache_dir: str | None,
+                 confuser_weight: float = 1.0):
         self.tier, self.files, self.split, self.cutout_ok_only = tier, files, split, cutout_ok_only
-        self.hard_weight = float(hard_weight)
+        self.confuser_weight = float(confuser_weight)
         self.on_error, self.decode_threads, self.cache_dir = on_error, decode_threads, cache_dir
         self.dtype = np.float16 if packed else np.float32  # packed: half the bytes to move; cast on the device
         self.images = np.zeros((0, len(BANDS), STAMP_SIZE, STAMP_SIZE), self.dtype)  # window buffer, reused
@@ -69,7 +70,7 @@ class WindowReader:
                 raise AssertionError("epoch plan and window rows disagree")  # a plan bug, never the data
             rows = self._gather(order[cursor:cursor + take])
             cursor += take
-            yield _to_batch(*rows, weighted=self.hard_weight != 1.0)
+            yield _to_batch(*rows, weighted=self.confuser_weight != 1.0)
         if cursor < len(order):
             self.carry = self._gather(order[cursor:])
 
@@ -109,9 +110,9 @@ class WindowReader:
             raise DataError(f"{self.tier.describe(ub.file)} row group {row_group}: {e}") from None
         weights = self.weights[at:at + m]
         weights[:] = 1.0
-        hard = hard_negatives_of(part.table) if self.hard_weight != 1.0 else None
+        hard = hard_negatives_of(part.table) if self.confuser_weight != 1.0 else None
         if hard is not None:
-            weights[hard & (self.labels[at:at + m] == 0)] = self.hard_weight
+            weights[hard & (self.labels[at:at + m] == 0)] = self.confuser_weight
         id_col = next((c for c in ID_COLUMNS if c in part.table.column_names), None)
         ids = part.table[id_col].to_pylist() if id_col else part.row_ids()
         self.ids[at:at + m] = [f"{ub.file.id_prefix}{i}" for i in ids] if ub.file.id_prefix else ids
@@ -150,7 +151,7 @@ class WindowReader:
         pf = pq.ParquetFile(self._local_copy(f)) if self.cache_dir else self.tier.open_parquet(f)
         label = LABEL_COLUMN if LABEL_COLUMN in f.columns else LABEL_SOURCE_COLUMN
         cols = [stamp_column(f.columns), label] + [c for c in ID_COLUMNS if c in f.columns][:1]
-        if self.hard_weight != 1.0:
+        if self.confuser_weight != 1.0:
             cols += [c for c in HARD_NEGATIVE_COLUMNS if c in f.columns]
         ub = self.tier.read_row_group(f, row_group, cols, split=self.split, cutout_ok_only=self.cutout_ok_only, pf=pf)
         self.unit = ((file_index, row_group), ub, pf)

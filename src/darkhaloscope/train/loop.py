@@ -174,9 +174,9 @@ class _Trainer:
         self.train_stream = StampStream(cfg.data, cfg.train_split, cfg.batch_size, shuffle=True,
                                         shuffle_buffer=cfg.shuffle_buffer, max_rows=cfg.max_train_rows,
                                         mined=cfg.mined, mined_repeat=cfg.mined_repeat,
-                                        hard_weight=cfg.confuser_weight, **stream_kw)
+                                        confuser_weight=cfg.confuser_weight, **stream_kw)
         self.val_stream = StampStream(cfg.data, cfg.val_split, cfg.val_batch_size, shuffle=False,
-                                      max_rows=cfg.max_val_rows, hard_weight=cfg.confuser_weight,
+                                      max_rows=cfg.max_val_rows, confuser_weight=cfg.confuser_weight,
                                       weight_optional=True, **stream_kw)  # val loss weighs rows as training does
         pin = self.device.type == "cuda"
         self.train_loader = make_loader(self.train_stream, num_workers=cfg.num_workers, pin_memory=pin,
