@@ -154,3 +154,20 @@ def test_the_run_section_names_the_folder_as_a_folder():
     from darkhaloscope.review.runcheck import run_title
 
     assert run_title("run") == "The trained run in folder run"
+
+
+def test_the_review_times_the_batch_the_run_will_train_at(monkeypatch, tiny_tier):
+    """Issue #25 4.4: on CPU the review timed batch 16 while the cpu-demo preset trains at 64 (its epoch-time
+    forecast was 2.2x the run's); it times the planned batch unless bench_batch_size says otherwise."""
+    import darkhaloscope.train.bench as tb
+    import darkhaloscope.train.loader_bench as lb
+    from darkhaloscope.review.throughput import bench_here
+    from darkhaloscope.train.config import TrainConfig
+
+    seen = []
+    monkeypatch.setattr(lb, "bench_loader", lambda *a, **k: {})
+    monkeypatch.setattr(tb, "bench_train", lambda **k: seen.append(k["batch_size"]) or {})
+    cpu = torch.device("cpu")
+    assert bench_here(str(tiny_tier), TrainConfig(batch_size=64), ReviewConfig(), cpu)["batch_size"] == 64
+    assert bench_here(str(tiny_tier), TrainConfig(batch_size=64), ReviewConfig(bench_batch_size=8), cpu)["batch_size"] == 8
+    assert seen == [64, 8]

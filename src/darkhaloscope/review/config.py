@@ -41,7 +41,7 @@ class ReviewConfig:
     # --- throughput
     planned_rows: int = 0  # rows per epoch of the planned run (0: the train split of DATA); e.g. 10000000
     loader_rows: int = 1024  # stamps per timed `bench loader` pass
-    bench_batch_size: int = 0  # batch of `bench train` (0: the planned batch on CUDA, at most 16 on CPU)
+    bench_batch_size: int = 0  # batch of `bench train` (0: the planned run's; batch 16 timed a batch-64 run 2.2x slow)
     bench_steps: int = 4  # timed steps of `bench train` (after one warm-up step)
     gpu_bench: list[str] = field(default_factory=list)  # `dhs bench train --json` files measured on GPUs
     gpu_mfu: float = 0.35  # assumed fraction of peak tensor FLOP/s a conv net reaches (estimates only)

@@ -81,7 +81,7 @@ def bench_here(data: str, tcfg: TrainConfig, rcfg: ReviewConfig, device, s3=None
     from darkhaloscope.train.bench import bench_train
 
     loader = bench_loader(data, s3, rows=rcfg.loader_rows, threads=1, norm="none", naive=True)
-    batch = rcfg.bench_batch_size or (tcfg.batch_size if device.type == "cuda" else min(tcfg.batch_size, 16))
+    batch = rcfg.bench_batch_size or tcfg.batch_size  # the batch that will run: per-stamp speed depends on it
     workers = min(tcfg.num_workers, os.cpu_count() or 1)
     if device.type == "cuda":
         import torch
@@ -146,8 +146,11 @@ def throughput_section(tier, data: str, tcfg: TrainConfig, rcfg: ReviewConfig, d
     sec.add("bench train", "pass", f"{tr['model']} batch {bench['batch_size']} on {tr['device']}: model step "
             f"{tr['synthetic_samples_per_s']:,.0f}/s, loader ({tr['num_workers']} workers) {tr['loader_samples_per_s']:,.0f}/s, "
             f"together {here:,.0f}/s; limited by the {tr['limit']}")
-    sec.add("epoch time here", "info", f"{planned:,} rows: {fmt_duration(epoch_here)} per epoch, "
-            f"{fmt_duration(run_here)} for {tcfg.epochs} epochs on this machine")
+    other = (f"; timed at batch {bench['batch_size']}, the run trains at {tcfg.batch_size}: per-stamp speed differs "
+             "with the batch (bench_batch_size=0 times the run's)" if bench["batch_size"] != tcfg.batch_size else "")
+    sec.add("epoch time here", "info", f"{planned:,} rows: {fmt_duration(epoch_here)} per "
+            f"epoch, {fmt_duration(run_here)} for {tcfg.epochs} epochs on this machine at batch "
+            f"{bench['batch_size']}{other}")
     remote = is_s3(data)
     gpus = gpu_rows(bench, bytes_per_row or PACKED_BYTES_PER_ROW, rcfg, tr["fwd_gflops_per_stamp"], remote)
     src = "stream npz from S3" if remote else "read the local npz tier"
