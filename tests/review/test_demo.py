@@ -194,3 +194,41 @@ def test_demo_counts_the_real_lenses_at_their_own_depth_or_says_why_not(demo_dir
         assert f"{len(list(Path(REAL_LENSES).glob('*.npz')))} real lenses" in stage["result"]
     else:
         assert stage["ok"] and "no real lenses here; skipped" in stage["result"]
+
+
+def test_demo_ends_with_headline_figures_and_the_paths_to_open(tmp_path):
+    """Issue #25 4.12: the closing table repeated every stage's full message (~90 lines); it ends with one row
+    per stage, the headline figures and the files to open. Stages faked: what they leave in `d.results`."""
+    import io
+
+    from rich.console import Console
+
+    from darkhaloscope.demo import run as R
+
+    long = "a long stage message " * 20
+
+    def train(d):
+        d.run_dir.mkdir(parents=True)
+        (d.run_dir / "best.pt").write_bytes(b"x")
+        d.results["train"] = {"best": {"val_auroc": 0.93844444444, "epoch": 6}, "epochs": 8}
+        return long, True
+
+    def evaluate(d):
+        d.report.mkdir(parents=True)
+        (d.report / "report.html").write_text("<html>")
+        d.results["metrics"] = {"auroc": {"value": 0.96612, "ci95": {"low": 0.951, "high": 0.978}}, "n_rows": 1800}
+        d.results["real_lenses"] = "Real lenses: 4 of 6 found at the threshold passing 1% of plain controls"
+        return long, True
+
+    stages = [("train (cpu-demo preset)", train, False), ("evaluate test split", evaluate, False)]
+    buf = io.StringIO()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(R, "STAGES", stages)
+        assert R.run_demo(tmp_path / "d", console=Console(file=buf, width=100)) == 0
+    closing = buf.getvalue().split("dhs demo: ")[-1]
+    assert long not in closing and len(closing.splitlines()) < 20, closing
+    assert "best val AUROC 0.9384 at epoch 6 of 0-7" in closing
+    assert "test AUROC 0.9661 (95% CI 0.9510-0.9780) on 1,800 stamps" in closing
+    assert "Real lenses: 4 of 6 found" in closing
+    assert str(tmp_path / "d" / "report" / "report.html") in closing and str(tmp_path / "d" / "run" / "best.pt") in closing
+    assert "review.html" not in closing  # not written here: only files that exist are offered

@@ -1,5 +1,5 @@
-"""`run_demo`: the stages of `dhs demo` in order, each printed with its time, then a summary table and
-DIR/demo_summary.json. Exit 0 when every stage is as expected (test AUROC at least the size's bound in
+"""`run_demo`: the stages of `dhs demo` in order, each printed with its result and time; then one row per stage,
+the headline figures and the files to open (`stages.headline`, `stages.to_open`), and DIR/demo_summary.json. Exit 0 when every stage is as expected (test AUROC at least the size's bound in
 `stages.SIZES`: 0.75 for the full demo, 0.95 for --quick), else 1.
 
     dhs demo --out demo_out            # 12,000 simulated stamps, polar_fourier, 8 epochs (times: docs/index.md)
@@ -90,14 +90,18 @@ def run_demo(out: str | Path, *, quick: bool = False, real_hosts: str | None = N
     total = time.perf_counter() - t_start
     write_json(out / "demo_summary.json", {"command": command, "seconds": round(total, 1), "cpus": os.cpu_count(),
                                            "load_average": os.getloadavg(), "stages": rows})
-    table = Table(title=f"dhs demo summary ({total:.0f} s in all)")
-    for col in ("stage", "result", "time"):
-        table.add_column(col, overflow="fold", justify="right" if col == "time" else "left")
+    table = Table(title=f"dhs demo: {total:.0f} s in all")
+    for col in ("stage", "", "time"):
+        table.add_column(col, justify="right" if col == "time" else "left")
     for r in rows:
-        table.add_row(Text(r["stage"]), Text(r["result"], style="" if r["ok"] else "bold red"), f"{r['seconds']:.1f} s")
+        table.add_row(Text(r["stage"]), Text("ok", "green") if r["ok"] else Text("UNEXPECTED", "bold red"),
+                      f"{r['seconds']:.1f} s")
     console.print(table)
-    console.print(Text(f"report: {d.report / 'report.html'}\nreview: {d.report / 'review.md'}\n"
-                       f"run:    {d.run_dir}/ (best.pt)\nsummary: {out / 'demo_summary.json'}"))
+    for line in S.headline(d):
+        console.print(Text(line), highlight=False)
+    console.print(Text("open:", style="bold"))
+    for path, what in S.to_open(d, out):
+        console.print(Text.assemble(f"  {path}", (f"  {what}", "dim")))
     problems = [f"{r['stage']}: {r['result']}" for r in rows if not r["ok"]]
     if problems:
         console.print(Text.assemble(("demo failed", "bold red"), ": " + "; ".join(problems)))

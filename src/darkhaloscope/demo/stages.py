@@ -216,13 +216,20 @@ def evaluate(d: Demo) -> tuple[str, bool]:
                             known_lenses=str(known) if known else None, run={"command": d.command, **_version()})
     d.results["metrics"] = ev.metrics
     a = ev.metrics["auroc"]
-    ci = a.get("ci95") or {}
     ok = a["value"] is not None and a["value"] >= d.size.min_auroc
+    real = next((h for h in ev.headline if h.startswith("Real lenses:")), "")
+    d.results["real_lenses"] = real
+    return f"{_auroc_line(ev.metrics)}, bound >= {d.size.min_auroc}" + _confuser_line(ev.metrics) + \
+        (f"; {real}" if real else ""), ok
+
+
+def _auroc_line(metrics: dict) -> str:
+    """'test AUROC v (95% CI lo-hi) on n stamps'."""
+    a = metrics["auroc"]
+    ci = a.get("ci95") or {}
     band = f" (95% CI {ci['low']:.4f}-{ci['high']:.4f})" if ci.get("low") is not None else ""
     value = "undefined" if a["value"] is None else f"{a['value']:.4f}"
-    real = next((h for h in ev.headline if h.startswith("Real lenses:")), "")
-    return f"test AUROC {value}{band} on {ev.metrics['n_rows']:,} stamps, bound >= {d.size.min_auroc}" + \
-        _confuser_line(ev.metrics) + (f"; {real}" if real else ""), ok
+    return f"test AUROC {value}{band} on {metrics['n_rows']:,} stamps"
 
 
 def _confuser_line(metrics: dict) -> str:
@@ -305,6 +312,33 @@ def review(d: Demo) -> tuple[str, bool]:
     d.results["review"] = rv
     extra = f"; blocking: {rv.blocking[0][1].message}" if rv.blocking else ""
     return f"{rv.headline()}{extra}", rv.verdict == "GO"
+
+
+def headline(d: Demo) -> list[str]:
+    """The figures a demo ends with (computed by its stages; absent when their stage did not run)."""
+    lines = []
+    t = d.results.get("train")
+    if t and t["best"].get("val_auroc") is not None:
+        lines.append(f"trained: best val AUROC {t['best']['val_auroc']:.4f} at epoch {t['best'].get('epoch')} of "
+                     f"0-{t['epochs'] - 1}")
+    m = d.results.get("metrics")
+    if m:
+        lines.append(_auroc_line(m) + _confuser_line(m))
+    if d.results.get("real_lenses"):
+        lines.append(d.results["real_lenses"])
+    rv = d.results.get("review")
+    if rv is not None:
+        lines.append(f"review: {rv.verdict}" + (f" ({len(rv.blocking)} blocking reason(s))" if rv.blocking else ""))
+    return lines
+
+
+def to_open(d: Demo, out: Path) -> list[tuple[Path, str]]:
+    """(path, what it holds) of the files a user opens after the demo, those that exist."""
+    items = [(d.report / "report.html", "the evaluation: curves, galleries, look-alikes, real lenses"),
+             (d.report / "review.html", "GO/NO-GO review of the tier and the run"),
+             (d.run_dir / "best.pt", "the trained model"),
+             (out / "demo_summary.json", "every stage's result and time")]
+    return [(p, what) for p, what in items if p.exists()]
 
 
 def _version() -> dict:
