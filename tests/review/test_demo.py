@@ -208,8 +208,10 @@ def test_demo_ends_with_headline_figures_and_the_paths_to_open(tmp_path):
     long = "a long stage message " * 20
 
     def train(d):
+        import torch
+
         d.run_dir.mkdir(parents=True)
-        (d.run_dir / "best.pt").write_bytes(b"x")
+        torch.save({"model": {"w": torch.arange(3.0)}}, d.run_dir / "best.pt")
         d.results["train"] = {"best": {"val_auroc": 0.93844444444, "epoch": 6}, "epochs": 8}
         return long, True
 
@@ -226,9 +228,41 @@ def test_demo_ends_with_headline_figures_and_the_paths_to_open(tmp_path):
         mp.setattr(R, "STAGES", stages)
         assert R.run_demo(tmp_path / "d", console=Console(file=buf, width=100)) == 0
     closing = buf.getvalue().split("dhs demo: ")[-1]
-    assert long not in closing and len(closing.splitlines()) < 20, closing
+    assert long not in closing and len(closing.splitlines()) < 20, closing  # 13 stages: ~30 lines
     assert "best val AUROC 0.9384 at epoch 6 of 0-7" in closing
     assert "test AUROC 0.9661 (95% CI 0.9510-0.9780) on 1,800 stamps" in closing
     assert "Real lenses: 4 of 6 found" in closing
     assert str(tmp_path / "d" / "report" / "report.html") in closing and str(tmp_path / "d" / "run" / "best.pt") in closing
     assert "review.html" not in closing  # not written here: only files that exist are offered
+
+
+def test_demo_summary_says_what_varies_between_machines(tmp_path):
+    """Issue #25 4.5: a fresh run elsewhere gave 75/450 look-alikes above where the README said 92/450. The
+    summary records the machine (CPU vector unit, threads, versions) and digests of the tier and the weights,
+    and the closing says what varies."""
+    import io
+
+    import torch
+    from rich.console import Console
+
+    from darkhaloscope.demo import run as R
+
+    def stage(d):
+        (d.good / "region_split=train").mkdir(parents=True, exist_ok=True)
+        (d.good / "region_split=train" / "part-00000.parquet").write_bytes(b"rows")
+        d.run_dir.mkdir(parents=True, exist_ok=True)
+        torch.save({"model": {"w": torch.arange(3.0) * d.seed}}, d.run_dir / "best.pt")
+        return "done", True
+
+    buf = io.StringIO()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(R, "STAGES", [("stage", stage, False)])
+        for name, seed in (("a", 1), ("b", 1), ("c", 2)):
+            assert R.run_demo(tmp_path / name, seed=seed, console=Console(file=buf, width=100)) == 0
+    summary = {n: json.loads((tmp_path / n / "demo_summary.json").read_text()) for n in "abc"}
+    m = summary["a"]["machine"]
+    assert m["torch_cpu_capability"] and m["torch_threads"] >= 1 and m["torch"] and m["numpy"]
+    assert summary["a"]["digests"] == summary["b"]["digests"]  # the same files and weights: the same digests
+    assert summary["a"]["digests"]["demo tier"] == summary["c"]["digests"]["demo tier"]
+    assert summary["a"]["digests"]["model weights"] != summary["c"]["digests"]["model weights"]
+    assert "Another CPU (here " in " ".join(buf.getvalue().split())

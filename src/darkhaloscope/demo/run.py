@@ -89,7 +89,8 @@ def run_demo(out: str | Path, *, quick: bool = False, real_hosts: str | None = N
                                     (f" ({dt:.1f} s)", "dim")))
     total = time.perf_counter() - t_start
     write_json(out / "demo_summary.json", {"command": command, "seconds": round(total, 1), "cpus": os.cpu_count(),
-                                           "load_average": os.getloadavg(), "stages": rows})
+                                           "load_average": os.getloadavg(), "machine": machine(),
+                                           "digests": digests(d), "stages": rows})
     table = Table(title=f"dhs demo: {total:.0f} s in all")
     for col in ("stage", "", "time"):
         table.add_column(col, justify="right" if col == "time" else "left")
@@ -102,6 +103,10 @@ def run_demo(out: str | Path, *, quick: bool = False, real_hosts: str | None = N
     console.print(Text("open:", style="bold"))
     for path, what in S.to_open(d, out):
         console.print(Text.assemble(f"  {path}", (f"  {what}", "dim")))
+    m = machine()
+    console.print(Text(f"Same seed, same machine: the same figures. Another CPU (here {m['torch_cpu_capability']}, "
+                       f"{m['torch_threads']} torch thread(s)) rounds training's floats differently, so counts such as "
+                       "the look-alikes above the threshold move (digests: demo_summary.json).", style="dim"))
     problems = [f"{r['stage']}: {r['result']}" for r in rows if not r["ok"]]
     if problems:
         console.print(Text.assemble(("demo failed", "bold red"), ": " + "; ".join(problems)))
@@ -113,3 +118,44 @@ def run_demo(out: str | Path, *, quick: bool = False, real_hosts: str | None = N
 def grade_command(scores: Path, out: Path) -> str:
     """The one command that opens the demo's scored candidates in the grading web app (docs/grading.md)."""
     return f"dhs grade serve {scores} --db {out / 'grades.sqlite'} --top {GRADE_TOP}"
+
+
+def machine() -> dict:
+    """What makes one seed train to other figures on another machine: the CPU's vector unit (torch and numpy
+    choose their kernels by it, and each rounds differently), torch's threads, and the library versions."""
+    import platform
+
+    import numpy as np
+    import torch
+
+    try:
+        from numpy._core._multiarray_umath import __cpu_features__ as features
+    except ImportError:  # numpy < 2
+        from numpy.core._multiarray_umath import __cpu_features__ as features
+    return {"arch": platform.machine(), "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "numpy_simd": [k for k in ("AVX512F", "AVX2", "FMA3", "ASIMD") if features.get(k)],
+            "torch": torch.__version__, "numpy": np.__version__}
+
+
+def digests(d: S.Demo) -> dict[str, str]:
+    """sha256 of the demo tier's parquet files and of the trained weights: two machines' summaries show
+    whether the data or the training differed (absent when the stage did not run)."""
+    import hashlib
+
+    out = {}
+    files = sorted(d.good.rglob("*.parquet")) if d.good.is_dir() else []
+    if files:
+        h = hashlib.sha256()
+        for p in files:
+            h.update(p.relative_to(d.good).as_posix().encode() + b"\0" + p.read_bytes())
+        out["demo tier"] = h.hexdigest()
+    if (d.run_dir / "best.pt").is_file():
+        import torch
+
+        state = torch.load(d.run_dir / "best.pt", map_location="cpu", weights_only=True).get("model") or {}
+        h = hashlib.sha256()
+        for k, v in state.items():
+            h.update(k.encode() + b"\0" + v.detach().cpu().contiguous().numpy().tobytes())
+        out["model weights"] = h.hexdigest()
+    return out
