@@ -10,7 +10,7 @@ import threading
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError, ReadTimeoutError
 
-from darkhaloscope.errors import EnvironmentFault, MissingInputError
+from darkhaloscope.errors import EnvironmentFault
 from darkhaloscope.stamps.fs import S3Options, arrow_filesystem, fsspec_filesystem, s3_error_codes, s3_fault
 
 URL = "http://127.0.0.1:40375"  # a port holding "403"
