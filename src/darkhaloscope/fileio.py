@@ -71,3 +71,20 @@ def clean_temps(folder: str | os.PathLike, recursive: bool = False, name: str | 
             with contextlib.suppress(FileNotFoundError):
                 p.unlink()
     return stale
+
+
+def remove_stale(folder: str | os.PathLike, pattern: str, *, keep=(), since: float | None = None) -> list[Path]:
+    """Remove what an earlier run left in the same --out and this run did not write again (PNGs of candidates
+    no longer listed, a figure no longer made): the files of `folder` matching `pattern`, except `keep`, and
+    when `since` (a `time.time()` taken as the command started) is given, only those last written over a
+    second (clock granularity) before it. Returns what was removed."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    kept = {Path(p).resolve() for p in keep}
+    stale = [p for p in folder.glob(pattern) if p.is_file() and not p.is_symlink() and p.resolve() not in kept
+             and (since is None or p.stat().st_mtime < since - 1.0)]
+    for p in stale:
+        with contextlib.suppress(FileNotFoundError):
+            p.unlink()
+    return stale

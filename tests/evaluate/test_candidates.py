@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 from tierfactory import fake_stamp, make_tier
 
 from darkhaloscope.cli import main
@@ -106,3 +107,56 @@ def test_bad_inputs_are_one_line_errors(tmp_path, capsys):
     assert main(["candidates", str(tmp_path / "x.parquet"), "--out", str(tmp_path / "o")]) == 1
     assert capsys.readouterr().err.startswith("error: ")
     assert main(["candidates", str(tmp_path / "x.parquet"), "--top", "0", "--out", str(tmp_path / "o")]) == 2
+
+
+def test_candidates_take_the_test_split_and_a_rerun_leaves_no_stale_png(tmp_path):
+    """Issue #25 4.8: 14 of the top 20 candidates were training rows; by default the page ranks the test split
+    (as dhs evaluate does) and says when --split all brings in train / val rows; a rerun with a shorter list
+    leaves no PNG of the longer one."""
+    tier = make_tier(tmp_path / "tier", rows_per_split=8, files_per_split=1)
+    scores = _scores_for(tier, tmp_path / "s.parquet", evil_id=False)
+    t = pq.read_table(scores)
+    split = [f.split("/")[0].split("=")[1] for f in t["source_file"].to_pylist()]
+    pq.write_table(t.append_column("region_split", pa.array(split)).replace_schema_metadata(t.schema.metadata), scores)
+    out = tmp_path / "cands"
+    assert main(["candidates", str(scores), "--top", "5", "--out", str(out)]) == 0
+    doc = json.loads((out / "candidates.json").read_text())
+    assert {c["region_split"] for c in doc["candidates"]} == {"test"} and len(doc["candidates"]) == 5
+    assert "8 rows of split 'test' (of 24" in (out / "candidates.md").read_text()
+    assert main(["candidates", str(scores), "--top", "3", "--out", str(out), "--split", "all"]) == 0
+    assert sorted(p.name for p in (out / "png").iterdir()) == [f"rank_{k:04d}.png" for k in (1, 2, 3)]
+    assert "3 of them from the train / val split" in (out / "candidates.md").read_text()  # top logits: val rows
+
+
+@pytest.mark.slow  # a browser start is seconds on the 2-core box
+def test_stamps_keep_their_size_beside_long_metadata_in_a_browser(tmp_path):
+    """Issue #25 4.8: the 192-px composites were squeezed to ~50 px by the metadata column. Rendered in headless
+    Chromium (Debian `chromium` + `chromium-driver`, Selenium), every stamp is drawn at its own 192 px."""
+    import shutil
+
+    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    if not (chromium and driver):
+        pytest.skip("headless Chromium not installed: apt-get install -y chromium chromium-driver")
+    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium not installed")
+    from selenium.webdriver.chrome.service import Service
+
+    tier = make_tier(tmp_path / "tier", rows_per_split=4, files_per_split=1)
+    scores = _scores_for(tier, tmp_path / "s.parquet", evil_id=False)
+    t = pq.read_table(scores)
+    long = ["ra=150.1234567;" * 30, "x" * 400] + ["a long note about this stamp " * 12] * (t.num_rows - 2)
+    pq.write_table(t.append_column("note", pa.array(long)).replace_schema_metadata(t.schema.metadata), scores)
+    out = tmp_path / "cands"
+    assert main(["candidates", str(scores), "--top", "6", "--out", str(out)]) == 0
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = chromium
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--window-size=1200,900",
+                 f"--user-data-dir={tmp_path / 'profile'}"):
+        opts.add_argument(flag)
+    d = webdriver.Chrome(service=Service(driver), options=opts)
+    try:
+        d.get((out / "candidates.html").as_uri())
+        sizes = d.execute_script("return Array.from(document.images).map(i => [i.naturalWidth, i.clientWidth]);")
+        d.save_screenshot(str(tmp_path / "candidates.png"))
+    finally:
+        d.quit()
+    assert len(sizes) == 6 and all(n == 192 and w == 192 for n, w in sizes), sizes

@@ -216,3 +216,18 @@ def test_image_statistics_shortcut_is_one_verdict_with_its_numbers(tmp_path):
     assert m["shortcut"]["verdict"] == "shortcut" and ">= 0.85" in m["shortcut"]["reason"]
     assert f"the CNN reaches {img['cnn_auroc']['value']:.3f}" in m["shortcut"]["reason"]
     assert any(w.startswith("SHORTCUT: image statistics alone") for w in m["warnings"])
+
+
+def test_a_rerun_into_the_same_out_leaves_no_stale_figure(tmp_path):
+    """Issue #25 4.8: a known_lenses.png of an earlier run stayed beside a report that has no real lenses."""
+    import os
+
+    scores = write_synthetic_scores(tmp_path / "s.parquet", 2000, seed=1)
+    out = tmp_path / "rep"
+    assert main(["evaluate", str(scores), "--out", str(out), *FAST]) == 0
+    made = sorted(p.name for p in (out / "figures").glob("*.png"))
+    stale = out / "figures" / "known_lenses.png"
+    stale.write_bytes(b"an earlier run's figure")
+    os.utime(stale, (1e9, 1e9))
+    assert main(["evaluate", str(scores), "--out", str(out), *FAST]) == 0
+    assert not stale.exists() and sorted(p.name for p in (out / "figures").glob("*.png")) == made and made

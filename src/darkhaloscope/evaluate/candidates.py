@@ -20,16 +20,18 @@ import pyarrow.parquet as pq
 
 from darkhaloscope.common.report import Figure, Report, Section, Table, fmt_num, write_report
 from darkhaloscope.errors import DataError, MissingInputError, UsageError
-from darkhaloscope.score.scoresfile import read_provenance
-from darkhaloscope.fileio import atomic_path
+from darkhaloscope.fileio import atomic_path, remove_stale
+from darkhaloscope.score.scoresfile import read_provenance, select_split
+from darkhaloscope.stamps.schema import PIXEL_SCALE_ARCSEC, SPLIT_COLUMN, STAMP_SIZE
 
 PNG_UPSCALE = 3  # each 64x64 stamp is drawn as 192x192 px (nearest neighbour)
 SHOWN = ("score", "logit", "label", "row_id", "region_split", "source_file", "source_row")  # always first
 HIDDEN_PREFIXES = ("img_",)  # image statistics `dhs score` adds: not shown
 
 
-def _rank(path: Path) -> tuple[list[dict], str | None]:
-    """Every scored row of the file, best first (dicts of its shown columns), and the data it recorded."""
+def _rank(path: Path, split: str) -> tuple[list[dict], str | None, str]:
+    """Every scored row of `split` (select_split's rule: 'auto' is the test split when the file has one), best
+    first (dicts of its shown columns), the data the file recorded, and which rows those are."""
     if not path.is_file():
         raise MissingInputError(f"{path}: no such scores file; give the parquet file `dhs score --out` wrote, or a folder "
                          "of npz / FITS cutouts")
@@ -42,6 +44,7 @@ def _rank(path: Path) -> tuple[list[dict], str | None]:
         raise DataError(f"{path}: missing column(s) {', '.join(c for c in ('score', 'source_file') if c not in t.column_names)};"
                         " give a scores file written by `dhs score`")
     data = read_provenance(pf.schema_arrow).get("data")
+    t, note, _ = select_split(t, split, path)
     key = "logit" if "logit" in t.column_names else "score"
     value = np.asarray(t[key].to_numpy(zero_copy_only=False), np.float64)
     order = [int(i) for i in np.argsort(-np.where(np.isfinite(value), value, -np.inf), kind="stable")
@@ -49,7 +52,7 @@ def _rank(path: Path) -> tuple[list[dict], str | None]:
     cols = [c for c in SHOWN if c in t.column_names] + \
         [c for c in t.column_names if c not in SHOWN and not c.startswith(HIDDEN_PREFIXES) and c != "decode_error"]
     rows = t.select(cols).take(order).to_pylist() if order else []
-    return rows, data
+    return rows, data, note
 
 
 def _folder_rows(folder: Path) -> list[dict]:
@@ -99,32 +102,39 @@ def _cell(v) -> str:
 
 
 def write_candidates(scores: str | Path, out: str | Path, top: int, *, data: str | None = None, s3=None,
-                     run: dict | None = None) -> dict[str, Path]:
-    """The top-`top` candidates of SCORES (or the first cutouts of a folder) -> OUT/candidates.{html,md,json}
-    and OUT/png/rank_NNNN.png. Returns the written paths."""
+                     run: dict | None = None, split: str = "auto") -> dict[str, Path]:
+    """The top-`top` candidates of SCORES' `split` (auto: the test split when it has one; or the first cutouts
+    of a folder) -> OUT/candidates.{html,md,json} and OUT/png/rank_NNNN.png (those of an earlier, longer
+    list removed). Returns the written paths."""
     if top < 1:
         raise UsageError(f"--top {top}: give a number of candidates >= 1")
     scores, out = Path(scores), Path(out)
     if scores.is_dir():
         rows, data, what = _folder_rows(scores)[:top], str(scores), f"the first {top} cutouts of {scores} (no scores)"
     else:
-        ranked, recorded = _rank(scores)
+        ranked, recorded, note = _rank(scores, split)
         rows, data = ranked[:top], data or recorded
-        what = f"the {min(top, len(ranked)):,} highest-scored of {len(ranked):,} scored stamps in {scores}"
+        what = f"the {min(top, len(ranked)):,} highest-scored of {len(ranked):,} scored stamps in {scores}: {note}"
+        seen = sum(r.get(SPLIT_COLUMN) in ("train", "val") for r in rows)
+        if seen:
+            what += (f"; {seen} of them from the train / val split, which a model trained on ranks high "
+                     "(--split test for held-out rows)")
         if not data:
             raise UsageError(f"{scores} records no data to read the stamps from; give --data TIER_OR_CUTOUT_FOLDER")
     images = _fetch(data, rows, s3) if rows else np.zeros((0, 3, 64, 64), np.float32)
     sec = Section("candidates", "Candidates")
     sec.text(f"{what}; stamps read from {data}. Composites: g/r/z as blue/green/red, asinh stretch of each band's "
-             "S/N over its own sky noise; 64 px = 16.8\".")
+             f"S/N over its own sky noise; {STAMP_SIZE} px = {STAMP_SIZE * PIXEL_SCALE_ARCSEC:.1f}\".")
     first = [c for c in SHOWN if rows and c in rows[0]]
     header = ["rank", "stamp", *first, "metadata"]
-    table = []
+    table, pngs = [], []
     for k, (row, img) in enumerate(zip(rows, images), 1):
         png = write_png(img, out / "png" / f"rank_{k:04d}.png")
+        pngs.append(png)
         meta = "; ".join(f"{c} {_cell(v)}" for c, v in row.items() if c not in first)
         table.append([str(k), Figure(png, f"rank {k}")] + [_cell(row[c]) for c in first] + [meta])
     sec.blocks.append(Table(header, table))
+    remove_stale(out / "png", "rank_*.png", keep=pngs)  # a rerun with a shorter list into the same --out
     doc = {"scores": str(scores), "data": data, "top": top,
            "candidates": [{"rank": k, "png": f"png/rank_{k:04d}.png", **row} for k, row in enumerate(rows, 1)]}
     rep = Report(f"Candidates: {scores.name}", headline=[what], sections=[sec], data=doc, run=run or {})

@@ -41,7 +41,7 @@ def run_candidates(args) -> int:
     from darkhaloscope.evaluate.candidates import write_candidates
 
     paths = write_candidates(args.scores, args.out, args.top, data=args.data, s3=s3_options_from_args(args),
-                             run=run_info(getattr(args, "argv", None)))
+                             run=run_info(getattr(args, "argv", None)), split=args.split)
     print(f"wrote {paths['html']} ({args.top} candidates at most), {paths['md']}, {paths['json']}")
     return 0
 
@@ -96,5 +96,7 @@ def register(sub, bench_sub) -> None:
     c.add_argument("--top", type=int, default=50, help="candidates to show (default 50)")
     c.add_argument("--out", required=True, help="folder to write candidates.html / .md / .json and png/ into")
     c.add_argument("--data", default=None, help="the scored tier or cutout folder (default: as recorded in SCORES)")
+    c.add_argument("--split", default="auto", help="rows of this region_split (default auto: test when SCORES has "
+                   "one, as dhs evaluate; all: every row)")
     add_s3_arguments(c)
     c.set_defaults(func=run_candidates)

@@ -10,6 +10,7 @@ from typing import Callable
 
 from darkhaloscope.evaluate.config import EvaluateConfig
 from darkhaloscope.evaluate.report import Evaluation
+from darkhaloscope.fileio import remove_stale
 
 
 def evaluate_scores(scores_path: str | Path, out: str | Path, cfg: EvaluateConfig, *, data: str | None = None,
@@ -25,6 +26,7 @@ def evaluate_scores(scores_path: str | Path, out: str | Path, cfg: EvaluateConfi
     from darkhaloscope.score.scoresfile import read_scores
 
     say = log or (lambda m: None)
+    started = time.time()
     if known_lenses:
         from darkhaloscope.evaluate.knownlenses_report import check_known_input
 
@@ -48,4 +50,6 @@ def evaluate_scores(scores_path: str | Path, out: str | Path, cfg: EvaluateConfi
         from darkhaloscope.evaluate.mining_report import before_after_section
 
         before_after_section(before_mining, scores, cfg, ev)
-    return ev, write_report(ev, out, run or {})
+    paths = write_report(ev, out, run or {})
+    remove_stale(out / "figures", "*.png", since=started)  # a rerun into the same --out: figures it no longer makes
+    return ev, paths

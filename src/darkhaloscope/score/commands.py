@@ -24,9 +24,31 @@ def run_score(args) -> int:
         return 0
     if s.note:
         print(f"note: {printable(s.note)}", file=sys.stderr)  # names files of the data: no ESC
+    if args.split is None:
+        _say_splits(s.out)
     print(f"scored {s.rows:,} stamps{who} ({s.failed:,} failed to decode, score left empty) in {s.seconds:.1f} s "
           f"= {s.stamps_per_s:,.0f} stamps/s -> {s.out}")
     return 0
+
+
+def _say_splits(path) -> None:
+    """One note when every split of a tier was scored: rows a model trained on rank high among candidates."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from darkhaloscope.stamps.schema import SPLIT_COLUMN
+
+    if SPLIT_COLUMN not in pq.read_schema(path).names:
+        return
+    counts = {v["values"]: v["counts"] for v in pc.value_counts(pq.read_table(path, columns=[SPLIT_COLUMN])[
+        SPLIT_COLUMN]).to_pylist() if v["values"] is not None}
+    if len(counts) > 1:
+        from darkhaloscope.common.report.render import printable
+
+        rows = printable(", ".join(f"{k} {n:,}" for k, n in sorted(counts.items())))  # split names are data
+        print(f"note: scored every split ({rows} rows); the "
+              "train and val rows are ones a model trained on: dhs evaluate and dhs candidates take the test split "
+              "unless --split all (or score with --split test)", file=sys.stderr)
 
 
 def run_bench_score(args) -> int:
@@ -58,7 +80,8 @@ def register(sub, bench_sub) -> None:
                    help="committee: average the members' logits (default) or their rank fractions")
     p.add_argument("--data", required=True, help="tier (folder, file or s3:// prefix) or folder of npz/FITS cutouts")
     p.add_argument("--out", required=True, help="scores parquet file to write")
-    p.add_argument("--split", default=None, help="score only this region_split (default: every row)")
+    p.add_argument("--split", default=None, help="score only this region_split (default: every row; a note says "
+                   "when that includes training rows)")
     p.add_argument("--shard", default=None, metavar="K/N", help="score only shard K of N (many machines)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_config_arguments(p, ScoreConfig, "score")

@@ -129,7 +129,7 @@ def read_scores(path: str | Path, split: str = "auto", score: str = "auto") -> S
                         "a scores file needs `score` (probability) and `label` (1 lens, 0 control): write it with "
                         "`dhs score`")
     info = read_provenance(pf.schema_arrow)
-    table, note, kept = _select_split(table, split, path)
+    table, note, kept = select_split(table, split, path)
     labelled = pc.is_valid(table[LABEL_COLUMN])
     n_unlabelled = table.num_rows - pc.sum(labelled.cast(pa.int64())).as_py() if table.num_rows else 0
     if n_unlabelled:
@@ -190,7 +190,9 @@ def _float(table: pa.Table, name: str) -> np.ndarray:
     return col.cast(pa.float64()).fill_null(np.nan).to_numpy(zero_copy_only=False)
 
 
-def _select_split(table: pa.Table, split: str, path: Path) -> tuple[pa.Table, str, tuple[str, ...]]:
+def select_split(table: pa.Table, split: str, path: Path) -> tuple[pa.Table, str, tuple[str, ...]]:
+    """The rows of `split` ('auto': test when the file has one, else all; 'all'), a note saying which rows of
+    how many, and the splits kept. `dhs evaluate` and `dhs candidates` choose by this one rule."""
     if SPLIT_COLUMN not in table.column_names:
         if split not in ("auto", "all"):
             raise UsageError(f"{path}: no `{SPLIT_COLUMN}` column, cannot select split {split!r}; use --split=all")

@@ -205,7 +205,8 @@ def _html_figure(f: Figure, root: Path) -> str:
 
 STYLE = ("body{font-family:sans-serif;max-width:1100px;margin:auto;padding:1em;color:#222}"
          "table{border-collapse:collapse;margin:.5em 0;font-size:90%}td,th{border:1px solid #bbb;padding:2px 6px;"
-         "vertical-align:top}th{background:#eee}img{max-width:100%}figure{margin:1em 0;display:inline-block}"
+         "vertical-align:top}td:last-child{overflow-wrap:anywhere}th{background:#eee}img{max-width:100%}"
+         "td img{max-width:none}figure{margin:1em 0;display:inline-block}"
          "figcaption{color:#555;font-size:90%}code{background:#f4f4f4}.sev-error{color:#b00;font-weight:bold}"
          ".sev-warning{color:#a60}.sev-info,.time{color:#777}caption{text-align:left;font-style:italic}")
 
