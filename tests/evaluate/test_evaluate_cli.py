@@ -231,3 +231,23 @@ def test_a_rerun_into_the_same_out_leaves_no_stale_figure(tmp_path):
     os.utime(stale, (1e9, 1e9))
     assert main(["evaluate", str(scores), "--out", str(out), *FAST]) == 0
     assert not stale.exists() and sorted(p.name for p in (out / "figures").glob("*.png")) == made and made
+
+
+@pytest.mark.parametrize("rows,expect", [(300, "shown at the threshold passing 0.01 of the controls"),
+                                         pytest.param(60, "too few controls (", marks=pytest.mark.slow)])
+def test_selection_names_its_operating_point_and_stratified_fpr_is_never_empty(tmp_path, rows, expect):
+    """Issue #25 4.6: at the point above every control the selection function's 'detected' did not say which
+    threshold it was, and the stratified FPR was 8 empty panels 'from 0 to 0'."""
+    scores = write_synthetic_scores(tmp_path / "s.parquet", rows, seed=2, separation=12.0)
+    out = tmp_path / "rep"
+    assert main(["evaluate", str(scores), "--out", str(out), *FAST, "--set", "baselines=false"]) == 0
+    md = (out / "report.md").read_text()
+    m = json.loads((out / "metrics.json").read_text())
+    assert "the point above every control" in m["operating_point"]["rule"]
+    assert "Detected means score >= " in md and "the point above every control" in md.split("## Selection")[1]
+    assert expect in md and not re.search(r"from 0 to 0 across", md)
+    if rows == 300:
+        assert m["stratified_fpr"] and all(sum(b["k"] for b in v) > 0 for v in m["stratified_fpr"].values())
+        assert (out / "figures" / "stratified_fpr.png").is_file()
+    else:
+        assert m["stratified_fpr"] == {} and not (out / "figures" / "stratified_fpr.png").exists()

@@ -203,16 +203,20 @@ def calibration_section(s: Scores, r: Ranked, thr: float, cfg: EvaluateConfig, f
 def selection_section(s: Scores, r: Ranked, thr: float, cfg: EvaluateConfig, fig_dir: Path, ev: Evaluation) -> None:
     hit = r.values >= thr
     thr_p = r.to_prob(thr)
+    rule = ev.metrics["operating_point"]["rule"]
+    at = f"{s.score_column} >= {_fmt(thr_p, 3)} ({rule})"
     curves = selection.completeness_curves(s.columns, s.labels, hit, cfg.selection_bins)
     cmap = selection.completeness_map(s.columns, s.labels, hit, cfg.map_bins)
-    host_cols = [c for c in s.allowed_metadata()]
-    strat = selection.stratified_fpr(s.columns, host_cols, s.labels, hit)
     ev.metrics["selection_function"] = {c.variable: c.rows() for c in curves}
-    ev.metrics["stratified_fpr"] = {c.variable: c.rows() for c in strat}
     sec = ev.add_section("selection", "Selection function")
+    pos = s.labels == 1
+    found = int(hit[pos].sum())
+    sec.text(f"Detected means {at}, the report's operating point: {found:,} of {int(pos.sum()):,} injections "
+             f"(completeness {_fmt(found / max(int(pos.sum()), 1), 3)}). Recall at looser thresholds is in the "
+             "ranking and threshold tables above.")
     if curves:
         sec.figure(plots.binned_rates(curves, thr_p, "completeness", "Selection function", fig_dir / "selection.png"),
-                   "Completeness versus injection and observing properties")
+                   f"Completeness versus injection and observing properties, detected: {at}")
         for c in curves:
             sec.table(["bin", "injections", "detected", "completeness", "95% CI"],
                       [[x["bin"], fmt_num(x["n"]), fmt_num(x["k"]), _fmt(x["rate"], 3), f"[{x['lo']:.3f}, {x['hi']:.3f}]"]
@@ -224,12 +228,41 @@ def selection_section(s: Scores, r: Ranked, thr: float, cfg: EvaluateConfig, fig
         sec.figure(plots.completeness_map(
             cmap, (selection.SELECTION_VARIABLES[cmap.x], selection.SELECTION_VARIABLES[cmap.y]), thr_p,
             fig_dir / "completeness_map.png"), "Completeness map")
+    stratified_fpr_section(s, r, thr, cfg, fig_dir, ev, sec)
+
+
+def stratified_fpr_section(s: Scores, r: Ranked, thr: float, cfg: EvaluateConfig, fig_dir: Path, ev: Evaluation,
+                           sec) -> None:
+    """FPR of controls per host / observing bin, at the operating point when controls pass it, else at the
+    loosest FPR target (a point with no false positive has an FPR of 0 in every bin: nothing to show)."""
+    neg = s.labels == 0
+    where = f"the operating point ({ev.metrics['operating_point']['rule']})"
+    if neg.any() and not (r.values[neg] >= thr).any():
+        loose = M.tpr_at_fpr(r.groups, fpr=max(cfg.fpr_targets)) if cfg.fpr_targets else None
+        if loose is None or loose.threshold is None or not np.isfinite(loose.threshold) or not loose.resolvable:
+            sec.text(f"Stratified FPR: no control scores at or above {where}, so its false-positive rate is 0 in "
+                     f"every host / observing bin; too few controls ({int(neg.sum()):,}) for a looser point.")
+            ev.metrics["stratified_fpr"] = {}
+            return
+        thr, where = loose.threshold, f"the threshold passing {max(cfg.fpr_targets):g} of the controls"
+        sec.text(f"Stratified FPR: no control scores at or above the operating point, so it is shown at {where} "
+                 f"({s.score_column} >= {_fmt(r.to_prob(thr), 3)}).")
+    strat = selection.stratified_fpr(s.columns, list(s.allowed_metadata()), s.labels, r.values >= thr)
+    flat = [c for c in strat if not np.nansum(c.k)]
+    strat = [c for c in strat if np.nansum(c.k)]
+    ev.metrics["stratified_fpr"] = {c.variable: c.rows() for c in strat}
+    ev.metrics["stratified_fpr_at"] = {"where": where, "score": r.to_prob(thr)}
     if strat:
-        sec.figure(plots.binned_rates(strat, thr_p, "false-positive rate", "Stratified FPR", fig_dir / "stratified_fpr.png"),
-                   "False-positive rate of controls versus host / observing properties")
+        sec.figure(plots.binned_rates(strat, r.to_prob(thr), "false-positive rate", "Stratified FPR",
+                                      fig_dir / "stratified_fpr.png"),
+                   f"False-positive rate of controls versus host / observing properties, at {where}")
         worst = max(strat, key=lambda c: np.nanmax(c.rate) - np.nanmin(c.rate))
-        sec.text(f"Stratified FPR: largest spread versus {worst.label}: from {_fmt(float(np.nanmin(worst.rate)), 3)} "
-                 f"to {_fmt(float(np.nanmax(worst.rate)), 3)} across bins.")
+        lo, hi = float(np.nanmin(worst.rate)), float(np.nanmax(worst.rate))
+        if hi > lo:
+            sec.text(f"Stratified FPR: largest spread versus {worst.label}: from {_fmt(lo, 3)} to {_fmt(hi, 3)} "
+                     "across bins.")
+    if flat:
+        sec.text(f"No false positive in any bin of {', '.join(c.label for c in flat)}.")
 
 
 def baseline_section(s: Scores, cfg: EvaluateConfig, ev: Evaluation) -> None:
