@@ -13,6 +13,7 @@ import numpy as np
 
 from darkhaloscope.fileio import atomic_path
 from darkhaloscope.stamps.display import lupton_rgb, stamp_noise
+from darkhaloscope.stamps.schema import PIXEL_SCALE_ARCSEC, STAMP_SIZE
 
 LENS_COLOUR, CONTROL_COLOUR = "tab:orange", "tab:blue"
 
@@ -190,15 +191,35 @@ def completeness_map(cmap, labels: tuple[str, str], threshold: float, path: Path
 OCCLUSION_LEGEND = "red = the score falls when that region is covered (the model relies on it), blue = it rises"
 
 
+CAPTION_PT = 8  # stamp captions of the galleries (6 pt was unreadable in report.html)
+TITLE_PT = 10  # gallery titles, wrapped to the figure's width (a long one was clipped at both ends)
+PANEL_IN = 2.4  # inches per gallery panel (a caption line of ~40 characters at CAPTION_PT fits)
+
+
 def gallery(images: np.ndarray, captions: list[str], title: str, path: Path, overlays=None, cols: int = 6) -> Path:
+    """`gallery_figure` written to `path`."""
+    return _save(gallery_figure(images, captions, title, overlays, cols), path)
+
+
+def gallery_figure(images: np.ndarray, captions: list[str], title: str, overlays=None, cols: int = 6):
     """g/r/z composites with a caption each (shown verbatim: '$' in data never starts mathtext); optional (N, H, W)
-    overlay maps (e.g. occlusion) drawn beside."""
+    overlay maps (e.g. occlusion) drawn beside. Title and captions are wrapped to fit the figure."""
+    import textwrap
+
     n = len(images)
     per = 2 if overlays is not None else 1
     vmax = float(np.max(np.abs(overlays))) or 1e-6 if overlays is not None else 0.0  # one scale for the gallery
     cols = min(cols, n) or 1
     rows = int(np.ceil(n / cols)) or 1
-    fig = _figure(2.0 * cols * per, 2.3 * rows)
+    width = max(PANEL_IN * cols * per, 4.8)
+    chars = int(PANEL_IN * 72 / (0.55 * CAPTION_PT))  # a caption line's characters per panel (0.55 em per char)
+    wrapped = ["\n".join(textwrap.fill(line, chars) for line in c.split("\n")) for c in captions]
+    lines = max((c.count("\n") + 1 for c in wrapped), default=1)
+    note = "" if overlays is None else f"; occlusion maps: {OCCLUSION_LEGEND}, scale ±{vmax:.2g}"
+    head = textwrap.fill(f"{title} (g/r/z composite, {STAMP_SIZE} px = {STAMP_SIZE * PIXEL_SCALE_ARCSEC:.1f}\""
+                         f"{note})", int(width * 72 / (0.55 * TITLE_PT)) - 4)
+    row_in = PANEL_IN + (lines * CAPTION_PT * 1.5 + 12) / 72  # the stamp, its caption lines and the padding
+    fig = _figure(width, row_in * rows + ((head.count("\n") + 1) * TITLE_PT * 1.5 + 12) / 72)
     axes = np.atleast_1d(fig.subplots(rows, cols * per, squeeze=False)).ravel()
     for ax in axes:
         ax.set_axis_off()
@@ -206,14 +227,13 @@ def gallery(images: np.ndarray, captions: list[str], title: str, path: Path, ove
         r, c = divmod(i, cols)
         ax = axes[r * cols * per + c * per]
         ax.imshow(lupton_rgb(images[i], stamp_noise(images[i])), origin="lower")
-        ax.set_title(captions[i], fontsize=6, parse_math=False)  # captions hold data strings: never mathtext
+        ax.set_title(wrapped[i], fontsize=CAPTION_PT, parse_math=False)  # captions hold data strings: never mathtext
         if overlays is not None:
             ax2 = axes[r * cols * per + c * per + 1]
             ax2.imshow(overlays[i], origin="lower", cmap="RdBu_r", vmin=-vmax, vmax=vmax)
-            ax2.set_title("probability drop when occluded", fontsize=6)
-    note = "" if overlays is None else f"; occlusion maps: {OCCLUSION_LEGEND}, scale ±{vmax:.2g}"
-    fig.suptitle(title + " (g/r/z composite, 64 px = 16.8\"" + note + ")")
-    return _save(fig, path)
+            ax2.set_title("probability drop\nwhen occluded", fontsize=CAPTION_PT)
+    fig.suptitle(head, fontsize=TITLE_PT, parse_math=False)
+    return fig
 
 
 def bar_scores(names: list[str], values: list[float], lo: list[float], hi: list[float], title: str, ylabel: str,
