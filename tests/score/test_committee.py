@@ -133,6 +133,7 @@ def _committee_file(path, n=4000, seed=0):
     pq.write_table(pa.table(cols).replace_schema_metadata({"darkhaloscope.scores": json.dumps(info)}), path)
 
 
+@pytest.mark.slow  # a whole dhs evaluate: ~3 s (fast tier < 2 min, issue #25 4.13; runs in CI's full run)
 def test_evaluate_reports_the_committee_against_its_members(tmp_path):
     _committee_file(tmp_path / "s.parquet")
     assert main(["evaluate", str(tmp_path / "s.parquet"), "--out", str(tmp_path / "rep"), "--no-data",

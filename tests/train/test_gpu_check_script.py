@@ -14,6 +14,7 @@ def test_gpu_check_is_valid_bash():
     assert subprocess.run(["bash", "-n", str(SCRIPT)], capture_output=True).returncode == 0
 
 
+@pytest.mark.slow  # a dhs subprocess: ~2.5 s (fast tier < 2 min, issue #25 4.13; runs in CI's full run)
 @pytest.mark.skipif(shutil.which("dhs") is None, reason="the dhs entry point is not installed")
 def test_gpu_check_refuses_cpu_without_the_flag(tmp_path):
     import torch

@@ -47,7 +47,7 @@ def test_train_cli_reaches_high_auroc_and_writes_run_folder(train_tier, tmp_path
     assert summary["best"]["step"] == best_row["step"] and summary["shard_check"]["overlap"] == 0
 
 
-@pytest.mark.parametrize("coords, pooling", [("none", "avg"), ("r", "radial")])
+@pytest.mark.parametrize("coords, pooling", [("none", "avg"), pytest.param("r", "radial", marks=pytest.mark.slow)])
 def test_best_checkpoint_scores_like_training_validation(train_tier, tmp_path, coords, pooling):
     """Inference rebuilds the trained model (position planes and pooling included) and scores val as training did."""
     cfg = load_config(TrainConfig, None, [f"--data={train_tier}", *FAST, "--epochs=2", f"--coords={coords}",
@@ -105,6 +105,7 @@ class _noop:
         return False
 
 
+@pytest.mark.slow  # bf16 emulated on CPU: ~5 s (fast tier < 2 min, issue #25 4.13; runs in CI's full run)
 def test_mid_epoch_validation_bf16_channels_last(train_tier, tmp_path):
     """val_every_steps adds validations inside the epoch; bf16 autocast + channels_last run on CPU too."""
     run = tmp_path / "run"
