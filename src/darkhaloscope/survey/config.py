@@ -70,7 +70,7 @@ class CutoutConfig:
     layer: str = "ls-dr10"  # survey layer of the cutout service
     bands: str = "grz"  # bands requested, in stamp order
     size: int = 64  # cutout side, pixels
-    pixscale: float = PIXEL_SCALE_ARCSEC  # arcsec / pixel (native DECam / Legacy Surveys: 0.262)
+    pixscale: float = PIXEL_SCALE_ARCSEC  # arcsec / pixel (native DECam / Legacy Surveys)
     concurrency: int = 8  # requests in flight
     # requests per second, all threads together; None: remote_rate_limit_per_s for a remote service and no limit
     # on a loopback one (127.0.0.1 / localhost: the offline stand-in, fakeservice.py); 0: no limit
