@@ -80,9 +80,10 @@ def test_evaluate_report_has_the_confuser_section(tmp_path):
     assert metrics["confusers"]["kinds"]["disk"]["fpr"]["0.05"]["rate"] == 0.0
 
 
-@pytest.mark.parametrize("weights, said", [(None, None), ([1.0], None), ([3.0], "trained with confuser_weight 3"),
+@pytest.mark.parametrize("weights, said", [(None, None), pytest.param([1.0], None, marks=pytest.mark.slow),
+                                           ([3.0], "trained with confuser_weight 3"),
                                            ([1.0, 3.0], "members trained with confuser_weight 1, 3"),
-                                           ("x3", None)])
+                                           pytest.param("x3", None, marks=pytest.mark.slow)])  # slow: ~1.3 s each
 def test_report_says_when_look_alikes_were_weighted_in_training(tmp_path, weights, said):
     from darkhaloscope.score.scoresfile import METADATA_KEY
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from darkhaloscope.cli import main
 from darkhaloscope.stamps.display import lupton_rgb
 
 
+@pytest.mark.slow  # renders a preview sheet: ~2.6 s (fast tier < 2 min, issue #25 4.13; runs in CI's full run)
 def test_preview_png_with_progress_bar(tmp_path, capsys):
     png = tmp_path / "grid.png"
     rc = main(["simulate", "--out", str(tmp_path), "--tier", "p", "--rows", "12", "--seed", "1", "--workers", "1",
