@@ -127,7 +127,10 @@ def build_catalog(out: str, positives: Sequence[str] = (LENSCAT,), negatives: Se
                             "give catalogs covering the positives, or --positives-anywhere")
         pos, pos_pix = pos.select(inside), pos_pix[inside]
     pos_split = split_of_pixels(pos_pix, seed, fractions)
-    _refuse_split_without_positives(pos_split, pos_pix, seed, fractions, cfg.nside)
+    empty = _split_without_positives(pos_split, pos_pix, seed, fractions, cfg.nside)
+    if empty:  # said before the slow second pass (Ctrl-C and rerun), and kept in the manifest's notes
+        log(f"warning: {empty}")
+        notes.add(empty)
 
     quotas, shortfall = _quotas(file_counts, pos_split, cfg)
     my_files = [i for i in range(len(files)) if i % n_shard == k_shard]
@@ -178,20 +181,22 @@ def manifest_path(out: str | Path) -> Path:
     return p.with_name(p.name[: -len(".parquet")] + ".manifest.json")
 
 
-def _refuse_split_without_positives(pos_split: np.ndarray, pos_pix: np.ndarray, seed: int, fractions: dict,
-                                    nside: int) -> None:
-    """DataError, before the slow second pass, when a split of `fractions` gets no positive: its lenses would
-    be missing from validation or test, `dhs cutouts` would fetch for minutes, and the audit says NO-GO."""
+def _split_without_positives(pos_split: np.ndarray, pos_pix: np.ndarray, seed: int, fractions: dict,
+                             nside: int) -> str | None:
+    """What to say when a split of `fractions` gets no positive (None when every split has one): a list
+    meant for training and evaluation cannot be trained on (no val lenses) or judged (no test lenses), and
+    `dhs cutouts` would fetch for minutes before the audit said NO-GO. A seed that fills every split is named."""
     have = {s: int((pos_split == s).sum()) for s in fractions}
     empty = [s for s, n in have.items() if n == 0]
     if not empty:
-        return
+        return None
     alt = seed_filling_splits(pos_pix, seed, fractions)
     fix = f"use --seed {alt} (it puts positives in every split), " if alt is not None else ""
     counts = ", ".join(f"{s} {n}" for s, n in have.items())
-    raise DataError(f"split {' and '.join(empty)} gets no positives: the {len(pos_pix)} positives lie in "
-                    f"{len(np.unique(pos_pix))} HEALPix pixel(s) (nside {nside}) and seed {seed} gives {counts}; "
-                    f"{fix}name fewer splits (--splits train=0.8,test=0.2), or give more positives")
+    return (f"split {' and '.join(empty)} gets no positives: the {len(pos_pix)} positives lie in "
+            f"{len(np.unique(pos_pix))} HEALPix pixel(s) (nside {nside}) and seed {seed} gives {counts}, so it "
+            f"cannot train (no val lenses) or be judged (no test lenses); {fix}name fewer splits "
+            "(--splits train=0.8,test=0.2), or give more positives")
 
 
 def _quotas(file_counts: list[dict], pos_split: np.ndarray, cfg: CatalogConfig):
