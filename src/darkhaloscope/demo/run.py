@@ -1,6 +1,7 @@
 """`run_demo`: the stages of `dhs demo` in order, each printed with its result and time; then one row per stage,
-the headline figures and the files to open (`stages.headline`, `stages.to_open`), and DIR/demo_summary.json. Exit 0 when every stage is as expected (test AUROC at least the size's bound in
-`stages.SIZES`: 0.75 for the full demo, 0.95 for --quick), else 1.
+the headline figures and the files to open (`stages.headline`, `stages.to_open`), and DIR/demo_summary.json
+(with the machine and digests: what varies between machines). Exit 0 when every stage is as expected (test
+AUROC at least the size's bound in `stages.SIZES`: 0.75 for the full demo, 0.95 for --quick), else 1.
 
     dhs demo --out demo_out            # 12,000 simulated stamps, polar_fourier, 8 epochs (times: docs/index.md)
     dhs demo --out demo_out --quick    # 600 stamps with bright arcs, 3 epochs (a smoke test)
