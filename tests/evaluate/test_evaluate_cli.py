@@ -219,6 +219,7 @@ def test_image_statistics_shortcut_is_one_verdict_with_its_numbers(tmp_path):
     assert any(w.startswith("SHORTCUT: image statistics alone") for w in m["warnings"])
 
 
+@pytest.mark.slow  # two whole dhs evaluate runs: 6.4 s at load 1.3 (fast tier < 2 min; runs in CI's full run)
 def test_a_rerun_into_the_same_out_leaves_no_stale_figure(tmp_path):
     """Issue #25 4.8: a known_lenses.png of an earlier run stayed beside a report that has no real lenses."""
     import os
