@@ -34,9 +34,10 @@ class ReviewConfig:
     overfit_steps: int = 300  # at most this many steps on one batch ...
     overfit_lr: float = 3e-3  # ... with AdamW at this learning rate (no augmentation) ...
     overfit_max_loss: float = 0.05  # ... must bring its BCE below this (nats)
-    shuffled_steps: int = 100  # steps trained on labels shuffled within each batch ...
+    shuffled_steps: int = 100  # steps trained on labels permuted across the batches read ...
     shuffled_val_rows: int = 1024  # ... then on at most this many val rows its BCE against the true labels ...
     shuffled_bce_margin: float = 0.03  # ... must stay >= ln 2 - this (nats): it has nothing to be confident
+    max_batch_dispersion: float = 4.0  # variance of the batches' injection shares / binomial's (random ~1, sorted ~n)
     # about (measured here: 0.686-0.745 after 100 steps; the same steps on true labels: 0.40-0.60)
     # --- throughput
     planned_rows: int = 0  # rows per epoch of the planned run (0: the train split of DATA); e.g. 10000000
@@ -63,6 +64,8 @@ class ReviewConfig:
                 raise UsageError(f"review setting {name}={getattr(self, name)} must be >= 1")
         if self.checkpoint_steps < 4:
             raise UsageError(f"checkpoint_steps={self.checkpoint_steps} must be >= 4 (the kill lands mid-epoch)")
+        if not self.max_batch_dispersion > 1:
+            raise UsageError(f"max_batch_dispersion={self.max_batch_dispersion} must be > 1 (random batches scatter ~1x)")
         if not 0 < self.gpu_mfu <= 1:
             raise UsageError(f"gpu_mfu={self.gpu_mfu} is a fraction of peak in (0, 1]")
         if self.planned_rows < 0 or self.bench_batch_size < 0:
