@@ -222,7 +222,13 @@ def test_demo_ends_with_headline_figures_and_the_paths_to_open(tmp_path):
         d.results["real_lenses"] = "Real lenses: 4 of 6 found at the threshold passing 1% of plain controls"
         return long, True
 
-    stages = [("train (cpu-demo preset)", train, False), ("evaluate test split", evaluate, False)]
+    def at_depth(d):  # the PS1 stage keeps its numbers beside evaluate's line, never in its place
+        d.results["real_lenses_at_depth"] = {"n": 144}
+        d.results["real_lenses_at_depth_line"] = "144 real lenses of ps1_sled_lenses: 9/144 at noise-matched FPR 0.01"
+        return long, True
+
+    stages = [("train (cpu-demo preset)", train, False), ("evaluate test split", evaluate, False),
+              ("real lenses at their own depth", at_depth, False)]
     buf = io.StringIO()
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(R, "STAGES", stages)
@@ -231,7 +237,7 @@ def test_demo_ends_with_headline_figures_and_the_paths_to_open(tmp_path):
     assert long not in closing and len(closing.splitlines()) < 26, closing  # 13 stages: ~35 lines, not ~90
     assert "best val AUROC 0.9384 at epoch 6 of 0-7" in closing
     assert "test AUROC 0.9661 (95% CI 0.9510-0.9780) on 1,800 stamps" in closing
-    assert "Real lenses: 4 of 6 found" in closing
+    assert "Real lenses: 4 of 6 found" in closing and "9/144 at noise-matched FPR 0.01" in closing
     assert str(tmp_path / "d" / "report" / "report.html") in closing and str(tmp_path / "d" / "run" / "best.pt") in closing
     assert "review.html" not in closing  # not written here: only files that exist are offered
 

@@ -274,7 +274,7 @@ def real_lenses(d: Demo) -> tuple[str, bool]:
                              out_dir=d.out / "scores" / "real_lenses", log=lambda m: d.say(f"  {m}"))
     if m is None or m.noise is None:
         return f"{folder}: not measured ({'no lens scored' if m is None else m.noise_note})", False
-    d.results["real_lenses"] = m.as_dict()
+    d.results["real_lenses_at_depth"] = m.as_dict()  # "real_lenses" is evaluate's headline line (a string)
     cells = ", ".join(f"{c.found}/{c.n} ({c.recall:.0%}, 95% CI {c.lo:.0%}-{c.hi:.0%}) at noise-matched FPR {k}"
                       for k, c in m.noise_recall["all"].items() if c.resolvable)
     plain = m.recall["all"]["0.01"]
@@ -286,6 +286,7 @@ def real_lenses(d: Demo) -> tuple[str, bool]:
     if dr10.get("n"):
         c10 = [f"{v['found']}/{v['n']} at noise-matched FPR {k}" for k, v in nm10.items() if v.get("resolvable")]
         line += f"; DR10 candidates: {', '.join(c10) or 'see the report'}"
+    d.results["real_lenses_at_depth_line"] = line
     return line, True
 
 
@@ -324,8 +325,9 @@ def headline(d: Demo) -> list[str]:
     m = d.results.get("metrics")
     if m:
         lines.append(_auroc_line(m) + _confuser_line(m))
-    if d.results.get("real_lenses"):
-        lines.append(d.results["real_lenses"])
+    for key in ("real_lenses", "real_lenses_at_depth_line"):  # DR10 candidates (evaluate), PS1 lenses at their depth
+        if d.results.get(key):
+            lines.append(d.results[key])
     rv = d.results.get("review")
     if rv is not None:
         lines.append(f"review: {rv.verdict}" + (f" ({len(rv.blocking)} blocking reason(s))" if rv.blocking else ""))
