@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from darkhaloscope.errors import DataError, MissingInputError, UsageError
+from darkhaloscope.errors import DataError, UsageError
 from darkhaloscope.score.scoresfile import (IMAGE_STAT_PREFIX, LOGIT_COLUMN, ROW_ID_COLUMN, SCORE_COLUMN,
-                                            SOURCE_FILE_COLUMN, SOURCE_ROW_COLUMN, read_provenance)
+                                            SOURCE_FILE_COLUMN, SOURCE_ROW_COLUMN, read_scores_table)
 from darkhaloscope.stamps.schema import SPLIT_COLUMN
 
 NOT_METADATA = {SCORE_COLUMN, ROW_ID_COLUMN, SOURCE_FILE_COLUMN, SOURCE_ROW_COLUMN, SPLIT_COLUMN,
@@ -32,19 +32,11 @@ def read_candidates(path: str | Path, *, top: int | None = None, data: str | Non
     `data` replaces the data folder the file recorded (it moved)."""
     import pyarrow as pa
     import pyarrow.compute as pc
-    import pyarrow.parquet as pq
 
     path = Path(path)
     if top is not None and int(top) < 1:
         raise UsageError(f"--top {top}: give a positive number of candidates")
-    if not path.is_file():
-        raise MissingInputError(f"{path}: scores file not found; make one with `dhs score --checkpoint CKPT "
-                                f"--data DATA --out {path.name}`")
-    try:
-        pf = pq.ParquetFile(path)
-        table = pf.read()
-    except (OSError, pa.ArrowInvalid) as e:
-        raise DataError(f"{path}: not a readable parquet file ({str(e).splitlines()[0]}); re-run `dhs score`") from None
+    table, prov = read_scores_table(path)
     need = [c for c in (SCORE_COLUMN, ROW_ID_COLUMN, SOURCE_FILE_COLUMN, SOURCE_ROW_COLUMN) if c not in table.column_names]
     if need:
         raise DataError(f"{path}: no {', '.join(need)} column(s): grading needs an id per row and where its stamp "
@@ -60,7 +52,6 @@ def read_candidates(path: str | Path, *, top: int | None = None, data: str | Non
         first = _first_duplicate(ids.to_pylist())
         raise DataError(f"{path}: duplicate {ROW_ID_COLUMN} {json.dumps(first)} ({len(dup)} id(s) repeated); "
                         "candidate ids must be unique: score each stamp once (or give the stamps a stamp_id)")
-    prov = read_provenance(pf.schema_arrow)
     data = data if data is not None else prov.get("data")
     key = LOGIT_COLUMN if LOGIT_COLUMN in table.column_names else SCORE_COLUMN
     value = table[key].cast(pa.float64()).fill_null(np.nan).to_numpy(zero_copy_only=False)

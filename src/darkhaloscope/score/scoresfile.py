@@ -110,25 +110,30 @@ def read_provenance(schema: pa.Schema) -> dict:
     return json.loads(meta) if meta else {}
 
 
-def read_scores(path: str | Path, split: str = "auto", score: str = "auto") -> Scores:
-    """Read a scores parquet file; keep rows of `split` ('auto': test when present, else all; 'all').
-    `score`: the probability to threshold: raw (`score`), calibrated (`score_calibrated`, with
-    `logit_calibrated` to rank on) or auto (calibrated when the file has it)."""
-    path = Path(path)
+def read_scores_table(path: Path) -> tuple[pa.Table, dict]:
+    """The whole scores file at `path` and its provenance; one error line when it is absent or not parquet."""
     if not path.is_file():
         raise MissingInputError(f"{path}: scores file not found; make one with `dhs score --checkpoint CKPT --data DATA "
-                        f"--out {path.name}`")
+                                f"--out {path.name}`")
     try:
         pf = pq.ParquetFile(path)
         table = pf.read()
     except (OSError, pa.ArrowInvalid) as e:
         raise DataError(f"{path}: not a readable parquet file ({str(e).splitlines()[0]}); re-run `dhs score`") from None
+    return table, read_provenance(pf.schema_arrow)
+
+
+def read_scores(path: str | Path, split: str = "auto", score: str = "auto") -> Scores:
+    """Read a scores parquet file; keep rows of `split` ('auto': test when present, else all; 'all').
+    `score`: the probability to threshold: raw (`score`), calibrated (`score_calibrated`, with
+    `logit_calibrated` to rank on) or auto (calibrated when the file has it)."""
+    path = Path(path)
+    table, info = read_scores_table(path)
     missing = [c for c in REQUIRED if c not in table.column_names]
     if missing:
         raise DataError(f"{path}: missing column(s) {', '.join(missing)} (have: {', '.join(table.column_names[:12])}); "
                         "a scores file needs `score` (probability) and `label` (1 lens, 0 control): write it with "
                         "`dhs score`")
-    info = read_provenance(pf.schema_arrow)
     table, note, kept = select_split(table, split, path)
     labelled = pc.is_valid(table[LABEL_COLUMN])
     n_unlabelled = table.num_rows - pc.sum(labelled.cast(pa.int64())).as_py() if table.num_rows else 0
