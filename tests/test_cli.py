@@ -61,6 +61,13 @@ def test_prefix_abbreviations_are_refused_with_a_suggestion(capsys):
     assert "did you mean train?" in _usage_error(["trian"], capsys)
 
 
+def test_a_key_the_command_spells_its_own_way_names_that_flag(capsys):
+    line = _usage_error(["cutouts", "t.csv", "--out", "o", "--rate_limit_per_s=3"], capsys)
+    assert "config key 'rate_limit_per_s' is set with this command's own flag --rate-limit" in line
+    line = _usage_error(["catalog", "--out", "c.parquet", "--negatives", "n", "--exclude_radius_arcsec=3"], capsys)
+    assert "own flag --exclude-radius" in line
+
+
 @pytest.mark.parametrize("argv, says", [
     (["train", "--out", "r", "--data", "d", "--lr=nan"], "'lr': 'nan' is not a finite number"),
     (["train", "--out", "r", "--data", "d", "--weight_decay=inf"], "'weight_decay': 'inf' is not a finite number"),

@@ -16,7 +16,7 @@ import re
 import sys
 
 from darkhaloscope import __version__
-from darkhaloscope.config import did_you_mean, unknown_key_message
+from darkhaloscope.config import config_keys, did_you_mean, unknown_key_message
 from darkhaloscope.errors import DHSError, DiskFullError, EnvironmentFault, is_disk_full
 from darkhaloscope.outlock import output_lock
 
@@ -77,8 +77,26 @@ def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> argpa
     cls = getattr(args, "config_class", None)
     prog = " ".join(["dhs"] + [c for c in (getattr(args, "command", None), getattr(args, "bench_command", None)) if c])
     if cls is not None and m:
-        _usage_error(prog, unknown_key_message(cls, m.group(1).replace("-", "_")))
+        key = m.group(1).replace("-", "_")
+        own = _own_flag(parser, args, key) if key in config_keys(cls) else None
+        if own:
+            _usage_error(prog, f"config key {key!r} is set with this command's own flag {own}")
+        _usage_error(prog, unknown_key_message(cls, key))
     _usage_error(prog, f"unrecognized arguments: {' '.join(extra)}")
+
+
+def _own_flag(parser: argparse.ArgumentParser, args: argparse.Namespace, key: str) -> str | None:
+    """The flag a command spells a config key with (`dhs cutouts --rate-limit` sets `rate_limit_per_s`)."""
+    for name in ("command", "bench_command"):
+        sub = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
+        if sub is None or getattr(args, name, None) not in sub.choices:
+            break
+        parser = sub.choices[getattr(args, name)]
+    for action in parser._actions:
+        dest = action.dest
+        if action.option_strings and (key == dest or key.startswith(dest + "_")):
+            return action.option_strings[-1] if len(action.option_strings) == 1 else action.option_strings[0]
+    return None
 
 
 def _usage_error(prog: str, message: str):

@@ -7,7 +7,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-import torch
 
 from darkhaloscope.cli import main
 from darkhaloscope.common.calibration import sigmoid

@@ -3,7 +3,6 @@ seed, every following loss equals that of an uninterrupted run (`darkhaloscope.t
 same round trip `dhs review` runs)."""
 
 import pytest
-import torch
 
 from darkhaloscope.cli import main
 from darkhaloscope.config import load_config

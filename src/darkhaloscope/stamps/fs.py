@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from darkhaloscope.errors import DataError
-from darkhaloscope.redaction import SECRET_ENV_VARS, redact  # noqa: F401 - re-exported
+from darkhaloscope.redaction import redact  # noqa: F401 - also re-exported (stamps.fs.redact)
 
 if TYPE_CHECKING:  # pyarrow is imported where it is used: `dhs --help` stays fast
     import pyarrow.fs as pafs
