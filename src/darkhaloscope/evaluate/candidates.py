@@ -43,7 +43,7 @@ def _rank(path: Path, split: str) -> tuple[list[dict], str | None, str]:
     if "score" not in t.column_names or "source_file" not in t.column_names:
         raise DataError(f"{path}: missing column(s) {', '.join(c for c in ('score', 'source_file') if c not in t.column_names)};"
                         " give a scores file written by `dhs score`")
-    data = read_provenance(pf.schema_arrow).get("data")
+    data = read_provenance(pf.schema_arrow, path).get("data")
     t, note, _ = select_split(t, split, path)
     key = "logit" if "logit" in t.column_names else "score"
     value = np.asarray(t[key].to_numpy(zero_copy_only=False), np.float64)

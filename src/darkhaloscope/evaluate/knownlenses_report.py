@@ -51,7 +51,7 @@ def gather(known: str, scores, cfg, *, checkpoint: str | None, out_dir: Path, so
     print."""
     path = _known_scores(known, checkpoint, out_dir, s3, log)
     t = pq.read_table(path)
-    info = read_provenance(pq.read_schema(path))
+    info = read_provenance(pq.read_schema(path), path)
     data = known if not is_scores_file(known) else (graded_export_data(t) if is_graded_export(t) else info.get("data"))
     folder = data if data and "://" not in data and Path(data).is_dir() else None
     infos = scan_cutout_folder(folder) if folder and not (Path(folder) / "manifest.json").exists() else []

@@ -1,4 +1,4 @@
-"""CLI of the score package: `dhs score`, `dhs mine`, `dhs bench score`."""
+"""CLI of the score package: `dhs score`, `dhs merge-scores`, `dhs mine`, `dhs bench score`."""
 
 from __future__ import annotations
 
@@ -61,6 +61,15 @@ def run_bench_score(args) -> int:
     return 0
 
 
+def run_merge_scores(args) -> int:
+    from darkhaloscope.score.merge import merge_scores
+
+    m = merge_scores(args.parts, args.out)
+    print(f"merged {m.parts} part(s), shards 0-{m.shards - 1} of {m.shards}: {m.rows:,} rows ({m.failed:,} with an "
+          f"empty score) -> {m.out}")
+    return 0
+
+
 def run_mine(args) -> int:
     from darkhaloscope.score.mining import mine_tier
 
@@ -87,6 +96,12 @@ def register(sub, bench_sub) -> None:
     add_config_arguments(p, ScoreConfig, "score")
     add_s3_arguments(p)
     p.set_defaults(func=run_score)
+
+    g = sub.add_parser("merge-scores", help="the scores files of a sharded `dhs score` (--shard K/N) as one file, "
+                       "checked: one scoring, every shard once")
+    g.add_argument("parts", nargs="+", metavar="PART", help="scores files of the shards, e.g. scores/part-*.parquet")
+    g.add_argument("--out", required=True, help="scores parquet file to write")
+    g.set_defaults(func=run_merge_scores)
 
     m = sub.add_parser("mine", help="hard-negative mining: the K highest-scoring negatives of a tier, as a tier "
                        "`dhs train --mined` mixes in")

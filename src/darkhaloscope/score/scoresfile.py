@@ -104,23 +104,42 @@ def is_member_column(name: str) -> bool:
     return name.startswith(MEMBER_PREFIX) and name[len(MEMBER_PREFIX):].isdigit()
 
 
-def read_provenance(schema: pa.Schema) -> dict:
+def read_provenance(schema: pa.Schema, where: str | Path = "the scores file") -> dict:
     """What `dhs score` recorded in a scores file's schema metadata (checkpoint, `data` scored, ...); {} if none."""
     meta = (schema.metadata or {}).get(METADATA_KEY)
-    return json.loads(meta) if meta else {}
+    if not meta:
+        return {}
+    try:
+        info = json.loads(meta)
+    except ValueError:
+        info = None
+    if not isinstance(info, dict):
+        raise DataError(f"{where}: its {METADATA_KEY.decode()} metadata is not the JSON object `dhs score` writes; "
+                        "re-run `dhs score`")
+    return info
 
 
-def read_scores_table(path: Path) -> tuple[pa.Table, dict]:
-    """The whole scores file at `path` and its provenance; one error line when it is absent or not parquet."""
+def open_scores_file(path: Path) -> pq.ParquetFile:
+    """A scores file opened for reading; one error line when it is absent, a folder or not parquet."""
+    if path.is_dir():
+        raise UsageError(f"{path}: a folder, not a scores file; name the .parquet file `dhs score --out` wrote")
     if not path.is_file():
         raise MissingInputError(f"{path}: scores file not found; make one with `dhs score --checkpoint CKPT --data DATA "
                                 f"--out {path.name}`")
     try:
-        pf = pq.ParquetFile(path)
+        return pq.ParquetFile(path)
+    except (OSError, pa.ArrowInvalid) as e:
+        raise DataError(f"{path}: not a readable parquet file ({str(e).splitlines()[0]}); re-run `dhs score`") from None
+
+
+def read_scores_table(path: Path) -> tuple[pa.Table, dict]:
+    """The whole scores file at `path` and its provenance; one error line when it is absent or not parquet."""
+    pf = open_scores_file(path)
+    try:
         table = pf.read()
     except (OSError, pa.ArrowInvalid) as e:
         raise DataError(f"{path}: not a readable parquet file ({str(e).splitlines()[0]}); re-run `dhs score`") from None
-    return table, read_provenance(pf.schema_arrow)
+    return table, read_provenance(pf.schema_arrow, path)
 
 
 def read_scores(path: str | Path, split: str = "auto", score: str = "auto") -> Scores:
