@@ -10,7 +10,8 @@ atomically (written under a temp name, then hard-linked into place, which fails 
 holder. A lock left by a process that died (kill -9, power loss) on this host is reclaimed: its pid is gone,
 or it no longer holds the flock (the pid was reused). A lock from another host is never reclaimed: the
 message says which file to remove once that host's command is known to be gone. s3:// outputs are not
-locked (object stores have no advisory locks).
+locked (object stores have no advisory locks). Parent folders made to hold the lock are removed again when the
+command leaves them empty: a refused command (missing input, bad flag) leaves no folders behind.
 """
 
 from __future__ import annotations
@@ -125,6 +126,7 @@ def output_lock(out: str | os.PathLike | None, note=None) -> Iterator[Path | Non
         yield None
         return
     path = lock_path(out)
+    created = [d for d in (path.parent, *path.parent.parents) if not d.exists()]  # deepest first
     path.parent.mkdir(parents=True, exist_ok=True)
     info = {"pid": os.getpid(), "host": socket.gethostname(), "command": " ".join(["dhs"] + sys.argv[1:])[:500],
             "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
@@ -146,3 +148,8 @@ def output_lock(out: str | os.PathLike | None, note=None) -> Iterator[Path | Non
             if os.stat(path).st_ino == os.fstat(fd).st_ino:
                 path.unlink()
         os.close(fd)
+        for d in created:  # folders made only to hold the lock, left empty (a refused command): removed
+            try:
+                d.rmdir()
+            except OSError:
+                break

@@ -77,6 +77,16 @@ def test_two_spellings_of_one_output_share_its_lock(tmp_path):
                     pass
 
 
+def test_a_refused_command_leaves_no_folders_made_for_its_lock(tier, tmp_path, capsys):
+    out = tmp_path / "typo" / "deeper" / "scores.parquet"
+    rc, _, err = dhs(capsys, "score", "--checkpoint", str(tmp_path / "missing.pt"), "--data", str(tier), "--out", str(out))
+    assert rc != 0 and err.startswith("error: ") and not (tmp_path / "typo").exists()
+    (tmp_path / "kept").mkdir()
+    with output_lock(tmp_path / "kept" / "new" / "run") as held:
+        (held.parent / "a-file").write_text("written")  # a folder the command wrote into stays
+    assert (tmp_path / "kept" / "new" / "a-file").exists() and not held.exists()
+
+
 @pytest.mark.slow  # ~3 s idle, 10 s on this loaded box: imports, a fake service
 def test_stale_lock_of_a_dead_process_is_reclaimed_another_hosts_is_not(tmp_path, capsys):
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
