@@ -9,7 +9,7 @@ import zlib
 import numpy as np
 
 from darkhaloscope.grade.images import VIEWS, png_bytes, render_views
-from darkhaloscope.grade.residual import HostShape, elliptical_radius, host_model, host_shape
+from darkhaloscope.stamps.hostlight import HostShape, elliptical_radius, host_model, host_shape
 
 SIZE = 64
 NOISE = np.array([0.002, 0.003, 0.008])

@@ -119,6 +119,7 @@ def test_pooled_bands_clip_constant_stamp_and_none():
 
 
 @pytest.mark.parametrize("kw", [{"norm": "minmax"}, {"annulus_r_in_px": 40.0}, {"clip_sigma": -1.0},
+                                {"host_light": "remove"},
                                 {"annulus_r_in_px": 46.0, "annulus_r_out_px": 60.0}])
 def test_bad_config_is_a_usage_error(kw):
     with pytest.raises(UsageError):
@@ -140,3 +141,35 @@ def test_norm_choices_of_the_torch_free_config_match_the_transform():
     from darkhaloscope.stamps.normalise import NORM_CHOICES
 
     assert tuple(NORMALISATIONS) == NORM_CHOICES
+
+
+def test_host_light_view_is_the_same_transform_at_training_and_scoring_time():
+    """host_light=subtract: the stamp minus its host model (stamps.hostlight), then the usual normalisation; training
+    differs only by the dihedral element (the model commutes with it: the fit is about the host pixel)."""
+    from darkhaloscope.models.preprocess import robust_stats, subtract_host_light
+    from darkhaloscope.stamps.hostlight import host_models
+
+    x = _sky(4) + _arc() * 0.05  # a faint arc on the Gaussian host
+    cfg = PreprocessConfig(host_light="subtract")
+    assert PreprocessConfig().host_light == "keep"
+    scored = prepare_batch(x, cfg, train=False)
+    assert torch.equal(scored, prepare_batch(x, cfg, train=False))  # deterministic
+    sigma = robust_stats(x, _annulus(), True)[1]  # the annulus noise, as prepare_batch measures it
+    model = torch.from_numpy(host_models(x.numpy(), sigma.reshape(4, 3).numpy())[0])
+    by_hand = prepare_batch(x - model, PreprocessConfig(), train=False)
+    assert torch.allclose(scored, by_hand, atol=1e-5)
+    assert torch.equal(subtract_host_light(x, sigma), x - model)
+    # the host is gone: the centre, 10-35 sigma in the plain view, is within a few sigma of the sky
+    plain = prepare_batch(x, PreprocessConfig(), train=False)
+    assert plain[:, :, 32, 32].min() > 5 and scored[:, :, 30:35, 30:35].abs().max() < 5
+    elements = torch.randint(0, 8, (4,), generator=torch.Generator().manual_seed(7))
+    trained = prepare_batch(x, cfg, train=True, generator=torch.Generator().manual_seed(7))
+    assert torch.allclose(trained, dihedral(scored, elements), atol=1e-5)
+    blank = torch.zeros(2, 3, 64, 64)
+    assert torch.isfinite(prepare_batch(blank, cfg, train=False)).all()
+
+
+def _annulus() -> torch.Tensor:
+    from darkhaloscope.models.preprocess import _annulus_pixels
+
+    return _annulus_pixels(PreprocessConfig(), 64, torch.device("cpu"))

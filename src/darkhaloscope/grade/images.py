@@ -8,7 +8,7 @@ Views (`VIEWS`, in page order):
 - `contrast`: asinh with a low saturation (`CONTRAST_MAX_SNR`): the core burns out, everything >= 1 sigma
   shows: the view for the faintest arcs.
 - `g`, `r`, `z`: each band alone, grey, asinh of its S/N.
-- `residual`: the stamp minus a smooth elliptical model of the host (grade.residual), as an asinh composite.
+- `residual`: the stamp minus a smooth elliptical model of the host (stamps.hostlight), as an asinh composite.
 
 The panels go out as one PNG, side by side in VIEWS order (64 x 448 pixels, RGB; the single bands grey): one
 request per candidate instead of seven, which is what the page waits for on a loaded server. Row 0 is at the
@@ -24,7 +24,7 @@ import zlib
 
 import numpy as np
 
-from darkhaloscope.grade.residual import residual
+from darkhaloscope.stamps.hostlight import residual
 from darkhaloscope.stamps.display import lupton_rgb, stamp_noise
 
 VIEWS = ("asinh", "linear", "contrast", "g", "r", "z", "residual")
