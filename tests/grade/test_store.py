@@ -109,6 +109,30 @@ def test_read_only_folder_is_refused(tmp_path, monkeypatch):
         folder.chmod(0o755)
 
 
+def test_read_only_copy_is_read_for_export_unless_its_wal_holds_grades(tmp_path, monkeypatch):
+    """An archived database in a read-only folder: export/report/progress read it as it is (nothing written
+    beside it); refused when its -wal still holds grades the database file lacks, and for anything that writes."""
+    folder = tmp_path / "archive"
+    folder.mkdir()
+    with open_store(folder / "g.sqlite", create=True) as s:
+        s.add_candidates(write_scores(tmp_path / "s.parquet", 6))
+        s.grade(s.queue("ana")[0], "ana", "A")
+    assert sorted(p.name for p in folder.iterdir()) == ["g.sqlite"]  # closed cleanly: WAL checkpointed away
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: real(p, mode) and not (
+        mode & os.W_OK and Path(p).resolve().is_relative_to(folder.resolve())))
+    with open_store(folder / "g.sqlite", create=False, read_only=True) as s:
+        assert [g["grade"] for g in s.latest_grades()] == ["A"] and s.read_only
+        with pytest.raises(EnvironmentFault, match="cannot write the grades database"):
+            s.grade(s.queue("bo")[0], "bo", "B")
+    assert sorted(p.name for p in folder.iterdir()) == ["g.sqlite"]
+    with pytest.raises(EnvironmentFault, match="read-only folder"):
+        open_store(folder / "g.sqlite", create=False)  # serve / grading need to write
+    (folder / "g.sqlite-wal").write_bytes(b"x" * 64)
+    with pytest.raises(EnvironmentFault, match="its -wal file holds grades not yet in the database file"):
+        open_store(folder / "g.sqlite", create=False, read_only=True)
+
+
 def test_candidates_from_scores_file(tmp_path):
     with open_store(tmp_path / "g.sqlite", create=True) as s:
         assert s.add_candidates(write_scores(tmp_path / "s.parquet", 20), top=5) == {"added": 5, "updated": 0}

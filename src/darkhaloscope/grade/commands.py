@@ -62,7 +62,7 @@ def cmd_progress(args) -> int:
     from darkhaloscope.common.report.render import printable
     from darkhaloscope.grade.store import open_store
 
-    with open_store(args.db, create=False) as store:
+    with open_store(args.db, create=False, read_only=True) as store:
         prog = store.progress()
     total = prog.pop("total")
     print(f"{total:,} candidate(s)")
@@ -76,7 +76,7 @@ def cmd_export(args) -> int:
     from darkhaloscope.grade.loop import write_lenses_folder, write_negatives_tier
     from darkhaloscope.grade.store import open_store
 
-    with open_store(args.db, create=False) as store:
+    with open_store(args.db, create=False, read_only=True) as store:
         counts = export_graded(store, args.out)
         rows = graded_rows(store) if args.negatives_tier or args.lenses_folder else []
     print(f"{args.out}: " + ", ".join(f"{n:,} {g}" for g, n in counts.items()))
@@ -97,7 +97,7 @@ def cmd_report(args) -> int:
     from darkhaloscope.grade.report import write_grade_report
     from darkhaloscope.grade.store import open_store
 
-    with open_store(args.db, create=False) as store:
+    with open_store(args.db, create=False, read_only=True) as store:
         paths = write_grade_report(store, args.out)
     print(f"wrote {paths['md']} (+ .html, .json)")
     return 0

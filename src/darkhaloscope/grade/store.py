@@ -85,9 +85,11 @@ def now_utc() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def open_store(path: str | os.PathLike, *, create: bool) -> "GradeStore":
+def open_store(path: str | os.PathLike, *, create: bool, read_only: bool = False) -> "GradeStore":
     """Open (or with `create`, make) the grades database at `path`, migrated to SCHEMA_VERSION. One-line
-    DHSErrors: missing (create=False), not a database, not a grades database, newer schema, read-only folder."""
+    DHSErrors: missing (create=False), not a database, not a grades database, newer schema, read-only folder.
+    `read_only` (export, report, progress): a database in a read-only folder (an archive, a shared copy) is
+    read as it is, unless its -wal file still holds grades not yet in the database file (then refused)."""
     path = Path(path)
     if path.is_dir():
         raise UsageError(f"{path}: is a folder; give the grades database file, e.g. --db {path / 'grades.sqlite'}")
@@ -98,10 +100,15 @@ def open_store(path: str | os.PathLike, *, create: bool) -> "GradeStore":
         if not path.parent.is_dir():
             raise MissingInputError(f"{path.parent}: no such folder for the grades database; create it first")
     folder = path.parent
-    if not os.access(folder, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.R_OK | os.W_OK)):
+    writable = os.access(folder, os.W_OK | os.X_OK) and (not path.exists() or os.access(path, os.R_OK | os.W_OK))
+    if not writable and not (read_only and path.exists() and os.access(path, os.R_OK)):
         raise EnvironmentFault(f"{path}: cannot write there (read-only folder or file; SQLite in WAL mode writes "
                                "its -wal and -shm files beside it); copy the database to a writable folder")
-    store = GradeStore(path)
+    wal = path.with_name(path.name + "-wal")
+    if not writable and wal.exists() and wal.stat().st_size > 0:
+        raise EnvironmentFault(f"{path}: read-only, and its -wal file holds grades not yet in the database file; "
+                               f"copy {path.name} and {wal.name} to a writable folder and read them there")
+    store = GradeStore(path, read_only=not writable)
     store._check_and_migrate(create)
     return store
 
@@ -110,8 +117,9 @@ class GradeStore:
     """The grades database. Each thread gets its own connection (the web app's worker threads, the tests'
     writers); each process opens its own store. Every write is one IMMEDIATE transaction."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, read_only: bool = False):
         self.path = Path(path)
+        self.read_only = read_only  # opened as an immutable file: no -wal/-shm written, every write refused
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
@@ -122,12 +130,14 @@ class GradeStore:
         conn = getattr(self._local, "conn", None)
         if conn is None:
             try:
-                conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
-                                       check_same_thread=False)
+                where = f"{self.path.resolve().as_uri()}?mode=ro&immutable=1" if self.read_only else self.path
+                conn = sqlite3.connect(where, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+                                       check_same_thread=False, uri=self.read_only)
                 conn.row_factory = sqlite3.Row
                 conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-                mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-                conn.execute("PRAGMA synchronous = FULL")  # a COMMIT returns after the WAL is fsynced
+                mode = "wal" if self.read_only else conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                if not self.read_only:
+                    conn.execute("PRAGMA synchronous = FULL")  # a COMMIT returns after the WAL is fsynced
                 conn.execute("PRAGMA foreign_keys = ON")
             except sqlite3.DatabaseError as e:
                 raise self._db_error(e) from None
@@ -210,6 +220,10 @@ class GradeStore:
         if version > 0 and self._meta("application") != APPLICATION:
             raise DataError(f"{self.path}: not a darkhaloscope grades database (no `application` in its meta "
                             "table); give another --db path")
+        if self.read_only and version < SCHEMA_VERSION:
+            raise EnvironmentFault(f"{self.path}: read-only, with grades database schema v{version} older than "
+                                   f"this darkhaloscope's (v{SCHEMA_VERSION}); copy it to a writable folder "
+                                   "(opening it there migrates it)")
         self.migrate(version)
 
     def migrate(self, version: int) -> None:
