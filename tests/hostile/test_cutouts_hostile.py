@@ -58,6 +58,22 @@ def test_huge_endless_and_dripping_replies_end_as_rows_in_bounded_time(tmp_path,
     assert len(cached) == 1 and cached[0] < 100_000  # only the good reply; nothing over the limit stored
 
 
+def test_a_larger_max_reply_mb_refetches_only_the_refused_replies(tmp_path, capsys):
+    t = targets(tmp_path / "t.parquet", 3)
+    out = tmp_path / "tier"
+    with FakeCutoutService(huge_bytes=2 << 20) as svc:
+        svc.fault_for = {ra_key(150.01): "huge"}
+        assert dhs(capsys, "cutouts", t, "--out", out, "--service-url", svc.url, *FAST, "--max_reply_mb=1")[0] == 0
+        assert "larger than max_reply_mb=1 MiB" in rows(out)["t001"]["cutout_reason"]
+        before = dict(svc.requests)
+        assert dhs(capsys, "cutouts", t, "--out", out, "--service-url", svc.url, *FAST, "--max_reply_mb=1")[0] == 0
+        assert dict(svc.requests) == before  # same bound: nothing to redo
+        assert dhs(capsys, "cutouts", t, "--out", out, "--service-url", svc.url, *FAST, "--max_reply_mb=8")[0] == 0
+        again = {ra: n - before.get(ra, 0) for ra, n in svc.requests.items() if n != before.get(ra, 0)}
+    assert list(again) == [ra_key(150.01)]  # the refused reply fetched again; the others came from the cache
+    assert "max_reply_mb" not in rows(out)["t001"]["cutout_reason"]
+
+
 def test_client_bounds_reply_size_and_time(tmp_path):
     """The fast-tier twin of the test above, on the client alone: bytes and seconds both bounded."""
     from darkhaloscope.survey.fetch import CutoutClient

@@ -107,7 +107,9 @@ def _fingerprint(targets: pa.Table, rows: np.ndarray, cfg: CutoutConfig) -> str:
     with pa.ipc.new_stream(sink, part.schema) as w:
         w.write_table(part)
     h.update(sink.getvalue().to_pybytes())
-    h.update(json.dumps([cfg.url(0, 0), cfg.max_nan_frac, cfg.compress], sort_keys=True).encode())
+    # max_reply_mb: a chunk with replies refused as too large is rebuilt when the bound changes (from the cache,
+    # but for those replies, which were never cached)
+    h.update(json.dumps([cfg.url(0, 0), cfg.max_nan_frac, cfg.compress, cfg.max_reply_mb], sort_keys=True).encode())
     return h.hexdigest()
 
 

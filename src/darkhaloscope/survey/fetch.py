@@ -8,8 +8,9 @@
   Retry-After (seconds or an HTTP date; else exponential backoff).
 - Retries with exponential backoff and jitter on 429, 5xx, timeouts, dropped connections and incomplete or
   non-FITS bodies, up to `max_tries`; other 4xx are permanent.
-- Every request is bounded (issue #26): a reply body over `max_reply_mb` is refused (by its Content-Length
-  unread, else once that many bytes arrived) and never cached; a reply not complete within
+- Every request is bounded: a reply body over `max_reply_mb` is refused (by its Content-Length unread, else
+  once that many bytes arrived) and never cached, final for that bound (a rerun with the same bound keeps the
+  row; one with another bound, part of the chunk fingerprint, fetches it again); a reply not complete within
   `request_deadline_s` (a server dripping bytes, an endless chunked body) is cut off as a timeout. So one
   cutout costs at most max_tries x (timeout_s + request_deadline_s) plus the backoffs.
 - The cache holds one file per request, named by the SHA-256 of the URL, written as a temp file + rename (a
@@ -260,8 +261,8 @@ class CutoutClient:
                 self._cache_put(path, body)
                 self._count("fetched")
                 return FetchResult(body, "")
-            if status == -2:  # not retried now (the same bytes would come), not cached: a rerun tries again
-                return FetchResult(None, reason)
+            if status == -2:  # final for this bound (the same bytes would come), never cached: a rerun with another
+                return FetchResult(None, reason, permanent=True)  # max_reply_mb (in the chunk fingerprint) fetches it
             if 400 <= status < 500 and status not in (408, 429):
                 if path is not None:
                     self._cache_put(path.with_suffix(".err"), reason.encode())
