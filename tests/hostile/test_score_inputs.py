@@ -218,9 +218,24 @@ def _bad_fits_folder(folder):
     head = _fits(_cube_header((3, 1300, 1300)))
     body = z.compress(head) + z.compress(bytes(3 * 1300 * 1300 * 4))
     (folder / "bomb.fits.gz").write_bytes(body + z.flush())
-    return {"good.npz", "good.fits", "good_gz.fits.gz", "good_ext.fits"}, \
+    fz = _fpack(cube.astype(np.float32))  # tile-compressed (fpack): read; its declared size checked first
+    (folder / "good_fz.fits.fz").write_bytes(fz)
+    at = fz.index(b"ZNAXIS1 =")
+    (folder / "huge_fz.fits.fz").write_bytes(fz[:at + 10] + f"{30000:>20}".encode() + fz[at + 30:])
+    (folder / "truncated_fz.fits.fz").write_bytes(fz[:len(fz) - 4000])
+    return {"good.npz", "good.fits", "good_gz.fits.gz", "good_ext.fits", "good_fz.fits.fz"}, \
         {"bad_bscale.fits": "BSCALE", "truncated.fits": "truncated", "huge_header.fits": "pixel bound",
-         "bomb.fits.gz": "pixel bound"}
+         "bomb.fits.gz": "pixel bound", "huge_fz.fits.fz": "pixel bound", "truncated_fz.fits.fz": "truncated"}
+
+
+def _fpack(cube):
+    import io
+
+    from astropy.io import fits
+
+    buf = io.BytesIO()
+    fits.HDUList([fits.PrimaryHDU(), fits.CompImageHDU(cube, compression_type="RICE_1")]).writeto(buf)
+    return buf.getvalue()
 
 
 def test_image_readers_refuse_bombs_and_bad_fits_with_a_reason(tmp_path):
@@ -238,6 +253,8 @@ def test_image_readers_refuse_bombs_and_bad_fits_with_a_reason(tmp_path):
     bad["big.npz"] = "pixel bound"
     for name in good:
         assert read_cutout(tmp_path / "cut" / name).shape == (3, 64, 64)
+    plain, fz = read_cutout(tmp_path / "cut" / "good.fits"), read_cutout(tmp_path / "cut" / "good_fz.fits.fz")
+    assert np.abs(fz - plain).max() < 0.1 * plain.std()  # RICE quantisation (steps of noise / 16) only
     for name, why in bad.items():
         t0 = time.perf_counter()
         with pytest.raises(StampDecodeError, match=why):

@@ -28,7 +28,7 @@ from darkhaloscope.stamps.tier import Tier, TierBatch, cutout_files, is_local_ti
 from darkhaloscope.survey.fitsimage import FitsFormatError, read_fits_cube
 
 STAMP_COLUMNS = (STAMP_COLUMN, CTRL_STAMP_COLUMN, PACKED_STAMP_COLUMN)
-CUTOUT_SUFFIXES = (".npz", ".fits", ".fits.gz", ".fit")
+CUTOUT_SUFFIXES = (".npz", ".fits", ".fits.gz", ".fit", ".fits.fz", ".fz")
 MAX_CUTOUT_FILE_BYTES = MAX_CUTOUT_BYTES + (1 << 20)  # an npz cutout file: its array plus 1 MB of members / zip
 GRADE_COLUMN = "grade"  # a cutout folder's per-file grade; the column `dhs evaluate --known-lenses` groups by
 
@@ -116,7 +116,7 @@ def centre_crop(img: np.ndarray, where: str) -> np.ndarray:
 
 
 def read_fits_file(path: Path) -> tuple[np.ndarray, dict]:
-    """The first 3-D image of a .fits / .fit / .fits.gz file and its header, streamed header first (gzip decompressed only as
+    """The first 3-D image of a .fits / .fit / .fits.gz / .fits.fz file and its header, streamed header first (gzip only as
     far as the declared, bounded size: `survey.fitsimage.read_fits_cube`). FitsFormatError for any fault."""
     import gzip
     import zlib

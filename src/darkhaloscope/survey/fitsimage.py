@@ -136,7 +136,8 @@ def read_fits_cube(stream, max_pixels: int = MAX_DECODED_PIXELS) -> tuple[np.nda
     `stream` (a gzip.GzipFile streams .fits.gz) header first: each HDU's declared size is checked against
     `max_pixels` before its data are read, and no more than that many pixels' bytes are ever decompressed
     (a 1 MB .fits.gz declaring 3x10000x10000 is refused in milliseconds). FitsFormatError for anything
-    else: no cube, truncated data, text BSCALE, too many HDUs. Tile-compressed images are not read."""
+    else: no cube, truncated data, text BSCALE, too many HDUs. A tile-compressed cube (fpack, `.fits.fz`) is
+    read too: its ZNAXISn are checked against `max_pixels` and its table bytes against the budget first."""
     budget = max_pixels * 8  # data bytes that may be read through (skipped HDUs included)
 
     pending = [stream.read(_BLOCK)]  # the first block, read to check the SIMPLE card
@@ -146,12 +147,16 @@ def read_fits_cube(stream, max_pixels: int = MAX_DECODED_PIXELS) -> tuple[np.nda
     if pending[0][:9] != b"SIMPLE  =":
         raise FitsFormatError("not a FITS file (no SIMPLE card)")
     for _ in range(MAX_FITS_HDUS):
-        header = _read_header(read)
+        blocks: list[bytes] = []
+        header = _read_header(lambda n: blocks.append(read(n)) or blocks[-1])
         naxis = header.get("NAXIS", 0)
         dtype = _dtype(header)
         if naxis == 3:
             shape = image_shape(header, max_pixels)
             return _decode(read(math.prod(shape) * dtype.itemsize), header, shape, dtype), header
+        compressed = header.get("XTENSION") == "BINTABLE" and header.get("ZIMAGE") is True
+        if compressed and header.get("ZNAXIS") == 3:
+            zshape = image_shape(_uncompressed_header(header), max_pixels)  # checked before a byte is inflated
         if isinstance(naxis, bool) or not isinstance(naxis, int) or not 0 <= naxis <= 999:
             raise FitsFormatError(f"FITS header NAXIS = {str(naxis)[:20]!r}: expected a whole number")
         dims = [header.get(f"NAXIS{k}") for k in range(1, naxis + 1)]
@@ -164,9 +169,47 @@ def read_fits_cube(stream, max_pixels: int = MAX_DECODED_PIXELS) -> tuple[np.nda
         if nbytes < 0 or budget < 0:
             raise FitsFormatError(f"FITS file holds more data before its 3-D image than the {max_pixels:,}-pixel "
                                   "bound (MAX_DECODED_PIXELS) allows; refused")
-        if len(read(nbytes)) < nbytes:
+        data = read(nbytes)
+        if len(data) < nbytes:
             raise FitsFormatError("FITS file truncated before a 3-D image (expected a g/r/z cube)")
+        if compressed and header.get("ZNAXIS") == 3:
+            return _decompress(b"".join(blocks), data, zshape), header
     raise FitsFormatError(f"no 3-D image HDU in the first {MAX_FITS_HDUS} (expected a g/r/z cube)")
+
+
+def _uncompressed_header(header: dict) -> dict:
+    """The image cards of a tile-compressed HDU (ZNAXISn), with its tiles checked to lie within the image."""
+    out = {"NAXIS": header.get("ZNAXIS")}
+    for k in range(1, 4):
+        n, tile = header.get(f"ZNAXIS{k}"), header.get(f"ZTILE{k}", 1)
+        out[f"NAXIS{k}"] = n
+        if isinstance(tile, bool) or not isinstance(tile, int) or not 1 <= tile <= max(int(n or 1), 1):
+            raise FitsFormatError(f"FITS header ZTILE{k} = {str(tile)[:20]!r}: expected a tile within the image")
+    return out
+
+
+def _decompress(header_bytes: bytes, data: bytes, shape: tuple[int, ...]) -> np.ndarray:
+    """(planes, H, W) float32 of one tile-compressed image HDU (fpack, `.fits.fz`), decoded by astropy from its
+    header and data bytes (their size and the image's were bounded by the caller)."""
+    import io
+    import warnings
+
+    from astropy.io import fits
+
+    primary = "".join(c.ljust(80) for c in ("SIMPLE  =                    T", "BITPIX  =                    8",
+                                            "NAXIS   =                    0", "EXTEND  =                    T", "END"))
+    raw = primary.ljust(_BLOCK).encode("ascii") + header_bytes + data
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with fits.open(io.BytesIO(raw), memmap=False, lazy_load_hdus=False) as hdus:
+                cube = np.asarray(hdus[1].data, dtype=np.float32)
+    except Exception as e:  # astropy raises many types on corrupt tiles
+        raise FitsFormatError(f"tile-compressed FITS image not decodable ({type(e).__name__}: "
+                              f"{str(e).splitlines()[0][:80] if str(e) else ''})") from None
+    if cube.shape != shape:
+        raise FitsFormatError(f"tile-compressed FITS image decoded to {cube.shape}, its header says {shape}")
+    return cube
 
 
 def cube_bands(header: dict, planes: int, requested: tuple[str, ...]) -> list[str]:
