@@ -22,10 +22,12 @@ from dataclasses import dataclass
 
 import torch
 
-from darkhaloscope.inject.profiles import LensTensors, SersicTensors, ray_shoot, sersic_sb, sersic_tensors, take
+from darkhaloscope.inject.profiles import (EXP_MIN, LensTensors, SersicTensors, ray_shoot, sersic_sb, sersic_tensors,
+                                          take)
 from darkhaloscope.stamps.schema import PIXEL_SCALE_ARCSEC, STAMP_SIZE
 
 PIXEL_AREA_ARCSEC2 = PIXEL_SCALE_ARCSEC ** 2
+CPU_PIECE_POINTS = 1 << 17  # points per piece of the CPU's elementwise work (`pieces`)
 NEAR_K = 4.0  # supersampled: traced positions within this many half-light radii (or knot sigmas) + 2 pixels
 
 
@@ -97,31 +99,42 @@ def _slot(p, slot: int, idx: torch.Tensor):
     return type(p)(**{k: v[idx, slot] for k, v in p.__dict__.items()})
 
 
+def pieces(n: int, per_row: int, device) -> list[tuple[int, int]]:
+    """[(start, stop)] rows of the pieces an elementwise chain over n rows of `per_row` points runs in: on the
+    CPU ~CPU_PIECE_POINTS points each (each intermediate stays in cache instead of streaming through memory:
+    10-20% faster renders than whole-batch expressions, measured), on a GPU the whole batch at once."""
+    step = max(1, CPU_PIECE_POINTS // max(per_row, 1)) if torch.device(device).type == "cpu" else max(n, 1)
+    return [(k, min(k + step, n)) for k in range(0, n, step)]
+
+
 def _light(bx: torch.Tensor, by: torch.Tensor, src: SourceBatch, owner: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(body, knots) surface brightness at traced points (N, P) of stamps `owner` (N,). Component slots are
-    evaluated only on the points of stamps that have them (a loop over at most 2 + knots-max slots)."""
-    body, knots = torch.zeros_like(bx), torch.zeros_like(bx)
-    for slot in range(src.body.amp.shape[1]):
+    """(body, knots) surface brightness at traced points (N, P) of stamps `owner` (N,). The main Sersic and the
+    knot slots are evaluated on every point, the second Sersic only on the points of the stamps that have one."""
+    body = sersic_sb(bx, by, _slot(src.body, 0, owner))
+    for slot in range(1, src.body.amp.shape[1]):
         sel = torch.nonzero(src.n_src[owner] > slot).squeeze(1)
         if sel.numel():
-            body = body.index_add(0, sel, sersic_sb(bx[sel], by[sel], _slot(src.body, slot, owner[sel])))
-    for slot in range(src.knot_x.shape[1]):
-        sel = torch.nonzero(src.n_knots[owner] > slot).squeeze(1)
-        if sel.numel():
-            o = owner[sel]
-            s2 = src.knot_sigma[o, slot] ** 2
-            r2 = (bx[sel] - src.knot_x[o, slot]) ** 2 + (by[sel] - src.knot_y[o, slot]) ** 2
-            knots = knots.index_add(0, sel, src.knot_flux[o, slot] / (2 * math.pi * s2) * torch.exp(-0.5 * r2 / s2))
+            body.index_add_(0, sel, sersic_sb(bx[sel], by[sel], _slot(src.body, slot, owner[sel])))
+    knots = torch.zeros_like(bx)
+    for slot in range(src.knot_x.shape[1]):  # (padded knots have zero flux; restricting knots to the points
+        knots.add_(_knot(bx, by, src, owner, slot))  # within their reach was measured no faster)
     return body, knots
 
 
-def _near(bx: torch.Tensor, by: torch.Tensor, src: SourceBatch) -> torch.Tensor:
-    """(B, P) pixels whose traced position is near a component (where the light is)."""
-    d2 = (bx.unsqueeze(1) - src.body.cx) ** 2 + (by.unsqueeze(1) - src.body.cy) ** 2
-    mask = (d2 < src.body_cut2).any(dim=1)
+def _knot(bx: torch.Tensor, by: torch.Tensor, src: SourceBatch, o: torch.Tensor, slot: int) -> torch.Tensor:
+    """Surface brightness of knot `slot` of stamps `o` at points (n, P)."""
+    s2 = src.knot_sigma[o, slot] ** 2
+    r2 = (bx - src.knot_x[o, slot]).square_().add_((by - src.knot_y[o, slot]).square_())
+    return r2.mul_(-0.5 / s2).clamp_(min=EXP_MIN).exp_().mul_(src.knot_flux[o, slot] / (2 * math.pi * s2))
+
+
+def _near(bx: torch.Tensor, by: torch.Tensor, src: SourceBatch, owner: torch.Tensor) -> torch.Tensor:
+    """(N, P) points of stamps `owner` whose traced position is near a component (where the light is)."""
+    d2 = (bx.unsqueeze(1) - src.body.cx[owner]) ** 2 + (by.unsqueeze(1) - src.body.cy[owner]) ** 2
+    mask = (d2 < src.body_cut2[owner]).any(dim=1)
     if src.knot_x.shape[1]:
-        k2 = (bx.unsqueeze(1) - src.knot_x) ** 2 + (by.unsqueeze(1) - src.knot_y) ** 2
-        mask |= (k2 < src.knot_cut2).any(dim=1)
+        k2 = (bx.unsqueeze(1) - src.knot_x[owner]) ** 2 + (by.unsqueeze(1) - src.knot_y[owner]) ** 2
+        mask |= (k2 < src.knot_cut2[owner]).any(dim=1)
     return mask
 
 
@@ -129,16 +142,26 @@ def render_lensed(lens: LensTensors, src: SourceBatch, ss: int,
                   size: int = STAMP_SIZE) -> tuple[torch.Tensor, torch.Tensor]:
     """(body, knots), (B, size, size) each: lensed unit-flux source light per pixel, pre-PSF."""
     x, y = pixel_grid(lens.b.device, size)
-    bx, by = ray_shoot(x, y, lens)
-    body, knots = _light(bx, by, src, torch.arange(bx.shape[0], device=bx.device))
+    dev, n_b, n_p = x.device, lens.b.shape[0], x.shape[1]
+    body, knots = torch.empty(n_b, n_p, device=dev), torch.empty(n_b, n_p, device=dev)
+    near = torch.zeros(n_b, n_p, dtype=torch.bool, device=dev)
+    for a, b in pieces(n_b, n_p, dev):
+        owner = torch.arange(a, b, device=dev)
+        bx, by = ray_shoot(x, y, take(lens, slice(a, b)))
+        body[a:b], knots[a:b] = _light(bx, by, src, owner)
+        if ss > 1:
+            near[a:b] = _near(bx, by, src, owner)
     if ss > 1:
-        b_idx, p_idx = torch.nonzero(_near(bx, by, src), as_tuple=True)
-        if b_idx.numel():
-            ox, oy = subpixel_offsets(ss, x.device)
-            xs, ys = x[0, p_idx].unsqueeze(1) + ox, y[0, p_idx].unsqueeze(1) + oy  # (M, ss*ss)
-            sbx, sby = ray_shoot(xs, ys, take(lens, b_idx))
-            sub_body, sub_knots = _light(sbx, sby, src, b_idx)
-            body = body.index_put((b_idx, p_idx), sub_body.mean(dim=1))
-            knots = knots.index_put((b_idx, p_idx), sub_knots.mean(dim=1))
+        b_idx, p_idx = torch.nonzero(near, as_tuple=True)
+        ox, oy = subpixel_offsets(ss, dev)
+        sub_body, sub_knots = torch.empty(len(b_idx), device=dev), torch.empty(len(b_idx), device=dev)
+        for a, b in pieces(len(b_idx), ss * ss, dev):
+            bi, pi = b_idx[a:b], p_idx[a:b]
+            xs, ys = x[0, pi].unsqueeze(1) + ox, y[0, pi].unsqueeze(1) + oy  # (M, ss*ss)
+            sbx, sby = ray_shoot(xs, ys, take(lens, bi))
+            sb, sk = _light(sbx, sby, src, bi)
+            sub_body[a:b], sub_knots[a:b] = sb.mean(dim=1), sk.mean(dim=1)
+        body.index_put_((b_idx, p_idx), sub_body)
+        knots.index_put_((b_idx, p_idx), sub_knots)
     shape = (-1, size, size)
     return (body * PIXEL_AREA_ARCSEC2).reshape(shape), (knots * PIXEL_AREA_ARCSEC2).reshape(shape)

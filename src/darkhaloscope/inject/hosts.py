@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import torch
 
-from darkhaloscope.inject.arcs import PIXEL_AREA_ARCSEC2, pixel_grid, subpixel_offsets
-from darkhaloscope.inject.profiles import sersic_sb, sersic_tensors
+from darkhaloscope.inject.arcs import PIXEL_AREA_ARCSEC2, pieces, pixel_grid, subpixel_offsets
+from darkhaloscope.inject.profiles import sersic_sb, sersic_tensors, take
 from darkhaloscope.sim.observing import mag_to_nmgy
 from darkhaloscope.stamps.schema import PIXEL_SCALE_ARCSEC, STAMP_SIZE
 
@@ -68,7 +68,9 @@ def paint_hosts(hosts, device, size: int = STAMP_SIZE) -> torch.Tensor:
     p = sersic_tensors(torch.ones(n_b, 3, dtype=torch.float64), reff, per_band([h.n_sersic for h in hosts]),
                        per_band([v[0] for v in e]), per_band([v[1] for v in e]), torch.zeros(n_b, 3),
                        torch.zeros(n_b, 3), device, shape=(n_b, 3, 1))
-    shapes = _sersic_image(p, x, y, core, HOST_SS, centre, HOST_CENTRE_SS)
+    shapes = torch.empty(n_b, 3, x.shape[1], device=device)
+    for a, b in pieces(n_b, 3 * x.shape[1], device):
+        shapes[a:b] = _sersic_image(take(p, slice(a, b)), x, y, core, HOST_SS, centre, HOST_CENTRE_SS)
     flux = (mag_to_nmgy([h.mag_r for h in hosts]).reshape(-1, 1)
             * colour_scales(_f64([h.g_r for h in hosts]), _f64([h.r_z for h in hosts])).numpy())
     model = (shapes * PIXEL_AREA_ARCSEC2) * torch.as_tensor(flux, dtype=torch.float32, device=device).unsqueeze(-1)
@@ -95,7 +97,9 @@ def _add_neighbours(model: torch.Tensor, hosts, x, y, size: int) -> torch.Tensor
     px = (wx - size // 2) * PIXEL_SCALE_ARCSEC - nx.reshape(-1, 1)
     py = (wy - size // 2) * PIXEL_SCALE_ARCSEC - ny.reshape(-1, 1)
     in_core = inside & (px * px + py * py < CORE_ARCSEC ** 2)
-    coarse = sersic_sb(x.unsqueeze(1), y.unsqueeze(1), p)  # (N, 1, P)
+    coarse = torch.empty(len(nbs), 1, x.shape[1], device=dev)  # (N, 1, P)
+    for a, b in pieces(len(nbs), x.shape[1], dev):
+        coarse[a:b] = sersic_sb(x.unsqueeze(1), y.unsqueeze(1), take(p, slice(a, b)))
     ox, oy = subpixel_offsets(NEIGHBOUR_SS, dev)
     win_d = win.to(dev)
     sub = sersic_sb((x[0, win_d].unsqueeze(-1) + ox).unsqueeze(1), (y[0, win_d].unsqueeze(-1) + oy).unsqueeze(1),
