@@ -68,7 +68,17 @@ def field_comments(cls) -> dict[str, str]:
 @functools.cache
 def _field_comments(cls) -> dict[str, str]:
     """`field_comments`, read once per class: every parser build (each `dhs` call, each `cli.main` of the
-    tests) asks again, and reading the source is most of the parser's cost."""
+    tests) asks again, and reading the source is most of the parser's cost. A dataclass that subclasses
+    another (to change a default) keeps its base's comments for the fields it does not restate."""
+    out: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if dataclasses.is_dataclass(klass):
+            out.update(_own_field_comments(klass))
+    return out
+
+
+def _own_field_comments(cls) -> dict[str, str]:
+    """The comments of the fields written in `cls`'s own source."""
     try:
         src = inspect.getsource(cls)
     except (OSError, TypeError):

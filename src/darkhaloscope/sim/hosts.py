@@ -224,7 +224,7 @@ def _npz_psf(blobs: list[bytes]) -> np.ndarray | None:
     return None if np.isnan(out).all() else out
 
 
-def _load_tier_controls(uri: str, s3, limit: int) -> RealHosts:
+def _load_tier_controls(uri: str, s3, limit: int, split: str | None = None) -> RealHosts:
     import pyarrow.compute as pc
 
     from darkhaloscope.stamps.batch import decode_tier_batch
@@ -237,7 +237,7 @@ def _load_tier_controls(uri: str, s3, limit: int) -> RealHosts:
     psf_cols = psf_cols if all(psf_cols) else []
     cols = [STAMP_COLUMN, LABEL_SOURCE_COLUMN] + ([id_col] if id_col else []) + psf_cols
     images, ids, psfs = [], [], []
-    for b in tier.iter_batches(cols, cutout_ok_only=CUTOUT_OK_COLUMN in tier.columns):
+    for b in tier.iter_batches(cols, split=split, cutout_ok_only=CUTOUT_OK_COLUMN in tier.columns):
         keep = np.asarray(pc.equal(b.table[LABEL_SOURCE_COLUMN], 1).to_numpy(zero_copy_only=False), bool)
         if not keep.any():
             continue
@@ -251,17 +251,19 @@ def _load_tier_controls(uri: str, s3, limit: int) -> RealHosts:
         if len(ids) >= limit:
             break
     if not ids:
-        raise DataError(f"--hosts {uri}: the tier has no control rows (is_control=1) to use as hosts")
+        where = f" in split '{split}'" if split else ""
+        raise DataError(f"--hosts {uri}: the tier has no control rows (is_control=1){where} to use as hosts")
     psf = np.concatenate(psfs)[:limit] if psfs else None
     return RealHosts(np.concatenate(images)[:limit], ids[:limit], uri, psf_fwhm_arcsec=psf)
 
 
-def load_real_hosts(path: str, s3=None, limit: int = 5000) -> RealHosts:
-    """Hosts from a folder of npz files, or from the controls of a tier (folder/file/s3:// of parquet)."""
+def load_real_hosts(path: str, s3=None, limit: int = 5000, split: str | None = None) -> RealHosts:
+    """Hosts from a folder of npz files, or from the controls of a tier (folder/file/s3:// of parquet);
+    `split`: a tier's controls of that region_split only (a folder of npz files has no splits)."""
     from darkhaloscope.stamps.fs import is_s3
 
     if is_s3(path):
-        return _load_tier_controls(path, s3, limit).checked()
+        return _load_tier_controls(path, s3, limit, split).checked()
     p = Path(path)
     if not p.exists():
         raise MissingInputError(f"--hosts {p}: no such file or folder; give a folder of DR10 .npz cutouts or a tier")
@@ -270,5 +272,5 @@ def load_real_hosts(path: str, s3=None, limit: int = 5000) -> RealHosts:
     from darkhaloscope.stamps.tier import cutout_files, is_local_tier
 
     if is_local_tier(p):
-        return _load_tier_controls(str(p), s3, limit).checked()
+        return _load_tier_controls(str(p), s3, limit, split).checked()
     return _load_npz_files(cutout_files(p, (".npz",)), p).checked()

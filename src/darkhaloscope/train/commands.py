@@ -66,6 +66,11 @@ def cmd_train(args) -> int:
         auroc = b.get("val_auroc")
         print(f"best val AUROC {'undefined' if auroc is None else f'{auroc:.4f}'} at epoch {b.get('epoch')} "
               f"(step {b.get('step')}); {summary['steps']:,} steps; run folder {summary['run_dir']}")
+        t = summary.get("step_times")
+        if t:
+            print(f"step {t['step_s_mean'] * 1e3:.0f} ms on average: rendering {t['render_s_mean'] * 1e3:.0f} ms "
+                  f"({t['render_frac']:.0%} of the step), waiting for the batch {t['wait_s_mean'] * 1e3:.0f} ms, "
+                  f"model {t['model_s_mean'] * 1e3:.0f} ms; lens metadata in {summary['paths']['injections']}")
         if b.get("temperature") is not None:
             print(f"temperature {b['temperature']:.3f} fitted on {cfg.val_split} ({b['val_n']:,} stamps), stored in "
                   f"best.pt: ECE {b['val_ece']:.4f} raw -> {b['val_ece_calibrated']:.4f} calibrated")

@@ -14,10 +14,22 @@ import math
 from dataclasses import dataclass, field
 
 from darkhaloscope.errors import UsageError
+from darkhaloscope.sim.simconfig import SimConfig
 from darkhaloscope.stamps.normalise import PreprocessConfig, check_coords, check_pooling
 
 CPU_PRESET = "cpu-demo"  # what `dhs train` / `dhs review` use without --config on a machine without CUDA
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # auto: bf16 on a CUDA device that has it, fp32 elsewhere
+SYNTHETIC_HOSTS = "synthetic"  # --inject synthetic: the simulator's own LRG-like hosts
+# `dhs simulate` keys that shape a stored tier's files, not the lenses: refused under `dhs train --sim.*`
+# (hosts: --inject names them; host_reuse: a synthetic host is new in every row)
+SIM_TIER_KEYS = ("splits", "bands", "rows_per_file", "row_group_rows", "pair", "hosts", "host_reuse")
+
+
+@dataclass
+class InjectSimConfig(SimConfig):
+    """`dhs simulate`'s SimConfig as `dhs train --inject` takes it (`--sim.KEY=VALUE`): the torch engine."""
+
+    engine: str = "torch"  # numpy (the reference, row by row) | torch (batched, float32): inject/engine.py
 
 
 @dataclass
@@ -73,7 +85,16 @@ class TrainConfig:
     on_error: str = "skip"  # undecodable stamp: skip (counted and reported) or raise
     initial_loss_tolerance: float = 0.25  # warn when |first loss - ln 2| exceeds this (nats)
     shard_check_rows: int = 2048  # per rank: row ids checked for overlap across ranks/workers (0 = off)
+    # on-the-fly training (docs/onthefly.md): every training batch rendered fresh, validation on --data's val split
+    inject: str = ""  # hosts to inject into: synthetic (the simulator's), a tier (its train split's controls) or
+    #   a folder of npz cutouts; their ids in --data's other splits are left out. "" = train on the stored tier
+    inject_steps_per_epoch: int = 100  # --inject: rendered batches per epoch (a validation and last.pt after each)
+    inject_audit_stamps: int = 512  # --inject: stamps rendered for the audit's shortcut and paired-control
+    #   checks before the first step (the GO/NO-GO of `dhs audit`: NO-GO refuses, exit 3)
+    inject_log_every_steps: int = 50  # --inject: batches of lens metadata per part file of RUN/injections/
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)  # normalisation + augmentation
+    sim: InjectSimConfig = field(default_factory=InjectSimConfig)  # --inject: the lenses, look-alikes and
+    #   observing model rendered (dhs simulate's keys, as --sim.KEY=VALUE; controls, confusers: the batch's shares)
 
     def validate(self) -> None:
         self.preprocess.validate()
@@ -96,9 +117,34 @@ class TrainConfig:
             raise UsageError(f"confuser_weight={self.confuser_weight} must be a finite number > 0 (1 = no weighting)")
         if self.weight_decay < 0:
             raise UsageError(f"weight_decay={self.weight_decay} must be >= 0")
+        if self.inject:
+            self._validate_inject()
         if self.train_split == self.val_split:
             raise UsageError(f"train_split and val_split are both {self.train_split!r}; validation needs "
                              "held-out rows")
+
+    def _validate_inject(self) -> None:
+        """--inject's own settings, and the simulate config (only then: it imports the lens model)."""
+        for name in ("inject_steps_per_epoch", "inject_log_every_steps"):
+            if getattr(self, name) < 1:
+                raise UsageError(f"{name}={getattr(self, name)} must be >= 1")
+        if self.inject_audit_stamps < 0:
+            raise UsageError(f"inject_audit_stamps={self.inject_audit_stamps} must be >= 0 (0: no audit gate)")
+        if self.batch_size < 2:
+            raise UsageError(f"batch_size={self.batch_size}: --inject renders lenses and controls into every batch, "
+                             "so a batch needs at least 2 stamps")
+        if self.sim.hosts:
+            raise UsageError(f"sim.hosts={self.sim.hosts!r}: with dhs train the hosts are --inject's value "
+                             "(synthetic, a tier or a folder of npz cutouts); drop sim.hosts")
+        fixed = InjectSimConfig()
+        changed = [k for k in SIM_TIER_KEYS if getattr(self.sim, k) != getattr(fixed, k)]
+        if changed:
+            raise UsageError(f"sim.{changed[0]}={getattr(self.sim, changed[0])!r}: it shapes a stored tier's files "
+                             "(dhs simulate) and has no meaning for batches rendered on the fly; drop it")
+        if self.mined:
+            raise UsageError("mined and --inject both change the training rows: mix hard negatives into a stored "
+                             "tier (dhs train --mined) or train on the fly, not both")
+        self.sim.validate()
 
 
 def auto_preset(overrides: dict, choose: str = "give --preset=NAME, --config=FILE or --model=NAME to choose"

@@ -10,6 +10,9 @@ from last.pt (`--resume auto`, or the mirror); (4) per step: host->device copy, 
 normalisation + augmentation), autocast forward, BCEWithLogits, backward, clip, step; losses are synced
 every `log_every_steps` (nan/inf -> stop); (5) validation each epoch (and every N steps), best.pt on val
 AUROC; last.pt every N steps / N minutes / epoch end. Only rank 0 writes.
+With `inject` (train/onthefly.py) the training batches are rendered on the fly: an audit gate runs on a few
+before anything is written, each step's render / wait / model seconds go into steps.jsonl and the summary, and
+every batch's lens metadata into RUN/injections/; validation stays on the stored val split of `data`.
 """
 
 from __future__ import annotations
@@ -84,7 +87,7 @@ def train(cfg: TrainConfig, out_dir, argv: list[str] | None = None, *, resume: s
 
 
 RUN_FILES = ("last.pt", "best.pt", "config.yaml", "run.json", "summary.json", "metrics.csv", "metrics.jsonl",
-             "steps.jsonl")  # what a run writes (and --overwrite removes), besides tb/
+             "steps.jsonl", "inject_audit.json")  # what a run writes (and --overwrite removes), besides tb/, injections/
 
 
 def _claim_run_folder(run_dir: Path, resume: str | None, overwrite: bool) -> str | None:
@@ -103,10 +106,11 @@ def _claim_run_folder(run_dir: Path, resume: str | None, overwrite: bool) -> str
                 "pass --resume auto to continue that run or --overwrite to replace it (or choose another --out)")
     for name in RUN_FILES:
         (run_dir / name).unlink(missing_ok=True)
-    if (run_dir / "tb").is_dir():
-        import shutil
+    for folder in ("tb", "injections"):
+        if (run_dir / folder).is_dir():
+            import shutil
 
-        shutil.rmtree(run_dir / "tb")
+            shutil.rmtree(run_dir / folder)
     return None
 
 
@@ -115,7 +119,13 @@ def _refuse_or_count(cfg: TrainConfig, s3, info: dd.DistInfo) -> dict:
     result = None
     if info.is_main:
         try:
-            result = guards.check_class_counts(open_tier(cfg.data, s3), cfg.train_split, cfg.val_split)
+            tier = open_tier(cfg.data, s3)
+            if cfg.inject:  # training batches are rendered: only the stored val split is counted
+                from darkhaloscope.train.onthefly_source import check_val_tier
+
+                result = check_val_tier(tier, cfg.val_split)
+            else:
+                result = guards.check_class_counts(tier, cfg.train_split, cfg.val_split)
         except RefusedError as e:
             result = str(e)
     result = dd.broadcast_object(result, info)
@@ -130,7 +140,9 @@ class _Trainer:
         self.cfg, self.run_dir, self.argv, self.s3, self.info, self.device = cfg, run_dir, argv, s3, info, device
         self.on_save = on_save
         if not cfg.data:
-            raise UsageError("no training data: pass --data TIER (a folder, parquet file or s3:// prefix)")
+            raise UsageError("--inject renders the training batches but validates on a stored tier: pass --data TIER "
+                             f"with a '{cfg.val_split}' split" if cfg.inject else
+                             "no training data: pass --data TIER (a folder, parquet file or s3:// prefix)")
         check_model_inputs(cfg.meta_columns)  # RefusedError before anything is read or written
         if cfg.meta_columns:
             raise UsageError(f"meta_columns {cfg.meta_columns}: the input pipeline does not carry scalar columns "
@@ -143,6 +155,8 @@ class _Trainer:
                   "metrics.csv / steps.jsonl are written as usual", file=sys.stderr)
         self.state = State()
         self.calibration: dict | None = None  # temperature of the latest validation (common.calibration)
+        self.inject_log = None  # RUN/injections/ (--inject)
+        self.clock = None  # --inject: render / wait / model seconds of each step (train.onthefly.StepClock)
 
     # ---- set-up ----------------------------------------------------------------------------------
     def _write_run_folder(self) -> None:
@@ -171,10 +185,21 @@ class _Trainer:
         self.model = model.to(self.device, memory_format=mf)
         stream_kw = dict(seed=cfg.seed, s3=self.s3, cache_dir=cfg.cache_dir, rank=info.rank,
                          world_size=info.world_size, on_error=cfg.on_error, decode_threads=cfg.decode_threads)
-        self.train_stream = StampStream(cfg.data, cfg.train_split, cfg.batch_size, shuffle=True,
-                                        shuffle_buffer=cfg.shuffle_buffer, max_rows=cfg.max_train_rows,
-                                        mined=cfg.mined, mined_repeat=cfg.mined_repeat,
-                                        confuser_weight=cfg.confuser_weight, **stream_kw)
+        if cfg.inject:
+            from darkhaloscope.train.onthefly import InjectionLog, InjectStream, StepClock
+            from darkhaloscope.train.onthefly_source import InjectSource
+
+            self.source = InjectSource(cfg, cfg.batch_size, self.s3)
+            self.train_stream = InjectStream(self.source, cfg.inject_steps_per_epoch, rank=info.rank,
+                                             world_size=info.world_size, confuser_weight=cfg.confuser_weight,
+                                             hosts=cfg.inject)
+            self.inject_log = InjectionLog(self.run_dir, cfg.inject_log_every_steps, enabled=info.is_main)
+            self.clock = StepClock(self.device)
+        else:
+            self.train_stream = StampStream(cfg.data, cfg.train_split, cfg.batch_size, shuffle=True,
+                                            shuffle_buffer=cfg.shuffle_buffer, max_rows=cfg.max_train_rows,
+                                            mined=cfg.mined, mined_repeat=cfg.mined_repeat,
+                                            confuser_weight=cfg.confuser_weight, **stream_kw)
         self.val_stream = StampStream(cfg.data, cfg.val_split, cfg.val_batch_size, shuffle=False,
                                       max_rows=cfg.max_val_rows, confuser_weight=cfg.confuser_weight,
                                       weight_optional=True, **stream_kw)  # val loss weighs rows as training does
@@ -201,6 +226,8 @@ class _Trainer:
         self.resumed_from = path
         if path is None:
             self.log.truncate(0)  # rows a run killed before its first checkpoint wrote
+            if self.inject_log is not None:
+                self.inject_log.truncate(0)
             if resume and self.info.is_main:
                 print(f"resume: no checkpoint in {self.run_dir}" + (f" or {self.cfg.checkpoint_uri}" if self.mirror else "")
                       + "; starting from step 0")
@@ -226,6 +253,8 @@ class _Trainer:
         self.state = State(epoch=ck["epoch"], batches_done=c["batches_done"] if c["epoch"] == ck["epoch"] else 0,
                            step=ck["step"], best=ck["best"], initial_loss=ck.get("initial_loss"))
         self.log.truncate(self.state.step)
+        if self.inject_log is not None:
+            self.inject_log.truncate(self.state.step)
         self._restore_best(ck, Path(path))
         if self.info.is_main:
             print(f"resumed from {path}: epoch {self.state.epoch}, batch {self.state.batches_done}/{self.steps_per_epoch}, "
@@ -260,6 +289,8 @@ class _Trainer:
         rngs = dd.all_gather_objects(ckp.rng_state(self.aug), self.info)
         if not self.info.is_main:
             return
+        if self.inject_log is not None:  # the lens metadata of every step up to this checkpoint is on disk
+            self.inject_log.flush()
         s = self.state
         state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                  "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(), "rng": rngs,
@@ -319,7 +350,14 @@ class _Trainer:
     def run(self, resume: str | None) -> dict:
         self._build()
         self._resume(resume)  # before writing: a refused resume leaves the run folder as it was
+        audit = None
+        if self.inject_log is not None and self.resumed_from is None:  # --inject: the audit gate (NO-GO: exit 3)
+            from darkhaloscope.train.onthefly_audit import gate
+
+            audit = gate(self.source, self.cfg.inject_audit_stamps, self.info)
         self._write_run_folder()
+        if audit is not None and self.info.is_main:
+            atomic_write_text(self.run_dir / "inject_audit.json", audit.to_json() + "\n")
         cfg, s, info = self.cfg, self.state, self.info
         net = self.model
         if info.world_size > 1:
@@ -337,6 +375,8 @@ class _Trainer:
         finally:
             self.progress.close()
             self.log.close()
+            if self.inject_log is not None:
+                self.inject_log.flush()
         return self._summary()
 
     def _train_epoch(self, net) -> None:
@@ -349,7 +389,9 @@ class _Trainer:
         left = self.steps_per_epoch - s.batches_done  # batches this epoch still has (equal on all ranks)
         shard_rows: list[str] = []
         shard_after = min(left, math.ceil(cfg.shard_check_rows / cfg.batch_size)) if self.shard is None else 0
+        t_ready = time.perf_counter()
         for batch in self.train_loader:
+            t_got = time.perf_counter()
             x = batch["image"].to(self.device, non_blocking=True)
             y = batch["label"].to(self.device, non_blocking=True)
             w = batch["weight"].to(self.device, non_blocking=True) if "weight" in batch else None
@@ -360,6 +402,9 @@ class _Trainer:
             s.step += 1
             s.batches_done += 1
             samples += len(y)
+            if self.inject_log is not None:  # --inject: this step's seconds and its lens metadata
+                self.clock.record(batch["render_s"], t_ready, t_got)
+                self.inject_log.add(s.step, s.epoch, batch["meta"])
             if shard_after:
                 shard_rows.extend(batch["row_id"])
                 if s.step - first_step == shard_after:
@@ -376,6 +421,7 @@ class _Trainer:
                     self._after_validation(self._validate(), float(np.mean(losses)), rate, s.epoch)
                 elif due_ckpt or (due_log and self._time_to_save()):
                     self._save(("last.pt",))
+            t_ready = time.perf_counter()
         rate = samples * ws / max(1e-9, time.monotonic() - t_epoch)
         losses += self._flush(pending, lrs, rate)
         if s.step == first_step:
@@ -404,7 +450,9 @@ class _Trainer:
                 self.progress.print(f"initial loss {s.initial_loss:.4f} (ln 2 = {guards.LN2:.4f})")
                 if warn:
                     self.progress.print(f"warning: {warn}")
-        self.log.steps([{"step": first + i, "epoch": s.epoch, "loss": float(v), "lr": lrs[i]} for i, v in enumerate(losses)])
+        times = self.clock.take_pending() if self.clock is not None else []
+        self.log.steps([{"step": first + i, "epoch": s.epoch, "loss": float(v), "lr": lrs[i],
+                         **(times[i] if len(times) == len(losses) else {})} for i, v in enumerate(losses)])
         self.progress.update(s.step, info=f"epoch {s.epoch} of 0-{self.cfg.epochs - 1}: {s.batches_done}/"
                              f"{self.steps_per_epoch} steps, {rate:,.0f} samples/s, loss {float(losses[-1]):.4f}")
         return [float(v) for v in losses]
@@ -422,6 +470,9 @@ class _Trainer:
             "class_counts": _counts_json(self.counts), "run_dir": str(rd),
             "paths": {k: str(rd / f) for k, f in files.items()},
         }
+        if self.clock is not None:
+            summary["step_times"] = self.clock.summary()
+            summary["paths"]["injections"] = str(rd / "injections")
         if self.info.is_main:
             atomic_write_text(rd / "summary.json", _json(summary))
         return summary
