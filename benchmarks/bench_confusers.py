@@ -29,6 +29,16 @@ controls above it and the recall there (`anchored`; the table prints k = 4), and
 PS1 lenses (`--real-lenses`, default ../shared/data/ps1_sled_lenses) are found at thresholds on the held-out
 controls brought to each lens's own sky noise (noise-matched FPR 1% and 10%, docs/real-lenses.md) and at the
 held-out controls' FPR 1% as they are. Writes OUT/results.json and prints a markdown table.
+
+Options of the demo recipe (issue #24), each an arm trained on the 'after' tier with the same seed, and a
+committee of the recipe over seeds, all measured as above on the same held-out tier and the same lenses:
+
+    python benchmarks/bench_confusers.py --out B --arms after --variant jitter:preprocess.depth_jitter_mag=1.5 \
+        --variant hostlight:preprocess.host_light=subtract --committee-seeds 2,3
+
+For each arm besides 'after', the PS1 recall at the noise-matched FPR 1% minus the 'after' arm's, with a paired
+bootstrap interval over the lenses and the control stamps (`evaluate.bootstrap.paired_recall_difference`,
+from OUT/scores_<arm>_ps1.npz). `--report-only` prints the table of OUT/results.json again.
 """
 
 from __future__ import annotations
@@ -81,9 +91,11 @@ def train_like_demo(tier: Path, run_dir: Path, epochs: int, preset: str = "cpu-d
     return run_dir / "best.pt"
 
 
-def measure_ps1(checkpoint: Path, held_out: Path, scores: Path, folder: Path | None) -> dict | None:
+def measure_ps1(checkpoint: Path | list[Path], held_out: Path, scores: Path, folder: Path | None) -> dict | None:
     """The confirmed PS1 lenses found at thresholds on the held-out controls (look-alikes included) brought to
-    each lens's own noise (noise-matched FPR 1% and 10%), and at the held-out controls' FPR 1% as they are."""
+    each lens's own noise (noise-matched FPR 1% and 10%), and at the held-out controls' FPR 1% as they are.
+    A list of checkpoints is a committee (mean logit). Writes <scores>_ps1.npz: each lens's id, value and noise
+    bin, and each bin's re-noised control values, for the paired bootstraps of `report`."""
     if folder is None or not Path(folder).is_dir():
         return None
     from darkhaloscope.config import load_config
@@ -93,13 +105,19 @@ def measure_ps1(checkpoint: Path, held_out: Path, scores: Path, folder: Path | N
     cfg = load_config(EvaluateConfig, None, {"split": "all", "score": "raw", "known_lens_fprs": [FPR],
                                              "noise_match_fprs": [FPR, 0.1]})
     t0 = time.perf_counter()
-    m = measure_known_lenses(str(folder), scores, cfg, checkpoint=str(checkpoint), data=str(held_out),
+    m = measure_known_lenses(str(folder), scores, cfg, checkpoint=_ckpt_arg(checkpoint), data=str(held_out),
                              out_dir=scores.with_name(scores.stem + "_ps1"), log=lambda _: None)
     if m is None or m.noise is None:
         return None
+    np.savez(scores.with_name(scores.stem + "_ps1.npz"), ids=np.asarray(m.ids, str), values=m.values,
+             bins=m.noise.bins.bin, controls=np.stack(m.noise.control_values))
     d = m.as_dict()
     return {"n": m.n, "noise_matched": d["noise_matched"]["recall"]["all"], "at_controls": d["recall"]["all"],
             "duplicates_merged": m.merged, "seconds": time.perf_counter() - t0, "seed": cfg.seed}
+
+
+def _ckpt_arg(checkpoint: Path | list[Path]) -> str | list[str]:
+    return [str(c) for c in checkpoint] if isinstance(checkpoint, list) else str(checkpoint)
 
 
 def _ps1(r: dict) -> str:
@@ -111,7 +129,7 @@ def _ps1(r: dict) -> str:
     return f"{cell(nm[f'{FPR:g}'])} / {cell(nm['0.1'])} ({cell(at)})"
 
 
-def measure(checkpoint: Path, held_out: Path, scores: Path, real: Path | None = REAL) -> dict:
+def measure(checkpoint: Path | list[Path], held_out: Path, scores: Path, real: Path | None = REAL) -> dict:
     from darkhaloscope.common import ranking as M
     from darkhaloscope.evaluate.analysis import rank_values
     from darkhaloscope.evaluate.confusers import confuser_metrics, plain_controls
@@ -119,7 +137,7 @@ def measure(checkpoint: Path, held_out: Path, scores: Path, real: Path | None = 
     from darkhaloscope.score.infer import score_data
     from darkhaloscope.score.scoresfile import read_scores
 
-    score_data(str(checkpoint), str(held_out), scores, ScoreConfig(device="cpu"), progress=False)
+    score_data(_ckpt_arg(checkpoint), str(held_out), scores, ScoreConfig(device="cpu"), progress=False)
     s = read_scores(scores, split="all", score="raw")
     r = rank_values(s)
     m = confuser_metrics(s.labels, r.values, s.confuser_kind, s.columns, [FPR], s.confuser_variant)
@@ -131,7 +149,7 @@ def measure(checkpoint: Path, held_out: Path, scores: Path, real: Path | None = 
     if real is not None and Path(real).is_dir():  # real candidates: the plain-control FPR at which each is found
         import pyarrow.parquet as pq
 
-        out = score_data(str(checkpoint), str(real), scores.with_name(scores.stem + "_real.parquet"),
+        out = score_data(_ckpt_arg(checkpoint), str(real), scores.with_name(scores.stem + "_real.parquet"),
                          ScoreConfig(device="cpu"), progress=False).out
         real_scores = pq.read_table(out, columns=["score"])["score"].to_numpy()  # unlabelled: not read_scores
         from darkhaloscope.evaluate.knownlenses import fpr_to_find
@@ -178,6 +196,42 @@ def _pct(d: dict | None) -> str:
     return "n/a" if not d or d.get("rate") is None else f"{d['rate']:.3f} ({d['k']}/{d['n']})"
 
 
+def parse_variants(specs: list[str]) -> dict[str, dict]:
+    """'NAME:KEY=VALUE[,KEY=VALUE...]' -> {NAME: TrainConfig overrides} (arms trained on the 'after' tier)."""
+    out = {}
+    for spec in specs:
+        name, _, kvs = spec.partition(":")
+        pairs = [kv.split("=", 1) for kv in kvs.split(",") if kv]
+        if not name or name in ("before", "after", "committee") or not pairs or any(len(p) != 2 for p in pairs):
+            raise SystemExit(f"error: --variant {spec!r}: write NAME:KEY=VALUE[,KEY=VALUE] with a new NAME")
+        out[name] = dict(pairs)
+    return out
+
+
+def train_after_arms(out: Path, tier: Path, epochs: int, args, extra: dict, variants: dict[str, dict],
+                     seeds: list[int], results: dict) -> None:
+    """The variants and the committee: each trained on the 'after' tier as the demo trains (one at a time)."""
+    for name, overrides in [*variants.items(), *((f"seed{s}", {"seed": s}) for s in seeds)]:
+        t = time.perf_counter()
+        ckpt = train_like_demo(tier, out / f"run_{name}", epochs, args.preset, {**extra, **overrides})
+        t_train = time.perf_counter() - t
+        if name.startswith("seed"):
+            continue  # a committee member: measured as part of the committee
+        results[name] = measure_arm(ckpt, out, name, args) | {"train_s": t_train, "overrides": overrides}
+        print(f"{name}: train {t_train:.0f} s")
+    if seeds:
+        members = [out / "run_after" / "best.pt", *(out / f"run_seed{s}" / "best.pt" for s in seeds)]
+        results["committee"] = measure_arm(members, out, "committee", args) | {"members": [str(m) for m in members]}
+
+
+def measure_arm(ckpt: Path | list[Path], out: Path, name: str, args) -> dict:
+    held = out / "data" / "held_out"
+    r = measure(ckpt, held, out / f"scores_{name}.parquet", Path(args.real) if args.real else None)
+    r["ps1_lenses"] = measure_ps1(ckpt, held, out / f"scores_{name}.parquet",
+                                  Path(args.real_lenses) if args.real_lenses else None)
+    return r
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", required=True)
@@ -192,14 +246,27 @@ def main(argv=None) -> int:
     p.add_argument("--preset", default="cpu-demo", help="train preset of both arms (gpu on a CUDA machine)")
     p.add_argument("--model", default=None, help="model of both arms (default: the preset's)")
     p.add_argument("--train-set", nargs="*", default=[], metavar="KEY=VALUE", help="more TrainConfig overrides")
+    p.add_argument("--variant", action="append", default=[], metavar="NAME:KEY=VALUE[,KEY=VALUE]",
+                   help="another arm: the 'after' arm with these TrainConfig overrides, e.g. "
+                        "jitter:preprocess.depth_jitter_mag=1.5 (repeatable)")
+    p.add_argument("--committee-seeds", default="", help="e.g. 2,3: train the 'after' arm at these seeds too and "
+                   "measure the committee (mean logit) of them and the 'after' run (seed 1)")
+    p.add_argument("--report-only", action="store_true", help="print the table of OUT/results.json again")
     p.add_argument("--real", default=str(REAL), help="folder of real lens-candidate cutouts ('' = none)")
     p.add_argument("--real-lenses", default=str(PS1), help="folder of confirmed real lenses ('' = none)")
     args = p.parse_args(argv)
+    out = Path(args.out)
+    if args.report_only:
+        report(out, json.loads((out / "results.json").read_text()))
+        return 0
     arms = [a.strip() for a in args.arms.split(",") if a.strip()]
     if not arms or set(arms) - {"before", "after"}:
         p.error(f"--arms {args.arms!r}: choose before, after or before,after")
+    variants = parse_variants(args.variant)
+    seeds = [int(x) for x in args.committee_seeds.split(",") if x.strip()]
+    if (variants or seeds) and "after" not in arms:
+        p.error("--variant and --committee-seeds are compared with the 'after' arm: keep it in --arms")
     extra = dict(kv.split("=", 1) for kv in args.train_set) | ({"model": args.model} if args.model else {})
-    out = Path(args.out)
     t0 = time.perf_counter()
     held = simulate(out / "data", "held_out", args.eval_rows, 99, HELD_OUT, args.workers)
     print(f"held-out tier: {time.perf_counter() - t0:.0f} s")
@@ -221,14 +288,24 @@ def main(argv=None) -> int:
             t_sim = time.perf_counter() - t
             ckpt = train_like_demo(tier, out / f"run_{arm}", epochs, args.preset, extra)
             t_train = time.perf_counter() - t - t_sim
-        results[arm] = {**measure(ckpt, held, out / f"scores_{arm}.parquet", Path(args.real) if args.real else None),
-                        "simulate_s": t_sim, "train_s": t_train}
-        results[arm]["ps1_lenses"] = measure_ps1(ckpt, held, out / f"scores_{arm}.parquet",
-                                                 Path(args.real_lenses) if args.real_lenses else None)
+        results[arm] = {**measure_arm(ckpt, out, arm, args), "simulate_s": t_sim, "train_s": t_train}
         print(f"{arm}: " + (f"simulate {t_sim:.0f} s, train {t_train:.0f} s" if t_sim else f"measured {ckpt}"))
+        (out / "results.json").write_text(json.dumps(results, indent=1, default=str) + "\n")
+    if variants or seeds:
+        after_tier = out / "data" / "after"
+        if not after_tier.is_dir():
+            after_tier = simulate(out / "data", "after", args.rows or demo_arms()["after"][0], args.tier_seed,
+                                  demo_arms()["after"][1], args.workers)
+        train_after_arms(out, after_tier, epochs, args, extra, variants, seeds, results)
     results["total_s"] = time.perf_counter() - t0
     (out / "results.json").write_text(json.dumps(results, indent=1, default=str) + "\n")
-    ran = [a for a in ("before", "after") if a in results]
+    report(out, results)
+    return 0
+
+
+def report(out: Path, results: dict) -> None:
+    """The markdown table of every arm measured, and the PS1 recall differences vs 'after' (paired bootstrap)."""
+    ran = [a for a in results if a != "total_s"]
     kinds = [k for k in results[ran[-1]]["confuser_fpr"] if k not in ("plain controls",)]
     print("\n| measure | " + " | ".join(ran) + " |\n|---|" + "---|" * len(ran))
     for name, f in (("AUROC lenses vs plain controls", lambda r: f"{r['auroc_lens_vs_plain']:.4f}"),
@@ -243,8 +320,34 @@ def main(argv=None) -> int:
         cells = [f"{_pct(results[a]['confuser_fpr'][k]['fpr'])}, AUROC {results[a]['confuser_fpr'][k]['auroc_vs_lenses']:.3f}"
                  for a in ran]
         print(f"| {k}: share above the plain-1% threshold | " + " | ".join(cells) + " |")
-    print(f"\ntotal {results['total_s']:.0f} s")
-    return 0
+    if "after" in ran:
+        _ps1_differences(out, [a for a in ran if a not in ("before", "after")])
+    if "total_s" in results:
+        print(f"\ntotal {results['total_s']:.0f} s")
+
+
+def _ps1_differences(out: Path, arms: list[str], n_boot: int = 2000) -> None:
+    """PS1 recall at the noise-matched FPR 1% of each arm minus the 'after' arm's: the same lenses and the same
+    re-noised control stamps, a paired bootstrap over both (`evaluate.bootstrap.paired_recall_difference`)."""
+    from darkhaloscope.evaluate.bootstrap import paired_recall_difference
+
+    base = out / "scores_after_ps1.npz"
+    if not base.exists():
+        return
+    a = np.load(base)
+    for arm in arms:
+        path = out / f"scores_{arm}_ps1.npz"
+        if not path.exists():
+            continue
+        b = np.load(path)
+        if not (np.array_equal(a["ids"], b["ids"]) and np.array_equal(a["bins"], b["bins"])):
+            print(f"{arm}: PS1 lenses or noise bins differ from the 'after' arm's: no paired difference")
+            continue
+        d = paired_recall_difference(a["values"], b["values"], a["bins"], a["controls"], b["controls"], FPR,
+                                     n_boot=n_boot, seed=0)
+        print(f"PS1 recall at noise-matched FPR {FPR:g}, {arm} - after: {d['difference']:+.3f} "
+              f"[{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}] (paired bootstrap, {n_boot} replicates, seed 0; "
+              f"{d['found_a']} vs {d['found_b']} of {d['n']})")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ import pytest
 from scipy.stats import norm
 
 from darkhaloscope.common import ranking as M
-from darkhaloscope.evaluate.bootstrap import bootstrap_ci, merge_bins
+from darkhaloscope.evaluate.bootstrap import bootstrap_ci, merge_bins, paired_recall_difference
 
 
 def test_bootstrap_covers_the_known_auroc():
@@ -55,3 +55,36 @@ def test_tpr_at_fpr_and_ap_intervals_contain_point_and_one_class_is_undefined():
         assert ci.low <= point <= ci.high and ci.high - ci.low < 0.1
     ci = bootstrap_ci(np.zeros(10, int), np.arange(10.0), "auroc")
     assert ci.low is None and "only one class" in ci.reason
+
+
+def _paired_case(seed=0, n=144, n_ctrl=900, k=4):
+    rng = np.random.default_rng(seed)
+    bins = np.repeat(np.arange(k), n // k)
+    bins[:3] = -1  # noise not measured: never found, still counted
+    controls = rng.normal(0, 1, (k, n_ctrl)) + np.arange(k)[:, None] * 0.3  # noisier bins score higher
+    lens = rng.normal(1.5, 1.2, n)
+    return lens, bins, controls
+
+
+def test_paired_recall_difference_point_is_the_noise_matched_rule():
+    lens, bins, controls = _paired_case()
+    better = lens + np.where(np.arange(len(lens)) % 2 == 0, 3.0, 0.0)  # half the lenses lifted far above
+    d = paired_recall_difference(lens, better, bins, controls, controls, 0.01, n_boot=400, seed=1)
+    thr = np.array([M.control_threshold(c, 0.01)[0] for c in controls])
+    found = lambda v: int(((bins >= 0) & (v > thr[np.maximum(bins, 0)])).sum())  # noqa: E731
+    assert (d["found_a"], d["found_b"], d["n"]) == (found(lens), found(better), 144)
+    assert d["difference"] == pytest.approx((found(better) - found(lens)) / 144)
+    assert 0 < d["ci95"][0] <= d["difference"] <= d["ci95"][1]  # a large gain: the interval excludes 0
+    same = paired_recall_difference(lens, lens, bins, controls, controls, 0.01, n_boot=200)
+    assert same["difference"] == 0 and same["ci95"] == (0.0, 0.0)  # paired: identical models never differ
+
+
+def test_paired_recall_difference_covers_zero_for_exchangeable_models_and_checks_shapes():
+    lens, bins, controls = _paired_case(seed=2)
+    rng = np.random.default_rng(3)
+    jitter = lambda v: v + rng.normal(0, 0.3, v.shape)  # noqa: E731  two models that differ by noise only
+    d = paired_recall_difference(jitter(lens), jitter(lens), bins, jitter(controls), jitter(controls), 0.01,
+                                 n_boot=400)
+    assert d["ci95"][0] < 0 < d["ci95"][1] or d["difference"] == 0
+    with pytest.raises(ValueError, match="do not pair up"):
+        paired_recall_difference(lens, lens[:-1], bins, controls, controls, 0.01)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from darkhaloscope.common import ranking as M
 from darkhaloscope.evaluate import noisematch as N
 
 
@@ -79,6 +80,9 @@ def test_noise_matched_thresholds_on_noisier_controls():
     np.testing.assert_allclose(m.achieved_sigma[1], 0.006, rtol=0.04)
     assert m.found[0.01].tolist() == [True, False, True, False] and all(m.resolvable.values())
     assert 6.0 < m.threshold[0.01][2] < 6.4 and 2.0 < m.threshold[0.01][0] < 2.4  # the noisy bin: ~3x
+    # each bin's re-noised control values are kept (for paired bootstraps): its thresholds are set on them
+    assert [len(v) for v in m.control_values] == [300, 300]
+    assert m.threshold[0.01][2] == M.control_threshold(m.control_values[1], 0.01)[0]
     rng_score = np.random.default_rng(4)
     again = N.noise_matched(lens_values, lens_sigma, ctrl, score_fn, [0.1, 0.01], n_bins=2, seed=7)
     np.testing.assert_array_equal(again.threshold[0.01], m.threshold[0.01])

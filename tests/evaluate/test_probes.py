@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from darkhaloscope.evaluate.probes import mask_core, occlusion_maps, sky_stats
+from darkhaloscope.evaluate.probes import _model_scorer, mask_core, occlusion_maps, sky_stats
 from darkhaloscope.stamps.schema import pixel_radius
 
 
@@ -109,3 +109,13 @@ def test_gallery_shows_data_captions_verbatim_even_with_dollar_signs(tmp_path):
     hostile = ["p=0.9 ring $\\frac{$", "p=0.8 $\\nosuchcmd$ id"]
     out = plots.gallery(stamps, hostile, "Hostile captions", tmp_path / "g.png")
     assert out.exists() and out.stat().st_size > 1000
+
+
+def test_model_scorer_of_a_committee_is_the_mean_member_logit(demo, second):
+    """The noise-matched operating points of a committee re-score controls with every member: the mean logit,
+    as `dhs score` combines them."""
+    images = (np.random.default_rng(0).normal(0, 0.003, (5, 3, 64, 64))).astype(np.float32)
+    one, two = _model_scorer(str(demo["checkpoint"]), None)(images), _model_scorer(str(second), None)(images)
+    both = _model_scorer([str(demo["checkpoint"]), str(second)], None)(images)
+    assert not np.allclose(one, two)
+    np.testing.assert_allclose(both, (one + two) / 2, rtol=1e-6, atol=1e-6)

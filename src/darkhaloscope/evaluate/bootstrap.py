@@ -10,7 +10,10 @@ Precision: with <= max_bins distinct scores the bootstrap is exact. Otherwise pa
 as ties, which moves AUROC by at most sum_b p_b q_b / 2 (p_b, q_b: class fractions in bin b; about
 0.5/max_bins for well-mixed bins) and TPR at FPR by at most one bin; the replicates are shifted by
 (exact metric - binned metric) so the interval is centred on the exact value. Coverage is checked by
-simulation in tests/evaluate/test_bootstrap.py. Exercise: `dhs evaluate SCORES --out DIR`.
+simulation in tests/evaluate/test_eval_bootstrap.py. Exercise: `dhs evaluate SCORES --out DIR`.
+
+`paired_recall_difference`: recall of two models on the same real lenses at noise-matched thresholds, the
+difference with a paired bootstrap over lenses and control stamps (benchmarks/bench_confusers.py, issue #24).
 """
 
 from __future__ import annotations
@@ -134,3 +137,59 @@ def bootstrap_ci(labels, scores=None, metric: str = "auroc", *, n_boot: int = 10
     stratified bootstrap described in the module docstring. Accepts (labels, scores) or TieGroups."""
     return bootstrap_many(labels, scores, {metric: (metric, kwargs)}, n_boot=n_boot, level=level, seed=seed,
                           max_bins=max_bins, chunk=chunk)[metric]
+
+
+def _thresholds(controls: np.ndarray, draws: np.ndarray, fpr: float) -> np.ndarray:
+    """(R, K) threshold of each replicate and bin: controls (K, n) values, draws (R, n) resampled control
+    indices; the rule of `ranking.control_threshold` (the (j+1)-th highest, j = the false positives allowed)."""
+    n = controls.shape[1]
+    j = min(M.allowed_false_positives(fpr, n), n - 1)
+    out = np.empty((len(draws), len(controls)))
+    for k, values in enumerate(controls):
+        out[:, k] = -np.partition(-values[draws], j, axis=1)[:, j]
+    return out
+
+
+def paired_recall_difference(lens_a, lens_b, bins, controls_a, controls_b, fpr: float, *, n_boot: int = 2000,
+                             level: float = 0.95, seed: int = 0, chunk: int = 200) -> dict:
+    """Recall of model B minus model A on the same lenses, each lens found when its value is above the
+    threshold at `fpr` set on the controls of its bin (noise-matched operating points, `noisematch`), with a
+    paired percentile bootstrap: each replicate redraws the lenses and the control stamps with replacement, ONE
+    draw shared by both models (and by every bin: the bins hold the same control stamps re-noised), and
+    recomputes both models' thresholds and recalls. What the two models share cancels, so the interval is
+    that of the difference, not of two recalls apart.
+
+    lens_a, lens_b: (N,) values; bins: (N,) bin of each lens (-1: noise not measured, never found, still
+    counted in N as in the report's recall); controls_a, controls_b: (K, n) values of the same n control
+    stamps per bin. Returns difference (point, on the sample), ci95 (low, high at `level`), found_a, found_b,
+    n, n_boot, seed."""
+    la, lb = np.asarray(lens_a, np.float64), np.asarray(lens_b, np.float64)
+    bins = np.asarray(bins, np.int64)
+    ca, cb = np.atleast_2d(np.asarray(controls_a, np.float64)), np.atleast_2d(np.asarray(controls_b, np.float64))
+    if not (la.shape == lb.shape == bins.shape) or ca.shape != cb.shape or bins.max(initial=-1) >= len(ca):
+        raise ValueError(f"paired_recall_difference: lenses {la.shape}/{lb.shape}, bins {bins.shape} (max "
+                         f"{bins.max(initial=-1)}), controls {ca.shape}/{cb.shape} do not pair up")
+    n, n_ctrl = len(la), ca.shape[1]
+    measured = bins >= 0
+    safe_bin = np.where(measured, bins, 0)
+
+    def recalls(lens_idx: np.ndarray, ctrl_idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        rows = np.arange(len(lens_idx))[:, None]
+        out = []
+        for values, controls in ((la, ca), (lb, cb)):
+            thr = _thresholds(controls, ctrl_idx, fpr)[rows, safe_bin[lens_idx]]
+            out.append(((values[lens_idx] > thr) & measured[lens_idx]).mean(axis=1))
+        return out[0], out[1]
+
+    point_a, point_b = recalls(np.arange(n)[None], np.arange(n_ctrl)[None])
+    rng = np.random.default_rng(seed)
+    diffs = []
+    for start in range(0, n_boot, chunk):
+        r = min(chunk, n_boot - start)
+        a, b = recalls(rng.integers(0, n, (r, n)), rng.integers(0, n_ctrl, (r, n_ctrl)))
+        diffs.append(b - a)
+    alpha = (1 - level) / 2
+    lo, hi = np.quantile(np.concatenate(diffs), [alpha, 1 - alpha])
+    return {"difference": float(point_b[0] - point_a[0]), "ci95": (float(lo), float(hi)), "level": level,
+            "found_a": int(round(point_a[0] * n)), "found_b": int(round(point_b[0] * n)), "n": n,
+            "n_boot": n_boot, "seed": seed}

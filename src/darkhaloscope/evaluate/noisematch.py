@@ -168,6 +168,8 @@ class NoiseMatched:
     n_controls: int
     achieved_sigma: np.ndarray  # (K, B) median noise of the re-noised controls per bin (should equal target)
     seed: int
+    control_values: list[np.ndarray] = field(default_factory=list)  # per bin: the re-noised controls' values
+    #   (the same control stamps in every bin, in one order: what a paired bootstrap resamples)
 
     @property
     def measured(self) -> np.ndarray:
@@ -183,13 +185,15 @@ def noise_matched(lens_values: np.ndarray, lens_sigma: np.ndarray, control_image
     n = len(lens_values)
     thr = {f: np.full(n, np.nan) for f in fprs}
     achieved = np.zeros_like(bins.target)
+    per_bin = []
     for k, target in enumerate(bins.target):
         noisy = renoise(control_images, ctrl_sigma, target, np.random.default_rng([seed, k]), lag1)
         achieved[k] = np.nanmedian(sky_sigma(noisy), axis=0)
         values = np.asarray(score_fn(noisy), np.float64)
+        per_bin.append(values)
         for f in fprs:
             thr[f][bins.bin == k] = M.control_threshold(values, f)[0]
     lv = np.asarray(lens_values, np.float64)
     found = {f: (bins.bin >= 0) & (lv > np.nan_to_num(thr[f], nan=np.inf)) for f in fprs}
     resolvable = {f: len(control_images) * f >= 1 for f in fprs}
-    return NoiseMatched(bins, list(fprs), thr, found, resolvable, len(control_images), achieved, seed)
+    return NoiseMatched(bins, list(fprs), thr, found, resolvable, len(control_images), achieved, seed, per_bin)

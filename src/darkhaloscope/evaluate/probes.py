@@ -137,14 +137,18 @@ def run_data_sections(scores, ranked, thr: float, cfg, ev, fig_dir: Path, *, sou
         probe_section(scores, ranked, thr, cfg, ev, fig_dir, source, score_fn)
 
 
-def _model_scorer(checkpoint: str, s3):
-    from darkhaloscope.score.infer import infer
-    from darkhaloscope.runtime.loading import load_for_inference
+def _model_scorer(checkpoint: str | list[str], s3):
+    """images -> logits of one checkpoint, or of a committee (a list: the mean member logit, as `dhs score`
+    combines them by default; members checked as `dhs score` checks them)."""
+    from darkhaloscope.score.infer import infer_many
+    from darkhaloscope.score.committee import load_members
     from darkhaloscope.runtime.distributed import resolve_device
 
     device = resolve_device("auto")
-    model, pre, _ = load_for_inference(checkpoint, device, s3)
-    return lambda images: infer(model, pre, np.ascontiguousarray(images, dtype=np.float32), device)
+    members, _ = load_members([checkpoint] if isinstance(checkpoint, str) else list(checkpoint), device, s3)
+    models = [m.model for m in members]
+    return lambda images: infer_many(models, members[0].preprocess, np.ascontiguousarray(images, dtype=np.float32),
+                                     device).mean(axis=0)
 
 
 def _probe_sample(scores, n: int, seed: int) -> np.ndarray:
