@@ -113,6 +113,8 @@ def test_bench_compares_the_engines_in_one_run(capsys):
     assert res["device"] == "cpu" and res["rows_timed"] == 6
     assert res["numpy_rows_per_cpu_s"] > 0 and res["torch_rows_per_cpu_s"] > 0
     assert res["torch_over_numpy_per_core"] == pytest.approx(res["torch_rows_per_cpu_s"] / res["numpy_rows_per_cpu_s"])
+    # the rendering alone is faster than whole rows (which add the npz encoding both engines share)
+    assert res["torch_render_rows_per_cpu_s"] > res["torch_rows_per_cpu_s"] and res["npz_encode_cpu_ms_per_row"] > 0
 
 
 @pytest.mark.slow  # (~12 s: matplotlib)

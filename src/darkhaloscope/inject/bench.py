@@ -5,7 +5,9 @@
 Measures, on the same plan and seed (so the same lenses, hosts and noise):
 1. whole rows per second in one process (render + npz encoding), steady state: each engine renders the rows
    once untimed (PSF kernels cached, as in a long build), then again timed; per wall second and per CPU second
-   (the torch engine on the CPU uses one thread; on CUDA its wall rate is the device figure);
+   (the torch engine on the CPU uses one thread; on CUDA its wall rate is the device figure); and the rendering
+   alone per CPU second (`*_render_rows_per_cpu_s`), with the npz encoding both share (`npz_encode_cpu_ms_per_row`,
+   ~2 ms of zlib per row on this CPU: it bounds the whole-row ratio whatever the renderer does);
 2. `dhs simulate` end to end (plan, render, encode, parquet) with 1 and W worker processes, each engine: rows
    per wall second and per CPU second (workers' CPU included);
 3. the load average before and after (other jobs on the machine slow both engines alike, but not evenly).
@@ -32,20 +34,24 @@ def _context(rows: int, cfg: SimConfig, seed: int) -> SimContext:
                       parse_snr_dist(cfg.arc_snr_dist))
 
 
-def rows_per_s(rows: int, cfg: SimConfig, engine, seed: int = 0) -> tuple[float, float]:
+def rows_per_s(rows: int, cfg: SimConfig, engine, seed: int = 0) -> tuple[float, float, float]:
     """(rows per wall second, rows per CPU second) of whole rows + encoding on this process (one core),
-    after an untimed pass over the same rows. `engine` None: the numpy engine."""
+    after an untimed pass over the same rows, and rows per CPU second of the rendering alone (the npz encoding,
+    the same code for both engines, left out). `engine` None: the numpy engine."""
     ctx = _context(rows, cfg, seed)
 
-    def once():
-        results = engine(ctx, range(rows)) if engine is not None else (render_row(ctx, i) for i in range(rows))
+    def once() -> float:
+        c = time.process_time()
+        results = list(engine(ctx, range(rows)) if engine is not None else (render_row(ctx, i) for i in range(rows)))
+        render = time.process_time() - c
         for r in results:
             encode_stamp(r.image)
+        return render
 
     once()
     c0, t0 = time.process_time(), time.perf_counter()
-    once()
-    return rows / (time.perf_counter() - t0), rows / (time.process_time() - c0)
+    render_cpu = once()
+    return rows / (time.perf_counter() - t0), rows / (time.process_time() - c0), rows / render_cpu
 
 
 def tier_rows_per_s(rows: int, workers: int, cfg: SimConfig) -> tuple[float, float]:
@@ -66,9 +72,13 @@ def run_compare(stamps: int, workers: int, tier_rows: int, cfg: SimConfig, devic
     numpy_cfg = replace(cfg, engine="numpy", device="cpu")
     engine = make_renderer(torch_cfg)
     out: dict = {"load_average_1min_before": os.getloadavg()[0], "rows_timed": stamps, "device": device}
-    out["numpy_rows_per_s"], out["numpy_rows_per_cpu_s"] = rows_per_s(stamps, numpy_cfg, None)
-    out["torch_rows_per_s"], out["torch_rows_per_cpu_s"] = rows_per_s(stamps, torch_cfg, engine)
+    for name, c, e in (("numpy", numpy_cfg, None), ("torch", torch_cfg, engine)):
+        out[f"{name}_rows_per_s"], out[f"{name}_rows_per_cpu_s"], out[f"{name}_render_rows_per_cpu_s"] = \
+            rows_per_s(stamps, c, e)
     out["torch_over_numpy_per_core"] = out["torch_rows_per_cpu_s"] / out["numpy_rows_per_cpu_s"]  # the goal figure
+    out["torch_over_numpy_render_per_core"] = out["torch_render_rows_per_cpu_s"] / out["numpy_render_rows_per_cpu_s"]
+    # the npz encoding both engines share, per row (whole-row CPU time minus rendering): it caps the goal ratio
+    out["npz_encode_cpu_ms_per_row"] = 1e3 * (1 / out["numpy_rows_per_cpu_s"] - 1 / out["numpy_render_rows_per_cpu_s"])
     out["torch_over_numpy_wall"] = out["torch_rows_per_s"] / out["numpy_rows_per_s"]
     if tier_rows:
         tier = {"rows_per_file": max(1, tier_rows // (4 * max(workers, 1)))}

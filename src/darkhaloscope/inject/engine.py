@@ -4,7 +4,7 @@ draws, so that the same seed gives the same lenses, sources, hosts, conditions a
 Every row keeps its own numpy generator (`default_rng([seed, 0, i])`, the reference engine's), and the batch is
 rendered in phases that consume each generator in the reference order:
 
-1. conditions, host draws, host noise normals (per row: `sim.render.host_draws`, `white_normals`);
+1. conditions, host draws, host noise normals (per row: `sim.render.host_draws`, the `white_normals` values);
    then, for the batch, the hosts painted (inject/hosts.py), PSF-convolved, photon and sky noise added;
 2. every arc's lens + source attempts: the reference's `arc_attempts` generators are driven in lockstep, each
    round's trial renders (1 sample per pixel, r band, after the PSF) done as one batch;
@@ -30,7 +30,7 @@ from darkhaloscope.inject.hosts import paint_hosts
 from darkhaloscope.inject.profiles import lens_tensors
 from darkhaloscope.inject.psf import PsfBank, convolve, convolve_bands
 from darkhaloscope.sim.hosts import HOST_APERTURE_ARCSEC
-from darkhaloscope.sim.observing import noise_kernel_weights, nmgy_to_mag, sky_pixel_nmgy, white_normals
+from darkhaloscope.sim.observing import noise_kernel_weights, nmgy_to_mag, sky_pixel_nmgy
 from darkhaloscope.sim.render import (R, RowResult, arc_attempts, arc_colours, arc_flux_scales, arc_metadata,
                                       confuser_layers, confuser_point, host_draws, row_columns)
 from darkhaloscope.stamps.schema import BANDS, PIXEL_SCALE_ARCSEC, STAMP_SIZE
@@ -78,9 +78,17 @@ class TorchEngine:
         w = w[:, :, :, 1:-1] + ax * (w[:, :, :, :-2] + w[:, :, :, 2:])
         return w / math.sqrt((1.0 + 2.0 * ax * ax) * (1.0 + 2.0 * ay * ay))
 
-    def _photon(self, ctx, light: torch.Tensor, normals, sigma: torch.Tensor) -> torch.Tensor:
-        """Poisson noise of added light (sim.observing.photon_noise)."""
-        unit = self._smooth(self._tensor(normals), ctx.cfg.noise_corr_lag1)
+    def _normals(self, rngs) -> torch.Tensor:
+        """(B, 3, 66, 66) `sim.observing.white_normals` of each row's generator, in the row's order: the same
+        values as its `normal(0, 1, shape)`, drawn straight into one array (no per-row arrays to stack)."""
+        out = np.empty((len(rngs), SHAPE[0], SHAPE[1] + 2, SHAPE[2] + 2))
+        for j, rng in enumerate(rngs):
+            rng.standard_normal(out=out[j])
+        return torch.from_numpy(out).to(self.device, torch.float32)
+
+    def _photon(self, ctx, light: torch.Tensor, normals: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        """Poisson noise of added light (sim.observing.photon_noise), from white normals (B, 3, 66, 66)."""
+        unit = self._smooth(normals, ctx.cfg.noise_corr_lag1)
         return unit * sigma * torch.sqrt(torch.clamp(light, min=0.0) / self._f_sky)
 
     # --- phases
@@ -88,14 +96,14 @@ class TorchEngine:
         """(B, 3, 64, 64) observed hosts (phase 1)."""
         if ctx.real is not None:
             return self._tensor([ctx.real.images[h] for _, h, _, _ in draws])
-        photon = [white_normals(rng, SHAPE) for rng in rngs] if ctx.cfg.photon_noise else None
-        sky = [white_normals(rng, SHAPE) for rng in rngs]
+        photon = self._normals(rngs) if ctx.cfg.photon_noise else None
+        sky = self._normals(rngs)
         return self._observe_hosts(ctx, [d[1] for d in draws], photon, sky, spec, sigma)
 
     def _observe_hosts(self, ctx, hosts, photon, sky, spec, sigma) -> torch.Tensor:
         light = convolve_bands(paint_hosts(hosts, self.device), spec)
         img = light + self._photon(ctx, light, photon, sigma) if photon is not None else light
-        return img + self._smooth(self._tensor(sky), ctx.cfg.noise_corr_lag1) * sigma
+        return img + self._smooth(sky, ctx.cfg.noise_corr_lag1) * sigma
 
     def _trial_peaks(self, requests, spec_r: torch.Tensor) -> list[float]:
         """Peak r flux after the PSF of unit-flux geometries, 1 sample per pixel (the attempts' trials)."""
@@ -173,8 +181,7 @@ class TorchEngine:
                 variants = {j: v for (_, j), v in zip(conf, names)}
             noisy = light[arc_rows]
             if cfg.photon_noise:
-                noisy = noisy + self._photon(ctx, noisy, [white_normals(rngs[j], SHAPE) for j in arc_rows],
-                                             sigma[arc_rows])
+                noisy = noisy + self._photon(ctx, noisy, self._normals([rngs[j] for j in arc_rows]), sigma[arc_rows])
             image = host.clone()
             image[arc_rows] = host[arc_rows] + noisy
         else:

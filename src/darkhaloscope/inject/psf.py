@@ -62,13 +62,14 @@ class PsfBank:
 
 
 def spectrum(images: torch.Tensor) -> torch.Tensor:
-    """rfft2 of (..., 64, 64) images zero-padded to FFT_SIZE."""
-    return torch.fft.rfft2(images, s=(FFT_SIZE, FFT_SIZE))
+    """rfft2 of (..., 64, 64) images zero-padded to FFT_SIZE (by axis: the rows' transforms skip the 32 rows
+    of zero padding, ~13% less work than `rfft2` with `s`)."""
+    return torch.fft.fft(torch.fft.rfft(images, n=FFT_SIZE, dim=-1), n=FFT_SIZE, dim=-2)
 
 
 def to_image(spec: torch.Tensor) -> torch.Tensor:
-    """The 64 x 64 'same' pixels of an inverse spectrum."""
-    return torch.fft.irfft2(spec, s=(FFT_SIZE, FFT_SIZE))[..., :STAMP_SIZE, :STAMP_SIZE]
+    """The 64 x 64 'same' pixels of an inverse spectrum (by axis: only the 64 kept rows are transformed back)."""
+    return torch.fft.irfft(torch.fft.ifft(spec, dim=-2)[..., :STAMP_SIZE, :], n=FFT_SIZE, dim=-1)[..., :STAMP_SIZE]
 
 
 def convolve_bands(images: torch.Tensor, psf_spec: torch.Tensor) -> torch.Tensor:
