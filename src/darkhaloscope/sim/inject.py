@@ -1,12 +1,14 @@
 """Lensed-source and host rendering on the stamp's pixel grid (lenstronomy for the lensing physics).
 
-`render_lensed_source` ray-shoots the stamp's pixels through an SIE + external shear (lenstronomy
-`LensModel`) and evaluates an elliptical Sersic source (`LightModel`) on the traced coordinates: the
-lensed light is rendered ONCE per stamp, with unit unlensed flux, and later scaled per band by the
-source's colours and convolved with each band's PSF. Supersampling is adaptive: every pixel is
-evaluated at its centre, and only pixels whose traced position lands near the source (where the light
-is) are re-evaluated on an ss x ss sub-pixel grid. Images are in nanomaggies per pixel (surface
-brightness x pixel area), so `image.sum()` of a unit-flux source is its total magnification.
+`render_lensed_source` ray-shoots the stamp's pixels through an SIE + external shear (lenstronomy's
+`SinglePlane`: what `LensModel` delegates to for one plane, without `LensModel`'s import of the multi-plane
+code and all of astropy.cosmology, ~2 s CPU in every process that simulates) and evaluates an elliptical
+Sersic source (`LightModel`) on the traced coordinates: the lensed light is rendered ONCE per stamp, with
+unit unlensed flux, and later scaled per band by the source's colours and convolved with each band's PSF.
+Supersampling is adaptive: every pixel is evaluated at its centre, and only pixels whose traced position
+lands near the source (where the light is) are re-evaluated on an ss x ss sub-pixel grid. Images are in
+nanomaggies per pixel (surface brightness x pixel area), so `image.sum()` of a unit-flux source is its total
+magnification.
 
 `render_clumpy_source` does the same for a clumpy source (Sersic components plus Gaussian star-forming
 knots), returning the lensed body and knots apart so that each gets its own colours.
@@ -22,7 +24,7 @@ import functools
 from dataclasses import dataclass
 
 import numpy as np
-from lenstronomy.LensModel.lens_model import LensModel
+from lenstronomy.LensModel.single_plane import SinglePlane
 from lenstronomy.LightModel.light_model import LightModel
 from lenstronomy.Util.param_util import phi_q2_ellipticity, shear_polar2cartesian
 
@@ -86,7 +88,7 @@ def _supersample(fn, x: np.ndarray, y: np.ndarray, coarse: np.ndarray, mask: np.
     return out
 
 
-_LENS = LensModel(["SIE", "SHEAR"])  # stateless profile objects, safe to share
+_LENS = SinglePlane(["SIE", "SHEAR"])  # = LensModel(["SIE", "SHEAR"]).lens_model; stateless, safe to share
 _SERSIC = LightModel(["SERSIC_ELLIPSE"])
 
 
