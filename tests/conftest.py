@@ -87,11 +87,12 @@ TRAIN_FAST = ["--model=small_cnn", "--device=cpu", "--precision=fp32", "--channe
 def demo(tmp_path_factory) -> dict[str, Path]:
     """{'tier', 'checkpoint', 'scores'}: `dhs simulate --pair` (120 rows) -> `dhs train` -> `dhs score`.
     The subjects here are scoring, reports and probes, not the arcs' fine structure: the simulator's
-    costliest realism is off (sub-pixel sampling, Poisson noise of the added light, knots)."""
+    costliest realism is off (sub-pixel sampling, Poisson noise of the added light, knots) and the batched
+    torch engine draws the rows (the numpy reference's plan and draws; tests/inject compares the two)."""
     root = tmp_path_factory.mktemp("evaldemo")
     assert main(["simulate", "--out", str(root), "--tier", "t", "--rows", "120", "--seed", "3", "--pair",
                  "--workers", "1", "--rows-per-file", "40", "-q", "--supersample=1", "--photon_noise=false",
-                 "--src_knots=0,0"]) == 0
+                 "--src_knots=0,0", "--engine=torch"]) == 0
     tier = root / "t"
     assert main(["train", "--data", str(tier), "--out", str(root / "run"), *TRAIN_FAST]) == 0
     ckpt = root / "run" / "best.pt"
