@@ -10,6 +10,7 @@ siblings and never import each other; the base modules of layer 0 may), and no c
 from __future__ import annotations
 
 import ast
+import functools
 import json
 import subprocess
 import sys
@@ -34,8 +35,10 @@ def _package_of(path: Path) -> str:
     return rel.parts[0] if len(rel.parts) > 1 else rel.stem
 
 
-def _imports(path: Path) -> list[tuple[int, str]]:
-    """(line, absolute module name) of every import in the file, wherever it sits."""
+@functools.lru_cache(maxsize=None)
+def _imports(path: Path) -> tuple[tuple[int, str], ...]:
+    """(line, absolute module name) of every import in the file, wherever it sits (each file parsed once per
+    run: four tests walk every file)."""
     out = []
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
@@ -43,7 +46,7 @@ def _imports(path: Path) -> list[tuple[int, str]]:
         elif isinstance(node, ast.ImportFrom):
             assert node.level == 0, f"{path}:{node.lineno}: use absolute imports (darkhaloscope.X)"
             out += [(node.lineno, node.module or "")]
-    return out
+    return tuple(out)
 
 
 def _edges() -> list[tuple[str, str, str]]:

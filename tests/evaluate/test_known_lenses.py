@@ -28,15 +28,38 @@ def test_thresholds_on_controls_by_hand():
     assert thresholds_on_controls(np.arange(100, dtype=float), [0.29])[0.29] == (70.0, 0.29)
 
 
-def test_known_lens_section(demo, real_scores_of_shared, tmp_path):
-    known = tmp_path / "known.parquet"
+@pytest.fixture(scope="module")
+def known_report(demo, real_scores_of_shared, tmp_path_factory):
+    """One `dhs evaluate --known-lenses` shared by the section and plain-control tests (~4 s CPU each run):
+    the demo's scores with the highest third of the test controls marked as look-alikes ('ring'), and the
+    shared DR10 lenses regraded A/B. Returns (report folder, marked scores table, look-alike rows, known table)."""
+    tmp = tmp_path_factory.mktemp("knownreport")
+    known = tmp / "known.parquet"
     t = pq.read_table(real_scores_of_shared)
     grades = ["A", "B", "B", "A", "B", "B"][: t.num_rows]
     pq.write_table(t.set_column(t.column_names.index("grade"), "grade", pa.array(grades)).replace_schema_metadata(
         pq.read_schema(real_scores_of_shared).metadata), known)
-    out = tmp_path / "report"
-    assert main(["evaluate", str(demo["scores"]), "--out", str(out), "--no-data", "--known-lenses", str(known),
+    sc = pq.read_table(demo["scores"])
+    split = np.asarray(sc["region_split"].to_pylist(), dtype=object)
+    ctrl_idx = np.flatnonzero((sc["label"].to_numpy() == 0) & (split == "test"))  # evaluate reads the test split
+    logit = sc["logit"].to_numpy()
+    top = ctrl_idx[np.argsort(-logit[ctrl_idx])][: max(2, len(ctrl_idx) // 3)]  # the highest controls: look-alikes
+    kinds = [None] * sc.num_rows
+    for i in top:
+        kinds[i] = "ring"
+    col = sc.column_names.index("confuser_kind") if "confuser_kind" in sc.column_names else None
+    marked = (sc.set_column(col, "confuser_kind", pa.array(kinds, pa.string())) if col is not None
+              else sc.append_column("confuser_kind", pa.array(kinds, pa.string())))
+    scores = tmp / "scores.parquet"
+    pq.write_table(marked.replace_schema_metadata(sc.schema.metadata), scores)
+    out = tmp / "report"
+    assert main(["evaluate", str(scores), "--out", str(out), "--no-data", "--known-lenses", str(known),
                  "--set", "n_boot=20", "--set", "baselines=false"]) == 0
+    return out, marked, top, t
+
+
+def test_known_lens_section(demo, known_report):
+    out, _, _, t = known_report
     m = json.loads((out / "metrics.json").read_text())["known_lenses"]
     assert m["n"] == t.num_rows and set(m["recall"]) == {"all", "grade A", "grade B"}
     sc = pq.read_table(demo["scores"]).to_pandas()
@@ -52,7 +75,7 @@ def test_known_lens_section(demo, real_scores_of_shared, tmp_path):
     assert [r["fpr_to_find"] for r in m["per_lens"]] == pytest.approx(want)
     assert {r["id"] for r in m["per_lens"]} == set(t["row_id"].to_pylist()) and "FPR to find each: " in md
     assert (out / "figures" / "known_lenses.png").is_file() and "known_lenses.png" in md
-    assert m["n_look_alike_controls"] + m["n_plain_controls"] == m["n_controls"]  # the demo's tier carries them
+    assert m["n_look_alike_controls"] + m["n_plain_controls"] == m["n_controls"]
     assert "Look-alikes that come with them" in md
 
 
@@ -87,32 +110,29 @@ def test_known_lenses_of_a_cutout_folder_keep_their_npz_grade(demo, real_scores_
     """The shared DR10 candidates carry their grade as the npz member meta_tier ('B'): `dhs score` of the folder
     writes it as `grade`, and the section has a 'grade B' row (was: every candidate 'ungraded')."""
     assert set(pq.read_table(real_scores_of_shared)["grade"].to_pylist()) == {"B"}
-    out = tmp_path / "report"
-    assert main(["evaluate", str(demo["scores"]), "--out", str(out), "--no-data", "--known-lenses",
-                 str(real_scores_of_shared), "--set", "n_boot=20", "--set", "baselines=false"]) == 0
-    m = json.loads((out / "metrics.json").read_text())["known_lenses"]
+    # the section's numbers without its figures (what `dhs evaluate` renders: gather -> known_lens_metrics;
+    # the rendered grade rows are test_known_lens_section's)
+    from darkhaloscope.config import load_config
+    from darkhaloscope.evaluate.config import EvaluateConfig
+    from darkhaloscope.evaluate.knownlenses_report import measure_known_lenses
+
+    cfg = load_config(EvaluateConfig)
+    found = measure_known_lenses(str(real_scores_of_shared), demo["scores"], cfg, checkpoint=None, data=None,
+                                 out_dir=tmp_path, log=lambda *a: None)
+    m = found.as_dict()
     assert set(m["recall"]) == {"all", "grade B"} and m["recall"]["grade B"]["0.01"]["n"] == m["n"] == 6
 
 
-def test_real_lens_recall_also_at_the_plain_control_thresholds(demo, real_scores_of_shared, tmp_path):
+def test_real_lens_recall_also_at_the_plain_control_thresholds(demo, real_scores_of_shared, known_report, tmp_path):
     """#10: the confuser section sets its threshold on the plain controls; so does the real-lens section's
     extra row when some controls carry a look-alike, and only then."""
+    out, marked, top, _ = known_report
     sc = pq.read_table(demo["scores"])
     split = np.asarray(sc["region_split"].to_pylist(), dtype=object)
-    ctrl_idx = np.flatnonzero((sc["label"].to_numpy() == 0) & (split == "test"))  # evaluate reads the test split
+    ctrl_idx = np.flatnonzero((sc["label"].to_numpy() == 0) & (split == "test"))
     logit = sc["logit"].to_numpy()
-    top = ctrl_idx[np.argsort(-logit[ctrl_idx])][: max(2, len(ctrl_idx) // 3)]  # the highest controls: look-alikes
-    kinds = [None] * sc.num_rows
-    for i in top:
-        kinds[i] = "ring"
-    col = sc.column_names.index("confuser_kind") if "confuser_kind" in sc.column_names else None
-    marked = (sc.set_column(col, "confuser_kind", pa.array(kinds, pa.string())) if col is not None
-              else sc.append_column("confuser_kind", pa.array(kinds, pa.string())))
     scores = tmp_path / "scores.parquet"
     pq.write_table(marked.replace_schema_metadata(sc.schema.metadata), scores)
-    out = tmp_path / "report"
-    args = ["--no-data", "--known-lenses", str(real_scores_of_shared), "--set", "n_boot=20", "--set", "baselines=false"]
-    assert main(["evaluate", str(scores), "--out", str(out), *args]) == 0
     m = json.loads((out / "metrics.json").read_text())["known_lenses"]
     plain = np.sort(logit[np.setdiff1d(ctrl_idx, top)])[::-1]
     assert m["n_plain_controls"] == len(plain)
