@@ -117,7 +117,8 @@ import json, sys
 r = json.loads(open(sys.argv[1]).read())
 print(f"injection ({r['device']}, {r['rows_timed']} rows, steady state): torch {r['torch_rows_per_s']:,.0f} rows/s wall "
       f"({r['torch_rows_per_cpu_s']:,.0f} per CPU s) | numpy {r['numpy_rows_per_s']:,.0f} rows/s | torch/numpy wall "
-      f"{r['torch_over_numpy_wall']:.1f}x, per CPU s {r['torch_over_numpy_per_core']:.1f}x")
+      f"{r['torch_over_numpy_wall']:.1f}x, per CPU s {r['torch_over_numpy_per_core']:.1f}x (rendering alone "
+      f"{r['torch_over_numpy_render_per_core']:.1f}x; npz encoding {r['npz_encode_cpu_ms_per_row']:.1f} ms CPU per row)")
 if r["device"] == "cuda":
     goal = r["torch_rows_per_s"] >= 50_000
     print(f"goal >= 50,000 injected stamps/s on the GPU (whole rows incl. npz encoding): {'MET' if goal else 'NOT MET'}")

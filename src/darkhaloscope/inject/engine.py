@@ -15,7 +15,10 @@ rendered in phases that consume each generator in the reference order:
 
 Only the per-row parameter draws (scalars) and the look-alike painters run per row in Python/numpy; every pixel
 operation is a tensor expression over the batch. Results are float32 throughout (the reference is float64):
-docs/injection.md gives the measured agreement. Exercised by `dhs simulate --engine torch` and tests/inject/.
+docs/injection.md gives the measured agreement. Determinism: a row's draws depend on (seed, row) only, never on
+the batch it is rendered in, so the same seed gives the same bytes whatever the batch size, `--workers`,
+`--shard` or `--resume` (on one device type). Where the CPU time goes: docs/injection.md "Speed".
+Exercised by `dhs simulate --engine torch` and tests/inject/.
 """
 
 from __future__ import annotations
