@@ -65,6 +65,21 @@ def test_resume_is_byte_identical_and_refuses_another_engine(tmp_path):
     assert _files(root) == _files(tmp_path / "fresh" / "t")
 
 
+def test_a_rows_draws_do_not_depend_on_the_batch_it_is_rendered_in():
+    import numpy as np
+
+    from darkhaloscope.inject.bench import _context
+    from darkhaloscope.inject.engine import TorchEngine
+
+    ctx = _context(6, TORCH, 3)  # (a plan of 6 rows: 3 injections, 3 controls)
+    whole, in_twos = TorchEngine("cpu")(ctx, range(6)), TorchEngine("cpu", batch_rows=2)(ctx, range(6))
+    for a, b in zip(whole, in_twos):  # the same lens, source, host and noise: equal up to float32 rounding
+        np.testing.assert_allclose(a.image, b.image, rtol=1e-5, atol=1e-7)
+        assert a.columns.keys() == b.columns.keys()
+        for k, v in a.columns.items():
+            assert v == pytest.approx(b.columns[k], rel=1e-9) if isinstance(v, float) else v == b.columns[k]
+
+
 def test_the_torch_engine_needs_its_renderer():
     with pytest.raises(UsageError, match="inject.build.simulate"):
         simulate_tier("/nonexistent", "t", rows=4, seed=1, config=TORCH)

@@ -16,8 +16,10 @@ rendered in phases that consume each generator in the reference order:
 Only the per-row parameter draws (scalars) and the look-alike painters run per row in Python/numpy; every pixel
 operation is a tensor expression over the batch. Results are float32 throughout (the reference is float64):
 docs/injection.md gives the measured agreement. Determinism: a row's draws depend on (seed, row) only, never on
-the batch it is rendered in, so the same seed gives the same bytes whatever the batch size, `--workers`,
-`--shard` or `--resume` (on one device type). Where the CPU time goes: docs/injection.md "Speed".
+the batch it is rendered in (its values agree to float32 rounding in any batch: vectorised math treats the last
+few elements of an array apart); a tier's batches are fixed by `rows_per_file` and the device type, so the same
+seed gives the same bytes whatever `--workers`, `--shard` or `--resume`. Where the CPU time goes:
+docs/injection.md "Speed".
 Exercised by `dhs simulate --engine torch` and tests/inject/.
 """
 
