@@ -30,6 +30,17 @@ def test_bench_train_table_without_data(capsys):
     assert "synthetic tensors" in out and "bf16" in out and "limited by" not in out
 
 
+@pytest.mark.slow  # (~10 s: the simulator and its lens model are loaded)
+def test_bench_train_inject_splits_the_step_into_render_and_model(capsys):
+    assert main(["bench", "train", "--model", "small_cnn", "--batch-size", "8", "--steps", "2", "--warmup-steps", "0",
+                 "--device", "cpu", "--precision", "fp32", "--inject", "synthetic", "--sim", "confusers=0.5",
+                 "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["inject"] == "synthetic" and r["sim"] == {"confusers": "0.5"} and r["rendered_rows_per_batch"] == 6
+    assert r["render_ms_per_step"] > 0 and r["model_ms_per_step"] > 0 and 0 < r["render_frac_wall"] < 1
+    assert "loader_samples_per_s" not in r
+
+
 def test_bench_train_fp16_on_cpu_is_a_usage_error(capsys):
     assert main(["bench", "train", "--model", "small_cnn", "--device", "cpu", "--precision", "fp16"]) == 2
     assert "fp16 needs a CUDA device" in capsys.readouterr().err

@@ -2,11 +2,14 @@
 real input pipeline, and which of the two limits the rate.
 
     dhs bench train --model resnet18 --batch-size 256 --precision bf16 --steps 30 [--data TIER] [--json]
+    dhs bench train --model polar_fourier --batch-size 64 --precision fp32 --inject synthetic --sim confusers=0.5
 
 Synthetic: a fixed (B, 3, 64, 64) batch already on the device -> `prepare_batch` (normalisation +
 augmentation, as in training) -> forward/backward/AdamW step: the most the model can consume. Also the
 forward-only rate (scoring). With --data: the loader alone (decode, shuffle, batch; no model), then the
 loader + host->device copy + the same step. The slower of loader and synthetic step is the limit.
+With --inject HOSTS: on-the-fly training (train/onthefly.py) in one process, each step rendering its batch and
+then stepping on it; wall and CPU seconds of the two parts, and rendering's share of the step.
 Timings synchronise CUDA before reading the clock; warm-up steps are not timed.
 """
 
@@ -44,7 +47,7 @@ def _timed(fn, n: int, warmup: int, device: torch.device) -> float:
 def bench_train(*, model: str = "resnet18", batch_size: int = 256, precision: str = "auto",
                 channels_last: bool = True, compile: bool = False, steps: int = 20, warmup_steps: int = 3,
                 device: str = "auto", data: str | None = None, num_workers: int = 2, s3=None,
-                split: str = "train") -> dict:
+                split: str = "train", inject: str | None = None, sim: dict | None = None) -> dict:
     dev = resolve_device(device)
     prec = resolve_precision(precision, dev)
     torch.manual_seed(0)
@@ -76,7 +79,9 @@ def bench_train(*, model: str = "resnet18", batch_size: int = 256, precision: st
                steps, warmup_steps, dev)
     info["forward_only_samples_per_s"] = round(steps * batch_size / t, 1)
     run.train()
-    if data:
+    if inject:
+        info.update(_bench_inject(inject, data, sim or {}, batch_size, dev, steps, warmup_steps, step, s3))
+    elif data:
         info.update(_bench_pipeline(data, split, batch_size, num_workers, s3, dev, steps, warmup_steps, step))
         info["limit"] = ("input pipeline" if info["loader_samples_per_s"] < info["synthetic_samples_per_s"]
                          else "model step")
@@ -114,6 +119,40 @@ def _bench_pipeline(data, split, batch_size, num_workers, s3, dev, steps, warmup
             "pipeline_train_samples_per_s": round(full_rate, 1)}
 
 
+def _bench_inject(hosts, data, sim: dict, batch_size, dev, steps, warmup, step, s3) -> dict:
+    """Render batch g, then one training step on it, `steps` times (after `warmup`): mean wall / CPU seconds."""
+    from darkhaloscope.config import load_config
+    from darkhaloscope.train.config import TrainConfig
+    from darkhaloscope.train.onthefly_source import InjectSource
+
+    cfg = load_config(TrainConfig, None, {"inject": hosts, "data": data or "", "batch_size": batch_size,
+                                          **{f"sim.{k}": v for k, v in sim.items()}})
+    source = InjectSource(cfg, batch_size, s3)
+    wall = {"render": 0.0, "model": 0.0}
+    cpu = dict(wall)
+    for g in range(warmup + steps):
+        t, c = time.perf_counter(), time.process_time()
+        b = source.render(g)
+        t1, c1 = time.perf_counter(), time.process_time()
+        step(torch.from_numpy(b.images).to(dev), torch.from_numpy(b.labels).to(dev))
+        _sync(dev)
+        if g >= warmup:
+            wall["render"] += t1 - t
+            cpu["render"] += c1 - c
+            wall["model"] += time.perf_counter() - t1
+            cpu["model"] += time.process_time() - c1
+    lenses, look, _, plain = source.counts
+    out = {"inject": str(hosts), "sim": sim, "engine": f"{cfg.sim.engine} ({cfg.sim.device})",
+           "rendered_rows_per_batch": lenses + look + plain, "torch_threads_model": torch.get_num_threads()}
+    for k in ("render", "model"):
+        out[f"{k}_ms_per_step"] = round(1e3 * wall[k] / steps, 1)
+        out[f"{k}_cpu_ms_per_step"] = round(1e3 * cpu[k] / steps, 1)
+    out["render_frac_wall"] = round(wall["render"] / (wall["render"] + wall["model"]), 3)
+    out["render_frac_cpu"] = round(cpu["render"] / (cpu["render"] + cpu["model"]), 3)
+    out["onthefly_samples_per_s"] = round(steps * batch_size / (wall["render"] + wall["model"]), 1)
+    return out
+
+
 def format_report(r: dict) -> str:
     lines = [f"dhs bench train: {r['model']} ({r['params'] / 1e6:.2f} M params, {r['fwd_gflops_per_stamp']} GFLOPs/stamp), "
              f"batch {r['batch_size']}, {r['precision']}, channels_last={r['channels_last']}, compile={r['compile']}",
@@ -125,4 +164,10 @@ def format_report(r: dict) -> str:
                   f"({'packed' if r['packed'] else 'npz'}, {r['num_workers']} workers)",
                   f"  train step with the pipeline  : {r['pipeline_train_samples_per_s']:>10,.0f} samples/s",
                   f"  limited by: {r['limit']}"]
+    if "render_ms_per_step" in r:
+        lines += [f"  on the fly ({r['inject']}, {r['engine']}, {r['rendered_rows_per_batch']} rows rendered "
+                  f"per batch): {r['onthefly_samples_per_s']:,.0f} samples/s",
+                  f"    render {r['render_ms_per_step']:.0f} ms ({r['render_cpu_ms_per_step']:.0f} CPU-ms), model "
+                  f"{r['model_ms_per_step']:.0f} ms ({r['model_cpu_ms_per_step']:.0f} CPU-ms) per step: rendering is "
+                  f"{r['render_frac_wall']:.0%} of the step ({r['render_frac_cpu']:.0%} of its CPU time)"]
     return "\n".join(lines)

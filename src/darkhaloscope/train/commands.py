@@ -106,6 +106,7 @@ def cmd_bench_loader(args) -> int:
 
 
 def cmd_bench_train(args) -> int:
+    from darkhaloscope.config import parse_overrides
     from darkhaloscope.models import list_models
     from darkhaloscope.train.bench import bench_train, format_report
 
@@ -115,7 +116,8 @@ def cmd_bench_train(args) -> int:
         r = bench_train(model=name, batch_size=args.batch_size, precision=args.precision,
                         channels_last=args.channels_last, compile=args.compile, steps=args.steps,
                         warmup_steps=args.warmup_steps, device=args.device, data=args.data,
-                        num_workers=args.num_workers, s3=s3_options_from_args(args), split=args.split)
+                        num_workers=args.num_workers, s3=s3_options_from_args(args), split=args.split,
+                        inject=args.inject, sim=parse_overrides(args.sim))
         results.append(r)
         if not args.json:
             print(format_report(r), flush=True)
@@ -153,6 +155,10 @@ def register(subparsers, bench_subparsers) -> None:
     b.add_argument("--data", default=None, help="tier: also time the real input pipeline (decode + transfer + preprocess)")
     b.add_argument("--split", default="train", help="split of --data to read")
     b.add_argument("--num-workers", type=int, default=2, help="loader workers for --data")
+    b.add_argument("--inject", default=None, metavar="HOSTS", help="time on-the-fly training instead (dhs train "
+                   "--inject HOSTS): each step renders its batch, then steps; render and model seconds per step")
+    b.add_argument("--sim", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="simulate config of --inject (dhs train's sim.KEY), e.g. --sim confusers=0.5 (the demo's)")
     b.add_argument("--json", action="store_true", help="print the result as JSON")
     add_s3_arguments(b)
     b.set_defaults(func=cmd_bench_train)
