@@ -62,19 +62,28 @@ def test_paired_control_is_the_lens_host_without_the_arc(source):
 
 
 def test_stream_order_and_cursor_do_not_depend_on_workers(source):
-    s = InjectStream(source, 4)
+    s = InjectStream(source, 2)
     s.set_epoch(1)
-    ids = [b["row_id"][0] for b in s]
-    assert ids == [f"otf{g}-0" for g in (4, 5, 6, 7)]  # epoch 1 = global batches 4..7
-    s2 = InjectStream(source, 4)
-    s2.load_state_dict({**s.state_dict(), "epoch": 1, "batches_done": 2})
+    assert [b["row_id"][0] for b in s] == ["otf2-0", "otf3-0"]  # epoch 1 = global batches 2, 3
+    s2 = InjectStream(source, 2)
+    s2.load_state_dict({**s.state_dict(), "epoch": 1, "batches_done": 1})
     s2.set_epoch(1)
-    assert [b["row_id"][0] for b in s2] == ["otf6-0", "otf7-0"]
-    ranks = [InjectStream(source, 4, rank=r, world_size=2) for r in (0, 1)]
+    assert [b["row_id"][0] for b in s2] == ["otf3-0"]
+    ranks = [InjectStream(source, 2, rank=r, world_size=2) for r in (0, 1)]
     assert [next(iter(r))["row_id"][0] for r in ranks] == ["otf0-0", "otf1-0"]  # ranks render their own batches
-    other = InjectStream(source, 5)
-    with pytest.raises(Exception, match="steps_per_epoch=4 \\(now 5\\)"):
-        other.load_state_dict(s.state_dict())
+    with pytest.raises(Exception, match="steps_per_epoch=2 \\(now 5\\)"):
+        InjectStream(source, 5).load_state_dict(s.state_dict())
+
+
+def test_loader_workers_deliver_the_same_batches_in_order(source):
+    from darkhaloscope.train.data import make_loader
+
+    s = InjectStream(source, 3)
+    s.load_state_dict({**s.state_dict(), "batches_done": 1})
+    s.set_epoch(0)
+    got = [(b["row_id"][0], b["image"].sum().item()) for b in make_loader(s, num_workers=2)]
+    assert [r for r, _ in got] == ["otf1-0", "otf2-0"] and s.state_dict()["batches_done"] == 3
+    assert got[1][1] == InjectStream(source, 3).batch(2)["image"].sum().item()
 
 
 def test_injection_log_truncates_to_the_checkpoint(tmp_path):

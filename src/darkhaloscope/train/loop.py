@@ -204,7 +204,9 @@ class _Trainer:
                                       max_rows=cfg.max_val_rows, confuser_weight=cfg.confuser_weight,
                                       weight_optional=True, **stream_kw)  # val loss weighs rows as training does
         pin = self.device.type == "cuda"
-        self.train_loader = make_loader(self.train_stream, num_workers=cfg.num_workers, pin_memory=pin,
+        # (--inject on CUDA renders in this process: forked loader workers cannot share its CUDA context)
+        workers = 0 if cfg.inject and cfg.sim.device == "cuda" else cfg.num_workers
+        self.train_loader = make_loader(self.train_stream, num_workers=workers, pin_memory=pin,
                                         prefetch_factor=cfg.prefetch_factor)
         self.val_loader = make_loader(self.val_stream, num_workers=cfg.num_workers, pin_memory=pin,
                                       prefetch_factor=cfg.prefetch_factor)

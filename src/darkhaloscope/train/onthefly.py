@@ -63,9 +63,6 @@ class InjectStream(IterableDataset):
     def __len__(self) -> int:
         return self.steps_per_epoch
 
-    def num_rows(self) -> int:
-        return self.steps_per_epoch * self.world_size * self.source.batch_size
-
     # ---- the cursor (StampStream's semantics) ----------------------------------------------------
     def set_epoch(self, epoch: int) -> None:
         if self._resume_epoch != epoch:
