@@ -60,7 +60,13 @@ REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "dr10_cutouts" 
 PS1 = REAL.parent / "ps1_sled_lenses"  # 144 confirmed lenses in PS1 imaging (docs/real-lenses.md)
 
 
+REUSE_TIERS = False  # --reuse-tiers: a tier already complete in OUT/data (its manifest written) is not simulated again
+
+
 def simulate(out: Path, tier: str, rows: int, seed: int, overrides: dict, workers: int) -> Path:
+    if REUSE_TIERS and (out / tier / "manifest.json").is_file():
+        print(f"reusing {out / tier} (--reuse-tiers: simulated by an earlier run of this benchmark)")
+        return out / tier
     from darkhaloscope.config import load_config
     from darkhaloscope.sim.build import simulate_tier
     from darkhaloscope.sim.simconfig import SimConfig
@@ -252,10 +258,14 @@ def main(argv=None) -> int:
     p.add_argument("--committee-seeds", default="", help="e.g. 2,3: train the 'after' arm at these seeds too and "
                    "measure the committee (mean logit) of them and the 'after' run (seed 1)")
     p.add_argument("--report-only", action="store_true", help="print the table of OUT/results.json again")
+    p.add_argument("--reuse-tiers", action="store_true", help="keep the tiers an earlier run left complete in "
+                   "OUT/data (same arguments: same tiers) instead of simulating them again")
     p.add_argument("--real", default=str(REAL), help="folder of real lens-candidate cutouts ('' = none)")
     p.add_argument("--real-lenses", default=str(PS1), help="folder of confirmed real lenses ('' = none)")
     args = p.parse_args(argv)
     out = Path(args.out)
+    global REUSE_TIERS
+    REUSE_TIERS = args.reuse_tiers
     if args.report_only:
         report(out, json.loads((out / "results.json").read_text()))
         return 0
