@@ -27,6 +27,23 @@ from shareddata import DR10_DIR  # noqa: E402
 from tierfactory import make_tier  # noqa: E402
 
 
+@pytest.fixture(scope="session", autouse=True)
+def one_cli_parser():
+    """`cli.main` parses with one parser built per session: building it (every command's flags, one per config
+    key) is ~35 ms CPU, paid by each of the several hundred in-process `main([...])` calls of the tests. argparse
+    leaves a parser unchanged by parsing (and copies `append` lists), so each call parses as a fresh `dhs`
+    would; tests of the parser itself call `build_parser()` and get their own."""
+    import darkhaloscope.cli as cli
+
+    build = cli.build_parser
+    parser = build()
+    cli.build_parser = lambda: parser
+    try:
+        yield parser
+    finally:
+        cli.build_parser = build
+
+
 @pytest.fixture(scope="session")
 def tiny_tier_template(tmp_path_factory) -> Path:
     """`tiny_tier`'s content, made once per session (never handed to a test: tests may change their tier)."""
