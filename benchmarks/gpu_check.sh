@@ -21,7 +21,8 @@
 # DHS_GPU_CHECK_CONFUSER_EPOCHS (10) epochs, preset gpu, plus the TrainConfig overrides DHS_GPU_CHECK_CONFUSER_SET;
 # its table goes to OUT_DIR/confusers.txt and the end of summary.txt.
 # The injection engines (issue 23: `dhs bench simulate --engine torch --device cuda`, DHS_GPU_CHECK_SIM_STAMPS rows,
-# 1024) are compared last; their line is appended to summary.txt.
+# 1024) are compared next, then on-the-fly training (`dhs bench train --inject synthetic`, render vs model per step,
+# DHS_GPU_CHECK_OTF_STEPS 20); their lines are appended to summary.txt.
 # Installs nothing heavy: uses the machine's torch (pip-installs torch only when it is missing), and this
 # package with --no-deps. Results: OUT_DIR/summary.txt and the JSON files beside it.
 set -euo pipefail
@@ -122,6 +123,20 @@ print(f"injection ({r['device']}, {r['rows_timed']} rows, steady state): torch {
 if r["device"] == "cuda":
     goal = r["torch_rows_per_s"] >= 50_000
     print(f"goal >= 50,000 injected stamps/s on the GPU (whole rows incl. npz encoding): {'MET' if goal else 'NOT MET'}")
+PY
+# on-the-fly training (issue 23: dhs train --inject): each step renders its batch on the device (sim device), then
+# steps $FIRST; render and model seconds per step. DHS_GPU_CHECK_OTF_STEPS timed steps (20).
+OTF_STEPS=${DHS_GPU_CHECK_OTF_STEPS:-20}
+log "on-the-fly training: render on $DEV + $FIRST step, batch $BATCH, $OTF_STEPS steps"
+dhs bench train --inject synthetic --sim device="$DEV" confusers=0.5 --model "$FIRST" --device "$DEV" \
+  --precision "$PREC" --channels-last --batch-size "$BATCH" --steps "$OTF_STEPS" --warmup-steps 3 --json > "$OUT/onthefly.json"
+python - "$OUT/onthefly.json" <<'PY' | tee -a "$OUT/summary.txt"
+import json, sys
+r = json.loads(open(sys.argv[1]).read())
+print(f"on-the-fly training ({r['model']}, {r['device']}, batch {r['batch_size']}, {r['engine']}): render "
+      f"{r['render_ms_per_step']:,.1f} ms + model {r['model_ms_per_step']:,.1f} ms per step, rendering "
+      f"{100 * r['render_frac_wall']:.0f}% of the step; {r['onthefly_samples_per_s']:,.0f} samples/s "
+      f"(stored-tensor step alone {r['synthetic_samples_per_s']:,.0f}/s)")
 PY
 if [[ "${DHS_GPU_CHECK_CONFUSERS:-0}" == 1 ]]; then
   CM=${DHS_GPU_CHECK_CONFUSER_MODEL:-polar_fourier}
