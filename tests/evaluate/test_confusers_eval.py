@@ -83,10 +83,12 @@ def test_evaluate_report_has_the_confuser_section(tmp_path):
 
 @pytest.mark.parametrize("weights, said", [pytest.param(None, None, marks=pytest.mark.slow),
                                            pytest.param([1.0], None, marks=pytest.mark.slow),
-                                           ([3.0], "trained with confuser_weight 3"),
+                                           pytest.param([3.0], "trained with confuser_weight 3",
+                                                        marks=pytest.mark.slow),
                                            ([1.0, 3.0], "members trained with confuser_weight 1, 3"),
                                            pytest.param("x3", None, marks=pytest.mark.slow)])
-# slow: ~1.3 s each; no weights at all is also test_evaluate_report_has_the_confuser_section's case
+# slow: a whole evaluate each (~1.3 s); the wording of every case is test_weights_note_wording's, no weights at
+# all is also test_evaluate_report_has_the_confuser_section's case
 def test_report_says_when_look_alikes_were_weighted_in_training(tmp_path, weights, said):
     from darkhaloscope.score.scoresfile import METADATA_KEY
 
@@ -104,6 +106,17 @@ def test_report_says_when_look_alikes_were_weighted_in_training(tmp_path, weight
         assert "rained with confuser_weight" not in md  # (the footer quotes argv, which may name the word)
     else:
         assert f"**{said[0].upper() + said[1:]}**: look-alike negatives weighed" in md and f"({said})" in headline
+
+
+@pytest.mark.parametrize("weights, said", [(None, ""), ([1.0], ""), ("x3", ""), (["x"], ""),
+                                           ([3.0], "trained with confuser_weight 3"),
+                                           ([1.0, 3.0], "members trained with confuser_weight 1, 3")])
+def test_weights_note_wording(weights, said):
+    """What the report's look-alike line says, from the scores file's provenance (the rendering is the whole
+    evaluate test's above)."""
+    from darkhaloscope.evaluate.confusers import _weights_note
+
+    assert _weights_note({} if weights is None else {"confuser_weights": weights}) == said
 
 
 def test_demo_states_the_confuser_fpr_beside_the_auroc():
