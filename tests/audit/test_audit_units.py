@@ -164,3 +164,13 @@ def test_bench_audit_command(tiny_tier, tmp_path):
     fig = json.loads(out.read_text())
     assert fig["rows"] == 72 and fig["files"] == 6 and fig["naive_read_s"] > 0
     assert fig["cheap_fraction_of_naive"] > 0 and fig["host_id_pass_s"] > 0 and fig["rows_decoded"] == 72
+
+
+def test_a_selection_of_checks_runs_only_those_and_pixel_free_ones_decode_nothing(tmp_path):
+    root = make_tier(tmp_path / "t", rows_per_split=16, files_per_split=1)
+    r = run_audit(str(root), checks=("leakage", "balance"))
+    assert {f.check for f in r.findings} == {"balance", "leakage"} and r.summary["rows_decoded"] == 0
+    r = run_audit(str(root), checks=("usability",))
+    assert {f.check for f in r.findings} == {"usability"} and r.summary["rows_decoded"] > 0
+    with pytest.raises(ValueError, match="unknown audit check.*nope"):
+        run_audit(str(root), checks=("balance", "nope"))

@@ -55,7 +55,7 @@ def test_only_injections_is_no_go_naming_split_and_counts(sim_tier, tmp_path, ca
     bad = mutate(sim_tier, tmp_path / "t", lambda t, rel: t.filter(pc.equal(t["is_control"], 0)))
     assert main(["audit", str(bad), "-q"]) == 3
     assert "NO-GO" in capsys.readouterr().out
-    r = run_audit(str(bad))
+    r = run_audit(str(bad), checks=("balance",))  # the CLI above ran the whole audit
     errors = _messages(r, "balance", "error")
     assert "whole tier has 120 injection(s) and 0 control(s)" in errors
     assert "split 'train' has 84 injection(s) (is_control=0) and 0 control(s)" in errors
@@ -73,7 +73,7 @@ def test_nan_stamps_are_usability_errors_with_row_ids(sim_tier, tmp_path):
                 img[1, 10:12, 10:12] = np.nan
                 return img
         return map_stamps(t, fn)
-    r = run_audit(str(mutate(sim_tier, tmp_path / "t", nan_rows)))
+    r = run_audit(str(mutate(sim_tier, tmp_path / "t", nan_rows)), checks=("usability",))
     f = [x for x in r.find("usability", "error") if x.details["kind"] == "nan_inf"]
     assert len(f) == 1 and f[0].details["rows"] == 2, r.to_markdown()
     assert "region_split=val/part-00001.parquet row 3: 4 NaN/Inf pixel(s)" in f[0].message
@@ -122,7 +122,7 @@ def test_unknown_npz_layout_is_a_schema_error(sim_tier, tmp_path):
 def test_missing_column_in_one_file(sim_tier, tmp_path):
     drop = mutate(sim_tier, tmp_path / "t", lambda t, rel: t.drop_columns(["is_control"])
                   if rel == "region_split=val/part-00002.parquet" else None)
-    r = run_audit(str(drop))
+    r = run_audit(str(drop), checks=("schema",))
     msg = _messages(r, "schema", "error")
     assert "column 'is_control' (label) missing from 1 of 9 file(s) (region_split=val/part-00002.parquet)" in msg
     assert r.verdict == "NO-GO"
@@ -130,7 +130,7 @@ def test_missing_column_in_one_file(sim_tier, tmp_path):
 
 def test_wrong_column_type(sim_tier, tmp_path):
     r = run_audit(str(mutate(sim_tier, tmp_path / "t", lambda t, rel: set_column(
-        t, "is_control", pa.array([str(x) for x in t["is_control"].to_pylist()], pa.string())))))
+        t, "is_control", pa.array([str(x) for x in t["is_control"].to_pylist()], pa.string())))), checks=("schema",))
     assert "is_control is string, expected integer 0/1 in 9 file(s)" in _messages(r, "schema", "error")
 
 
@@ -142,7 +142,7 @@ def test_host_in_two_splits(sim_tier, tmp_path):
             stolen["id"] = t["host_id"][0].as_py()
         elif rel == "region_split=val/part-00000.parquet":
             return set_column(t, "host_id", [stolen["id"]] + t["host_id"].to_pylist()[1:])
-    r = run_audit(str(mutate(sim_tier, tmp_path / "t", leak)))
+    r = run_audit(str(mutate(sim_tier, tmp_path / "t", leak)), checks=("split",))
     f = r.find("split", "error")
     assert len(f) == 1 and f[0].details["column"] == "host_id" and f[0].details["shared_ids"] == 1
     assert "val: region_split=val/part-00000.parquet row 0" in f[0].message
@@ -157,7 +157,7 @@ def test_duplicated_stamp_across_splits(sim_tier, tmp_path):
             src["blob"] = t["stamp_npz"][2].as_py()
         elif rel == "region_split=val/part-00001.parquet":
             return map_stamps(t, lambda i, img, c: src["blob"] if i == 4 else None)
-    r = run_audit(str(mutate(sim_tier, tmp_path / "t", dup)))
+    r = run_audit(str(mutate(sim_tier, tmp_path / "t", dup)), checks=("split",))
     f = r.find("split", "error")
     assert len(f) == 1 and f[0].details["shared_stamps"] == 1, r.to_markdown()
     assert "val: region_split=val/part-00001.parquet row 4" in f[0].message
@@ -171,7 +171,7 @@ def test_leaking_metadata_columns(sim_tier, tmp_path):
         t = t.append_column("quality_flag", pa.array(np.where(ctrl == 1, 0.2, 0.9) + 0.01 * np.arange(t.num_rows)))
         depth = t["psfdepth_r"].to_numpy() + 0.8 * (1 - ctrl)
         return set_column(t, "psfdepth_r", pa.array(depth))
-    r = run_audit(str(mutate(sim_tier, tmp_path / "t", leak)))
+    r = run_audit(str(mutate(sim_tier, tmp_path / "t", leak)), checks=("leakage",))  # whole audits: the CLI below
     warnings = {f.details["column"]: f for f in r.find("leakage", "warning")}
     assert set(warnings) == {"quality_flag", "psfdepth_r"}, r.to_markdown()
     assert warnings["quality_flag"].details["separation"] > 0.95 and "must never be a model input" in \
@@ -194,7 +194,7 @@ def test_columns_of_one_class_are_one_warning(sim_tier, tmp_path):
             t = t.append_column(name, pa.array([1.0 + i if c else None for i, c in enumerate(ctrl)], pa.float64()))
         t = t.append_column("grade", pa.array([None if c else "AB"[i % 2] for i, c in enumerate(ctrl)], pa.string()))
         return t.append_column("quality_flag", pa.array(np.where(ctrl, 0.2, 0.9) + 0.01 * np.arange(n)))
-    r = run_audit(str(mutate(sim_tier, tmp_path / "t", real_like)))
+    r = run_audit(str(mutate(sim_tier, tmp_path / "t", real_like)), checks=("leakage",))
     warnings = r.find("leakage", "warning")
     grouped = [f for f in warnings if "filled for one class only" in f.message]
     assert len(grouped) == 1, r.to_markdown()
@@ -212,7 +212,7 @@ def test_bright_centre_shortcut_warning(sim_tier, tmp_path):
 
     def brighten(t, rel):
         return map_stamps(t, lambda i, img, c: img + 0.5 * blob if c == 0 else None)
-    r = run_audit(str(mutate(sim_tier, tmp_path / "t", brighten)))
+    r = run_audit(str(mutate(sim_tier, tmp_path / "t", brighten)), checks=("shortcut",))
     msg = _messages(r, "shortcut", "warning")
     assert "image statistics alone separate the classes: " in msg and "logistic regression" in msg, r.to_markdown()
     auc = r.find("shortcut", "warning")[0].details["feature_auroc"]
@@ -231,7 +231,7 @@ def test_paired_control_violations(sim_tier, tmp_path):
             blobs = t["ctrl_stamp_npz"].to_pylist()
             first = next(b for b in blobs if b is not None)
             return set_column(t, "ctrl_stamp_npz", pa.array([first if b is not None else None for b in blobs], pa.binary()))
-    r = run_audit(str(mutate(sim_tier, tmp_path / "t", units)))
+    r = run_audit(str(mutate(sim_tier, tmp_path / "t", units)), checks=("paired",))
     f = r.find("paired", "error")
     assert len(f) == 1, r.to_markdown()
     d = f[0].details
@@ -256,13 +256,13 @@ def test_invalid_label_values_and_truncated_file(sim_tier, tmp_path):
             vals = t["is_control"].to_pylist()
             vals[37] = 2
             return set_column(t, "is_control", vals)
-    r = run_audit(str(mutate(sim_tier, tmp_path / "t", bad_label)))
+    r = run_audit(str(mutate(sim_tier, tmp_path / "t", bad_label)), checks=("balance",))
     msg = " ".join(f.message for f in r.find("balance", "error"))
     assert "invalid labels in 1 file(s): region_split=train/part-00001.parquet: is_control must be 0 or 1; " \
            "row 37 has 2" in msg, r.to_markdown()
     victim = tmp_path / "t" / "region_split=val" / "part-00001.parquet"
     victim.write_bytes(victim.read_bytes()[:5000])  # truncated copy: footer gone
-    r = run_audit(str(tmp_path / "t"))
+    r = run_audit(str(tmp_path / "t"), checks=("schema",))
     assert r.verdict == "NO-GO" and "region_split=val/part-00001.parquet: cannot read parquet footer" in \
         r.find("schema", "error")[0].message
 
@@ -280,7 +280,7 @@ def test_corrupt_row_group_is_reported_and_the_rest_counted(sim_tier, tmp_path):
     data = bytearray(victim.read_bytes())
     data[col.data_page_offset:col.data_page_offset + col.total_compressed_size] = bytes(col.total_compressed_size)
     victim.write_bytes(bytes(data))
-    r = run_audit(str(tmp_path / "t"))
+    r = run_audit(str(tmp_path / "t"), checks=("schema", "balance"))
     msg = " ".join(f.message for f in r.find("schema", "error"))
     assert "region_split=train/part-00000.parquet (row group 1:" in msg, r.to_markdown()
     counts = r.find("balance", "info")[0].details["counts"]

@@ -101,7 +101,7 @@ def check_schema(ctx: AuditContext) -> list[Finding]:
     return out
 
 
-@register_check("balance")
+@register_check("balance", pixels=False)
 def check_balance(ctx: AuditContext) -> list[Finding]:
     scan, cfg, out = ctx.scan, ctx.config, []
     if scan.label_column is None:

@@ -40,7 +40,7 @@ def _one_class_only(r: dict) -> bool:
     return bool(np.isfinite(a) and np.isfinite(b) and max(a, b) >= 1.0 and min(a, b) < 1.0)
 
 
-@register_check("leakage")
+@register_check("leakage", pixels=False)
 def check_leakage(ctx: AuditContext) -> list[Finding]:
     cfg = ctx.config
     sample = ctx.scan.leak_sample()

@@ -30,13 +30,16 @@ class AuditContext:
 
 CheckFn = Callable[[AuditContext], list[Finding]]
 CHECKS: dict[str, CheckFn] = {}
+PIXEL_FREE: set[str] = set()  # checks that never read ctx.pixels: a selection of only these skips the pixel pass
 
 
-def register_check(name: str) -> Callable[[CheckFn], CheckFn]:
+def register_check(name: str, pixels: bool = True) -> Callable[[CheckFn], CheckFn]:
     def deco(fn: CheckFn) -> CheckFn:
         if name in CHECKS:
             raise ValueError(f"audit check {name!r} registered twice")
         CHECKS[name] = fn
+        if not pixels:
+            PIXEL_FREE.add(name)
         return fn
     return deco
 

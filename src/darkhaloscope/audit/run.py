@@ -4,7 +4,9 @@
     report = run_audit("s3://bucket/stamps/train_stamp64/", AuditConfig(sample_rows=5000))
     report.verdict, report.findings, report.to_json()
 
-Used by `dhs audit DATA`, `dhs review` and `dhs demo`. Importable without torch.
+Used by `dhs audit DATA`, `dhs review` and `dhs demo`. Importable without torch. `checks=("balance", ...)` runs a
+subset (library callers and tests; the verdict then covers those checks only): a subset of pixel-free checks
+(balance, leakage) skips the pixel pass.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import time
 from darkhaloscope.audit import checks_data, checks_signal, checks_split  # noqa: F401 - registers the checks
 from darkhaloscope.audit.config import AuditConfig
 from darkhaloscope.audit.pixels import sample_pixels
-from darkhaloscope.audit.registry import CHECKS, AuditContext
+from darkhaloscope.audit.registry import CHECKS, PIXEL_FREE, AuditContext
 from darkhaloscope.audit.report import AuditReport
 from darkhaloscope.common.report import Finding
 from darkhaloscope.audit.scan import scan_tier
@@ -45,9 +47,14 @@ def _progress(enabled: bool):
 
 
 def run_audit(uri: str, config: AuditConfig | None = None, s3: S3Options | None = None, *, full: bool = False,
-              progress: bool = False, run_info: dict | None = None) -> AuditReport:
-    """Audit the tier at `uri` (folder, file or s3:// prefix); never raises for bad data, reports it."""
+              progress: bool = False, run_info: dict | None = None, checks=None) -> AuditReport:
+    """Audit the tier at `uri` (folder, file or s3:// prefix); never raises for bad data, reports it.
+    `checks`: names of the checks to run (default: every registered one, in registration order)."""
     cfg = config or AuditConfig()
+    names = list(CHECKS) if checks is None else [n for n in CHECKS if n in set(checks)]
+    unknown = sorted(set(checks or ()) - set(CHECKS))
+    if unknown:
+        raise ValueError(f"unknown audit check(s) {', '.join(unknown)}; known: {', '.join(CHECKS)}")
     report = AuditReport(uri=str(uri), fail_on=cfg.fail_on, run=run_info or {})
     t0 = time.perf_counter()
     try:
@@ -61,14 +68,14 @@ def run_audit(uri: str, config: AuditConfig | None = None, s3: S3Options | None 
                          progress=advance)
         t_cheap = time.perf_counter() - t0
         pixels = None
-        if stamp_column(tier.columns) in tier.columns:
+        if stamp_column(tier.columns) in tier.columns and not set(names) <= PIXEL_FREE:
             holder = {}
             pixels = sample_pixels(
                 tier, cfg, full=full, progress=lambda n: holder["adv"](n),
                 total_hint=lambda n: holder.setdefault("adv", task("pixel pass: decoding row groups", n, "row groups")))
     ctx = AuditContext(tier, cfg, scan, pixels)
-    for fn in CHECKS.values():
-        report.findings.extend(fn(ctx))
+    for name in names:
+        report.findings.extend(CHECKS[name](ctx))
     report.summary = {"files": len(tier.files), "rows": tier.num_rows,
                       "rows_decoded": pixels.rows_decoded if pixels else 0,
                       "sample": "full" if full else f"seeded sample ({cfg.sample_rows} rows)",
