@@ -15,6 +15,7 @@ for byte, and removed.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import resource
 import tempfile
@@ -138,6 +139,8 @@ def checkpoint_section(data: str, tcfg: TrainConfig, rcfg: ReviewConfig, counts:
     t0 = time.perf_counter()
     c = counts.get(tcfg.train_split, {0: 0, 1: 0})
     v = counts.get(tcfg.val_split, {0: 0, 1: 0})
+    if tcfg.inject:  # on the fly: the training batches are rendered (both classes), the stored tier only validates
+        c = {0: 2 * rcfg.checkpoint_steps, 1: 2 * rcfg.checkpoint_steps}
     if not (c[0] and c[1] and v[0] and v[1]) or c[0] + c[1] < 4 * rcfg.checkpoint_steps:
         sec.add("save / kill / resume", "info", "not run: train and val need both classes and at least "
                 f"{4 * rcfg.checkpoint_steps} train rows (the scratch run trains on real rows)")
@@ -147,6 +150,10 @@ def checkpoint_section(data: str, tcfg: TrainConfig, rcfg: ReviewConfig, counts:
     with tempfile.TemporaryDirectory(prefix="dhs-review-ckpt-") as tmp:
         try:
             cfg = scratch_config(data, tcfg.train_split, tcfg.val_split, rcfg.checkpoint_steps)
+            if tcfg.inject:  # the planned run's renderer, hosts and simulate config: its cursor must resume exactly
+                cfg = dataclasses.replace(cfg, inject=tcfg.inject, sim=tcfg.sim, inject_audit_stamps=0,
+                                          inject_steps_per_epoch=rcfg.checkpoint_steps)
+                cfg.validate()
             rc = resume_check(cfg, Path(tmp))
             r = rc.to_dict()
         except DHSError as e:

@@ -3,10 +3,12 @@
     rv = run_review("s3://bucket/stamps/train_tier/", run="runs/r1", tcfg=load_config(TrainConfig))
     rv.verdict, rv.blocking, rv.write("review.md")
 
-Sections, in order: data (the audit's findings), training-code sanity (sanity.py), throughput
-(throughput.py), memory and checkpointing (resources.py), and with a run its curves and probes
-(runcheck.py). A section that cannot run (unreadable tier, ...) becomes a blocking check with the error's
-one-line message instead of stopping the review. Exercised by `dhs review` and `dhs demo`.
+Sections, in order: data (the audit's findings; for an on-the-fly run, `dhs train --inject`, also its rendered
+batches through the same audit gate), training-code sanity (sanity.py: on rendered batches for an on-the-fly
+run), throughput (throughput.py: rendering + model step for an on-the-fly run), memory and checkpointing
+(resources.py: the on-the-fly cursor's kill -9 resume), and with a run its curves and probes (runcheck.py).
+A section that cannot run (unreadable tier, ...) becomes a blocking check with the error's one-line message
+instead of stopping the review. Exercised by `dhs review` and `dhs demo`.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Callable
 
 from darkhaloscope.errors import DHSError
 from darkhaloscope.review.config import ReviewConfig
-from darkhaloscope.common.report import Section
+from darkhaloscope.common.report import Code, Section
 from darkhaloscope.review.report import Review
 from darkhaloscope.stamps.fs import S3Options
 from darkhaloscope.train.config import TrainConfig
@@ -41,6 +43,33 @@ def data_section(data: str, rcfg: ReviewConfig, s3: S3Options | None) -> tuple[S
         sec.text(f"The audit says GO: {report.counts_line()}.")
     sec.seconds = time.perf_counter() - t0
     return sec, report
+
+
+def inject_section(tcfg: TrainConfig, rcfg: ReviewConfig, s3: S3Options | None) -> Section:
+    """An on-the-fly run's training batches (dhs train --inject): rendered as that run renders them, through the
+    audit gate `dhs train --inject` runs before its first step (shortcut, paired controls, paired hosts)."""
+    import math
+
+    from darkhaloscope.audit import AuditConfig
+    from darkhaloscope.train.onthefly_audit import audit_batches
+    from darkhaloscope.train.onthefly_source import AUDIT_STREAM, InjectSource
+
+    sec = Section("inject", "On-the-fly training batches")
+    t0 = time.perf_counter()
+    source = InjectSource(tcfg, tcfg.batch_size, s3)
+    n = max(2, math.ceil((tcfg.inject_audit_stamps or 512) / tcfg.batch_size))
+    report = audit_batches([source.render(g, AUDIT_STREAM) for g in range(n)],
+                           AuditConfig(sample_rows=rcfg.audit_sample_rows))
+    sec.text(f"{source.describe()}. The audit gate of ", Code("dhs train --inject"), f" on {report.uri}.")
+    if report.verdict == "GO":
+        sec.add("on the fly: audit gate", "pass", f"GO on {report.uri} ({report.counts_line()})")
+    for f in report.sorted_findings():
+        sec.add(f"on the fly: {f.check}", f.severity, f.message,
+                f"dhs train --data {tcfg.data} --out RUN --inject {tcfg.inject} --sim.KEY=VALUE" if f.at_least("warning")
+                else None)
+    sec.data.update(audit_verdict=report.verdict, audit_counts=report.counts(), audit_summary=report.summary)
+    sec.seconds = time.perf_counter() - t0
+    return sec
 
 
 def _guarded(key: str, title: str, fn: Callable[[], Section], command: str) -> Section:
@@ -76,6 +105,10 @@ def run_review(data: str, run: str | Path | None = None, tcfg: TrainConfig | Non
     if "data" in rcfg.sections:
         say("review: data (audit) ...")
         rv.sections.append(data_section(str(data), rcfg, s3)[0])
+        if tcfg.inject:
+            say("review: on-the-fly batches (audit gate) ...")
+            rv.sections.append(_guarded("inject", "On-the-fly training batches", lambda: inject_section(tcfg, rcfg, s3),
+                                        f"dhs train --data {data} --out RUN --inject {tcfg.inject}"))
     try:
         tier = open_tier(str(data), s3)
         counts = class_counts(tier)

@@ -80,6 +80,20 @@ def overfit_one_batch(name: str, batch: dict, tcfg: TrainConfig, rcfg: ReviewCon
     return loss, rcfg.overfit_steps
 
 
+def train_batches(data: str, tcfg: TrainConfig, batch_size: int, n: int, s3=None):
+    """`n` training batches of `batch_size` as the planned run gets them: read from DATA's train split, or for an
+    on-the-fly run (`inject`, dhs train --inject) rendered the way that run renders them."""
+    if not tcfg.inject:
+        yield from batches(data, tcfg.train_split, batch_size, n, s3=s3, seed=tcfg.seed)
+        return
+    from darkhaloscope.train.onthefly_source import InjectSource
+
+    source = InjectSource(tcfg, batch_size, s3)
+    for g in range(n):
+        b = source.render(g)
+        yield {"image": torch.from_numpy(b.images), "label": torch.from_numpy(b.labels)}
+
+
 def shuffled_label_auroc(name: str, data: str, tcfg: TrainConfig, rcfg: ReviewConfig, device, s3=None, *,
                          shuffle: bool = True):
     """Train `shuffled_steps` steps with the labels of all the batches read permuted among them, each batch keeping
@@ -90,7 +104,7 @@ def shuffled_label_auroc(name: str, data: str, tcfg: TrainConfig, rcfg: ReviewCo
                       device=device, grad_clip_norm=tcfg.grad_clip_norm)
     gen = torch.Generator().manual_seed(tcfg.seed)
     aug = torch.Generator(device=device).manual_seed(tcfg.seed)
-    read = list(batches(data, tcfg.train_split, rcfg.sanity_batch_size, rcfg.shuffled_steps, s3=s3, seed=tcfg.seed))
+    read = list(train_batches(data, tcfg, rcfg.sanity_batch_size, rcfg.shuffled_steps, s3))
     shares = [float(b["label"].float().mean()) for b in read]
     labels = torch.cat([b["label"] for b in read])
     labels = labels[torch.randperm(len(labels), generator=gen)] if shuffle else labels
@@ -132,16 +146,17 @@ def sanity_section(data: str, counts: dict, tcfg: TrainConfig, rcfg: ReviewConfi
                 "val AUROC is undefined (nan), so no checkpoint can be selected; rebuild the tier with controls and "
                 "injections in every split", audit_cmd, counts=val)
     trc = counts.get(tr, {0: 0, 1: 0})
-    if not (trc[0] and trc[1]):
+    if not tcfg.inject and not (trc[0] and trc[1]):  # on the fly: both classes are rendered into every batch
         sec.add("training checks", "error", f"not run: split '{tr}' has {trc[1]} injection(s) and {trc[0]} "
                 "control(s); a one-class split trains to loss ~0 while learning nothing", audit_cmd, counts=trc)
         sec.seconds = time.perf_counter() - t0
         return sec
     cpu_ok = device.type == "cuda" or tcfg.model in CPU_SIZED
     name = rcfg.sanity_model if rcfg.sanity_model != "auto" else (tcfg.model if cpu_ok else CPU_SANITY_MODEL)
-    batch = next(batches(data, tr, rcfg.sanity_batch_size, 1, s3=s3, seed=tcfg.seed))
+    batch = next(train_batches(data, tcfg, rcfg.sanity_batch_size, 1, s3))
     n_pos = int(batch["label"].sum())
-    sec.text("Measured on real ", Code(tr), f" batches of {len(batch['label'])} stamps ({n_pos} injections) on "
+    what = ["on-the-fly (", Code(f"--inject {tcfg.inject}"), ")"] if tcfg.inject else ["real ", Code(tr)]
+    sec.text("Measured on ", *what, f" batches of {len(batch['label'])} stamps ({n_pos} injections) on "
              f"{device}; trained model: ", Code(name), *([" (the planned ", Code(tcfg.model), " is too slow to train "
                                                           "here; its initial loss is measured)"] if name != tcfg.model else []), ".")
     models = [tcfg.model] + ([name] if name != tcfg.model else [])

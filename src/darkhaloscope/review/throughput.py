@@ -21,7 +21,7 @@ import numpy as np
 from darkhaloscope.errors import UsageError
 from darkhaloscope.review.config import ReviewConfig
 from darkhaloscope.stamps.fs import is_s3
-from darkhaloscope.common.report import Section, fmt_duration
+from darkhaloscope.common.report import Code, Section, fmt_duration
 from darkhaloscope.stamps.schema import BANDS, STAMP_SIZE
 from darkhaloscope.train.config import TrainConfig
 
@@ -123,7 +123,42 @@ def gpu_rows(bench: dict, bytes_per_row: float, rcfg: ReviewConfig, fwd_gflops: 
     return rows
 
 
+def inject_throughput_section(data: str, tcfg: TrainConfig, rcfg: ReviewConfig, device, s3=None) -> Section:
+    """An on-the-fly run (dhs train --inject): each step renders its batch, then trains on it; measured here as
+    that run does it (its simulate config, hosts and model), split into rendering and the model step."""
+    from darkhaloscope.train.bench import bench_train
+
+    sec = Section("throughput", "Throughput and epoch time")
+    t0 = time.perf_counter()
+    batch = rcfg.bench_batch_size or tcfg.batch_size
+    tr = bench_train(model=tcfg.model, batch_size=batch, precision=tcfg.precision,
+                     channels_last=tcfg.channels_last and device.type == "cuda", steps=rcfg.bench_steps, warmup_steps=1,
+                     device=str(device), data=data, s3=s3, inject=tcfg.inject, inject_cfg=tcfg)
+    step_s = (tr["render_ms_per_step"] + tr["model_ms_per_step"]) / 1e3
+    epoch_s = step_s * tcfg.inject_steps_per_epoch
+    frac = tr["render_frac_wall"]
+    sec.data.update(bench={"train": tr, "batch_size": batch}, epochs=tcfg.epochs, epoch_s_here=epoch_s,
+                    planned_run_s_here=epoch_s * tcfg.epochs, render_frac=frac)
+    slow = frac > 0.5
+    sec.add("bench train --inject", "warning" if slow else "pass",
+            f"{tr['model']} batch {batch} on {tr['device']}, {tr['engine']} engine, {tr['rendered_rows_per_batch']} "
+            f"rows rendered per batch: rendering {tr['render_ms_per_step']:,.0f} ms + model step "
+            f"{tr['model_ms_per_step']:,.0f} ms per step ({frac:.0%} rendering)" + (
+                ": rendering limits the run; render on the GPU (--sim.device=cuda) or in loader workers "
+                "(--num_workers=N)" if slow else ""),
+            f"dhs bench train --inject {tcfg.inject} --model {tcfg.model} --batch-size {batch}" if slow else None)
+    sec.add("epoch time here", "info", f"{tcfg.inject_steps_per_epoch:,} steps of {batch} per epoch: "
+            f"{fmt_duration(epoch_s)} per epoch, {fmt_duration(epoch_s * tcfg.epochs)} for {tcfg.epochs} epochs on "
+            "this machine (validation on the stored val split not included)")
+    sec.text("An on-the-fly run reads no training tier: its input cost is the rendering above (no bytes per epoch, "
+             "no packed cache); ", Code("dhs bench train --inject HOSTS"), " on the GPU gives the figures there.")
+    sec.seconds = time.perf_counter() - t0
+    return sec
+
+
 def throughput_section(tier, data: str, tcfg: TrainConfig, rcfg: ReviewConfig, device, s3=None) -> Section:
+    if tcfg.inject:
+        return inject_throughput_section(data, tcfg, rcfg, device, s3)
     sec = Section("throughput", "Throughput and epoch time")
     t0 = time.perf_counter()
     rows_train, bytes_train = split_bytes(tier, tcfg.train_split)

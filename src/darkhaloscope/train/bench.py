@@ -47,7 +47,11 @@ def _timed(fn, n: int, warmup: int, device: torch.device) -> float:
 def bench_train(*, model: str = "resnet18", batch_size: int = 256, precision: str = "auto",
                 channels_last: bool = True, compile: bool = False, steps: int = 20, warmup_steps: int = 3,
                 device: str = "auto", data: str | None = None, num_workers: int = 2, s3=None,
-                split: str = "train", inject: str | None = None, sim: dict | None = None) -> dict:
+                split: str = "train", inject: str | None = None, sim: dict | None = None,
+                inject_cfg=None) -> dict:
+    """Train-step samples/s on synthetic tensors and forward-only; with `data` the input pipeline too; with
+    `inject` on-the-fly rendering + step (`inject_cfg`: a resolved TrainConfig to render with, e.g. a planned run's,
+    instead of one made from `inject` and the `sim` overrides)."""
     dev = resolve_device(device)
     prec = resolve_precision(precision, dev)
     torch.manual_seed(0)
@@ -73,14 +77,14 @@ def bench_train(*, model: str = "resnet18", batch_size: int = 256, precision: st
                           device=dev, precision=prec, grad_clip_norm=1.0)
 
     t = _timed(step, steps, warmup_steps, dev)
-    info["synthetic_samples_per_s"] = round(steps * batch_size / t, 1)
+    info["synthetic_samples_per_s"] = round(steps * batch_size / t, 3)
     run.eval()
     t = _timed(lambda: predict_logits(run, prepare_batch(x_raw, pcfg, train=False), device=dev, precision=prec),
                steps, warmup_steps, dev)
-    info["forward_only_samples_per_s"] = round(steps * batch_size / t, 1)
+    info["forward_only_samples_per_s"] = round(steps * batch_size / t, 3)
     run.train()
     if inject:
-        info.update(_bench_inject(inject, data, sim or {}, batch_size, dev, steps, warmup_steps, step, s3))
+        info.update(_bench_inject(inject, data, sim or {}, batch_size, dev, steps, warmup_steps, step, s3, inject_cfg))
     elif data:
         info.update(_bench_pipeline(data, split, batch_size, num_workers, s3, dev, steps, warmup_steps, step))
         info["limit"] = ("input pipeline" if info["loader_samples_per_s"] < info["synthetic_samples_per_s"]
@@ -119,14 +123,14 @@ def _bench_pipeline(data, split, batch_size, num_workers, s3, dev, steps, warmup
             "pipeline_train_samples_per_s": round(full_rate, 1)}
 
 
-def _bench_inject(hosts, data, sim: dict, batch_size, dev, steps, warmup, step, s3) -> dict:
+def _bench_inject(hosts, data, sim: dict, batch_size, dev, steps, warmup, step, s3, cfg=None) -> dict:
     """Render batch g, then one training step on it, `steps` times (after `warmup`): mean wall / CPU seconds."""
     from darkhaloscope.config import load_config
     from darkhaloscope.train.config import TrainConfig
     from darkhaloscope.train.onthefly_source import InjectSource
 
-    cfg = load_config(TrainConfig, None, {"inject": hosts, "data": data or "", "batch_size": batch_size,
-                                          **{f"sim.{k}": v for k, v in sim.items()}})
+    cfg = cfg or load_config(TrainConfig, None, {"inject": hosts, "data": data or "", "batch_size": batch_size,
+                                                 **{f"sim.{k}": v for k, v in sim.items()}})
     source = InjectSource(cfg, batch_size, s3)
     wall = {"render": 0.0, "model": 0.0}
     cpu = dict(wall)
