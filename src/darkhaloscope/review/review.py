@@ -48,18 +48,14 @@ def data_section(data: str, rcfg: ReviewConfig, s3: S3Options | None) -> tuple[S
 def inject_section(tcfg: TrainConfig, rcfg: ReviewConfig, s3: S3Options | None) -> Section:
     """An on-the-fly run's training batches (dhs train --inject): rendered as that run renders them, through the
     audit gate `dhs train --inject` runs before its first step (shortcut, paired controls, paired hosts)."""
-    import math
-
     from darkhaloscope.audit import AuditConfig
-    from darkhaloscope.train.onthefly_audit import audit_batches
-    from darkhaloscope.train.onthefly_source import AUDIT_STREAM, InjectSource
+    from darkhaloscope.train.onthefly_audit import audit_rendered
+    from darkhaloscope.train.onthefly_source import InjectSource
 
     sec = Section("inject", "On-the-fly training batches")
     t0 = time.perf_counter()
     source = InjectSource(tcfg, tcfg.batch_size, s3)
-    n = max(2, math.ceil((tcfg.inject_audit_stamps or 512) / tcfg.batch_size))
-    report = audit_batches([source.render(g, AUDIT_STREAM) for g in range(n)],
-                           AuditConfig(sample_rows=rcfg.audit_sample_rows))
+    report = audit_rendered(source, tcfg.inject_audit_stamps or 512, AuditConfig(sample_rows=rcfg.audit_sample_rows))
     sec.text(f"{source.describe()}. The audit gate of ", Code("dhs train --inject"), f" on {report.uri}.")
     if report.verdict == "GO":
         sec.add("on the fly: audit gate", "pass", f"GO on {report.uri} ({report.counts_line()})")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from darkhaloscope.errors import DataError, UsageError
 from darkhaloscope.score.scoresfile import open_scores_file, read_provenance
-from darkhaloscope.score.writer import write_scores
+from darkhaloscope.score.writer import row_groups, write_scores
 
 PER_SHARD_KEYS = ("shard", "run", "duplicates_merged")  # provenance a shard records for itself
 
@@ -94,13 +94,8 @@ def merge_scores(parts: list[str | Path], out: str | Path) -> MergeSummary:
                             "`dhs score --shard K/N` run")
     n = _check_shards({p: _shard(info, p) for p, info in infos.items()})
 
-    def tables():
-        for f in files.values():
-            for i in range(f.num_row_groups):
-                yield f.read_row_group(i)
-
     base = {k: v for k, v in first.items() if k not in PER_SHARD_KEYS}
     merged_from = [{"file": p.name, "shard": info.get("shard"), "run": info.get("run")} for p, info in infos.items()]
-    rows, failed = write_scores(tables(), out, base | {"shard": [0, 1], "merged_from": merged_from})
+    rows, failed = write_scores(row_groups(files.values()), out, base | {"shard": [0, 1], "merged_from": merged_from})
     return MergeSummary(out, len(files), n, rows, failed)
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -72,14 +72,17 @@ def weights_epoch(meta: dict) -> int | None:
     return meta.get("epoch")
 
 
+def row_groups(files: Iterable[pq.ParquetFile]) -> Iterator[pa.Table]:
+    """The row groups of `files`, in order, one at a time (memory stays one row group)."""
+    for pf in files:
+        for i in range(pf.num_row_groups):
+            yield pf.read_row_group(i)
+
+
 def merge_parts(parts: list[Path], out: Path, shard: tuple[int, int]) -> None:
     """Concatenate per-rank scores files into `out` (atomic) and remove the parts. `shard`: what the merged
     file holds (the --shard asked for; each part recorded its own rank's share)."""
-    def tables():
-        for p in parts:
-            pf = pq.ParquetFile(p)
-            for i in range(pf.num_row_groups):
-                yield pf.read_row_group(i)
-    write_scores(tables(), out, read_provenance(pq.read_schema(parts[0])) | {"shard": list(shard)})
+    files = [pq.ParquetFile(p) for p in parts]
+    write_scores(row_groups(files), out, read_provenance(files[0].schema_arrow) | {"shard": list(shard)})
     for p in parts:
         p.unlink()

@@ -66,10 +66,15 @@ def audit_batches(batches: list[RenderedBatch], config: AuditConfig | None = Non
                                                      "checks": list(GATE_CHECKS)})
 
 
-def audit_source(source: InjectSource, stamps: int, config: AuditConfig | None = None) -> AuditReport:
-    """Render about `stamps` stamps (whole batches, at least 2) and audit them; RefusedError on NO-GO."""
+def audit_rendered(source: InjectSource, stamps: int, config: AuditConfig | None = None) -> AuditReport:
+    """Render about `stamps` stamps (whole batches, at least 2, from the gate's own seeds) and audit them."""
     n = max(2, math.ceil(stamps / source.batch_size))
-    report = audit_batches([source.render(g, AUDIT_STREAM) for g in range(n)], config)
+    return audit_batches([source.render(g, AUDIT_STREAM) for g in range(n)], config)
+
+
+def audit_source(source: InjectSource, stamps: int, config: AuditConfig | None = None) -> AuditReport:
+    """`audit_rendered`, refused (RefusedError) on NO-GO."""
+    report = audit_rendered(source, stamps, config)
     if report.verdict != "GO":
         floor = ("warning", "error") if report.fail_on == "warning" else ("error",)
         worst = [f for f in report.sorted_findings() if f.severity in floor]
