@@ -8,7 +8,6 @@
 - `sersic_tensors` / `sersic_sb`: elliptical Sersic surface brightness (lenstronomy `SERSIC_ELLIPSE`:
   product-average radius, b_n = 1.9992 n - 0.3271, R and R_sersic floored at 1e-4, zero beyond 1000
   R_sersic), with the amplitude that gives a requested total flux.
-- `gaussian_sb`: circular Gaussian knots of given total flux.
 
 Every function takes parameters of shape (B, 1) (or (B, K, 1) for several components per stamp) and points
 of shape (B, P); nothing loops over stamps. Checked against lenstronomy in tests/inject/test_profiles.py.
@@ -136,10 +135,3 @@ def sersic_sb(x: torch.Tensor, y: torch.Tensor, p: SersicTensors) -> torch.Tenso
     sb = t.sub_(1.0).mul_(-p.bn).clamp_(min=EXP_MIN).exp_().mul_(p.amp)
     return sb if far is None else sb.masked_fill_(far, 0.0)
 
-
-def gaussian_sb(x: torch.Tensor, y: torch.Tensor, flux: torch.Tensor, kx: torch.Tensor, ky: torch.Tensor,
-                sigma: torch.Tensor) -> torch.Tensor:
-    """Surface brightness of circular Gaussians (B, K, 1) of total `flux`, summed over K, at points (B, P)."""
-    s2 = sigma * sigma
-    r2 = (x.unsqueeze(1) - kx) ** 2 + (y.unsqueeze(1) - ky) ** 2
-    return (flux / (2 * math.pi * s2) * torch.exp(-0.5 * r2 / s2)).sum(dim=1)
