@@ -78,7 +78,7 @@ def denying_endpoint():
             pass
 
     srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Deny)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()  # quick shutdown
     yield f"http://127.0.0.1:{srv.server_address[1]}"
     srv.shutdown()
     srv.server_close()
