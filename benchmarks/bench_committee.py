@@ -1,7 +1,7 @@
 """Committee and calibration benchmark (results: benchmarks/RESULTS.md, section "committees and calibration").
 
     # the demo tier and three small_cnn members (seeds 0, 1, 2), as `dhs demo` trains its one run:
-    dhs simulate --out B/sim --tier demo --rows 12000 --seed 1 --confusers=0.5   # the full demo's tier (demo.stages.SIZES)
+    dhs simulate --out B/sim --tier demo --rows 12000 --seed 1 --confusers=0.5 --engine torch   # the full demo's tier (demo.stages.SIZES)
     for s in 0 1 2; do dhs train --data B/sim/demo --out B/run_s$s --preset cpu-demo --epochs=8 --seed=$s; done
     python benchmarks/bench_committee.py --data B/sim/demo --runs B/run_s0 B/run_s1 B/run_s2 --out B/committee
 

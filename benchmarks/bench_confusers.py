@@ -68,7 +68,7 @@ def simulate(out: Path, tier: str, rows: int, seed: int, overrides: dict, worker
         print(f"reusing {out / tier} (--reuse-tiers: simulated by an earlier run of this benchmark)")
         return out / tier
     from darkhaloscope.config import load_config
-    from darkhaloscope.sim.build import simulate_tier
+    from darkhaloscope.inject.build import simulate as simulate_tier  # either engine (the demo tier: torch)
     from darkhaloscope.sim.simconfig import SimConfig
 
     simulate_tier(out, tier, rows, seed, load_config(SimConfig, None, overrides), workers=workers, overwrite=True)

@@ -111,7 +111,7 @@ def main(argv=None) -> int:
     p.add_argument("--real-lenses", default=str(PS1), help="folder of confirmed real lenses ('' = none)")
     args = p.parse_args(argv)
     from darkhaloscope.config import load_config
-    from darkhaloscope.sim.build import simulate_tier
+    from darkhaloscope.inject.build import simulate as simulate_tier  # either engine (the demo tier: torch)
     from darkhaloscope.sim.simconfig import SimConfig
 
     out = Path(args.out)

@@ -47,11 +47,13 @@ class DemoSize:
 # 4,000 stamps with 30% confusers: lenses vs confusers AUROC 0.57 on a held-out tier; on 12,000 with 50%: 0.68,
 # benchmarks/RESULTS.md, section confusers). Its own test AUROC is lower than on plain controls (half of its
 # controls are look-alikes): bound 0.75; it states the confusers' FPR beside it.
+# Both render with the torch engine (the same draws as the numpy reference, in float32; docs/injection.md): the
+# full tier in ~40% of the numpy engine's time.
 SIZES: dict[str, DemoSize] = {
-    "full": DemoSize(rows=12000, real_rows=300, epochs=8, sim={"confusers": "0.5"}, min_auroc=0.75),
+    "full": DemoSize(rows=12000, real_rows=300, epochs=8, sim={"confusers": "0.5", "engine": "torch"}, min_auroc=0.75),
     "quick": DemoSize(rows=600, real_rows=90, epochs=3, n_boot=200, probes=False, quick_review=True,
                       sim={"arc_snr_dist": "uniform:30:100", "theta_e_arcsec": "1.2,2.5", "theta_e_dist": "uniform",
-                           "confusers": "0"}),
+                           "confusers": "0", "engine": "torch"}),
 }
 
 
@@ -128,7 +130,7 @@ def make_debug_tier(src: Path, dst: Path) -> dict[str, int]:
 
 def _simulate(d: Demo, tier: str, rows: int, seed: int, **extra) -> tuple[str, bool]:
     from darkhaloscope.config import load_config
-    from darkhaloscope.sim.build import simulate_tier
+    from darkhaloscope.inject.build import simulate as simulate_tier
     from darkhaloscope.sim.simconfig import SimConfig
 
     cfg = load_config(SimConfig, None, {**d.size.sim, **extra})
