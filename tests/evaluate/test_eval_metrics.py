@@ -37,7 +37,9 @@ def test_agrees_with_sklearn_on_random_scores(seed, rounding):
     for target in (0.01, 0.05, 0.2):
         assert abs(M.tpr_at_fpr(y, s, target).value - _brute_tpr_at_fpr(y, s, target)) < 1e-12
         # fpr_at_tpr by hand: min FPR over thresholds with TPR >= target
-        want = min(np.mean(s[y == 0] >= t) for t in np.unique(s) if np.mean(s[y == 1] >= t) >= target)
+        u = np.unique(s)[:, None]  # every threshold at once (the same means: 3,000 thresholds x rows in one pass)
+        fpr_u, tpr_u = (s[y == 0] >= u).mean(axis=1), (s[y == 1] >= u).mean(axis=1)
+        want = fpr_u[tpr_u >= target].min()
         assert abs(M.fpr_at_tpr(y, s, target).value - want) < 1e-12
 
 
