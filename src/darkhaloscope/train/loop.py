@@ -21,7 +21,6 @@ import math
 import random
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -31,11 +30,10 @@ import torch
 from darkhaloscope.common.progress import Progress
 from darkhaloscope.config import config_to_dict, run_info, save_config
 from darkhaloscope.errors import RefusedError, UsageError
-from darkhaloscope.fileio import atomic_write_text, clean_temps
+from darkhaloscope.fileio import atomic_write_text
 from darkhaloscope.models import create_model, load_init
 from darkhaloscope.stamps.fs import S3Options
 from darkhaloscope.stamps.schema import BANDS, check_model_inputs
-from darkhaloscope.stamps.tier import open_tier
 from darkhaloscope.train import checkpoint as ckp
 from darkhaloscope.runtime import distributed as dd
 from darkhaloscope.train import guards
@@ -44,18 +42,9 @@ from darkhaloscope.train.data import StampStream, make_loader
 from darkhaloscope.train.metrics import val_metrics
 from darkhaloscope.models.preprocess import prepare_batch
 from darkhaloscope.train.runlog import RunLog
+from darkhaloscope.train.runfolder import claim_run_folder, refuse_or_count
+from darkhaloscope.train.resume import State, resume_run
 from darkhaloscope.train.step import make_optimizer, make_scheduler, predict_logits, resolve_precision, train_step
-
-
-@dataclass
-class State:
-    """What the loop tracks between steps; all of it goes into the checkpoint."""
-
-    epoch: int = 0  # current epoch (0-based)
-    batches_done: int = 0  # batches of this epoch consumed on each rank (the data cursor)
-    step: int = 0  # optimizer steps done in total
-    best: dict = field(default_factory=dict)  # val metrics of the best checkpoint so far
-    initial_loss: float | None = None  # mean loss of the first step (warned about if far from ln 2)
 
 
 def train(cfg: TrainConfig, out_dir, argv: list[str] | None = None, *, resume: str | None = None,
@@ -72,7 +61,7 @@ def train(cfg: TrainConfig, out_dir, argv: list[str] | None = None, *, resume: s
         raise UsageError("--resume and --overwrite contradict each other: continue the run or replace it")
     info, device = dd.setup(cfg.device)
     try:
-        refusal = _claim_run_folder(Path(out_dir), resume, overwrite) if info.is_main else None
+        refusal = claim_run_folder(Path(out_dir), resume, overwrite) if info.is_main else None
         refusal = dd.broadcast_object(refusal, info)  # every rank stops, or none
         if refusal:
             raise UsageError(refusal)
@@ -84,54 +73,6 @@ def train(cfg: TrainConfig, out_dir, argv: list[str] | None = None, *, resume: s
         return summary
     finally:
         dd.teardown(info)
-
-
-RUN_FILES = ("last.pt", "best.pt", "config.yaml", "run.json", "summary.json", "metrics.csv", "metrics.jsonl",
-             "steps.jsonl", "inject_audit.json")  # what a run writes (and --overwrite removes), besides tb/, injections/
-
-
-def _claim_run_folder(run_dir: Path, resume: str | None, overwrite: bool) -> str | None:
-    """Rank 0: remove stale temp files; refuse (return the message) a non-empty folder without --resume /
-    --overwrite; with --overwrite remove the previous run's files (never anything else)."""
-    clean_temps(run_dir)
-    if not run_dir.exists() or resume:
-        return None
-    if not run_dir.is_dir():
-        return f"--out {run_dir} is a file; give a folder for the run"
-    present = sorted(p.name for p in run_dir.iterdir())
-    if not present:
-        return None
-    if not overwrite:
-        return (f"--out {run_dir} already holds {', '.join(present[:4])}{' ...' if len(present) > 4 else ''}; "
-                "pass --resume auto to continue that run or --overwrite to replace it (or choose another --out)")
-    for name in RUN_FILES:
-        (run_dir / name).unlink(missing_ok=True)
-    for folder in ("tb", "injections"):
-        if (run_dir / folder).is_dir():
-            import shutil
-
-            shutil.rmtree(run_dir / folder)
-    return None
-
-
-def _refuse_or_count(cfg: TrainConfig, s3, info: dd.DistInfo) -> dict:
-    """Rank 0 counts classes; every rank raises the same RefusedError if a split is one-class."""
-    result = None
-    if info.is_main:
-        try:
-            tier = open_tier(cfg.data, s3)
-            if cfg.inject:  # training batches are rendered: only the stored val split is counted
-                from darkhaloscope.train.onthefly_source import check_val_tier
-
-                result = check_val_tier(tier, cfg.val_split)
-            else:
-                result = guards.check_class_counts(tier, cfg.train_split, cfg.val_split)
-        except RefusedError as e:
-            result = str(e)
-    result = dd.broadcast_object(result, info)
-    if isinstance(result, str):
-        raise RefusedError(result)
-    return result
 
 
 class _Trainer:
@@ -148,7 +89,7 @@ class _Trainer:
             raise UsageError(f"meta_columns {cfg.meta_columns}: the input pipeline does not carry scalar columns "
                              "yet; train on stamps only (models accept metadata via create_model)")
         self.precision = resolve_precision(cfg.precision, device)
-        self.counts = _refuse_or_count(cfg, s3, info)
+        self.counts = refuse_or_count(cfg, s3, info)
         self.log = RunLog(run_dir, enabled=info.is_main, tensorboard=cfg.tensorboard)
         if self.log.tb_missing:
             print("warning: tensorboard=true but tensorboard is not installed (pip install tensorboard); "
@@ -222,69 +163,6 @@ class _Trainer:
         self.aug.manual_seed(cfg.seed * 1000 + info.rank)  # each rank draws different augmentations
         self.mirror = ckp.Mirror(cfg.checkpoint_uri, self.s3) if cfg.checkpoint_uri else None
 
-    def _resume(self, resume: str | None) -> None:
-        path = ckp.find_resume(self.run_dir, resume, self.mirror) if self.info.is_main else None
-        path = dd.broadcast_object(str(path) if path else None, self.info)
-        self.resumed_from = path
-        if path is None:
-            self.log.truncate(0)  # rows a run killed before its first checkpoint wrote
-            if self.inject_log is not None:
-                self.inject_log.truncate(0)
-            if resume and self.info.is_main:
-                print(f"resume: no checkpoint in {self.run_dir}" + (f" or {self.cfg.checkpoint_uri}" if self.mirror else "")
-                      + "; starting from step 0")
-            return
-        ck = ckp.load_checkpoint(path, map_location=self.device)
-        arch = ("model", "coords", "pooling")  # what decides the weights' shapes (absent keys: the old defaults)
-        held = {k: ck["config"].get(k, ckp.ARCH_DEFAULTS.get(k)) for k in arch}
-        want = {k: getattr(self.cfg, k) for k in arch}
-        if held != want:  # name the model, and the other settings only where they differ
-            differ = [k for k in arch[1:] if held[k] != want[k]]
-            had, asks = (f"{d['model']!r}" + (f" ({', '.join(f'{k}={d[k]}' for k in differ)})" if differ else "")
-                         for d in (held, want))
-            raise UsageError(f"{path} holds model {had} but the config asks for {asks}; use the same model or a new "
-                             "--out folder")
-        self.model.load_state_dict(ck["model"])
-        self.optimizer.load_state_dict(ck["optimizer"])
-        self.scheduler.load_state_dict(ck["scheduler"])
-        self.scaler.load_state_dict(ck["scaler"])
-        rngs = ck["rng"]
-        ckp.set_rng_state(rngs[self.info.rank] if len(rngs) == self.info.world_size else rngs[0], self.aug)
-        c = ck["cursor"]
-        self.train_stream.load_state_dict(c)  # checks that data, batch size, seed, workers... are unchanged
-        self.state = State(epoch=ck["epoch"], batches_done=c["batches_done"] if c["epoch"] == ck["epoch"] else 0,
-                           step=ck["step"], best=ck["best"], initial_loss=ck.get("initial_loss"))
-        self.log.truncate(self.state.step)
-        if self.inject_log is not None:
-            self.inject_log.truncate(self.state.step)
-        self._restore_best(ck, Path(path))
-        if self.info.is_main:
-            print(f"resumed from {path}: epoch {self.state.epoch}, batch {self.state.batches_done}/{self.steps_per_epoch}, "
-                  f"step {ck['step']}")
-
-    def _restore_best(self, ck: dict, path: Path) -> None:
-        """best.pt missing but the checkpoint records a best (killed or disk full while writing best.pt):
-        recreate it from the checkpoint when that is the best state, else fetch it from the mirror, else
-        forget the best so the next validation writes a new best.pt."""
-        best = self.run_dir / ckp.BEST
-        missing = bool(self.state.best) and not best.is_file() if self.info.is_main else None
-        if not dd.broadcast_object(missing, self.info):  # rank 0's file system decides for all ranks
-            return
-        if self.state.best.get("step") == ck["step"]:
-            if self.info.is_main:
-                ckp.save_checkpoint({k: v for k, v in ck.items() if k not in ("format", "version")}, best)
-                print(f"resume: {best} was missing; recreated it from {path} (the best state, step {ck['step']})")
-            return
-        fetched = self.mirror.download(ckp.BEST, best) if self.mirror is not None and self.info.is_main else False
-        if dd.broadcast_object(fetched, self.info):
-            if self.info.is_main:
-                print(f"resume: {best} was missing; fetched it from {self.cfg.checkpoint_uri}")
-            return
-        if self.info.is_main:
-            print(f"warning: {best} (step {self.state.best.get('step')}) is missing; the best is chosen again "
-                  "from the validations still to come", file=sys.stderr)
-        self.state.best = {}
-
     # ---- checkpoints -----------------------------------------------------------------------------
     def _save(self, names: tuple[str, ...]) -> None:
         """All ranks gather RNG states; rank 0 writes `names` (last.pt / best.pt) and mirrors them."""
@@ -351,7 +229,7 @@ class _Trainer:
     # ---- the loop --------------------------------------------------------------------------------
     def run(self, resume: str | None) -> dict:
         self._build()
-        self._resume(resume)  # before writing: a refused resume leaves the run folder as it was
+        resume_run(self, resume)  # before writing: a refused resume leaves the run folder as it was
         audit = None
         if self.inject_log is not None and self.resumed_from is None:  # --inject: the audit gate (NO-GO: exit 3)
             from darkhaloscope.train.onthefly_audit import gate
