@@ -237,8 +237,9 @@ def gallery_figure(images: np.ndarray, captions: list[str], title: str, overlays
     note = "" if overlays is None else f"; occlusion maps: {OCCLUSION_LEGEND}, scale ±{vmax:.2g}"
     head = textwrap.fill(f"{title} (g/r/z composite, {STAMP_SIZE} px = {STAMP_SIZE * PIXEL_SCALE_ARCSEC:.1f}\""
                          f"{note})", int(width * 72 / (0.55 * TITLE_PT)) - 4)
-    row_in = PANEL_IN + (lines * CAPTION_PT * 1.5 + 12) / 72  # the stamp, its caption lines and the padding
-    head_in = ((head.count("\n") + 1) * TITLE_PT * 1.5 + 12) / 72
+    # a text line is ~1.2 em tall: the stamp, its caption lines and the axes title's 6 pt pad; the title's lines
+    row_in = PANEL_IN + (lines * CAPTION_PT * 1.3 + 8) / 72
+    head_in = ((head.count("\n") + 1) * TITLE_PT * 1.3 + 6) / 72
     fig = _figure(width, row_in * rows + head_in)
     axes = np.atleast_1d(fig.subplots(rows, cols * per, squeeze=False)).ravel()
     cap_in = row_in - PANEL_IN  # a row's caption lines above its stamps
@@ -255,7 +256,7 @@ def gallery_figure(images: np.ndarray, captions: list[str], title: str, overlays
             ax2 = axes[r * cols * per + c * per + 1]
             ax2.imshow(overlays[i], origin="lower", cmap="RdBu_r", vmin=-vmax, vmax=vmax)
             ax2.set_title("probability drop\nwhen occluded", fontsize=CAPTION_PT)
-    fig.suptitle(head, fontsize=TITLE_PT, parse_math=False)
+    fig.suptitle(head, fontsize=TITLE_PT, parse_math=False, y=1 - 3 / 72 / fig.get_size_inches()[1], va="top")
     return fig
 
 
