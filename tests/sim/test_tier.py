@@ -187,7 +187,7 @@ def test_refuses_to_overwrite_existing_files(tmp_path, capsys):
 
 
 def test_overwrite_replaces_the_whole_tier(tmp_path):
-    simulate_tier(tmp_path, "t", rows=40, seed=1, config=FAST)
+    simulate_tier(tmp_path, "t", rows=24, seed=1, config=FAST)  # 5 files: 2 more than the 12-row build's 3
     m = simulate_tier(tmp_path, "t", rows=12, seed=2, config=FAST, overwrite=True)
     on_disk = sorted(str(p.relative_to(tmp_path / "t")) for p in (tmp_path / "t").rglob("*.parquet"))
     assert on_disk == m["files"] and _table(tmp_path / "t").num_rows == 12
