@@ -266,6 +266,7 @@ def real_lenses(d: Demo) -> tuple[str, bool]:
     DR10 candidates; a missing folder is one line, not a failure."""
     from darkhaloscope.config import load_config
     from darkhaloscope.evaluate.config import EvaluateConfig
+    from darkhaloscope.evaluate.hostrange import INSIDE_HOSTS
     from darkhaloscope.evaluate.knownlenses_report import measure_known_lenses
 
     folder = d.real_lenses
@@ -283,6 +284,10 @@ def real_lenses(d: Demo) -> tuple[str, bool]:
     line = f"{m.n} real lenses of {Path(folder).name}: {cells or 'no FPR resolvable'}"
     line += f"; {plain.found}/{plain.n} at FPR 0.01 of the DR10-depth controls" if plain.resolvable else ""
     line += f" ({m.merged} duplicate(s) merged)" if m.merged else ""
+    inside = m.noise_recall.get(INSIDE_HOSTS, {})
+    if inside:  # some lenses' hosts lie outside the controls' brightness range: the like-for-like figure
+        line += "; on hosts inside the controls' brightness range: " + ", ".join(
+            f"{c.found}/{c.n} at noise-matched FPR {k}" for k, c in inside.items() if c.resolvable)
     dr10 = (d.results.get("metrics") or {}).get("known_lenses") or {}
     nm10 = ((dr10.get("noise_matched") or {}).get("recall") or {}).get("all") or {}
     if dr10.get("n"):

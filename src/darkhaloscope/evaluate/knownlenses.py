@@ -13,7 +13,9 @@ evaluated file's probability (the calibrated score when it has one), as every ot
   rule): `recall_vs_plain`, and each lens's `fpr_to_find_plain` and `look_alikes_to_find`.
 - Noise-matched (`evaluate.noisematch`, attached by the report when it has the stamps and the model): at
   thresholds set on the controls brought to each lens's own sky noise.
-- Groups: all, per grade (the `grade` column) and per survey (the folder's `meta_survey`) when they differ.
+- Groups: all, per grade (the `grade` column) and per survey (the folder's `meta_survey`) when they differ;
+  by host brightness against the controls' 5-95% range when some lens lies outside it (`evaluate.hostrange`:
+  a threshold set on controls unlike a lens's host does not say what it seems to).
 - Duplicates (files `dhs score` merged for holding the same bytes, cutouts within 1" of an earlier one:
   `score.sources.merged_duplicates`) count once; the section says how many were merged.
 KNOWN may also be a `dhs grade export` table: its candidates graded A or B are the real lenses (per grade: the
@@ -33,6 +35,7 @@ from darkhaloscope.common import ranking as M
 from darkhaloscope.common.calibration import sigmoid
 from darkhaloscope.errors import MissingInputError, UsageError
 from darkhaloscope.evaluate.confusers import plain_controls
+from darkhaloscope.evaluate.hostrange import HOST_STAT, HostRange, host_range
 from darkhaloscope.evaluate.noisematch import NoiseMatched, RecallCell, recall_table
 from darkhaloscope.score.sources import GRADE_COLUMN, merged_duplicates
 from darkhaloscope.stamps.schema import GRADED_GRADE_COLUMN, GRADED_LENS_GRADES, GRADED_METADATA_KEY
@@ -138,6 +141,7 @@ class KnownLensMetrics:
     noise_note: str | None = None  # why the noise-matched figures are missing, or a caveat
     unmeasured: list[str] = field(default_factory=list)  # lenses whose sky noise could not be measured
     graded_export: bool = False  # KNOWN is a `dhs grade export` (A/B graded candidates, their recorded scores)
+    host: HostRange | None = None  # the lenses' host brightness against the controls' (None: not in both files)
 
     def attach_noise(self, nm: NoiseMatched) -> None:
         """Add the noise-matched figures (`evaluate.noisematch.noise_matched` on these lenses, in order)."""
@@ -179,6 +183,8 @@ class KnownLensMetrics:
                 "unmeasured": self.unmeasured}
         if self.noise_note:
             out["noise_matched_note"] = self.noise_note
+        if self.host is not None:
+            out["host_brightness"] = self.host.as_dict()
         return out
 
 
@@ -215,6 +221,10 @@ def known_lens_metrics(t, scores, cfg, *, source: str, scores_file: str, provena
         groups |= {(f"grade {g}" if g != "ungraded" else g): grade == g for g in sorted(set(grade))}
     if len(set(survey)) > 1:
         groups |= {str(s): survey == s for s in sorted(set(survey))}
+    host = host_range(_column(t, HOST_STAT, lens), scores.columns.get(HOST_STAT, np.array([]))[scores.labels == 0]
+                      if HOST_STAT in scores.columns else None, ctrl)
+    if host is not None:
+        groups |= host.groups()
     ops = thresholds_on_controls(ctrl, cfg.known_lens_fprs)
     resolvable = {f: len(ctrl) * f >= 1 for f in ops}
     key = {f: f"{f:g}" for f in ops}
@@ -233,10 +243,18 @@ def known_lens_metrics(t, scores, cfg, *, source: str, scores_file: str, provena
     per_lens_look = fpr_to_find(v, look) if look is not None else [None] * n
     each = sorted(({"_i": i, "id": ids[i], "grade": grade[i], what: float(v[i]), "fpr_to_find": float(f),
                     **({} if fp is None else {"fpr_to_find_plain": float(fp)}),
-                    **({} if fl is None else {"look_alikes_to_find": float(fl)})}
+                    **({} if fl is None else {"look_alikes_to_find": float(fl)}),
+                    **({} if host is None or host.place(i) is None else {"host_vs_controls": host.place(i)})}
                    for i, (f, fp, fl) in enumerate(zip(fpr_to_find(v, ctrl), per_lens_plain, per_lens_look))),
                   key=lambda r: r["fpr_to_find"])
     return KnownLensMetrics(source, scores_file, what, scores.score_label, n, len(ctrl), np.flatnonzero(lens), ids, v, groups, ops,
                             resolvable, recall, vs_plain, None if plain is None else len(plain),
                             None if look is None else len(look), each, n_merged, merged_note,
-                            graded_export=graded)
+                            graded_export=graded, host=host)
+
+
+def _column(t, name: str, rows: np.ndarray) -> np.ndarray | None:
+    """Column `name` of table `t` at boolean `rows` as float64 (nan where null); None when absent."""
+    if name not in t.column_names:
+        return None
+    return np.asarray(t[name].to_numpy(zero_copy_only=False), np.float64)[rows]

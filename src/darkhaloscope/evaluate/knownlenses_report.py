@@ -173,6 +173,8 @@ def render(m: KnownLensMetrics, scores, ev, known: str) -> None:
         sec.text(f"{m.n_controls - m.n_plain} of the {m.n_controls} controls carry a look-alike (confuser_kind): the "
                  "last row sets the thresholds on the plain controls alone, as the confuser section does.")
     sec.table(header, rows, caption="recall k/n [Wilson 95% interval]")
+    if m.host is not None:
+        sec.text(m.host.note(m.value))
     if nm is not None:
         _noise_table(sec, m, prob)
     _fpr_to_find(sec, m)
@@ -232,6 +234,11 @@ def _headline(m: KnownLensMetrics, name: str) -> str:
     plain = [f"{c.found}/{c.n} at FPR {k}" for k, c in m.vs_plain.items() if c.resolvable]
     if plain:
         line += "; at the plain-control thresholds: " + ", ".join(plain)
+    if m.host is not None and m.host.outside:
+        h = m.host
+        line += (f"; hosts outside the controls' 5-95% brightness range: {int(h.brighter.sum())} brighter, "
+                 f"{int(h.fainter.sum())} fainter" + (f" (on the controls, {m.value} vs host brightness: Spearman "
+                                                      f"{h.rho:+.2f})" if h.rho is not None else ""))
     if m.merged:
         line += f"; {m.merged} duplicate(s) merged"
     return line + f"; FPR to find each: {_shown(m)}"
