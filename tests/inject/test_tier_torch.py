@@ -80,6 +80,28 @@ def test_a_rows_draws_do_not_depend_on_the_batch_it_is_rendered_in():
             assert v == pytest.approx(b.columns[k], rel=1e-9) if isinstance(v, float) else v == b.columns[k]
 
 
+def test_the_engine_renders_on_one_thread_and_gives_the_callers_back():
+    """`dhs demo` rendered its tier in the main process and then trained on one thread (the engine had pinned
+    torch's thread count for good): the count is 1 only while the engine works."""
+    import torch
+
+    from darkhaloscope.inject.bench import _context
+    from darkhaloscope.inject.engine import TorchEngine
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        seen = []
+        engine = TorchEngine("cpu")
+        assert torch.get_num_threads() == 2
+        real = engine._batch
+        engine._batch = lambda *a: (seen.append(torch.get_num_threads()), real(*a))[1]
+        engine(_context(2, TORCH, 3), range(2))
+        assert seen == [1] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_the_torch_engine_needs_its_renderer():
     with pytest.raises(UsageError, match="inject.build.simulate"):
         simulate_tier("/nonexistent", "t", rows=4, seed=1, config=TORCH)

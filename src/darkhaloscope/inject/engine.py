@@ -26,6 +26,7 @@ Exercised by `dhs simulate --engine torch` and tests/inject/.
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -45,19 +46,31 @@ SHAPE = (len(BANDS), STAMP_SIZE, STAMP_SIZE)
 
 
 class TorchEngine:
-    """The batched renderer on one device (float32). CPU: one intra-op thread (parallelism is `--workers`)."""
+    """The batched renderer on one device (float32). CPU: one intra-op thread while it works (parallelism is
+    `--workers`; its small tensor ops ran 5-10x slower on 2 threads), the caller's thread count restored after:
+    a `dhs demo` that rendered its tier in the main process then trained on one thread (2026-12-07)."""
 
     def __init__(self, device: str = "cpu", batch_rows: int | None = None):
         self.device = torch.device(device)
         batch_rows = batch_rows or BATCH_ROWS.get(self.device.type, BATCH_ROWS["cpu"])
+        self.batch_rows = batch_rows
+        with self._threads():
+            self.psf = PsfBank(self.device)
+            self._f_sky = torch.tensor([sky_pixel_nmgy(b) for b in BANDS], dtype=torch.float32,
+                                       device=self.device).reshape(1, -1, 1, 1)
+            idx = (torch.arange(STAMP_SIZE, dtype=torch.float64) - STAMP_SIZE // 2) * PIXEL_SCALE_ARCSEC
+            self._aperture = (idx[:, None] ** 2 + idx[None, :] ** 2 <= HOST_APERTURE_ARCSEC ** 2).to(self.device)
+
+    @contextmanager
+    def _threads(self):
+        """One intra-op thread on the CPU for the duration, then the caller's count again."""
+        before = torch.get_num_threads()
         if self.device.type == "cpu":
             torch.set_num_threads(1)
-        self.batch_rows = batch_rows
-        self.psf = PsfBank(self.device)
-        self._f_sky = torch.tensor([sky_pixel_nmgy(b) for b in BANDS], dtype=torch.float32,
-                                   device=self.device).reshape(1, -1, 1, 1)
-        idx = (torch.arange(STAMP_SIZE, dtype=torch.float64) - STAMP_SIZE // 2) * PIXEL_SCALE_ARCSEC
-        self._aperture = (idx[:, None] ** 2 + idx[None, :] ** 2 <= HOST_APERTURE_ARCSEC ** 2).to(self.device)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(before)
 
     def __call__(self, ctx, rows, keep_ctrl: bool = False) -> list[RowResult]:
         return self.render_rows(ctx, rows, keep_ctrl)
@@ -66,8 +79,8 @@ class TorchEngine:
         """`sim.render.render_row(ctx, i, keep_ctrl)` for every i in `rows`, rendered in batches."""
         rows = list(rows)
         out: list[RowResult] = []
-        for k in range(0, len(rows), self.batch_rows):
-            with torch.no_grad():
+        with self._threads(), torch.no_grad():
+            for k in range(0, len(rows), self.batch_rows):
                 out += self._batch(ctx, rows[k:k + self.batch_rows], keep_ctrl)
         return out
 

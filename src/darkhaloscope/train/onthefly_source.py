@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from darkhaloscope.errors import UsageError
 from darkhaloscope.sim.build import Plan, SimContext
@@ -131,9 +130,7 @@ class InjectSource:
         from darkhaloscope.sim.params import grid_points, parse_grid, parse_snr_dist
 
         self.sim, self.seed, self.train_split = cfg.sim, cfg.seed, cfg.train_split
-        threads = torch.get_num_threads()
         self.renderer = make_renderer(cfg.sim)  # validates; refuses an unknown engine, cuda without CUDA
-        torch.set_num_threads(threads)  # (the torch engine pins 1 thread on CPU: training keeps its own)
         self.real, self.hosts_left_out = None, 0
         if cfg.inject != SYNTHETIC_HOSTS:
             data = data or open_tier(cfg.data, s3)
@@ -177,14 +174,8 @@ class InjectSource:
         ctx = SimContext(self.sim, seed, plan, self.real, self.grid, self.snr)
         rows = range(len(plan.is_control))
         t0 = time.perf_counter()
-        threads = torch.get_num_threads()
-        if self.sim.device == "cpu":  # the renderer's small tensor ops: 1 thread (2 were 5-10x slower, measured)
-            torch.set_num_threads(1)
-        try:
-            res = (self.renderer.render_rows(ctx, rows, keep_ctrl=True) if self.renderer is not None
-                   else [render_row(ctx, i, keep_ctrl=True) for i in rows])
-        finally:
-            torch.set_num_threads(threads)
+        res = (self.renderer.render_rows(ctx, rows, keep_ctrl=True) if self.renderer is not None  # (1 thread)
+               else [render_row(ctx, i, keep_ctrl=True) for i in rows])
         render_s = time.perf_counter() - t0
         lenses, look, paired, plain = self.counts
         order = list(range(lenses)) + list(range(paired)) + list(range(lenses, lenses + look + plain))
