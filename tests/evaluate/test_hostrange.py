@@ -84,3 +84,17 @@ def test_the_real_lens_section_splits_recall_by_host_brightness(tmp_path):
     assert all(places[f"L{i}"] == "brighter" for i in range(20, 30))
     d = m.as_dict()["host_brightness"]
     assert d["n_brighter"] >= 10 and d["spearman_value_vs_host_on_controls"] > 0.8
+    # rendered as `dhs evaluate` renders it (the fast tier's real-lens section; the whole `dhs evaluate
+    # --known-lenses` run, figures and gallery included, is tests/evaluate/test_known_lenses.py, slow)
+    from darkhaloscope.evaluate.knownlenses_report import render
+    from darkhaloscope.evaluate.report import Evaluation, write_report
+
+    ev = Evaluation()
+    render(m, read_scores(tmp_path / "scores.parquet"), ev, "known.parquet")
+    write_report(ev, tmp_path / "report", run={"command": "test"})
+    md = (tmp_path / "report" / "report.md").read_text()
+    assert "## Real lenses" in md and f"| {INSIDE_HOSTS} |" in md and "| hosts brighter than 95% of the controls |" in md
+    assert "Host brightness (central r flux within 4 px" in md and "like-for-like" in md
+    assert "The FPR at which each real lens would be found" in md
+    line = next(h for h in ev.headline if h.startswith("Real lenses: recall"))
+    assert "hosts outside the controls' 5-95% brightness range:" in line and "Spearman +0.9" in line

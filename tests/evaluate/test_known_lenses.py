@@ -58,6 +58,7 @@ def known_report(demo, real_scores_of_shared, tmp_path_factory):
     return out, marked, top, t
 
 
+@pytest.mark.slow  # (~6 s: scores the shared cutouts, a whole `dhs evaluate`; fast cover: tests/evaluate/test_hostrange.py renders the section)
 def test_known_lens_section(demo, known_report):
     out, _, _, t = known_report
     m = json.loads((out / "metrics.json").read_text())["known_lenses"]
@@ -108,6 +109,7 @@ def real_scores_of_shared(demo, real_cutouts_dir, tmp_path_factory):
     return out
 
 
+@pytest.mark.slow  # (~6 s: scores the shared cutouts, a whole `dhs evaluate`; fast cover: tests/evaluate/test_hostrange.py renders the section)
 def test_known_lenses_of_a_cutout_folder_keep_their_npz_grade(demo, real_scores_of_shared, tmp_path):
     """The shared DR10 candidates carry their grade as the npz member meta_tier ('B'): `dhs score` of the folder
     writes it as `grade`, and the section has a 'grade B' row (was: every candidate 'ungraded')."""
@@ -125,6 +127,7 @@ def test_known_lenses_of_a_cutout_folder_keep_their_npz_grade(demo, real_scores_
     assert set(m["recall"]) == {"all", "grade B"} and m["recall"]["grade B"]["0.01"]["n"] == m["n"] == 6
 
 
+@pytest.mark.slow  # (~6 s: scores the shared cutouts, a whole `dhs evaluate`; fast cover: tests/evaluate/test_hostrange.py renders the section)
 def test_real_lens_recall_also_at_the_plain_control_thresholds(demo, real_scores_of_shared, known_report, tmp_path):
     """#10: the confuser section sets its threshold on the plain controls; so does the real-lens section's
     extra row when some controls carry a look-alike, and only then."""
