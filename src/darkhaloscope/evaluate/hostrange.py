@@ -91,10 +91,12 @@ class HostRange:
         if self.rho is not None:
             s += f" On the controls, the model's {value} against host brightness: Spearman {self.rho:+.2f}."
         if self.outside:
-            s += (" Lenses outside the controls' range are judged against galaxies unlike their hosts"
-                  + (", and part of their score may be the host's (it rises with host brightness)"
-                     if self.rho is not None and self.rho >= RHO_NOTE else "")
-                  + ": the row of hosts inside the range is the like-for-like figure; for the others, evaluate "
+            s += " Lenses outside the controls' range are judged against galaxies unlike their hosts"
+            if self.rho is not None and abs(self.rho) >= RHO_NOTE:  # which side the host's light pushes
+                up, down = ("brighter", "fainter") if self.rho > 0 else ("fainter", "brighter")
+                s += (f" (the score rises with host {'brightness' if self.rho > 0 else 'faintness'}: "
+                      f"{up} hosts may owe part of their score to the host, {down} ones be held back by it)")
+            s += (": the row of hosts inside the range is the like-for-like figure; for the others, evaluate "
                   "controls that cover the lenses' hosts.")
         return s
 
