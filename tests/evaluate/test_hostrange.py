@@ -99,3 +99,43 @@ def test_the_real_lens_section_splits_recall_by_host_brightness(tmp_path):
     assert "The FPR at which each real lens would be found" in md
     line = next(h for h in ev.headline if h.startswith("Real lenses: recall"))
     assert "hosts outside the controls' 5-95% brightness range:" in line and "Spearman +0.9" in line
+
+
+def _scores_file(path, slope: float):
+    """400 lenses and 400 controls; the controls' logit rises with their central flux at `slope`."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(3)
+    n = 400
+    label = np.r_[np.zeros(n, np.int8), np.ones(n, np.int8)]
+    flux = rng.uniform(1.0, 3.0, 2 * n)
+    logit = np.where(label == 1, 2.0, -2.0) + slope * (flux - 2.0) * (label == 0) + rng.normal(0, 1.0, 2 * n)
+    pq.write_table(pa.table({"score": 1 / (1 + np.exp(-logit)), "logit": logit, "label": label,
+                             "row_id": [f"r{i}" for i in range(2 * n)], "img_core_flux_r": flux}), path)
+    return path
+
+
+def test_evaluate_warns_when_the_controls_scores_follow_their_central_brightness(tmp_path):
+    """The shortcut section states the controls' score vs central r flux, and warns (BRIGHT CENTRES) when the
+    false positives favour bright centres."""
+    import json
+
+    from darkhaloscope.cli import main
+
+    assert main(["evaluate", str(_scores_file(tmp_path / "s.parquet", 3.0)), "--out", str(tmp_path / "rep"),
+                 "--no-data", "--set", "n_boot=20"]) == 0
+    m = json.loads((tmp_path / "rep" / "metrics.json").read_text())
+    assert m["control_score_vs_central_flux"]["spearman"] > 0.6
+    assert any(w.startswith("BRIGHT CENTRES") for w in m["warnings"])
+    assert "against their central r flux" in (tmp_path / "rep" / "report.md").read_text()
+
+
+def test_controls_whose_scores_ignore_brightness_are_not_warned_about(tmp_path):
+    from darkhaloscope.evaluate.analysis import _control_brightness
+    from darkhaloscope.evaluate.report import Evaluation
+    from darkhaloscope.score.scoresfile import read_scores
+
+    ev = Evaluation()
+    _control_brightness(read_scores(_scores_file(tmp_path / "s.parquet", 0.0)), ev, ev.add_section("b", "B"))
+    assert abs(ev.metrics["control_score_vs_central_flux"]["spearman"]) < 0.15 and not ev.warnings

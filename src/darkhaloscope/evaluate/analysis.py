@@ -291,8 +291,34 @@ def baseline_section(s: Scores, cfg: EvaluateConfig, ev: Evaluation) -> None:
     sec.table(["baseline", "AUROC", "CNN AUROC (same rows)", "rows", "close?", "features"], rows)
     for n in notes:
         sec.text(n)
+    _control_brightness(s, ev, sec)
     if skipped:
         sec.blocks.append(Bullets([f"skipped: {x}" for x in skipped]))
+
+
+BRIGHT_CENTRE_RHO = 0.3  # Spearman of the controls' scores vs their central r flux from which the report warns
+
+
+def _control_brightness(s: Scores, ev: Evaluation, sec) -> None:
+    """How the controls' scores follow their central brightness (the users' central-brightness shortcut): a
+    model whose false positives favour bright centres makes real lenses on bright hosts look better than they
+    are (measured on the PS1 lenses: docs/real-lenses.md, "Hosts the controls do not cover")."""
+    from darkhaloscope.evaluate.hostrange import HOST_STAT, spearman
+
+    if HOST_STAT not in s.columns:
+        return
+    ctrl = s.labels == 0
+    rho = spearman(s.scores[ctrl], s.columns[HOST_STAT][ctrl])
+    if rho is None:
+        return
+    ev.metrics["control_score_vs_central_flux"] = {"spearman": rho, "statistic": HOST_STAT, "n": int(ctrl.sum())}
+    sec.text(f"On the {int(ctrl.sum()):,} controls, the score against their central r flux ({HOST_STAT}, r < 4 px): "
+             f"Spearman {rho:+.2f} (warned from +{BRIGHT_CENTRE_RHO}).")
+    if rho >= BRIGHT_CENTRE_RHO:
+        ev.warnings.append(f"BRIGHT CENTRES: on the controls the score rises with the central r flux (Spearman "
+                           f"{rho:+.2f}): false positives favour bright hosts, and real lenses on bright hosts look "
+                           "better than they are; compare them with controls of their hosts' brightness (the "
+                           "real-lens section's host rows) and check the tier with `dhs audit` (host probe)")
 
 
 SECTIONS = (threshold_section, calibration_section, selection_section, confuser_section, committee_section)
