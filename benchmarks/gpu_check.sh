@@ -128,7 +128,7 @@ PY
 # steps $FIRST; render and model seconds per step. DHS_GPU_CHECK_OTF_STEPS timed steps (20).
 OTF_STEPS=${DHS_GPU_CHECK_OTF_STEPS:-20}
 log "on-the-fly training: render on $DEV + $FIRST step, batch $BATCH, $OTF_STEPS steps"
-dhs bench train --inject synthetic --sim device="$DEV" confusers=0.5 --model "$FIRST" --device "$DEV" \
+dhs bench train --inject synthetic --sim.device="$DEV" --sim.confusers=0.5 --model "$FIRST" --device "$DEV" \
   --precision "$PREC" --channels-last --batch-size "$BATCH" --steps "$OTF_STEPS" --warmup-steps 3 --json > "$OUT/onthefly.json"
 python - "$OUT/onthefly.json" <<'PY' | tee -a "$OUT/summary.txt"
 import json, sys

@@ -126,11 +126,13 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls, section: str, *, 
         g.add_argument("--preset", default=None, metavar="NAME", help=f"a preset shipped with darkhaloscope{names}")
     g.add_argument("--set", dest="set", action="append", default=[], metavar="KEY=VALUE",
                    help="same as --KEY=VALUE (repeatable)")
-    _add_key_flags(g, cls, "", skip)
+    add_key_flags(g, cls, "", skip)
     parser.set_defaults(config_class=cls, config_section=section)
 
 
-def _add_key_flags(group, cls, prefix: str, skip: tuple[str, ...]) -> None:
+def add_key_flags(group, cls, prefix: str = "", skip: tuple[str, ...] = ()) -> None:
+    """One `--PREFIXkey` flag per key of `cls` (nested dataclasses as `--PREFIXkey.sub`); `given_overrides`
+    reads them back as {PREFIXkey: text}."""
     comments = field_comments(cls)
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
@@ -138,7 +140,7 @@ def _add_key_flags(group, cls, prefix: str, skip: tuple[str, ...]) -> None:
         if name in skip:
             continue
         if dataclasses.is_dataclass(hints[f.name]):
-            _add_key_flags(group, hints[f.name], f"{name}.", skip)
+            add_key_flags(group, hints[f.name], f"{name}.", skip)
             continue
         flags = [f"--{name}"] + ([f"--{name.replace('_', '-')}"] if "_" in name else [])
         extra: dict[str, Any] = {"nargs": "?", "const": "true"} if hints[f.name] is bool else {}

@@ -33,7 +33,7 @@ def test_bench_train_table_without_data(capsys):
 @pytest.mark.slow  # (~10 s: the simulator and its lens model are loaded)
 def test_bench_train_inject_splits_the_step_into_render_and_model(capsys):
     assert main(["bench", "train", "--model", "small_cnn", "--batch-size", "8", "--steps", "2", "--warmup-steps", "0",
-                 "--device", "cpu", "--precision", "fp32", "--inject", "synthetic", "--sim", "confusers=0.5",
+                 "--device", "cpu", "--precision", "fp32", "--inject", "synthetic", "--sim.confusers=0.5",
                  "--json"]) == 0
     r = json.loads(capsys.readouterr().out)
     assert r["inject"] == "synthetic" and r["sim"] == {"confusers": "0.5"} and r["rendered_rows_per_batch"] == 6
@@ -64,3 +64,17 @@ def test_bench_train_all_and_unknown_model(capsys, monkeypatch):
     assert main(["bench", "train", "--model", "resnet101", "--steps", "1", "--device", "cpu"]) == 2
     err = capsys.readouterr().err
     assert "unknown model 'resnet101'" in err and "efficientnetv2_s" in err and "convnext_nano" in err
+
+
+def test_bench_train_old_sim_spelling_is_a_usage_error_naming_the_new_one(capsys):
+    assert main(["bench", "train", "--model", "small_cnn", "--inject", "synthetic", "--sim", "confusers=0.5"]) == 2
+    assert "--sim.confusers=0.5" in capsys.readouterr().err
+
+
+def test_bench_train_takes_sim_keys_as_dhs_train_does():
+    from darkhaloscope.cli import build_parser
+    from darkhaloscope.configargs import given_overrides
+
+    args = build_parser().parse_args(["bench", "train", "--inject", "synthetic", "--sim.confusers=0.5",
+                                      "--sim.theta_e_arcsec=1,2"])
+    assert given_overrides(args) == {"sim.confusers": "0.5", "sim.theta_e_arcsec": "1,2"}

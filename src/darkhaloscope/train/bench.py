@@ -2,7 +2,7 @@
 real input pipeline, and which of the two limits the rate.
 
     dhs bench train --model resnet18 --batch-size 256 --precision bf16 --steps 30 [--data TIER] [--json]
-    dhs bench train --model polar_fourier --batch-size 64 --precision fp32 --inject synthetic --sim confusers=0.5
+    dhs bench train --model polar_fourier --batch-size 64 --precision fp32 --inject synthetic --sim.confusers=0.5
 
 Synthetic: a fixed (B, 3, 64, 64) batch already on the device -> `prepare_batch` (normalisation +
 augmentation, as in training) -> forward/backward/AdamW step: the most the model can consume. Also the

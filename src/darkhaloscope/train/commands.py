@@ -18,7 +18,8 @@ import argparse
 import json
 import sys
 
-from darkhaloscope.configargs import add_config_arguments, config_from_args, given_argv
+from darkhaloscope.configargs import add_config_arguments, add_key_flags, config_from_args, given_argv, given_overrides
+from darkhaloscope.errors import UsageError
 from darkhaloscope.stamps.fs import add_s3_arguments, s3_options_from_args
 
 
@@ -106,10 +107,13 @@ def cmd_bench_loader(args) -> int:
 
 
 def cmd_bench_train(args) -> int:
-    from darkhaloscope.config import parse_overrides
     from darkhaloscope.models import list_models
     from darkhaloscope.train.bench import bench_train, format_report
 
+    if args.sim is not None:
+        given = " ".join(f"--sim.{kv}" for kv in args.sim) or "--sim.KEY=VALUE"
+        raise UsageError(f"dhs bench train takes the simulate settings as dhs train does: {given}")
+    sim = {k[len("sim."):]: v for k, v in given_overrides(args).items() if k.startswith("sim.")}
     names = list_models() if args.model == "all" else [args.model]
     results = []
     for name in names:  # one model at a time: each report is printed as soon as it is measured
@@ -117,7 +121,7 @@ def cmd_bench_train(args) -> int:
                         channels_last=args.channels_last, compile=args.compile, steps=args.steps,
                         warmup_steps=args.warmup_steps, device=args.device, data=args.data,
                         num_workers=args.num_workers, s3=s3_options_from_args(args), split=args.split,
-                        inject=args.inject, sim=parse_overrides(args.sim))
+                        inject=args.inject, sim=sim)
         results.append(r)
         if not args.json:
             print(format_report(r), flush=True)
@@ -127,7 +131,7 @@ def cmd_bench_train(args) -> int:
 
 
 def register(subparsers, bench_subparsers) -> None:
-    from darkhaloscope.train.config import TrainConfig
+    from darkhaloscope.train.config import InjectSimConfig, TrainConfig
 
     p = subparsers.add_parser("train", help="train a lens finder on a tier (CPU or torchrun DDP)",
                               description=TRAIN_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -157,8 +161,9 @@ def register(subparsers, bench_subparsers) -> None:
     b.add_argument("--num-workers", type=int, default=2, help="loader workers for --data")
     b.add_argument("--inject", default=None, metavar="HOSTS", help="time on-the-fly training instead (dhs train "
                    "--inject HOSTS): each step renders its batch, then steps; render and model seconds per step")
-    b.add_argument("--sim", nargs="*", default=[], metavar="KEY=VALUE",
-                   help="simulate config of --inject (dhs train's sim.KEY), e.g. --sim confusers=0.5 (the demo's)")
+    b.add_argument("--sim", nargs="*", default=None, help=argparse.SUPPRESS)  # the old spelling: a hint
+    add_key_flags(b.add_argument_group("simulate settings of --inject, as dhs train takes them (e.g. "
+                                       "--sim.confusers=0.5, the demo's)"), InjectSimConfig, "sim.")
     b.add_argument("--json", action="store_true", help="print the result as JSON")
     add_s3_arguments(b)
     b.set_defaults(func=cmd_bench_train)
