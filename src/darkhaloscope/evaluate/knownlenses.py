@@ -221,7 +221,7 @@ def known_lens_metrics(t, scores, cfg, *, source: str, scores_file: str, provena
         groups |= {(f"grade {g}" if g != "ungraded" else g): grade == g for g in sorted(set(grade))}
     if len(set(survey)) > 1:
         groups |= {str(s): survey == s for s in sorted(set(survey))}
-    host = host_range(_column(t, HOST_STAT, lens), scores.columns.get(HOST_STAT, np.array([]))[scores.labels == 0]
+    host = host_range(_column(t, HOST_STAT, lens), scores.columns[HOST_STAT][scores.labels == 0]
                       if HOST_STAT in scores.columns else None, ctrl)
     if host is not None:
         groups |= host.groups()
