@@ -30,6 +30,9 @@ class EvaluateConfig:
     baseline_rows: int = 100_000  # rows subsampled for the baselines (5-fold cross-validated)
     probe_rows: int = 2000  # stamps (half lenses, half controls where possible) for the model probes
     core_radius_pix: float = 4.0  # radius of the core replaced by noise in the core-masked probe (~1.0")
+    host_scales: list[float] = field(default_factory=lambda: [0.5, 2.0, 4.0])  # host-light probe: each probe
+    #   stamp's smooth host light x these and scored again (evaluate.hostscale); empty = no probe
+    host_probe_rows: int = 800  # stamps of the host-light probe (half lenses, half controls), drawn from probe_rows'
     occlusion_patch_pix: int = 8  # side of the occluding square of the occlusion maps
     occlusion_stride_pix: int = 8  # step of the occluding square
     known_lens_fprs: list[float] = field(default_factory=lambda: [1e-2, 1e-3])  # --known-lenses: recall at these
@@ -56,5 +59,8 @@ class EvaluateConfig:
             raise UsageError(f"noise_match_bins and noise_match_min_per_bin must be >= 1 and noise_match_controls "
                              f">= 10, got {self.noise_match_bins}, {self.noise_match_min_per_bin} and "
                              f"{self.noise_match_controls}")
+        if any(not 0 < k <= 100 for k in self.host_scales) or self.host_probe_rows < 2:
+            raise UsageError(f"host_scales must lie in (0, 100] (x the host's light) and host_probe_rows must be >= 2, "
+                             f"got {self.host_scales} and {self.host_probe_rows}")
         if self.n_boot < 10:
             raise UsageError(f"n_boot must be >= 10 for a 95% interval, got {self.n_boot}")

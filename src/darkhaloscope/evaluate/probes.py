@@ -7,6 +7,7 @@
   much the score depends on the lens core rather than the arcs.
 - Paired controls (`ctrl_stamp_npz`): scores of injection, host alone and arc alone (injection - host,
   on fresh sky noise).
+- Host-light probe (`evaluate.hostscale`): the probe stamps with their host's smooth light x 0.5, 2, 4.
 - Occlusion maps over the gallery stamps: score drop when an 8x8 px square is replaced by sky noise.
 Exercise: `dhs evaluate SCORES --out DIR --checkpoint CKPT --data DATA`.
 """
@@ -22,7 +23,8 @@ from darkhaloscope.errors import UsageError
 from darkhaloscope.common import ranking as M
 from darkhaloscope.evaluate import plots
 from darkhaloscope.common.report import Code
-from darkhaloscope.evaluate.confusers import confuser_gallery
+from darkhaloscope.evaluate.confusers import confuser_gallery, plain_controls
+from darkhaloscope.evaluate.hostscale import host_scale_probe, render_host_scale
 from darkhaloscope.score.sources import open_source
 from darkhaloscope.stamps.fs import is_s3
 from darkhaloscope.stamps.robust import median_sigma
@@ -200,6 +202,11 @@ def probe_section(scores, ranked, thr: float, cfg, ev, fig_dir: Path, source, sc
             fig_dir / "paired.png"), "Scores of paired stamps")
     else:
         sec.text("Paired probe: the data have no ", Code(CTRL_STAMP_COLUMN), " column (host without the arc).")
+    host = host_scale_probe(images, y, logits, score_fn, cfg.host_scales, cfg.host_probe_rows, cfg.seed,
+                            plain_controls(scores.labels, scores.confuser_kind)[idx])
+    render_host_scale(sec, host, ev.warnings)
+    if host is not None:
+        out["host_scale"] = host
     ev.metrics["probes"] = out
 
 
