@@ -118,8 +118,23 @@ def test_pooled_bands_clip_constant_stamp_and_none():
     assert torch.equal(prepare_batch(x, PreprocessConfig(norm="none"), train=False), x)
 
 
+def test_asinh_stretch_keeps_an_arc_on_a_bright_host_that_the_clip_flattens():
+    c = torch.arange(64.0) - 32
+    x = _sky(2) + 9 * torch.tensor([0.02, 0.05, 0.08])[:, None, None] * torch.exp(
+        -0.5 * (c[:, None] ** 2 + c[None, :] ** 2) / 2.5**2)  # hosts 10x brighter than _sky's
+    x[1] += _arc(4.0) * 0.2  # an arc at 4 px, on the host's wing where it is 17-70 sigma
+    clip = prepare_batch(x, PreprocessConfig(clip_sigma=10), train=False)
+    soft = prepare_batch(x, PreprocessConfig(clip_sigma=10, stretch="asinh"), train=False)
+    on_arc = (slice(None), 32, 36)
+    assert torch.equal(clip[0][on_arc], clip[1][on_arc])  # both at the plateau: the arc is gone
+    assert (soft[1][on_arc] > soft[0][on_arc] + 1).all()  # the arc still adds contrast
+    faint = clip.abs() < 1  # below clip_sigma both are near-linear: asinh(z/10)*10 = z (1 - z^2/600 ...)
+    assert torch.allclose(clip[faint], soft[faint], atol=2e-3)
+    assert soft.max() < 10 * np.arcsinh(100.0) and torch.isfinite(soft).all()
+
+
 @pytest.mark.parametrize("kw", [{"norm": "minmax"}, {"annulus_r_in_px": 40.0}, {"clip_sigma": -1.0},
-                                {"host_light": "remove"},
+                                {"host_light": "remove"}, {"stretch": "log"},
                                 {"annulus_r_in_px": 46.0, "annulus_r_out_px": 60.0}])
 def test_bad_config_is_a_usage_error(kw):
     with pytest.raises(UsageError):

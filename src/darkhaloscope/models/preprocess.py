@@ -15,7 +15,8 @@ Normalisation (`cfg.norm`, a registry: `NORMALISATIONS`):
   median and MAD, which changes the normalised sky and host of injections but not of controls, a
   shortcut the users measured. `stamp` is kept for that comparison only.
 - `none`: only the float32 cast (and augmentation).
-Normalised pixels are then clipped to [-clip_sigma, clip_sigma] (0 = no clip). A stamp whose MAD is 0
+Normalised pixels are then clipped to [-clip_sigma, clip_sigma] (0 = no clip), or with `stretch` = 'asinh'
+mapped to clip_sigma x asinh(z / clip_sigma) (linear below clip_sigma, logarithmic above: no plateau). A stamp whose MAD is 0
 (constant pixels) is only median-subtracted. Medians are torch's lower median (no interpolation).
 
 Augmentation (train=True): one of the 8 elements of the dihedral group (flips x rot90) per stamp,
@@ -52,7 +53,7 @@ import torch
 
 from darkhaloscope.errors import UsageError
 from darkhaloscope.stamps.hostlight import host_models
-from darkhaloscope.stamps.normalise import HOST_LIGHT_CHOICES, PreprocessConfig
+from darkhaloscope.stamps.normalise import HOST_LIGHT_CHOICES, STRETCH_CHOICES, PreprocessConfig
 from darkhaloscope.stamps.schema import pixel_radius
 
 MAD_TO_SIGMA = 1.4826  # sigma of a Gaussian = 1.4826 x its median absolute deviation
@@ -191,7 +192,7 @@ def prepare_batch(x: torch.Tensor, cfg: PreprocessConfig, *, train: bool,
     """
     if x.ndim != 4:
         raise UsageError(f"prepare_batch expects (B, C, H, W) stamps; got shape {tuple(x.shape)}")
-    if cfg.norm not in NORMALISATIONS or cfg.host_light not in HOST_LIGHT_CHOICES:
+    if cfg.norm not in NORMALISATIONS or cfg.host_light not in HOST_LIGHT_CHOICES or cfg.stretch not in STRETCH_CHOICES:
         cfg.validate()  # raises UsageError naming the valid choices
     stats_pixels = NORMALISATIONS[cfg.norm]
     if train and cfg.depth_jitter_mag > 0 and x.shape[0] > 0:  # models.depth: shallower by U(0, M) mag
@@ -208,7 +209,9 @@ def prepare_batch(x: torch.Tensor, cfg: PreprocessConfig, *, train: bool,
     else:  # one pass: float16 -> float32 cast, median subtraction, channels_last layout
         med, scale = robust_stats(x, stats_pixels(cfg, x.shape[-1], x.device), cfg.per_band)
         torch.sub(x, med, out=out).div_(scale)
-        if cfg.clip_sigma > 0:
+        if cfg.clip_sigma > 0 and cfg.stretch == "asinh":
+            out.div_(cfg.clip_sigma).asinh_().mul_(cfg.clip_sigma)
+        elif cfg.clip_sigma > 0:
             out.clamp_(-cfg.clip_sigma, cfg.clip_sigma)
     if train and x.shape[0] > 0:
         out = dihedral(out, random_dihedral_elements(x.shape[0], generator))

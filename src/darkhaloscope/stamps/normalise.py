@@ -15,6 +15,10 @@ from darkhaloscope.errors import UsageError
 NORM_CHOICES = ("annulus", "stamp", "none")
 # 'keep': the stamp as it is (default); 'subtract': the stamp minus a smooth elliptical model of its host (stamps.hostlight)
 HOST_LIGHT_CHOICES = ("keep", "subtract")
+# How normalised pixels above clip_sigma are kept: 'clip' (default): flat at +-clip_sigma; 'asinh':
+# clip_sigma x asinh(z / clip_sigma), linear below clip_sigma and logarithmic above, so an arc on a bright host's
+# wing keeps a contrast that the clip flattens
+STRETCH_CHOICES = ("clip", "asinh")
 
 # Position planes a model may append to the 3 bands (`TrainConfig.coords`, built in `models.coords`): each
 # pixel's offset from the stamp centre (where the lens galaxy sits) in units of COORD_SCALE_PX pixels.
@@ -50,6 +54,8 @@ class PreprocessConfig:
     annulus_r_in_px: float = 20.0  # inner radius of the statistics ring, pixels from the stamp centre (5.2")
     annulus_r_out_px: float = 32.0  # outer radius (exclusive), pixels; 32 px = the stamp edge for 64x64
     clip_sigma: float = 10.0  # clip normalised pixels to [-clip, clip] (MAD-sigma units); 0 = no clip
+    stretch: str = "clip"  # 'clip' (flat beyond clip_sigma) | 'asinh' (clip_sigma x asinh(z / clip_sigma): no
+    #   plateau, so structure on bright hosts keeps a contrast)
     depth_jitter_mag: float = 0.0  # training only: each stamp made shallower by U(0, this) mag of sky noise
     #   (models.depth; 1.5: DR10's depth down to 1.5 mag shallower); 0 = off
     host_light: str = "keep"  # 'keep' | 'subtract': train and score on the stamp minus a smooth elliptical model
@@ -66,5 +72,8 @@ class PreprocessConfig:
                              f"{', '.join(HOST_LIGHT_CHOICES)} (subtract: the host's smooth light removed)")
         if not 0 <= self.depth_jitter_mag <= 3:
             raise UsageError(f"depth_jitter_mag must be in [0, 3] mag (0 = off); got {self.depth_jitter_mag}")
+        if self.stretch not in STRETCH_CHOICES:
+            raise UsageError(f"preprocess stretch '{self.stretch}' is unknown; choose one of {', '.join(STRETCH_CHOICES)}"
+                             " (asinh: logarithmic beyond clip_sigma instead of flat)")
         if self.clip_sigma < 0:
             raise UsageError(f"clip_sigma must be >= 0 (0 = no clip); got {self.clip_sigma}")
