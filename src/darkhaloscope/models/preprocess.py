@@ -33,6 +33,9 @@ training but never at test time (a quarter turn moved polar_fourier's features b
 Depth augmentation (train=True, `depth_jitter_mag` > 0): each stamp made shallower by U(0, M) mag before
 it is normalised (models.depth).
 
+Host-light augmentation (train=True, `host_scale_mag` > 0): each stamp's smooth host light scaled by
+10^(-0.4 u), u ~ U(-M, M) mag, before it is normalised (models.hostaug).
+
 Host-light view (`host_light` = 'subtract', at training AND scoring time: a checkpoint's config carries it):
 each stamp minus a smooth elliptical model of its host (`stamps.hostlight.host_models`: adaptive moments for
 the shape on the band-summed S/N, median profiles in elliptical annuli per band), after the depth augmentation
@@ -200,6 +203,11 @@ def prepare_batch(x: torch.Tensor, cfg: PreprocessConfig, *, train: bool,
 
         pixels = stats_pixels(cfg, x.shape[-1], x.device) if stats_pixels is not None else None
         x = shallower(x, robust_stats(x, pixels, True)[1], cfg.depth_jitter_mag, generator)[0]
+    if train and cfg.host_scale_mag > 0 and x.shape[0] > 0:  # models.hostaug: host light x 10^(-0.4 U(-M, M))
+        from darkhaloscope.models.hostaug import rescale_host_light
+
+        pixels = stats_pixels(cfg, x.shape[-1], x.device) if stats_pixels is not None else None
+        x = rescale_host_light(x, robust_stats(x, pixels, True)[1], cfg.host_scale_mag, generator)[0]
     if cfg.host_light == "subtract" and x.shape[0] > 0:
         pixels = stats_pixels(cfg, x.shape[-1], x.device) if stats_pixels is not None else None
         x = subtract_host_light(x, robust_stats(x, pixels, True)[1])

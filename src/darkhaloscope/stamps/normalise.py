@@ -58,6 +58,8 @@ class PreprocessConfig:
     #   plateau, so structure on bright hosts keeps a contrast)
     depth_jitter_mag: float = 0.0  # training only: each stamp made shallower by U(0, this) mag of sky noise
     #   (models.depth; 1.5: DR10's depth down to 1.5 mag shallower); 0 = off
+    host_scale_mag: float = 0.0  # training only: each stamp's smooth host light made U(-this, this) mag brighter
+    #   or fainter (models.hostaug; 1.5: x 0.25-4), arcs and noise unchanged; 0 = off
     host_light: str = "keep"  # 'keep' | 'subtract': train and score on the stamp minus a smooth elliptical model
     #   of its host's light, fitted per stamp (stamps.hostlight, ~1 ms each), before the normalisation
 
@@ -75,5 +77,7 @@ class PreprocessConfig:
         if self.stretch not in STRETCH_CHOICES:
             raise UsageError(f"preprocess stretch '{self.stretch}' is unknown; choose one of {', '.join(STRETCH_CHOICES)}"
                              " (asinh: logarithmic beyond clip_sigma instead of flat)")
+        if not 0 <= self.host_scale_mag <= 3:
+            raise UsageError(f"host_scale_mag must be in [0, 3] mag (0 = off); got {self.host_scale_mag}")
         if self.clip_sigma < 0:
             raise UsageError(f"clip_sigma must be >= 0 (0 = no clip); got {self.clip_sigma}")
