@@ -47,7 +47,7 @@ def test_a_finder_that_scores_host_light_is_flagged():
     assert rows[0.5]["median_dlogit_controls"] < 0 < rows[2.0]["median_dlogit_controls"]
     sec, warnings = Section("probes", "Model probes"), []
     render_host_scale(sec, res, warnings)
-    assert len(warnings) == 1 and warnings[0].startswith("HOST BRIGHTNESS: with their host's light doubled")
+    assert len(warnings) == 1 and warnings[0].startswith("HOST BRIGHTNESS: with their host's light x 4 (1.5 mag brighter)")
 
 
 def test_a_finder_of_residual_light_is_not_flagged():

@@ -182,3 +182,47 @@ def test_fewer_batches_than_workers(tiny_tier):
     batches = list(make_loader(s, num_workers=2))
     assert len(batches) == len(s) == 1 and len(batches[0]["row_id"]) == 24
     assert s.state_dict()["batches_done"] == 1
+
+
+def _epochs(stream: StampStream, n: int) -> list[list[dict]]:
+    out = []
+    for e in range(n):
+        stream.set_epoch(e)
+        out.append(_epoch(stream, workers=0))
+    return out
+
+
+def test_decoded_cache_gives_the_same_batches_and_decodes_once(uneven_tier, monkeypatch):
+    from darkhaloscope.train import data_reader
+
+    plain = _epochs(StampStream(str(uneven_tier), "train", 8, seed=2, shuffle_buffer=10), 3)
+    calls = []
+    decode = data_reader.WindowReader._decode
+    monkeypatch.setattr(data_reader.WindowReader, "_decode", lambda self, part, out: calls.append(len(out)) or
+                        decode(self, part, out))
+    cached = StampStream(str(uneven_tier), "train", 8, seed=2, shuffle_buffer=10, decoded_cache_mb=64)
+    got = _epochs(cached, 3)
+    for a_epoch, b_epoch in zip(plain, got):
+        assert len(a_epoch) == len(b_epoch)
+        for a, b in zip(a_epoch, b_epoch):
+            assert a["row_id"] == b["row_id"] and torch.equal(a["image"], b["image"])
+            assert torch.equal(a["label"], b["label"]) and a["n_skipped"] == b["n_skipped"]
+    assert sum(calls) == 61 and len(cached._decoded.units) == 12  # every row decoded once, in 12 row groups
+    assert plain[0][0]["row_id"] != plain[1][0]["row_id"]  # epochs are still shuffled differently
+
+
+def test_decoded_cache_keeps_within_its_budget_and_decodes_the_rest_each_epoch(uneven_tier):
+    one_group = 6 * 3 * 64 * 64 * 4  # bytes of a 6-row row group of float32 stamps
+    s = StampStream(str(uneven_tier), "train", 8, seed=2, shuffle_buffer=10, decoded_cache_mb=1)
+    s._decoded.limit = 2 * one_group + 1000
+    got = _epochs(s, 2)
+    assert len(s._decoded.units) == 2 and s._decoded.used <= s._decoded.limit
+    assert sorted(r for b in got[1] for r in b["row_id"]) == _all_row_ids(uneven_tier)
+
+
+def test_loader_workers_get_the_stream_without_its_decoded_stamps(uneven_tier):
+    import pickle
+
+    s = StampStream(str(uneven_tier), "train", 8, seed=2, decoded_cache_mb=64)
+    _epochs(s, 1)
+    assert s._decoded.units and pickle.loads(pickle.dumps(s))._decoded is None

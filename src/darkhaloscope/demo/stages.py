@@ -35,7 +35,8 @@ class DemoSize:
     sim: dict[str, str] = field(default_factory=dict)  # SimConfig overrides (the arcs the demo injects)
     train: dict[str, object] = field(default_factory=dict)  # TrainConfig overrides on top of the cpu-demo preset
     n_boot: int = 1000  # bootstrap replicates of `dhs evaluate`
-    probes: bool = True  # model probes (core mask, occlusion maps) in the evaluation report
+    probes: bool = True  # model probes (core mask, occlusion maps, host light) in the evaluation report
+    probe_rows: int = 1000  # stamps of the model probes (dhs evaluate's probe_rows: 2,000; 1,000 is ~4 s less)
     quick_review: bool = False  # the review's QUICK preset
     min_auroc: float = MIN_TEST_AUROC  # the test AUROC the demo promises on this tier
 
@@ -212,7 +213,7 @@ def evaluate(d: Demo) -> tuple[str, bool]:
     from darkhaloscope.evaluate.config import EvaluateConfig
     from darkhaloscope.evaluate.run import evaluate_scores
 
-    cfg = load_config(EvaluateConfig, None, {"n_boot": d.size.n_boot})
+    cfg = load_config(EvaluateConfig, None, {"n_boot": d.size.n_boot, "probe_rows": d.size.probe_rows})
     known = d.results.get("candidate_scores")
     ev, _ = evaluate_scores(d.scores, d.report, cfg, checkpoint=str(d.run_dir / "best.pt") if d.size.probes else None,
                             known_lenses=str(known) if known else None, run={"command": d.command, **_version()})

@@ -69,6 +69,8 @@ class TrainConfig:
     torch_threads: int = 0  # CPU intra-op threads of the training process (0 = torch's default); a CPU run
     #                         resumes bit-exactly only with the same count, so pin it when that matters
     shuffle_buffer: int = 4096  # rows in the streaming shuffle buffer
+    decoded_cache_mb: int = 1024  # with num_workers 0: keep up to this many MB of decoded stamps in RAM across
+    #                               epochs (per split; a small tier is decoded once, not every epoch); 0 = off
     cache_dir: str | None = None  # local cache for s3:// tier files (None = stream, no cache)
     max_train_rows: int | None = None  # use at most this many train rows (None = all); smoke tests
     max_val_rows: int | None = None  # validate on at most this many val rows (None = all)
@@ -98,6 +100,8 @@ class TrainConfig:
 
     def validate(self) -> None:
         self.preprocess.validate()
+        if self.decoded_cache_mb < 0:
+            raise UsageError(f"decoded_cache_mb must be >= 0 (0 = decode every epoch); got {self.decoded_cache_mb}")
         check_coords(self.coords)
         check_pooling(self.pooling)
         if self.precision not in PRECISIONS:

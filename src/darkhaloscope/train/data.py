@@ -65,7 +65,7 @@ from darkhaloscope.stamps.schema import (CUTOUT_OK_COLUMN, HARD_NEGATIVE_COLUMNS
                                           PACKED_STAMP_COLUMN, STAMP_COLUMN)
 from darkhaloscope.stamps.tier import open_tier
 from darkhaloscope.train.data_plan import EpochPlan
-from darkhaloscope.train.data_reader import WindowReader
+from darkhaloscope.train.data_reader import DecodedCache, WindowReader
 
 log = logging.getLogger(__name__)
 ON_ERROR_CHOICES = ("skip", "raise")
@@ -79,7 +79,7 @@ class StampStream(IterableDataset):
                  shuffle_buffer: int = 4096, cutout_ok_only: bool = True, s3: S3Options | None = None,
                  cache_dir: str | None = None, rank: int = 0, world_size: int = 1, on_error: str = "skip",
                  max_rows: int | None = None, decode_threads: int = 1, mined: str = "", mined_repeat: int = 1,
-                 confuser_weight: float = 1.0, weight_optional: bool = False):
+                 confuser_weight: float = 1.0, weight_optional: bool = False, decoded_cache_mb: int = 0):
         if batch_size < 1 or shuffle_buffer < 1:
             raise UsageError(f"batch_size ({batch_size}) and shuffle_buffer ({shuffle_buffer}) must be >= 1")
         if seed < 0:
@@ -95,6 +95,8 @@ class StampStream(IterableDataset):
         self.confuser_weight = float(confuser_weight)
         self.weight_optional = weight_optional  # a split without look-alike columns reads unweighted (validation)
         self.cache_dir = str(cache_dir) if cache_dir and is_s3(self.data) else None  # local data: no cache
+        self.decoded_cache_mb = int(decoded_cache_mb)  # decoded row groups kept across epochs (loading in this
+        self._decoded = DecodedCache(self.decoded_cache_mb << 20) if self.decoded_cache_mb > 0 else None  # process)
         self.tier = open_tier(self.data, s3)
         if mined:  # the mined files become files of this split of the tier (self.tier is read everywhere)
             self.tier = dataclasses.replace(self.tier, files=self.tier.files + mined_files(
@@ -184,13 +186,20 @@ class StampStream(IterableDataset):
 
     def _role_batches(self, role: int, workers: int, start: int) -> Iterator[dict]:
         """The batches t = role, role + workers, ... (t >= start) of this rank, in order."""
+        in_process = get_worker_info() is None  # a loader worker's copy lives one epoch: it keeps nothing
         reader = WindowReader(self.tier, self.files, split=self.split, cutout_ok_only=self.cutout_ok_only,
                               on_error=self.on_error, decode_threads=self.decode_threads, packed=self.packed,
-                              cache_dir=self.cache_dir, confuser_weight=self.confuser_weight)
+                              cache_dir=self.cache_dir, confuser_weight=self.confuser_weight,
+                              decoded=self._decoded if in_process else None)
         for window in self.plan.worker_windows(self.epoch, self.rank, role, workers, start, self.shuffle_buffer,
                                                self.shuffle, self.seed):
             yield from reader.batches(window)
         reader.finish()
+
+    def __getstate__(self) -> dict:  # loader workers get the stream without the decoded stamps
+        state = dict(self.__dict__)
+        state["_decoded"] = None
+        return state
 
     # ---- set-up helpers --------------------------------------------------------------------------
     def _check_columns(self) -> None:

@@ -125,7 +125,8 @@ class _Trainer:
                 print(f"init: {loaded} weights from {cfg.init}")
         self.model = model.to(self.device, memory_format=mf)
         stream_kw = dict(seed=cfg.seed, s3=self.s3, cache_dir=cfg.cache_dir, rank=info.rank,
-                         world_size=info.world_size, on_error=cfg.on_error, decode_threads=cfg.decode_threads)
+                         world_size=info.world_size, on_error=cfg.on_error, decode_threads=cfg.decode_threads,
+                         decoded_cache_mb=cfg.decoded_cache_mb if cfg.num_workers == 0 else 0)
         if cfg.inject:
             from darkhaloscope.train.onthefly import InjectionLog, InjectStream, StepClock
             from darkhaloscope.train.onthefly_source import InjectSource
