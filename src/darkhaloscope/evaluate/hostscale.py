@@ -21,21 +21,20 @@ from __future__ import annotations
 import numpy as np
 
 from darkhaloscope.common import ranking as M
+from darkhaloscope.evaluate.noisematch import sky_sigma
 from darkhaloscope.stamps.hostlight import host_models
-from darkhaloscope.stamps.robust import median_sigma
-from darkhaloscope.stamps.schema import pixel_radius
 
 FPR = 0.01  # the threshold passes this share of the probe's controls as they are
 WARN_SCALE = 4.0  # HOST BRIGHTNESS when the host's light x 4 (1.5 mag brighter: real lens hosts span more) ...
 WARN_RATE = 5 * FPR  # ... takes at least this share of the controls above the threshold (and its Wilson low > FPR)
-SKY_RADIUS_PIX = 28  # the sky sigma of each band (for the host fit's S/N) from pixels at r >= this
 
 
 def host_scale_probe(images: np.ndarray, labels: np.ndarray, logits: np.ndarray, score_fn, scales: list[float],
-                     n: int, seed: int, plain: np.ndarray | None = None) -> dict | None:
+                     n: int, seed: int, plain: np.ndarray | None = None, sky_radius_pix: float = 28) -> dict | None:
     """Scores of up to n probe stamps (half lenses, half controls) with their host light x each scale; None when
     the probe has no scales, or no lens or no control to compare. `plain` (N,) bool: the controls to use (those
-    without a look-alike: a look-alike's own light is no host's, and look-alikes would set the threshold)."""
+    without a look-alike: a look-alike's own light is no host's, and look-alikes would set the threshold).
+    `sky_radius_pix`: each band's sky sigma (weighing the bands in the host's fitted shape) from pixels beyond it."""
     rng = np.random.default_rng(seed)
     ctrl = (labels == 0) if plain is None else (labels == 0) & plain
     pick = [rng.permutation(np.flatnonzero(m))[:n // 2] for m in (labels == 1, ctrl)]
@@ -43,8 +42,8 @@ def host_scale_probe(images: np.ndarray, labels: np.ndarray, logits: np.ndarray,
         return None
     idx = np.sort(np.concatenate(pick))
     x, y, base = images[idx].astype(np.float32), labels[idx], logits[idx]
-    sigma = median_sigma(x[..., pixel_radius(x.shape[-1]) >= SKY_RADIUS_PIX])[1]
-    host = host_models(x, np.where(sigma > 0, sigma, 1.0))[0]
+    sigma = sky_sigma(x, sky_radius_pix)
+    host = host_models(x, np.where(sigma > 0, sigma, 1.0))[0]  # NaN (not measurable): equal weights
     ctrl, lens = y == 0, y == 1
     thr = float(np.quantile(base[ctrl], 1 - FPR, method="higher"))
     rows = []

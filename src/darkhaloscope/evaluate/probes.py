@@ -203,7 +203,7 @@ def probe_section(scores, ranked, thr: float, cfg, ev, fig_dir: Path, source, sc
     else:
         sec.text("Paired probe: the data have no ", Code(CTRL_STAMP_COLUMN), " column (host without the arc).")
     host = host_scale_probe(images, y, logits, score_fn, cfg.host_scales, cfg.host_probe_rows, cfg.seed,
-                            plain_controls(scores.labels, scores.confuser_kind)[idx])
+                            plain_controls(scores.labels, scores.confuser_kind)[idx], SKY_RADIUS_PIX)
     render_host_scale(sec, host, ev.warnings)
     if host is not None:
         out["host_scale"] = host

@@ -18,13 +18,19 @@ import torch
 from darkhaloscope.stamps.hostlight import host_models
 
 
+def host_light_model(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """(B, C, S, S) float32 smooth elliptical host models of stamps `x` (stamps.hostlight, numpy on the CPU), on x's
+    device; `sigma` (B, C, 1, 1): each band's sky noise, which weighs the bands in the host's shape."""
+    b, c = x.shape[:2]
+    model = host_models(x.detach().to("cpu", torch.float32).numpy(), sigma.reshape(b, c).cpu().numpy())[0]
+    return torch.from_numpy(model).to(x.device)
+
+
 def rescale_host_light(x: torch.Tensor, sigma: torch.Tensor, max_mag: float,
                        generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
     """(x with each host's smooth light x 10^(-0.4 u), u in mag per stamp, u ~ U(-max_mag, max_mag)); `sigma`
     (B, C, 1, 1): each band's sky noise, which weighs the bands in the host's fitted shape."""
-    b, c = x.shape[:2]
     gdev = generator.device if generator is not None else torch.device("cpu")
-    u = (torch.rand(b, generator=generator, device=gdev) * 2 - 1).to(x.device) * max_mag
-    model = host_models(x.detach().to("cpu", torch.float32).numpy(), sigma.reshape(b, c).cpu().numpy())[0]
+    u = (torch.rand(x.shape[0], generator=generator, device=gdev) * 2 - 1).to(x.device) * max_mag
     factor = torch.pow(10.0, -0.4 * u) - 1.0
-    return x.to(torch.float32) + factor.reshape(b, 1, 1, 1) * torch.from_numpy(model).to(x.device), u
+    return x.to(torch.float32) + factor.reshape(-1, 1, 1, 1) * host_light_model(x, sigma), u

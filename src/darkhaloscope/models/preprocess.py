@@ -55,7 +55,7 @@ import numpy as np
 import torch
 
 from darkhaloscope.errors import UsageError
-from darkhaloscope.stamps.hostlight import host_models
+from darkhaloscope.models.hostaug import host_light_model, rescale_host_light
 from darkhaloscope.stamps.normalise import HOST_LIGHT_CHOICES, STRETCH_CHOICES, PreprocessConfig
 from darkhaloscope.stamps.schema import pixel_radius
 
@@ -180,9 +180,7 @@ def random_dihedral_elements(n: int, generator: torch.Generator | None) -> torch
 def subtract_host_light(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     """(B, C, S, S) stamps minus their smooth elliptical host models (stamps.hostlight), float32 on x's device.
     `sigma` (B, C, 1, 1): each band's sky noise, which weighs the bands in the host's shape."""
-    b, c = x.shape[:2]
-    model = host_models(x.detach().to("cpu", torch.float32).numpy(), sigma.reshape(b, c).cpu().numpy())[0]
-    return x.to(torch.float32) - torch.from_numpy(model).to(x.device)
+    return x.to(torch.float32) - host_light_model(x, sigma)
 
 
 def prepare_batch(x: torch.Tensor, cfg: PreprocessConfig, *, train: bool,
@@ -204,8 +202,6 @@ def prepare_batch(x: torch.Tensor, cfg: PreprocessConfig, *, train: bool,
         pixels = stats_pixels(cfg, x.shape[-1], x.device) if stats_pixels is not None else None
         x = shallower(x, robust_stats(x, pixels, True)[1], cfg.depth_jitter_mag, generator)[0]
     if train and cfg.host_scale_mag > 0 and x.shape[0] > 0:  # models.hostaug: host light x 10^(-0.4 U(-M, M))
-        from darkhaloscope.models.hostaug import rescale_host_light
-
         pixels = stats_pixels(cfg, x.shape[-1], x.device) if stats_pixels is not None else None
         x = rescale_host_light(x, robust_stats(x, pixels, True)[1], cfg.host_scale_mag, generator)[0]
     if cfg.host_light == "subtract" and x.shape[0] > 0:
