@@ -10,8 +10,10 @@ noise by 10^(0.4 d) per band, and is scored by each run's best.pt. Reported per 
 controls, recall at FPR 1% of the controls at the same depth, and recall at the threshold set at d = 0 (what
 a survey that calibrated on deep data gets on shallower data) with the FPR of the shallower controls there.
 With `--real-lenses` (default ../shared/data/ps1_sled_lenses), also the confirmed PS1 lenses found at the
-noise-matched FPR 1% and 10% and at the held-out controls' 1% as they are (docs/real-lenses.md). Writes
-OUT/results.json and prints a markdown table.
+noise-matched FPR 1% and 10% and at the held-out controls' 1% as they are (docs/real-lenses.md). And, per run,
+recall at each depth by the lens's Einstein radius and its arc's peak r S/N at the tier's depth (`BINS`): which
+simulated lenses a survey of that depth still finds, to set beside the real ones. `--run` names (NAME) name the
+output files (scores_NAME.parquet, ps1_NAME/). Writes OUT/results.json and prints markdown tables.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import time
 from pathlib import Path
 
@@ -27,16 +30,41 @@ import numpy as np
 PS1 = Path(__file__).resolve().parents[2] / "shared" / "data" / "ps1_sled_lenses"
 FPR = 0.01
 HELD_OUT = {"confusers": "0.5", "splits": "test=1"}
+# recall at each depth per bin of the lens's Einstein radius and of its arc's peak r S/N at the tier's own depth
+# (the simulator draws arcs of S/N >= 3 at that depth: at d mag shallower the same arc has S/N / 10^(0.4 d))
+BINS = {"theta_e_arcsec": [0.0, 1.2, 1.6, 2.0, 10.0], "arc_snr": [0.0, 6.0, 10.0, 20.0, np.inf]}
+BIN_COLUMNS = tuple(BINS)
 
 
 def load_tier(tier: Path, split: str | None = None):
+    """(images, labels, meta): the split's decodable stamps, their labels and BIN_COLUMNS (NaN for controls)."""
     from darkhaloscope.score.sources import open_source
 
-    images, labels = [], []
+    images, labels, meta = [], [], {c: [] for c in BIN_COLUMNS}
     for b in open_source(str(tier), split=split).batches():
         images.append(b.images[b.valid])
         labels.append(np.ma.getdata(b.labels)[b.valid])
-    return np.concatenate(images), np.concatenate(labels).astype(np.int8)
+        for c in BIN_COLUMNS:
+            col = b.meta[c].to_numpy(zero_copy_only=False) if c in b.meta.column_names else np.full(len(b.valid), np.nan)
+            meta[c].append(np.asarray(col, dtype=float)[b.valid])
+    return (np.concatenate(images), np.concatenate(labels).astype(np.int8),
+            {c: np.concatenate(v) for c, v in meta.items()})
+
+
+def binned_recall(lens_scores: np.ndarray, thr: float, lens_meta: dict[str, np.ndarray]) -> dict:
+    """Recall at `thr` of the lenses in each bin of BINS: {column: [{lo, hi, k, n}, ...]} (bins without lenses
+    or a column the tier lacks are left out)."""
+    out = {}
+    for col, edges in BINS.items():
+        v = lens_meta[col]
+        cells = []
+        for lo, hi in zip(edges[:-1], edges[1:]):
+            m = (v >= lo) & (v < hi)
+            if m.any():
+                cells.append({"lo": lo, "hi": hi, "k": int((lens_scores[m] > thr).sum()), "n": int(m.sum())})
+        if cells:
+            out[col] = cells
+    return out
 
 
 def step_scores(score_fn, images: np.ndarray, step: float, seed: int) -> np.ndarray:
@@ -53,7 +81,8 @@ def step_scores(score_fn, images: np.ndarray, step: float, seed: int) -> np.ndar
     return out
 
 
-def measure_run(run: Path, tier: Path, images, labels, steps, seed: int, ps1: Path | None, out: Path) -> dict:
+def measure_run(name: str, run: Path, tier: Path, images, labels, meta, steps, seed: int, ps1: Path | None,
+                out: Path) -> dict:
     from darkhaloscope.common import ranking as M
     from darkhaloscope.evaluate.probes import _model_scorer
 
@@ -70,8 +99,9 @@ def measure_run(run: Path, tier: Path, images, labels, steps, seed: int, ps1: Pa
         rows.append({"step_mag": d, "auroc": M.auroc(labels, v).value, "recall_at_own_fpr": k / len(lens),
                      "ci95": [float(lo[0]), float(hi[0])], "recall_at_deep_threshold": k0 / len(lens),
                      "fpr_at_deep_threshold": float((ctrl > thr0).mean()), "n_lenses": int(len(lens)),
-                     "n_controls": int(len(ctrl)), "seconds": time.perf_counter() - t})
-        print(f"  {run.name} d={d:g}: AUROC {rows[-1]['auroc']:.4f}, recall@1% {k}/{len(lens)}, "
+                     "n_controls": int(len(ctrl)), "seconds": time.perf_counter() - t,
+                     "by_bin": binned_recall(lens, thr, {c: v[labels == 1] for c, v in meta.items()})})
+        print(f"  {name} d={d:g}: AUROC {rows[-1]['auroc']:.4f}, recall@1% {k}/{len(lens)}, "
               f"at the deep threshold {k0}/{len(lens)} (FPR {rows[-1]['fpr_at_deep_threshold']:.3f})", flush=True)
     result = {"steps": rows}
     if ps1 is not None and ps1.is_dir():
@@ -81,13 +111,13 @@ def measure_run(run: Path, tier: Path, images, labels, steps, seed: int, ps1: Pa
         from darkhaloscope.score.config import ScoreConfig
         from darkhaloscope.score.infer import score_data
 
-        scores = out / f"scores_{run.name}.parquet"
+        scores = out / f"scores_{name}.parquet"
         score_data(str(run / "best.pt"), str(tier), scores, ScoreConfig(device="cpu"), progress=False, split="test")
         cfg = load_config(EvaluateConfig, None, {"split": "all", "known_lens_fprs": [FPR],
                                                  "noise_match_fprs": [FPR, 0.1], "seed": seed})
         t, c = time.perf_counter(), time.process_time()
         m = measure_known_lenses(str(ps1), scores, cfg, checkpoint=str(run / "best.pt"), data=str(tier),
-                                 out_dir=out / f"ps1_{run.name}", log=lambda _: None)
+                                 out_dir=out / f"ps1_{name}", log=lambda _: None)
         d = m.as_dict()
         result["ps1"] = {"n": m.n, "noise_matched": d["noise_matched"]["recall"]["all"],
                          "at_controls": d["recall"]["all"], "seconds": time.perf_counter() - t,
@@ -114,6 +144,10 @@ def main(argv=None) -> int:
     from darkhaloscope.inject.build import simulate as simulate_tier  # either engine (the demo tier: torch)
     from darkhaloscope.sim.simconfig import SimConfig
 
+    runs = [spec.split("=", 1) for spec in args.run]
+    names = [r[0] for r in runs]
+    if any(len(r) != 2 or not re.fullmatch(r"[A-Za-z0-9_.-]+", r[0]) for r in runs) or len(set(names)) != len(names):
+        p.error("--run: NAME=RUN_DIR with distinct names of letters, digits, '_', '.', '-' (they name output files)")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     steps = [float(s) for s in args.steps.split(",")]
@@ -122,13 +156,12 @@ def main(argv=None) -> int:
     if not (tier / "manifest.json").exists():
         simulate_tier(out, "held_out_depth", args.eval_rows, args.seed, load_config(SimConfig, None, HELD_OUT),
                       workers=args.workers, overwrite=True)
-    images, labels = load_tier(tier, "test")
+    images, labels, meta = load_tier(tier, "test")
     print(f"held-out tier: {len(images)} stamps ({int((labels == 1).sum())} lenses), {time.perf_counter() - t0:.0f} s")
     results = {"load_average_start": os.getloadavg(), "seed": args.seed, "steps": steps, "runs": {}}
     ps1 = Path(args.real_lenses) if args.real_lenses else None
-    for spec in args.run:
-        name, run = spec.split("=", 1)
-        results["runs"][name] = measure_run(Path(run), tier, images, labels, steps, args.seed, ps1, out)
+    for name, run in runs:
+        results["runs"][name] = measure_run(name, Path(run), tier, images, labels, meta, steps, args.seed, ps1, out)
     results["load_average_end"] = os.getloadavg()
     results["total_s"] = time.perf_counter() - t0
     (out / "results.json").write_text(json.dumps(results, indent=1, default=str) + "\n")
@@ -150,6 +183,14 @@ def main(argv=None) -> int:
                   f"{c(q['noise_matched']['0.1'])}; at the controls' 1% as they are {c(q['at_controls']['0.01'])} "
                   f"(score 144 + {q['bins']} x {q['n_controls']} re-noised controls: {q['seconds']:.0f} s wall, "
                   f"{q['cpu_seconds']:.0f} s CPU)")
+    for n in names:
+        print(f"\n{n}: recall at FPR 1% of the controls at the same depth, by bin (k/n)\n| bin | "
+              + " | ".join(f"d={d:g}" for d in steps) + " |\n|---|" + "---|" * len(steps))
+        for col in BINS:
+            per_step = [r["by_bin"].get(col, []) for r in results["runs"][n]["steps"]]
+            for j, cell in enumerate(per_step[0]):
+                row = [f"{s[j]['k']}/{s[j]['n']} ({s[j]['k'] / s[j]['n']:.0%})" for s in per_step]
+                print(f"| {col} {cell['lo']:g}-{cell['hi']:g} | " + " | ".join(row) + " |")
     print(f"total {results['total_s']:.0f} s")
     return 0
 
