@@ -3,14 +3,17 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from darkhaloscope.cli import main
+from darkhaloscope.errors import UsageError
 from darkhaloscope.sim.build import SimContext, make_plan
-from darkhaloscope.sim.confusers import CONFUSER_KINDS, parse_kinds, render_confuser
+from darkhaloscope.sim.confusers import CONFUSER_KINDS, kind_cycle, parse_kind_weights, parse_kinds, render_confuser
 from darkhaloscope.sim.observing import pixel_sigma_nmgy
 from darkhaloscope.sim.params import grid_points, parse_snr_dist
 from darkhaloscope.sim.render import render_row
@@ -130,6 +133,29 @@ def test_plan_gives_the_fraction_of_controls_in_equal_kinds_and_never_injections
     counts = {k: kinds.count(k) for k in CONFUSER_KINDS}
     assert max(counts.values()) - min(counts.values()) <= 3  # (one per split at most)
     assert make_plan(2000, 1, SimConfig(confusers=0.0)).confuser_idx.max() == -1
+
+
+def test_kind_shares_set_the_mix_and_equal_shares_plan_as_before():
+    """`confuser_kinds=ring,spiral:3`: three spirals per ring among the look-alikes; shares of 1 (or none given)
+    draw exactly the plan of the equal-share rule, so existing tiers and their digests do not change."""
+    assert parse_kind_weights("ring, spiral:3") == (("ring", "spiral"), (1, 3))
+    assert list(kind_cycle("ring,spiral:3")) == [0, 1, 1, 1] and list(kind_cycle("all")) == list(range(len(CONFUSER_KINDS)))
+    plan = make_plan(2000, 1, SimConfig(confusers=0.5, confuser_kinds="ring,spiral:3,companion:2"))
+    kinds = [plan.confuser_kind(i) for i in range(2000)]
+    n = {k: kinds.count(k) for k in ("ring", "spiral", "companion")}
+    assert abs(n["spiral"] - 3 * n["ring"]) <= 9 and abs(n["companion"] - 2 * n["ring"]) <= 6, n
+    assert set(kinds) == {None, "ring", "spiral", "companion"}
+    explicit = ",".join(f"{k}:1" for k in CONFUSER_KINDS)
+    same = [make_plan(2000, 1, SimConfig(confusers=0.5, confuser_kinds=t)).confuser_idx for t in ("all", explicit)]
+    assert np.array_equal(*same)
+
+
+@pytest.mark.parametrize("text,words", [("spiral:0", "whole number from 1"), ("spiral:1.5", "whole number from 1"),
+                                        ("spiral:", "whole number from 1"), ("spiral:101", "whole number from 1"),
+                                        ("ring,ring:2", "a kind is repeated"), ("halo:2", "unknown kind(s) halo")])
+def test_bad_kind_shares_are_usage_errors(text, words):
+    with pytest.raises(UsageError, match=re.escape(words)):
+        parse_kind_weights(text)
 
 
 @pytest.mark.slow

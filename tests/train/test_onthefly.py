@@ -61,6 +61,14 @@ def test_paired_control_is_the_lens_host_without_the_arc(source):
     assert b.columns[7]["confuser_kind"] is not None and b.ctrl[7] is None
 
 
+def test_look_alike_kinds_follow_their_shares(train_tier):
+    """`--sim.confuser_kinds=ring,spiral:3`: the batches' look-alikes are spirals three times as often as rings
+    (the plan only: nothing is rendered)."""
+    src = InjectSource(_cfg(train_tier, "--sim.confusers=0.5", "--sim.confuser_kinds=ring,spiral:3"), 64)
+    kinds = [src.kinds[k] for g in range(4) for k in src.plan(batch_seed(0, g), g).confuser_idx if k >= 0]
+    assert kinds.count("spiral") == 3 * kinds.count("ring") and set(kinds) == {"ring", "spiral"}
+
+
 def test_stream_order_and_cursor_do_not_depend_on_workers(source):
     s = InjectStream(source, 2)
     s.set_epoch(1)

@@ -36,7 +36,7 @@ import pyarrow.parquet as pq
 from darkhaloscope.config import parse_shard
 from darkhaloscope.errors import UsageError
 from darkhaloscope.fileio import atomic_path, atomic_write_text, clean_temps
-from darkhaloscope.sim.confusers import parse_kinds
+from darkhaloscope.sim.confusers import kind_cycle, parse_kinds
 from darkhaloscope.sim.hosts import RealHosts, assign_host_splits, exact_counts, load_real_hosts
 from darkhaloscope.sim.params import grid_points, parse_grid, parse_snr_dist, parse_theta_e_dist
 from darkhaloscope.sim.render import render_row
@@ -126,20 +126,21 @@ def make_plan(rows: int, seed: int, cfg: SimConfig, real: RealHosts | None = Non
     inj_idx[inj] = np.arange(len(inj))
     kinds = parse_kinds(cfg.confuser_kinds)
     return Plan(names, split_idx, is_control, host_idx, inj_idx, seed, None if real is None else list(real.ids),
-                plan_confusers(split_idx, is_control, cfg.confusers, len(kinds), seed), kinds)
+                plan_confusers(split_idx, is_control, cfg.confusers, kind_cycle(cfg.confuser_kinds), seed), kinds)
 
 
-def plan_confusers(split_idx: np.ndarray, is_control: np.ndarray, fraction: float, n_kinds: int,
+def plan_confusers(split_idx: np.ndarray, is_control: np.ndarray, fraction: float, cycle: np.ndarray,
                    seed: int) -> np.ndarray:
     """(N,) int8 confuser kind index per row (-1: none): in each split, round(fraction x controls) random
-    controls (keeping at least one plain control) carry a confuser, the kinds in equal shares."""
+    controls (keeping at least one plain control) carry a confuser, the kinds in the shares of `cycle`
+    (`confusers.kind_cycle`: equal shares are arange(n_kinds))."""
     rng = np.random.default_rng([seed, 3])
     out = np.full(len(split_idx), -1, np.int8)
     for k in np.unique(split_idx):
         ctrl = np.flatnonzero((split_idx == k) & (is_control == 1))
         n = min(int(round(fraction * len(ctrl))), max(len(ctrl) - 1, 0))
         pick = rng.permutation(ctrl)[:n]
-        out[pick] = rng.permutation(np.arange(n) % n_kinds)
+        out[pick] = rng.permutation(cycle[np.arange(n) % len(cycle)])
     return out
 
 

@@ -2,6 +2,7 @@
 
     dhs simulate --out data --tier hard --rows 4000 --seed 1 --confusers 0.3
     dhs simulate ... --confusers 0.5 --set confuser_kinds=ring,spiral
+    dhs simulate ... --confusers 0.5 --set confuser_kinds=ring,spiral:3,companion:2,disk,tidal
 
 A fraction `confusers` of the controls carries one of these kinds (recorded in `confuser_kind`, null
 for plain controls, and the variant drawn in `confuser_variant`, e.g. `ring` `full round`; metadata, never
@@ -225,19 +226,44 @@ def tidal(rng: np.random.Generator, lay: Layers) -> int:
     return n_tails - 1
 
 
-def parse_kinds(text: str) -> tuple[str, ...]:
-    """'ring,spiral' -> ('ring', 'spiral'); 'all' -> every registered kind; UsageError naming an unknown kind."""
+MAX_KIND_WEIGHT = 100  # `ring,spiral:3`: a kind's share of the look-alikes, relative to the others'
+
+
+def parse_kind_weights(text: str) -> tuple[tuple[str, ...], tuple[int, ...]]:
+    """'ring,spiral:3' -> (('ring', 'spiral'), (1, 3)): the kinds and their whole-number shares (default 1);
+    'all' -> every registered kind, each share 1; UsageError naming an unknown kind or a bad share."""
     if str(text).strip() == "all":
-        return tuple(CONFUSER_KINDS)
-    kinds = tuple(k.strip() for k in str(text).split(",") if k.strip())
-    if not kinds:
+        return tuple(CONFUSER_KINDS), (1,) * len(CONFUSER_KINDS)
+    items = [k.strip() for k in str(text).split(",") if k.strip()]
+    if not items:
         raise UsageError(f"--confuser_kinds={text!r}: give at least one of {', '.join(CONFUSER_KINDS)}")
+    kinds, weights = [], []
+    for item in items:
+        name, sep, w = (p.strip() for p in item.partition(":"))
+        if sep and not (w.isdigit() and 1 <= int(w) <= MAX_KIND_WEIGHT):
+            raise UsageError(f"--confuser_kinds: {item!r}: a kind's share is a whole number from 1 to "
+                             f"{MAX_KIND_WEIGHT} (e.g. spiral:3 draws three spirals per ring of ring,spiral:3)")
+        kinds.append(name)
+        weights.append(int(w) if sep else 1)
     bad = [k for k in kinds if k not in CONFUSER_KINDS]
     if bad:
         raise UsageError(f"--confuser_kinds: unknown kind(s) {', '.join(bad)}; known: {', '.join(CONFUSER_KINDS)}")
     if len(set(kinds)) != len(kinds):
-        raise UsageError(f"--confuser_kinds={text}: a kind is repeated")
-    return kinds
+        raise UsageError(f"--confuser_kinds={text}: a kind is repeated (give it a share instead, e.g. spiral:2)")
+    return tuple(kinds), tuple(weights)
+
+
+def parse_kinds(text: str) -> tuple[str, ...]:
+    """'ring,spiral:3' -> ('ring', 'spiral'); 'all' -> every registered kind (see `parse_kind_weights`)."""
+    return parse_kind_weights(text)[0]
+
+
+def kind_cycle(text: str) -> np.ndarray:
+    """Kind indices in the proportions of `text`'s shares, one cycle: 'ring,spiral:3' -> [0, 1, 1, 1]. The n
+    look-alikes of a split (or batch) take `cycle[arange(n) % len(cycle)]`, shuffled: equal shares are
+    `arange(n_kinds)`."""
+    _, weights = parse_kind_weights(text)
+    return np.repeat(np.arange(len(weights), dtype=np.int8), weights)
 
 
 def render_confuser(rng: np.random.Generator, kind: str) -> tuple[np.ndarray, np.ndarray, str]:

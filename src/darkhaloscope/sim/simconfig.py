@@ -30,7 +30,7 @@ class SimConfig:
     pair: bool = False  # injections also carry their host without the arc in ctrl_stamp_npz
     # --- confuser controls (sim/confusers.py)
     confusers: float = 0.3  # fraction of each split's controls carrying unlensed arc-like light, [0, 1)
-    confuser_kinds: str = "all"  # kinds, drawn in equal shares: all (sim/confusers.py's registry) or e.g. ring,spiral
+    confuser_kinds: str = "all"  # all (sim/confusers.py's kinds, equal shares), or e.g. ring,spiral; spiral:3 = 3 shares
     # --- observing model
     psf: str = "moffat"  # PSF profile: moffat (beta 2.5-4.5) or gaussian
     supersample: int = 4  # sub-pixels per pixel side where the lensed light is (adaptive)

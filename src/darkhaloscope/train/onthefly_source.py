@@ -126,7 +126,7 @@ class InjectSource:
 
     def __init__(self, cfg: TrainConfig, batch_size: int, s3=None, data: Tier | None = None):
         from darkhaloscope.inject.build import make_renderer
-        from darkhaloscope.sim.confusers import parse_kinds
+        from darkhaloscope.sim.confusers import kind_cycle, parse_kinds
         from darkhaloscope.sim.params import grid_points, parse_grid, parse_snr_dist
 
         self.sim, self.seed, self.train_split = cfg.sim, cfg.seed, cfg.train_split
@@ -135,7 +135,7 @@ class InjectSource:
         if cfg.inject != SYNTHETIC_HOSTS:
             data = data or open_tier(cfg.data, s3)
             self.real, self.hosts_left_out = train_hosts(cfg.inject, data, cfg.train_split, s3, cfg.sim.host_limit)
-        self.kinds = parse_kinds(cfg.sim.confuser_kinds)
+        self.kinds, self.kind_cycle = parse_kinds(cfg.sim.confuser_kinds), kind_cycle(cfg.sim.confuser_kinds)
         self.grid = grid_points(parse_grid(cfg.sim.grid))
         self.snr = parse_snr_dist(cfg.sim.arc_snr_dist)
         self.batch_size = batch_size
@@ -156,7 +156,8 @@ class InjectSource:
         rows = lenses + look + plain
         is_control = np.r_[np.zeros(lenses, np.int8), np.ones(look + plain, np.int8)]
         confuser = np.full(rows, -1, np.int8)
-        confuser[lenses:lenses + look] = np.random.default_rng([seed, 3]).permutation(np.arange(look) % len(self.kinds))
+        cycle = self.kind_cycle
+        confuser[lenses:lenses + look] = np.random.default_rng([seed, 3]).permutation(cycle[np.arange(look) % len(cycle)])
         if self.real is None:  # a synthetic host is a function of (seed, index): new galaxies every batch
             host_idx = np.arange(rows, dtype=np.int64)
         else:
