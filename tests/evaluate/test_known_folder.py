@@ -7,6 +7,7 @@ import json
 import shutil
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 
 from darkhaloscope.cli import main
@@ -94,3 +95,9 @@ def test_known_lens_folder_noise_matched_in_the_report(demo, tmp_path):
     assert nm["recall"]["all"]["0.01"]["recall"] is None and nm["recall"]["all"]["0.1"]["resolvable"]
     found = sum(r["found_noise_matched"]["0.1"] for r in m["per_lens"])
     assert nm["recall"]["all"]["0.1"]["found"] == found and m["recall"]["all"]["0.01"]["recall"] is None
+    # the demo tier's simulated lenses (all of them: fewer than noise_match_sim_lenses) at the lenses' depths
+    sd = nm["simulated_at_depth"]
+    n_lenses = int((pq.read_table(demo["scores"])["label"].to_numpy() == 1).sum())
+    assert sd["n_simulated"] == n_lenses and sd["bin_weights"] == pytest.approx([0.5, 0.5])
+    assert set(sd["expected"]) == {"0.01", "0.1"} and 0 <= sd["expected"]["0.1"]["recall"] <= 1
+    assert "Simulated lenses at these real lenses' depths" in md and "simulated lenses at their depths" in md

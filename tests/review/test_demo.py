@@ -192,6 +192,7 @@ def test_demo_counts_the_real_lenses_at_their_own_depth_or_says_why_not(demo_dir
     if Path(REAL_LENSES).is_dir():
         assert stage["ok"] and "noise-matched FPR" in stage["result"] or "no FPR resolvable" in stage["result"]
         assert f"{len(list(Path(REAL_LENSES).glob('*.npz')))} real lenses" in stage["result"]
+        assert "simulated lenses at their depths: " in stage["result"]  # what the same model finds of its own
     else:
         assert stage["ok"] and "no real lenses here; skipped" in stage["result"]
 

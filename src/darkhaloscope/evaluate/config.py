@@ -43,6 +43,8 @@ class EvaluateConfig:
     noise_match_bins: int = 4  # quantile bins of the lenses' noise; the controls are re-noised once per bin
     noise_match_min_per_bin: int = 20  # fewer bins when there are fewer lenses than this per bin (6 lenses: 1)
     noise_match_controls: int = 2000  # controls re-noised per bin at most (a seeded sample when there are more)
+    noise_match_sim_lenses: int = 400  # simulated lenses of the evaluated data brought to each bin too: the recall
+    #   to expect at the real lenses' depths (evaluate/simdepth.py; 0: off)
 
     def validate(self) -> None:
         if self.score not in SCORE_CHOICES:
@@ -55,6 +57,8 @@ class EvaluateConfig:
                 raise UsageError(f"{name} must lie strictly between 0 and 1, got {bad}")
         if self.threshold_fpr is not None and not 0 < self.threshold_fpr < 1:
             raise UsageError(f"threshold_fpr must lie strictly between 0 and 1, got {self.threshold_fpr}")
+        if self.noise_match_sim_lenses < 0:
+            raise UsageError(f"noise_match_sim_lenses={self.noise_match_sim_lenses}: must be >= 0 (0: off)")
         if self.noise_match_bins < 1 or self.noise_match_controls < 10 or self.noise_match_min_per_bin < 1:
             raise UsageError(f"noise_match_bins and noise_match_min_per_bin must be >= 1 and noise_match_controls "
                              f">= 10, got {self.noise_match_bins}, {self.noise_match_min_per_bin} and "

@@ -37,6 +37,7 @@ from darkhaloscope.errors import MissingInputError, UsageError
 from darkhaloscope.evaluate.confusers import plain_controls
 from darkhaloscope.evaluate.hostrange import HOST_STAT, HostRange, host_range
 from darkhaloscope.evaluate.noisematch import NoiseMatched, RecallCell, recall_table
+from darkhaloscope.evaluate.simdepth import SimAtDepth
 from darkhaloscope.score.sources import GRADE_COLUMN, merged_duplicates
 from darkhaloscope.stamps.schema import GRADED_GRADE_COLUMN, GRADED_LENS_GRADES, GRADED_METADATA_KEY
 
@@ -142,6 +143,7 @@ class KnownLensMetrics:
     unmeasured: list[str] = field(default_factory=list)  # lenses whose sky noise could not be measured
     graded_export: bool = False  # KNOWN is a `dhs grade export` (A/B graded candidates, their recorded scores)
     host: HostRange | None = None  # the lenses' host brightness against the controls' (None: not in both files)
+    sim_depth: SimAtDepth | None = None  # the evaluated simulated lenses at these lenses' depths (evaluate.simdepth)
 
     def attach_noise(self, nm: NoiseMatched) -> None:
         """Add the noise-matched figures (`evaluate.noisematch.noise_matched` on these lenses, in order)."""
@@ -181,6 +183,8 @@ class KnownLensMetrics:
                 "achieved_sigma": nm.achieved_sigma.tolist(), "below_controls": [list(map(int, p))
                                                                                  for p in nm.bins.below()],
                 "unmeasured": self.unmeasured}
+            if self.sim_depth is not None:
+                out["noise_matched"]["simulated_at_depth"] = self.sim_depth.as_dict()
         if self.noise_note:
             out["noise_matched_note"] = self.noise_note
         if self.host is not None:

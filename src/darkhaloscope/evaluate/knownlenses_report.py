@@ -129,6 +129,26 @@ def _noise_match(m: KnownLensMetrics, t, data, scores, cfg, checkpoint, source, 
                        n_bins=cfg.noise_match_bins, min_per_bin=cfg.noise_match_min_per_bin, seed=cfg.seed)
     m.attach_noise(nm)
     log(f"noise-matched operating points: {len(ctrl)} controls re-noised to {len(nm.bins.target)} noise level(s)")
+    _sim_at_depth(m, nm, scores, source, score_fn, cfg, rng, log)
+
+
+def _sim_at_depth(m: KnownLensMetrics, nm, scores, source, score_fn, cfg, rng, log) -> None:
+    """Attach the evaluated data's simulated lenses at the real lenses' depths (`evaluate.simdepth`): only
+    positives that carry injection metadata (theta_e_arcsec) count as simulated."""
+    from darkhaloscope.evaluate.simdepth import sim_lenses_at_depth
+
+    theta = scores.columns.get("theta_e_arcsec")
+    if cfg.noise_match_sim_lenses == 0 or theta is None:
+        return
+    idx = np.flatnonzero((scores.labels == 1) & np.isfinite(theta))
+    if len(idx) == 0:
+        return
+    if len(idx) > cfg.noise_match_sim_lenses:
+        idx = np.sort(rng.choice(idx, cfg.noise_match_sim_lenses, replace=False))
+    snr = scores.columns.get("arc_snr")
+    m.sim_depth = sim_lenses_at_depth(nm, source.fetch(*scores.locate(idx)), score_fn,
+                                      None if snr is None else snr[idx])
+    log(f"simulated lenses at the real lenses' depths: {len(idx)} re-noised to {len(nm.bins.target)} noise level(s)")
 
 
 def _sig(x) -> str:
@@ -177,6 +197,10 @@ def render(m: KnownLensMetrics, scores, ev, known: str) -> None:
         sec.text(m.host.note(m.value))
     if nm is not None:
         _noise_table(sec, m, prob)
+    if m.sim_depth is not None:
+        from darkhaloscope.evaluate.simdepth import render_sim_at_depth
+
+        render_sim_at_depth(sec, m.sim_depth, m.noise_recall["all"], ev.warnings, int(nm.measured.sum()))
     _fpr_to_find(sec, m)
     ev.headline.append(_headline(m, Path(known).name))
     ev.metrics["known_lenses"] = m.as_dict()
@@ -231,6 +255,9 @@ def _headline(m: KnownLensMetrics, name: str) -> str:
     if m.noise is not None:
         nat = cells(m.noise_recall["all"])
         line += "; noise-matched (controls at the lens's own depth): " + (", ".join(nat) if nat else "none resolvable")
+    if m.sim_depth is not None:
+        line += "; simulated lenses at their depths: " + ", ".join(
+            f"{v[0]:.0%} at FPR {f:g}" for f, v in m.sim_depth.expected.items())
     plain = [f"{c.found}/{c.n} at FPR {k}" for k, c in m.vs_plain.items() if c.resolvable]
     if plain:
         line += "; at the plain-control thresholds: " + ", ".join(plain)
