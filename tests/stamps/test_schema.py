@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from darkhaloscope.errors import DataError, RefusedError
-from darkhaloscope.stamps.schema import check_model_inputs, is_forbidden_input, label_from_is_control, pixel_radius
+from darkhaloscope.stamps.schema import check_model_inputs, is_forbidden_input, label_from_is_control, masked_pixels, pixel_radius
 
 
 def test_label_mapping():
@@ -23,3 +23,14 @@ def test_injection_metadata_is_never_a_model_input():
 def test_stamp_centre_is_pixel_32():
     r = pixel_radius(64)
     assert r[32, 32] == 0 and r[32, 36] == 4 and r[0, 0] == pytest.approx(np.hypot(32, 32))
+
+
+def test_masked_pixels_equals_boolean_indexing_in_values_and_order():
+    x = np.random.default_rng(0).normal(size=(5, 3, 64, 64)).astype(np.float32)
+    x[1, 2, 0, 0] = np.nan
+    mask = pixel_radius(64) >= 20
+    want = x[..., mask]
+    got = masked_pixels(x, mask)
+    assert got.shape == want.shape == (5, 3, int(mask.sum())) and got.dtype == np.float32
+    np.testing.assert_array_equal(got, want)  # NaN in the same place
+    np.testing.assert_array_equal(masked_pixels(x[0, 0], mask), x[0, 0][mask])  # one (H, W) image

@@ -27,7 +27,7 @@ from darkhaloscope.stamps.batch import decode_tier_batch, labels_of, stamp_colum
 from darkhaloscope.stamps.codec import decode_batch
 from darkhaloscope.stamps.robust import median_sigma
 from darkhaloscope.stamps.schema import (BANDS, CONFUSER_COLUMN, CTRL_STAMP_COLUMN, LABEL_COLUMN, LABEL_SOURCE_COLUMN, SPLIT_COLUMN,
-                                          pixel_radius)
+                                          masked_pixels, pixel_radius)
 from darkhaloscope.stamps.tier import Tier, TierBatch
 
 # How a decode error message maps to a problem kind (first match wins; the codec's wording).
@@ -209,9 +209,9 @@ def _paired(out: PixelSample, ctrl_col, images, labels, valid, where, arc_flux, 
     size = images.shape[-1]
     far = pixel_radius(size) >= cfg.paired_far_radius_pix
     diff = images[idx] - ctrl.images  # (m, 3, S, S)
-    bg = ctrl.images[:, :, far]
+    bg = masked_pixels(ctrl.images, far)
     sigma = np.maximum(median_sigma(bg, axis=2)[1], 1e-12)
-    far_med = (np.median(np.abs(diff[:, :, far]), axis=2) / sigma).max(axis=1)  # worst band, in sigma
+    far_med = (np.median(np.abs(masked_pixels(diff, far)), axis=2) / sigma).max(axis=1)  # worst band, in sigma
     neg = (diff.reshape(len(idx), 3, -1).min(axis=2) / sigma).min(axis=1)  # most negative, in sigma
     flux_r = diff[:, BANDS.index("r")].sum(axis=(1, 2))
     p = out.paired

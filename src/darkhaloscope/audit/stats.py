@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from darkhaloscope.common import ranking
-from darkhaloscope.stamps.schema import BANDS, ZEROPOINT_AB, pixel_radius
+from darkhaloscope.stamps.schema import BANDS, ZEROPOINT_AB, masked_pixels, pixel_radius
 
 
 def auroc(labels: np.ndarray, scores: np.ndarray) -> float:
@@ -65,9 +65,9 @@ def image_features(images: np.ndarray, centre_radius_pix: float = 4.0, backgroun
     centre, outer = _masks(size, centre_radius_pix, background_radius_pix)
     bi = [BANDS.index(b) for b in probe_bands]
     img = images.astype(np.float64, copy=False)
-    cflux = img[:, bi][:, :, centre].sum(axis=2)
+    cflux = masked_pixels(img[:, bi], centre).sum(axis=2)
     total = img[:, bi].reshape(n, len(bi), -1).sum(axis=2)
-    bg = img[:, :, outer]
+    bg = masked_pixels(img, outer)
     mad = np.median(np.abs(bg - np.median(bg, axis=2, keepdims=True)), axis=2)
     mag = ZEROPOINT_AB - 2.5 * np.log10(np.clip(cflux, 1e-4, None))  # AB mag of the central flux
     colours = mag[:, :-1] - mag[:, 1:]

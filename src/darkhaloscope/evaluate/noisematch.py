@@ -31,7 +31,7 @@ import numpy as np
 
 from darkhaloscope.common import ranking as M
 from darkhaloscope.stamps.robust import median_sigma
-from darkhaloscope.stamps.schema import pixel_radius
+from darkhaloscope.stamps.schema import masked_pixels, pixel_radius
 
 SKY_RADIUS_PIX = 20  # sky noise from the pixels at r >= 20 px (5.2") of the centre: ~2,800 of a 64x64 stamp
 MIN_SKY_PIXELS = 200  # fewer finite sky pixels than this: the noise of that band is not measurable
@@ -47,7 +47,7 @@ def default_lag1() -> tuple[float, float]:
 
 def sky_sigma(images: np.ndarray, radius_pix: float = SKY_RADIUS_PIX) -> np.ndarray:
     """(N, B) robust sky sigma per stamp and band from the pixels at r >= radius_pix; NaN: not measurable."""
-    x = np.asarray(images, np.float64)[..., pixel_radius(images.shape[-1]) >= radius_pix]  # (N, B, P)
+    x = masked_pixels(images, pixel_radius(images.shape[-1]) >= radius_pix).astype(np.float64)  # (N, B, P)
     out = np.full(x.shape[:2], np.nan)
     finite = np.isfinite(x)
     whole = finite.all(axis=-1)

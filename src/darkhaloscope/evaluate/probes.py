@@ -28,14 +28,14 @@ from darkhaloscope.evaluate.hostscale import host_scale_probe, render_host_scale
 from darkhaloscope.score.sources import open_source
 from darkhaloscope.stamps.fs import is_s3
 from darkhaloscope.stamps.robust import median_sigma
-from darkhaloscope.stamps.schema import CTRL_STAMP_COLUMN, PIXEL_SCALE_ARCSEC, pixel_radius
+from darkhaloscope.stamps.schema import CTRL_STAMP_COLUMN, PIXEL_SCALE_ARCSEC, masked_pixels, pixel_radius
 
 SKY_RADIUS_PIX = 28  # pixels at r >= this from the centre estimate the sky level and noise
 
 
 def sky_stats(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(N, 3) sky median and robust sigma (1.4826 MAD) of each band from the stamp's outer pixels."""
-    return median_sigma(images[..., pixel_radius(images.shape[-1]) >= SKY_RADIUS_PIX])
+    return median_sigma(masked_pixels(images, pixel_radius(images.shape[-1]) >= SKY_RADIUS_PIX))
 
 
 def mask_core(images: np.ndarray, radius_pix: float, rng: np.random.Generator) -> np.ndarray:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from darkhaloscope.stamps.schema import BANDS, pixel_radius
+from darkhaloscope.stamps.schema import BANDS, masked_pixels, pixel_radius
 
 CENTRAL_RADIUS_PIX = 4  # "core" aperture radius: ~1.0" = the lens galaxy's core at 0.262"/pixel
 TOTAL_RADIUS_PIX = 16  # "total" aperture radius: 4.2", encloses arcs of theta_E up to ~3"
@@ -23,10 +23,10 @@ def image_statistics(images: np.ndarray) -> dict[str, np.ndarray]:
     x = images.astype(np.float64, copy=False)
     r = pixel_radius(x.shape[-1])
     border = r >= x.shape[-1] / 2 - 2
-    sky = np.median(x[..., border], axis=-1)  # (N, 3) nmgy per pixel
+    sky = np.median(masked_pixels(x, border), axis=-1)  # (N, 3) nmgy per pixel
     x = x - sky[..., None, None]
-    core = x[..., r < CENTRAL_RADIUS_PIX].sum(-1)
-    total = x[..., r < TOTAL_RADIUS_PIX].sum(-1)
+    core = masked_pixels(x, r < CENTRAL_RADIUS_PIX).sum(-1)
+    total = masked_pixels(x, r < TOTAL_RADIUS_PIX).sum(-1)
     out: dict[str, np.ndarray] = {}
     safe_total = np.where(np.abs(total) > MIN_FLUX_NMGY, total, MIN_FLUX_NMGY)
     for i, b in enumerate(BANDS):

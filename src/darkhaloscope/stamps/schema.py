@@ -83,6 +83,14 @@ def pixel_radius(size: int = STAMP_SIZE) -> np.ndarray:
     return np.hypot(c[:, None], c[None, :])
 
 
+def masked_pixels(images: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """`images[..., mask]` for an (H, W) boolean `mask`: the (..., P) selected pixels, same values and order, as a
+    take on the flattened pixels (numpy's boolean indexing over two axes is ~20x slower: 0.68 s against 0.03 s for
+    900 stamps' sky ring on this 2-core box, 2026-12-07)."""
+    images = np.asarray(images)
+    return np.take(images.reshape(*images.shape[:-2], -1), np.flatnonzero(np.asarray(mask).ravel()), axis=-1)
+
+
 # The one bound on the pixels any image reader decodes (npz members, FITS cutout files and service replies):
 # 4,194,304 pixels (16 MiB as float32) holds a 3-band 1024x1024 cube, 85x the 3x101x101 DR10 cutouts; a
 # header claiming 3x10000x10000 (a decompression bomb, or a lie) is refused before any allocation.
