@@ -138,7 +138,7 @@ def _sim_at_depth(m: KnownLensMetrics, nm, scores, source, score_fn, cfg, rng, l
     from darkhaloscope.evaluate.simdepth import sim_lenses_at_depth
 
     theta = scores.columns.get("theta_e_arcsec")
-    if cfg.noise_match_sim_lenses == 0 or theta is None:
+    if cfg.noise_match_sim_lenses == 0 or theta is None or not nm.measured.any():
         return
     idx = np.flatnonzero((scores.labels == 1) & np.isfinite(theta))
     if len(idx) == 0:
