@@ -46,6 +46,7 @@ def test_faint_arcs_are_lost_at_the_noisier_depth_and_the_expectation_weights_th
     assert recall == pytest.approx((clean + noisy) / 2) and lo < recall < hi
     faint, bright = sd.by_snr["arc S/N < 10"][0.05], sd.by_snr["arc S/N >= 10"][0.05]
     assert faint[3] == bright[3] == 30 and bright[0] == 1.0 and 0.45 <= faint[0] <= 0.6
+    assert sd.summary() == f"{recall:.0%} at FPR 0.05"
     d = sd.as_dict()
     assert d["expected"]["0.05"]["recall"] == recall and d["by_arc_snr"]["arc S/N >= 10"]["0.05"]["n"] == 30
     again = sim_lenses_at_depth(nm, sims, _central_flux)  # seeded: the same figures; no S/N given: no S/N rows

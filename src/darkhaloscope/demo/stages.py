@@ -284,8 +284,7 @@ def real_lenses(d: Demo) -> tuple[str, bool]:
     plain = m.recall["all"]["0.01"]
     line = f"{m.n} real lenses of {Path(folder).name}: {cells or 'no FPR resolvable'}"
     if m.sim_depth is not None:  # what the same model finds of the simulated lenses brought to their depths
-        line += "; simulated lenses at their depths: " + ", ".join(
-            f"{v[0]:.0%} at noise-matched FPR {f:g}" for f, v in m.sim_depth.expected.items())
+        line += "; simulated lenses at their depths: " + m.sim_depth.summary("noise-matched FPR")
     line += f"; {plain.found}/{plain.n} at FPR 0.01 of the DR10-depth controls" if plain.resolvable else ""
     line += f" ({m.merged} duplicate(s) merged)" if m.merged else ""
     inside = m.noise_recall.get(INSIDE_HOSTS, {})

@@ -256,8 +256,7 @@ def _headline(m: KnownLensMetrics, name: str) -> str:
         nat = cells(m.noise_recall["all"])
         line += "; noise-matched (controls at the lens's own depth): " + (", ".join(nat) if nat else "none resolvable")
     if m.sim_depth is not None:
-        line += "; simulated lenses at their depths: " + ", ".join(
-            f"{v[0]:.0%} at FPR {f:g}" for f, v in m.sim_depth.expected.items())
+        line += "; simulated lenses at their depths: " + m.sim_depth.summary()
     plain = [f"{c.found}/{c.n} at FPR {k}" for k, c in m.vs_plain.items() if c.resolvable]
     if plain:
         line += "; at the plain-control thresholds: " + ", ".join(plain)

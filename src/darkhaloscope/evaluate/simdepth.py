@@ -40,6 +40,10 @@ class SimAtDepth:
     by_snr: dict[str, dict[float, tuple[float, float, float, int]]] = field(default_factory=dict)  # group -> fpr
     #   -> (recall, lo, hi, n) for the arcs below / above SNR_SPLIT
 
+    def summary(self, operating_point: str = "FPR") -> str:
+        """'23% at FPR 0.01, 54% at FPR 0.1': the expected recall per FPR, for one-line summaries."""
+        return ", ".join(f"{v[0]:.0%} at {operating_point} {f:g}" for f, v in self.expected.items())
+
     def as_dict(self) -> dict:
         f = lambda v: {"recall": v[0], "ci95": [v[1], v[2]], **({"n": v[3]} if len(v) > 3 else {})}  # noqa: E731
         return {"n_simulated": self.n_sim, "bin_weights": self.weights.tolist(),
