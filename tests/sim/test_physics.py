@@ -83,6 +83,18 @@ def test_psf_is_normalised_and_has_the_requested_fwhm(kind):
         pytest.approx(0.5)
 
 
+@pytest.mark.parametrize("kind", sorted(PSF_PROFILES))
+def test_psf_kernel_is_the_profile_integrated_over_each_pixel(kind):
+    """The kernel evaluates its profile on one quadrant of sub-pixels and mirrors it: the same numbers as the
+    whole grid of 5 x 5 sub-pixels per pixel, summed per pixel and normalised."""
+    from darkhaloscope.sim.observing import PIXEL_SCALE_ARCSEC, PSF_SUPERSAMPLE
+
+    n, s = 63, PSF_SUPERSAMPLE
+    sub = (np.arange(n * s) - (n * s - 1) / 2.0) / s * PIXEL_SCALE_ARCSEC
+    whole = PSF_PROFILES[kind](sub[:, None] ** 2 + sub[None, :] ** 2, 1.37, 2.75).reshape(n, s, n, s).sum(axis=(1, 3))
+    assert np.array_equal(psf_kernel.__wrapped__(1.37, 2.75, kind), whole / whole.sum())
+
+
 def test_a_bright_star_has_no_kernel_edge_in_the_stamp():
     """A 17.5 mag star (the brightest the hosts draw) near the corner of a stamp, through a wide r PSF: its wings
     fall smoothly, with no step where the kernel ends (a 12-px kernel left a

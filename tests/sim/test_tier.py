@@ -205,3 +205,30 @@ def test_band_subset_and_gaussian_psf(tmp_path):
     assert imgs.shape == (6, 2, 64, 64) and np.isfinite(imgs).all()
     with pytest.raises(Exception, match="image_z"):
         decode_batch(t["stamp_npz"])  # no z band stored
+
+
+def test_stamps_are_stored_in_zstd_parquet_unless_deflated_and_decode_the_same(tmp_path):
+    """Default: npz members stored, the Parquet file zstd-compressed (the same size on disk as deflated
+    members, ~5x cheaper to write: RESULTS.md); `npz_deflate` writes the Phase 4c tiers' deflated members."""
+    import io
+    import zipfile
+
+    from darkhaloscope.stamps.codec import decode_batch
+
+    tiers = {}
+    for deflate in (False, True):
+        simulate_tier(tmp_path / f"deflate{int(deflate)}", "t", rows=8, seed=1,
+                      config=SimConfig(supersample=1, pair=True, npz_deflate=deflate))
+        root = tmp_path / f"deflate{int(deflate)}" / "t"
+        files = sorted(root.rglob("*.parquet"))
+        meta = pq.ParquetFile(files[0]).metadata
+        assert {meta.row_group(0).column(i).compression for i in range(meta.num_columns)} == {"ZSTD"}
+        t = _table(root)
+        methods = {m.compress_type for b in t["stamp_npz"].to_pylist() + t["ctrl_stamp_npz"].to_pylist()
+                   if b is not None for m in zipfile.ZipFile(io.BytesIO(b)).infolist()}
+        assert methods == {zipfile.ZIP_DEFLATED if deflate else zipfile.ZIP_STORED}
+        tiers[deflate] = (t, sum(p.stat().st_size for p in files))
+    (stored, stored_bytes), (deflated, deflated_bytes) = tiers[False], tiers[True]
+    assert stored.drop(["stamp_npz", "ctrl_stamp_npz"]).equals(deflated.drop(["stamp_npz", "ctrl_stamp_npz"]))
+    assert np.array_equal(decode_batch(stored["stamp_npz"]).images, decode_batch(deflated["stamp_npz"]).images)
+    assert stored_bytes < 1.05 * deflated_bytes

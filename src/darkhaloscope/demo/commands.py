@@ -5,9 +5,9 @@
 
 from __future__ import annotations
 
-DEMO_TIMES = ("measured 2026-12-07 on a 2-core box with the box to itself (load 0.8-1.7): "
-              "full demo (12,000 stamps, polar_fourier, 8 epochs, the PS1 lenses) 467 s (simulate 72 s, train "
-              "307 s); --quick 36 s at load 1.2 (2026-12-02); "
+DEMO_TIMES = ("measured 2026-12-07 on a 2-core box with the box to itself (load 1.2-1.8): "
+              "full demo (12,000 stamps, polar_fourier, 8 epochs, the PS1 lenses) 437 s (simulate 58 s, train "
+              "294 s); --quick 36 s at load 1.2 (2026-12-02); "
               "benchmarks/RESULTS.md")  # the figures of benchmarks/RESULTS.md
 
 

@@ -6,8 +6,9 @@ Measures, on the same plan and seed (so the same lenses, hosts and noise):
 1. whole rows per second in one process (render + npz encoding), steady state: each engine renders the rows
    once untimed (PSF kernels cached, as in a long build), then again timed; per wall second and per CPU second
    (the torch engine on the CPU uses one thread; on CUDA its wall rate is the device figure); and the rendering
-   alone per CPU second (`*_render_rows_per_cpu_s`), with the npz encoding both share (`npz_encode_cpu_ms_per_row`,
-   ~2 ms of zlib per row on this CPU: it bounds the whole-row ratio whatever the renderer does);
+   alone per CPU second (`*_render_rows_per_cpu_s`), with the npz encoding both share (`npz_encode_cpu_ms_per_row`:
+   ~0.3 ms per row with the default stored members, ~2 ms of zlib with `npz_deflate`; it bounds the whole-row
+   ratio whatever the renderer does);
 2. `dhs simulate` end to end (plan, render, encode, parquet) with 1 and W worker processes, each engine: rows
    per wall second and per CPU second (workers' CPU included);
 3. the load average before and after (other jobs on the machine slow both engines alike, but not evenly).
@@ -22,11 +23,10 @@ import time
 from dataclasses import replace
 
 from darkhaloscope.sim.bench import _cpu_s
-from darkhaloscope.sim.build import SimContext, make_plan
+from darkhaloscope.sim.build import SimContext, encode_row_stamp, make_plan
 from darkhaloscope.sim.params import grid_points, parse_grid, parse_snr_dist
 from darkhaloscope.sim.render import render_row
 from darkhaloscope.sim.simconfig import SimConfig
-from darkhaloscope.stamps.codec import encode_stamp
 
 
 def _context(rows: int, cfg: SimConfig, seed: int) -> SimContext:
@@ -45,7 +45,7 @@ def rows_per_s(rows: int, cfg: SimConfig, engine, seed: int = 0) -> tuple[float,
         results = list(engine(ctx, range(rows)) if engine is not None else (render_row(ctx, i) for i in range(rows)))
         render = time.process_time() - c
         for r in results:
-            encode_stamp(r.image)
+            encode_row_stamp(r.image, cfg)
         return render
 
     once()

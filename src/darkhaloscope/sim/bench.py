@@ -21,14 +21,13 @@ import warnings
 
 import numpy as np
 
-from darkhaloscope.sim.build import SimContext, make_plan, simulate_tier
+from darkhaloscope.sim.build import SimContext, encode_row_stamp, make_plan, simulate_tier
 from darkhaloscope.sim.hosts import colour_scale
 from darkhaloscope.sim.inject import lens_kwargs, render_lensed_source, sersic_kwargs
 from darkhaloscope.sim.observing import draw_conditions, psf_kernel
 from darkhaloscope.sim.params import draw_lens, draw_sersic_source, grid_points, parse_snr_dist, parse_theta_e_dist
 from darkhaloscope.sim.render import convolve_bands, psf_stack, render_row
 from darkhaloscope.sim.simconfig import SimConfig
-from darkhaloscope.stamps.codec import encode_stamp
 from darkhaloscope.stamps.schema import BANDS, PIXEL_SCALE_ARCSEC, STAMP_SIZE
 
 
@@ -92,7 +91,7 @@ def bench_rows(n: int, cfg: SimConfig, seed: int = 0) -> float:
                      parse_snr_dist(cfg.arc_snr_dist))
     t0 = time.perf_counter()
     for i in range(n):
-        encode_stamp(render_row(ctx, i).image)
+        encode_row_stamp(render_row(ctx, i).image, cfg)
     return n / (time.perf_counter() - t0)
 
 

@@ -163,6 +163,15 @@ def column_names(cfg: SimConfig) -> list[str]:
             + obs + meta + ([CTRL_STAMP_COLUMN] if cfg.pair else []))
 
 
+PARQUET_COMPRESSION = "zstd"  # stored npz members of 3 x 64 x 64 float32 noise: 45 KiB a row, as deflate + snappy
+
+
+def encode_row_stamp(image: np.ndarray, cfg: SimConfig) -> bytes:
+    """The `stamp_npz` bytes of one rendered (3, H, W) g/r/z stamp: `cfg.bands` of it, deflated or stored
+    (`cfg.npz_deflate`; the Parquet file's zstd compresses stored members to the same size, RESULTS.md)."""
+    return encode_stamp(image[[BANDS.index(b) for b in cfg.bands]], bands=cfg.bands, compress=cfg.npz_deflate)
+
+
 def chunk_rows(chunk: int, rows: int, cfg: SimConfig) -> range:
     return range(chunk * cfg.rows_per_file, min(rows, (chunk + 1) * cfg.rows_per_file))
 
@@ -182,7 +191,6 @@ def _build_chunk(root: str, tier: str, chunk: int, on_row=None) -> tuple[int, in
     ctx = _CTX
     cfg, plan = ctx.cfg, ctx.plan
     rows = chunk_rows(chunk, len(plan.split_idx), cfg)
-    band_idx = [BANDS.index(b) for b in cfg.bands]
     names = column_names(cfg)
     per_split: dict[int, dict[str, list]] = {}
     results = ctx.renderer(ctx, rows) if ctx.renderer is not None else (render_row(ctx, i) for i in rows)
@@ -190,10 +198,9 @@ def _build_chunk(root: str, tier: str, chunk: int, on_row=None) -> tuple[int, in
         cols = per_split.setdefault(int(plan.split_idx[i]), {n: [] for n in names})
         h = int(plan.host_idx[i])
         vals = dict(res.columns, stamp_id=f"{tier}-{i:09d}", host_id=plan.host_id(h), cutout_ok=1)
-        vals[STAMP_COLUMN] = encode_stamp(res.image[band_idx], bands=cfg.bands)
+        vals[STAMP_COLUMN] = encode_row_stamp(res.image, cfg)
         if cfg.pair:
-            vals[CTRL_STAMP_COLUMN] = (None if res.ctrl_image is None
-                                       else encode_stamp(res.ctrl_image[band_idx], bands=cfg.bands))
+            vals[CTRL_STAMP_COLUMN] = None if res.ctrl_image is None else encode_row_stamp(res.ctrl_image, cfg)
         for n in names:
             cols[n].append(vals.get(n))
         if on_row is not None:
@@ -202,7 +209,7 @@ def _build_chunk(root: str, tier: str, chunk: int, on_row=None) -> tuple[int, in
     for k, cols in per_split.items():
         table = pa.table({n: pa.array(v, _arrow_type(n)) for n, v in cols.items()})
         with atomic_path(paths[plan.splits[k]]) as tmp:
-            pq.write_table(table, tmp, row_group_size=cfg.row_group_rows)
+            pq.write_table(table, tmp, row_group_size=cfg.row_group_rows, compression=PARQUET_COMPRESSION)
     return chunk, len(rows)
 
 

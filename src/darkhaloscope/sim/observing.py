@@ -223,9 +223,11 @@ def psf_kernel(fwhm_arcsec: float, beta: float = 3.5, kind: str = "moffat") -> n
         raise UsageError(f"unknown PSF kind {kind!r}; choose one of {', '.join(PSF_PROFILES)}")
     n = 2 * PSF_HALF_SIZE_PIX + 1
     s = PSF_SUPERSAMPLE
-    sub = (np.arange(n * s) - (n * s - 1) / 2.0) / s * PIXEL_SCALE_ARCSEC  # sub-pixel centres, arcsec
-    r2 = sub[:, None] ** 2 + sub[None, :] ** 2
-    prof = PSF_PROFILES[kind](r2, fwhm_arcsec, beta)
+    c = (n * s - 1) // 2  # the centre sub-pixel (n * s is odd)
+    sub = np.arange(c + 1) / s * PIXEL_SCALE_ARCSEC  # sub-pixel centres from the centre outwards, arcsec
+    quadrant = PSF_PROFILES[kind](sub[:, None] ** 2 + sub[None, :] ** 2, fwhm_arcsec, beta)
+    half = np.concatenate([quadrant[:0:-1], quadrant])  # the profile is even in x and in y: evaluated on one
+    prof = np.concatenate([half[:, :0:-1], half], axis=1)  # quadrant, 4x fewer powers, the same numbers
     k = prof.reshape(n, s, n, s).sum(axis=(1, 3))
     k /= k.sum()
     k.setflags(write=False)

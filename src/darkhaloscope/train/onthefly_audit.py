@@ -39,9 +39,9 @@ def _write_tier(root: Path, batches: list[RenderedBatch]) -> None:
     for b in batches:
         for j, rid in enumerate(b.row_ids):
             cols["stamp_id"].append(rid)
-            cols[STAMP_COLUMN].append(encode_stamp(b.images[j]))
+            cols[STAMP_COLUMN].append(encode_stamp(b.images[j], compress=False))
             cols[LABEL_SOURCE_COLUMN].append(1 - int(b.labels[j]))
-            cols[CTRL_STAMP_COLUMN].append(None if b.ctrl[j] is None else encode_stamp(b.ctrl[j]))
+            cols[CTRL_STAMP_COLUMN].append(None if b.ctrl[j] is None else encode_stamp(b.ctrl[j], compress=False))
             cols[ARC_FLUX_COLUMN].append(b.columns[j].get(ARC_FLUX_COLUMN))
             cols[CONFUSER_COLUMN].append(b.columns[j].get(CONFUSER_COLUMN))
     types = {STAMP_COLUMN: pa.binary(), CTRL_STAMP_COLUMN: pa.binary(), LABEL_SOURCE_COLUMN: pa.int32(),
