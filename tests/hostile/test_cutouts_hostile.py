@@ -97,6 +97,20 @@ def test_client_bounds_reply_size_and_time(tmp_path):
     assert len([p for p in (tmp_path / "cache").rglob("*") if p.is_file()]) == 1
 
 
+def test_a_content_length_of_a_unicode_digit_is_read_to_the_end(tmp_path):
+    """Content-Length '\u00b3' passes str.isdigit but not int(): the reply is read until the server closes, within
+    max_reply_mb, and its cube is good (it raised ValueError out of the client)."""
+    from darkhaloscope.survey.fetch import CutoutClient
+
+    with FakeCutoutService() as svc:
+        cfg = CutoutConfig(service_url=svc.url, rate_limit_per_s=0, max_tries=1, max_reply_mb=1)
+        svc.fault_for = {ra_key(1.0): "odd_length"}
+        got = CutoutClient(cfg, tmp_path / "cache").fetch(cfg.url(1.0, 0))
+        svc.fault_for = {}
+        plain = CutoutClient(cfg, tmp_path / "cache2").fetch(cfg.url(1.0, 0))
+    assert not got.reason and not plain.reason and got.body == plain.body
+
+
 @pytest.mark.parametrize("kind,why", [
     ("bscale_text", "BSCALE = 'abc' is not a finite number"), ("naxis_text", "NAXIS1 = 'abc'"),
     ("naxis_negative", "NAXIS1 = '-64'"), ("naxis_overflow", "larger than the 4,194,304-pixel bound"),

@@ -154,3 +154,16 @@ def test_paired_bootstrap_of_identical_scores_is_zero():
     v = rng.random(300) + y
     ci = paired_bootstrap(y, v, v.copy(), 0.8, 50, 0)
     assert ci["diff"] == (0.0, 0.0) and ci["a"] == ci["b"] and ci["a"][0] <= ci["a"][1]
+
+
+def test_a_column_named_like_a_member_with_a_unicode_digit_is_not_a_member(tmp_path):
+    """'logit_m\u00b3' passes str.isdigit but not int(): it is a metadata column, not a committee member (it
+    crashed the reader: members are sorted by their number)."""
+    from darkhaloscope.score.scoresfile import read_scores
+
+    _committee_file(tmp_path / "s.parquet", n=200)
+    t = pq.read_table(tmp_path / "s.parquet")
+    t = t.append_column("logit_m\u00b3", t["logit_m0"]).replace_schema_metadata(t.schema.metadata)
+    pq.write_table(t, tmp_path / "s.parquet")
+    s = read_scores(tmp_path / "s.parquet")
+    assert list(s.members) == ["logit_m0", "logit_m1", "logit_m2"]

@@ -34,7 +34,7 @@ def _run(tmp_path, *extra, rows="12"):
     (["--preview", "grid.jpg"], 2, ".png"),
     (["--confusers", "1"], 2, "[0, 1)"),
     (["--confusers", "-0.1"], 2, "[0, 1)"),
-    (["--set", "confuser_kinds=ring,halo"], 2, "unknown kind(s) halo"),
+    (["--set", "confuser_kinds=ring,halo"], 2, "unknown kind(s) 'halo'"),
     (["--set", "confuser_kinds=ring,spiral:0"], 2, "whole number from 1"),
     (["--grid", "src_dmag=1", "--arc-snr-dist", "loguniform:2:50"], 2, "use one of them"),
 ])

@@ -152,7 +152,9 @@ def test_kind_shares_set_the_mix_and_equal_shares_plan_as_before():
 
 @pytest.mark.parametrize("text,words", [("spiral:0", "whole number from 1"), ("spiral:1.5", "whole number from 1"),
                                         ("spiral:", "whole number from 1"), ("spiral:101", "whole number from 1"),
-                                        ("ring,ring:2", "a kind is repeated"), ("halo:2", "unknown kind(s) halo")])
+                                        ("spiral:\u00b3", "whole number from 1"), ("spiral:-1", "whole number from 1"),
+                                        ("ring,ring:2", "a kind is repeated"), ("halo:2", "unknown kind(s) 'halo'"),
+                                        (":3", "unknown kind(s) ''")])
 def test_bad_kind_shares_are_usage_errors(text, words):
     with pytest.raises(UsageError, match=re.escape(words)):
         parse_kind_weights(text)

@@ -101,7 +101,8 @@ class Scores:
 
 
 def is_member_column(name: str) -> bool:
-    return name.startswith(MEMBER_PREFIX) and name[len(MEMBER_PREFIX):].isdigit()
+    index = name[len(MEMBER_PREFIX):]
+    return name.startswith(MEMBER_PREFIX) and index.isascii() and index.isdigit()  # 'logit_m³' is not one
 
 
 def read_provenance(schema: pa.Schema, where: str | Path = "the scores file") -> dict:

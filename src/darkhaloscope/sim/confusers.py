@@ -240,14 +240,15 @@ def parse_kind_weights(text: str) -> tuple[tuple[str, ...], tuple[int, ...]]:
     kinds, weights = [], []
     for item in items:
         name, sep, w = (p.strip() for p in item.partition(":"))
-        if sep and not (w.isdigit() and 1 <= int(w) <= MAX_KIND_WEIGHT):
+        if sep and not (w.isascii() and w.isdigit() and 1 <= int(w) <= MAX_KIND_WEIGHT):  # not '³': int() refuses it
             raise UsageError(f"--confuser_kinds: {item!r}: a kind's share is a whole number from 1 to "
                              f"{MAX_KIND_WEIGHT} (e.g. spiral:3 draws three spirals per ring of ring,spiral:3)")
         kinds.append(name)
         weights.append(int(w) if sep else 1)
     bad = [k for k in kinds if k not in CONFUSER_KINDS]
     if bad:
-        raise UsageError(f"--confuser_kinds: unknown kind(s) {', '.join(bad)}; known: {', '.join(CONFUSER_KINDS)}")
+        raise UsageError(f"--confuser_kinds: unknown kind(s) {', '.join(map(repr, bad))}; known: "
+                         f"{', '.join(CONFUSER_KINDS)}")
     if len(set(kinds)) != len(kinds):
         raise UsageError(f"--confuser_kinds={text}: a kind is repeated (give it a share instead, e.g. spiral:2)")
     return tuple(kinds), tuple(weights)

@@ -245,7 +245,7 @@ def _write_chunk(path: Path, targets: pa.Table, rows: np.ndarray, urls: list[str
     table = pa.table(cols).replace_schema_metadata({FINGERPRINT_KEY: fingerprint.encode(),
                                                     TRANSIENT_KEY: str(transient).encode()})
     with atomic_path(path) as tmp:
-        pq.write_table(table, tmp, row_group_size=128)
+        pq.write_table(table, tmp, row_group_size=128, compression="zstd")
 
 
 def designed_ratio(targets_paths: Sequence[str]) -> float | None:

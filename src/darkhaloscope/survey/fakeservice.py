@@ -15,7 +15,8 @@ or `fault_for` maps the exact `ra` string of a request to a kind for every attem
 `small` (a 12x12 cube whatever the size asked). Hostile replies (issue #26): `404`; `huge` (a FITS header then `huge_bytes` of zeros, Content-Length given);
 `endless` (a chunked body that never ends); `drip` (the body one byte every `drip_s`, Content-Length given);
 and cubes whose header lies: `bscale_text` (BSCALE = 'abc'), `naxis_text` (NAXIS1 = 'abc'), `naxis_negative`
-(NAXIS1 = -64), `naxis_overflow` (axes whose product overflows int64), `naxis_huge` (3x30000x30000 claimed).
+(NAXIS1 = -64), `naxis_overflow` (axes whose product overflows int64), `naxis_huge` (3x30000x30000 claimed);
+`odd_length` (a good cube whose Content-Length is '\u00b3', a digit to `str.isdigit`, not to `int`).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from urllib.parse import parse_qs, urlsplit
 import numpy as np
 
 FAULTS = ("429", "500", "slow", "truncate", "nan", "two_band", "small", "404", "huge", "endless", "drip", "bscale_text",
-          "naxis_text", "naxis_negative", "naxis_overflow", "naxis_huge")
+          "naxis_text", "naxis_negative", "naxis_overflow", "naxis_huge", "odd_length")
 # header cards a hostile reply rewrites (key -> 70-character value field), per fault kind
 _LIES = {"bscale_text": {"BSCALE": "'abc'"}, "naxis_text": {"NAXIS1": "'abc'"}, "naxis_negative": {"NAXIS1": "-64"},
          "naxis_overflow": {"NAXIS1": str(2 ** 62), "NAXIS2": str(2 ** 62)},
@@ -169,8 +170,10 @@ class FakeCutoutService:
             return self._hostile_body(h, kind, body)
         h.send_response(200)
         h.send_header("Content-Type", "application/fits")
-        h.send_header("Content-Length", str(len(body)))
+        h.send_header("Content-Length", "\u00b3" if kind == "odd_length" else str(len(body)))
         h.end_headers()
+        if kind == "odd_length":  # the body then ends where the connection does
+            h.close_connection = True
         if kind == "truncate":
             h.wfile.write(body[: len(body) // 2])
             h.wfile.flush()

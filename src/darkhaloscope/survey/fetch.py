@@ -228,7 +228,7 @@ class CutoutClient:
         """The body, or None once it is known to exceed max_reply_mb (Content-Length, or bytes received)."""
         limit = int(self.cfg.max_reply_mb * (1 << 20))
         length = resp.getheader("Content-Length")
-        if length is not None and length.strip().isdigit() and int(length) > limit:
+        if length is not None and length.strip().isascii() and length.strip().isdigit() and int(length) > limit:
             return None
         parts, got = [], 0
         while resp.length != 0:  # (None: chunked or until the server closes)
