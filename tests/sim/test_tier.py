@@ -216,13 +216,14 @@ def test_stamps_are_stored_in_zstd_parquet_unless_deflated_and_decode_the_same(t
     from darkhaloscope.stamps.codec import decode_batch
 
     tiers = {}
-    for deflate in (False, True):
+    for deflate in (False, True):  # (deflated: snappy, the files of the builds before, byte for byte)
         simulate_tier(tmp_path / f"deflate{int(deflate)}", "t", rows=8, seed=1,
                       config=SimConfig(supersample=1, pair=True, npz_deflate=deflate))
         root = tmp_path / f"deflate{int(deflate)}" / "t"
         files = sorted(root.rglob("*.parquet"))
         meta = pq.ParquetFile(files[0]).metadata
-        assert {meta.row_group(0).column(i).compression for i in range(meta.num_columns)} == {"ZSTD"}
+        assert {meta.row_group(0).column(i).compression for i in range(meta.num_columns)} == \
+            {"SNAPPY" if deflate else "ZSTD"}
         t = _table(root)
         methods = {m.compress_type for b in t["stamp_npz"].to_pylist() + t["ctrl_stamp_npz"].to_pylist()
                    if b is not None for m in zipfile.ZipFile(io.BytesIO(b)).infolist()}
@@ -232,3 +233,22 @@ def test_stamps_are_stored_in_zstd_parquet_unless_deflated_and_decode_the_same(t
     assert stored.drop(["stamp_npz", "ctrl_stamp_npz"]).equals(deflated.drop(["stamp_npz", "ctrl_stamp_npz"]))
     assert np.array_equal(decode_batch(stored["stamp_npz"]).images, decode_batch(deflated["stamp_npz"]).images)
     assert stored_bytes < 1.05 * deflated_bytes
+
+
+def test_a_build_from_before_stored_stamps_resumes_with_npz_deflate(tmp_path, capsys):
+    """An interrupted build whose fingerprint predates `npz_deflate` deflated its stamps: `--resume` continues it
+    with `--npz_deflate=true`, and without it names the difference."""
+    argv = ["simulate", "--out", str(tmp_path), "--tier", "t", "--rows", "12", "--seed", "2", "--workers", "1",
+            "-q", "--supersample=1", "--rows-per-file", "4", "--npz_deflate=true"]
+    assert main(argv) == 0
+    root = tmp_path / "t"
+    whole = _files(root)
+    plan = json.loads((root / "simulate-plan.json").read_text())
+    del plan["config"]["npz_deflate"]  # as written before the setting existed
+    (root / "simulate-plan.json").write_text(json.dumps(plan))
+    (root / "manifest.json").unlink()
+    last = max(root.rglob("part-00002.parquet"))
+    last.unlink()  # the interrupted build had not written its last chunk
+    assert main(argv[:-1] + ["--resume"]) == 2
+    assert "config.npz_deflate: was True, now False" in capsys.readouterr().err
+    assert main(argv + ["--resume"]) == 0 and _files(root) == whole

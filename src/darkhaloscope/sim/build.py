@@ -163,7 +163,10 @@ def column_names(cfg: SimConfig) -> list[str]:
             + obs + meta + ([CTRL_STAMP_COLUMN] if cfg.pair else []))
 
 
-PARQUET_COMPRESSION = "zstd"  # stored npz members of 3 x 64 x 64 float32 noise: 45 KiB a row, as deflate + snappy
+def parquet_compression(cfg: SimConfig) -> str:
+    """zstd for stored npz members (3 x 64 x 64 float32 noise: 45 KiB a row, as deflated members in snappy);
+    snappy with deflated members: the files of the builds before stored members, byte for byte."""
+    return "snappy" if cfg.npz_deflate else "zstd"
 
 
 def encode_row_stamp(image: np.ndarray, cfg: SimConfig) -> bytes:
@@ -209,7 +212,7 @@ def _build_chunk(root: str, tier: str, chunk: int, on_row=None) -> tuple[int, in
     for k, cols in per_split.items():
         table = pa.table({n: pa.array(v, _arrow_type(n)) for n, v in cols.items()})
         with atomic_path(paths[plan.splits[k]]) as tmp:
-            pq.write_table(table, tmp, row_group_size=cfg.row_group_rows, compression=PARQUET_COMPRESSION)
+            pq.write_table(table, tmp, row_group_size=cfg.row_group_rows, compression=parquet_compression(cfg))
     return chunk, len(rows)
 
 
@@ -247,6 +250,9 @@ def build_fingerprint(tier: str, rows: int, seed: int, cfg: SimConfig, shard: st
             "config": json.loads(json.dumps(asdict(cfg))), "version": run_info(None)["version"]}
 
 
+SETTINGS_ADDED = {"npz_deflate": True}  # settings newer than fingerprinted builds: the value such builds had
+
+
 def check_resumable(root: Path, fingerprint: dict) -> None:
     """UsageError unless `root` holds the fingerprint of an earlier build with these same arguments."""
     path = root / plan_file_name(fingerprint["shard"])
@@ -258,10 +264,11 @@ def check_resumable(root: Path, fingerprint: dict) -> None:
     except (OSError, ValueError) as e:
         raise UsageError(f"--resume: {path} is unreadable ({e}); rebuild with --overwrite") from None
     differ = sorted(k for k in set(before) | set(fingerprint) if k != "config" and before.get(k) != fingerprint.get(k))
-    cb, cn = before.get("config") or {}, fingerprint["config"]
+    cb, cn = {**SETTINGS_ADDED, **(before.get("config") or {})}, fingerprint["config"]
     differ += sorted(f"config.{k}" for k in set(cb) | set(cn) if cb.get(k) != cn.get(k))
     if differ:
-        shown = "; ".join(f"{k}: was {_get(before, k)!r}, now {_get(fingerprint, k)!r}" for k in differ[:4])
+        shown = "; ".join(f"{k}: was {_get({**before, 'config': cb}, k)!r}, now {_get(fingerprint, k)!r}"
+                          for k in differ[:4])
         raise UsageError(f"--resume: this build differs from the one in {root} ({shown}); give the same "
                          "arguments to continue it, or --overwrite to replace it")
 

@@ -28,8 +28,9 @@ class SimConfig:
     rows_per_file: int = 500  # rows per chunk; chunk c writes region_split=<s>/part-<c>.parquet
     row_group_rows: int = 128  # parquet row-group size
     pair: bool = False  # injections also carry their host without the arc in ctrl_stamp_npz
-    npz_deflate: bool = False  # deflate every stamp_npz member (the layout of the Phase 4c tiers: ~2 ms of zlib
-    # per row). Off: stored members in zstd-compressed Parquet, the same bytes on disk, ~5x cheaper to write
+    npz_deflate: bool = False  # deflate every stamp_npz member, in snappy Parquet (the Phase 4c tiers' layout, and
+    # this tool's before 2026-12-07: ~2 ms of zlib per row). Off: stored members in zstd Parquet, the same size on
+    # disk, ~5x cheaper to write
     # --- confuser controls (sim/confusers.py)
     confusers: float = 0.3  # fraction of each split's controls carrying unlensed arc-like light, [0, 1)
     confuser_kinds: str = "all"  # all (sim/confusers.py's kinds, equal shares), or e.g. ring,spiral; spiral:3 = 3 shares
