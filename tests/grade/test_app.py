@@ -86,6 +86,13 @@ def test_bad_requests_are_one_line_4xx(db):
     assert post(c, "/api/grade", {"candidate_id": "nope", "grader": "ana", "grade": "A"}, h).status_code == 400
     r = c.post("/api/grade", content=b"{not json", headers={"content-type": "application/json", **h})
     assert r.status_code == 400 and "not JSON" in r.json()["error"]
+    for doc in (b'{"candidate_id": "\\ud800", "grader": "ana", "grade": "A"}',  # a lone surrogate, JSON-escaped
+                b'{"candidate_id": "cand-003", "grader": "ana", "grade": "A", "client_token": "\\ud800"}'):
+        r = c.post("/api/grade", content=doc, headers={"content-type": "application/json", **h})
+        assert r.status_code == 400 and "lone surrogate" in r.json()["error"]  # it was a 500
+    r = c.post("/api/undo", content=b'{"grader": "ana", "client_token": "\\ud800"}',
+               headers={"content-type": "application/json", **h})
+    assert r.status_code == 400
     assert c.get("/api/queue", params={"grader": "ana", "order": "alphabet"}).status_code == 400
     assert c.get("/api/queue", params={"grader": "ana", "seed": "-1"}).status_code == 400
     assert c.put("/api/grade").status_code == 405

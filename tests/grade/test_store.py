@@ -164,7 +164,7 @@ def test_validation_of_keys_tags_and_graders(store):
         store.grade("c000", "ana", "X")
     with pytest.raises(UsageError, match="unknown tag"):
         store.grade("c000", "ana", "N", tag="blob")
-    for name in ("", "a b", "<script>", "total", "x" * 41):
+    for name in ("", "a b", "<script>", "total", "x" * 41, "ana\n"):
         with pytest.raises(UsageError, match="grader name"):
             store.grade("c000", name, "A")
     with pytest.raises(UsageError, match="no candidate"):

@@ -10,6 +10,7 @@ Exercise: `dhs evaluate SCORES --known-lenses FOLDER --checkpoint CKPT`.
 
 from __future__ import annotations
 
+import zipfile
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,8 +43,8 @@ def _read(path: Path, rel: str) -> CutoutInfo:
             cut = z["cutout"] if "cutout" in z.files else None
             scale, survey = _scalar(z, "meta_pixel_scale"), _scalar(z, "meta_survey")
             size = tuple(cut.shape[:2]) if cut is not None else None
-    except (OSError, ValueError) as e:
-        raise DataError(f"{path}: not a readable npz cutout ({e}); remove it from the folder") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile):  # empty, truncated, not a zip: no scale or size
+        return CutoutInfo(rel, None, None, None)  # to check; `dhs score` keeps its row with the decode error
 
     def num(v):
         try:

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from darkhaloscope.common import ranking as M
@@ -50,7 +51,7 @@ def is_scores_file(path: str) -> bool:
         return False
     try:
         return "score" in pq.read_schema(p).names
-    except OSError:
+    except (OSError, pa.ArrowException):  # empty or not Parquet: not a scores file (said by the reader of lenses)
         return False
 
 
@@ -137,6 +138,7 @@ class KnownLensMetrics:
     per_lens: list[dict] = field(default_factory=list)  # sorted by fpr_to_find
     merged: int = 0  # duplicates merged (same bytes, or within 1" of an earlier cutout)
     merged_note: str | None = None  # the line saying so
+    unscored: int = 0  # lenses without a score (their file did not decode: decode_error in the scores file)
     noise: NoiseMatched | None = None
     noise_recall: dict[str, dict[str, RecallCell]] = field(default_factory=dict)
     noise_note: str | None = None  # why the noise-matched figures are missing, or a caveat
@@ -169,7 +171,7 @@ class KnownLensMetrics:
                "value": self.value, "recall": cells(self.recall),
                "not_resolvable": [f"{f:g}" for f, ok in self.resolvable.items() if not ok],
                "per_lens": [{k: v for k, v in r.items() if k != "_i"} for r in self.per_lens],
-               "duplicates_merged": self.merged}
+               "duplicates_merged": self.merged, "not_scored": self.unscored}
         if self.vs_plain:
             out |= {"recall_vs_plain": {k: c.as_dict() for k, c in self.vs_plain.items()},
                     "n_plain_controls": self.n_plain}
@@ -206,6 +208,7 @@ def known_lens_metrics(t, scores, cfg, *, source: str, scores_file: str, provena
                else [lab != 0 for lab in label])
     repeat, n_merged, merged_note = merged_duplicates(t, provenance or {})  # one lens under several names: once
     lens = np.asarray(is_lens, bool) & np.isfinite(score) & ~repeat
+    unscored = int((np.asarray(is_lens, bool) & ~np.isfinite(score) & ~repeat).sum())
     model_logits = scores.model_logits()
     use_logit = "logit" in names and model_logits is not None
     value = np.asarray(t["logit"].to_numpy(zero_copy_only=False), float) if use_logit else score
@@ -253,7 +256,7 @@ def known_lens_metrics(t, scores, cfg, *, source: str, scores_file: str, provena
                   key=lambda r: r["fpr_to_find"])
     return KnownLensMetrics(source, scores_file, what, scores.score_label, n, len(ctrl), np.flatnonzero(lens), ids, v, groups, ops,
                             resolvable, recall, vs_plain, None if plain is None else len(plain),
-                            None if look is None else len(look), each, n_merged, merged_note,
+                            None if look is None else len(look), each, n_merged, merged_note, unscored,
                             graded_export=graded, host=host)
 
 

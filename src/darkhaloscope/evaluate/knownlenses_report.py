@@ -169,6 +169,9 @@ def render(m: KnownLensMetrics, scores, ev, known: str) -> None:
                  "another, export them with --lenses-folder and pass the folder with --checkpoint).")
     if m.merged_note:
         sec.text(m.merged_note)
+    if m.unscored:
+        sec.text(f"{m.unscored} more lens file(s) could not be scored (the file did not decode) and are not counted: "
+                 "their reasons are in the decode_error column of ", Code(Path(m.scores_file).name), ".")
     unresolved = [f"{f:g}" for f, ok in m.resolvable.items() if not ok]
     if unresolved:
         sec.text(f"Only {m.n_controls} controls: FPR {', '.join(unresolved)} not resolvable (FPR f needs >= 1/f "
@@ -267,6 +270,8 @@ def _headline(m: KnownLensMetrics, name: str) -> str:
                                                       f"{h.rho:+.2f})" if h.rho is not None else ""))
     if m.merged:
         line += f"; {m.merged} duplicate(s) merged"
+    if m.unscored:
+        line += f"; {m.unscored} not scored (undecodable files: decode_error)"
     return line + f"; FPR to find each: {_shown(m)}"
 
 

@@ -150,6 +150,10 @@ def create_app(store, *, token: str | None = None, host: str = "127.0.0.1") -> G
             raise UsageError("the request body is not JSON") from None
         if not isinstance(doc, dict):
             raise UsageError("the request body must be a JSON object")
+        try:  # JSON escapes can spell lone surrogates ("\\ud800"): text no database or page can hold
+            json.dumps(doc, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise UsageError("the request body holds text that is not valid Unicode (a lone surrogate)") from None
         return doc
 
     async def post_grade(request: Request) -> Response:

@@ -35,7 +35,8 @@ ORDERS = ("score", "disagreement", "random")
 GRADE_VALUE = {"A": 3, "B": 2, "C": 1, "N": 0}  # the SuGOHI / HOLISMOKES scale; S carries no value
 APPLICATION = "darkhaloscope.grade"
 BUSY_TIMEOUT_MS = 15_000  # a writer waits this long for another writer's transaction before failing
-GRADER_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")  # graders name themselves: shown in pages and reports
+GRADER_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,39}")  # graders name themselves (shown in pages and reports);
+# matched whole with fullmatch: "$" also matches before a final newline
 RESERVED_GRADERS = ("total",)  # progress() uses it as a key
 
 MIGRATIONS: tuple[str, ...] = (
@@ -421,7 +422,7 @@ class GradeStore:
 
 
 def check_grader(name) -> str:
-    if not isinstance(name, str) or not GRADER_RE.match(name) or name.lower() in RESERVED_GRADERS:
+    if not isinstance(name, str) or not GRADER_RE.fullmatch(name) or name.lower() in RESERVED_GRADERS:
         raise UsageError(f"grader name {json.dumps(str(name))[:60]} is not allowed: 1-40 letters, digits, '.', '_' "
                          f"or '-', starting with a letter or digit (not {', '.join(RESERVED_GRADERS)})")
     return name
