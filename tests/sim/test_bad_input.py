@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from darkhaloscope.cli import main
@@ -28,6 +30,10 @@ def _run(tmp_path, *extra, rows="12"):
     (["--shard", "a/b"], 2, "K/N"),
     (["--arc-snr-dist", "gauss:1:2"], 2, "loguniform"),
     (["--arc-snr-dist", "loguniform:5:2"], 2, "0 < LO < HI"),
+    (["--arc-snr-dist", "uniform:1:inf"], 2, "both finite"),  # (an OverflowError traceback before)
+    (["--grid", "src_reff=1e-320"], 2, "[0.01, 5] arcsec"),  # (a ZeroDivisionError)
+    (["--grid", "src_dmag=-1e308"], 2, "[-20, 25] mag"),  # (NaN stamps, exit 0)
+    (["--grid", "src_mag_r=1,-1e308"], 2, "[10, 35] mag"),
     (["--splits", "train=0.5,holdout=0.5"], 2, "unknown split"),
     (["--set", "no_such_key=1"], 2, "unknown config key"),
     (["--hosts", "/nonexistent/hosts"], 2, "no such file or folder"),
@@ -90,6 +96,20 @@ def test_output_must_be_a_writable_local_folder(tmp_path, capsys):
     assert rc == 2 and "not a writable folder" in capsys.readouterr().err
     rc = main(["simulate", "--out", "s3://bucket/tiers", "--tier", "t", "--rows", "12", "--seed", "1", "-q"])
     assert rc == 2 and "local or shared filesystem" in capsys.readouterr().err
+
+
+def test_a_host_tier_with_text_is_control_is_refused_naming_the_file(tmp_path, capsys):
+    from tierfactory import make_tier
+
+    src = make_tier(tmp_path / "text_labels", rows_per_split=6, files_per_split=1)
+    for f in src.rglob("*.parquet"):
+        t = pq.read_table(f)
+        i = t.column_names.index("is_control")
+        pq.write_table(t.set_column(i, "is_control", t["is_control"].cast(pa.string())), f)
+    assert _run(tmp_path, "--hosts", str(src)) == 3  # (ArrowNotImplementedError before)
+    err = capsys.readouterr().err
+    assert err.startswith("error: --hosts") and "part-" in err and "text column" in err
+    assert not (tmp_path / "out").exists()
 
 
 def test_tier_without_controls_cannot_give_hosts(tmp_path, capsys):

@@ -225,10 +225,9 @@ def _npz_psf(blobs: list[bytes]) -> np.ndarray | None:
 
 
 def _load_tier_controls(uri: str, s3, limit: int, split: str | None = None) -> RealHosts:
-    import pyarrow.compute as pc
-
+    from darkhaloscope.errors import RefusedError
     from darkhaloscope.stamps.batch import decode_tier_batch
-    from darkhaloscope.stamps.schema import CUTOUT_OK_COLUMN, LABEL_SOURCE_COLUMN, STAMP_COLUMN
+    from darkhaloscope.stamps.schema import CUTOUT_OK_COLUMN, LABEL_SOURCE_COLUMN, STAMP_COLUMN, label_from_is_control
     from darkhaloscope.stamps.tier import open_tier
 
     tier = open_tier(uri, s3)
@@ -238,7 +237,11 @@ def _load_tier_controls(uri: str, s3, limit: int, split: str | None = None) -> R
     cols = [STAMP_COLUMN, LABEL_SOURCE_COLUMN] + ([id_col] if id_col else []) + psf_cols
     images, ids, psfs = [], [], []
     for b in tier.iter_batches(cols, split=split, cutout_ok_only=CUTOUT_OK_COLUMN in tier.columns):
-        keep = np.asarray(pc.equal(b.table[LABEL_SOURCE_COLUMN], 1).to_numpy(zero_copy_only=False), bool)
+        try:  # 0/1 integers only: a text or null is_control is refused as everywhere else, naming file and row
+            keep = label_from_is_control(b.table[LABEL_SOURCE_COLUMN]) == 0
+        except (DataError, RefusedError) as e:
+            where = b.where(e.row) if getattr(e, "row", None) is not None else b.file.relpath
+            raise type(e)(f"--hosts {uri}: {where}: {e}") from None
         if not keep.any():
             continue
         b.table, b.row_index = b.table.filter(keep), b.row_index[keep]

@@ -24,11 +24,6 @@ from darkhaloscope.errors import UsageError
 from darkhaloscope.sim.inject import Knot, LensParams, SourceParams
 
 
-def _positive(name: str, v: float) -> None:
-    if not v > 0:
-        raise UsageError(f"--grid {name}={v}: must be > 0")
-
-
 def _axis_ratio(name: str, v: float) -> None:
     if not 0 < v <= 1:
         raise UsageError(f"--grid {name}={v}: an axis ratio must be in (0, 1]")
@@ -39,9 +34,12 @@ def _shear(name: str, v: float) -> None:
         raise UsageError(f"--grid {name}={v}: shear must be in [0, 0.5)")
 
 
-def _any(name: str, v: float) -> None:
-    if not math.isfinite(v):
-        raise UsageError(f"--grid {name}={v}: must be a finite number")
+def _within(lo: float, hi: float, unit: str) -> Callable[[str, float], None]:
+    """A grid value inside [lo, hi] (the config's own range of the drawn quantity)."""
+    def check(name: str, v: float) -> None:
+        if not lo <= v <= hi:
+            raise UsageError(f"--grid {name}={v}: must be in [{lo:g}, {hi:g}] {unit}")
+    return check
 
 
 def _theta_e(name: str, v: float) -> None:
@@ -53,9 +51,10 @@ def _theta_e(name: str, v: float) -> None:
 # Registry: grid parameter name -> validator. The value overrides the drawn one for that row.
 GRID_PARAMS: dict[str, Callable[[str, float], None]] = {
     "theta_e": _theta_e,  # Einstein radius, arcsec
-    "src_dmag": _any,  # source r magnitude minus host r magnitude (the users' definition)
-    "src_mag_r": _any,  # unlensed source r magnitude, AB
-    "src_reff": _positive,  # source half-light radius, arcsec
+    "src_dmag": _within(-20.0, 25.0, "mag"),  # source r magnitude minus host r magnitude (the users' definition):
+    # src_mag_r's range less host_mag_r's
+    "src_mag_r": _within(10.0, 35.0, "mag (AB)"),  # unlensed source r magnitude, AB (as config src_mag_r)
+    "src_reff": _within(0.01, 5.0, "arcsec"),  # source half-light radius (as config src_reff_arcsec)
     "lens_q": _axis_ratio,  # SIE axis ratio
     "shear_gamma": _shear,  # external shear strength
 }
@@ -119,8 +118,8 @@ def parse_snr_dist(text: str | None):
         lo, hi = float(parts[1]), float(parts[2])
     except ValueError:
         raise UsageError(f"--arc-snr-dist {text!r}: LO and HI must be numbers") from None
-    if not 0 < lo < hi:
-        raise UsageError(f"--arc-snr-dist {text!r}: need 0 < LO < HI")
+    if not 0 < lo < hi < math.inf:
+        raise UsageError(f"--arc-snr-dist {text!r}: need 0 < LO < HI, both finite")
     return SNR_DISTS[parts[0]](lo, hi)
 
 
