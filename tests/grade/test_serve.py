@@ -77,7 +77,9 @@ def test_serve_errors_are_one_line(tmp_path, capsys):
     assert len(err) == 1 and err[0].startswith("error: ") and "nope.parquet" in err[0]
     assert main(["grade", "serve", str(scores), "--db", str(tmp_path / "g.sqlite"), "--token", "short"]) == 2
     assert "--token" in capsys.readouterr().err
-    assert main(["grade", "serve", str(scores), "--db", str(tmp_path / "g.sqlite"), "--port", "70000"]) == 2
+    assert main(["grade", "serve", str(scores), "--db", str(tmp_path / "p.sqlite"), "--port", "70000"]) == 2
+    assert main(["grade", "serve", str(scores), "--db", str(tmp_path / "p.sqlite"), "--host", "192.0.2.1"]) == 2
+    assert not (tmp_path / "p.sqlite").exists()  # port and host refused before the database is made
 
 
 def test_access_token_rules():

@@ -13,6 +13,7 @@ import sys
 import threading
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -157,6 +158,43 @@ def test_scores_file_without_ids_or_with_duplicates_is_refused(tmp_path):
         with pytest.raises(MissingInputError):
             s.add_candidates(tmp_path / "missing.parquet")
         assert s.count() == 0
+
+
+def _with_column(path, name, array):
+    import pyarrow.parquet as pq
+
+    t = pq.read_table(path)
+    i = t.column_names.index(name) if name in t.column_names else None
+    t2 = t.set_column(i, name, array) if i is not None else t.append_column(name, array)
+    pq.write_table(t2.replace_schema_metadata(t.schema.metadata), path)
+    return path
+
+
+@pytest.mark.parametrize("name,values,words", [
+    ("row_id", lambda n: pa.array([b"\xff\xfe" + bytes([i]) for i in range(n)], pa.binary()), "row_id cannot be read as text"),
+    ("logit", lambda n: pa.array(["x"] * n), "logit cannot be read as numbers"),
+    ("source_row", lambda n: pa.array([2 ** 64 - 1] * n, pa.uint64()), "source_row cannot be read as 64-bit"),
+    ("source_row", lambda n: pa.array([-5] * n, pa.int64()), "has source_row -5"),
+    ("source_row", lambda n: pa.array([None] * n, pa.int64()), "has source_row null"),
+    ("source_row", lambda n: pa.array(["3"] * n), "source_row is string, not whole numbers"),
+])
+def test_hostile_columns_of_a_scores_file_are_one_line_and_make_no_database(tmp_path, capsys, name, values, words):
+    """Each raised an Arrow / SQLite / int() traceback in `grade add` or later in `grade export`, after an empty
+    database had been made."""
+    from darkhaloscope.cli import main
+
+    scores = _with_column(write_scores(tmp_path / "s.parquet", 6), name, values(6))
+    assert main(["grade", "add", str(scores), "--db", str(tmp_path / "g.sqlite")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "s.parquet" in err and words in err, err
+    assert not (tmp_path / "g.sqlite").exists()
+
+
+def test_an_integer_beyond_64_bits_is_kept_as_its_digits(tmp_path):
+    scores = _with_column(write_scores(tmp_path / "s.parquet", 3), "objid", pa.array([2 ** 64 - 1] * 3, pa.uint64()))
+    with open_store(tmp_path / "g.sqlite", create=True) as s:
+        s.add_candidates(scores)
+        assert s.candidate("c000")["metadata"]["objid"] == str(2 ** 64 - 1)
 
 
 def test_validation_of_keys_tags_and_graders(store):

@@ -50,10 +50,12 @@ def register(sub, bench_sub) -> None:
 
 
 def cmd_add(args) -> int:
+    from darkhaloscope.grade.ingest import read_candidates
     from darkhaloscope.grade.store import open_store
 
+    rows = read_candidates(args.scores, top=args.top, data=args.data)  # a bad scores file: no database made
     with open_store(args.db, create=True) as store:
-        n = store.add_candidates(args.scores, top=args.top, data=args.data)
+        n = store.put_candidates(rows)
         print(f"{args.db}: {n['added']:,} candidate(s) added, {n['updated']:,} updated; {store.count():,} in all")
     return 0
 

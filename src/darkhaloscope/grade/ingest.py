@@ -41,7 +41,7 @@ def read_candidates(path: str | Path, *, top: int | None = None, data: str | Non
     if need:
         raise DataError(f"{path}: no {', '.join(need)} column(s): grading needs an id per row and where its stamp "
                         "is; give a scores file written by `dhs score`")
-    ids = table[ROW_ID_COLUMN].cast(pa.string())
+    ids = _cast(table, ROW_ID_COLUMN, pa.string(), path, "text")
     if ids.null_count:
         first = int(np.flatnonzero(~pc.is_valid(ids).to_numpy(zero_copy_only=False))[0])
         raise DataError(f"{path}: row {first} has no {ROW_ID_COLUMN} ({ids.null_count} rows without one); every "
@@ -53,8 +53,12 @@ def read_candidates(path: str | Path, *, top: int | None = None, data: str | Non
         raise DataError(f"{path}: duplicate {ROW_ID_COLUMN} {json.dumps(first)} ({len(dup)} id(s) repeated); "
                         "candidate ids must be unique: score each stamp once (or give the stamps a stamp_id)")
     data = data if data is not None else prov.get("data")
+    if data is not None and not isinstance(data, str):
+        raise DataError(f"{path}: the data it records is {json.dumps(data)[:80]}, not a path; give the stamps' "
+                        "folder or tier with --data")
     key = LOGIT_COLUMN if LOGIT_COLUMN in table.column_names else SCORE_COLUMN
-    value = table[key].cast(pa.float64()).fill_null(np.nan).to_numpy(zero_copy_only=False)
+    value = _cast(table, key, pa.float64(), path, "numbers").fill_null(np.nan).to_numpy(zero_copy_only=False)
+    _check_source_rows(table, path)
     finite = np.isfinite(value)
     order = np.flatnonzero(finite)[np.argsort(-value[finite], kind="stable")]
     if top is not None:
@@ -88,6 +92,36 @@ def checkpoint_hash(provenance: dict) -> str | None:
     return hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:HASH_CHARS]
 
 
+def _cast(table, name: str, to, path: Path, what: str):
+    """Column `name` as type `to`, or a DataError naming the file and column (text that is not UTF-8, a number
+    column of text)."""
+    import pyarrow as pa
+
+    try:
+        return table[name].cast(to)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
+        raise DataError(f"{path}: column {name} cannot be read as {what} ({str(e).splitlines()[0][:120]}); give a "
+                        "scores file written by `dhs score`") from None
+
+
+def _check_source_rows(table, path: Path) -> None:
+    """source_row says which row of source_file holds the stamp: whole numbers >= 0, one per row."""
+    import pyarrow as pa
+
+    col = table[SOURCE_ROW_COLUMN]
+    if not pa.types.is_integer(col.type):
+        raise DataError(f"{path}: column {SOURCE_ROW_COLUMN} is {col.type}, not whole numbers; give a scores file "
+                        "written by `dhs score`")
+    rows = _cast(table, SOURCE_ROW_COLUMN, pa.int64(), path, "64-bit row numbers")
+    values = rows.to_numpy(zero_copy_only=False)
+    bad = np.flatnonzero(~np.asarray(rows.is_valid().to_numpy(zero_copy_only=False), bool)) if rows.null_count \
+        else np.flatnonzero(values < 0)
+    if len(bad):
+        raise DataError(f"{path}: row {int(bad[0])} has {SOURCE_ROW_COLUMN} "
+                        f"{'null' if rows.null_count else int(values[bad[0]])} ({len(bad)} such row(s)); each "
+                        "candidate's stamp is row source_row (>= 0) of its source_file: re-run `dhs score`")
+
+
 def _first_duplicate(ids: list[str]) -> str:
     seen = set()
     for i in ids:
@@ -101,6 +135,8 @@ def _plain(v):
     """A JSON-safe value: non-finite floats become None, other non-JSON types their string."""
     if isinstance(v, float):
         return v if math.isfinite(v) else None
+    if isinstance(v, int) and not isinstance(v, bool) and not -2 ** 63 <= v < 2 ** 63:
+        return str(v)  # beyond SQLite's (and Arrow's int64) integers: kept as its digits
     if v is None or isinstance(v, (bool, int, str)):
         return v
     return str(v)

@@ -75,16 +75,16 @@ def bind(host: str, port: int) -> socket.socket:
 
 
 def start(store, *, host: str = "127.0.0.1", port: int = 8000, token: str | None = None,
-          background: bool = False, log_level: str = "warning", announce=None) -> Served:
+          background: bool = False, log_level: str = "warning", announce=None, sock: socket.socket | None = None) -> Served:
     """Serve `store`: in this thread until interrupted, or (`background`) in a daemon thread that
     `Served.stop()` ends. Port 0 picks a free port (tests, benchmarks). `announce(url, token)` is called once
-    the port is bound, before the first request is served."""
+    the port is bound, before the first request is served. `sock`: already bound by `bind(host, port)`."""
     import uvicorn
 
     from darkhaloscope.grade.app import create_app
 
     token = access_token(host, token)
-    sock = bind(host, port)
+    sock = sock if sock is not None else bind(host, port)
     port = sock.getsockname()[1]
     app = create_app(store, token=token, host=host)
     config = uvicorn.Config(app, log_level=log_level, access_log=False, lifespan="off",
@@ -126,16 +126,22 @@ def address_line(url: str, token: str | None, host: str) -> str:
 
 def run_serve(args) -> int:
     """The `dhs grade serve` handler."""
+    from darkhaloscope.grade.ingest import read_candidates
     from darkhaloscope.grade.store import open_store
 
     require_web_extra()
-    token = access_token(args.host, args.token)  # refused before any work
-    with open_store(args.db, create=True) as store:
-        n = store.add_candidates(args.scores, top=args.top, data=args.data)
-        print(f"{args.db}: {n['added']:,} candidate(s) added, {n['updated']:,} updated; {store.count():,} to grade",
-              file=sys.stderr)
-        start(store, host=args.host, port=args.port, token=token,
-              announce=lambda url, tok: print(address_line(url, tok, args.host), flush=True))
+    token = access_token(args.host, args.token)  # refused before any work: the token, the port, the scores
+    sock = bind(args.host, args.port)
+    try:
+        rows = read_candidates(args.scores, top=args.top, data=args.data)
+        with open_store(args.db, create=True) as store:
+            n = store.put_candidates(rows)
+            print(f"{args.db}: {n['added']:,} candidate(s) added, {n['updated']:,} updated; {store.count():,} to "
+                  "grade", file=sys.stderr)
+            start(store, host=args.host, token=token, sock=sock,
+                  announce=lambda url, tok: print(address_line(url, tok, args.host), flush=True))
+    finally:
+        sock.close()
     return 0
 
 
