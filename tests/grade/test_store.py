@@ -197,6 +197,34 @@ def test_an_integer_beyond_64_bits_is_kept_as_its_digits(tmp_path):
         assert s.candidate("c000")["metadata"]["objid"] == str(2 ** 64 - 1)
 
 
+@pytest.mark.parametrize("tamper,words", [
+    ("UPDATE candidates SET metadata = '{bad' WHERE candidate_id = 'c003'", 'candidate "c003" has metadata'),
+    ("UPDATE candidates SET score = 'abc' WHERE candidate_id = 'c001'", 'candidate "c001" has a score'),
+    ("UPDATE grades SET grade = 'Z'", 'grade row "1" has a grade'),
+    ("UPDATE grades SET grader = 'ana' || char(10)", "grader"),
+])
+def test_a_database_edited_outside_is_one_line_for_its_readers(tmp_path, capsys, tamper, words):
+    """Export, report and progress read it: a JSONDecodeError, a KeyError or a TypeError before."""
+    from darkhaloscope.cli import main
+
+    db = tmp_path / "g.sqlite"
+    with open_store(db, create=True) as s:
+        s.add_candidates(write_scores(tmp_path / "s.parquet", 6))
+        s.grade("c000", "ana", "A")
+    conn = sqlite3.connect(db)
+    conn.execute("PRAGMA ignore_check_constraints = 1")
+    conn.execute(tamper)
+    conn.commit()
+    conn.close()
+    for argv in (["export", "--out", str(tmp_path / "e.parquet")], ["report", "--out", str(tmp_path / "r")],
+                 ["progress"]):
+        assert main(["grade", *argv, "--db", str(db)]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and err.count("\n") == 1 and "not a readable grades database" in err
+        assert words in err, err
+    assert not (tmp_path / "e.parquet").exists() and not (tmp_path / "r").exists()
+
+
 def test_validation_of_keys_tags_and_graders(store):
     with pytest.raises(UsageError, match="unknown grade key"):
         store.grade("c000", "ana", "X")

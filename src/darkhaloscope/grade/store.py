@@ -111,6 +111,8 @@ def open_store(path: str | os.PathLike, *, create: bool, read_only: bool = False
                                f"copy {path.name} and {wal.name} to a writable folder and read them there")
     store = GradeStore(path, read_only=not writable)
     store._check_and_migrate(create)
+    if read_only:  # the readers (export, report, progress) first check what they will read
+        store.check_contents()
     return store
 
 
@@ -226,6 +228,31 @@ class GradeStore:
                                    f"this darkhaloscope's (v{SCHEMA_VERSION}); copy it to a writable folder "
                                    "(opening it there migrates it)")
         self.migrate(version)
+
+    def check_contents(self) -> None:
+        """DataError naming the first row a reader could not use: edited outside darkhaloscope (metadata not a JSON
+        object, a score or source_row that is not a number, a grade or tag outside the keys despite the CHECKs,
+        which `PRAGMA ignore_check_constraints` turns off, or a grader name this tool would refuse)."""
+        keys, tags = ", ".join(f"'{g}'" for g in GRADES), ", ".join(f"'{t}'" for t in TAGS)
+        probes = (
+            ("candidate", "SELECT candidate_id FROM candidates WHERE json_valid(metadata) = 0 OR "
+                          "json_type(metadata) != 'object' LIMIT 1", "metadata that is not a JSON object"),
+            ("candidate", "SELECT candidate_id FROM candidates WHERE typeof(score) NOT IN ('real', 'integer', 'null') "
+                          "OR typeof(source_row) NOT IN ('integer', 'null') OR typeof(rank) NOT IN ('integer', "
+                          "'null') LIMIT 1", "a score, rank or source_row that is not a number"),
+            ("grade row", f"SELECT id FROM grades WHERE (grade IS NOT NULL AND grade NOT IN ({keys})) OR (tag IS NOT NULL "
+                      f"AND tag NOT IN ({tags})) OR typeof(score) NOT IN ('real', 'integer', 'null') LIMIT 1",
+             "a grade, tag or score outside what `dhs grade` writes"),
+        )
+        for what, sql, why in probes:
+            bad = self._read(sql)
+            if bad:
+                raise DataError(f"{self.path}: not a readable grades database: {what} {json.dumps(str(bad[0][0]))} "
+                                f"has {why} (edited outside darkhaloscope?); restore it from a copy")
+        for (name,) in self._read("SELECT DISTINCT grader FROM grades"):
+            if not isinstance(name, str) or not GRADER_RE.fullmatch(name):
+                raise DataError(f"{self.path}: not a readable grades database: grader {json.dumps(str(name))} is not a "
+                                "name `dhs grade` accepts (edited outside darkhaloscope?); restore it from a copy")
 
     def migrate(self, version: int) -> None:
         """Apply MIGRATIONS[version:] in order, each with its user_version, in one transaction."""
