@@ -46,6 +46,16 @@ def test_mixed_pixel_scales_or_sizes_are_one_error_line(tmp_path, capsys):
     assert not (tmp_path / "r").exists()
 
 
+def test_an_empty_known_lenses_parquet_is_one_line_before_any_work(tmp_path, capsys):
+    """(An ArrowInvalid traceback before, and the report's folder left behind; the message named the file twice.)"""
+    (tmp_path / "known.parquet").write_bytes(b"")
+    rc = main(["evaluate", str(tmp_path / "none.parquet"), "--out", str(tmp_path / "r"), "--known-lenses",
+               str(tmp_path / "known.parquet"), "--checkpoint", "x.pt"])
+    err = capsys.readouterr().err
+    assert rc == 1 and err.count("error:") == 1 and f"{tmp_path / 'known.parquet'}: cannot read parquet footer" in err
+    assert not (tmp_path / "r").exists()
+
+
 def test_positions_of_the_shared_layout_merge_duplicates(tmp_path):
     """The shared folders keep positions as meta_ra / meta_dec: a cutout 0.5" from another is the same lens."""
     import pyarrow as pa

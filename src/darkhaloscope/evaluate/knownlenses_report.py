@@ -27,8 +27,14 @@ BANDS = ("g", "r", "z")
 def check_known_input(known: str, checkpoint: str | None) -> None:
     """Everything refused before any work: a missing KNOWN, data without --checkpoint, a cutout folder mixing
     pixel scales or sizes."""
-    if not check_known_lenses(known, checkpoint) and Path(known).is_dir():
+    if check_known_lenses(known, checkpoint):
+        return
+    if Path(known).is_dir():
         scan_cutout_folder(known)
+    elif Path(known).is_file() and Path(known).suffix == ".parquet":
+        from darkhaloscope.stamps.tier import open_tier
+
+        open_tier(known)  # an empty or truncated file: its one error line now, before the report's folders
 
 
 def _known_scores(known: str, checkpoint: str | None, out_dir: Path, s3, log) -> Path:

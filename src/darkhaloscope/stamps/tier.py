@@ -325,12 +325,13 @@ def open_tier(uri: str, s3: S3Options | None = None, *, threads: int = 16) -> Ti
 
     def footer(p) -> TierFile:
         path, rel, size = p
+        where = uri if path == root else f"{uri.rstrip('/')}/{rel}"  # (a tier given as one file: its own name)
         try:
             with fs.open_input_file(path) as fh:
                 md = pq.ParquetFile(fh).metadata
         except (OSError, pa.ArrowInvalid) as e:
-            _raise_s3_fault(e, f"{uri.rstrip('/')}/{rel}", s3)
-            raise DataError(f"{uri.rstrip('/')}/{rel}: cannot read parquet footer ({_short(e)}); the file is "
+            _raise_s3_fault(e, where, s3)
+            raise DataError(f"{where}: cannot read parquet footer ({_short(e)}); the file is "
                             "truncated or corrupt: re-copy or re-write it, or remove it from the tier") from None
         return TierFile(path=path, relpath=rel, split=_split_from_path(rel), num_rows=md.num_rows,
                         row_group_rows=[md.row_group(i).num_rows for i in range(md.num_row_groups)],
