@@ -107,3 +107,17 @@ def test_export_without_sky_positions_is_refused_as_positives(tmp_path):
         export_graded(s, tmp_path / "e.parquet")
     with pytest.raises(DataError, match="graded candidate 'c001' has no RA/DEC"):
         load_known([str(tmp_path / "e.parquet")])
+
+
+def test_a_refused_loop_output_writes_no_export(graded_db, tmp_path, capsys):
+    """--lenses-folder that is a non-empty folder: refused before the export is written (it was written, then
+    the command failed)."""
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "x.txt").write_text("mine")
+    out = tmp_path / "graded.parquet"
+    db, _ = graded_db
+    assert main(["grade", "export", "--db", str(db), "--out", str(out), "--lenses-folder", str(busy)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --lenses-folder") and "not an empty folder" in err
+    assert not out.exists() and sorted(p.name for p in busy.iterdir()) == ["x.txt"]

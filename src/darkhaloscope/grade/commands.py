@@ -75,12 +75,14 @@ def cmd_progress(args) -> int:
 
 def cmd_export(args) -> int:
     from darkhaloscope.grade.export import export_graded, graded_rows
-    from darkhaloscope.grade.loop import write_lenses_folder, write_negatives_tier
+    from darkhaloscope.grade.loop import check_loop_outputs, write_lenses_folder, write_negatives_tier
     from darkhaloscope.grade.store import open_store
 
     with open_store(args.db, create=False, read_only=True) as store:
-        counts = export_graded(store, args.out)
         rows = graded_rows(store) if args.negatives_tier or args.lenses_folder else []
+        check_loop_outputs(rows, negatives_tier=args.negatives_tier, lenses_folder=args.lenses_folder,
+                           data=args.data, overwrite=args.overwrite)  # refused before the export is written
+        counts = export_graded(store, args.out)
     print(f"{args.out}: " + ", ".join(f"{n:,} {g}" for g, n in counts.items()))
     if args.negatives_tier:
         m = write_negatives_tier(rows, args.negatives_tier, data=args.data, overwrite=args.overwrite)

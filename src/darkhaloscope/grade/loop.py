@@ -41,15 +41,9 @@ def _one_data(rows: list[dict], data: str | None, what: str) -> str:
     return found[0]
 
 
-def write_negatives_tier(rows: list[dict], out: str | Path, *, data: str | None = None, overwrite: bool = False,
-                         argv: list[str] | None = None) -> dict:
-    """The N-graded rows of `rows` (grade.export.graded_rows) copied from their tier as a `--mined` tier."""
-    import pyarrow as pa
-
-    from darkhaloscope.config import run_info
-    from darkhaloscope.fileio import atomic_write_text
-    from darkhaloscope.score.mining import check_mine_destination, write_negative_rows
-    from darkhaloscope.stamps.tier import is_local_tier, open_tier
+def _negatives_plan(rows: list[dict], out, data: str | None) -> tuple[list[dict], int, str]:
+    """(the N-graded rows of training splits, how many of val/test were left out, their tier), or the refusal."""
+    from darkhaloscope.stamps.tier import is_local_tier
 
     graded_n = [r for r in rows if r["grade"] == "N"]
     keep = [r for r in graded_n if r["split"] in TRAIN_SPLITS]
@@ -63,6 +57,48 @@ def write_negatives_tier(rows: list[dict], out: str | Path, *, data: str | None 
     if "://" not in src and not is_local_tier(src):
         raise DataError(f"{src}: not a parquet tier (a cutout folder?); a hard-negative tier copies tier rows: "
                         "pack the cutouts into a tier (`dhs cutouts`), score and grade that")
+    return keep, left_out, src
+
+
+def _lenses_plan(rows: list[dict], out, data: str | None) -> tuple[list[dict], str]:
+    """(the A/B-graded rows, their data), or the refusal."""
+    lenses = [r for r in rows if r["grade"] in LENS]
+    if not lenses:
+        raise DataError(f"--lenses-folder {out}: no candidate graded A or B yet")
+    root = Path(out)
+    if root.exists() and (not root.is_dir() or any(root.iterdir())):
+        raise UsageError(f"--lenses-folder {out} exists and is not an empty folder; choose another")
+    src = _one_data(lenses, data, f"--lenses-folder {out}")
+    if not Path(src).exists() and "://" not in src:
+        raise MissingInputError(f"{src}: the graded stamps' data is not here; point --data at the tier or folder")
+    return lenses, src
+
+
+def check_loop_outputs(rows: list[dict], *, negatives_tier=None, lenses_folder=None, data: str | None = None,
+                       overwrite: bool = False) -> None:
+    """Every refusal of `write_negatives_tier` / `write_lenses_folder` that needs no writing, so that `dhs grade
+    export` says it before writing its export (a refused loop output used to follow a written export)."""
+    from darkhaloscope.score.mining import check_mine_destination
+
+    if negatives_tier:
+        _, _, src = _negatives_plan(rows, negatives_tier, data)
+        if not overwrite:  # (with it, the destination's former files are removed when writing)
+            check_mine_destination(src, str(negatives_tier), None, False)
+    if lenses_folder:
+        _lenses_plan(rows, lenses_folder, data)
+
+
+def write_negatives_tier(rows: list[dict], out: str | Path, *, data: str | None = None, overwrite: bool = False,
+                         argv: list[str] | None = None) -> dict:
+    """The N-graded rows of `rows` (grade.export.graded_rows) copied from their tier as a `--mined` tier."""
+    import pyarrow as pa
+
+    from darkhaloscope.config import run_info
+    from darkhaloscope.fileio import atomic_write_text
+    from darkhaloscope.score.mining import check_mine_destination, write_negative_rows
+    from darkhaloscope.stamps.tier import open_tier
+
+    keep, left_out, src = _negatives_plan(rows, out, data)
     root = check_mine_destination(src, str(out), None, overwrite)
     tier = open_tier(src)
     extra = {"graded_candidate_id": pa.array([r["candidate_id"] for r in keep], pa.string()),
@@ -83,15 +119,8 @@ def write_lenses_folder(rows: list[dict], out: str | Path, *, data: str | None =
     from darkhaloscope.fileio import atomic_path, atomic_write_text
     from darkhaloscope.score.sources import open_source
 
-    lenses = [r for r in rows if r["grade"] in LENS]
-    if not lenses:
-        raise DataError(f"--lenses-folder {out}: no candidate graded A or B yet")
+    lenses, src = _lenses_plan(rows, out, data)
     root = Path(out)
-    if root.exists() and (not root.is_dir() or any(root.iterdir())):
-        raise UsageError(f"--lenses-folder {out} exists and is not an empty folder; choose another")
-    src = _one_data(lenses, data, f"--lenses-folder {out}")
-    if not Path(src).exists() and "://" not in src:
-        raise MissingInputError(f"{src}: the graded stamps' data is not here; point --data at the tier or folder")
     source = open_source(src)
     images = source.fetch([r["source_file"] for r in lenses], [int(r["source_row"]) for r in lenses])
     bad = next(iter(getattr(source, "fetch_errors", {}).items()), None)  # a cutout folder gives zeros for these
