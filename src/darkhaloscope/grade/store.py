@@ -240,9 +240,9 @@ class GradeStore:
             ("candidate", "SELECT candidate_id FROM candidates WHERE typeof(score) NOT IN ('real', 'integer', 'null') "
                           "OR typeof(source_row) NOT IN ('integer', 'null') OR typeof(rank) NOT IN ('integer', "
                           "'null') LIMIT 1", "a score, rank or source_row that is not a number"),
-            ("grade row", f"SELECT id FROM grades WHERE (grade IS NOT NULL AND grade NOT IN ({keys})) OR (tag IS NOT NULL "
-                      f"AND tag NOT IN ({tags})) OR typeof(score) NOT IN ('real', 'integer', 'null') LIMIT 1",
-             "a grade, tag or score outside what `dhs grade` writes"),
+            ("grade row", f"SELECT id FROM grades WHERE (grade IS NOT NULL AND grade NOT IN ({keys})) OR "
+                          f"(tag IS NOT NULL AND tag NOT IN ({tags})) OR typeof(score) NOT IN ('real', 'integer', "
+                          "'null') LIMIT 1", "a grade, tag or score outside what `dhs grade` writes"),
         )
         for what, sql, why in probes:
             bad = self._read(sql)
