@@ -112,6 +112,21 @@ def test_a_host_tier_with_text_is_control_is_refused_naming_the_file(tmp_path, c
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("tier", ["e\x1b[31mred", "a b", "x\u202eyz", "t\n", "x" * 101])
+def test_a_tier_name_is_a_plain_folder_name(tmp_path, capsys, tier):
+    rc = main(["simulate", "--out", str(tmp_path / "out"), "--tier", tier, "--rows", "12", "--seed", "1", "-q"])
+    assert rc == 2 and "plain folder name" in capsys.readouterr().err and not (tmp_path / "out").exists()
+
+
+def test_hosts_that_hold_or_are_the_tier_being_built_are_refused(tmp_path, capsys):
+    """A sharded build reading its own folder took the other shard's rows as hosts (hosts in two splits)."""
+    (tmp_path / "out").mkdir()
+    for hosts in (tmp_path / "out", tmp_path / "out" / "t", tmp_path / "out" / "t" / "region_split=train"):
+        assert _run(tmp_path, "--hosts", str(hosts)) == 2
+        assert "would read what it writes" in capsys.readouterr().err
+    assert list((tmp_path / "out").iterdir()) == []
+
+
 def test_tier_without_controls_cannot_give_hosts(tmp_path, capsys):
     from tierfactory import make_tier  # tests/ is on sys.path (conftest)
 

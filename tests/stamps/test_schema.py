@@ -1,6 +1,7 @@
 """The schema contract: the one label mapping, never-a-model-input columns, the stamp centre."""
 
 import numpy as np
+import pyarrow as pa
 import pytest
 
 from darkhaloscope.errors import DataError, RefusedError
@@ -11,6 +12,10 @@ def test_label_mapping():
     assert label_from_is_control([1, 0, 0, 1]).tolist() == [0, 1, 1, 0]
     with pytest.raises(DataError, match="row 1 has 2"):
         label_from_is_control([0, 2])
+    assert label_from_is_control(np.array([1.0, 0.0])).tolist() == [0, 1]  # whole floats are labels
+    for frac in ([0.0, 1.5], [0.0, 0.25]):  # truncated to 1 / 0 before: a fractional is_control became a label
+        with pytest.raises(DataError, match=f"row 1 has {frac[1]}"):
+            label_from_is_control(pa.array(frac))
 
 
 def test_injection_metadata_is_never_a_model_input():

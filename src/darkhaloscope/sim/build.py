@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import multiprocessing as mp
 import os
+import re
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass
@@ -277,6 +278,9 @@ def _get(d: dict, key: str):
     return d.get("config", {}).get(key[7:]) if key.startswith("config.") else d.get(key)
 
 
+TIER_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,99}")  # `--tier`: the tier's folder name
+
+
 def prepare(out, tier: str, rows: int, seed: int, cfg: SimConfig, shard: str | None = None, s3=None,
             overwrite: bool = False, resume: bool = False) -> tuple[SimContext, list[int], Path]:
     """Validate everything and load hosts; return the context, this shard's chunks and the tier root.
@@ -287,13 +291,19 @@ def prepare(out, tier: str, rows: int, seed: int, cfg: SimConfig, shard: str | N
     if resume and overwrite:
         raise UsageError("--resume and --overwrite contradict each other: continue the build or replace it")
     cfg.validate()
-    if not tier or "/" in tier or tier.startswith("."):
-        raise UsageError(f"--tier {tier!r}: give a plain folder name such as demo or train_stamp64")
+    if not TIER_NAME_RE.fullmatch(tier or ""):  # a folder name, shown in every line: no '/', control or bidi text
+        raise UsageError(f"--tier {tier!r}: give a plain folder name such as demo or train_stamp64 (letters, "
+                         "digits, '.', '_', '+', '-'; up to 100)")
     if rows < 1:
         raise UsageError(f"--rows={rows}: must be >= 1")
     k, n = parse_shard(shard)
     root = Path(out) / tier
     _check_writable(out, root)
+    if cfg.hosts and "://" not in cfg.hosts:
+        src, dst = Path(cfg.hosts).resolve(), root.resolve()
+        if dst == src or src in dst.parents or dst in src.parents:  # its own rows (or a shard's) would become hosts
+            raise UsageError(f"--hosts {cfg.hosts} is the tier being built ({root}), holds it or lies inside it: the "
+                             "build would read what it writes; give hosts from another folder")
     real = load_real_hosts(cfg.hosts, s3, cfg.host_limit) if cfg.hosts else None
     plan = make_plan(rows, seed, cfg, real)
     ctx = SimContext(cfg, seed, plan, real, grid_points(parse_grid(cfg.grid)), parse_snr_dist(cfg.arc_snr_dist))

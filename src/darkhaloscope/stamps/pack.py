@@ -169,11 +169,17 @@ def pack_file(tier: Tier, f: TierFile, index: int, out: Path, opts: PackOptions,
     return res
 
 
-def check_destination(out: str) -> Path:
-    """OUT must be a local folder that is missing or empty (a packed tier is never half overwritten)."""
+def check_destination(out: str, source: str | None = None) -> Path:
+    """OUT must be a local folder that is missing or empty (a packed tier is never half overwritten), apart from
+    the `source` tier (not it, inside it, nor holding it: the tier would gain its own packed copy as rows)."""
     if is_s3(out):
         raise UsageError(f"OUT {out}: dhs pack writes to a local folder; pack locally, then copy the folder up")
     path = Path(out)
+    if source is not None and not is_s3(source):
+        src, dst = Path(source).resolve(), path.resolve()
+        if dst == src or src in dst.parents or dst in src.parents:
+            raise UsageError(f"OUT {out} is the input tier {source}, inside it or holds it: its shards would become "
+                             "rows of the tier; choose a folder outside it")
     if path.exists() and (not path.is_dir() or any(path.iterdir())):
         unfinished = path.is_dir() and not (path / MANIFEST_NAME).exists()
         raise UsageError(f"OUT {out} exists and is not empty" + (f" (an unfinished pack: no {MANIFEST_NAME})"
@@ -201,7 +207,7 @@ def pack_tier(tier: Tier, out: str, opts: PackOptions | None = None,
     if unsplit:
         raise DataError(f"{tier.describe(unsplit[0])}: no region_split=<name>/ folder and no '{SPLIT_COLUMN}' "
                         "column, so its rows belong to no split; add one (the packed tier keeps the split layout)")
-    path = check_destination(out)
+    path = check_destination(out, tier.uri)
     t0 = time.perf_counter()
     ex = ThreadPoolExecutor(max(1, opts.workers))
     futures = []

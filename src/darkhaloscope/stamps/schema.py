@@ -160,11 +160,10 @@ def label_from_is_control(is_control) -> np.ndarray:
         arr = is_control.to_numpy(zero_copy_only=False)
     else:
         arr = np.asarray(is_control)
-    arr = arr.astype(np.int64, copy=False)
-    bad = ~np.isin(arr, (0, 1))
+    bad = ~np.isin(arr, (0, 1))  # before any cast: 1.5 or 0.25 are no label (int64 would truncate them to one)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         e = DataError(f"{LABEL_SOURCE_COLUMN} must be 0 or 1; row {i} has {arr[i]}")
         e.row = i
         raise e
-    return (1 - arr).astype(np.int8)
+    return (1 - arr.astype(np.int64, copy=False)).astype(np.int8)
