@@ -116,3 +116,14 @@ def test_help_shows_every_key_with_its_default_and_unit(capsys):
     assert "pixels from the stamp centre (5.2\") [default: 20.0]" in out
     assert "presets: cpu-demo, gpu" in out
     assert out.split("--s3-anonymous]")[1].lstrip().startswith("Train a lens finder on a tier")  # not a docstring
+
+
+@pytest.mark.parametrize("command", [["simulate", "--tier", "t", "--rows", "12", "--seed", "1", "-q", "--out"],
+                                     ["pack", "{tier}"]])
+def test_a_path_that_cannot_be_is_a_usage_error(command, tiny_tier, tmp_path, capsys):
+    """A file where OUT's parent folder must be: exit 2 (it was 4, a fault of the machine)."""
+    (tmp_path / "afile").write_text("x")
+    argv = [a.format(tier=tiny_tier) for a in command] + [str(tmp_path / "afile" / "sub")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "give another path" in err

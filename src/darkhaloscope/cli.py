@@ -10,6 +10,7 @@ output (`--out` / OUT) is locked for its run (`darkhaloscope.outlock`): a second
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import os
 import re
@@ -17,7 +18,7 @@ import sys
 
 from darkhaloscope import __version__
 from darkhaloscope.config import config_keys, did_you_mean, unknown_key_message
-from darkhaloscope.errors import DHSError, DiskFullError, EnvironmentFault, is_disk_full
+from darkhaloscope.errors import DHSError, DiskFullError, EnvironmentFault, UsageError, is_disk_full
 from darkhaloscope.outlock import output_lock
 
 # Role packages that contribute subcommands, in the order the pipeline runs.
@@ -104,6 +105,9 @@ def _usage_error(prog: str, message: str):
     raise SystemExit(2)
 
 
+PATH_SHAPE_ERRNOS = (errno.ENOTDIR, errno.EEXIST, errno.EISDIR, errno.ENAMETOOLONG)  # usage faults (exit 2)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parse_args(parser, argv)
@@ -121,6 +125,9 @@ def main(argv: list[str] | None = None) -> int:
         if not isinstance(e, OSError):
             raise
         where = f"{e.filename}: " if getattr(e, "filename", None) else ""
+        if e.errno in PATH_SHAPE_ERRNOS:  # the path given cannot be one: a file where a folder must be, too long
+            return _fail(UsageError(f"{where}{e.strerror or e} (a file where a folder is needed, a folder where a file "
+                                    "is, or a name too long); give another path"))
         return _fail(EnvironmentFault(f"{where}{e.strerror or e}; check the path, its permissions and free space"))
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
