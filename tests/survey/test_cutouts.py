@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -202,6 +203,14 @@ def test_rate_limit_applies_to_a_remote_service_only_unless_set():
     assert CutoutConfig(rate_limit_per_s=0).requests_per_s() == 0.0
     with pytest.raises(UsageError, match="must be >= 0"):
         CutoutConfig(rate_limit_per_s=-1).validate()
+
+
+@pytest.mark.parametrize("kw,words", [({"pixscale": 0}, "--pixscale=0"), ({"pixscale": -1}, "--pixscale=-1"),
+                                     ({"bands": "grzz"}, "each once"), ({"size": 100000}, "more than a cutout may hold")])
+def test_cutout_geometry_is_checked_before_any_request(kw, words):
+    """(--pixscale 0 and -1 and --bands grzz fetched and kept rows; --size 100000 was exit 4, 'cannot reach'.)"""
+    with pytest.raises(UsageError, match=re.escape(words)):
+        CutoutConfig(**kw).validate()
 
 
 def test_fake_service_help_prints_help_and_serves_nothing(monkeypatch, capsys):

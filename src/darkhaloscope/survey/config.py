@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from darkhaloscope.errors import UsageError
-from darkhaloscope.stamps.schema import PIXEL_SCALE_ARCSEC, SPLITS
+from darkhaloscope.stamps.schema import MAX_DECODED_PIXELS, PIXEL_SCALE_ARCSEC, SPLITS
 
 
 def parse_fractions(text: str, what: str) -> dict[str, float]:
@@ -98,8 +98,14 @@ class CutoutConfig:
             raise UsageError(f"--service-url {self.service_url!r}: must be an http:// or https:// URL")
         if (self.rate_limit_per_s or 0) < 0 or self.remote_rate_limit_per_s < 0:
             raise UsageError(f"--rate-limit={self.rate_limit_per_s}: must be >= 0 (0: no limit)")
-        if not self.bands or any(b not in "grz" for b in self.bands):
-            raise UsageError(f"bands={self.bands!r}: use letters from grz, e.g. grz")
+        if not self.bands or any(b not in "grz" for b in self.bands) or len(set(self.bands)) != len(self.bands):
+            raise UsageError(f"bands={self.bands!r}: use letters from grz, each once, e.g. grz")
+        if len(self.bands) * self.size ** 2 > MAX_DECODED_PIXELS:
+            raise UsageError(f"--size={self.size}: {len(self.bands)} x {self.size}^2 pixels is more than a cutout may "
+                             f"hold ({MAX_DECODED_PIXELS:,}); stamps are 64 px (101 px for the shared cutouts)")
+        if not 0.01 <= self.pixscale <= 10:
+            raise UsageError(f"--pixscale={self.pixscale}: must be in [0.01, 10] arcsec per pixel (Legacy Surveys: "
+                             "0.262)")
 
     def requests_per_s(self) -> float:
         """The rate limit in force (0: none): rate_limit_per_s when set, else by where the service is."""
