@@ -140,17 +140,42 @@ def main(argv=None) -> int:
                    "trained on) instead of simulating one")
     p.add_argument("--real-lenses", default=str(PS1), help="folder of confirmed real lenses ('' = none)")
     args = p.parse_args(argv)
+    from darkhaloscope.cli import _fail
+    from darkhaloscope.errors import DHSError
+
+    try:
+        return _main(args)
+    except DHSError as e:  # one `error:` line and its exit code, as `dhs`
+        return _fail(e)
+
+
+def _main(args) -> int:
     from darkhaloscope.config import load_config
+    from darkhaloscope.errors import MissingInputError, UsageError
+    from darkhaloscope.fileio import atomic_write_text
     from darkhaloscope.inject.build import simulate as simulate_tier  # either engine (the demo tier: torch)
     from darkhaloscope.sim.simconfig import SimConfig
 
     runs = [spec.split("=", 1) for spec in args.run]
     names = [r[0] for r in runs]
     if any(len(r) != 2 or not re.fullmatch(r"[A-Za-z0-9_.-]+", r[0]) for r in runs) or len(set(names)) != len(names):
-        p.error("--run: NAME=RUN_DIR with distinct names of letters, digits, '_', '.', '-' (they name output files)")
+        raise UsageError("--run: NAME=RUN_DIR with distinct names of letters, digits, '_', '.', '-' (they name "
+                         "output files)")
+    try:
+        steps = [float(s) for s in args.steps.split(",")]
+    except ValueError:
+        raise UsageError(f"--steps {args.steps!r}: magnitudes shallower, comma-separated numbers") from None
+    if not all(0 <= d <= 5 for d in steps):
+        raise UsageError(f"--steps {args.steps!r}: each step must be in [0, 5] mag")
+    if args.tier and not (Path(args.tier) / "manifest.json").is_file():
+        raise MissingInputError(f"--tier {args.tier}: not a tier of `dhs simulate` (no manifest.json)")
+    for name, run in runs:
+        if not (Path(run) / "best.pt").is_file():
+            raise MissingInputError(f"--run {name}={run}: no best.pt there; give a run folder of `dhs train`")
     out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {args.out} is a file; give a folder")
     out.mkdir(parents=True, exist_ok=True)
-    steps = [float(s) for s in args.steps.split(",")]
     t0 = time.perf_counter()
     tier = Path(args.tier) if args.tier else out / "held_out_depth"
     if not (tier / "manifest.json").exists():
@@ -164,7 +189,7 @@ def main(argv=None) -> int:
         results["runs"][name] = measure_run(name, Path(run), tier, images, labels, meta, steps, args.seed, ps1, out)
     results["load_average_end"] = os.getloadavg()
     results["total_s"] = time.perf_counter() - t0
-    (out / "results.json").write_text(json.dumps(results, indent=1, default=str) + "\n")
+    atomic_write_text(out / "results.json", json.dumps(results, indent=1, default=str) + "\n")
     names = list(results["runs"])
     print("\n| step (mag shallower) | " + " | ".join(f"{n}: AUROC, recall@1% [95% CI], recall at deep thr (FPR)"
                                                      for n in names) + " |\n|---|" + "---|" * len(names))

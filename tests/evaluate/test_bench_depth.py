@@ -31,7 +31,19 @@ def test_binned_recall_counts_each_lens_once_in_its_bin(bench):
 @pytest.mark.parametrize("runs", [["a=x", "a=y"], ["../up=x"], ["noequals"]])
 def test_run_names_must_be_distinct_and_safe_file_names(bench, tmp_path, runs, capsys):
     argv = ["--out", str(tmp_path / "o")] + [a for r in runs for a in ("--run", r)]
-    with pytest.raises(SystemExit) as e:
-        bench.main(argv)
-    assert e.value.code == 2 and "distinct names" in capsys.readouterr().err
+    assert bench.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --run") and err.count("\n") == 1 and "distinct names" in err
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("extra,code,words", [(["--steps", "x,1"], 2, "comma-separated numbers"),
+                                              (["--steps", "1e308"], 2, "in [0, 5] mag"),
+                                              (["--tier", "nosuch"], 2, "not a tier"),
+                                              ([], 2, "no best.pt there")])
+def test_bad_arguments_are_one_line_before_any_output(bench, tmp_path, capsys, extra, code, words):
+    """(ValueError / OverflowError / MissingInputError tracebacks before, after making --out.)"""
+    assert bench.main(["--out", str(tmp_path / "o"), "--run", "a=nosuch", *extra]) == code
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and words in err, err
     assert not (tmp_path / "o").exists()
