@@ -25,6 +25,14 @@ def test_mine_split_with_dots_is_refused(tmp_path, capsys, checkpoint):
     assert files_under(tmp_path) == before and not list(tmp_path.rglob("ESCAPED"))
 
 
+def test_mine_split_the_tier_lacks_is_refused_naming_its_splits(tmp_path, capsys, checkpoint, tier):
+    """(It scored nothing, said 'no rows to score' with exit 1, and left an empty OUT.)"""
+    rc, _, err = dhs(capsys, "mine", "--checkpoint", checkpoint, "--data", tier, "--top", "3",
+                     "--out", tmp_path / "mined", "--split", "nosuch", "--quiet")
+    assert rc == 2 and "--split nosuch: the tier" in err and "its splits: " in err and "train" in err
+    assert not (tmp_path / "mined").exists()
+
+
 @pytest.mark.parametrize("where", ["same", "inside", "holding"])
 def test_mine_out_overlapping_the_input_is_refused(tmp_path, capsys, checkpoint, tier, where):
     out = {"same": tier, "inside": tier / "region_split=train", "holding": tier.parent}[where]

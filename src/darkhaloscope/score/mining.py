@@ -112,6 +112,9 @@ def mine_tier(checkpoint: str, data: str, top: int, out: str, *, split: str | No
         raise UsageError(f"--top {top}: must be >= 1")
     root = check_mine_destination(data, out, split, overwrite)
     tier = open_tier(data, s3)  # DataError for a folder without parquet: mining copies tier rows
+    present = tier.splits() if split is not None else []
+    if present and split not in present:  # (said before the output folder is made)
+        raise UsageError(f"--split {split}: the tier {data} has no such split; its splits: {', '.join(present)}")
     scores_path = root / SCORES_NAME
     cfg = load_config(ScoreConfig, None, {"cutout_ok_only": True})
     score_data(checkpoint, data, scores_path, cfg, s3=s3, split=split, progress=progress)
