@@ -122,6 +122,7 @@ def test_refuses_non_empty_out_already_packed_and_bad_options(tiny_tier, tmp_pat
     assert "already a packed tier" in capsys.readouterr().err
     assert main(["pack", str(tiny_tier), "s3://b/x"]) == 2
     assert main(["pack", str(tiny_tier), str(tmp_path / "r"), "--row-group-rows", "0"]) == 2
+    assert main(["pack", str(tiny_tier), str(tmp_path / "r"), "--workers", "-4"]) == 2  # (taken as 1 before)
     before = sorted(str(q.relative_to(tiny_tier)) for q in tiny_tier.rglob("*"))
     assert main(["pack", str(tiny_tier), str(tiny_tier / "pk")]) == 2  # its shards became rows of the tier
     assert "inside it" in capsys.readouterr().err

@@ -196,6 +196,8 @@ def pack_tier(tier: Tier, out: str, opts: PackOptions | None = None,
         raise UsageError(f"--compression {opts.compression}: choose one of {', '.join(COMPRESSIONS)}")
     if opts.row_group_rows < 1:
         raise UsageError("--row-group-rows must be >= 1 (512-1024 reads fastest)")
+    if opts.workers < 1 or opts.decode_threads < 1:
+        raise UsageError(f"--workers {opts.workers}: files packed at once must be >= 1 (and decode threads >= 1)")
     if tier.is_packed:
         raise UsageError(f"{tier.uri} is already a packed tier ({PACKED_STAMP_COLUMN}); nothing to do")
     for col in (STAMP_COLUMN, LABEL_SOURCE_COLUMN):
