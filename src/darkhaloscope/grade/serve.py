@@ -74,8 +74,8 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def start(store, *, host: str = "127.0.0.1", port: int = 8000, token: str | None = None,
-          background: bool = False, log_level: str = "warning", announce=None, sock: socket.socket | None = None) -> Served:
+def start(store, *, host: str = "127.0.0.1", port: int = 8000, token: str | None = None, background: bool = False,
+          log_level: str = "warning", announce=None, sock: socket.socket | None = None) -> Served:
     """Serve `store`: in this thread until interrupted, or (`background`) in a daemon thread that
     `Served.stop()` ends. Port 0 picks a free port (tests, benchmarks). `announce(url, token)` is called once
     the port is bound, before the first request is served. `sock`: already bound by `bind(host, port)`."""
