@@ -68,6 +68,13 @@ def test_bad_hosts_are_refused(train_tier, tmp_path, capsys):
     valonly = make_tier(tmp_path / "valonly", rows_per_split=16, splits=("val",))
     rc, err = _refused(["--data", str(train_tier), "--inject", str(valonly)], tmp_path / "r", capsys)
     assert rc == 2 and "has no 'train' split" in err
+    half = make_tier(tmp_path / "half", rows_per_split=16)
+    for f in half.rglob("*.parquet"):  # every is_control 0.5: no label (read as 0 before: 'no control rows')
+        t = pq.read_table(f)
+        pq.write_table(t.set_column(t.column_names.index("is_control"), "is_control",
+                                    pa.array([0.5] * t.num_rows, pa.float64())), f)
+    rc, err = _refused(["--data", str(train_tier), "--inject", str(half)], tmp_path / "r", capsys)
+    assert rc == 1 and f"--inject {half}" in err and "is_control must be 0 or 1" in err and "--hosts" not in err
 
 
 def test_real_hosts_need_host_ids_in_data(tmp_path, capsys):
