@@ -44,13 +44,14 @@ class RealHosts:
     sigma_nmgy: np.ndarray | None = None  # (M, 3) robust per-pixel sky sigma per band, set by `checked`
     psf_fwhm_arcsec: np.ndarray | None = None  # (M, 3) the hosts' own PSF FWHM per band (nan: unknown), arcsec
 
-    def checked(self) -> "RealHosts":
-        """Measure each host's sky noise; DataError naming the host if a band has none (not a real cutout)."""
+    def checked(self, option: str = "--hosts") -> "RealHosts":
+        """Measure each host's sky noise; DataError naming the host if a band has none (not a real cutout).
+        `option`: the command-line option that named the hosts, in messages."""
         self.sigma_nmgy = np.stack([robust_sigma(img) for img in self.images])
         bad = np.flatnonzero(~(self.sigma_nmgy > 0).all(axis=1))
         if bad.size:
             h = int(bad[0])
-            raise DataError(f"--hosts {self.source}: host {self.ids[h]} has no sky noise in band(s) "
+            raise DataError(f"{option} {self.source}: host {self.ids[h]} has no sky noise in band(s) "
                             f"{', '.join(b for b, s in zip(BANDS, self.sigma_nmgy[h]) if not s > 0)} (blank or "
                             "noiseless image); real hosts must be observed cutouts: drop that file")
         return self
@@ -191,18 +192,18 @@ def exact_counts(n: int, fractions: dict[str, float], minimum: int = 0) -> dict[
     return counts
 
 
-def _load_npz_files(files: list[Path], source: Path) -> RealHosts:
+def _load_npz_files(files: list[Path], source: Path, option: str) -> RealHosts:
     from darkhaloscope.stamps.codec import decode_batch
 
     if not files:
-        raise DataError(f"--hosts {source}: no .npz files and no parquet tier here; expected DR10 cutouts "
+        raise DataError(f"{option} {source}: no .npz files and no parquet tier here; expected DR10 cutouts "
                         "(`cutout` (H, W, 3)) or Phase 4c npz (`image_g/r/z`) files")
     blobs = []
     for f in files:
         try:
             blobs.append(f.read_bytes())
         except OSError as e:
-            raise DataError(f"--hosts {f}: cannot read ({e.strerror}); check permissions") from None
+            raise DataError(f"{option} {f}: cannot read ({e.strerror}); check permissions") from None
     res = decode_batch(blobs, where=[str(f) for f in files], on_error="raise")
     return RealHosts(res.images, [f.stem for f in files], str(source), psf_fwhm_arcsec=_npz_psf(blobs))
 
@@ -224,7 +225,7 @@ def _npz_psf(blobs: list[bytes]) -> np.ndarray | None:
     return None if np.isnan(out).all() else out
 
 
-def _load_tier_controls(uri: str, s3, limit: int, split: str | None = None) -> RealHosts:
+def _load_tier_controls(uri: str, s3, limit: int, split: str | None, option: str) -> RealHosts:
     from darkhaloscope.errors import RefusedError
     from darkhaloscope.stamps.batch import decode_tier_batch
     from darkhaloscope.stamps.schema import CUTOUT_OK_COLUMN, LABEL_SOURCE_COLUMN, STAMP_COLUMN, label_from_is_control
@@ -241,7 +242,7 @@ def _load_tier_controls(uri: str, s3, limit: int, split: str | None = None) -> R
             keep = label_from_is_control(b.table[LABEL_SOURCE_COLUMN]) == 0
         except (DataError, RefusedError) as e:
             where = b.where(e.row) if getattr(e, "row", None) is not None else b.file.relpath
-            raise type(e)(f"--hosts {uri}: {where}: {e}") from None
+            raise type(e)(f"{option} {uri}: {where}: {e}") from None
         if not keep.any():
             continue
         b.table, b.row_index = b.table.filter(keep), b.row_index[keep]
@@ -255,25 +256,27 @@ def _load_tier_controls(uri: str, s3, limit: int, split: str | None = None) -> R
             break
     if not ids:
         where = f" in split '{split}'" if split else ""
-        raise DataError(f"--hosts {uri}: the tier has no control rows (is_control=1){where} to use as hosts")
+        raise DataError(f"{option} {uri}: the tier has no control rows (is_control=1){where} to use as hosts")
     psf = np.concatenate(psfs)[:limit] if psfs else None
     return RealHosts(np.concatenate(images)[:limit], ids[:limit], uri, psf_fwhm_arcsec=psf)
 
 
-def load_real_hosts(path: str, s3=None, limit: int = 5000, split: str | None = None) -> RealHosts:
+def load_real_hosts(path: str, s3=None, limit: int = 5000, split: str | None = None,
+                    option: str = "--hosts") -> RealHosts:
     """Hosts from a folder of npz files, or from the controls of a tier (folder/file/s3:// of parquet);
-    `split`: a tier's controls of that region_split only (a folder of npz files has no splits)."""
+    `split`: a tier's controls of that region_split only (a folder of npz files has no splits); `option`: the
+    command-line option that named them (`dhs simulate --hosts`, `dhs train --inject`), in every refusal."""
     from darkhaloscope.stamps.fs import is_s3
 
     if is_s3(path):
-        return _load_tier_controls(path, s3, limit, split).checked()
+        return _load_tier_controls(path, s3, limit, split, option).checked(option)
     p = Path(path)
     if not p.exists():
-        raise MissingInputError(f"--hosts {p}: no such file or folder; give a folder of DR10 .npz cutouts or a tier")
+        raise MissingInputError(f"{option} {p}: no such file or folder; give a folder of DR10 .npz cutouts or a tier")
     if p.is_file() and p.suffix == ".npz":
-        return _load_npz_files([p], p).checked()
+        return _load_npz_files([p], p, option).checked(option)
     from darkhaloscope.stamps.tier import cutout_files, is_local_tier
 
     if is_local_tier(p):
-        return _load_tier_controls(str(p), s3, limit, split).checked()
-    return _load_npz_files(cutout_files(p, (".npz",)), p).checked()
+        return _load_tier_controls(str(p), s3, limit, split, option).checked(option)
+    return _load_npz_files(cutout_files(p, (".npz",)), p, option).checked(option)

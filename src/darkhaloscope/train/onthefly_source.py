@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from darkhaloscope.errors import DHSError, UsageError
+from darkhaloscope.errors import UsageError
 from darkhaloscope.sim.build import Plan, SimContext
 from darkhaloscope.sim.hosts import RealHosts, load_real_hosts
 from darkhaloscope.stamps.schema import HOST_ID_COLUMNS, INJECTION_METADATA_COLUMNS, LABEL_SOURCE_COLUMN, STAMP_COLUMN
@@ -110,11 +110,7 @@ def train_hosts(hosts: str, data: Tier, train_split: str, s3, limit: int) -> tup
                              f"{', '.join(tier.splits()) or 'none'}); hosts are taken from its {train_split} split "
                              "only, so that val/test hosts never enter training")
         split = train_split
-    try:
-        real = load_real_hosts(hosts, s3, limit, split=split)
-    except DHSError as e:  # the loader speaks of `dhs simulate --hosts`; here the option is --inject
-        e.args = (str(e).replace(f"--hosts {hosts}", f"--inject {hosts}", 1),)
-        raise
+    real = load_real_hosts(hosts, s3, limit, split=split, option="--inject")
     held = held_out_host_ids(data, train_split, hosts)
     keep = [i for i, h in enumerate(real.ids) if h not in held]
     if not keep:
